@@ -1,0 +1,1 @@
+"""The inventory: Jinja template -> YAML with line marks -> validated model -> cross-checks."""

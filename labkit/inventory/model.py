@@ -1,0 +1,512 @@
+"""The inventory's typed model (pydantic v2). Unknown keys are errors everywhere: a typo never passes.
+
+DHCP option values are typed per option (66 text, 150 a list of IPv4, 43 TR-069 sub-options,
+125 RFC 3925 vendor blocks, ...); raw bytes only when the user writes `{hex: ...}` or uses a
+numeric code the kit has no type for.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from ipaddress import IPv4Address, IPv4Interface
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
+
+from labkit.errors import CodecError
+from labkit.macros import normalize_mac
+from labkit.protocols.dhcp.options import SubOption, Tr069, Tr111, VendorBlock
+
+_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _domain(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("expected a DNS name such as lab.example")
+    name = value.rstrip(".").lower()
+    if not name or len(name) > 253 or not all(_LABEL_RE.match(p) for p in name.split(".")):
+        raise ValueError(f"expected a DNS name such as lab.example, got {value!r}")
+    return name
+
+
+def _mac(value: Any) -> str:
+    if not isinstance(value, str):
+        # YAML 1.1 reads 00:11:22:33:44:55-like sexagesimal numbers only for some patterns; be clear
+        raise ValueError(f"expected a MAC address such as 00:11:22:33:44:55 (quote it), got {value!r}")
+    try:
+        return normalize_mac(value)
+    except CodecError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _ascii_text(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ValueError(f"expected text, got {value!r}")
+    text = str(value)
+    if not text:
+        raise ValueError("expected non-empty text")
+    if not text.isascii() or "\x00" in text:
+        raise ValueError("expected ASCII text without NUL (phones only read ASCII)")
+    return text
+
+
+def _hex_bytes(value: Any) -> bytes:
+    if not isinstance(value, str):
+        raise ValueError(f"expected hex bytes such as '0a 0b' or '0a:0b', got {value!r}")
+    cleaned = re.sub(r"[\s:.-]", "", value)
+    if cleaned.lower().startswith("0x"):
+        cleaned = cleaned[2:]
+    try:
+        return bytes.fromhex(cleaned)
+    except ValueError:
+        raise ValueError(f"expected hex bytes such as '0a 0b' or '0a:0b', got {value!r}") from None
+
+
+def _ip_list(value: Any) -> Any:
+    # one address is a list of one: `routers: 10.0.0.1` is what people write
+    return [value] if isinstance(value, (str, IPv4Address)) else value
+
+
+Domain = Annotated[str, BeforeValidator(_domain)]
+Mac = Annotated[str, BeforeValidator(_mac)]
+Text = Annotated[str, BeforeValidator(_ascii_text)]
+HexBytes = Annotated[bytes, BeforeValidator(_hex_bytes)]
+IPv4List = Annotated[list[IPv4Address], BeforeValidator(_ip_list), Field(min_length=1)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+UInt32 = Annotated[int, Field(ge=0, le=0xFFFFFFFF)]
+
+
+class Raw(Strict):
+    """Escape hatch for any option or sub-option: the exact payload bytes."""
+
+    hex: HexBytes
+
+
+def _raw_or_typed(value: Any) -> str:
+    if isinstance(value, Raw) or (isinstance(value, dict) and "hex" in value):
+        return "raw"
+    return "typed"
+
+
+def OrRaw(typed: Any) -> Any:  # noqa: N802 - reads as a type in annotations
+    """`typed`, or `{hex: ...}` for the exact bytes; errors name only the form the user chose."""
+    return Annotated[
+        Annotated[typed, Tag("typed")] | Annotated[Raw, Tag("raw")], Discriminator(_raw_or_typed)
+    ]
+
+
+# tags the discriminated unions add to error locations; dropped when locating errors
+UNION_TAGS = {"typed", "raw", "spec", "scalar"}
+CodeList = list[Annotated[int, Field(ge=1, le=254)]]
+
+
+# ---------------------------------------------------------------------------------------------
+# DHCP options
+
+
+class Tr069Model(Strict):
+    acs_url: Text | None = None
+    provisioning_code: Text | None = None
+    retry_min_wait: Annotated[int, Field(ge=1, le=65535)] | None = None
+    retry_multiplier: Annotated[int, Field(ge=1000, le=65535)] | None = None
+
+    def typed(self) -> Tr069:
+        return Tr069(self.acs_url, self.provisioning_code, self.retry_min_wait, self.retry_multiplier)
+
+
+SubValue = OrRaw(Text)
+
+
+def _suboptions(subs: dict[int, SubValue]) -> tuple[SubOption, ...]:
+    return tuple(
+        SubOption(code, v.hex if isinstance(v, Raw) else v.encode("ascii")) for code, v in subs.items()
+    )
+
+
+def _check_subs(subs: dict[int, SubValue]) -> dict[int, SubValue]:
+    for code, value in subs.items():
+        if not 1 <= code <= 254:
+            raise ValueError(f"sub-option code {code} is outside 1..254")
+        size = len(value.hex if isinstance(value, Raw) else value)
+        if size > 255:
+            raise ValueError(f"sub-option {code} is {size} bytes; a sub-option holds at most 255")
+    return subs
+
+
+class Option43(Strict):
+    """Option 43: TR-069 ACS discovery sub-options, or raw sub-options; not both."""
+
+    tr069: Tr069Model | None = None
+    suboptions: dict[int, SubValue] | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Option43:
+        if (self.tr069 is None) == (self.suboptions is None):
+            raise ValueError("give exactly one of `tr069` or `suboptions`")
+        if self.suboptions is not None:
+            _check_subs(self.suboptions)
+        return self
+
+    def typed(self) -> tuple[SubOption, ...]:
+        if self.tr069 is not None:
+            return self.tr069.typed().to_suboptions()
+        return _suboptions(self.suboptions or {})
+
+
+class Tr111Model(Strict):
+    manufacturer_oui: Text | None = None
+    serial_number: Text | None = None
+    product_class: Text | None = None
+    gateway_manufacturer_oui: Text | None = None
+    gateway_serial_number: Text | None = None
+    gateway_product_class: Text | None = None
+
+
+class VendorBlockModel(Strict):
+    """One RFC 3925 block: enterprise 3561 with TR-111 sub-options, or any enterprise with raw subs."""
+
+    enterprise: UInt32
+    tr111: Tr111Model | None = None
+    suboptions: dict[int, SubValue] | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> VendorBlockModel:
+        if (self.tr111 is None) == (self.suboptions is None):
+            raise ValueError("give exactly one of `tr111` or `suboptions`")
+        if self.tr111 is not None and self.enterprise != Tr111.ENTERPRISE:
+            raise ValueError(f"`tr111` sub-options belong to enterprise {Tr111.ENTERPRISE}")
+        if self.suboptions is not None:
+            _check_subs(self.suboptions)
+        block = self.typed()
+        size = sum(2 + len(s.data) for s in block.suboptions)
+        if size > 255:
+            raise ValueError(f"the block's sub-options take {size} bytes; RFC 3925 allows 255")
+        return self
+
+    def typed(self) -> VendorBlock:
+        if self.tr111 is not None:
+            return Tr111(**self.tr111.model_dump()).to_block()
+        return VendorBlock(self.enterprise, _suboptions(self.suboptions or {}))
+
+
+# option name -> code, for the typed fields below
+OPTION_FIELDS: dict[str, int] = {
+    "subnet_mask": 1,
+    "time_offset": 2,
+    "routers": 3,
+    "dns_servers": 6,
+    "log_servers": 7,
+    "domain_name": 15,
+    "ntp_servers": 42,
+    "vendor_specific": 43,
+    "lease_time": 51,
+    "renewal_time": 58,
+    "rebinding_time": 59,
+    "vendor_class": 60,
+    "tftp_server_name": 66,
+    "vendor_identifying": 125,
+    "tftp_servers": 150,
+    "provisioning_server": 159,
+    "provisioning_url": 160,
+}
+OPTION_NAMES: dict[int, str] = {code: name for name, code in OPTION_FIELDS.items()}
+# codes the server sets itself or that only clients send: not configurable per inventory
+RESERVED_CODES = {0, 50, 52, 53, 54, 55, 57, 61, 82, 255}
+
+
+class Options(Strict):
+    """DHCP options at one level (global, vendor class, model or phone).
+
+    Keys are option names or codes (`66` and `tftp_server_name` are the same). A known option
+    may also be given as `{hex: ...}`; any other code 1..254 takes `{hex: ...}` or a hex string.
+    """
+
+    subnet_mask: OrRaw(IPv4Address) | None = None
+    time_offset: OrRaw(Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]) | None = None
+    routers: OrRaw(IPv4List) | None = None
+    dns_servers: OrRaw(IPv4List) | None = None
+    log_servers: OrRaw(IPv4List) | None = None
+    domain_name: OrRaw(Domain) | None = None
+    ntp_servers: OrRaw(IPv4List) | None = None
+    vendor_specific: OrRaw(Option43) | None = None
+    lease_time: OrRaw(UInt32) | None = None
+    renewal_time: OrRaw(UInt32) | None = None
+    rebinding_time: OrRaw(UInt32) | None = None
+    vendor_class: OrRaw(Text) | None = None
+    tftp_server_name: OrRaw(Text) | None = None
+    vendor_identifying: OrRaw(list[VendorBlockModel]) | None = None
+    tftp_servers: OrRaw(IPv4List) | None = None
+    provisioning_server: OrRaw(Text) | None = None
+    provisioning_url: OrRaw(Text) | None = None
+    other: dict[int, Raw] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _codes_to_names(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        out: dict[str, Any] = {}
+        other: dict[int, Any] = {}
+        for key, value in data.items():
+            code = _as_code(key)
+            if code is None:
+                out[key] = value  # a name (or a typo, which extra="forbid" reports)
+                continue
+            if code in RESERVED_CODES or not 1 <= code <= 254:
+                raise ValueError(f"option {code} is set by the server or the client, not the inventory")
+            name = OPTION_NAMES.get(code)
+            if name is None:
+                other[code] = value if isinstance(value, dict) else {"hex": value}
+            elif name in out:
+                raise ValueError(f"option {code} is given twice (as {code} and as {name})")
+            else:
+                out[name] = value
+        if other:
+            out["other"] = other
+        return out
+
+    def typed(self) -> dict[int, Any]:
+        """code -> codec value (or `bytes` for a raw payload), in code order."""
+        result: dict[int, Any] = {}
+        for name, code in OPTION_FIELDS.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, Raw):
+                result[code] = value.hex
+            elif code == 43:
+                result[code] = value.typed()
+            elif code == 125:
+                result[code] = tuple(block.typed() for block in value)
+            elif isinstance(value, list):
+                result[code] = tuple(value)
+            else:
+                result[code] = value
+        for code, raw in self.other.items():
+            result[code] = raw.hex
+        return dict(sorted(result.items()))
+
+
+def _as_code(key: Any) -> int | None:
+    if isinstance(key, bool):
+        return None
+    if isinstance(key, int):
+        return key
+    if isinstance(key, str) and key.isdigit():
+        return int(key)
+    return None
+
+
+class VendorClass(Strict):
+    """Options for clients whose option 60 matches a shell-style pattern, e.g. `CP-*-3PCC`."""
+
+    match: Text
+    options: Options = Field(default_factory=Options)
+    force: CodeList = Field(default_factory=list)
+
+    def matches(self, vendor_class: str) -> bool:
+        return fnmatch.fnmatchcase(vendor_class, self.match)
+
+
+class Dhcp(Strict):
+    lease_time: Annotated[int, Field(ge=60, le=0xFFFFFFFE)] = 3600
+    options: Options = Field(default_factory=Options)
+    # sent even when the client does not ask for them (phones never ask for 125)
+    force: CodeList = Field(default_factory=list)
+    classes: list[VendorClass] = Field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------
+# Lab, services, DNS
+
+
+class Pool(Strict):
+    start: IPv4Address
+    end: IPv4Address
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Pool:
+        if int(self.end) < int(self.start):
+            raise ValueError("pool end comes before pool start")
+        return self
+
+    def __contains__(self, address: IPv4Address) -> bool:
+        return int(self.start) <= int(address) <= int(self.end)
+
+
+class LabSection(Strict):
+    name: Text = "lab"
+    domain: Domain
+    interface: Text | None = None
+    address: IPv4Interface  # the kit's own address with prefix, e.g. 10.42.0.1/24
+    hostname: Annotated[str, Field(pattern=r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")] = "prov"
+    pool: Pool | None = None
+    answer: Literal["inventory", "any"] = "inventory"
+    firmware_dir: str = "firmware"
+    templates_dir: str = "templates"
+
+    @field_validator("address", mode="before")
+    @classmethod
+    def _needs_prefix(cls, value: Any) -> Any:
+        if isinstance(value, str) and "/" not in value:
+            raise ValueError("expected the kit's address with its prefix, e.g. 10.42.0.1/24")
+        return value
+
+
+class Service(Strict):
+    enabled: bool = True
+    bind: IPv4Address | None = None  # default: the lab address
+    port: Port | None = None  # default: the standard port
+
+
+class TftpService(Service):
+    upload_dir: str | None = None
+
+
+class Services(Strict):
+    dhcp: Service = Field(default_factory=Service)
+    dns: Service = Field(default_factory=Service)
+    tftp: TftpService = Field(default_factory=TftpService)
+    http: Service = Field(default_factory=Service)
+    https: Service = Field(default_factory=Service)
+    syslog: Service = Field(default_factory=Service)
+
+
+STANDARD_PORTS = {"dhcp": 67, "dns": 53, "tftp": 69, "http": 80, "https": 443, "syslog": 514}
+
+
+class Srv(Strict):
+    service: Literal["_ciscoprov-https._tls", "_ciscoprov-http._tcp"] | Annotated[
+        str, Field(pattern=r"^_[A-Za-z0-9-]+\._[A-Za-z0-9-]+$")
+    ]
+    target: Domain
+    port: Port
+    priority: Annotated[int, Field(ge=0, le=65535)] = 10
+    weight: Annotated[int, Field(ge=0, le=65535)] = 10
+
+
+class Sinkhole(Strict):
+    names: list[Domain] = Field(
+        default_factory=lambda: ["activate.cisco.com", "webapps.cisco.com", "activation.webex.com"]
+    )
+    address: IPv4Address | None = None  # None: NXDOMAIN
+
+
+class Dns(Strict):
+    ttl: Annotated[int, Field(ge=0, le=2**31 - 1)] = 300
+    serial: Annotated[int, Field(ge=1, le=0xFFFFFFFF)] | None = None
+    records: dict[str, IPv4Address] = Field(default_factory=dict)  # name (relative or FQDN) -> A
+    srv: list[Srv] = Field(default_factory=list)
+    sinkhole: Sinkhole = Field(default_factory=Sinkhole)
+
+    @field_validator("records")
+    @classmethod
+    def _names(cls, value: dict[str, IPv4Address]) -> dict[str, IPv4Address]:
+        for name in value:
+            if name != "@":
+                _domain(name)
+        return value
+
+
+class Tls(Strict):
+    names: list[Domain] | None = None  # default: SRV targets, provisioning hosts and the domain
+    cert: str | None = None  # a PEM certificate of your own (else the lab CA issues one)
+    key: str | None = None
+
+    @model_validator(mode="after")
+    def _pair(self) -> Tls:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("give both `cert` and `key`, or neither")
+        return self
+
+
+# ---------------------------------------------------------------------------------------------
+# Profiles, models, phones
+
+
+class ParamSpec(Strict):
+    value: str | int | float | bool
+    access: Literal["na", "ro", "rw"] | None = None
+
+
+ParamValue = Annotated[
+    Annotated[ParamSpec, Tag("spec")] | Annotated[str | int | float | bool, Tag("scalar")],
+    Discriminator(lambda v: "spec" if isinstance(v, (dict, ParamSpec)) else "scalar"),
+]
+Params = dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")], ParamValue]
+
+
+class Encryption(Strict):
+    key: Text
+    digest: Literal["md5", "sha256"] = "md5"
+
+
+class Profiles(Strict):
+    template: str | None = None  # per-phone template in templates_dir; None: the built-in one
+    model_template: str | None = None  # per-model ($PSN.xml) template; None: the built-in one
+    scheme: Literal["tftp", "http", "https"] = "http"  # how the rules the kit writes fetch
+    host: str | None = None  # host in those rules; default: the lab hostname FQDN
+    params: Params = Field(default_factory=dict)
+    encryption: Encryption | None = None
+    gzip: bool = False
+
+
+class Line(Strict):
+    extension: Text | None = None
+    user_id: Text | None = None
+    display_name: Text | None = None
+    password: Text | None = None
+    auth_id: Text | None = None
+    proxy: Text | None = None
+
+
+class PhoneModel(Strict):
+    firmware: str | None = None  # the .loads file, in firmware_dir
+    firmware_version: str | None = None  # e.g. sip88xx.12-0-1MPP-0001; default: the file stem
+    options: Options = Field(default_factory=Options)
+    force: CodeList = Field(default_factory=list)
+    params: Params = Field(default_factory=dict)
+
+    @field_validator("firmware")
+    @classmethod
+    def _plain_name(cls, value: str | None) -> str | None:
+        if value is not None and ("/" in value or "\\" in value or value in ("", ".", "..")):
+            raise ValueError("expected a file name in firmware_dir, without folders")
+        return value
+
+
+class Phone(Strict):
+    mac: Mac
+    model: str
+    serial: Text | None = None
+    name: Text | None = None
+    ip: IPv4Address | None = None
+    lines: list[Line] = Field(default_factory=list)
+    options: Options = Field(default_factory=Options)
+    force: CodeList = Field(default_factory=list)
+    params: Params = Field(default_factory=dict)
+
+
+class Inventory(Strict):
+    lab: LabSection
+    services: Services = Field(default_factory=Services)
+    dhcp: Dhcp = Field(default_factory=Dhcp)
+    dns: Dns = Field(default_factory=Dns)
+    tls: Tls = Field(default_factory=Tls)
+    profiles: Profiles = Field(default_factory=Profiles)
+    models: dict[str, PhoneModel] = Field(default_factory=dict)
+    phones: list[Phone] = Field(default_factory=list)

@@ -1,0 +1,190 @@
+"""DHCP option sets: the overlay global -> vendor class -> model -> phone, encoded once.
+
+The server (and `labkit explain`) take a phone's option set from here; nothing re-reads YAML.
+Options the kit derives itself (subnet mask, DNS server, domain, lease times) sit below the
+global level, so an inventory can override any of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+from typing import Any
+
+from labkit.inventory import names
+from labkit.inventory.model import Inventory, Phone, VendorClass
+from labkit.protocols.dhcp.options import (
+    SubOption,
+    Tr069,
+    Tr111,
+    VendorBlock,
+    decode_value,
+    encode_value,
+    spec_for,
+)
+
+SERVER_ID = 54
+
+
+@dataclass(frozen=True)
+class PlannedOption:
+    code: int
+    payload: bytes  # encoded value, no code/length header
+    level: str  # "kit", "global", "class CP-*-3PCC", "model CP-8851-3PCC", "phone"
+    forced: bool  # sent even when the client does not ask for it
+
+    @property
+    def name(self) -> str:
+        return spec_for(self.code).name
+
+    def decoded(self) -> Any:
+        return decode_value(self.code, self.payload)
+
+
+@dataclass(frozen=True)
+class OptionSet:
+    """Every option one client gets, by code, with where each one came from."""
+
+    options: dict[int, PlannedOption] = field(default_factory=dict)
+
+    def payload(self, code: int) -> bytes | None:
+        planned = self.options.get(code)
+        return planned.payload if planned else None
+
+    def decoded(self) -> dict[int, Any]:
+        return {code: p.decoded() for code, p in self.options.items()}
+
+    def for_request(self, requested: list[int] | None) -> list[PlannedOption]:
+        """What goes in a reply: asked-for options in the client's order, then forced ones.
+
+        The server identifier always goes first (RFC 2131 requires it in OFFER/ACK).
+        """
+        out: list[PlannedOption] = []
+        seen: set[int] = set()
+        if SERVER_ID in self.options:
+            out.append(self.options[SERVER_ID])
+            seen.add(SERVER_ID)
+        for code in requested or []:
+            if code in self.options and code not in seen:
+                out.append(self.options[code])
+                seen.add(code)
+        for code, planned in self.options.items():
+            if planned.forced and code not in seen:
+                out.append(planned)
+                seen.add(code)
+        return out
+
+
+# always sent in an OFFER/ACK, whatever the client asks (RFC 2131 §4.3.1 and common practice)
+ALWAYS_SENT = {1, 51, 54, 58, 59}
+
+
+def kit_options(inv: Inventory) -> dict[int, Any]:
+    """Options the kit sets on its own: below the inventory's global level."""
+    lease = inv.dhcp.lease_time
+    derived: dict[int, Any] = {
+        1: inv.lab.address.netmask,
+        15: inv.lab.domain,
+        51: lease,
+        54: names.kit_address(inv) if inv.services.dhcp.bind is None else inv.services.dhcp.bind,
+        58: lease // 2,  # T1 = 0.5 lease (RFC 2131 §4.4.5)
+        59: lease * 7 // 8,  # T2 = 0.875 lease
+    }
+    if inv.services.dns.enabled:
+        derived[6] = (names.kit_address(inv),)
+    return derived
+
+
+def _overlay(layers: list[tuple[str, dict[int, Any], set[int]]]) -> OptionSet:
+    merged: dict[int, tuple[Any, str]] = {}
+    forced: set[int] = set()
+    for level, values, force in layers:
+        for code, value in values.items():
+            merged[code] = (value, level)
+        forced |= force
+    options: dict[int, PlannedOption] = {}
+    for code in sorted(merged):
+        value, level = merged[code]
+        payload = value if isinstance(value, bytes) else encode_value(code, value)
+        options[code] = PlannedOption(code, payload, level, code in forced or code in ALWAYS_SENT)
+    return OptionSet(options)
+
+
+def matching_classes(inv: Inventory, vendor_class: str | None) -> list[VendorClass]:
+    if not vendor_class:
+        return []
+    return [cls for cls in inv.dhcp.classes if cls.matches(vendor_class)]
+
+
+def option_set(inv: Inventory, *, vendor_class: str | None = None, model: str | None = None,
+               phone: Phone | None = None) -> OptionSet:
+    """The overlay for one client: kit -> global -> matching classes (in order) -> model -> phone."""
+    layers: list[tuple[str, dict[int, Any], set[int]]] = [
+        ("kit", kit_options(inv), set()),
+        ("global", inv.dhcp.options.typed(), set(inv.dhcp.force)),
+    ]
+    for cls in matching_classes(inv, vendor_class):
+        layers.append((f"class {cls.match}", cls.options.typed(), set(cls.force)))
+    model_name = phone.model if phone is not None else model
+    if model_name is not None and model_name in inv.models:
+        m = inv.models[model_name]
+        layers.append((f"model {model_name}", m.options.typed(), set(m.force)))
+    if phone is not None:
+        layers.append(("phone", phone.options.typed(), set(phone.force)))
+    return _overlay(layers)
+
+
+def class_option_set(inv: Inventory, cls: VendorClass) -> OptionSet:
+    """What a pool client whose option 60 matches only `cls` gets: kit -> global -> class."""
+    return _overlay([
+        ("kit", kit_options(inv), set()),
+        ("global", inv.dhcp.options.typed(), set(inv.dhcp.force)),
+        (f"class {cls.match}", cls.options.typed(), set(cls.force)),
+    ])
+
+
+def phone_vendor_class(phone: Phone) -> str:
+    """What an MPP phone sends in option 60: its product name, e.g. CP-8851-3PCC (reference §1.1)."""
+    return phone.model
+
+
+def jsonable(code: int, value: Any) -> Any:
+    """A decoded option value as JSON data (addresses as text, sub-options named where known)."""
+    if isinstance(value, IPv4Address):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, tuple):
+        if code == 43 and all(isinstance(v, SubOption) for v in value):
+            try:
+                tr = Tr069.from_suboptions(value)
+            except ValueError:
+                return [_sub_json(s) for s in value]
+            return {"tr069": {k: v for k, v in vars(tr).items() if v is not None}}
+        if code == 125:
+            return [_block_json(b) for b in value]
+        return [jsonable(code, v) for v in value]
+    if isinstance(value, SubOption):
+        return _sub_json(value)
+    return value
+
+
+def _sub_json(sub: SubOption) -> dict[str, Any]:
+    out: dict[str, Any] = {"code": sub.code, "hex": sub.data.hex()}
+    if sub.data.isascii() and sub.data.decode("ascii").isprintable():
+        out["text"] = sub.data.decode("ascii")
+    return out
+
+
+def _block_json(block: VendorBlock) -> dict[str, Any]:
+    out: dict[str, Any] = {"enterprise": block.enterprise}
+    if block.enterprise == Tr111.ENTERPRISE:
+        try:
+            tr = Tr111.from_block(block)
+            out["tr111"] = {k: v for k, v in vars(tr).items() if v is not None}
+            return out
+        except ValueError:
+            pass
+    out["suboptions"] = [_sub_json(s) for s in block.suboptions]
+    return out
+
