@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from labkit.inventory.source import (
 )
 
 DEFAULT_NAME = "lab.yaml"
+_OPTION_IN_MESSAGE = re.compile(r"^option (\d+) ")
 
 
 @dataclass
@@ -142,8 +144,16 @@ def _problem(source: Source, error: Any) -> Problem:
         message = "this field is required but missing"
         location = source.locate(user_path[:-1], key=True)
     else:
-        location = source.locate(user_path)
         message = message.removeprefix("Value error, ")
+        value = error.get("input")
+        # a whole mapping or list that is wrong as a whole: point at its key, not its first child
+        location = source.locate(user_path, key=isinstance(value, (dict, list)))
+        named = _OPTION_IN_MESSAGE.match(message)
+        if named and path and path[-1] == "options":
+            code = int(named.group(1))
+            for key in (code, str(code)):
+                if (*user_path, key) in source.positions:
+                    location = source.locate((*user_path, key), key=True)
         value = error.get("input")
         if value is not None and not isinstance(value, (dict, list)) and kind != "value_error":
             message += f" (got {value!r})"
