@@ -213,7 +213,7 @@ class _Checker:
         for name, model in self.inv.models.items():
             if model.firmware and not (self.loaded.firmware_dir / model.firmware).is_file():
                 self.warn(("models", name, "firmware"),
-                          f"firmware file {model.firmware} is not in {self.loaded.firmware_dir}; "
+                          f"firmware file {model.firmware} is not in {self.loaded.firmware_dir}/; "
                           "phones will fail their upgrade until it is")
 
 
