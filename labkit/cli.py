@@ -45,7 +45,7 @@ def _load(inventory: Path | None) -> LoadedInventory:
     return loaded
 
 
-def _plan(loaded: LoadedInventory):  # noqa: ANN202 - Plan, imported lazily to keep --help fast
+def _plan(loaded: LoadedInventory):
     from labkit.plan.build import build_plan
 
     try:

@@ -102,7 +102,7 @@ def _raw_or_typed(value: Any) -> str:
     return "typed"
 
 
-def OrRaw(typed: Any) -> Any:  # noqa: N802 - reads as a type in annotations
+def OrRaw(typed: Any) -> Any:
     """`typed`, or `{hex: ...}` for the exact bytes; errors name only the form the user chose."""
     return Annotated[
         Annotated[typed, Tag("typed")] | Annotated[Raw, Tag("raw")], Discriminator(_raw_or_typed)

@@ -123,9 +123,7 @@ def _mark_template(source: str) -> str:
                             tag_end = line.find("%}", j)
                             body = line[j:tag_end] if tag_end >= 0 else line[j:]
                             # `{% set x = 1 %}` is inline; `{% set x %}` opens a capture block
-                            if word == "set" and "=" not in body:
-                                capture_depth += 1
-                            elif word in ("filter", "raw"):
+                            if (word == "set" and "=" not in body) or word in ("filter", "raw"):
                                 capture_depth += 1
                             elif word in ("endset", "endfilter", "endraw"):
                                 capture_depth = max(0, capture_depth - 1)

@@ -150,10 +150,9 @@ def parse_simple_rule(rule: str, identity: Mapping[str, str], dhcp_server: str |
                 i += 1
     url = macros.expand(rule, identity)
     if "://" not in url:
-        if url.startswith("/"):
-            url = f"tftp://{dhcp_server or ''}{url}"
-        else:
-            url = f"tftp://{url}"
+        # no scheme means TFTP; no server means the DHCP option 66 server (reference §3.1)
+        url = f"tftp://{dhcp_server or ''}{url}" if url.startswith("/") else f"tftp://{url}"
+
     def text(name: str) -> str | None:
         value = opts.get(name)
         return value if isinstance(value, str) else None
