@@ -97,8 +97,8 @@ class InventoryError(LabkitError):
 def _mark_template(source: str) -> str:
     """Append a line marker to every template line where one cannot change the output.
 
-    Safe spots: the end of a line that is not inside a multi-line `{% %}`/`{{ }}`/`{# #}`,
-    does not end with a block or comment tag (trim_blocks and `-%}` act on the newline
+    Safe spots: after the last visible character of a line that is not inside a
+    multi-line `{% %}`/`{{ }}`/`{# #}`, does not end with a block or comment tag (trim_blocks and `-%}` act on the newline
     there), and is not inside `{% raw %}`, `{% set %}...{% endset %}` or `{% filter %}`
     (whose text becomes a value that filters could measure or transform).
     """
@@ -138,8 +138,10 @@ def _mark_template(source: str) -> str:
                 i = k + 2
         stripped = line.rstrip()
         ends_in_tag = stripped.endswith("%}") or stripped.endswith("#}")
-        if depth_tag is None and capture_depth == 0 and not ends_in_tag and number >= 1:
-            out.append(f"{line}{MARK_OPEN}{number}{MARK_CLOSE}")
+        if depth_tag is None and capture_depth == 0 and stripped and not ends_in_tag:
+            # right after the last visible character: a `{%-` on a later line strips the
+            # whitespace after it exactly as it would without the marker
+            out.append(f"{stripped}{MARK_OPEN}{number}{MARK_CLOSE}{line[len(stripped):]}")
         else:
             out.append(line)
     return "\n".join(out)
