@@ -98,9 +98,10 @@ def _mark_template(source: str) -> str:
     """Append a line marker to every template line where one cannot change the output.
 
     Safe spots: after the last visible character of a line that is not inside a
-    multi-line `{% %}`/`{{ }}`/`{# #}`, does not end with a block or comment tag (trim_blocks and `-%}` act on the newline
-    there), and is not inside `{% raw %}`, `{% set %}...{% endset %}` or `{% filter %}`
-    (whose text becomes a value that filters could measure or transform).
+    multi-line `{% %}`/`{{ }}`/`{# #}`, does not end with a block or comment tag
+    (`-%}` acts on the newline there), and is not inside `{% raw %}`,
+    `{% set %}...{% endset %}` or `{% filter %}` (whose text becomes a value that filters
+    could measure or transform). Blank lines carry no YAML and stay unmarked.
     """
     out: list[str] = []
     depth_tag: str | None = None  # the closing delimiter we are waiting for, if inside a tag

@@ -9,6 +9,7 @@ Four kinds of evidence:
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from ipaddress import IPv4Address
 from typing import Any
@@ -334,7 +335,10 @@ def test_encode_options_keeps_order_and_has_no_end() -> None:
         (lambda: encode_options([(255, b"")]), "255 is END"),
         (lambda: encode_options([(256, b"")]), "cannot be sent"),
         (lambda: encode_options([(1, "text")]), "must be bytes"),
-        (lambda: decode_options(h("35 02 05")), "option 53 at offset 0 claims 2 bytes, only 1 left"),
+        (
+            lambda: decode_options(h("35 02 05")),
+            "option 53 at offset 0 claims 2 bytes, only 1 left",
+        ),
         (lambda: decode_options(h("35")), "no length byte"),
         (lambda: decode_options("text"), "must be bytes"),
         (lambda: spec_for(256), "out of range 0..255"),
@@ -443,8 +447,8 @@ def test_scapy_decodes_our_message_to_the_same_values() -> None:
         elif kind is Kind.INT32:
             # scapy's time_zone is an unsigned IntField: reinterpret as two's complement.
             (raw,) = got
-            assert raw - (1 << 32) if raw >= 1 << 31 else raw == value
             assert raw == 0xFFFFB9B0
+            assert (raw - (1 << 32) if raw >= 1 << 31 else raw) == value
         elif kind in (Kind.UINT8, Kind.UINT16, Kind.UINT32):
             assert got == (value,)
         elif kind is Kind.UINT8_LIST:
@@ -566,32 +570,23 @@ ANY_CODE = st.sampled_from([*sorted(SPECS), 0, 99, 200, 254, 255])
 
 @given(ANY_CODE, st.binary(max_size=600))
 def test_decode_value_raises_only_codec_error(code: int, data: bytes) -> None:
-    try:
+    with contextlib.suppress(CodecError):
         decode_value(code, data)
-    except CodecError:
-        pass
 
 
 @given(st.binary(max_size=600))
 def test_decode_options_raises_only_codec_error(data: bytes) -> None:
-    try:
+    with contextlib.suppress(CodecError):
         decode_options(data)
-    except CodecError:
-        pass
 
 
 @given(st.binary(max_size=300))
 def test_typed_views_raise_only_codec_error(data: bytes) -> None:
-    try:
-        subs = decode_value(43, data)
-        Tr069.from_suboptions(subs)
-    except CodecError:
-        pass
-    try:
+    with contextlib.suppress(CodecError):
+        Tr069.from_suboptions(decode_value(43, data))
+    with contextlib.suppress(CodecError):
         for block in decode_value(125, data):
             Tr111.from_block(block)
-    except CodecError:
-        pass
 
 
 def _hex_from_dump(dump: str) -> bytes:
@@ -716,9 +711,8 @@ def test_hexdump_layout() -> None:
 
 
 def test_hexdump_never_raises_on_nonsense() -> None:
-    assert hexdump(0, b"ab") == (
-        "61 62".ljust(len(hexdump(1, b"").split("option")[0]))
-        + "option 0 (not a sendable option code): raw payload, no TLV header"
-    )
+    dump = hexdump(0, b"ab")
+    assert dump.startswith("61 62 ")
+    assert dump.endswith("option 0 (not a sendable option code): raw payload, no TLV header")
     assert "not bytes" in hexdump(43, None)  # type: ignore[arg-type]
     assert hexdump(-3, b"")
