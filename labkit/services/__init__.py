@@ -1,0 +1,1 @@
+"""asyncio transports around the pure protocol cores, and the supervisor that runs them."""
