@@ -134,6 +134,94 @@ def init(
               f"labkit check {target}", markup=False)
 
 
+StateOption = Annotated[
+    Path, typer.Option("--state", help="Folder for what outlives the process: lab CA, leases, logs.")
+]
+
+
+@app.command()
+def up(
+    inventory: InventoryArg = None,
+    loopback: Annotated[bool, typer.Option(
+        "--loopback", help="Bind every service to 127.0.0.1 on ports offset by 10000 (no root needed).")
+    ] = False,
+    port_offset: Annotated[int | None, typer.Option(
+        "--port-offset", help="Offset added to every standard port (implies 127.0.0.1).")] = None,
+    state: StateOption = Path(".labkit"),
+    log: Annotated[Path | None, typer.Option(
+        "--log", help="Write every event as a JSON line to this file "
+        "(default: STATE/logs/events.jsonl).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No live board and no event lines.")] = False,
+) -> None:
+    """Serve the plan: DNS, TFTP, HTTP(S) and syslog in one process, until Ctrl-C or SIGTERM."""
+    import asyncio
+
+    loaded = _load(inventory)
+    plan = _plan(loaded)
+    try:
+        asyncio.run(_up(plan, loopback, port_offset, state, log, quiet))
+    except LabkitError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(1) from None
+
+
+async def _up(plan, loopback: bool, port_offset: int | None, state: Path, log: Path | None,
+              quiet: bool) -> None:
+    import asyncio
+
+    from labkit.board import BoardState, LiveBoard
+    from labkit.services.supervisor import JsonLinesLog, serve_until_stopped, start_lab
+
+    log_path = log or state / "logs" / "events.jsonl"
+    journal = JsonLinesLog(log_path)
+    board: LiveBoard | None = None
+    sinks = [journal]
+    try:
+        lab = await start_lab(plan, loopback=loopback, port_offset=port_offset, state_dir=state,
+                              sinks=sinks)
+    except LabkitError:
+        journal.close()
+        raise
+    inv = plan.inventory
+    out.print(f"labkit: lab {inv.lab.name!r} ({inv.lab.domain}), {len(inv.phones)} phones, "
+              f"{len(plan.files)} files; events to {log_path}", markup=False)
+    for endpoint in lab.endpoints.values():
+        out.print(f"  {endpoint}", markup=False)
+    if lab.ca_path is not None:
+        out.print(f"  lab CA: {lab.ca_path} (curl --cacert {lab.ca_path})", markup=False)
+    out.print("Ctrl-C stops the lab.", markup=False)
+    if not quiet:
+        if out.is_terminal:
+            board = LiveBoard(BoardState.from_plan(plan), out)
+            board.__enter__()
+            lab.bus.sinks.append(board)
+        else:
+            lab.bus.sinks.append(lambda e: out.print(
+                f"{e.service} {e.client or '-'} {e.phone or '-'} {e.action} {e.request} -> {e.answer} "
+                f"[{e.result}]", markup=False))
+    flusher = asyncio.create_task(journal.flush_periodically())
+    try:
+        await serve_until_stopped(lab)
+    finally:
+        flusher.cancel()
+        if board is not None:
+            board.__exit__(None, None, None)
+        journal.close()
+        out.print(f"labkit: stopped; {lab.bus.count} events logged to {log_path}", markup=False)
+
+
+@app.command()
+def ca(inventory: InventoryArg = None, state: StateOption = Path(".labkit")) -> None:
+    """Print the path of the lab CA certificate (made now if the lab has not started yet)."""
+    from labkit.tls import ensure_ca
+
+    loaded = _load(inventory)
+    ensure_ca(state, loaded.inventory.lab.name)
+    from labkit.tls import ca_path
+
+    out.print(str(ca_path(state).resolve()), markup=False)
+
+
 def main() -> None:
     try:
         app()

@@ -374,15 +374,37 @@ class Service(Strict):
 
 
 class TftpService(Service):
-    upload_dir: str | None = None
+    upload_dir: str | None = None  # WRQ lands here; without it every write is refused
+
+
+class HttpAuth(Strict):
+    """What phones must answer with `--uid/--pwd` (reference §5: Basic and Digest)."""
+
+    user: Text
+    password: Text
+    scheme: Literal["basic", "digest"] = "basic"
+    realm: Text = "labkit"
+
+
+class ContentEncryption(Strict):
+    """RFC 8188 `Content-Encoding: aes128gcm` for per-phone profiles (firmware >= 11.2(3))."""
+
+    ikm: Text  # the phone's IKM_HTTP_Encrypt_Content, used as its ASCII bytes
+    keyid: Text = ""
+    record_size: Annotated[int, Field(ge=18, le=2**31 - 1)] = 4096
+
+
+class HttpService(Service):
+    auth: HttpAuth | None = None
+    encrypt: ContentEncryption | None = None
 
 
 class Services(Strict):
     dhcp: Service = Field(default_factory=Service)
     dns: Service = Field(default_factory=Service)
     tftp: TftpService = Field(default_factory=TftpService)
-    http: Service = Field(default_factory=Service)
-    https: Service = Field(default_factory=Service)
+    http: HttpService = Field(default_factory=HttpService)
+    https: HttpService = Field(default_factory=HttpService)
     syslog: Service = Field(default_factory=Service)
 
 

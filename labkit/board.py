@@ -1,0 +1,98 @@
+"""The live board: one row per phone, showing how far its provisioning got (rich)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from labkit.events import Event
+from labkit.plan.build import Plan
+
+
+@dataclass
+class PhoneRow:
+    name: str
+    mac: str
+    model: str
+    ip: str
+    dns: str = ""
+    profile: str = ""
+    firmware: str = ""
+    logs: int = 0
+    last: str = ""
+    last_time: float = 0.0
+    errors: int = 0
+
+
+@dataclass
+class BoardState:
+    """Folds events into per-phone progress; pure, so it is tested without a terminal."""
+
+    rows: dict[str, PhoneRow] = field(default_factory=dict)
+    unknown: int = 0
+    total: int = 0
+
+    @classmethod
+    def from_plan(cls, plan: Plan) -> BoardState:
+        rows = {mac: PhoneRow(p.phone.name or mac, mac, p.phone.model, str(p.phone.ip or "pool"))
+                for mac, p in plan.phones.items()}
+        return cls(rows)
+
+    def __call__(self, event: Event) -> None:
+        self.total += 1
+        row = self.rows.get(event.phone) if event.phone else None
+        if row is None:
+            self.unknown += 1
+            return
+        row.last = f"{event.service} {event.action} {event.request[:40]} -> {event.answer[:24]}"
+        row.last_time = event.time
+        if event.result not in ("ok", "nodata"):
+            row.errors += 1
+        if event.service == "dns":
+            row.dns = event.request[:36]
+        elif event.service == "syslog":
+            row.logs += 1
+        elif event.service in ("tftp", "http", "https") and event.result == "ok":
+            path = event.request
+            if path.endswith(".loads"):
+                row.firmware = f"{event.service} {path.rsplit('/', 1)[-1]}"
+            elif path.endswith((".xml", ".cfg")):
+                row.profile = f"{event.service} {path}"
+
+    def table(self) -> Table:
+        table = Table(title=f"labkit: {self.total} events, {self.unknown} from unknown clients",
+                      expand=True)
+        for column in ("phone", "model", "ip", "dns", "profile", "firmware", "logs", "errors", "last"):
+            table.add_column(column, overflow="ellipsis", no_wrap=True)
+        for row in self.rows.values():
+            table.add_row(row.name, row.model, row.ip, row.dns, row.profile, row.firmware,
+                          str(row.logs), str(row.errors) if row.errors else "", row.last)
+        return table
+
+
+class LiveBoard:
+    """Redraws the board a few times a second while the lab runs."""
+
+    def __init__(self, state: BoardState, console: Console) -> None:
+        self.state = state
+        self.live = Live(state.table(), console=console, refresh_per_second=4, transient=False)
+        self.last_draw = 0.0
+
+    def __enter__(self) -> LiveBoard:
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.live.update(self.state.table())
+        self.live.__exit__(None, None, None)
+
+    def __call__(self, event: Event) -> None:
+        self.state(event)
+        now = time.monotonic()
+        if now - self.last_draw > 0.25:  # rebuild the table at most 4 times a second
+            self.live.update(self.state.table())
+            self.last_draw = now

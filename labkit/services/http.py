@@ -1,0 +1,177 @@
+"""HTTP and HTTPS (aiohttp): the same tree as TFTP, phones identified by their User-Agent.
+
+GET and HEAD serve files, POST is accepted (the `--post` resync sends a body and expects the
+profile back); firmware on disk goes out with sendfile and byte ranges; profiles can carry
+RFC 8188 `Content-Encoding: aes128gcm`; optional Basic or Digest authentication.
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from labkit.events import EventSink, PhoneDirectory, make_event
+from labkit.formats import aes128gcm
+from labkit.inventory.model import HttpService
+from labkit.protocols.http import (
+    DigestAuth,
+    RangeNotSatisfiable,
+    basic_challenge,
+    check_basic,
+    parse_range,
+    parse_user_agent,
+)
+from labkit.services.filetree import FileTree, ForbiddenPath, ServedFile
+
+SERVER_HEADER = "labkit"
+PROFILE_KINDS = {"phone profile"}  # RFC 8188 applies to per-phone files: a factory phone has no IKM
+
+
+@dataclass
+class HttpServer:
+    runner: web.AppRunner
+    site: web.TCPSite
+    scheme: str
+    host: str
+    port: int
+
+    async def close(self) -> None:
+        await self.runner.cleanup()
+
+
+class _Handler:
+    def __init__(self, tree: FileTree, config: HttpService, scheme: str, sink: EventSink,
+                 directory: PhoneDirectory, known_macs: set[str], clock: Callable[[], float]) -> None:
+        self.tree, self.config, self.scheme = tree, config, scheme
+        self.sink, self.directory, self.known_macs, self.clock = sink, directory, known_macs, clock
+        auth = config.auth
+        self.digest = (DigestAuth(auth.user, auth.password, auth.realm)
+                       if auth is not None and auth.scheme == "digest" else None)
+
+    def _identify(self, request: web.Request) -> tuple[str | None, dict[str, str]]:
+        agent = parse_user_agent(request.headers.get("User-Agent"))
+        detail: dict[str, str] = {}
+        if agent is not None:
+            detail = {"ua_model": agent.model, "ua_version": agent.version, "ua_mac": agent.mac}
+            if agent.mac in self.known_macs:
+                detail["identified_by"] = "user-agent"
+                return agent.mac, detail
+            detail["identified_by"] = "user-agent (not in the inventory)"
+        address = request.remote or ""
+        phone = self.directory.phone_at(address)
+        if phone is not None:
+            detail["identified_by"] = "address"
+        elif "identified_by" not in detail:
+            detail["identified_by"] = "unknown"
+        return phone, detail
+
+    def _authorized(self, request: web.Request) -> web.Response | None:
+        auth = self.config.auth
+        if auth is None:
+            return None
+        header = request.headers.get("Authorization")
+        if self.digest is not None:
+            ok, stale = self.digest.check(header, request.method, self.clock())
+            if ok:
+                return None
+            challenge = self.digest.challenge(self.clock(), stale=stale)
+        else:
+            if check_basic(header, auth.user, auth.password):
+                return None
+            challenge = basic_challenge(auth.realm)
+        return web.Response(status=401, headers={"WWW-Authenticate": challenge, "Server": SERVER_HEADER})
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        phone, detail = self._identify(request)
+        client = f"{request.remote}:{_peer_port(request)}"
+        method = request.method
+        raw_path = unquote(request.raw_path.split("?", 1)[0])
+        body_size = 0
+        if method == "POST":
+            body_size = len(await request.read())
+            detail["post_bytes"] = str(body_size)
+
+        def emit(answer: str, result: str) -> None:
+            self.sink(make_event(self.scheme, client, phone, method.lower(), raw_path, answer, result,
+                                 self.clock, **detail))
+
+        if method not in ("GET", "HEAD", "POST"):
+            emit("405", "method-not-allowed")
+            return web.Response(status=405, headers={"Allow": "GET, HEAD, POST", "Server": SERVER_HEADER})
+        denied = self._authorized(request)
+        if denied is not None:
+            emit("401", "unauthorized")
+            return denied
+        try:
+            served = self.tree.lookup(raw_path)
+        except ForbiddenPath as exc:
+            emit(f"403 {exc}", "forbidden")
+            return web.Response(status=403, text=f"forbidden: {exc}\n", headers={"Server": SERVER_HEADER})
+        if served is None:
+            emit("404", "not-found")
+            return web.Response(status=404, text="not found\n", headers={"Server": SERVER_HEADER})
+        if served.kind in PROFILE_KINDS and self.config.encrypt is not None:
+            response = self._encrypted(served)
+        elif served.data is None and served.disk_path is not None:
+            response = web.FileResponse(served.disk_path, headers={"Server": SERVER_HEADER})
+            asked = request.headers.get("Range")
+            emit(f"206 {asked} of {served.size} bytes" if asked else f"200 {served.size} bytes", "ok")
+            return response
+        else:
+            try:
+                response = self._memory(served, request.headers.get("Range"))
+            except RangeNotSatisfiable:
+                emit("416", "range-not-satisfiable")
+                return web.Response(status=416, headers={"Content-Range": f"bytes */{served.size}",
+                                                         "Server": SERVER_HEADER})
+        emit(f"{response.status} {response.content_length} bytes", "ok")
+        return response
+
+    def _memory(self, served: ServedFile, range_header: str | None) -> web.Response:
+        data = served.data or b""
+        headers = {"Server": SERVER_HEADER, "Accept-Ranges": "bytes",
+                   "Content-Type": _content_type(served.path)}
+        span = parse_range(range_header, len(data))
+        if span is None:
+            return web.Response(body=data, headers=headers)
+        first, last = span
+        headers["Content-Range"] = f"bytes {first}-{last}/{len(data)}"
+        return web.Response(status=206, body=data[first : last + 1], headers=headers)
+
+    def _encrypted(self, served: ServedFile) -> web.Response:
+        enc = self.config.encrypt
+        assert enc is not None
+        body = aes128gcm.encrypt(served.data or b"", enc.ikm.encode("ascii"),
+                                 record_size=enc.record_size, keyid=enc.keyid.encode("ascii"))
+        return web.Response(body=body, headers={"Server": SERVER_HEADER, "Content-Encoding": "aes128gcm",
+                                                "Content-Type": _content_type(served.path)})
+
+
+def _peer_port(request: web.Request) -> int | str:
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    return peer[1] if peer else "?"
+
+
+def _content_type(path: str) -> str:
+    if path.endswith(".xml"):
+        return "application/xml"
+    return "application/octet-stream"
+
+
+async def start_http(tree: FileTree, config: HttpService, host: str, port: int, sink: EventSink,
+                     directory: PhoneDirectory, known_macs: set[str], *, scheme: str = "http",
+                     ssl_context: ssl.SSLContext | None = None,
+                     clock: Callable[[], float] = time.time) -> HttpServer:
+    handler = _Handler(tree, config, scheme, sink, directory, known_macs, clock)
+    app = web.Application(client_max_size=4 * 1024 * 1024)
+    app.router.add_route("*", "/{tail:.*}", handler.handle)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context, reuse_address=True)
+    await site.start()
+    return HttpServer(runner, site, scheme, host, port)

@@ -1,0 +1,229 @@
+"""Run every enabled service of a plan in one asyncio process, and stop them all cleanly.
+
+Services are started from a table of starters, in a fixed order; a service that cannot bind
+stops the whole start (what was already started is closed) with a message naming the address.
+DHCP joins the table in its own milestone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from labkit.errors import LabkitError
+from labkit.events import Event, EventSink, StaticDirectory
+from labkit.inventory import names
+from labkit.plan.build import Plan
+from labkit.services.filetree import FileTree
+
+STANDARD_PORTS = {"dns": 53, "tftp": 69, "http": 80, "https": 443, "syslog": 514, "dhcp": 67}
+LOOPBACK = "127.0.0.1"
+LOOPBACK_OFFSET = 10000
+START_ORDER = ("syslog", "dns", "tftp", "http", "https")
+
+
+class StartError(LabkitError):
+    """A service could not start (usually: it could not bind its address)."""
+
+
+class Closable(Protocol):
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    service: str
+    host: str
+    port: int
+    transport: str  # "udp", "tcp", "udp+tcp"
+
+    def __str__(self) -> str:
+        return f"{self.service:<7} {self.transport:<7} {self.host}:{self.port}"
+
+
+TRANSPORTS = {"dns": "udp+tcp", "tftp": "udp", "http": "tcp", "https": "tcp", "syslog": "udp",
+              "dhcp": "udp"}
+
+
+def endpoints(plan: Plan, *, loopback: bool = False, port_offset: int | None = None) -> dict[str, Endpoint]:
+    """Where each enabled service listens: the inventory's address and ports, or loopback + offset."""
+    inv = plan.inventory
+    offset = port_offset if port_offset is not None else (LOOPBACK_OFFSET if loopback else 0)
+    out: dict[str, Endpoint] = {}
+    for service in START_ORDER:
+        config = getattr(inv.services, service)
+        if not config.enabled:
+            continue
+        port = (config.port or STANDARD_PORTS[service]) + offset
+        if not 1 <= port <= 65535:
+            raise StartError(f"{service}: port {port} (offset {offset}) is outside 1..65535")
+        if loopback or port_offset is not None:
+            host = LOOPBACK
+        else:
+            host = str(config.bind or names.kit_address(inv))
+        out[service] = Endpoint(service, host, port, TRANSPORTS[service])
+    return out
+
+
+class EventBus:
+    """Fans events out to every sink; a failing sink is dropped, never the service."""
+
+    def __init__(self) -> None:
+        self.sinks: list[EventSink] = []
+        self.count = 0
+
+    def __call__(self, event: Event) -> None:
+        self.count += 1
+        for sink in list(self.sinks):
+            try:
+                sink(event)
+            except Exception:  # a broken log or board must not stop the lab
+                self.sinks.remove(sink)
+
+
+class JsonLinesLog:
+    """Events as JSON lines. Flushed by `flush_periodically` and at close, not per event: a
+    syscall per DNS query would cost more than answering it."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = path.open("a", encoding="utf-8")
+
+    def __call__(self, event: Event) -> None:
+        self.file.write(event.to_json() + "\n")
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    async def flush_periodically(self, every: float = 0.5) -> None:
+        while True:
+            await asyncio.sleep(every)
+            self.file.flush()
+
+    def close(self) -> None:
+        if not self.file.closed:
+            self.file.flush()
+            self.file.close()
+
+
+@dataclass
+class RunningLab:
+    plan: Plan
+    endpoints: dict[str, Endpoint]
+    services: dict[str, Closable] = field(default_factory=dict)
+    bus: EventBus = field(default_factory=EventBus)
+    ca_path: Path | None = None
+
+    async def close(self) -> None:
+        for name in reversed(list(self.services)):
+            await self.services.pop(name).close()
+
+
+Starter = Callable[[Plan, Endpoint, "StartContext"], Awaitable[Closable]]
+
+
+@dataclass
+class StartContext:
+    tree: FileTree
+    bus: EventBus
+    directory: StaticDirectory
+    known_macs: set[str]
+    state_dir: Path
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+async def _start_dns(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable:
+    from labkit.protocols.dns.resolver import AuthoritativeResolver
+    from labkit.services.dns import start_dns
+
+    return await start_dns(AuthoritativeResolver(plan.zones), ep.host, ep.port, ctx.bus, ctx.directory)
+
+
+async def _start_tftp(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable:
+    from labkit.services.tftp import start_tftp
+
+    return await start_tftp(ctx.tree, ep.host, ep.port, ctx.bus, ctx.directory)
+
+
+async def _start_http(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable:
+    from labkit.services.http import start_http
+
+    return await start_http(ctx.tree, plan.inventory.services.http, ep.host, ep.port, ctx.bus,
+                            ctx.directory, ctx.known_macs, scheme="http")
+
+
+async def _start_https(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable:
+    from labkit.services.http import start_http
+    from labkit.tls import ServerCredentials, ensure_server_certificate, server_ssl_context
+
+    inv = plan.inventory
+    if inv.tls.cert and inv.tls.key:
+        base = plan.loaded.base_dir
+        credentials = ServerCredentials(base / inv.tls.cert, base / inv.tls.key, None)
+    else:
+        addresses = sorted({str(a) for a in names.kit_addresses(inv)} | {ep.host})
+        credentials = ensure_server_certificate(ctx.state_dir, inv.lab.name, plan.tls_names, addresses)
+    ctx.extra["ca_path"] = credentials.ca_path
+    return await start_http(ctx.tree, inv.services.https, ep.host, ep.port, ctx.bus, ctx.directory,
+                            ctx.known_macs, scheme="https", ssl_context=server_ssl_context(credentials))
+
+
+async def _start_syslog(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable:
+    from labkit.services.syslog import start_syslog
+
+    return await start_syslog(ep.host, ep.port, ctx.bus, ctx.directory)
+
+
+STARTERS: dict[str, Starter] = {
+    "syslog": _start_syslog,
+    "dns": _start_dns,
+    "tftp": _start_tftp,
+    "http": _start_http,
+    "https": _start_https,
+}
+
+
+async def start_lab(plan: Plan, *, loopback: bool = False, port_offset: int | None = None,
+                    state_dir: Path = Path(".labkit"), sinks: list[EventSink] | None = None) -> RunningLab:
+    """Start every enabled service; on any failure close what started and raise StartError."""
+    inv = plan.inventory
+    lab = RunningLab(plan, endpoints(plan, loopback=loopback, port_offset=port_offset))
+    lab.bus.sinks.extend(sinks or [])
+    state_dir.mkdir(parents=True, exist_ok=True)
+    directory = StaticDirectory({str(p.ip): p.mac for p in inv.phones if p.ip is not None})
+    ctx = StartContext(FileTree(plan.files), lab.bus, directory, {p.mac for p in inv.phones},
+                       state_dir)
+    for name, ep in lab.endpoints.items():
+        try:
+            lab.services[name] = await STARTERS[name](plan, ep, ctx)
+        except OSError as exc:
+            await lab.close()
+            hint = "" if loopback else (" - is the lab interface up with this address? "
+                                        "`--loopback` runs the lab on 127.0.0.1 instead")
+            raise StartError(f"{name} cannot listen on {ep.host}:{ep.port}: {exc.strerror or exc}{hint}"
+                             ) from None
+    lab.ca_path = ctx.extra.get("ca_path")
+    return lab
+
+
+async def serve_until_stopped(lab: RunningLab, stop: asyncio.Event | None = None) -> None:
+    """Wait for SIGINT/SIGTERM (or `stop`), then close every service."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError):  # not the main thread (tests)
+            pass
+    try:
+        await stop.wait()
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+        await lab.close()

@@ -1,0 +1,54 @@
+"""Syslog receiver (UDP): every message becomes an event, tagged with the phone when known."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from labkit.events import EventSink, PhoneDirectory, make_event
+from labkit.protocols.syslog import parse_syslog
+
+MAX_SHOWN = 512  # characters of a message kept in the event's request field
+
+
+@dataclass
+class SyslogCounters:
+    received: int = 0
+    by_format: dict[str, int] = field(default_factory=dict)
+
+
+class _SyslogProtocol(asyncio.DatagramProtocol):
+    def __init__(self, sink: EventSink, directory: PhoneDirectory, clock: Callable[[], float]) -> None:
+        self.sink, self.directory, self.clock = sink, directory, clock
+        self.counters = SyslogCounters()
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        message = parse_syslog(data)
+        self.counters.received += 1
+        self.counters.by_format[message.format] = self.counters.by_format.get(message.format, 0) + 1
+        detail = {k: v for k, v in (("facility", message.facility), ("severity", message.severity),
+                                    ("hostname", message.hostname), ("app", message.app),
+                                    ("format", message.format)) if v is not None}
+        self.sink(make_event("syslog", f"{addr[0]}:{addr[1]}", self.directory.phone_at(addr[0]), "log",
+                             message.message[:MAX_SHOWN], "", "ok", self.clock, **detail))
+
+
+@dataclass
+class SyslogService:
+    transport: asyncio.DatagramTransport
+    protocol: _SyslogProtocol
+    host: str
+    port: int
+
+    async def close(self) -> None:
+        self.transport.close()
+
+
+async def start_syslog(host: str, port: int, sink: EventSink, directory: PhoneDirectory,
+                       clock: Callable[[], float] = time.time) -> SyslogService:
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.create_datagram_endpoint(
+        lambda: _SyslogProtocol(sink, directory, clock), local_addr=(host, port))
+    return SyslogService(transport, protocol, host, port)

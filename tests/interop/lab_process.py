@@ -1,0 +1,99 @@
+"""Run `labkit up --port-offset N` as a real process for interop tests, and stop it by its PID."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+STANDARD = {"dns": 53, "tftp": 69, "http": 80, "https": 443, "syslog": 514, "dhcp": 67}
+
+
+def _free(port: int) -> bool:
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+def free_offset() -> int:
+    """An offset at which every standard port + offset is free on loopback."""
+    for _ in range(200):
+        offset = random.randrange(20000, 60000, 100)
+        if all(_free(p + offset) for p in STANDARD.values()):
+            return offset
+    raise RuntimeError("no free port offset found")
+
+
+@dataclass
+class LabProcess:
+    process: subprocess.Popen[str]
+    offset: int
+    state: Path
+    log: Path
+    banner: list[str]
+
+    def port(self, service: str) -> int:
+        return STANDARD[service] + self.offset
+
+    def events(self) -> list[dict[str, object]]:
+        """Events written so far (the log is flushed at stop, and every second while running)."""
+        if not self.log.exists():
+            return []
+        return [json.loads(line) for line in self.log.read_text().splitlines() if line.strip()]
+
+    def stop(self) -> tuple[int, str]:
+        """SIGTERM, wait, and return (exit code, everything printed)."""
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGTERM)
+        try:
+            out, _ = self.process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.kill(self.process.pid, signal.SIGKILL)
+            out, _ = self.process.communicate(timeout=30)
+        return self.process.returncode, "\n".join(self.banner) + "\n" + (out or "")
+
+
+def start_lab_process(tmp_path: Path, inventory: Path | None = None, *extra: str) -> LabProcess:
+    offset = free_offset()
+    state = tmp_path / "state"
+    log = tmp_path / "events.jsonl"
+    args = [sys.executable, "-m", "labkit", "up", "--port-offset", str(offset), "--state", str(state),
+            "--log", str(log), *extra]
+    if inventory is not None:
+        args.insert(4, str(inventory))
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    banner: list[str] = []
+    deadline = time.monotonic() + 60
+    assert process.stdout is not None
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        banner.append(line.rstrip("\n"))
+        if "Ctrl-C stops the lab." in line:
+            return LabProcess(process, offset, state, log, banner)
+    process.kill()
+    rest = process.communicate(timeout=30)[0] or ""
+    raise AssertionError("labkit up did not start:\n" + "\n".join(banner) + rest)
+
+
+def wait_for_event(lab: LabProcess, predicate, timeout: float = 30.0) -> dict[str, object]:  # noqa: ANN001
+    """Poll the JSON lines log until an event matches (the log flushes once a second)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for event in lab.events():
+            if predicate(event):
+                return event
+        time.sleep(0.2)
+    raise AssertionError(f"no matching event in {lab.log}: {lab.events()[-5:]}")
