@@ -8,6 +8,7 @@ DHCP joins the table in its own milestone.
 from __future__ import annotations
 
 import asyncio
+import errno
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -202,8 +203,13 @@ async def start_lab(plan: Plan, *, loopback: bool = False, port_offset: int | No
             lab.services[name] = await STARTERS[name](plan, ep, ctx)
         except OSError as exc:
             await lab.close()
-            hint = "" if loopback else (" - is the lab interface up with this address? "
-                                        "`--loopback` runs the lab on 127.0.0.1 instead")
+            if exc.errno == errno.EADDRINUSE:
+                hint = " - another program is listening there"
+            elif loopback or port_offset is not None:
+                hint = ""
+            else:
+                hint = (" - is the lab interface up with this address? "
+                        "`--loopback` runs the lab on 127.0.0.1 instead")
             raise StartError(f"{name} cannot listen on {ep.host}:{ep.port}: {exc.strerror or exc}{hint}"
                              ) from None
     lab.ca_path = ctx.extra.get("ca_path")

@@ -1,0 +1,130 @@
+"""HTTP(S) with curl and syslog with logger, against a real `labkit up` process on loopback."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_tool
+from tests.interop.lab_process import LabProcess, start_lab_process, wait_for_event
+
+FIRMWARE_SIZE = 3 * 1024 * 1024 + 17
+
+LAB = """\
+lab: {domain: lab.example, address: 10.42.0.1/24}
+services:
+  dns: {enabled: false}
+  tftp: {enabled: false}
+  https:
+    auth: {user: phone, password: "s3cret", scheme: AUTH}
+models: {CP-8851-3PCC: {firmware: sip88xx.12-0-1MPP-0001.loads}}
+phones:
+  - {mac: "00:56:2b:00:00:01", model: CP-8851-3PCC, ip: 10.42.0.9}
+"""
+
+
+def curl(*args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([require_tool("curl"), "-s", "-S", *args], capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="module", params=["digest", "basic"])
+def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("httplab")
+    (tmp / "firmware").mkdir()
+    firmware = bytes(range(256)) * (FIRMWARE_SIZE // 256) + b"x" * (FIRMWARE_SIZE % 256)
+    (tmp / "firmware" / "sip88xx.12-0-1MPP-0001.loads").write_bytes(firmware)
+    inventory = tmp / "lab.yaml"
+    inventory.write_text(LAB.replace("AUTH", request.param))
+    process = start_lab_process(tmp, inventory)
+    process.auth = request.param  # type: ignore[attr-defined]
+    process.firmware = firmware  # type: ignore[attr-defined]
+    yield process
+    code, output = process.stop()
+    assert code == 0, output
+    assert "Traceback" not in output
+    assert "labkit: stopped" in output
+
+
+def test_get_identifies_the_phone_from_its_user_agent(lab: LabProcess) -> None:
+    url = f"http://127.0.0.1:{lab.port('http')}/Cisco/CP-8851-3PCC/00562b000001.cfg"
+    result = curl("-A", "Cisco-CP-8851-3PCC/12.0.1 (00562b000001)", url)
+    assert result.returncode == 0 and result.stdout.startswith(b"<?xml"), result.stderr
+    event = wait_for_event(lab, lambda e: e["service"] == "http" and str(e["request"]).endswith(".cfg"))
+    assert event["phone"] == "00:56:2b:00:00:01"
+    assert event["detail"]["identified_by"] == "user-agent"  # type: ignore[index]
+    assert event["result"] == "ok"
+    curl("-A", "Cisco-CP-8851-3PCC/12.0.1 (00562b0000ff)", url.replace(".cfg", ".xml"))
+    unknown = wait_for_event(lab, lambda e: e["detail"].get("ua_mac") == "00:56:2b:00:00:ff")  # type: ignore[union-attr]
+    assert unknown["phone"] is None
+    assert unknown["detail"]["identified_by"] == "user-agent (not in the inventory)"  # type: ignore[index]
+
+
+def test_firmware_whole_and_by_ranges(lab: LabProcess, tmp_path: Path) -> None:
+    base = f"http://127.0.0.1:{lab.port('http')}/sip88xx.12-0-1MPP-0001.loads"
+    out = tmp_path / "fw"
+    assert curl("-o", str(out), base).returncode == 0
+    expected = lab.firmware  # type: ignore[attr-defined]
+    assert hashlib.sha256(out.read_bytes()).digest() == hashlib.sha256(expected).digest()
+    part = curl("-r", "1000-1999", "-w", "%{http_code}", base)
+    assert part.stdout[-3:] == b"206" and part.stdout[:-3] == expected[1000:2000]
+    tail = curl("-r", "-10", base)
+    assert tail.stdout == expected[-10:]
+    head = curl("-I", base)
+    assert b"200" in head.stdout.split(b"\r\n")[0]
+    assert f"Content-Length: {FIRMWARE_SIZE}".encode() in head.stdout
+
+
+def test_profile_ranges_head_post_and_errors(lab: LabProcess) -> None:
+    base = f"http://127.0.0.1:{lab.port('http')}"
+    whole = curl(f"{base}/8851-3PCC.xml").stdout
+    assert curl("-r", "5-9", f"{base}/8851-3PCC.xml").stdout == whole[5:10]
+    beyond = curl("-r", "999999-", "-o", "/dev/null", "-w", "%{http_code}", f"{base}/8851-3PCC.xml")
+    assert beyond.stdout == b"416"
+    posted = curl("-X", "POST", "--data", "resync=1", f"{base}/8851-3PCC.xml")
+    assert posted.stdout == whole
+    for path, code in (("/nope.xml", b"404"), ("/../etc/passwd", b"403"), ("/Cisco//x.cfg", b"403"),
+                       ("/a%5Cb", b"403")):
+        got = curl("--path-as-is", "-o", "/dev/null", "-w", "%{http_code}", f"{base}{path}")
+        assert got.stdout == code, path
+    put = curl("-X", "PUT", "-o", "/dev/null", "-w", "%{http_code}", f"{base}/8851-3PCC.xml")
+    assert put.stdout == b"405"
+
+
+def test_https_verifies_against_the_lab_ca_with_auth(lab: LabProcess, tmp_path: Path) -> None:
+    ca = lab.state / "ca" / "ca.pem"
+    port = lab.port("https")
+    url = f"https://prov.lab.example:{port}/8851-3PCC.xml"
+    resolve = f"prov.lab.example:{port}:127.0.0.1"
+    auth_flag = f"--{lab.auth}"  # type: ignore[attr-defined]
+    denied = curl("--cacert", str(ca), "--resolve", resolve, "-o", "/dev/null", "-w", "%{http_code}", url)
+    assert denied.returncode == 0, denied.stderr  # the TLS handshake verified
+    assert denied.stdout == b"401"
+    ok = curl("--cacert", str(ca), "--resolve", resolve, auth_flag, "-u", "phone:s3cret", url)
+    assert ok.returncode == 0 and ok.stdout.startswith(b"<?xml"), ok.stderr
+    wrong = curl("--cacert", str(ca), "--resolve", resolve, auth_flag, "-u", "phone:nope", "-o", "/dev/null",
+                 "-w", "%{http_code}", url)
+    assert wrong.stdout == b"401"
+    # the certificate carries the lab domain too, and a name it lacks fails verification
+    other = curl("--cacert", str(ca), "--resolve", f"elsewhere.example:{port}:127.0.0.1",
+                 f"https://elsewhere.example:{port}/8851-3PCC.xml")
+    assert other.returncode == 60  # curl: peer certificate cannot be authenticated
+    openssl = require_tool("openssl")
+    text = subprocess.run([openssl, "x509", "-in", str(ca.parent / "server.pem"), "-noout", "-ext",
+                           "subjectAltName"], capture_output=True, text=True, timeout=30).stdout
+    assert "DNS:prov.lab.example" in text and "DNS:lab.example" in text
+
+
+def test_syslog_from_logger_becomes_an_event(lab: LabProcess) -> None:
+    logger = require_tool("logger")
+    message = "CP-8851-3PCC 00:56:2b:00:00:01 -- Requesting resync tftp://10.42.0.1:69/8851-3PCC.xml"
+    subprocess.run([logger, "--udp", "--server", "127.0.0.1", "--port", str(lab.port("syslog")),
+                    "--rfc3164", message], check=True, timeout=30)
+    event = wait_for_event(lab, lambda e: e["service"] == "syslog" and e["request"] == message)
+    assert event["detail"]["format"] == "rfc3164"  # type: ignore[index]
+    subprocess.run([logger, "--udp", "--server", "127.0.0.1", "--port", str(lab.port("syslog")),
+                    "--rfc5424", "five four two four"], check=True, timeout=30)
+    event = wait_for_event(lab, lambda e: e["request"] == "five four two four")
+    assert event["detail"]["format"] == "rfc5424"  # type: ignore[index]
