@@ -88,7 +88,7 @@ def start_lab_process(tmp_path: Path, inventory: Path | None = None, *extra: str
     raise AssertionError("labkit up did not start:\n" + "\n".join(banner) + rest)
 
 
-def wait_for_event(lab: LabProcess, predicate, timeout: float = 30.0) -> dict[str, object]:  # noqa: ANN001
+def wait_for_event(lab: LabProcess, predicate, timeout: float = 30.0) -> dict[str, object]:
     """Poll the JSON lines log until an event matches (the log flushes once a second)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
