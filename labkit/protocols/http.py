@@ -69,7 +69,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
         last = int(last_text) if last_text else size - 1
     except ValueError:
         return None  # a malformed Range header is ignored (RFC 9110 §14.2)
-    if first < 0 or last < first and last_text:
+    if first < 0 or (last < first and last_text):
         return None  # an invalid range is ignored: the whole body (RFC 9110 §14.2)
     if first >= size:
         _unsatisfiable()
