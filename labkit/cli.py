@@ -152,21 +152,24 @@ def up(
         "--log", help="Write every event as a JSON line to this file "
         "(default: STATE/logs/events.jsonl).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No live board and no event lines.")] = False,
+    allow_other_dhcp: Annotated[bool, typer.Option(
+        "--allow-other-dhcp", help="Serve DHCP even when another DHCP server answers on the segment.")
+    ] = False,
 ) -> None:
-    """Serve the plan: DNS, TFTP, HTTP(S) and syslog in one process, until Ctrl-C or SIGTERM."""
+    """Serve the plan: DHCP, DNS, TFTP, HTTP(S) and syslog in one process, until Ctrl-C or SIGTERM."""
     import asyncio
 
     loaded = _load(inventory)
     plan = _plan(loaded)
     try:
-        asyncio.run(_up(plan, loopback, port_offset, state, log, quiet))
+        asyncio.run(_up(plan, loopback, port_offset, state, log, quiet, allow_other_dhcp))
     except LabkitError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(1) from None
 
 
 async def _up(plan, loopback: bool, port_offset: int | None, state: Path, log: Path | None,
-              quiet: bool) -> None:
+              quiet: bool, allow_other_dhcp: bool) -> None:
     import asyncio
 
     from labkit.board import BoardState, LiveBoard
@@ -178,7 +181,7 @@ async def _up(plan, loopback: bool, port_offset: int | None, state: Path, log: P
     sinks = [journal]
     try:
         lab = await start_lab(plan, loopback=loopback, port_offset=port_offset, state_dir=state,
-                              sinks=sinks)
+                              sinks=sinks, allow_other_dhcp=allow_other_dhcp)
     except LabkitError:
         journal.close()
         raise
@@ -220,6 +223,32 @@ def ca(inventory: InventoryArg = None, state: StateOption = Path(".labkit")) -> 
     from labkit.tls import ca_path
 
     out.print(str(ca_path(state).resolve()), markup=False)
+
+
+@app.command()
+def leases(state: StateOption = Path(".labkit")) -> None:
+    """List the DHCP leases kept in the state folder: MAC, IP, phone, expiry, state."""
+    import datetime
+
+    from rich.table import Table
+
+    from labkit.services.leases import read_leases
+
+    now = datetime.datetime.now(datetime.UTC).timestamp()
+    table = Table(title=f"leases in {state}")
+    for column in ("MAC", "IP", "phone", "expires (UTC)", "state"):
+        table.add_column(column)
+    rows = sorted(read_leases(state), key=lambda lease: int(lease.ip))
+    for lease in rows:
+        state_text = lease.state
+        if lease.state == "bound" and lease.expires <= now:
+            state_text = "expired"
+        when = datetime.datetime.fromtimestamp(lease.expires, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        mac = "-" if lease.state == "declined" else lease.mac
+        table.add_row(mac, str(lease.ip), lease.phone or "", when, state_text)
+    out.print(table)
+    if not rows:
+        out.print("no leases yet", markup=False)
 
 
 def main() -> None:

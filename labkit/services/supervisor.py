@@ -24,7 +24,8 @@ from labkit.services.filetree import FileTree
 STANDARD_PORTS = {"dns": 53, "tftp": 69, "http": 80, "https": 443, "syslog": 514, "dhcp": 67}
 LOOPBACK = "127.0.0.1"
 LOOPBACK_OFFSET = 10000
-START_ORDER = ("syslog", "dns", "tftp", "http", "https")
+# DHCP last: phones arrive only once everything they will ask for next is up
+START_ORDER = ("syslog", "dns", "tftp", "http", "https", "dhcp")
 
 
 class StartError(LabkitError):
@@ -173,6 +174,20 @@ async def _start_https(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable:
                             ctx.known_macs, scheme="https", ssl_context=server_ssl_context(credentials))
 
 
+async def _start_dhcp(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable:
+    from labkit.services.dhcp import start_dhcp
+
+    inv = plan.inventory
+    loopback = ep.host == LOOPBACK
+    interface = None if loopback else inv.lab.interface
+    if not loopback and interface is None:
+        raise StartError("dhcp: the inventory names no `lab.interface`; DHCP binds to one named "
+                         "interface only (or run with --loopback)")
+    # under loopback, clients listen one port above the server, as 67/68 do
+    return await start_dhcp(plan, ep.host, ep.port, ctx.bus, ctx.directory, ctx.state_dir,
+                            interface=interface, client_port=ep.port + 1)
+
+
 async def _start_syslog(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable:
     from labkit.services.syslog import start_syslog
 
@@ -185,14 +200,37 @@ STARTERS: dict[str, Starter] = {
     "tftp": _start_tftp,
     "http": _start_http,
     "https": _start_https,
+    "dhcp": _start_dhcp,
 }
 
 
+def preflight(plan: Plan, *, listen: float = 2.0) -> None:
+    """Refuse to serve DHCP on a segment where another DHCP server answers."""
+    from labkit.services.preflight import probe
+
+    interface = plan.inventory.lab.interface
+    if interface is None:
+        return
+    rivals = probe(interface, listen=listen)
+    if rivals:
+        named = "; ".join(f"server {r.server_id} (MAC {r.mac}) offered {r.offered}" for r in rivals)
+        raise StartError(f"another DHCP server answers on {interface}: {named}. Two servers race for "
+                         "every phone; stop it, or start with --allow-other-dhcp if you mean it")
+
+
 async def start_lab(plan: Plan, *, loopback: bool = False, port_offset: int | None = None,
-                    state_dir: Path = Path(".labkit"), sinks: list[EventSink] | None = None) -> RunningLab:
+                    state_dir: Path = Path(".labkit"), sinks: list[EventSink] | None = None,
+                    allow_other_dhcp: bool = False) -> RunningLab:
     """Start every enabled service; on any failure close what started and raise StartError."""
     inv = plan.inventory
     lab = RunningLab(plan, endpoints(plan, loopback=loopback, port_offset=port_offset))
+    if "dhcp" in lab.endpoints and lab.endpoints["dhcp"].host != LOOPBACK and not allow_other_dhcp:
+        from labkit.services.preflight import PreflightError
+
+        try:
+            await asyncio.to_thread(preflight, plan)
+        except (PreflightError, OSError) as exc:
+            raise StartError(f"dhcp preflight on {inv.lab.interface}: {exc}") from None
     lab.bus.sinks.extend(sinks or [])
     state_dir.mkdir(parents=True, exist_ok=True)
     directory = StaticDirectory({str(p.ip): p.mac for p in inv.phones if p.ip is not None})
@@ -201,6 +239,9 @@ async def start_lab(plan: Plan, *, loopback: bool = False, port_offset: int | No
     for name, ep in lab.endpoints.items():
         try:
             lab.services[name] = await STARTERS[name](plan, ep, ctx)
+        except StartError:
+            await lab.close()
+            raise
         except OSError as exc:
             await lab.close()
             if exc.errno == errno.EADDRINUSE:

@@ -1,0 +1,125 @@
+"""The lease table the DHCP core decides with (pure, in memory).
+
+Every change is also queued as a LeaseChange; the transport writes the queue to SQLite in one
+transaction and only then sends the replies that depend on it, so an ACK never leaves before
+its binding is durable. One address is never bound to two MACs: `by_ip` is the proof.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from ipaddress import IPv4Address
+from typing import Literal
+
+LeaseState = Literal["bound", "released", "declined"]
+
+
+@dataclass(frozen=True)
+class Lease:
+    mac: str
+    ip: IPv4Address
+    state: LeaseState
+    expires: float  # epoch seconds; for "declined", the end of the quarantine
+    hostname: str | None = None
+    vendor_class: str | None = None
+    phone: str | None = None  # the inventory phone's name, when it is one
+
+    def active(self, now: float) -> bool:
+        return self.state == "bound" and self.expires > now
+
+
+@dataclass(frozen=True)
+class LeaseChange:
+    """One row to write: `lease` replaces the row of its MAC (declines are keyed by address)."""
+
+    lease: Lease
+    delete: bool = False
+
+
+@dataclass
+class LeaseTable:
+    by_mac: dict[str, Lease] = field(default_factory=dict)
+    by_ip: dict[IPv4Address, Lease] = field(default_factory=dict)
+    declined: dict[IPv4Address, float] = field(default_factory=dict)  # address -> quarantine end
+    offers: dict[str, tuple[IPv4Address, float]] = field(default_factory=dict)  # mac -> (ip, until)
+    offered: dict[IPv4Address, tuple[str, float]] = field(default_factory=dict)  # ip -> (mac, until)
+    pending: list[LeaseChange] = field(default_factory=list)
+
+    @classmethod
+    def from_rows(cls, rows: list[Lease]) -> LeaseTable:
+        table = cls()
+        for lease in rows:
+            if lease.state == "declined":
+                table.declined[lease.ip] = lease.expires
+            else:
+                table._put(lease)
+        return table
+
+    def _put(self, lease: Lease) -> None:
+        old = self.by_mac.get(lease.mac)
+        if old is not None and self.by_ip.get(old.ip) is old:
+            del self.by_ip[old.ip]
+        holder = self.by_ip.get(lease.ip)
+        if holder is not None and holder.mac != lease.mac:
+            # the address moves to a new MAC only once its old lease is over: drop the old record
+            del self.by_mac[holder.mac]
+            self.pending.append(LeaseChange(holder, delete=True))
+        self.by_mac[lease.mac] = lease
+        self.by_ip[lease.ip] = lease
+
+    def holder(self, ip: IPv4Address, now: float) -> str | None:
+        """The MAC that may not lose `ip` now: an active lease or an unexpired offer."""
+        lease = self.by_ip.get(ip)
+        if lease is not None and lease.active(now):
+            return lease.mac
+        offer = self.offered.get(ip)
+        if offer is not None and offer[1] > now:
+            return offer[0]
+        return None
+
+    def is_quarantined(self, ip: IPv4Address, now: float) -> bool:
+        return self.declined.get(ip, 0.0) > now
+
+    def offer(self, mac: str, ip: IPv4Address, until: float) -> None:
+        self.drop_offer(mac)
+        self.offers[mac] = (ip, until)
+        self.offered[ip] = (mac, until)
+
+    def drop_offer(self, mac: str) -> None:
+        previous = self.offers.pop(mac, None)
+        if previous is not None and self.offered.get(previous[0], ("", 0.0))[0] == mac:
+            del self.offered[previous[0]]
+
+    def bind(self, mac: str, ip: IPv4Address, expires: float, *, hostname: str | None,
+             vendor_class: str | None, phone: str | None) -> Lease:
+        lease = Lease(mac, ip, "bound", expires, hostname, vendor_class, phone)
+        self._put(lease)
+        self.drop_offer(mac)
+        self.declined.pop(ip, None)
+        self.pending.append(LeaseChange(lease))
+        return lease
+
+    def release(self, mac: str, now: float) -> Lease | None:
+        lease = self.by_mac.get(mac)
+        if lease is None or lease.state != "bound":
+            return None
+        released = replace(lease, state="released", expires=now)
+        self._put(released)
+        self.pending.append(LeaseChange(released))
+        return released
+
+    def decline(self, mac: str, ip: IPv4Address, until: float) -> None:
+        """The client found `ip` in use: quarantine it and forget the client's binding to it."""
+        self.declined[ip] = until
+        self.drop_offer(mac)
+        lease = self.by_mac.get(mac)
+        if lease is not None and lease.ip == ip:
+            del self.by_mac[mac]
+            if self.by_ip.get(ip) is lease:
+                del self.by_ip[ip]
+            self.pending.append(LeaseChange(lease, delete=True))
+        self.pending.append(LeaseChange(Lease(f"declined {ip}", ip, "declined", until)))
+
+    def take_pending(self) -> list[LeaseChange]:
+        changes, self.pending = self.pending, []
+        return changes

@@ -1,0 +1,198 @@
+"""BOOTP/DHCP messages (RFC 2131 §2, RFC 2132 §9.3, RFC 3396): parse and build, pure.
+
+Parsing tolerates option overload (52: options continue in `file`, then `sname`) and long
+options split into several TLVs, joined in the order RFC 3396 gives (options, file, sname).
+Building splits long options, overloads into `file`/`sname` when the client's maximum message
+size requires it, and pads to the 300-byte BOOTP minimum that old clients expect.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+
+from labkit.errors import CodecError
+from labkit.protocols.dhcp.options import decode_options, encode_options
+
+MAGIC = b"\x63\x82\x53\x63"
+FIXED = struct.Struct("!BBBBIHH4s4s4s4s16s64s128s")  # 236 bytes
+HEADER_SIZE = FIXED.size + len(MAGIC)  # 240
+BOOTP_MIN = 300
+DEFAULT_MAX_SIZE = 576  # every client must accept this (RFC 2131 §2)
+BROADCAST_FLAG = 0x8000
+BOOTREQUEST, BOOTREPLY = 1, 2
+
+DISCOVER, OFFER, REQUEST, DECLINE, ACK, NAK, RELEASE, INFORM = range(1, 9)
+MESSAGE_TYPES = {DISCOVER: "DISCOVER", OFFER: "OFFER", REQUEST: "REQUEST", DECLINE: "DECLINE", ACK: "ACK",
+                 NAK: "NAK", RELEASE: "RELEASE", INFORM: "INFORM"}
+OVERLOAD = 52
+ZERO = IPv4Address(0)
+
+
+class DhcpDecodeError(CodecError):
+    """A datagram that is not a DHCP message we can read."""
+
+
+@dataclass(frozen=True)
+class Message:
+    op: int
+    xid: int
+    chaddr: bytes  # hardware address, `hlen` bytes (6 for Ethernet)
+    htype: int = 1
+    hops: int = 0
+    secs: int = 0
+    flags: int = 0
+    ciaddr: IPv4Address = ZERO
+    yiaddr: IPv4Address = ZERO
+    siaddr: IPv4Address = ZERO
+    giaddr: IPv4Address = ZERO
+    sname: bytes = b""  # when not overloaded
+    file: bytes = b""
+    options: dict[int, bytes] = field(default_factory=dict)  # code -> payload, in wire order
+
+    @property
+    def message_type(self) -> int | None:
+        value = self.options.get(53)
+        return value[0] if value and len(value) == 1 else None
+
+    @property
+    def type_name(self) -> str:
+        kind = self.message_type
+        return MESSAGE_TYPES.get(kind, f"type {kind}") if kind is not None else "BOOTP"
+
+    @property
+    def broadcast(self) -> bool:
+        return bool(self.flags & BROADCAST_FLAG)
+
+    @property
+    def mac(self) -> str:
+        return ":".join(f"{b:02x}" for b in self.chaddr)
+
+    def ip_option(self, code: int) -> IPv4Address | None:
+        value = self.options.get(code)
+        return IPv4Address(value) if value is not None and len(value) == 4 else None
+
+    def text_option(self, code: int) -> str | None:
+        value = self.options.get(code)
+        if value is None:
+            return None
+        return value.rstrip(b"\x00").decode("ascii", errors="replace")
+
+    def requested_options(self) -> list[int]:
+        return list(self.options.get(55, b""))
+
+
+def parse(data: bytes) -> Message:
+    """Read a BOOTP/DHCP message; DhcpDecodeError on anything malformed."""
+    if len(data) < HEADER_SIZE:
+        raise DhcpDecodeError(f"{len(data)} bytes is shorter than the {HEADER_SIZE}-byte header")
+    (op, htype, hlen, hops, xid, secs, flags, ciaddr, yiaddr, siaddr, giaddr, chaddr, sname,
+     file) = FIXED.unpack_from(data)
+    if op not in (BOOTREQUEST, BOOTREPLY):
+        raise DhcpDecodeError(f"op {op} is neither BOOTREQUEST nor BOOTREPLY")
+    if hlen > 16:
+        raise DhcpDecodeError(f"hardware address length {hlen} exceeds 16")
+    if data[FIXED.size:HEADER_SIZE] != MAGIC:
+        raise DhcpDecodeError("no DHCP magic cookie")
+    regions = [_tlvs(data[HEADER_SIZE:], "options")]
+    main = _join(regions)
+    overload = main.get(OVERLOAD)
+    sname_field, file_field = sname, file
+    if overload is not None:
+        if len(overload) != 1 or overload[0] not in (1, 2, 3):
+            raise DhcpDecodeError("option 52 (overload) must be one byte 1, 2 or 3")
+        if overload[0] & 1:
+            regions.append(_tlvs(file, "file"))
+            file_field = b""
+        if overload[0] & 2:
+            regions.append(_tlvs(sname, "sname"))
+            sname_field = b""
+    options = _join(regions)
+    options.pop(OVERLOAD, None)  # a wire-level detail: `build` decides overload again
+    return Message(op, xid, chaddr[:hlen], htype, hops, secs, flags, IPv4Address(ciaddr),
+                   IPv4Address(yiaddr), IPv4Address(siaddr), IPv4Address(giaddr),
+                   sname_field.split(b"\x00", 1)[0], file_field.split(b"\x00", 1)[0], options)
+
+
+def _tlvs(region: bytes, where: str) -> list[tuple[int, bytes]]:
+    try:
+        return list(decode_options(region).items()) if region else []
+    except CodecError as exc:
+        raise DhcpDecodeError(f"{where}: {exc}") from None
+
+
+def _join(regions: list[list[tuple[int, bytes]]]) -> dict[int, bytes]:
+    joined: dict[int, bytes] = {}
+    for region in regions:
+        for code, payload in region:
+            joined[code] = joined.get(code, b"") + payload
+    return joined
+
+
+def build(message: Message, *, max_size: int = DEFAULT_MAX_SIZE) -> bytes:
+    """Encode `message`; options that do not fit overload `file`, then `sname` (RFC 2131 §4.1)."""
+    options = [(c, p) for c, p in message.options.items() if c != OVERLOAD]
+    room = max(max_size, DEFAULT_MAX_SIZE) - HEADER_SIZE - 1  # 1 for END
+    encoded = encode_options(options)
+    sname, file = message.sname, message.file
+    if len(encoded) <= room:
+        body = encoded + b"\xff"
+    else:
+        body, file, sname = _overload(options, room, bool(sname), bool(file))
+    header = FIXED.pack(message.op, message.htype, len(message.chaddr), message.hops, message.xid,
+                        message.secs, message.flags, message.ciaddr.packed, message.yiaddr.packed,
+                        message.siaddr.packed, message.giaddr.packed, message.chaddr.ljust(16, b"\x00"),
+                        sname.ljust(64, b"\x00"), file.ljust(128, b"\x00"))
+    wire = header + MAGIC + body
+    return wire.ljust(BOOTP_MIN, b"\x00")
+
+
+def _overload(options: list[tuple[int, bytes]], room: int, sname_used: bool,
+              file_used: bool) -> tuple[bytes, bytes, bytes]:
+    """Spread whole TLVs over options, file and sname; CodecError when even that is too small."""
+    if file_used and sname_used:
+        raise CodecError("the options do not fit and file and sname are both in use")
+    tlvs = [encode_options([item]) for item in options]
+    regions: list[tuple[str, int]] = [("options", room - 3)]  # 3 for option 52 itself
+    if not file_used:
+        regions.append(("file", 128 - 1))
+    if not sname_used:
+        regions.append(("sname", 64 - 1))
+    filled: dict[str, bytearray] = {name: bytearray() for name, _ in regions}
+    index = 0
+    for name, capacity in regions:
+        while index < len(tlvs) and len(filled[name]) + len(tlvs[index]) <= capacity:
+            filled[name] += tlvs[index]
+            index += 1
+    if index < len(tlvs):
+        raise CodecError("the options do not fit the client's maximum message size even overloaded")
+    flag = (1 if filled.get("file") else 0) | (2 if filled.get("sname") else 0)
+    body = bytes(filled["options"]) + (bytes([OVERLOAD, 1, flag]) if flag else b"") + b"\xff"
+    file = bytes(filled["file"]) + b"\xff" if filled.get("file") else b""
+    sname = bytes(filled["sname"]) + b"\xff" if filled.get("sname") else b""
+    return body, file, sname
+
+
+def reply_to(request: Message, message_type: int, *, yiaddr: IPv4Address = ZERO,
+             options: Iterable[tuple[int, bytes]] = (), siaddr: IPv4Address = ZERO) -> Message:
+    """A BOOTREPLY for `request` (xid, flags, giaddr, chaddr copied; option 82 echoed, RFC 3046)."""
+    opts: dict[int, bytes] = {53: bytes([message_type])}
+    for code, payload in options:
+        opts.setdefault(code, payload)
+    if 82 in request.options:
+        opts[82] = request.options[82]
+    ciaddr = request.ciaddr if message_type == ACK else ZERO
+    return Message(BOOTREPLY, request.xid, request.chaddr, request.htype, 0, 0, request.flags, ciaddr,
+                   yiaddr, siaddr, request.giaddr, options=opts)
+
+
+def request_message(message_type: int, mac: bytes, xid: int, options: Mapping[int, bytes], *,
+                    ciaddr: IPv4Address = ZERO, giaddr: IPv4Address = ZERO, flags: int = 0,
+                    hops: int = 0) -> Message:
+    """A client's BOOTREQUEST (used by the virtual phone and the tests)."""
+    opts = {53: bytes([message_type]), **{c: p for c, p in options.items() if c != 53}}
+    return Message(BOOTREQUEST, xid, mac, flags=flags, ciaddr=ciaddr, giaddr=giaddr, hops=hops,
+                   options=opts)
+

@@ -1,0 +1,90 @@
+"""Leases on disk: SQLite in the state folder, committed (fsync) before any ACK that depends on them."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from ipaddress import IPv4Address
+from pathlib import Path
+
+from labkit.protocols.dhcp.leases import Lease, LeaseChange
+
+LEASES_FILE = "leases.sqlite3"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS leases (
+    mac TEXT PRIMARY KEY,
+    ip TEXT NOT NULL UNIQUE,          -- one address, one MAC: enforced by the database too
+    state TEXT NOT NULL CHECK (state IN ('bound', 'released')),
+    expires REAL NOT NULL,
+    hostname TEXT,
+    vendor_class TEXT,
+    phone TEXT,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS declined (
+    ip TEXT PRIMARY KEY,
+    until REAL NOT NULL
+);
+"""
+
+
+class LeaseStore:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        # WAL + synchronous=FULL: a commit is on disk when it returns, and cheap enough to batch
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(SCHEMA)
+
+    def load(self) -> list[Lease]:
+        rows = [Lease(mac, IPv4Address(ip), state, expires, hostname, vendor, phone)
+                for mac, ip, state, expires, hostname, vendor, phone in self.db.execute(
+                    "SELECT mac, ip, state, expires, hostname, vendor_class, phone FROM leases")]
+        rows += [Lease(f"declined {ip}", IPv4Address(ip), "declined", until)
+                 for ip, until in self.db.execute("SELECT ip, until FROM declined")]
+        return rows
+
+    def commit(self, changes: list[LeaseChange]) -> None:
+        """Write a batch in one transaction; raises sqlite3.Error (and writes nothing) on failure."""
+        if not changes:
+            return
+        now = time.time()
+        cursor = self.db.cursor()
+        cursor.execute("BEGIN IMMEDIATE")
+        try:
+            for change in changes:
+                lease = change.lease
+                ip = str(lease.ip)
+                if lease.state == "declined":
+                    cursor.execute("INSERT OR REPLACE INTO declined (ip, until) VALUES (?, ?)",
+                                   (ip, lease.expires))
+                elif change.delete:
+                    cursor.execute("DELETE FROM leases WHERE mac = ?", (lease.mac,))
+                else:
+                    cursor.execute("DELETE FROM declined WHERE ip = ?", (ip,))
+                    cursor.execute(
+                        "INSERT OR REPLACE INTO leases (mac, ip, state, expires, hostname, vendor_class,"
+                        " phone, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (lease.mac, ip, lease.state, lease.expires, lease.hostname, lease.vendor_class,
+                         lease.phone, now))
+            cursor.execute("COMMIT")
+        except BaseException:
+            cursor.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def read_leases(state_dir: Path) -> list[Lease]:
+    """Leases as stored, for `labkit leases` (no server needed)."""
+    path = state_dir / LEASES_FILE
+    if not path.exists():
+        return []
+    store = LeaseStore(path)
+    try:
+        return store.load()
+    finally:
+        store.close()
