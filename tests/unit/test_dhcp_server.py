@@ -44,7 +44,8 @@ NOW = 1_800_000_000.0
 
 
 def mpp_options(extra: dict[int, bytes] | None = None) -> dict[int, bytes]:
-    return {61: b"\x01" + PHONE_MAC, 12: b"SEP00562B00033C", 60: b"CP-8851-3PCC", 55: MPP_PRL, **(extra or {})}
+    base = {61: b"\x01" + PHONE_MAC, 12: b"SEP00562B00033C", 60: b"CP-8851-3PCC", 55: MPP_PRL}
+    return {**base, **(extra or {})}
 
 
 DEFAULT_PLAN = build_plan(load(None))
@@ -192,15 +193,18 @@ def test_offer_and_ack_decode_with_scapy(core: DhcpServerCore) -> None:
     require_module("scapy")
     from scapy.layers.dhcp import BOOTP, DHCP
 
-    offer, outcome = exchange(core, DISCOVER, mpp_options())
-    packet = BOOTP(outcome.reply.wire)
-    assert packet.op == 2 and packet.yiaddr == "10.42.0.60" and packet.xid == 0x1234
-    options = {o[0]: o[1:] for o in packet[DHCP].options if isinstance(o, tuple)}
-    assert options["message-type"] == (2,)
-    assert options["server_id"] == ("10.42.0.1",)
-    assert options["tftp_server_address"] == ("10.42.0.1",)
-    assert options["domain"] == (b"lab.example",)
-    assert options["lease_time"] == (3600,)
+    _, offered = exchange(core, DISCOVER, mpp_options())
+    _, acked = exchange(core, REQUEST, mpp_options({50: IPv4Address("10.42.0.60").packed, 54: SERVER.packed}))
+    for outcome, kind in ((offered, 2), (acked, 5)):
+        packet = BOOTP(outcome.reply.wire)
+        assert packet.op == 2 and packet.yiaddr == "10.42.0.60" and packet.xid == 0x1234
+        options = {o[0]: o[1:] for o in packet[DHCP].options if isinstance(o, tuple)}
+        assert options["message-type"] == (kind,)
+        assert options["server_id"] == ("10.42.0.1",)
+        assert options["tftp_server_address"] == ("10.42.0.1",)
+        assert options["domain"] == (b"lab.example",)
+        assert options["lease_time"] == (3600,)
+        assert options["subnet_mask"] == ("255.255.255.0",)
 
 
 def test_long_options_split_and_overload_round_trip() -> None:
@@ -227,9 +231,10 @@ def test_overload_into_file_and_sname() -> None:
 @given(st.binary(max_size=700))
 def test_parse_raises_only_decode_errors(data: bytes) -> None:
     try:
-        parse(data)
+        message = parse(data)
     except DhcpDecodeError:
-        pass
+        return
+    assert len(message.chaddr) <= 16
 
 
 @settings(max_examples=200, deadline=None)
