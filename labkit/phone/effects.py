@@ -1,0 +1,94 @@
+"""What the virtual phone asks the world for, and what it gets back (plain data, no I/O).
+
+The phone's logic is a generator that yields these requests; a driver performs them (real
+sockets, or a test's script) and sends the results back in. So the logic is tested without a
+network, and a swarm compresses hours of retry delays with its own clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from labkit.phone.discovery import SrvTarget
+
+
+@dataclass(frozen=True)
+class AcquireLease:
+    """Run DHCP (DISCOVER/OFFER/REQUEST/ACK) and return the lease."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    ip: str
+    server: str  # option 54
+    options: dict[int, Any]  # decoded values, as labkit.protocols.dhcp.options.decode_value gives
+    lease_time: int = 0
+
+
+@dataclass(frozen=True)
+class LeaseFailed:
+    reason: str
+
+
+@dataclass(frozen=True)
+class LookupSrv:
+    name: str  # _ciscoprov-https._tls.lab.example
+
+
+@dataclass(frozen=True)
+class LookupA:
+    name: str
+
+
+@dataclass(frozen=True)
+class DnsAnswer:
+    rcode: str  # "NOERROR", "NXDOMAIN", "SERVFAIL", "REFUSED", "TIMEOUT"
+    srv: tuple[SrvTarget, ...] = ()
+    addresses: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Fetch:
+    url: str
+    method: str = "GET"  # POST with `--post`
+    body: bytes = b""
+    uid: str | None = None  # credentials to answer a 401/407 with (Basic or Digest)
+    pwd: str | None = None
+    user_agent: str = ""
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """`status` is the HTTP status (TFTP maps: file -> 200, error 1 -> 404, other errors -> 403);
+    None when no answer came (timeout, refused, TLS failure): `error` says which."""
+
+    status: int | None
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+
+    def header(self, name: str) -> str | None:
+        lowered = name.lower()
+        for key, value in self.headers.items():
+            if key.lower() == lowered:
+                return value
+        return None
+
+
+@dataclass(frozen=True)
+class Sleep:
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Log:
+    message: str  # sent to the lab's syslog, as the device's Log_*_Msg
+
+
+@dataclass(frozen=True)
+class Now:
+    """Ask the driver's clock for the time (the timeline is stamped with it)."""
+
+
+Effect = AcquireLease | LookupSrv | LookupA | Fetch | Sleep | Log | Now
