@@ -1,0 +1,362 @@
+"""DNS benchmark (on demand, not a test): labkit's DNS service, a naive dnslib server, dnsmasq.
+
+    .venv/bin/python bench/dns_bench.py [--duration 10] [--runs 3] [--latency] [--no-dnsmasq]
+
+Each server runs in its own process on 127.0.0.1, pinned to one CPU with taskset when there
+is one (the generator, dnsperf, on another), and is restarted for every run; the order
+rotates. The query mix is peer-benchmarks.md's: 60% SRV (both provisioning services), 20% A,
+5% NODATA, 15% NXDOMAIN, without EDNS (dnsperf's default). Printed per server: queries/s
+(median and range), the server process's CPU time (user + system, from /proc) per answered
+query, lost queries, and with --latency p50/p99 latency at a fixed 2,000 q/s. Loopback softirq
+work is charged to the CPU, not the process, so CPU/query slightly understates every server.
+
+The naive baseline is what peer-benchmarks.md calls "a naive asyncio server on dnslib": an
+asyncio DatagramProtocol that parses each query with dnslib, builds the reply object and packs
+it, with correct answers (SRV + additional A, NODATA/NXDOMAIN with SOA) from dict look-ups.
+dnsmasq (Debian package dnsmasq-base), when installed, serves the same names as a reference in
+the same run, since figures from different days on a shared machine do not compare. "echo" is
+the floor for any Python server here: the same add_reader loop, recvfrom and sendto of the query
+bytes unchanged, with no DNS work and no events.
+
+Needs dnsperf (Debian package dnsperf). Traffic stays on loopback; every run is bounded by
+--duration, and the processes started here are stopped by their own PID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import random
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HOST = "127.0.0.1"
+SERVER_CPU, GENERATOR_CPU = "1", "0"
+
+
+# ---------------------------------------------------------------------------------------------
+# the servers (run in a child process: `dns_bench.py --serve labkit|naive`)
+
+
+class CountingSink:
+    """Stands in for the supervisor's sink: takes every event, keeps only a count."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, event: object) -> None:
+        self.count += 1
+
+
+def _zones() -> dict:
+    from labkit.inventory.load import load
+    from labkit.plan.build import build_plan
+
+    return build_plan(load(None)).zones
+
+
+async def _serve_labkit(ready: asyncio.Future[int]) -> object:
+    from labkit.events import StaticDirectory
+    from labkit.protocols.dns import AuthoritativeResolver
+    from labkit.services.dns import start_dns
+
+    service = await start_dns(AuthoritativeResolver(_zones()), HOST, 0, CountingSink(), StaticDirectory())
+    ready.set_result(service.port)
+    return service
+
+
+class NaiveProtocol(asyncio.DatagramProtocol):
+    """Parse, build, pack per query with dnslib: the baseline peer-benchmarks.md measured."""
+
+    def __init__(self, zones: dict) -> None:
+        from dnslib import QTYPE
+
+        self.qtype = QTYPE
+        self.records: dict[tuple[str, int], list] = {}
+        self.names: set[str] = set()
+        self.soa: dict[str, object] = {}
+        for zone in zones.values():
+            self.soa[zone.name] = zone.records[0]
+            for rr in zone.records:
+                name = str(rr.rname).lower().rstrip(".")
+                self.records.setdefault((name, rr.rtype), []).append(rr)
+                while name != zone.name and "." in name:  # empty non-terminals exist too
+                    self.names.add(name)
+                    name = name.split(".", 1)[1]
+                self.names.add(name)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        from dnslib import DNSRecord
+
+        try:
+            request = DNSRecord.parse(data)
+        except Exception:
+            return
+        reply = request.reply(ra=0, aa=1)
+        name = str(request.q.qname).lower().rstrip(".")
+        zone = next((z for z in self.soa if name == z or name.endswith("." + z)), None)
+        if zone is None:
+            reply.header.rcode = 5
+            reply.header.aa = 0
+        else:
+            answers = self.records.get((name, request.q.qtype), [])
+            for rr in answers:
+                reply.add_answer(rr)
+                if rr.rtype == 33:
+                    for extra in self.records.get((str(rr.rdata.target).lower().rstrip("."), 1), []):
+                        reply.add_ar(extra)
+            if not answers:
+                if name not in self.names:
+                    reply.header.rcode = 3
+                reply.add_auth(self.soa[zone])
+        self.transport.sendto(reply.pack(), addr)  # type: ignore[attr-defined]
+
+
+async def _serve_naive(ready: asyncio.Future[int]) -> object:
+    loop = asyncio.get_running_loop()
+    zones = _zones()
+    transport, _ = await loop.create_datagram_endpoint(lambda: NaiveProtocol(zones), local_addr=(HOST, 0))
+    ready.set_result(transport.get_extra_info("sockname")[1])
+    return transport
+
+
+async def _serve_echo(ready: asyncio.Future[int]) -> object:
+    """The floor for any Python server: labkit's UDP loop minus the DNS work and the events."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    sock.bind((HOST, 0))
+
+    def echo() -> None:
+        for _ in range(128):
+            try:
+                data, address = sock.recvfrom(65535)
+            except BlockingIOError:
+                return
+            sock.sendto(data, address)  # dnsperf matches replies by ID only
+
+    loop.add_reader(sock.fileno(), echo)
+    ready.set_result(sock.getsockname()[1])
+    return sock
+
+
+async def serve(kind: str) -> None:
+    """Serve until stdin closes."""
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[int] = loop.create_future()
+    starter = {"labkit": _serve_labkit, "naive": _serve_naive, "echo": _serve_echo}[kind]
+    handle = await starter(ready)
+    print(f"READY {ready.result()}", flush=True)
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while await reader.readline():
+        pass
+    close = handle.close()  # type: ignore[attr-defined]
+    if asyncio.iscoroutine(close):
+        await close
+
+
+# ---------------------------------------------------------------------------------------------
+# the harness
+
+
+def query_file(path: Path) -> None:
+    lines = (["_ciscoprov-https._tls.lab.example SRV"] * 30 + ["_ciscoprov-http._tcp.lab.example SRV"] * 30
+             + [f"{h}.lab.example A" for h in ("prov", "ns", "pbx", "acs")] * 5
+             + ["prov.lab.example AAAA"] * 5
+             + [f"missing{i}.lab.example A" for i in range(15)])
+    random.Random(1).shuffle(lines)  # the same interleaving every time
+    path.write_text("\n".join(lines) + "\n")
+
+
+def pinned(cpu: str, argv: list[str]) -> list[str]:
+    if shutil.which("taskset") and (os.cpu_count() or 1) > 1:
+        return ["taskset", "-c", cpu, *argv]
+    return argv
+
+
+def _free_port() -> int:
+    # a port free for both UDP and TCP right now (dnsmasq needs one given; tiny race, fine here)
+    for _ in range(20):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind((HOST, 0))
+            port = udp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind((HOST, port))
+                except OSError:
+                    continue
+                return port
+    raise SystemExit("no free port on loopback")
+
+
+def _dnsmasq_argv(port: int) -> list[str]:
+    # the same data as the default lab zone; dnsmasq is authoritative for it with --auth-zone
+    hosts = [f"--host-record={h}.lab.example,10.42.0.1" for h in ("prov", "ns", "pbx", "acs")]
+    return ["dnsmasq", "--no-daemon", "--conf-file=/dev/null", f"--port={port}", f"--listen-address={HOST}",
+            "--bind-interfaces", "--no-resolv", "--no-hosts", "--cache-size=0", "--log-facility=/dev/null",
+            "--local=/lab.example/", "--auth-server=ns.lab.example", "--auth-zone=lab.example", *hosts,
+            "--srv-host=_ciscoprov-https._tls.lab.example,prov.lab.example,443,10,10",
+            "--srv-host=_ciscoprov-http._tcp.lab.example,prov.lab.example,80,20,10"]
+
+
+def _answers(port: int) -> bool:
+    query = bytes.fromhex("abcd01000001000000000000") + b"\x04prov\x03lab\x07example\x00\x00\x01\x00\x01"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(0.2)
+        try:
+            sock.sendto(query, (HOST, port))
+            return sock.recv(512)[:2] == b"\xab\xcd"
+        except OSError:
+            return False
+
+
+class Server:
+    """One server process pinned to SERVER_CPU; its CPU time is read from /proc."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        if kind == "dnsmasq":
+            self.port = _free_port()
+            with tempfile.TemporaryFile("w+") as log:
+                self.process = subprocess.Popen(pinned(SERVER_CPU, _dnsmasq_argv(self.port)),
+                                                stdout=subprocess.DEVNULL, stderr=log)
+                deadline = time.monotonic() + 60
+                while not _answers(self.port):
+                    if time.monotonic() > deadline or self.process.poll() is not None:
+                        self.stop()
+                        log.seek(0)
+                        raise SystemExit(f"dnsmasq did not start on port {self.port}: {log.read()[-2000:]}")
+            return
+        # our servers: `--serve` prints READY <port> and runs until its stdin closes
+        self.process = subprocess.Popen(
+            pinned(SERVER_CPU, [sys.executable, __file__, "--serve", kind]),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline().strip()
+        if not line.startswith("READY "):
+            self.stop()
+            raise SystemExit(f"{kind} server did not start: {line!r}")
+        self.port = int(line.split()[1])
+
+    def cpu(self) -> float:
+        """User + system CPU seconds so far (taskset execs the server, so the PID is the server's)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        else:
+            self.process.terminate()  # dnsmasq: SIGTERM to the process we started
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()  # only the process this harness started
+            self.process.wait(timeout=10)
+
+
+def dnsperf(port: int, data: Path, duration: int, extra: list[str]) -> str:
+    argv = ["dnsperf", "-s", HOST, "-p", str(port), "-d", str(data), "-l", str(duration), "-t", "2", *extra]
+    result = subprocess.run(pinned(GENERATOR_CPU, argv), capture_output=True, text=True,
+                            timeout=duration + 60)
+    return result.stdout + result.stderr
+
+
+def _number(pattern: str, text: str) -> float:
+    match = re.search(pattern, text)
+    if match is None:
+        raise SystemExit(f"dnsperf output not understood ({pattern}):\n{text}")
+    return float(match.group(1))
+
+
+def throughput_run(kind: str, data: Path, duration: int) -> dict[str, float]:
+    server = Server(kind)
+    try:
+        before = server.cpu()
+        out = dnsperf(server.port, data, duration, [])
+        after = server.cpu()
+    finally:
+        server.stop()
+    completed = _number(r"Queries completed:\s+(\d+)", out)
+    return {"qps": _number(r"Queries per second:\s+([\d.]+)", out),
+            "lost": _number(r"Queries lost:\s+(\d+)", out),
+            "cpu_us": (after - before) / max(completed, 1) * 1e6}
+
+
+def latency_run(kind: str, data: Path) -> dict[str, float]:
+    server = Server(kind)
+    try:
+        out = dnsperf(server.port, data, 5, ["-Q", "2000", "-v"])
+    finally:
+        server.stop()
+    # -v prints one line per answered query; the last field is its latency in seconds
+    latencies = sorted(float(line.split()[-1]) for line in out.splitlines()
+                       if line.startswith("> ") and re.match(r"[\d.]+$", line.split()[-1]))
+    if not latencies:
+        raise SystemExit(f"dnsperf -v printed no latencies:\n{out[:2000]}")
+    return {"p50_ms": latencies[len(latencies) // 2] * 1e3,
+            "p99_ms": latencies[int(len(latencies) * 0.99)] * 1e3}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--serve", choices=("labkit", "naive", "echo"), help=argparse.SUPPRESS)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per dnsperf run (max 60)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per server (max 9)")
+    parser.add_argument("--latency", action="store_true", help="also measure p50/p99 at 2,000 q/s")
+    parser.add_argument("--no-dnsmasq", action="store_true",
+                        help="leave out dnsmasq (run as a reference when it is installed)")
+    args = parser.parse_args()
+    if args.serve:
+        asyncio.run(serve(args.serve))
+        return
+    if shutil.which("dnsperf") is None:
+        raise SystemExit("dnsperf is not installed (Debian package dnsperf)")
+    duration, runs = min(max(args.duration, 1), 60), min(max(args.runs, 1), 9)
+    kinds = ["labkit", "naive", "echo"]
+    if shutil.which("dnsmasq") and not args.no_dnsmasq:
+        kinds.append("dnsmasq")
+    results: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "queries.txt"
+        query_file(data)
+        for run in range(runs):
+            for kind in kinds[run % len(kinds):] + kinds[:run % len(kinds)]:  # rotate the order
+                results[kind].append(throughput_run(kind, data, duration))
+                print(f"run {run + 1} {kind}: {results[kind][-1]}", file=sys.stderr)
+        measured = [kind for kind in kinds if kind != "echo"] if args.latency else []
+        latency = {kind: latency_run(kind, data) for kind in measured}
+    print(f"# {time.strftime('%Y-%m-%d')} · {platform.node()} · {os.cpu_count()} CPUs · "
+          f"{platform.processor() or platform.machine()} · Python {platform.python_version()} · "
+          f"dnsperf -l {duration}, {runs} runs, server on CPU {SERVER_CPU}, dnsperf on CPU {GENERATOR_CPU}")
+    print("| server | queries/s median [min–max] | server CPU µs/query | lost | p50 / p99 at 2k q/s |")
+    print("|---|---|---|---|---|")
+    for kind in kinds:
+        rows = results[kind]
+        qps = [r["qps"] for r in rows]
+        lat = latency.get(kind)
+        lat_text = f"{lat['p50_ms']:.3f} / {lat['p99_ms']:.3f} ms" if lat else "—"
+        print(f"| {kind} | {statistics.median(qps):,.0f} [{min(qps):,.0f}–{max(qps):,.0f}] | "
+              f"{statistics.median(r['cpu_us'] for r in rows):.1f} | "
+              f"{int(sum(r['lost'] for r in rows))} | {lat_text} |")
+    labkit = statistics.median(r["qps"] for r in results["labkit"])
+    for kind in kinds[1:]:
+        ratio = labkit / statistics.median(r["qps"] for r in results[kind])
+        print(f"labkit / {kind}: {ratio:.2f}× the queries per second")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,15 @@
+"""DNS: the pure authoritative core (bytes in, bytes out); the asyncio transport is labkit.services.dns."""
+
+from labkit.protocols.dns.resolver import (
+    MAX_UDP_DEFAULT,
+    AuthoritativeResolver,
+    DnsConfigError,
+    Outcome,
+    Reply,
+    name_text,
+    name_wire,
+    type_text,
+)
+
+__all__ = ["MAX_UDP_DEFAULT", "AuthoritativeResolver", "DnsConfigError", "Outcome", "Reply", "name_text",
+           "name_wire", "type_text"]

@@ -1,0 +1,248 @@
+"""The DNS service: UDP and TCP on one port around the pure AuthoritativeResolver.
+
+UDP skips asyncio's datagram transport on purpose: that transport reads one datagram per
+event-loop turn and sends through its own buffering layer. We register the socket with
+`loop.add_reader` and drain up to UDP_BATCH datagrams per wake-up, answering each with a plain
+`sendto`: under dnsperf load this took the server's CPU per query from 12.8 to 9.6 µs with the
+same resolver and events, and it is still the loop's own readiness machinery. A reply that
+cannot be sent at once (socket buffer full) is dropped and counted: the client retries.
+
+TCP (RFC 7766) uses asyncio streams: 2-byte length framing, any number of queries per
+connection answered in order, an idle timeout, and a cap on open connections.
+
+Every query becomes one Event (service "dns", action "query"). The Event is built directly
+rather than through make_event (no **detail dict per query) because it runs for every packet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import errno
+import ipaddress
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from labkit.errors import LabkitError
+from labkit.events import Event, EventSink, PhoneDirectory
+from labkit.protocols.dns.resolver import AuthoritativeResolver, Outcome, Reply
+
+UDP_BATCH = 128  # datagrams answered per wake-up before yielding to the loop's other work
+UDP_RECV_SIZE = 65535  # a full datagram: a cut-off query would be misread
+UDP_RCVBUF = 1 << 20  # ask for 1 MiB of socket buffer to ride out bursts (the kernel may cap it)
+TCP_IDLE_TIMEOUT = 10.0  # seconds a connection may sit without a complete query (RFC 7766 §6.2.3)
+TCP_MAX_CONNECTIONS = 256
+TCP_BACKLOG = 128
+_PORT_ATTEMPTS = 20  # port 0: tries at finding a port free for both UDP and TCP
+_TCP_DETAIL = {"transport": "tcp"}
+
+
+def _event_factory() -> Callable[[float, str, str | None, Outcome, dict[str, Any]], Event]:
+    """How the per-query Event is built: the dataclass constructor, or a quicker equivalent.
+
+    Event is a frozen dataclass; its __init__ goes through object.__setattr__ once per field
+    (about 1.3 µs, as much as answering the query). When Event is the plain (non-slots) dataclass
+    with exactly the fields below, filling its __dict__ in one step builds the same object
+    (equal, same repr and JSON) in about 0.5 µs. If Event ever changes shape, use the constructor.
+    """
+    names = ("time", "service", "client", "phone", "action", "request", "answer", "result", "detail")
+    plain = (tuple(f.name for f in dataclasses.fields(Event)) == names and "__slots__" not in vars(Event)
+             and not hasattr(Event, "__post_init__"))
+
+    def construct(when: float, client: str, phone: str | None, outcome: Outcome,
+                  detail: dict[str, Any]) -> Event:
+        return Event(when, "dns", client, phone, "query", outcome.request or "(no question)",
+                     outcome.summary, outcome.result, detail)
+
+    if not plain:
+        return construct
+    new, set_attribute = object.__new__, object.__setattr__
+
+    def fill(when: float, client: str, phone: str | None, outcome: Outcome, detail: dict[str, Any]) -> Event:
+        event = new(Event)
+        set_attribute(event, "__dict__", {
+            "time": when, "service": "dns", "client": client, "phone": phone, "action": "query",
+            "request": outcome.request or "(no question)", "answer": outcome.summary,
+            "result": outcome.result, "detail": detail})
+        return event
+
+    return fill
+
+
+_event = _event_factory()
+
+
+class DnsServiceError(LabkitError):
+    """The DNS service could not start (address in use, bad host, ...)."""
+
+
+class DnsService:
+    """A running DNS service; `await close()` stops UDP and TCP and ends open connections."""
+
+    def __init__(self, resolver: AuthoritativeResolver, host: str, sink: EventSink,
+                 directory: PhoneDirectory, *, tcp_idle_timeout: float = TCP_IDLE_TIMEOUT,
+                 tcp_max_connections: int = TCP_MAX_CONNECTIONS) -> None:
+        self.resolver = resolver
+        self.host = host
+        self.port = 0
+        self._sink = sink
+        self._phone_at = directory.phone_at
+        self._idle = tcp_idle_timeout
+        self._max_connections = tcp_max_connections
+        self._loop = asyncio.get_running_loop()
+        self._udp: socket.socket | None = None
+        self._tcp: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[Any]] = set()
+        self.udp_send_errors = 0
+        self.udp_receive_errors = 0
+        self.tcp_connections = 0
+        self.tcp_rejected = 0
+        self.sink_errors = 0
+
+    @property
+    def counters(self) -> dict[str, object]:
+        return {**self.resolver.counters, "udp_send_errors": self.udp_send_errors,
+                "udp_receive_errors": self.udp_receive_errors, "tcp_connections": self.tcp_connections,
+                "tcp_rejected": self.tcp_rejected, "sink_errors": self.sink_errors}
+
+    # -- events -------------------------------------------------------------------------------
+
+    def _emit(self, reply: Reply, address: Any, tcp: bool) -> None:
+        outcome = reply.outcome
+        ip = address[0]
+        try:
+            self._sink(_event(time.time(), f"{ip}:{address[1]}", self._phone_at(ip), outcome,
+                              dict(_TCP_DETAIL) if tcp else {}))
+        except Exception:  # a failing sink must not stop the answers
+            self.sink_errors += 1
+
+    # -- UDP ----------------------------------------------------------------------------------
+
+    def _on_udp_readable(self) -> None:
+        sock = self._udp
+        if sock is None:
+            return
+        # locals: this loop runs once per datagram, attribute look-ups add up
+        recvfrom, sendto, answer = sock.recvfrom, sock.sendto, self.resolver.answer
+        sink, phone_at, now, event = self._sink, self._phone_at, time.time, _event
+        for _ in range(UDP_BATCH):
+            try:
+                data, address = recvfrom(UDP_RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # e.g. an ICMP error queued on the socket: note it, keep reading
+                self.udp_receive_errors += 1
+                continue
+            wire, outcome = answer(data)
+            # the event goes out before the answer, so whoever holds the answer can see the event
+            ip = address[0]
+            try:
+                sink(event(now(), f"{ip}:{address[1]}", phone_at(ip), outcome, {}))
+            except Exception:  # a failing sink must not stop the answers
+                self.sink_errors += 1
+            if wire is not None:
+                try:
+                    sendto(wire, address)
+                except OSError:  # buffer full or peer unreachable: the client will retry
+                    self.udp_send_errors += 1
+
+    # -- TCP ----------------------------------------------------------------------------------
+
+    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        peer = writer.get_extra_info("peername") or ("?", 0)
+        if task is None or len(self._connections) >= self._max_connections:
+            self.tcp_rejected += 1
+            writer.close()
+            return
+        self._connections.add(task)
+        self.tcp_connections += 1
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(self._idle):
+                        head = await reader.readexactly(2)
+                        message = await reader.readexactly(int.from_bytes(head, "big"))
+                except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
+                    return  # closed, idle or half a message: end the connection quietly
+                reply = self.resolver.answer(message, tcp=True)
+                self._emit(reply, peer, True)
+                if reply.wire is None:
+                    continue  # nothing to say to a response or a runt; keep the connection
+                writer.write(len(reply.wire).to_bytes(2, "big") + reply.wire)
+                try:
+                    async with asyncio.timeout(self._idle):
+                        await writer.drain()
+                except (TimeoutError, ConnectionError):
+                    return  # a client that does not read its answers loses the connection
+        finally:
+            self._connections.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    async def _bind(self, port: int) -> None:
+        family = _family(self.host)
+        for _ in range(_PORT_ATTEMPTS if port == 0 else 1):
+            udp = socket.socket(family, socket.SOCK_DGRAM)
+            tcp = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                udp.setblocking(False)
+                with contextlib.suppress(OSError):
+                    udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
+                udp.bind((self.host, port))
+                bound = udp.getsockname()[1]
+                tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                tcp.bind((self.host, bound))
+            except OSError as exc:
+                udp.close()
+                tcp.close()
+                if port == 0 and exc.errno == errno.EADDRINUSE:
+                    continue  # the port UDP got is taken for TCP: draw another
+                raise DnsServiceError(f"DNS cannot bind {self.host} port {port}: {exc.strerror}") from None
+            tcp.listen(TCP_BACKLOG)
+            tcp.setblocking(False)
+            self._udp, self.port = udp, bound
+            self._tcp = await asyncio.start_server(self._serve_tcp, sock=tcp)
+            self._loop.add_reader(udp.fileno(), self._on_udp_readable)
+            return
+        raise DnsServiceError(f"DNS found no port free for both UDP and TCP on {self.host}")
+
+    async def close(self) -> None:
+        """Stop listening, end open TCP connections, close the sockets."""
+        if self._udp is not None:
+            self._loop.remove_reader(self._udp.fileno())
+            self._udp.close()
+            self._udp = None
+        if self._tcp is not None:
+            self._tcp.close()
+            for task in list(self._connections):
+                task.cancel()
+            await asyncio.gather(*self._connections, return_exceptions=True)
+            await self._tcp.wait_closed()
+            self._tcp = None
+
+
+def _family(host: str) -> socket.AddressFamily:
+    try:
+        return socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+    except ValueError:
+        try:
+            return socket.getaddrinfo(host, None, type=socket.SOCK_DGRAM)[0][0]
+        except OSError as exc:
+            raise DnsServiceError(f"DNS cannot use host {host!r}: {exc}") from None
+
+
+async def start_dns(resolver: AuthoritativeResolver, host: str, port: int, sink: EventSink,
+                    directory: PhoneDirectory, *, tcp_idle_timeout: float = TCP_IDLE_TIMEOUT,
+                    tcp_max_connections: int = TCP_MAX_CONNECTIONS) -> DnsService:
+    """Serve `resolver` on `host`:`port` over UDP and TCP (port 0: a free port, see .port)."""
+    service = DnsService(resolver, host, sink, directory, tcp_idle_timeout=tcp_idle_timeout,
+                         tcp_max_connections=tcp_max_connections)
+    await service._bind(port)
+    return service
