@@ -1,0 +1,198 @@
+"""The virtual phone's network clients: DNS, TFTP and HTTP(S), each returning effect results."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import random
+import ssl
+from urllib.parse import urlsplit
+
+import aiohttp
+from dnslib import QTYPE, RCODE, DNSRecord
+
+from labkit.errors import CodecError
+from labkit.phone.discovery import SrvTarget
+from labkit.phone.effects import DnsAnswer, Fetch, FetchResult
+from labkit.phone.network import NetworkMap
+from labkit.protocols.http import parse_digest
+from labkit.protocols.tftp import packets
+
+TFTP_BLKSIZE = 1468  # fits one Ethernet frame; MPP's own choice is undocumented (reference §7)
+TFTP_TRIES = 4
+
+
+class _Datagrams(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[tuple[bytes, tuple[str, int]]] = asyncio.Queue()
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.queue.put_nowait((data, addr))
+
+
+async def dns_query(server: tuple[str, int], name: str, qtype: str, *, timeout: float = 2.0,
+                    tries: int = 3) -> DnsAnswer:
+    query = DNSRecord.question(name, qtype)
+    query.header.rd = 0
+    loop = asyncio.get_running_loop()
+    transport, proto = await loop.create_datagram_endpoint(_Datagrams, remote_addr=server)
+    try:
+        for _ in range(tries):
+            transport.sendto(query.pack())
+            try:
+                async with asyncio.timeout(timeout):
+                    while True:
+                        data, _addr = await proto.queue.get()
+                        if data[:2] == query.pack()[:2]:
+                            break
+            except TimeoutError:
+                continue
+            try:
+                reply = DNSRecord.parse(data)
+            except Exception:  # dnslib raises assorted errors on bad bytes
+                return DnsAnswer("FORMERR")
+            rcode = RCODE.get(reply.header.rcode, str(reply.header.rcode))
+            srv = tuple(SrvTarget(rr.rdata.priority, rr.rdata.weight, rr.rdata.port, str(rr.rdata.target))
+                        for rr in reply.rr if rr.rtype == QTYPE.SRV)
+            addresses = tuple(str(rr.rdata) for rr in reply.rr if rr.rtype == QTYPE.A)
+            return DnsAnswer(str(rcode), srv, addresses)
+        return DnsAnswer("TIMEOUT")
+    finally:
+        transport.close()
+
+
+async def tftp_get(server: tuple[str, int], path: str, *, timeout: float = 2.0,
+                   blksize: int = TFTP_BLKSIZE) -> FetchResult:
+    """RRQ with blksize and tsize; error 1 maps to 404, other errors to 403, silence to None."""
+    loop = asyncio.get_running_loop()
+    transport, proto = await loop.create_datagram_endpoint(_Datagrams, local_addr=("0.0.0.0", 0))
+    request = packets.encode(packets.ReadRequest(path, "octet", (("blksize", str(blksize)), ("tsize", "0"))))
+    chunks: list[bytes] = []
+    size, expected, peer = 512, 1, None
+    try:
+        last_sent, target = request, server
+        while True:
+            for _ in range(TFTP_TRIES):
+                transport.sendto(last_sent, target)
+                try:
+                    async with asyncio.timeout(timeout):
+                        data, addr = await proto.queue.get()
+                        break
+                except TimeoutError:
+                    continue
+            else:
+                return FetchResult(None, error=f"TFTP timeout after block {expected - 1}")
+            if peer is None:
+                peer = addr
+            elif addr != peer:
+                transport.sendto(packets.encode_error(5, "unknown transfer ID"), addr)
+                continue
+            try:
+                packet = packets.decode(data)
+            except CodecError as exc:
+                return FetchResult(None, error=f"TFTP: {exc}")
+            if isinstance(packet, packets.Error):
+                status = 404 if packet.code == 1 else 403
+                return FetchResult(status, error=f"TFTP error {packet.code}: {packet.message}")
+            if isinstance(packet, packets.OptionAck):
+                size = int(dict((k.lower(), v) for k, v in packet.options).get("blksize", "512"))
+                last_sent, target = packets.encode_ack(0), peer
+                continue
+            if isinstance(packet, packets.Data):
+                if packet.block == expected % 65536:
+                    chunks.append(packet.payload)
+                    expected += 1
+                last_sent, target = packets.encode_ack(packet.block), peer
+                if packet.block == (expected - 1) % 65536 and len(packet.payload) < size:
+                    transport.sendto(last_sent, target)
+                    return FetchResult(200, b"".join(chunks))
+                continue
+            return FetchResult(None, error=f"TFTP: unexpected {type(packet).__name__}")
+    finally:
+        transport.close()
+
+
+def _digest_header(challenge: str, method: str, uri: str, user: str, password: str) -> str:
+    params = parse_digest(challenge)
+    realm, nonce = params.get("realm", ""), params.get("nonce", "")
+    cnonce, nc = os.urandom(8).hex(), "00000001"
+
+    def md5(text: str) -> str:
+        return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
+
+    ha1, ha2 = md5(f"{user}:{realm}:{password}"), md5(f"{method}:{uri}")
+    if "auth" in params.get("qop", "").split(","):
+        response = md5(f"{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}")
+        tail = f', qop=auth, nc={nc}, cnonce="{cnonce}"'
+    else:
+        response, tail = md5(f"{ha1}:{nonce}:{ha2}"), ""
+    opaque = f', opaque="{params["opaque"]}"' if "opaque" in params else ""
+    return (f'Digest username="{user}", realm="{realm}", nonce="{nonce}", uri="{uri}", '
+            f'algorithm=MD5, response="{response}"{tail}{opaque}')
+
+
+class HttpClient:
+    """HTTP(S) as the phone does it: its User-Agent, the lab CA, Basic or Digest on request."""
+
+    def __init__(self, network: NetworkMap, ca_file: str | None) -> None:
+        self.network = network
+        self.ssl = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
+        self.session: aiohttp.ClientSession | None = None
+        self.challenges: dict[str, str] = {}  # host -> the last WWW-Authenticate seen
+
+    async def __aenter__(self) -> HttpClient:
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30, sock_connect=5),
+                                             auto_decompress=False)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self.session is not None:
+            await self.session.close()
+
+    async def fetch(self, effect: Fetch, address: str) -> FetchResult:
+        """`address`: what the URL's host resolved to in the lab (the phone connects there)."""
+        assert self.session is not None
+        parts = urlsplit(effect.url)
+        scheme = parts.scheme.lower()
+        default = 443 if scheme == "https" else 80
+        host_port = parts.port or default
+        real_host, real_port = self.network.endpoint(address, host_port)
+        path = parts.path or "/"
+        if parts.query:
+            path += "?" + parts.query
+        url = f"{scheme}://{real_host}:{real_port}{path}"
+        headers = {"User-Agent": effect.user_agent, "Host": parts.netloc}
+        if effect.uid is not None and effect.pwd is not None:
+            challenge = self.challenges.get(parts.netloc, "")
+            if challenge.lower().startswith("digest"):
+                headers["Authorization"] = _digest_header(challenge, effect.method, path, effect.uid,
+                                                          effect.pwd)
+            else:
+                auth = aiohttp.BasicAuth(effect.uid, effect.pwd)
+                headers["Authorization"] = auth.encode()
+        kwargs: dict[str, object] = {"headers": headers, "allow_redirects": False}
+        if scheme == "https":
+            kwargs["ssl"] = self.ssl
+            kwargs["server_hostname"] = parts.hostname
+        try:
+            request = self.session.request(effect.method, url, data=effect.body or None, **kwargs)
+            async with request as response:
+                body = await response.read()
+                result_headers = {k: v for k, v in response.headers.items()}
+                if response.status in (401, 407):
+                    challenge = response.headers.get("WWW-Authenticate") or response.headers.get(
+                        "Proxy-Authenticate", "")
+                    self.challenges[parts.netloc] = challenge
+                return FetchResult(response.status, body, result_headers)
+        except aiohttp.ClientConnectorCertificateError as exc:
+            return FetchResult(None, error=f"TLS: {exc.certificate_error}")
+        except aiohttp.ClientSSLError as exc:
+            return FetchResult(None, error=f"TLS: {exc}")
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            return FetchResult(None, error=f"{scheme.upper()}: {type(exc).__name__}: {exc}")
+
+
+def pick_address(addresses: tuple[str, ...]) -> str:
+    """The phone iterates A records until one answers (reference §2); start with one at random."""
+    return random.choice(addresses)

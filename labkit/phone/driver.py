@@ -1,0 +1,205 @@
+"""Run virtual phones against a running lab: the effects of `Phone.run()` done with real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from labkit.errors import CodecError
+from labkit.inventory.names import is_ip
+from labkit.macros import normalize_mac
+from labkit.phone.clients import HttpClient, dns_query, pick_address, tftp_get
+from labkit.phone.core import Outcome, Phone, PhoneConfig
+from labkit.phone.effects import (
+    AcquireLease,
+    DnsAnswer,
+    Fetch,
+    FetchResult,
+    Lease,
+    LeaseFailed,
+    Log,
+    LookupA,
+    LookupSrv,
+    Now,
+    Sleep,
+)
+from labkit.phone.network import DhcpClient, DhcpSettings, NetworkMap
+from labkit.protocols.dhcp.options import decode_value
+
+
+class VirtualClock:
+    """Wall time sped up by `scale`: a 3600 s retry delay takes 3600/scale seconds."""
+
+    def __init__(self, scale: float = 1.0, start: float | None = None) -> None:
+        self.scale = scale
+        self.start = time.time() if start is None else start
+        self.t0 = time.monotonic()
+
+    def now(self) -> float:
+        return self.start + (time.monotonic() - self.t0) * self.scale
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds / self.scale)
+
+
+@dataclass
+class LabAccess:
+    """How phones reach a lab: the address map, DHCP path, and the lab CA for HTTPS."""
+
+    network: NetworkMap
+    dhcp: DhcpSettings
+    ca_file: str | None = None
+    syslog_port: int = 514
+
+
+@dataclass
+class PhoneRun:
+    """One phone's effects, done against the lab."""
+
+    config: PhoneConfig
+    access: LabAccess
+    dhcp: DhcpClient
+    http: HttpClient
+    clock: VirtualClock
+    syslog: asyncio.DatagramTransport | None = None
+    lease: Lease | None = None
+    on_step: Callable[[str, Any], None] | None = None
+    requests: dict[str, int] = field(default_factory=dict)
+
+    def _count(self, kind: str) -> None:
+        self.requests[kind] = self.requests.get(kind, 0) + 1
+
+    async def run(self) -> Outcome:
+        logic = Phone(self.config).run()
+        reply: Any = None
+        try:
+            while True:
+                effect = logic.send(reply)
+                reply = await self._perform(effect)
+        except StopIteration as stop:
+            return stop.value
+
+    async def _perform(self, effect: Any) -> Any:
+        if isinstance(effect, Now):
+            return self.clock.now()
+        if isinstance(effect, Sleep):
+            await self.clock.sleep(effect.seconds)
+            return None
+        if isinstance(effect, AcquireLease):
+            return await self._lease()
+        if isinstance(effect, LookupSrv):
+            return await self._dns(effect.name, "SRV")
+        if isinstance(effect, LookupA):
+            return await self._dns(effect.name, "A")
+        if isinstance(effect, Fetch):
+            result = await self._fetch(effect)
+            if self.on_step is not None:
+                self.on_step(self.config.mac, (effect, result))
+            return result
+        if isinstance(effect, Log):
+            self._log(effect.message)
+            return None
+        raise TypeError(f"unknown effect {effect!r}")
+
+    async def _lease(self) -> Lease | LeaseFailed:
+        self._count("dhcp")
+        mac = bytes.fromhex(normalize_mac(self.config.mac).replace(":", ""))
+        hostname = "SEP" + mac.hex().upper()
+        ack, why = await self.dhcp.acquire(mac, hostname, self.config.model)
+        if ack is None:
+            return LeaseFailed(why)
+        options: dict[int, Any] = {}
+        for code, payload in ack.options.items():
+            try:
+                options[code] = decode_value(code, payload)
+            except CodecError:
+                options[code] = payload  # kept raw: the phone ignores what it cannot read
+        server = ack.ip_option(54)
+        self.lease = Lease(str(ack.yiaddr), str(server) if server else "", options,
+                           int(options.get(51, 0)) if isinstance(options.get(51), int) else 0)
+        return self.lease
+
+    def _dns_server(self) -> tuple[str, int]:
+        servers = self.lease.options.get(6) if self.lease else None
+        address = str(servers[0]) if servers else next(iter(self.access.network.lab_addresses), "127.0.0.1")
+        return self.access.network.endpoint(address, 53)
+
+    async def _dns(self, name: str, qtype: str) -> DnsAnswer:
+        self._count("dns")
+        return await dns_query(self._dns_server(), name, qtype)
+
+    async def _resolve(self, host: str) -> str | None:
+        if is_ip(host):
+            return host
+        answer = await self._dns(host, "A")
+        return pick_address(answer.addresses) if answer.addresses else None
+
+    async def _fetch(self, effect: Fetch) -> FetchResult:
+        parts = urlsplit(effect.url)
+        scheme, host = parts.scheme.lower(), parts.hostname or ""
+        address = await self._resolve(host)
+        if address is None:
+            return FetchResult(None, error=f"DNS: {host} does not resolve")
+        self._count(scheme)
+        if scheme == "tftp":
+            endpoint = self.access.network.endpoint(address, parts.port or 69)
+            return await tftp_get(endpoint, parts.path or "/")
+        if scheme in ("http", "https"):
+            return await self.http.fetch(effect, address)
+        return FetchResult(None, error=f"unsupported scheme {scheme}")
+
+    def _log(self, message: str) -> None:
+        if self.syslog is None or self.lease is None:
+            return
+        servers = self.lease.options.get(7)
+        address = str(servers[0]) if servers else self.lease.server
+        if not address:
+            return
+        endpoint = self.access.network.endpoint(address, self.access.syslog_port)
+        # RFC 3164 framing, facility local0, severity info, as an embedded device would
+        stamp = time.strftime("%b %d %H:%M:%S", time.gmtime(self.clock.now()))
+        host = "SEP" + normalize_mac(self.config.mac).replace(":", "").upper()
+        self.syslog.sendto(f"<134>{stamp} {host} prov: {message}".encode("ascii", "replace"), endpoint)
+
+
+@dataclass
+class SwarmResult:
+    outcomes: list[Outcome]
+    wall_seconds: float
+    requests: dict[str, int]
+
+
+async def run_swarm(configs: list[PhoneConfig], access: LabAccess, *, concurrency: int = 64,
+                    time_scale: float = 1.0, on_done: Callable[[Outcome], None] | None = None,
+                    on_step: Callable[[str, Any], None] | None = None) -> SwarmResult:
+    """Boot `configs` against the lab, at most `concurrency` at once."""
+    clock = VirtualClock(time_scale)
+    dhcp = DhcpClient(access.dhcp)
+    await dhcp.open()
+    loop = asyncio.get_running_loop()
+    syslog, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("0.0.0.0", 0))
+    gate = asyncio.Semaphore(concurrency)
+    requests: dict[str, int] = {}
+    started = time.monotonic()
+    try:
+        async with HttpClient(access.network, access.ca_file) as http:
+
+            async def one(config: PhoneConfig) -> Outcome:
+                async with gate:
+                    run = PhoneRun(config, access, dhcp, http, clock, syslog, on_step=on_step)
+                    outcome = await run.run()
+                    for kind, count in run.requests.items():
+                        requests[kind] = requests.get(kind, 0) + count
+                    if on_done is not None:
+                        on_done(outcome)
+                    return outcome
+
+            outcomes = await asyncio.gather(*(one(c) for c in configs))
+    finally:
+        dhcp.close()
+        syslog.close()
+    return SwarmResult(list(outcomes), time.monotonic() - started, requests)
