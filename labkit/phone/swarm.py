@@ -1,0 +1,76 @@
+"""Which phones to boot, and what a swarm's results add up to (summary table, JSON)."""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from labkit.inventory.model import Inventory
+from labkit.phone.core import Outcome, PhoneConfig
+
+
+def inventory_configs(inv: Inventory, *, only: str | None = None, **settings: Any) -> list[PhoneConfig]:
+    phones = [p for p in inv.phones if only is None or p.mac == only]
+    return [PhoneConfig(p.mac, p.model, p.serial, **settings) for p in phones]
+
+
+def generated_configs(inv: Inventory, count: int, **settings: Any) -> list[PhoneConfig]:
+    """`count` phones the inventory does not list (locally administered MACs), models in turn."""
+    models = list(inv.models) or ["CP-8851-3PCC"]
+    configs = []
+    for n in range(count):
+        mac = f"02:4c:4b:{(n >> 16) & 0xFF:02x}:{(n >> 8) & 0xFF:02x}:{n & 0xFF:02x}"
+        configs.append(PhoneConfig(mac, models[n % len(models)], f"SIM{n:07d}", **settings))
+    return configs
+
+
+def time_to_provisioned(outcome: Outcome) -> float | None:
+    if not outcome.provisioned or not outcome.timeline:
+        return None
+    return outcome.timeline[-1].time - outcome.timeline[0].time
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
+
+
+@dataclass(frozen=True)
+class Summary:
+    total: int
+    provisioned: int
+    failed: int
+    p50: float | None
+    p95: float | None
+    maximum: float | None
+    failures: dict[str, int]
+
+    @classmethod
+    def of(cls, outcomes: list[Outcome]) -> Summary:
+        times = [t for o in outcomes if (t := time_to_provisioned(o)) is not None]
+        failures = Counter(f"{o.reason}: {o.last_error}" if o.last_error else str(o.reason)
+                           for o in outcomes if not o.provisioned)
+        return cls(len(outcomes), sum(o.provisioned for o in outcomes),
+                   sum(not o.provisioned for o in outcomes),
+                   statistics.median(times) if times else None,
+                   _percentile(times, 0.95) if times else None, max(times) if times else None,
+                   dict(failures.most_common()))
+
+
+def outcome_json(outcome: Outcome) -> dict[str, Any]:
+    return {
+        "mac": outcome.mac,
+        "provisioned": outcome.provisioned,
+        "reason": outcome.reason,
+        "last_error": outcome.last_error,
+        "profile_source": outcome.profile_source,
+        "firmware": outcome.firmware,
+        "sinkhole_hit": outcome.sinkhole_hit,
+        "ip": outcome.lease.ip if outcome.lease else None,
+        "time_to_provisioned": time_to_provisioned(outcome),
+        "timeline": [{"time": s.time, "kind": s.kind, "detail": s.detail, "ok": s.ok}
+                     for s in outcome.timeline],
+    }
