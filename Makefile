@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint run clean
+.PHONY: test lint run demo up bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,9 +19,20 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check labkit tests
 
-# the kit on its embedded default lab
+# the embedded default lab and all its phones, end to end; exits 0 only if every phone provisions
+demo: $(STAMP)
+	$(BIN)/labkit demo
+
+# the embedded default lab served on 127.0.0.1, ports + 10000, until Ctrl-C
+up: $(STAMP)
+	$(BIN)/labkit up --loopback
+
+# what one phone of the embedded lab receives, finds and fetches
 run: $(STAMP)
 	$(BIN)/labkit explain
+
+bench: $(STAMP)
+	$(BIN)/python bench/storm.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis plan

@@ -352,9 +352,10 @@ def simulate(
     if against.startswith("127."):
         access = _loopback_access(inv, against, 10000 if port_offset is None else port_offset, ca_file)
     else:
-        access = LabAccess(NetworkMap(), DhcpSettings(("255.255.255.255", 67 + (port_offset or 0)),
-                                                      interface=interface),
-                           ca_file=str(ca_file) if ca_file.is_file() else None)
+        offset = port_offset or 0
+        dhcp = DhcpSettings(("255.255.255.255", 67 + offset), client_port=68 + offset, interface=interface)
+        access = LabAccess(NetworkMap(), dhcp,
+                           ca_file=str(ca_file) if ca_file.is_file() else None, interface=interface)
     result = asyncio.run(_swarm_with_progress(configs, access, concurrency, time_scale,
                                               show=not as_json and err.is_terminal))
     if as_json:

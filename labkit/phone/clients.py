@@ -31,12 +31,17 @@ class _Datagrams(asyncio.DatagramProtocol):
         self.queue.put_nowait((data, addr))
 
 
+def _local(local_ip: str | None) -> tuple[str, int] | None:
+    return (local_ip, 0) if local_ip else None
+
+
 async def dns_query(server: tuple[str, int], name: str, qtype: str, *, timeout: float = 2.0,
-                    tries: int = 3) -> DnsAnswer:
+                    tries: int = 3, local_ip: str | None = None) -> DnsAnswer:
     query = DNSRecord.question(name, qtype)
     query.header.rd = 0
     loop = asyncio.get_running_loop()
-    transport, proto = await loop.create_datagram_endpoint(_Datagrams, remote_addr=server)
+    transport, proto = await loop.create_datagram_endpoint(_Datagrams, remote_addr=server,
+                                                           local_addr=_local(local_ip))
     try:
         for _ in range(tries):
             transport.sendto(query.pack())
@@ -63,10 +68,10 @@ async def dns_query(server: tuple[str, int], name: str, qtype: str, *, timeout: 
 
 
 async def tftp_get(server: tuple[str, int], path: str, *, timeout: float = 2.0,
-                   blksize: int = TFTP_BLKSIZE) -> FetchResult:
+                   blksize: int = TFTP_BLKSIZE, local_ip: str | None = None) -> FetchResult:
     """RRQ with blksize and tsize; error 1 maps to 404, other errors to 403, silence to None."""
     loop = asyncio.get_running_loop()
-    transport, proto = await loop.create_datagram_endpoint(_Datagrams, local_addr=("0.0.0.0", 0))
+    transport, proto = await loop.create_datagram_endpoint(_Datagrams, local_addr=(local_ip or "0.0.0.0", 0))
     request = packets.encode(packets.ReadRequest(path, "octet", (("blksize", str(blksize)), ("tsize", "0"))))
     chunks: list[bytes] = []
     size, expected, peer = 512, 1, None
@@ -135,15 +140,17 @@ def _digest_header(challenge: str, method: str, uri: str, user: str, password: s
 class HttpClient:
     """HTTP(S) as the phone does it: its User-Agent, the lab CA, Basic or Digest on request."""
 
-    def __init__(self, network: NetworkMap, ca_file: str | None) -> None:
+    def __init__(self, network: NetworkMap, ca_file: str | None, local_ip: str | None = None) -> None:
         self.network = network
+        self.local_ip = local_ip
         self.ssl = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
         self.session: aiohttp.ClientSession | None = None
         self.challenges: dict[str, str] = {}  # host -> the last WWW-Authenticate seen
 
     async def __aenter__(self) -> HttpClient:
+        connector = aiohttp.TCPConnector(local_addr=_local(self.local_ip))
         self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30, sock_connect=5),
-                                             auto_decompress=False)
+                                             auto_decompress=False, connector=connector)
         return self
 
     async def __aexit__(self, *_: object) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -31,6 +33,16 @@ from labkit.phone.network import DhcpClient, DhcpSettings, NetworkMap
 from labkit.protocols.dhcp.options import decode_value
 
 
+async def _add_address(interface: str, address: str) -> None:
+    """Put a leased address on the phones' interface (namespace mode, as root)."""
+    process = await asyncio.create_subprocess_exec(
+        "ip", "addr", "add", address, "dev", interface,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    _, stderr = await process.communicate()
+    if process.returncode != 0 and b"File exists" not in stderr:
+        raise OSError(f"ip addr add {address} dev {interface}: {stderr.decode(errors='replace').strip()}")
+
+
 class VirtualClock:
     """Wall time sped up by `scale`: a 3600 s retry delay takes 3600/scale seconds."""
 
@@ -54,6 +66,7 @@ class LabAccess:
     dhcp: DhcpSettings
     ca_file: str | None = None
     syslog_port: int = 514
+    interface: str | None = None  # a real segment: leased addresses are added here and used as source
 
 
 @dataclass
@@ -69,9 +82,12 @@ class PhoneRun:
     lease: Lease | None = None
     on_step: Callable[[str, Any], None] | None = None
     requests: dict[str, int] = field(default_factory=dict)
+    local_ip: str | None = None  # the leased address, once it is on the interface
 
     def _count(self, kind: str) -> None:
         self.requests[kind] = self.requests.get(kind, 0) + 1
+
+    _own_http: bool = False
 
     async def run(self) -> Outcome:
         logic = Phone(self.config).run()
@@ -82,6 +98,9 @@ class PhoneRun:
                 reply = await self._perform(effect)
         except StopIteration as stop:
             return stop.value
+        finally:
+            if self._own_http:
+                await self.http.__aexit__(None, None, None)
 
     async def _perform(self, effect: Any) -> Any:
         if isinstance(effect, Now):
@@ -121,6 +140,14 @@ class PhoneRun:
         server = ack.ip_option(54)
         self.lease = Lease(str(ack.yiaddr), str(server) if server else "", options,
                            int(options.get(51, 0)) if isinstance(options.get(51), int) else 0)
+        if self.access.interface is not None:
+            mask = options.get(1)
+            prefix = IPv4Network(f"0.0.0.0/{mask}").prefixlen if mask is not None else 24
+            await _add_address(self.access.interface, f"{ack.yiaddr}/{prefix}")
+            self.local_ip = str(ack.yiaddr)
+            self.http = HttpClient(self.access.network, self.access.ca_file, self.local_ip)
+            await self.http.__aenter__()
+            self._own_http = True
         return self.lease
 
     def _dns_server(self) -> tuple[str, int]:
@@ -130,7 +157,7 @@ class PhoneRun:
 
     async def _dns(self, name: str, qtype: str) -> DnsAnswer:
         self._count("dns")
-        return await dns_query(self._dns_server(), name, qtype)
+        return await dns_query(self._dns_server(), name, qtype, local_ip=self.local_ip)
 
     async def _resolve(self, host: str) -> str | None:
         if is_ip(host):
@@ -147,7 +174,7 @@ class PhoneRun:
         self._count(scheme)
         if scheme == "tftp":
             endpoint = self.access.network.endpoint(address, parts.port or 69)
-            return await tftp_get(endpoint, parts.path or "/")
+            return await tftp_get(endpoint, parts.path or "/", local_ip=self.local_ip)
         if scheme in ("http", "https"):
             return await self.http.fetch(effect, address)
         return FetchResult(None, error=f"unsupported scheme {scheme}")
@@ -163,7 +190,14 @@ class PhoneRun:
         # RFC 3164 framing, facility local0, severity info, as an embedded device would
         stamp = time.strftime("%b %d %H:%M:%S", time.gmtime(self.clock.now()))
         host = "SEP" + normalize_mac(self.config.mac).replace(":", "").upper()
-        self.syslog.sendto(f"<134>{stamp} {host} prov: {message}".encode("ascii", "replace"), endpoint)
+        data = f"<134>{stamp} {host} prov: {message}".encode("ascii", "replace")
+        if self.local_ip is not None:
+            # from the phone's own address, so the lab tags the line with this phone
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.bind((self.local_ip, 0))
+                sock.sendto(data, endpoint)
+            return
+        self.syslog.sendto(data, endpoint)
 
 
 @dataclass

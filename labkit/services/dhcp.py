@@ -38,9 +38,13 @@ def server_config(plan: Plan, server_id: IPv4Address, *, server_port: int = 67,
     by_mac = {p.mac: p for p in inv.phones}
 
     @lru_cache(maxsize=4096)
+    def overlay(phone_mac: str | None, vendor_class: str | None) -> OptionSet:
+        return option_set(inv, vendor_class=vendor_class, phone=by_mac.get(phone_mac or ""))
+
     def options_for(mac: str, vendor_class: str | None) -> OptionSet:
-        phone = by_mac.get(mac)
-        return option_set(inv, vendor_class=vendor_class, phone=phone)
+        # pool clients share one overlay per vendor class: keyed by their MAC, every new client
+        # of an `answer: any` lab missed the cache and rebuilt the same options (~1/4 of a DORA)
+        return overlay(mac if mac in by_mac else None, vendor_class)
 
     pool = (inv.lab.pool.start, inv.lab.pool.end) if inv.lab.pool else None
     reserved = frozenset({p.ip for p in inv.phones if p.ip is not None} | {inv.lab.address.ip})
