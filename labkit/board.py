@@ -50,7 +50,7 @@ class BoardState:
             return
         row.last = f"{event.service} {event.action} {event.request[:40]} -> {event.answer[:24]}"
         row.last_time = event.time
-        if event.result not in ("ok", "nodata"):
+        if event.result not in ("ok", "nodata", "redirect"):
             row.errors += 1
         if event.service == "dns":
             row.dns = event.request[:36]

@@ -394,9 +394,16 @@ class ContentEncryption(Strict):
     record_size: Annotated[int, Field(ge=18, le=2**31 - 1)] = 4096
 
 
+class Redirect(Strict):
+    to: Text  # a path on this server or a full URL
+    status: Literal[301, 302, 303, 307, 308] = 302
+
+
 class HttpService(Service):
     auth: HttpAuth | None = None
     encrypt: ContentEncryption | None = None
+    # moved profiles: request path -> where it is now (phones follow 301/302 at once, reference §5)
+    redirects: dict[Annotated[str, Field(pattern=r"^/")], Redirect] = Field(default_factory=dict)
 
 
 class Services(Strict):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import os
 import random
@@ -176,8 +177,8 @@ class HttpClient:
                 headers["Authorization"] = _digest_header(challenge, effect.method, path, effect.uid,
                                                           effect.pwd)
             else:
-                auth = aiohttp.BasicAuth(effect.uid, effect.pwd)
-                headers["Authorization"] = auth.encode()
+                token = base64.b64encode(f"{effect.uid}:{effect.pwd}".encode()).decode("ascii")
+                headers["Authorization"] = f"Basic {token}"
         kwargs: dict[str, object] = {"headers": headers, "allow_redirects": False}
         if scheme == "https":
             kwargs["ssl"] = self.ssl

@@ -107,6 +107,10 @@ class _Handler:
         if denied is not None:
             emit("401", "unauthorized")
             return denied
+        moved = self.config.redirects.get(raw_path)
+        if moved is not None:
+            emit(f"{moved.status} -> {moved.to}", "redirect")
+            return web.Response(status=moved.status, headers={"Location": moved.to, "Server": SERVER_HEADER})
         try:
             served = self.tree.lookup(raw_path)
         except ForbiddenPath as exc:

@@ -70,7 +70,7 @@ def _small_receive_buffer(transport: asyncio.BaseTransport, size: int) -> None:
     read session only acts on 4-byte ACKs). Transports without the attribute are left alone.
     """
     if hasattr(transport, "max_size"):
-        transport.max_size = size  # type: ignore[attr-defined]
+        setattr(transport, "max_size", size)  # noqa: B010 - a private class's attribute
 
 
 class _Listener(asyncio.DatagramProtocol):

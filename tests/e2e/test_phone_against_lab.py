@@ -1,0 +1,225 @@
+"""The virtual phone against the real labkit services (in-process lab on loopback), branch by branch."""
+
+from __future__ import annotations
+
+import asyncio
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from labkit.cli import _loopback_access
+from labkit.demo import free_offset
+from labkit.events import EventRecorder
+from labkit.inventory.load import load
+from labkit.phone.core import Outcome, PhoneConfig
+from labkit.phone.driver import run_swarm
+from labkit.phone.effects import Fetch, FetchResult
+from labkit.plan.build import build_plan
+from labkit.services.supervisor import start_lab
+
+MAC = "00:56:2b:00:00:01"
+HEAD = """\
+lab: {domain: lab.example, address: 10.42.0.1/24}
+"""
+PHONES = f"""\
+models:
+  CP-8851-3PCC: {{firmware: sip88xx.12-0-1MPP-0001.loads}}
+phones:
+  - {{mac: "{MAC}", model: CP-8851-3PCC, ip: 10.42.0.60}}
+"""
+
+
+def run_lab(tmp_path: Path, inventory: str, *, firmware: bool = True,
+            **phone: Any) -> tuple[Outcome, list[tuple[Fetch, FetchResult]], EventRecorder]:
+    """Start the lab from `inventory`, boot one phone against it, stop the lab."""
+    (tmp_path / "firmware").mkdir(exist_ok=True)
+    if firmware:
+        (tmp_path / "firmware" / "sip88xx.12-0-1MPP-0001.loads").write_bytes(b"load" * 1000)
+    path = tmp_path / "lab.yaml"
+    path.write_text(textwrap.dedent(inventory))
+    plan = build_plan(load(path))
+    recorder = EventRecorder()
+    fetches: list[tuple[Fetch, FetchResult]] = []
+
+    async def main() -> Outcome:
+        offset = free_offset()
+        lab = await start_lab(plan, port_offset=offset, state_dir=tmp_path / "state", sinks=[recorder])
+        try:
+            access = _loopback_access(plan.inventory, "127.0.0.1", offset, lab.ca_path)
+            config = PhoneConfig(MAC, "CP-8851-3PCC", "FCH0001", rounds=phone.pop("rounds", 2),
+                                 retry_delays=(1,), **phone)
+            result = await run_swarm([config], access, time_scale=1000,
+                                     on_step=lambda mac, step: fetches.append(step))
+            return result.outcomes[0]
+        finally:
+            await lab.close()
+
+    return asyncio.run(main()), fetches, recorder
+
+
+def urls(fetches: list[tuple[Fetch, FetchResult]]) -> list[str]:
+    return [f.url for f, _ in fetches]
+
+
+def test_timeline_dhcp_profile_phone_profile_firmware_in_order(tmp_path: Path) -> None:
+    outcome, fetches, recorder = run_lab(tmp_path, HEAD + PHONES + """\
+dhcp: {options: {tftp_server_name: "10.42.0.1"}}
+""")
+    assert outcome.provisioned, outcome
+    assert [s.kind for s in outcome.timeline] == ["dhcp", "profile", "profile", "firmware"]
+    assert urls(fetches) == ["tftp://10.42.0.1/8851-3PCC.xml",
+                             "http://prov.lab.example/Cisco/CP-8851-3PCC/00562b000001.cfg",
+                             "http://prov.lab.example/sip88xx.12-0-1MPP-0001.loads"]
+    services = [e.service for e in recorder.events if e.service not in ("dns", "syslog")]
+    assert services[:3] == ["dhcp", "dhcp", "tftp"]  # DISCOVER, REQUEST, then the profile
+    http = [e for e in recorder.events if e.service == "http"]
+    assert http and all(e.phone == MAC and e.detail["identified_by"] == "user-agent" for e in http)
+    syslog = [e.request for e in recorder.events if e.service == "syslog"]
+    assert "CP-8851-3PCC 00:56:2b:00:00:01 -- Requesting resync tftp://10.42.0.1/8851-3PCC.xml" in syslog
+
+
+def test_option_precedence_follows_dhcp_option_to_use(tmp_path: Path) -> None:
+    inventory = HEAD + PHONES + """\
+dhcp:
+  options:
+    tftp_server_name: "10.42.0.1"
+    provisioning_url: "http://prov.lab.example"
+"""
+    outcome, fetches, _ = run_lab(tmp_path, inventory)
+    assert urls(fetches)[0].startswith("tftp://")  # 66 before 160 by default
+    outcome, fetches, _ = run_lab(tmp_path, inventory, option_order=(160, 66))
+    assert urls(fetches)[0] == "http://prov.lab.example/8851-3PCC.xml"
+    assert outcome.provisioned
+
+
+def test_multi_value_option_and_tails(tmp_path: Path) -> None:
+    # the first URL has a path the lab lacks: tried as given, then with both tails, then the second URL
+    outcome, fetches, _ = run_lab(tmp_path, HEAD + PHONES + """\
+dhcp:
+  options:
+    provisioning_server: "http://prov.lab.example/nowhere;HTTP://10.42.0.1"
+""")
+    assert outcome.provisioned
+    assert urls(fetches)[:4] == ["http://prov.lab.example/nowhere",
+                                 "http://prov.lab.example/nowhere/8851-3PCC.xml",
+                                 "http://prov.lab.example/nowhere/Cisco/CP-8851-3PCC/00562b000001.cfg",
+                                 "http://10.42.0.1/8851-3PCC.xml"]
+    assert [r.status for _, r in fetches[:4]] == [404, 404, 404, 200]
+    steps = [s.detail for s in outcome.timeline if not s.ok]
+    assert steps[0] == "http://prov.lab.example/nowhere: failure B (404 not found)"
+
+
+def test_srv_ordering_priority_then_weight(tmp_path: Path) -> None:
+    outcome, fetches, _ = run_lab(tmp_path, HEAD + PHONES + """\
+dns:
+  records: {a: 10.42.0.1, b: 10.42.0.1, c: 10.42.0.1}
+  srv:
+    - {service: _ciscoprov-http._tcp, target: c.lab.example, port: 80, priority: 20, weight: 1}
+    - {service: _ciscoprov-http._tcp, target: b.lab.example, port: 80, priority: 10, weight: 50}
+    - {service: _ciscoprov-http._tcp, target: a.lab.example, port: 80, priority: 10, weight: 5}
+""")
+    srv = [s.detail for s in outcome.timeline if s.kind == "srv"]
+    assert srv == ["_ciscoprov-https._tls.lab.example: NXDOMAIN, 0 records",
+                   "_ciscoprov-http._tcp.lab.example: NOERROR, 3 records"]
+    # priority 10 before 20; within it, Cisco's "lower weight first"
+    assert urls(fetches)[0] == "http://a.lab.example:80/8851-3PCC.xml"
+    assert outcome.provisioned
+    outcome, fetches, _ = run_lab(tmp_path, HEAD + PHONES + """\
+dns:
+  records: {a: 10.42.0.1, b: 10.42.0.1}
+  srv:
+    - {service: _ciscoprov-http._tcp, target: b.lab.example, port: 80, priority: 10, weight: 50}
+    - {service: _ciscoprov-http._tcp, target: a.lab.example, port: 80, priority: 10, weight: 5}
+""", weight_order="rfc2782")
+    assert urls(fetches)[0] == "http://b.lab.example:80/8851-3PCC.xml"
+
+
+def test_no_source_hits_the_sinkhole_and_is_not_provisioned(tmp_path: Path) -> None:
+    outcome, fetches, recorder = run_lab(tmp_path, HEAD + PHONES)
+    assert not outcome.provisioned and outcome.sinkhole_hit and fetches == []
+    cloud = [s.detail for s in outcome.timeline if s.kind == "cloud"]
+    assert cloud == ["activate.cisco.com: NXDOMAIN", "webapps.cisco.com: NXDOMAIN",
+                     "activation.webex.com: NXDOMAIN"]
+    assert any(e.service == "dns" and e.result == "nxdomain" and "activate.cisco.com" in e.request
+               for e in recorder.events)
+
+
+def test_redirects_are_followed_at_once(tmp_path: Path) -> None:
+    outcome, fetches, _ = run_lab(tmp_path, HEAD + PHONES + """\
+services:
+  http:
+    redirects:
+      /8851-3PCC.xml: {to: /moved/8851-3PCC.xml, status: 301}
+      /moved/8851-3PCC.xml: {to: "http://prov.lab.example/Cisco/CP-8851-3PCC/00562b000001.cfg"}
+dhcp: {options: {provisioning_url: "http://prov.lab.example"}}
+""")
+    assert outcome.provisioned
+    assert [r.status for _, r in fetches[:3]] == [301, 302, 200]
+    assert outcome.profile_source is not None
+
+
+def test_401_retried_with_credentials_basic_and_digest(tmp_path: Path) -> None:
+    for scheme in ("basic", "digest"):
+        inventory = HEAD + PHONES + f"""\
+services:
+  http: {{auth: {{user: phone, password: "s3cret", scheme: {scheme}}}}}
+dhcp: {{options: {{provisioning_url: "http://prov.lab.example"}}}}
+"""
+        outcome, fetches, _ = run_lab(tmp_path, inventory, uid="phone", pwd="s3cret")
+        assert outcome.provisioned, (scheme, outcome)
+        assert [r.status for _, r in fetches[:2]] == [401, 200]
+        assert fetches[1][0].uid == "phone"
+        outcome, fetches, _ = run_lab(tmp_path, inventory, uid="phone", pwd="wrong", rounds=1)
+        assert not outcome.provisioned
+        first = [r.status for f, r in fetches if f.url == "http://prov.lab.example/8851-3PCC.xml"]
+        assert first == [401, 401, 401]  # one try and two retries with credentials, then failure C
+        assert outcome.last_error == "C: 401 credentials refused"
+
+
+def test_other_4xx_is_failure_c(tmp_path: Path) -> None:
+    outcome, fetches, _ = run_lab(tmp_path, HEAD + PHONES + """\
+dhcp: {options: {provisioning_url: "http://prov.lab.example/a%5Cb"}}
+""", rounds=1)
+    assert fetches[0][1].status == 403
+    assert "failure C (HTTP 403)" in outcome.timeline[1].detail
+
+
+def test_encrypted_and_gzipped_profiles(tmp_path: Path) -> None:
+    outcome, fetches, _ = run_lab(tmp_path, HEAD + PHONES + """\
+dhcp: {options: {provisioning_url: "http://prov.lab.example"}}
+profiles:
+  encryption: {key: "k3y", digest: sha256}
+  gzip: true
+""")
+    assert outcome.provisioned, outcome
+    body = fetches[1][1].body
+    assert body.startswith(b"Salted__")
+    assert outcome.params["Profile_Rule"] == "[--key k3y]http://prov.lab.example/Cisco/$PN/$MA.cfg"
+
+
+def test_rfc8188_content_encoding(tmp_path: Path) -> None:
+    outcome, fetches, _ = run_lab(tmp_path, HEAD + PHONES + """\
+services:
+  http: {encrypt: {ikm: "0123456789abcdef"}}
+dhcp: {options: {provisioning_url: "http://prov.lab.example"}}
+""", ikm=b"0123456789abcdef")
+    assert outcome.provisioned, outcome
+    assert fetches[1][1].header("Content-Encoding") == "aes128gcm"
+
+
+def test_https_verified_against_the_lab_ca(tmp_path: Path) -> None:
+    outcome, fetches, _ = run_lab(tmp_path, HEAD + PHONES + """\
+dhcp: {options: {provisioning_url: "https://prov.lab.example"}}
+profiles: {scheme: https}
+""")
+    assert outcome.provisioned, outcome
+    assert all(f.url.startswith("https://") for f, _ in fetches)
+
+
+def test_missing_firmware_means_not_provisioned(tmp_path: Path) -> None:
+    outcome, _, _ = run_lab(tmp_path, HEAD + PHONES + """\
+dhcp: {options: {provisioning_url: "http://prov.lab.example"}}
+""", firmware=False, rounds=1)
+    assert not outcome.provisioned
+    assert outcome.reason == "firmware upgrade from http://prov.lab.example/sip88xx.12-0-1MPP-0001.loads failed"
+    assert outcome.last_error == "B: 404 not found"
