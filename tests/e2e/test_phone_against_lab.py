@@ -221,5 +221,6 @@ def test_missing_firmware_means_not_provisioned(tmp_path: Path) -> None:
 dhcp: {options: {provisioning_url: "http://prov.lab.example"}}
 """, firmware=False, rounds=1)
     assert not outcome.provisioned
-    assert outcome.reason == "firmware upgrade from http://prov.lab.example/sip88xx.12-0-1MPP-0001.loads failed"
+    firmware_url = "http://prov.lab.example/sip88xx.12-0-1MPP-0001.loads"
+    assert outcome.reason == f"firmware upgrade from {firmware_url} failed"
     assert outcome.last_error == "B: 404 not found"
