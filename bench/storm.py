@@ -30,14 +30,14 @@ from labkit.cli import _loopback_access  # noqa: E402
 from labkit.demo import free_offset  # noqa: E402
 from labkit.inventory.load import default_lab_dir, load  # noqa: E402
 from labkit.phone.driver import run_swarm  # noqa: E402
-from labkit.phone.swarm import Summary, generated_configs  # noqa: E402
+from labkit.phone.swarm import Summary, inventory_configs  # noqa: E402
 
 INVENTORY = """\
+{%- set models = ["CP-6841-3PCC", "CP-7841-3PCC", "CP-8851-3PCC"] %}
 lab:
   domain: lab.example
   address: 10.42.0.1/16
   pool: {start: 10.42.1.1, end: 10.42.250.254}
-  answer: any
 dhcp:
   options: {tftp_servers: [10.42.0.1]}
   classes:
@@ -50,6 +50,10 @@ models:
   CP-6841-3PCC: {firmware: sip68xx.12-0-1MPP-0001.loads}
   CP-7841-3PCC: {firmware: sip78xx.12-0-1MPP-0001.loads}
   CP-8851-3PCC: {firmware: sip88xx.12-0-1MPP-0001.loads}
+phones:
+{%- for n in range(PHONES) %}
+  - {mac: "02:4c:4b:00:{{ '%02x' % (n // 256) }}:{{ '%02x' % (n % 256) }}", model: "{{ models[n % 3] }}"}
+{%- endfor %}
 """
 
 
@@ -74,7 +78,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="labkit-storm-") as tmp:
         work = Path(tmp)
-        (work / "lab.yaml").write_text(INVENTORY)
+        (work / "lab.yaml").write_text(INVENTORY.replace("PHONES", str(args.phones)))
         (work / "firmware").mkdir()
         for load_file in (default_lab_dir() / "firmware").iterdir():
             (work / "firmware" / load_file.name).write_bytes(load_file.read_bytes() * 2000)  # ~300 kB
@@ -92,7 +96,7 @@ def main() -> int:
         try:
             inv = load(work / "lab.yaml").inventory
             access = _loopback_access(inv, "127.0.0.1", offset, work / "state" / "ca" / "ca.pem")
-            configs = generated_configs(inv, args.phones, rounds=2, retry_delays=(5,))
+            configs = inventory_configs(inv, rounds=2, retry_delays=(5,))
             started = time.monotonic()
             result = asyncio.run(asyncio.wait_for(run_swarm(configs, access, concurrency=args.concurrency,
                                                             time_scale=1.0), args.timeout))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections import Counter
 from dataclasses import dataclass
@@ -24,6 +25,15 @@ def generated_configs(inv: Inventory, count: int, **settings: Any) -> list[Phone
         mac = f"02:4c:4b:{(n >> 16) & 0xFF:02x}:{(n >> 8) & 0xFF:02x}:{n & 0xFF:02x}"
         configs.append(PhoneConfig(mac, models[n % len(models)], f"SIM{n:07d}", **settings))
     return configs
+
+
+_URL = re.compile(r"\b\w+://\S+")
+
+
+def _reason_key(outcome: Outcome) -> str:
+    """A failure's reason with URLs left out, so that phones that failed alike group together."""
+    text = f"{outcome.reason}: {outcome.last_error}" if outcome.last_error else str(outcome.reason)
+    return _URL.sub("<url>", text)
 
 
 def time_to_provisioned(outcome: Outcome) -> float | None:
@@ -51,8 +61,7 @@ class Summary:
     @classmethod
     def of(cls, outcomes: list[Outcome]) -> Summary:
         times = [t for o in outcomes if (t := time_to_provisioned(o)) is not None]
-        failures = Counter(f"{o.reason}: {o.last_error}" if o.last_error else str(o.reason)
-                           for o in outcomes if not o.provisioned)
+        failures = Counter(_reason_key(o) for o in outcomes if not o.provisioned)
         return cls(len(outcomes), sum(o.provisioned for o in outcomes),
                    sum(not o.provisioned for o in outcomes),
                    statistics.median(times) if times else None,
