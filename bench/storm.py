@@ -83,9 +83,9 @@ def main() -> int:
         for load_file in (default_lab_dir() / "firmware").iterdir():
             (work / "firmware" / load_file.name).write_bytes(load_file.read_bytes() * 2000)  # ~300 kB
         offset = free_offset()
-        lab = subprocess.Popen([sys.executable, "-m", "labkit", "up", str(work / "lab.yaml"), "--port-offset",
-                                str(offset), "--state", str(work / "state"), "--log", str(work / "events.jsonl"),
-                                "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        command = [sys.executable, "-m", "labkit", "up", str(work / "lab.yaml"), "--port-offset", str(offset),
+                   "--state", str(work / "state"), "--log", str(work / "events.jsonl"), "--quiet"]
+        lab = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         assert lab.stdout is not None
         for line in lab.stdout:
             if "Ctrl-C stops the lab." in line:
