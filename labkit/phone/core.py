@@ -29,6 +29,7 @@ from labkit.phone.effects import (
     LookupA,
     LookupSrv,
     Now,
+    RenewLease,
     Sleep,
 )
 
@@ -54,6 +55,7 @@ class PhoneConfig:
     pwd: str | None = None
     ikm: bytes | None = None  # IKM_HTTP_Encrypt_Content for RFC 8188 bodies
     cloud_names: tuple[str, ...] = CLOUD_NAMES
+    hold: float = 0.0  # stay up this long after provisioning, renewing the lease at T1
 
     @property
     def identity(self) -> dict[str, str]:
@@ -204,7 +206,27 @@ class Phone:
         ok = yield from self._follow_rules(params, server)
         if ok:
             self.outcome.provisioned = True
+        yield from self._hold(lease)
         return self.outcome
+
+    def _hold(self, lease: Lease) -> Flow:
+        """Stay up for `hold` seconds, renewing at T1 (option 58, else half the lease)."""
+        remaining = self.config.hold
+        while remaining > 0:
+            t1 = lease.options.get(58)
+            t1 = t1 if isinstance(t1, int) and t1 > 0 else max(1, lease.lease_time // 2)
+            if t1 > remaining:
+                yield Sleep(remaining)
+                return
+            yield Sleep(t1)
+            remaining -= t1
+            renewed = yield RenewLease(lease)
+            if isinstance(renewed, LeaseFailed):
+                yield from self._step("renew", f"renewing {lease.ip} at T1 failed: {renewed.reason}",
+                                      ok=False)
+                return
+            lease = renewed
+            yield from self._step("renew", f"renewed {lease.ip} at T1 ({t1} s)")
 
     def _srv(self, lease: Lease) -> Flow:
         domain = lease.options.get(15) if isinstance(lease.options.get(15), str) else "cisco.com"

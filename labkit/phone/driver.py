@@ -27,6 +27,7 @@ from labkit.phone.effects import (
     LookupA,
     LookupSrv,
     Now,
+    RenewLease,
     Sleep,
 )
 from labkit.phone.network import DhcpClient, DhcpSettings, NetworkMap
@@ -110,6 +111,8 @@ class PhoneRun:
             return None
         if isinstance(effect, AcquireLease):
             return await self._lease()
+        if isinstance(effect, RenewLease):
+            return await self._renew(effect.lease)
         if isinstance(effect, LookupSrv):
             return await self._dns(effect.name, "SRV")
         if isinstance(effect, LookupA):
@@ -149,6 +152,15 @@ class PhoneRun:
             await self.http.__aenter__()
             self._own_http = True
         return self.lease
+
+    async def _renew(self, lease: Lease) -> Lease | LeaseFailed:
+        self._count("dhcp")
+        mac = bytes.fromhex(normalize_mac(self.config.mac).replace(":", ""))
+        ack, why = await self.dhcp.renew(mac, lease.ip, lease.server, "SEP" + mac.hex().upper(),
+                                         self.config.model)
+        if ack is None:
+            return LeaseFailed(why)
+        return Lease(str(ack.yiaddr), lease.server, lease.options, lease.lease_time)
 
     def _dns_server(self) -> tuple[str, int]:
         servers = self.lease.options.get(6) if self.lease else None

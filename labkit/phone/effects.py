@@ -19,6 +19,13 @@ class AcquireLease:
 
 
 @dataclass(frozen=True)
+class RenewLease:
+    """RENEWING (RFC 2131 §4.4.5): REQUEST with ciaddr, no server id or requested address."""
+
+    lease: Lease
+
+
+@dataclass(frozen=True)
 class Lease:
     ip: str
     server: str  # option 54
@@ -91,4 +98,4 @@ class Now:
     """Ask the driver's clock for the time (the timeline is stamped with it)."""
 
 
-Effect = AcquireLease | LookupSrv | LookupA | Fetch | Sleep | Log | Now
+Effect = AcquireLease | RenewLease | LookupSrv | LookupA | Fetch | Sleep | Log | Now

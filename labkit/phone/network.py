@@ -142,3 +142,23 @@ class DhcpClient:
         if ack.message_type == NAK:
             return None, "NAK"
         return ack, "ok"
+
+    async def renew(self, mac: bytes, ip: str, server: str, hostname: str,
+                    vendor_class: str) -> tuple[Message | None, str]:
+        """RENEWING: unicast to the server that granted the lease, option order 53,61,12,60,55."""
+        xid = random.getrandbits(32)
+        relay = self.settings.relay_ip
+        giaddr = IPv4Address(relay) if relay else IPv4Address(0)
+        request = request_message(REQUEST, mac, xid, {61: b"\x01" + mac, 12: hostname.encode(),
+                                                      60: vendor_class.encode(), 55: MPP_PRL},
+                                  ciaddr=IPv4Address(ip), giaddr=giaddr, hops=1 if relay else 0)
+        saved = self.settings.server
+        if not relay:
+            self.settings.server = (server, saved[1])  # renewals are unicast (RFC 2131 §4.4.5)
+        try:
+            ack = await self._exchange(request, {ACK, NAK})
+        finally:
+            self.settings.server = saved
+        if ack is None:
+            return None, "no ACK"
+        return (None, "NAK") if ack.message_type == NAK else (ack, "ok")

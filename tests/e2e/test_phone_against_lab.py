@@ -224,3 +224,15 @@ dhcp: {options: {provisioning_url: "http://prov.lab.example"}}
     firmware_url = "http://prov.lab.example/sip88xx.12-0-1MPP-0001.loads"
     assert outcome.reason == f"firmware upgrade from {firmware_url} failed"
     assert outcome.last_error == "B: 404 not found"
+
+
+def test_phone_renews_at_t1_while_it_stays_up(tmp_path: Path) -> None:
+    outcome, _, recorder = run_lab(tmp_path, HEAD + PHONES + """\
+dhcp: {lease_time: 60, options: {provisioning_url: "http://prov.lab.example"}}
+""", hold=100)
+    assert outcome.provisioned
+    renewals = [s.detail for s in outcome.timeline if s.kind == "renew"]
+    assert renewals == ["renewed 10.42.0.60 at T1 (30 s)"] * 3
+    acks = [e for e in recorder.events if e.service == "dhcp" and e.answer.startswith("ACK")]
+    assert len(acks) == 4  # the first binding, then one per renewal
+    assert all(e.detail.get("state") in ("selecting", "rebinding") for e in acks)
