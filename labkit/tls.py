@@ -92,7 +92,8 @@ def ensure_server_certificate(state_dir: Path, lab_name: str, names: list[str],
     """A server certificate from the lab CA for `names` and `addresses`, reissued on change."""
     folder = state_dir / CA_DIR
     ca_cert, ca_key = ensure_ca(state_dir, lab_name)
-    wanted = {"names": sorted(set(names)), "addresses": sorted(set(addresses)),
+    # names keep their order: the first is the CN, the name phones look up (reference §5)
+    wanted = {"names": list(dict.fromkeys(names)), "addresses": sorted(set(addresses)),
               "ca": ca_cert.fingerprint(hashes.SHA256()).hex()}
     names_file = folder / SERVER_NAMES
     cert_file, key_file = folder / SERVER_CERT, folder / SERVER_KEY

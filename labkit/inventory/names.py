@@ -67,10 +67,13 @@ def provisioning_host(inv: Inventory) -> str:
 
 
 def tls_names(inv: Inventory) -> list[str]:
-    """Names the HTTPS server certificate must carry (explicit `tls.names` win)."""
+    """Names the HTTPS server certificate must carry (explicit `tls.names` win).
+
+    The first one becomes the certificate's CN: the provisioning host, because MPP phones check
+    that a DNS lookup of the certificate's name gives the server's address (reference §5)."""
     if inv.tls.names is not None:
         return list(dict.fromkeys(inv.tls.names))
-    names = [inv.lab.domain, host_name(inv), provisioning_host(inv)]
+    names = [provisioning_host(inv), host_name(inv), inv.lab.domain]
     names += [srv.target for srv in inv.dns.srv]
     return list(dict.fromkeys(n for n in names if not _is_ip(n)))
 

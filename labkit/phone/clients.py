@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import os
 import random
@@ -147,6 +148,7 @@ class HttpClient:
         self.ssl = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
         self.session: aiohttp.ClientSession | None = None
         self.challenges: dict[str, str] = {}  # host -> the last WWW-Authenticate seen
+        self.certificates: dict[tuple[str, int, str], tuple[str, ...]] = {}
 
     async def __aenter__(self) -> HttpClient:
         connector = aiohttp.TCPConnector(local_addr=_local(self.local_ip))
@@ -157,6 +159,21 @@ class HttpClient:
     async def __aexit__(self, *_: object) -> None:
         if self.session is not None:
             await self.session.close()
+
+    async def certificate_names(self, host: str, port: int, server_name: str) -> tuple[str, ...]:
+        """The server certificate's CN then DNS SANs (one verified handshake per server, cached)."""
+        key = (host, port, server_name)
+        if key not in self.certificates:
+            _, writer = await asyncio.open_connection(host, port, ssl=self.ssl, server_hostname=server_name,
+                                                      local_addr=_local(self.local_ip))
+            cert = writer.get_extra_info("peercert") or {}
+            writer.close()
+            with contextlib.suppress(OSError, ssl.SSLError):
+                await writer.wait_closed()
+            common = [value for rdn in cert.get("subject", ()) for k, value in rdn if k == "commonName"]
+            dns = [value for kind, value in cert.get("subjectAltName", ()) if kind == "DNS"]
+            self.certificates[key] = tuple(dict.fromkeys([*common, *dns]))
+        return self.certificates[key]
 
     async def fetch(self, effect: Fetch, address: str) -> FetchResult:
         """`address`: what the URL's host resolved to in the lab (the phone connects there)."""
@@ -192,7 +209,9 @@ class HttpClient:
                     challenge = response.headers.get("WWW-Authenticate") or response.headers.get(
                         "Proxy-Authenticate", "")
                     self.challenges[parts.netloc] = challenge
-                return FetchResult(response.status, body, result_headers)
+            names = (await self.certificate_names(real_host, real_port, parts.hostname or "")
+                     if scheme == "https" else ())
+            return FetchResult(response.status, body, result_headers, tls_names=names)
         except aiohttp.ClientConnectorCertificateError as exc:
             return FetchResult(None, error=f"TLS: {exc.certificate_error}")
         except aiohttp.ClientSSLError as exc:

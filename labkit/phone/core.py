@@ -163,7 +163,7 @@ class Phone:
     def _resync(self, url: str, key: str | None = None, uid: str | None = None, pwd: str | None = None,
                 post: str | None = None) -> Flow:
         yield from self._log(f"Requesting resync {url}")
-        body = macros.expand(f"${post}", self.identity).encode() if post else b""
+        body = macros.expand(f"${post.upper()}", self.identity).encode() if post else b""
         result = yield from self._fetch(url, method="POST" if post else "GET", body=body, uid=uid, pwd=pwd)
         if isinstance(result, _Failure):
             yield from self._step("fetch", f"{url}: failure {result.code} ({result.error})", ok=False)
@@ -268,6 +268,9 @@ class Phone:
     def _apply(self, params: dict[str, flat_profile.Param], source: str | None) -> None:
         self.outcome.params.update({name: p.value for name, p in params.items()})
         self.outcome.profile_source = source
+        # GPP_A..P and GPP_SA..SD become the macros $A..$P, $SA..$SD (reference §3.2)
+        gpp = {name[4:]: p.value for name, p in params.items() if name.startswith("GPP_")}
+        self.identity = {**self.identity, **gpp}
 
     def _follow_rules(self, params: dict[str, flat_profile.Param], server: str | None) -> Flow:
         applied_rule: str | None = None
@@ -285,16 +288,39 @@ class Phone:
             if isinstance(result, _Failure):
                 return False
             params = result
-            self._apply(params, parsed.url)
+            self._apply(params, self.outcome.profile_source)
         return (yield from self._upgrade(params, server))
 
+    def _rule_urls(self, rule: discovery.Rule) -> Flow:
+        """The URLs a rule stands for: itself, or with `--srv` the SRV targets of its host."""
+        if not rule.srv:
+            return [rule.url]
+        parts = urlsplit(rule.url)
+        services = {scheme: service for service, scheme in discovery.SRV_SERVICES}
+        service = services.get(parts.scheme)
+        if service is None:  # "TFTP Scheme not supported in SRV lookups" (reference §2)
+            yield from self._step("srv", f"{rule.url}: {parts.scheme.upper()} scheme not supported in SRV "
+                                  "lookups", ok=False)
+            return []
+        name = f"{service}.{parts.hostname}"
+        answer: DnsAnswer = yield LookupSrv(name)
+        yield from self._step("srv", f"{name}: {answer.rcode}, {len(answer.srv)} records",
+                              ok=answer.rcode == "NOERROR")
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        return [f"{parts.scheme}://{r.target.rstrip('.')}:{r.port}{path}"
+                for r in discovery.order_srv(answer.srv, self.config.weight_order)]
+
     def _retrying_resync(self, rule: discovery.Rule) -> Flow:
-        result: Any = None
+        result: Any = _Failure("C", "no URL")
+        urls = yield from self._rule_urls(rule)
         for round_number in range(self.config.rounds):
-            result = yield from self._resync(rule.url, key=rule.key, uid=rule.uid, pwd=rule.pwd)
-            if not isinstance(result, _Failure):
-                return result
-            self.outcome.last_error = f"{result.code}: {result.error}"
+            for url in urls:
+                result = yield from self._resync(url, key=rule.key, uid=rule.uid, pwd=rule.pwd,
+                                                 post=rule.post)
+                if not isinstance(result, _Failure):
+                    self.outcome.profile_source = url
+                    return result
+                self.outcome.last_error = f"{result.code}: {result.error}"
             if round_number + 1 < self.config.rounds:
                 yield from self._wait(round_number)
         self.outcome.reason = f"resync to {rule.url} failed"

@@ -123,10 +123,11 @@ class Rule:
     uid: str | None = None
     pwd: str | None = None
     srv: bool = False
+    post: str | None = None  # `--post a`: POST the expanded GPP_A as the body (reference §3.1)
 
 
 def parse_simple_rule(rule: str, identity: Mapping[str, str], dhcp_server: str | None = None) -> Rule:
-    """Parse `[--key K --uid U --pwd P --srv] [scheme://][server[:port]]/path` (reference §3.1).
+    """Parse `[--key K --uid U --pwd P --post x --srv] [scheme://][server[:port]]/path` (reference §3.1).
 
     Default scheme TFTP; a missing server is the option 66 server (`dhcp_server`). Conditions and
     `|` alternatives are the full rule engine's business, not this helper's.
@@ -143,7 +144,7 @@ def parse_simple_rule(rule: str, identity: Mapping[str, str], dhcp_server: str |
             if word == "--srv":
                 opts["srv"] = True
                 i += 1
-            elif word in ("--key", "--uid", "--pwd") and i + 1 < len(words):
+            elif word in ("--key", "--uid", "--pwd", "--post") and i + 1 < len(words):
                 opts[word[2:]] = words[i + 1].strip('"')
                 i += 2
             else:
@@ -157,4 +158,5 @@ def parse_simple_rule(rule: str, identity: Mapping[str, str], dhcp_server: str |
         value = opts.get(name)
         return value if isinstance(value, str) else None
 
-    return Rule(url, key=text("key"), uid=text("uid"), pwd=text("pwd"), srv=bool(opts.get("srv")))
+    return Rule(url, key=text("key"), uid=text("uid"), pwd=text("pwd"), srv=bool(opts.get("srv")),
+                post=text("post"))

@@ -74,6 +74,7 @@ class FetchResult:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+    tls_names: tuple[str, ...] = ()  # HTTPS: the server certificate's CN first, then its DNS SANs
 
     def header(self, name: str) -> str | None:
         lowered = name.lower()

@@ -124,8 +124,8 @@ def line_params(phone: Phone) -> dict[str, Param]:
 
 
 def model_params(inv: Inventory, model: str) -> list[Param]:
-    merged = _params(inv.profiles.params) | _params(inv.models[model].params)
-    merged |= _rules(inv, model)
+    # the kit's rules first: a Profile_Rule or Upgrade_Rule the inventory sets itself wins
+    merged = _rules(inv, model) | _params(inv.profiles.params) | _params(inv.models[model].params)
     return list(merged.values())
 
 
@@ -136,7 +136,9 @@ def phone_params(inv: Inventory, phone: Phone) -> list[Param]:
     merged |= _params(inv.profiles.params) | _params(inv.models[phone.model].params)
     merged |= line_params(phone)
     merged |= _params(phone.params)
-    merged |= _rules(inv, phone.model)
+    rules = _rules(inv, phone.model)
+    for name, rule in rules.items():  # the kit's rule unless the inventory set one at any level
+        merged.setdefault(name, rule)
     return list(merged.values())
 
 

@@ -236,3 +236,34 @@ dhcp: {lease_time: 60, options: {provisioning_url: "http://prov.lab.example"}}
     acks = [e for e in recorder.events if e.service == "dhcp" and e.answer.startswith("ACK")]
     assert len(acks) == 4  # the first binding, then one per renewal
     assert all(e.detail.get("state") in ("selecting", "rebinding") for e in acks)
+
+
+def test_rule_options_srv_and_post(tmp_path: Path) -> None:
+    # GPP_A must reach the phone before the rule that posts it: the bootstrap profile carries it
+    outcome, fetches, recorder = run_lab(tmp_path, HEAD + PHONES + """\
+dns:
+  srv: [{service: _ciscoprov-http._tcp, target: prov.lab.example, port: 80}]
+dhcp: {options: {provisioning_url: "http://prov.lab.example"}}
+profiles:
+  params:
+    Profile_Rule: "[--srv --post a] http://lab.example/Cisco/$PN/$MA.cfg"
+    GPP_A: "resync=$MA"
+""")
+    assert outcome.provisioned, outcome
+    srv = [s.detail for s in outcome.timeline if s.kind == "srv"]
+    assert srv == ["_ciscoprov-http._tcp.lab.example: NOERROR, 1 records"]
+    posted = [f for f, _ in fetches if f.method == "POST"]
+    assert posted and posted[0].url == "http://prov.lab.example:80/Cisco/CP-8851-3PCC/00562b000001.cfg"
+    assert posted[0].body == b"resync=$MA"  # $A is GPP_A; the value itself is not expanded again
+    assert any(e.action == "post" and e.detail.get("post_bytes") == "10" for e in recorder.events)
+
+
+def test_https_refused_when_the_certificate_name_resolves_elsewhere(tmp_path: Path) -> None:
+    outcome, _, _ = run_lab(tmp_path, HEAD + PHONES + """\
+dns: {records: {other: 10.42.0.99}}
+tls: {names: [other.lab.example, prov.lab.example, lab.example]}
+dhcp: {options: {provisioning_url: "https://prov.lab.example"}}
+""", rounds=1)
+    assert not outcome.provisioned
+    expected = "C: TLS: certificate name other.lab.example resolves to 10.42.0.99, not 10.42.0.1"
+    assert outcome.last_error == expected
