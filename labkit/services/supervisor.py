@@ -148,7 +148,9 @@ async def _start_dns(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable:
 async def _start_tftp(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable:
     from labkit.services.tftp import start_tftp
 
-    return await start_tftp(ctx.tree, ep.host, ep.port, ctx.bus, ctx.directory)
+    upload = plan.inventory.services.tftp.upload_dir
+    upload_dir = plan.loaded.base_dir / upload if upload else None
+    return await start_tftp(ctx.tree, ep.host, ep.port, ctx.bus, ctx.directory, upload_dir=upload_dir)
 
 
 async def _start_http(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable:

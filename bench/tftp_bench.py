@@ -1,0 +1,246 @@
+"""TFTP throughput on loopback: labkit's service (and tftpd-hpa when installed) against curl/atftp.
+
+Run on demand, not in the test suite:
+
+    .venv/bin/python bench/tftp_bench.py --quick      # a subset, one repetition
+    .venv/bin/python bench/tftp_bench.py              # every case of peer-benchmarks.md, 3 reps
+
+The server runs in a separate process (restarted for every repetition) serving generated
+random files from a temporary folder; N clients start at once and the aggregate rate is
+N x size / wall time from the first start to the last exit, in MB/s (10^6 bytes). Every file a
+client wrote is checked by sha256 after the clock stops. Outputs go to a tmpfs (/dev/shm) when
+there is one, so the disk does not bound the figure. Figures: median [min-max].
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+MIB = 1024 * 1024
+CLIENT_TIMEOUT = 600  # seconds: a bound for one client, never expected
+
+
+@dataclass(frozen=True)
+class Case:
+    size_mib: int
+    clients: int
+    client: str  # "curl" or "atftp"
+    blksize: int
+    windowsize: int = 1
+
+    @property
+    def label(self) -> str:
+        window = f" windowsize {self.windowsize}" if self.windowsize > 1 else ""
+        return f"{self.size_mib} MiB x {self.clients:>2} {self.client:5} blksize {self.blksize:>4}{window}"
+
+
+def all_cases(quick: bool) -> list[Case]:
+    cases: list[Case] = []
+    shapes = [(1, 1), (1, 50), (32, 1)] + ([] if quick else [(32, 50)])
+    for size, clients in shapes:
+        for blksize in (512, 1468):
+            cases.append(Case(size, clients, "curl", blksize))
+    for size, clients in shapes:
+        cases.append(Case(size, clients, "atftp", 1468, 8))
+        if not quick:
+            cases.append(Case(size, clients, "atftp", 1468, 64))
+    return cases
+
+
+# --------------------------------------------------------------------------- servers
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def serve_labkit(root: Path, port: int) -> None:
+    """The child process: labkit's asyncio TFTP service until SIGTERM."""
+    from labkit.events import StaticDirectory
+    from labkit.services.filetree import FileTree
+    from labkit.services.tftp import start_tftp
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        service = await start_tftp(FileTree({}, root), "127.0.0.1", port, lambda event: None,
+                                   StaticDirectory())
+        print("ready", flush=True)
+        await stop.wait()
+        await service.close()
+
+    asyncio.run(main())
+
+
+class Server:
+    def __init__(self, kind: str, root: Path, tftpd: str = "in.tftpd") -> None:
+        self.kind = kind
+        self.tftpd = tftpd
+        self.root = root
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        if self.kind == "labkit":
+            argv = [sys.executable, __file__, "--serve", str(self.root), "--port", str(self.port)]
+            self.process = subprocess.Popen(argv, stdout=subprocess.PIPE)
+            assert self.process.stdout is not None
+            line = self.process.stdout.readline()
+            if line.strip() != b"ready":
+                raise RuntimeError("labkit TFTP server did not start")
+        else:  # tftpd-hpa in the foreground, confined to root
+            argv = [self.tftpd, "--foreground", "--address", f"127.0.0.1:{self.port}", "--secure",
+                    "--user", "root", str(self.root)]
+            self.process = subprocess.Popen(argv)
+            time.sleep(0.5)
+            if self.process.poll() is not None:
+                raise RuntimeError("in.tftpd did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
+
+
+# --------------------------------------------------------------------------- clients
+
+
+def client_argv(case: Case, port: int, name: str, out: Path) -> list[str]:
+    if case.client == "curl":
+        return ["curl", "-sS", "--max-time", str(CLIENT_TIMEOUT), "--tftp-blksize", str(case.blksize),
+                "-o", str(out), f"tftp://127.0.0.1:{port}/{name}"]
+    argv = ["atftp", "--option", f"blksize {case.blksize}"]
+    if case.windowsize > 1:
+        argv += ["--option", f"windowsize {case.windowsize}"]
+    return [*argv, "-g", "-r", name, "-l", str(out), "127.0.0.1", str(port)]
+
+
+async def run_clients(case: Case, port: int, name: str, outdir: Path) -> tuple[float, list[Path]]:
+    outs = [outdir / f"out{i}.bin" for i in range(case.clients)]
+    started = time.perf_counter()
+    processes = [await asyncio.create_subprocess_exec(*client_argv(case, port, name, out),
+                                                      stdout=asyncio.subprocess.DEVNULL,
+                                                      stderr=asyncio.subprocess.PIPE)
+                 for out in outs]
+    results = await asyncio.wait_for(asyncio.gather(*(p.communicate() for p in processes)),
+                                     CLIENT_TIMEOUT + 30)
+    elapsed = time.perf_counter() - started
+    for process, (_, err) in zip(processes, results, strict=True):
+        if process.returncode != 0:
+            raise RuntimeError(f"{case.client} exited {process.returncode}: {err.decode(errors='replace')}")
+    return elapsed, outs
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(MIB), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def measure(server_kind: str, case: Case, root: Path, outdir: Path, digests: dict[str, str],
+            tftpd: str) -> float:
+    name = f"file{case.size_mib}.bin"
+    server = Server(server_kind, root, tftpd)
+    server.start()
+    try:
+        elapsed, outs = asyncio.run(run_clients(case, server.port, name, outdir))
+    finally:
+        server.stop()
+    bad = [out.name for out in outs if sha256(out) != digests[name]]
+    for out in outs:
+        out.unlink()
+    if bad:
+        raise RuntimeError(f"{len(bad)} corrupted downloads: {bad[:5]}")
+    return case.clients * case.size_mib * MIB / elapsed / 1e6
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="no 32 MiB x 50, one repetition")
+    parser.add_argument("--reps", type=int, default=None, help="repetitions per case (default 3; 1 quick)")
+    parser.add_argument("--servers", default="labkit,tftpd-hpa",
+                        help="comma list among labkit, tftpd-hpa (skipped when in.tftpd is absent)")
+    parser.add_argument("--tftpd", default="in.tftpd",
+                        help="the in.tftpd to compare with (e.g. one extracted from the .deb)")
+    parser.add_argument("--only", default="", help="run only cases whose label contains this text")
+    parser.add_argument("--serve", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve_labkit(Path(args.serve), args.port)
+        return 0
+
+    servers = [s for s in args.servers.split(",") if s]
+    if "tftpd-hpa" in servers and shutil.which(args.tftpd) is None:
+        print(f"{args.tftpd} not found: tftpd-hpa column skipped")
+        servers.remove("tftpd-hpa")
+    reps = args.reps or (1 if args.quick else 3)
+    cases = [c for c in all_cases(args.quick) if args.only in c.label]
+    for tool in {c.client for c in cases}:
+        if shutil.which(tool) is None:
+            print(f"{tool} not installed: its cases are skipped")
+            cases = [c for c in cases if c.client != tool]
+
+    print(f"# {platform.node()} {platform.platform()} python {platform.python_version()} "
+          f"cpus {os.cpu_count()} {time.strftime('%Y-%m-%d %H:%M')} "
+          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    shm = Path("/dev/shm")
+    out_parent = shm if shm.is_dir() else None
+    with tempfile.TemporaryDirectory(prefix="tftpbench-root-") as root_dir, \
+            tempfile.TemporaryDirectory(prefix="tftpbench-out-", dir=out_parent) as out_dir:
+        root, outdir = Path(root_dir), Path(out_dir)
+        os.chmod(root, 0o755)
+        digests: dict[str, str] = {}
+        for size in sorted({c.size_mib for c in cases}):
+            path = root / f"file{size}.bin"
+            path.write_bytes(os.urandom(size * MIB))
+            path.chmod(0o644)
+            digests[path.name] = sha256(path)
+        header = f"{'case':45} " + " ".join(f"{s:>24}" for s in servers)
+        print(header)
+        for case in cases:
+            rates: dict[str, list[float]] = {server: [] for server in servers}
+            for rep in range(reps):
+                # Alternate the order: on a shared machine, load drifts; ratios stay fair.
+                for server in servers[rep % len(servers):] + servers[: rep % len(servers)]:
+                    try:
+                        rates[server].append(measure(server, case, root, outdir, digests, args.tftpd))
+                    except (RuntimeError, TimeoutError) as exc:
+                        print(f"  {server} {case.label}: {exc}")
+            cells = [f"{statistics.median(r):7.1f} [{min(r):.1f}-{max(r):.1f}]" if r else "failed"
+                     for r in rates.values()]
+            print(f"{case.label:45} " + " ".join(f"{c:>24}" for c in cells), flush=True)
+    print(f"# load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

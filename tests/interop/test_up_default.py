@@ -1,0 +1,66 @@
+"""The README's first command: `labkit up --loopback` on the embedded default lab, end to end."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from labkit.inventory.load import load
+from labkit.plan.build import build_plan
+from tests.conftest import require_tool
+from tests.interop.lab_process import LabProcess, wait_for_event
+
+
+def test_up_loopback_serves_every_protocol_and_stops_cleanly(tmp_path: Path) -> None:
+    dig, curl, tftp, logger = (require_tool(t) for t in ("dig", "curl", "tftp", "logger"))
+    log = tmp_path / "events.jsonl"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "labkit", "up", "--loopback", "--state", str(tmp_path / "state"),
+         "--log", str(log)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    banner: list[str] = []
+    assert process.stdout is not None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        banner.append(line)
+        if "Ctrl-C stops the lab." in line:
+            break
+    text = "".join(banner)
+    assert "Ctrl-C stops the lab." in text, text
+    for endpoint in ("127.0.0.1:10053", "127.0.0.1:10069", "127.0.0.1:10080", "127.0.0.1:10443",
+                     "127.0.0.1:10514"):
+        assert endpoint in text
+    lab = LabProcess(process, 10000, tmp_path / "state", log, banner)
+    try:
+        srv = subprocess.run([dig, "@127.0.0.1", "-p", "10053", "+norec", "_ciscoprov-https._tls.lab.example",
+                              "SRV"], capture_output=True, text=True, timeout=30).stdout
+        assert "10 10 443 prov.lab.example." in srv and "flags: qr aa" in srv
+        out = tmp_path / "model.xml"
+        subprocess.run([tftp, "127.0.0.1", "10069", "-m", "binary", "-c", "get", "/8851-3PCC.xml", str(out)],
+                       check=True, timeout=60, cwd=tmp_path)
+        plan = build_plan(load(None))
+        assert out.read_bytes() == plan.files["8851-3PCC.xml"].data
+        page = subprocess.run([curl, "-s", "--cacert", str(tmp_path / "state" / "ca" / "ca.pem"),
+                               "--resolve", "prov.lab.example:10443:127.0.0.1",
+                               "https://prov.lab.example:10443/Cisco/CP-6841-3PCC/00562b000114.cfg"],
+                              capture_output=True, timeout=60).stdout
+        assert page == plan.files["Cisco/CP-6841-3PCC/00562b000114.cfg"].data
+        subprocess.run([logger, "--udp", "--server", "127.0.0.1", "--port", "10514", "bench says hi"],
+                       check=True, timeout=30)
+        wait_for_event(lab, lambda e: e["request"] == "bench says hi")
+        services = {e["service"] for e in lab.events()}
+        assert {"dns", "tftp", "https", "syslog"} <= services
+    finally:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGINT)
+        rest = process.communicate(timeout=30)[0]
+    assert process.returncode == 0, rest
+    assert "Traceback" not in rest
+    assert "labkit: stopped" in rest
