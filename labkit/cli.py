@@ -155,21 +155,27 @@ def up(
     allow_other_dhcp: Annotated[bool, typer.Option(
         "--allow-other-dhcp", help="Serve DHCP even when another DHCP server answers on the segment.")
     ] = False,
+    fault: Annotated[list[str] | None, typer.Option(
+        "--fault", help="A fault rule in YAML flow syntax, e.g. "
+        "'{match: {path: \"/Cisco/*\"}, http: {status: 404}, when: {first: 2}}' (repeatable).")] = None,
 ) -> None:
     """Serve the plan: DHCP, DNS, TFTP, HTTP(S) and syslog in one process, until Ctrl-C or SIGTERM."""
     import asyncio
 
+    from labkit.faults import parse_cli_rule
+
     loaded = _load(inventory)
     plan = _plan(loaded)
     try:
-        asyncio.run(_up(plan, loopback, port_offset, state, log, quiet, allow_other_dhcp))
+        rules = [parse_cli_rule(text) for text in fault or []]
+        asyncio.run(_up(plan, loopback, port_offset, state, log, quiet, allow_other_dhcp, rules))
     except LabkitError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(1) from None
 
 
 async def _up(plan, loopback: bool, port_offset: int | None, state: Path, log: Path | None,
-              quiet: bool, allow_other_dhcp: bool) -> None:
+              quiet: bool, allow_other_dhcp: bool, faults: list | None = None) -> None:
     import asyncio
 
     from labkit.board import BoardState, LiveBoard
@@ -181,7 +187,7 @@ async def _up(plan, loopback: bool, port_offset: int | None, state: Path, log: P
     sinks = [journal]
     try:
         lab = await start_lab(plan, loopback=loopback, port_offset=port_offset, state_dir=state,
-                              sinks=sinks, allow_other_dhcp=allow_other_dhcp)
+                              sinks=sinks, allow_other_dhcp=allow_other_dhcp, faults=faults)
     except LabkitError:
         journal.close()
         raise
@@ -192,6 +198,11 @@ async def _up(plan, loopback: bool, port_offset: int | None, state: Path, log: P
         out.print(f"  {endpoint}", markup=False)
     if lab.ca_path is not None:
         out.print(f"  lab CA: {lab.ca_path} (curl --cacert {lab.ca_path})", markup=False)
+    if lab.faults is not None:
+        for index, rule in enumerate(lab.faults.rules):
+            when, match = rule.when.model_dump(exclude_none=True), rule.match.model_dump(exclude_none=True)
+            out.print(f"  fault: {rule.label(index)}: {rule.service} when {when} matching {match}",
+                      markup=False)
     out.print("Ctrl-C stops the lab.", markup=False)
     if not quiet:
         if out.is_terminal:

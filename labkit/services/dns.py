@@ -28,6 +28,8 @@ from typing import Any
 
 from labkit.errors import LabkitError
 from labkit.events import Event, EventSink, PhoneDirectory
+from labkit.faults import FaultHooks
+from labkit.protocols.dns.faults import apply_dns_fault
 from labkit.protocols.dns.resolver import AuthoritativeResolver, Outcome, Reply
 
 UDP_BATCH = 128  # datagrams answered per wake-up before yielding to the loop's other work
@@ -101,6 +103,17 @@ class DnsService:
         self.tcp_connections = 0
         self.tcp_rejected = 0
         self.sink_errors = 0
+        self.faults: FaultHooks | None = None  # set by the supervisor when rules concern DNS
+
+    def _fault(self, query: bytes, wire: bytes | None, outcome: Any, address: Any) -> bytes | None:
+        """Fault rules for this answer (only called when some rule concerns DNS)."""
+        assert self.faults is not None
+        ip = address[0]
+        fired = self.faults.check("dns", mac=self._phone_at(ip), client=f"{ip}:{address[1]}",
+                                  request=f"{outcome.qtype} {outcome.qname}", name=outcome.qname)
+        for hit in fired:
+            wire = apply_dns_fault(query, wire, hit.action)
+        return wire
 
     @property
     def counters(self) -> dict[str, object]:
@@ -127,7 +140,7 @@ class DnsService:
             return
         # locals: this loop runs once per datagram, attribute look-ups add up
         recvfrom, sendto, answer = sock.recvfrom, sock.sendto, self.resolver.answer
-        sink, phone_at, now, event = self._sink, self._phone_at, time.time, _event
+        sink, phone_at, now, event, faults = self._sink, self._phone_at, time.time, _event, self.faults
         for _ in range(UDP_BATCH):
             try:
                 data, address = recvfrom(UDP_RECV_SIZE)
@@ -137,6 +150,8 @@ class DnsService:
                 self.udp_receive_errors += 1
                 continue
             wire, outcome = answer(data)
+            if faults is not None:
+                wire = self._fault(data, wire, outcome, address)
             # the event goes out before the answer, so whoever holds the answer can see the event
             ip = address[0]
             try:
@@ -169,10 +184,13 @@ class DnsService:
                 except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
                     return  # closed, idle or half a message: end the connection quietly
                 reply = self.resolver.answer(message, tcp=True)
+                wire = reply.wire
+                if self.faults is not None:
+                    wire = self._fault(message, wire, reply.outcome, peer)
                 self._emit(reply, peer, True)
-                if reply.wire is None:
+                if wire is None:
                     continue  # nothing to say to a response or a runt; keep the connection
-                writer.write(len(reply.wire).to_bytes(2, "big") + reply.wire)
+                writer.write(len(wire).to_bytes(2, "big") + wire)
                 try:
                     async with asyncio.timeout(self._idle):
                         await writer.drain()

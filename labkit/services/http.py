@@ -7,6 +7,7 @@ RFC 8188 `Content-Encoding: aes128gcm`; optional Basic or Digest authentication.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import time
 from collections.abc import Callable
@@ -16,7 +17,8 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from labkit.events import EventSink, PhoneDirectory, make_event
-from labkit.formats import aes128gcm
+from labkit.faults import FaultHooks, HttpFault
+from labkit.formats import aes128gcm, openssl_enc
 from labkit.inventory.model import HttpService
 from labkit.protocols.http import (
     DigestAuth,
@@ -39,6 +41,16 @@ class HttpServer:
     scheme: str
     host: str
     port: int
+    handler: _Handler | None = None
+
+    @property
+    def faults(self) -> FaultHooks | None:
+        return self.handler.faults if self.handler else None
+
+    @faults.setter
+    def faults(self, hooks: FaultHooks | None) -> None:
+        if self.handler is not None:
+            self.handler.faults = hooks
 
     async def close(self) -> None:
         await self.runner.cleanup()
@@ -49,6 +61,7 @@ class _Handler:
                  directory: PhoneDirectory, known_macs: set[str], clock: Callable[[], float]) -> None:
         self.tree, self.config, self.scheme = tree, config, scheme
         self.sink, self.directory, self.known_macs, self.clock = sink, directory, known_macs, clock
+        self.faults: FaultHooks | None = None
         auth = config.auth
         self.digest = (DigestAuth(auth.user, auth.password, auth.realm)
                        if auth is not None and auth.scheme == "digest" else None)
@@ -116,6 +129,14 @@ class _Handler:
         except ForbiddenPath as exc:
             emit(f"403 {exc}", "forbidden")
             return web.Response(status=403, text=f"forbidden: {exc}\n", headers={"Server": SERVER_HEADER})
+        if self.faults is not None:
+            fired = self.faults.check("http", mac=phone, client=client, request=f"{method} {raw_path}",
+                                      path=raw_path)
+            if fired:
+                faulty = await self._faulty(request, served, [hit.action for hit in fired])
+                if faulty is not None:
+                    emit(f"{faulty.status} (fault)", "fault")
+                    return faulty
         if served is None:
             emit("404", "not-found")
             return web.Response(status=404, text="not found\n", headers={"Server": SERVER_HEADER})
@@ -134,6 +155,53 @@ class _Handler:
                 return web.Response(status=416, headers={"Content-Range": f"bytes */{served.size}",
                                                          "Server": SERVER_HEADER})
         emit(f"{response.status} {response.content_length} bytes", "ok")
+        return response
+
+    async def _faulty(self, request: web.Request, served: ServedFile | None,
+                      actions: list[HttpFault]) -> web.StreamResponse | None:
+        """Misbehave as the fault rules say; None when only a delay applied (serve normally)."""
+        for action in actions:
+            if action.delay:
+                await asyncio.sleep(action.delay)
+        for action in actions:
+            if action.status is not None:
+                headers = {"Server": SERVER_HEADER}
+                if action.location:
+                    headers["Location"] = action.location
+                if action.authenticate:
+                    key = "Proxy-Authenticate" if action.status == 407 else "WWW-Authenticate"
+                    headers[key] = action.authenticate
+                return web.Response(status=action.status, headers=headers)
+        shaping = [a for a in actions if a.slow or a.truncate is not None or a.wrong_length is not None
+                   or a.corrupt or a.wrong_key]
+        if not shaping or served is None:
+            return None
+        with served.open() as reader:
+            body = reader.read_at(0, served.size)
+        for action in shaping:
+            if action.corrupt:  # flip every 61st byte: the profile no longer parses, the size is right
+                body = bytes(b ^ 0x5A if i % 61 == 0 else b for i, b in enumerate(body))
+            if action.wrong_key:
+                body = openssl_enc.encrypt(body, action.wrong_key)
+        announced = next((a.wrong_length for a in shaping if a.wrong_length is not None), len(body))
+        cut = next((a.truncate for a in shaping if a.truncate is not None), None)
+        rate = next((a.slow for a in shaping if a.slow), None)
+        sent = body if cut is None else body[:cut]
+        response = web.StreamResponse(status=200, headers={"Server": SERVER_HEADER,
+                                                           "Content-Type": _content_type(served.path)})
+        response.content_length = announced
+        await response.prepare(request)
+        if rate is None:
+            await response.write(sent)
+        else:
+            step = max(1, rate // 10)
+            for offset in range(0, len(sent), step):
+                await response.write(sent[offset : offset + step])
+                await asyncio.sleep(0.1)
+        if len(sent) < announced and request.transport is not None:
+            request.transport.close()  # the client is left waiting for bytes that never come
+        else:
+            await response.write_eof()
         return response
 
     def _memory(self, served: ServedFile, range_header: str | None) -> web.Response:
@@ -178,4 +246,4 @@ async def start_http(tree: FileTree, config: HttpService, host: str, port: int, 
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context, reuse_address=True)
     await site.start()
-    return HttpServer(runner, site, scheme, host, port)
+    return HttpServer(runner, site, scheme, host, port, handler)

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from labkit.errors import LabkitError
 from labkit.events import Event, EventSink, StaticDirectory
+from labkit.faults import FaultEngine, FaultHooks, FaultRule
 from labkit.inventory import names
 from labkit.plan.build import Plan
 from labkit.services.filetree import FileTree
@@ -119,6 +120,7 @@ class RunningLab:
     services: dict[str, Closable] = field(default_factory=dict)
     bus: EventBus = field(default_factory=EventBus)
     ca_path: Path | None = None
+    faults: FaultEngine | None = None
 
     async def close(self) -> None:
         for name in reversed(list(self.services)):
@@ -222,7 +224,8 @@ def preflight(plan: Plan, *, listen: float = 2.0) -> None:
 
 async def start_lab(plan: Plan, *, loopback: bool = False, port_offset: int | None = None,
                     state_dir: Path = Path(".labkit"), sinks: list[EventSink] | None = None,
-                    allow_other_dhcp: bool = False) -> RunningLab:
+                    allow_other_dhcp: bool = False, faults: list[FaultRule] | None = None,
+                    fault_seed: int | None = None) -> RunningLab:
     """Start every enabled service; on any failure close what started and raise StartError."""
     inv = plan.inventory
     lab = RunningLab(plan, endpoints(plan, loopback=loopback, port_offset=port_offset))
@@ -256,6 +259,16 @@ async def start_lab(plan: Plan, *, loopback: bool = False, port_offset: int | No
             raise StartError(f"{name} cannot listen on {ep.host}:{ep.port}: {exc.strerror or exc}{hint}"
                              ) from None
     lab.ca_path = ctx.extra.get("ca_path")
+    rules = [*inv.faults, *(faults or [])]
+    if rules:
+        import time
+
+        engine = FaultEngine(rules, started=time.time(), seed=fault_seed)
+        hooks = FaultHooks(engine, lab.bus, {p.mac: (p.model, p.group) for p in inv.phones})
+        for name, service in lab.services.items():
+            if hasattr(service, "faults") and (name in ("http", "https") or engine.wants(name)):  # type: ignore[arg-type]
+                service.faults = hooks  # type: ignore[attr-defined]
+        lab.faults = engine
     return lab
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import secrets
@@ -24,6 +25,7 @@ from typing import IO, Any
 
 from labkit.errors import CodecError
 from labkit.events import EventSink, PhoneDirectory, make_event
+from labkit.faults import FaultHooks, TftpFault
 from labkit.protocols.tftp.packets import ErrorCode, Opcode, ReadRequest, WriteRequest, decode
 from labkit.protocols.tftp.session import (
     MAX_BLKSIZE,
@@ -145,11 +147,18 @@ class _Transfer(asyncio.DatagramProtocol):
 
     # -- steps and timer
 
+    send_filter: _SendFilter | None = None
+
     def apply(self, step: Step) -> None:
         transport = self.transport
         if transport is not None:
+            send_filter = self.send_filter
             for datagram in step.send:
-                transport.sendto(datagram, self.peer)
+                if send_filter is None:
+                    transport.sendto(datagram, self.peer)
+                else:
+                    for faulty in send_filter(datagram):
+                        transport.sendto(faulty, self.peer)
         if step.write and self.upload is not None:
             try:
                 self.upload.write(step.write)
@@ -193,6 +202,35 @@ class _Transfer(asyncio.DatagramProtocol):
         if self.transport is not None:
             self.transport.close()
         self.service._ended(self, outcome)
+
+
+class _SendFilter:
+    """Outgoing datagrams of one transfer, changed as a fault rule says (drop, duplicate, stall)."""
+
+    def __init__(self, fault: TftpFault) -> None:
+        self.fault = fault
+        self.oack_dropped = False
+        self.block_dropped = False
+        self.block_duplicated = False
+
+    def __call__(self, datagram: bytes) -> list[bytes]:
+        fault = self.fault
+        opcode = datagram[1] if len(datagram) >= 2 else 0
+        if opcode == Opcode.OACK and fault.drop_oack and not self.oack_dropped:
+            self.oack_dropped = True
+            return []
+        if opcode != Opcode.DATA:
+            return [datagram]
+        block = int.from_bytes(datagram[2:4], "big")
+        if fault.stall_after is not None and block > fault.stall_after:
+            return []  # silence from here on, retransmissions included
+        if fault.drop_block == block and not self.block_dropped:
+            self.block_dropped = True
+            return []
+        if fault.duplicate_block == block and not self.block_duplicated:
+            self.block_duplicated = True
+            return [datagram, datagram]
+        return [datagram]
 
 
 class _ReadAhead:
@@ -258,6 +296,7 @@ class TftpService:
         self.retries = retries
         self.timeout = timeout
         self.upload_dir = upload_dir.resolve() if upload_dir is not None else None
+        self.faults: FaultHooks | None = None  # set by the supervisor when rules concern TFTP
         self.max_sessions = max_sessions
         self.max_blksize = max_blksize
         self.max_upload = max_upload
@@ -358,6 +397,10 @@ class TftpService:
         if isinstance(packet, WriteRequest):
             self._on_write(packet, mode, peer, detail)
             return
+        fault = self._fault(peer, request)
+        if fault is not None and fault.error is not None:
+            self._refuse(peer, action, request, fault.error, "fault rule", "fault", **detail)
+            return
         try:
             served = self.tree.lookup(request)
         except ForbiddenPath as exc:
@@ -378,13 +421,19 @@ class TftpService:
             self._refuse(peer, action, request, ErrorCode.ACCESS_VIOLATION, "access violation",
                          "forbidden", reason=str(exc), **detail)
             return
-        negotiated = negotiate(packet.options, write=False, size=served.size,
+        options = () if fault is not None and fault.refuse_options else packet.options
+        negotiated = negotiate(options, write=False, size=served.size,
                                netascii=mode == "netascii", default_timeout=self.timeout,
                                max_blksize=self.max_blksize)
+        if fault is not None and fault.wrong_tsize is not None:
+            acked = tuple((k, str(fault.wrong_tsize)) if k.lower() == "tsize" else (k, v)
+                          for k, v in negotiated.acked)
+            negotiated = dataclasses.replace(negotiated, acked=acked)
         read_at = reader.read_at if served.data is not None else _ReadAhead(reader).read_at
         session = ReadSession(read_at, negotiated, netascii=mode == "netascii", retries=self.retries)
         detail["size"] = served.size
-        self._open(peer, action, request, session, negotiated, detail, reader=reader)
+        send_filter = _SendFilter(fault) if fault is not None else None
+        self._open(peer, action, request, session, negotiated, detail, reader=reader, send_filter=send_filter)
 
     def _on_write(self, packet: WriteRequest, mode: str, peer: tuple[Any, ...],
                   detail: dict[str, Any]) -> None:
@@ -422,25 +471,41 @@ class TftpService:
         if self._listener is not None:
             self._listener.sendto(datagram, peer)
 
+    def _fault(self, peer: tuple[Any, ...], request: str) -> TftpFault | None:
+        """The fault rules for this read request, merged (None when none fires)."""
+        if self.faults is None:
+            return None
+        fired = self.faults.check("tftp", mac=self.directory.phone_at(peer[0]), client=f"{peer[0]}:{peer[1]}",
+                                  request=f"RRQ {request}", path=request)
+        if not fired:
+            return None
+        merged: dict[str, Any] = {}
+        for hit in fired:
+            merged.update({k: v for k, v in hit.action.model_dump().items() if v not in (None, False)})
+        return TftpFault(**merged)
+
     def _open(self, peer: tuple[Any, ...], action: str, request: str,
               session: ReadSession | WriteSession, negotiated: Negotiated, detail: dict[str, Any],
-              *, reader: FileReader | None = None, upload: _Upload | None = None) -> None:
+              *, reader: FileReader | None = None, upload: _Upload | None = None,
+              send_filter: _SendFilter | None = None) -> None:
         answer = ("OACK " + " ".join(f"{k}={v}" for k, v in negotiated.acked)
                   if negotiated.acked else ("DATA" if action == "rrq" else "ACK 0"))
         self._emit(peer, action, request, answer, "accepted", phase="request",
                    negotiated=negotiated.as_detail(), **detail)
         self._running.add((peer, action, request))
         task = asyncio.get_running_loop().create_task(
-            self._start_transfer(peer, action, request, session, negotiated, detail, reader, upload))
+            self._start_transfer(peer, action, request, session, negotiated, detail, reader, upload,
+                                 send_filter))
         self._opening.add(task)
         task.add_done_callback(self._opening.discard)
 
     async def _start_transfer(self, peer: tuple[Any, ...], action: str, request: str,
                               session: ReadSession | WriteSession, negotiated: Negotiated,
                               detail: dict[str, Any], reader: FileReader | None,
-                              upload: _Upload | None) -> None:
+                              upload: _Upload | None, send_filter: _SendFilter | None = None) -> None:
         loop = asyncio.get_running_loop()
         transfer = _Transfer(self, peer, action, request, session, negotiated, detail, reader, upload)
+        transfer.send_filter = send_filter
         try:
             # Our own socket, bound to the listener's address: create_datagram_endpoint with
             # local_addr would run getaddrinfo in a thread for every transfer.
