@@ -420,6 +420,40 @@ def demo(
         raise typer.Exit(1)
 
 
+@app.command()
+def scenario(
+    name: Annotated[str | None, typer.Argument(help="Scenario name (a file in scenarios/).")] = None,
+    run_all: Annotated[bool, typer.Option("--all", help="Run every scenario.")] = False,
+    show: Annotated[bool, typer.Option("--list", help="List the scenarios.")] = False,
+) -> None:
+    """Reproduce documented phone behaviour against the real services; pass or fail per scenario."""
+    from labkit.scenarios import ScenarioError, names, run_scenario
+
+    available = names()
+    if show or (name is None and not run_all):
+        for item in available:
+            out.print(item, markup=False)
+        return
+    chosen = available if run_all else [name or ""]
+    failed = 0
+    for item in chosen:
+        try:
+            result = run_scenario(item)
+        except ScenarioError as exc:
+            err.print(f"scenario: {exc}", markup=False)
+            raise typer.Exit(2) from None
+        verdict = "PASS" if result.passed else "FAIL"
+        out.print(f"{verdict} {item}: {result.description}", markup=False)
+        for problem in result.problems:
+            out.print(f"     {problem}", markup=False)
+        if not result.passed and result.outcome is not None:
+            for step in result.outcome.timeline:
+                out.print(f"       {step.kind:<9} {step.detail}", markup=False)
+        failed += not result.passed
+    if failed:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     try:
         app()

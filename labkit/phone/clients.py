@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import os
 import random
+import socket
 import ssl
 from urllib.parse import urlsplit
 
@@ -28,9 +29,16 @@ TFTP_TRIES = 4
 class _Datagrams(asyncio.DatagramProtocol):
     def __init__(self) -> None:
         self.queue: asyncio.Queue[tuple[bytes, tuple[str, int]]] = asyncio.Queue()
+        self.refused = False
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         self.queue.put_nowait((data, addr))
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable: nothing listens there, as a phone's IP stack would learn too
+        if isinstance(exc, ConnectionRefusedError):
+            self.refused = True
+            self.queue.put_nowait((b"", ("", 0)))
 
 
 def _local(local_ip: str | None) -> tuple[str, int] | None:
@@ -74,6 +82,10 @@ async def tftp_get(server: tuple[str, int], path: str, *, timeout: float = 2.0,
     """RRQ with blksize and tsize; error 1 maps to 404, other errors to 403, silence to None."""
     loop = asyncio.get_running_loop()
     transport, proto = await loop.create_datagram_endpoint(_Datagrams, local_addr=(local_ip or "0.0.0.0", 0))
+    sock = transport.get_extra_info("socket")
+    if sock is not None:  # Linux: report ICMP errors on this unconnected socket too
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_IP, getattr(socket, "IP_RECVERR", 11), 1)
     request = packets.encode(packets.ReadRequest(path, "octet", (("blksize", str(blksize)), ("tsize", "0"))))
     chunks: list[bytes] = []
     size, expected, peer = 512, 1, None
@@ -90,6 +102,8 @@ async def tftp_get(server: tuple[str, int], path: str, *, timeout: float = 2.0,
                     continue
             else:
                 return FetchResult(None, error=f"TFTP timeout after block {expected - 1}")
+            if proto.refused and not data:
+                return FetchResult(None, error="TFTP: connection refused (nothing listens on that port)")
             if peer is None:
                 peer = addr
             elif addr != peer:

@@ -135,8 +135,8 @@ def parse_simple_rule(rule: str, identity: Mapping[str, str], dhcp_server: str |
     rule = rule.strip()
     opts: dict[str, str | bool] = {}
     if rule.startswith("["):
-        close = rule.find("]")
-        words = rule[1:close].split() if close > 0 else []
+        close = _closing_bracket(rule)
+        words = _rule_words(rule[1:close]) if close > 0 else []
         rule = rule[close + 1 :].strip() if close > 0 else rule
         i = 0
         while i < len(words):
@@ -145,7 +145,7 @@ def parse_simple_rule(rule: str, identity: Mapping[str, str], dhcp_server: str |
                 opts["srv"] = True
                 i += 1
             elif word in ("--key", "--uid", "--pwd", "--post") and i + 1 < len(words):
-                opts[word[2:]] = words[i + 1].strip('"')
+                opts[word[2:]] = words[i + 1]
                 i += 2
             else:
                 i += 1
@@ -160,3 +160,39 @@ def parse_simple_rule(rule: str, identity: Mapping[str, str], dhcp_server: str |
 
     return Rule(url, key=text("key"), uid=text("uid"), pwd=text("pwd"), srv=bool(opts.get("srv")),
                 post=text("post"))
+
+
+def _closing_bracket(rule: str) -> int:
+    """Index of the `]` that ends the options, skipping quoted values."""
+    quoted = False
+    for index, char in enumerate(rule):
+        if char == '"':
+            quoted = not quoted
+        elif char == "]" and not quoted:
+            return index
+    return -1
+
+
+def _rule_words(text: str) -> list[str]:
+    """Option words; `"..."` groups spaces, and `\\NNN` octal escapes decode (reference §3.1)."""
+    words: list[str] = []
+    current: list[str] = []
+    quoted = started = False
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char == '"':
+            quoted, started = not quoted, True
+        elif char == "\\" and text[i + 1 : i + 4].isdigit() and len(text[i + 1 : i + 4]) == 3:
+            current.append(chr(int(text[i + 1 : i + 4], 8)))
+            i += 3
+        elif char.isspace() and not quoted:
+            if current or started:
+                words.append("".join(current))
+            current, started = [], False
+        else:
+            current.append(char)
+        i += 1
+    if current or started:
+        words.append("".join(current))
+    return words

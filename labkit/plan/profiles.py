@@ -87,7 +87,16 @@ def profile_rule(inv: Inventory) -> str:
     """The Profile_Rule every phone is given: its own file, with `--key` when encrypted."""
     url = rule_url(inv, PHONE_PROFILE_PATH)
     enc = inv.profiles.encryption
-    return f"[--key {enc.key}]{url}" if enc else url
+    return f"[--key {quote_rule_value(enc.key)}]{url}" if enc else url
+
+
+def quote_rule_value(value: str) -> str:
+    """A rule option value as MPP reads it: double-quoted when it holds spaces or specials, with
+    `"` and `\\` escaped in octal (`\\042`, `\\134`), as reference §3.1 describes."""
+    if value and not any(c in value for c in ' \t"\\[]|;'):
+        return value
+    return '"' + value.replace("\\", "\\134").replace('"', "\\042") + '"'
+
 
 
 def upgrade_rule(inv: Inventory, model: str) -> str | None:

@@ -28,6 +28,7 @@ from labkit.protocols.dhcp.server import DhcpServerCore, Outcome, PhoneEntry, Se
 from labkit.services.leases import LEASES_FILE, LeaseStore
 
 BATCH = 256  # datagrams read per wake-up: one lease transaction covers them all
+RECEIVE_BUFFER = 4 << 20  # bytes of socket buffer (see _grow_receive_buffer)
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 
 
@@ -145,6 +146,17 @@ class DhcpService:
         self.store.close()
 
 
+def _grow_receive_buffer(sock: socket.socket) -> None:
+    """Room for a few thousand requests: the commit's fsync can stall the loop for 300 ms on a
+    busy disk, and with the default ~200 datagrams of buffer the requests of that time were lost."""
+    for option in (getattr(socket, "SO_RCVBUFFORCE", 33), socket.SO_RCVBUF):  # FORCE: root only
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, RECEIVE_BUFFER)
+            return
+        except OSError:
+            continue
+
+
 def _interface_mac(interface: str) -> bytes | None:
     try:
         with open(f"/sys/class/net/{interface}/address", encoding="ascii") as f:
@@ -169,6 +181,7 @@ async def start_dhcp(plan: Plan, host: str, port: int, sink: EventSink, director
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        _grow_receive_buffer(sock)
         if interface is not None:
             sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, interface.encode() + b"\x00")
             sock.bind(("0.0.0.0", port))

@@ -126,7 +126,7 @@ def test_encrypted_profiles_decrypt_with_openssl(tmp_path: Path, digest: str, co
     plain = gzip.decompress(result.stdout) if compressed else result.stdout
     assert plain.startswith(b"<?xml")
     params = flat_profile.parse(plain)
-    assert params["Profile_Rule"].value == "[--key s3cret pass]http://prov.enc.example/Cisco/$PN/$MA.cfg"
+    assert params["Profile_Rule"].value == '[--key "s3cret pass"]http://prov.enc.example/Cisco/$PN/$MA.cfg'
     # the bootstrap profile stays readable: a factory phone has no key yet
     assert (out / "files" / "8851-3PCC.xml").read_bytes().startswith(b"<?xml")
 
