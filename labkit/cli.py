@@ -421,6 +421,27 @@ def demo(
 
 
 @app.command()
+def timeline(
+    mac: Annotated[str, typer.Argument(help="The phone's MAC.")],
+    log: Annotated[Path, typer.Option("--log", help="The event log (JSON lines).")] = Path(
+        ".labkit/logs/events.jsonl"),
+) -> None:
+    """One phone's story from the event log, in order, and where it stalled."""
+    from labkit.timeline import read_events, story
+
+    try:
+        phone = normalize_mac(mac)
+    except CodecError as exc:
+        err.print(f"timeline: {exc}", markup=False)
+        raise typer.Exit(2) from None
+    if not log.is_file():
+        err.print(f"timeline: no event log at {log} (labkit up writes one; see --log)", markup=False)
+        raise typer.Exit(1)
+    for line in story(read_events(log), phone).lines():
+        out.print(line, markup=False)
+
+
+@app.command()
 def scenario(
     name: Annotated[str | None, typer.Argument(help="Scenario name (a file in scenarios/).")] = None,
     run_all: Annotated[bool, typer.Option("--all", help="Run every scenario.")] = False,

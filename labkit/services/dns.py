@@ -29,7 +29,7 @@ from typing import Any
 from labkit.errors import LabkitError
 from labkit.events import Event, EventSink, PhoneDirectory
 from labkit.faults import FaultHooks
-from labkit.protocols.dns.faults import apply_dns_fault
+from labkit.protocols.dns.faults import apply_dns_fault, negative_probe
 from labkit.protocols.dns.resolver import AuthoritativeResolver, Outcome, Reply
 
 UDP_BATCH = 128  # datagrams answered per wake-up before yielding to the loop's other work
@@ -112,7 +112,10 @@ class DnsService:
         fired = self.faults.check("dns", mac=self._phone_at(ip), client=f"{ip}:{address[1]}",
                                   request=f"{outcome.qtype} {outcome.qname}", name=outcome.qname)
         for hit in fired:
-            wire = apply_dns_fault(query, wire, hit.action)
+            negative = None
+            if hit.action.rcode == "NXDOMAIN" and (probe := negative_probe(query)) is not None:
+                negative = self.resolver.answer(probe).wire
+            wire = apply_dns_fault(query, wire, hit.action, negative)
         return wire
 
     @property

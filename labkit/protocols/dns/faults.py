@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from dnslib import QTYPE, RCODE, DNSLabel, DNSRecord
 
 from labkit.faults import DnsFault
 
 
-def apply_dns_fault(query: bytes, wire: bytes | None, fault: DnsFault) -> bytes | None:
-    """The answer to send instead of `wire`; None to send nothing."""
+def negative_probe(query: bytes) -> bytes | None:
+    """A query for a name that cannot exist below the asked one: its answer's authority section
+    is the SOA a forced NXDOMAIN carries, as a real one does (RFC 2308)."""
+    try:
+        record = DNSRecord.parse(query)
+        name = f"labkit-no-such-name.{record.q.qname}"
+    except Exception:
+        return None
+    return DNSRecord.question(name, "A").pack()
+
+
+def apply_dns_fault(query: bytes, wire: bytes | None, fault: DnsFault,
+                    negative: bytes | None = None) -> bytes | None:
+    """The answer to send instead of `wire`; None to send nothing. `negative`: our answer to
+    `negative_probe(query)`, whose SOA goes into a forced NXDOMAIN."""
     if fault.drop or wire is None:
         return None
     try:
@@ -19,8 +34,10 @@ def apply_dns_fault(query: bytes, wire: bytes | None, fault: DnsFault) -> bytes 
         reply.header.rcode = getattr(RCODE, fault.rcode)
         reply.rr = []
         reply.ar = [rr for rr in reply.ar if rr.rtype == QTYPE.OPT]
-        if fault.rcode != "NXDOMAIN":
-            reply.auth = []
+        reply.auth = []
+        if fault.rcode == "NXDOMAIN" and negative is not None:
+            with contextlib.suppress(Exception):  # no SOA to lend: the NXDOMAIN goes without one
+                reply.auth = [rr for rr in DNSRecord.parse(negative).auth if rr.rtype == QTYPE.SOA]
     for rr in reply.rr:
         if rr.rtype == QTYPE.SRV:
             if fault.srv_port is not None:
