@@ -59,7 +59,8 @@ def test_rules_are_validated() -> None:
         rule(http={"status": 500}, dns={"drop": True})
     with pytest.raises(FaultError, match="status"):
         parse_cli_rule("{http: {status: 999}}")
-    assert parse_cli_rule('{match: {path: "/Cisco/*"}, http: {status: 404}, when: {first: 2}}').when.first == 2
+    parsed = parse_cli_rule('{match: {path: "/Cisco/*"}, http: {status: 404}, when: {first: 2}}')
+    assert parsed.when.first == 2 and parsed.http is not None and parsed.http.status == 404
 
 
 def test_dns_faults_rewrite_our_answer() -> None:
