@@ -155,6 +155,10 @@ def up(
     allow_other_dhcp: Annotated[bool, typer.Option(
         "--allow-other-dhcp", help="Serve DHCP even when another DHCP server answers on the segment.")
     ] = False,
+    pcap: Annotated[Path | None, typer.Option(
+        "--pcap", help="Write every packet the kit receives and sends to this pcap file (root).")] = None,
+    pcap_per_phone: Annotated[Path | None, typer.Option(
+        "--pcap-per-phone", help="Also write one pcap file per phone into this folder (root).")] = None,
     fault: Annotated[list[str] | None, typer.Option(
         "--fault", help="A fault rule in YAML flow syntax, e.g. "
         "'{match: {path: \"/Cisco/*\"}, http: {status: 404}, when: {first: 2}}' (repeatable).")] = None,
@@ -168,17 +172,20 @@ def up(
     plan = _plan(loaded)
     try:
         rules = [parse_cli_rule(text) for text in fault or []]
-        asyncio.run(_up(plan, loopback, port_offset, state, log, quiet, allow_other_dhcp, rules))
+        asyncio.run(_up(plan, loopback, port_offset, state, log, quiet, allow_other_dhcp, rules,
+                        (pcap, pcap_per_phone)))
     except LabkitError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(1) from None
 
 
 async def _up(plan, loopback: bool, port_offset: int | None, state: Path, log: Path | None,
-              quiet: bool, allow_other_dhcp: bool, faults: list | None = None) -> None:
+              quiet: bool, allow_other_dhcp: bool, faults: list | None = None,
+              pcaps: tuple[Path | None, Path | None] = (None, None)) -> None:
     import asyncio
 
     from labkit.board import BoardState, LiveBoard
+    from labkit.events import StaticDirectory
     from labkit.services.supervisor import JsonLinesLog, serve_until_stopped, start_lab
 
     log_path = log or state / "logs" / "events.jsonl"
@@ -192,6 +199,25 @@ async def _up(plan, loopback: bool, port_offset: int | None, state: Path, log: P
         journal.close()
         raise
     inv = plan.inventory
+    capture = None
+    if pcaps != (None, None):
+        from labkit.capture import Capture, CaptureError
+
+        on_loopback = any(e.host == "127.0.0.1" for e in lab.endpoints.values())
+        interface = "lo" if on_loopback else (inv.lab.interface or "lo")
+        ports = {e.port for e in lab.endpoints.values()}
+        dhcp_ports: frozenset[int] = frozenset()
+        if "dhcp" in lab.endpoints:
+            dhcp_ports = frozenset({lab.endpoints["dhcp"].port, lab.endpoints["dhcp"].port + 1})
+            ports |= dhcp_ports
+        try:
+            capture = Capture(interface, ports, pcaps[0], pcaps[1], lab.directory or StaticDirectory(),
+                              dhcp_ports)
+            capture.start()
+        except (CaptureError, OSError) as exc:
+            await lab.close()
+            journal.close()
+            raise LabkitError(f"--pcap: {exc}") from None
     out.print(f"labkit: lab {inv.lab.name!r} ({inv.lab.domain}), {len(inv.phones)} phones, "
               f"{len(plan.files)} files; events to {log_path}", markup=False)
     for endpoint in lab.endpoints.values():
@@ -217,6 +243,9 @@ async def _up(plan, loopback: bool, port_offset: int | None, state: Path, log: P
     try:
         await serve_until_stopped(lab)
     finally:
+        if capture is not None:
+            capture.stop()
+            out.print(f"labkit: captured {capture.count} packets", markup=False)
         flusher.cancel()
         if board is not None:
             board.__exit__(None, None, None)

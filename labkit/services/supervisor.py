@@ -121,6 +121,7 @@ class RunningLab:
     bus: EventBus = field(default_factory=EventBus)
     ca_path: Path | None = None
     faults: FaultEngine | None = None
+    directory: StaticDirectory | None = None  # who is at which address (fixed IPs, then leases)
 
     async def close(self) -> None:
         for name in reversed(list(self.services)):
@@ -259,6 +260,7 @@ async def start_lab(plan: Plan, *, loopback: bool = False, port_offset: int | No
             raise StartError(f"{name} cannot listen on {ep.host}:{ep.port}: {exc.strerror or exc}{hint}"
                              ) from None
     lab.ca_path = ctx.extra.get("ca_path")
+    lab.directory = directory
     rules = [*inv.faults, *(faults or [])]
     if rules:
         import time

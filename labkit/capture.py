@@ -1,0 +1,124 @@
+"""Packet capture of everything the kit receives and sends (scapy), Wireshark-readable.
+
+One sniffer on the lab's interface (loopback under --loopback/--port-offset) keeps the packets
+to and from the kit's service ports; `--pcap-per-phone` also sorts them into one file per
+phone: DHCP by its client hardware address, the rest by the phone's address (fixed or leased).
+On loopback every phone shares 127.0.0.1, so only DHCP can be told apart there.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from labkit.errors import LabkitError
+from labkit.events import StaticDirectory
+
+ETH_P_ALL = 0x0003
+PACKET_OUTGOING = 4
+
+
+class CaptureError(LabkitError):
+    pass
+
+
+class Capture:
+    def __init__(self, interface: str, ports: set[int], path: Path | None, per_phone: Path | None,
+                 directory: StaticDirectory, dhcp_ports: frozenset[int] = frozenset({67, 68})) -> None:
+        if os.geteuid() != 0:
+            raise CaptureError("packet capture needs root (a packet socket on the interface)")
+        self.interface, self.ports = interface, ports
+        self.path, self.per_phone = path, per_phone
+        self.directory = directory
+        self.dhcp_ports = dhcp_ports
+        self.writers: dict[str, Any] = {}
+        self.lock = threading.Lock()
+        self.count = 0
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        import scapy.layers.inet  # noqa: F401 - binds IP/UDP/TCP under Ether before the first packet
+        from scapy.utils import PcapWriter
+
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.writers[""] = PcapWriter(str(self.path), sync=True, linktype=1)  # Ethernet
+        if self.per_phone is not None:
+            self.per_phone.mkdir(parents=True, exist_ok=True)
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        self.sock.bind((self.interface, 0))
+        self.running = True
+        self.thread = threading.Thread(target=self._loop, name="labkit-capture", daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        from scapy.layers.l2 import Ether
+
+        while self.running:
+            ready, _, _ = select.select([self.sock], [], [], 0.2)
+            if not ready:
+                continue
+            try:
+                data, address = self.sock.recvfrom(65535)
+            except OSError:
+                return
+            # on `lo` each packet passes twice, going out and coming in: keep it once
+            if address[2] == PACKET_OUTGOING and self.interface == "lo":
+                continue
+            packet = Ether(data)
+            packet.time = time.time()
+            if self._ours(packet):
+                self._keep(packet)
+
+    def _ours(self, packet: Any) -> bool:
+        from scapy.layers.inet import TCP, UDP
+
+        layer = packet.getlayer(UDP) or packet.getlayer(TCP)
+        return layer is not None and (layer.sport in self.ports or layer.dport in self.ports)
+
+    def _phone(self, packet: Any) -> str | None:
+        from scapy.layers.inet import IP, UDP
+
+        udp = packet.getlayer(UDP)
+        if udp is not None and (udp.sport in self.dhcp_ports or udp.dport in self.dhcp_ports):
+            payload = bytes(udp.payload)
+            # chaddr sits at offset 28 of a BOOTP message, whatever port it travels on
+            return ":".join(f"{b:02x}" for b in payload[28:34]) if len(payload) >= 34 else None
+        ip = packet.getlayer(IP)
+        if ip is None:
+            return None
+        return self.directory.phone_at(ip.src) or self.directory.phone_at(ip.dst)
+
+    def _keep(self, packet: Any) -> None:
+        from scapy.utils import PcapWriter
+
+        with self.lock:
+            self.count += 1
+            if "" in self.writers:
+                self.writers[""].write(packet)
+            if self.per_phone is None:
+                return
+            mac = self._phone(packet)
+            if mac is None:
+                return
+            writer = self.writers.get(mac)
+            if writer is None:
+                path = self.per_phone / f"{mac.replace(':', '')}.pcap"
+                writer = PcapWriter(str(path), sync=True, linktype=1)
+                self.writers[mac] = writer
+            writer.write(packet)
+
+    def stop(self) -> None:
+        if self.thread is not None:
+            self.running = False
+            self.thread.join(timeout=5)
+            self.sock.close()
+        with self.lock:
+            for writer in self.writers.values():
+                writer.close()
+            self.writers.clear()
