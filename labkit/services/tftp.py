@@ -476,12 +476,14 @@ class TftpService:
         if self.faults is None:
             return None
         fired = self.faults.check("tftp", mac=self.directory.phone_at(peer[0]), client=f"{peer[0]}:{peer[1]}",
-                                  request=f"RRQ {request}", path=request)
+                                  request=f"RRQ {request}", path="/" + request.lstrip("/"))
         if not fired:
             return None
         merged: dict[str, Any] = {}
         for hit in fired:
-            merged.update({k: v for k, v in hit.action.model_dump().items() if v not in (None, False)})
+            # `is not`: 0 is a real value (stall after 0 blocks), not "unset"
+            merged.update({k: v for k, v in hit.action.model_dump().items()
+                           if v is not None and v is not False})
         return TftpFault(**merged)
 
     def _open(self, peer: tuple[Any, ...], action: str, request: str,

@@ -1,0 +1,82 @@
+"""Fault rules seen by real clients (dig, curl, tftp), capture read back by tshark, timeline told."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REQUIRE_INTEROP, require_tool
+from tests.interop.lab_process import start_lab_process, wait_for_event
+
+RULES = [
+    '{name: srv down, match: {name: "_ciscoprov-https._tls.*"}, dns: {rcode: SERVFAIL}}',
+    '{name: moved srv, match: {name: "_ciscoprov-http._tcp.*"}, dns: {srv_port: 8080, ttl0: true}}',
+    '{name: cut short, match: {path: "/8851-3PCC.xml"}, http: {truncate: 100}}',
+    '{name: server error, match: {path: "/6841-3PCC.xml"}, http: {status: 500}, when: {first: 1}}',
+    '{name: tftp stall, match: {path: "/7841-3PCC.xml"}, tftp: {stall_after: 0}}',
+    '{name: no such file, match: {path: "/6841-3PCC.xml"}, tftp: {error: 1}}',
+]
+
+
+def test_faults_reach_real_clients_and_the_capture(tmp_path: Path) -> None:
+    dig, curl, tshark = (require_tool(t) for t in ("dig", "curl", "tshark"))
+    if os.geteuid() != 0:
+        if REQUIRE_INTEROP:
+            pytest.fail("packet capture needs root")
+        pytest.skip("packet capture needs root")
+    args = [a for rule in RULES for a in ("--fault", rule)]
+    pcap = tmp_path / "lab.pcap"
+    lab = start_lab_process(tmp_path, None, *args, "--pcap", str(pcap))
+    try:
+        assert "fault: srv down: dns" in "\n".join(lab.banner)
+        dns = ["@127.0.0.1", "-p", str(lab.port("dns")), "+norec"]
+        https = subprocess.run([dig, *dns, "_ciscoprov-https._tls.lab.example", "SRV"], capture_output=True,
+                               text=True, timeout=30).stdout
+        assert "status: SERVFAIL" in https
+        http = subprocess.run([dig, *dns, "_ciscoprov-http._tcp.lab.example", "SRV"], capture_output=True,
+                              text=True, timeout=30).stdout
+        moved = r"_ciscoprov-http\._tcp\.lab\.example\.\s+0\s+IN\s+SRV\s+20 10 8080 prov\.lab\.example\."
+        assert re.search(moved, http), http  # TTL 0, another port
+        base = f"http://127.0.0.1:{lab.port('http')}"
+        cut = subprocess.run([curl, "-s", "-o", "/dev/null", f"{base}/8851-3PCC.xml"], timeout=30)
+        assert cut.returncode == 18  # curl: transfer closed with outstanding read data remaining
+        status = [curl, "-s", "-o", "/dev/null", "-w", "%{http_code}", f"{base}/6841-3PCC.xml"]
+        first = subprocess.run(status, capture_output=True, text=True, timeout=30).stdout
+        again = subprocess.run(status, capture_output=True, text=True, timeout=30).stdout
+        assert (first, again) == ("500", "200")  # `first: 1`
+        tftp = f"tftp://127.0.0.1:{lab.port('tftp')}"
+        missing = subprocess.run([curl, "-s", "-o", "/dev/null", f"{tftp}/6841-3PCC.xml"], timeout=60)
+        assert missing.returncode == 68  # TFTP file not found, by the fault's error 1
+        stalled = subprocess.run([curl, "-s", "-o", "/dev/null", "--max-time", "8",
+                                  f"{tftp}/7841-3PCC.xml"], timeout=60)
+        assert stalled.returncode != 0
+        event = wait_for_event(lab, lambda e: e["detail"].get("rule") == "tftp stall")
+        assert event["service"] == "tftp"
+    finally:
+        code, output = lab.stop()
+    assert code == 0, output
+    assert "captured" in output
+    listing = subprocess.run([tshark, "-r", str(pcap), "-d", f"udp.port=={lab.port('tftp')},tftp"],
+                             capture_output=True, text=True, timeout=60).stdout
+    assert "SRV" in listing and "Read Request" in listing and "HTTP" in listing
+    rules = {e["detail"].get("rule") for e in lab.events() if e["action"] == "fault"}
+    assert {"srv down", "moved srv", "cut short", "server error", "tftp stall", "no such file"} <= rules
+
+
+def test_timeline_command_on_a_log(tmp_path: Path) -> None:
+    log = tmp_path / "events.jsonl"
+    log.write_text(
+        '{"time":1,"service":"dhcp","client":"10.42.0.60:68","phone":"00:56:2b:00:00:01","action":"request",'
+        '"request":"REQUEST","answer":"ACK 10.42.0.60 until 9","result":"ok","detail":{"ip":"10.42.0.60"}}\n'
+        '{"time":2,"service":"http","client":"10.42.0.60:5000","phone":null,"action":"fault",'
+        '"request":"GET /8851-3PCC.xml","answer":"status=500","result":"fault","detail":{"rule":"boom"}}\n')
+    command = [sys.executable, "-m", "labkit", "timeline", "00-56-2B-00-00-01", "--log", str(log)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "<- fault rule boom" in result.stdout
+    assert "stalled after a DHCP lease (ACK)" in result.stdout
