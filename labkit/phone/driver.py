@@ -242,7 +242,7 @@ async def run_swarm(configs: list[PhoneConfig], access: LabAccess, *, concurrenc
                     on_step: Callable[[str, Any], None] | None = None) -> SwarmResult:
     """Boot `configs` against the lab, at most `concurrency` at once."""
     clock = VirtualClock(time_scale)
-    dhcp = DhcpClient(access.dhcp)
+    dhcp = DhcpClient(access.dhcp, time_scale)
     await dhcp.open()
     loop = asyncio.get_running_loop()
     syslog, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("0.0.0.0", 0))

@@ -77,6 +77,7 @@ class DhcpClient:
     """The phone's DHCP exchange over a shared socket (relay mode) or a broadcast socket."""
 
     settings: DhcpSettings
+    time_scale: float = 1.0  # retransmission waits shrink with the phone's clock (not below 0.25 s)
     transport: asyncio.DatagramTransport | None = None
     demux: _RelayDemux = field(default_factory=_RelayDemux)
 
@@ -106,6 +107,7 @@ class DhcpClient:
         self.demux.waiting[message.xid] = queue
         try:
             for timeout in self.settings.timeouts:
+                timeout = max(0.25, timeout / self.time_scale)
                 self.transport.sendto(build(message), self.settings.server)
                 try:
                     async with asyncio.timeout(timeout):

@@ -20,9 +20,11 @@ from functools import lru_cache
 from ipaddress import IPv4Address
 
 from labkit.events import EventSink, StaticDirectory, make_event
+from labkit.faults import FaultHooks
 from labkit.inventory.model import Inventory
 from labkit.plan.build import Plan
 from labkit.plan.dhcp import OptionSet, option_set
+from labkit.protocols.dhcp.faults import apply_dhcp_fault
 from labkit.protocols.dhcp.leases import LeaseTable
 from labkit.protocols.dhcp.server import DhcpServerCore, Outcome, PhoneEntry, ServerConfig
 from labkit.services.leases import LEASES_FILE, LeaseStore
@@ -79,6 +81,7 @@ class DhcpService:
     port: int
     interface: str | None
     clock: Callable[[], float] = time.time
+    faults: FaultHooks | None = None
     l2: socket.socket | None = None
     l2_mac: bytes = b""
     sent: int = 0
@@ -113,10 +116,29 @@ class DhcpService:
             if change.lease.state == "bound":
                 self.directory.by_address[str(change.lease.ip)] = change.lease.mac
         for outcome, client in outcomes:
+            if outcome.reply is not None and self.faults is not None:
+                self._fault(outcome, client)
             if outcome.reply is not None:
                 self._send(outcome)
             self.sink(make_event("dhcp", client, outcome.mac, outcome.action, outcome.request,
                                  outcome.answer, outcome.result, self.clock, **outcome.detail))
+
+    def _fault(self, outcome: Outcome, client: str) -> None:
+        """Fault rules for this reply: drop, NAK, rewrite, or send later."""
+        assert self.faults is not None and outcome.reply is not None
+        fired = self.faults.check("dhcp", mac=outcome.mac, client=client, request=outcome.request,
+                                  message=outcome.action.upper())
+        config = self.core.config
+        for hit in fired:
+            if outcome.reply is None:
+                break
+            outcome.reply = apply_dhcp_fault(outcome.reply, hit.action, config.server_id.packed,
+                                             config.client_port)
+            if hit.action.delay and outcome.reply is not None:
+                held = Outcome(outcome.reply, outcome.action, outcome.request, outcome.answer, outcome.result,
+                               outcome.mac, dict(outcome.detail))
+                asyncio.get_running_loop().call_later(hit.action.delay, self._send, held)
+                outcome.reply = None
 
     def _reload_table(self) -> None:
         self.core.table = LeaseTable.from_rows(self.store.load())

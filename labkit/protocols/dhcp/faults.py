@@ -1,0 +1,47 @@
+"""DHCP replies changed on purpose (fault rules), pure: our reply and the fault in, what to send out."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from labkit.faults import DhcpFault
+from labkit.protocols.dhcp.message import ACK, HEADER_SIZE, NAK, OFFER, ZERO, build
+from labkit.protocols.dhcp.server import BROADCAST, Reply
+
+
+def apply_dhcp_fault(reply: Reply, fault: DhcpFault, server_id: bytes, client_port: int) -> Reply | None:
+    """The reply to send instead (None: send nothing). Delays are the transport's business."""
+    kind = reply.message.message_type
+    dropped = {"any": (OFFER, ACK, NAK), "offer": (OFFER,), "ack": (ACK,)}.get(fault.drop or "", ())
+    if kind in dropped:
+        return None
+    message = reply.message
+    to, l2 = reply.to, reply.l2_unicast
+    if fault.nak and kind in (OFFER, ACK):
+        message = replace(message, yiaddr=ZERO, ciaddr=ZERO, options={53: bytes([NAK]), 54: server_id})
+        if message.giaddr == ZERO:
+            to, l2 = (str(BROADCAST), client_port), False
+    options = {c: p for c, p in message.options.items() if c not in fault.omit}
+    options.update(fault.replace)
+    message = replace(message, options=options)
+    wire = build(message)
+    if fault.malformed is not None:
+        wire = _overrun(wire, fault.malformed)
+    return Reply(message, wire, to, l2)
+
+
+def _overrun(wire: bytes, code: int) -> bytes:
+    """Make option `code` claim 255 bytes and end the message right after its real value, so its
+    length runs past the end of the message (a malformed option)."""
+    data = bytearray(wire)
+    i = HEADER_SIZE
+    while i + 1 < len(data) and data[i] != 255:
+        if data[i] == 0:
+            i += 1
+            continue
+        length = data[i + 1]
+        if data[i] == code:
+            data[i + 1] = 255
+            return bytes(data[: i + 2 + min(length, 254)])
+        i += 2 + length
+    return wire
