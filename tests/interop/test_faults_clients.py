@@ -80,3 +80,54 @@ def test_timeline_command_on_a_log(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "<- fault rule boom" in result.stdout
     assert "stalled after a DHCP lease (ACK)" in result.stdout
+
+
+def _rrq(port: int, name: str, options: dict[str, str]) -> bytes:
+    import socket
+
+    request = b"\x00\x01" + name.encode() + b"\x00octet\x00" + b"".join(
+        k.encode() + b"\x00" + v.encode() + b"\x00" for k, v in options.items())
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(10)
+        sock.sendto(request, ("127.0.0.1", port))
+        first, _ = sock.recvfrom(70000)
+    return first
+
+
+def test_tftp_option_faults_and_http_shaping(tmp_path: Path) -> None:
+    curl = require_tool("curl")
+    rules = [
+        '{match: {path: "/8851-3PCC.xml"}, tftp: {wrong_tsize: 7}}',
+        '{match: {path: "/7841-3PCC.xml"}, tftp: {refuse_options: true}}',
+        '{match: {path: "/6841-3PCC.xml"}, tftp: {duplicate_block: 1, drop_oack: true}}',
+        '{match: {path: "/8851-3PCC.xml"}, http: {wrong_length: 100000}}',
+        '{match: {path: "/7841-3PCC.xml"}, http: {slow: 4000, delay: 0.2}}',
+        '{match: {path: "/6841-3PCC.xml"}, http: {corrupt: true}}',
+    ]
+    lab = start_lab_process(tmp_path, None, *[a for r in rules for a in ("--fault", r)])
+    try:
+        from labkit.inventory.load import load
+        from labkit.plan.build import build_plan
+
+        files = build_plan(load(None)).files
+        oack = _rrq(lab.port("tftp"), "/8851-3PCC.xml", {"tsize": "0", "blksize": "1468"})
+        assert oack[:2] == b"\x00\x06" and b"tsize\x007\x00" in oack  # a lie about the size
+        plain = _rrq(lab.port("tftp"), "/7841-3PCC.xml", {"tsize": "0", "blksize": "1468"})
+        assert plain[:4] == b"\x00\x03\x00\x01"  # no OACK: straight to DATA block 1, 512 bytes max
+        tftp = f"tftp://127.0.0.1:{lab.port('tftp')}"
+        out = tmp_path / "got.xml"
+        # the OACK is lost once and block 1 comes twice: curl still gets the right file
+        done = subprocess.run([curl, "-s", "--tftp-blksize", "512", "-o", str(out), f"{tftp}/6841-3PCC.xml"],
+                              timeout=60)
+        assert done.returncode == 0 and out.read_bytes() == files["6841-3PCC.xml"].data
+        base = f"http://127.0.0.1:{lab.port('http')}"
+        short = subprocess.run([curl, "-s", "-o", "/dev/null", f"{base}/8851-3PCC.xml"], timeout=60)
+        assert short.returncode == 18  # the announced length never arrives
+        slow = subprocess.run([curl, "-s", f"{base}/7841-3PCC.xml"], capture_output=True, timeout=60)
+        assert slow.returncode == 0 and slow.stdout == files["7841-3PCC.xml"].data
+        corrupt = subprocess.run([curl, "-s", f"{base}/6841-3PCC.xml"], capture_output=True, timeout=60)
+        original = files["6841-3PCC.xml"].data or b""
+        assert len(corrupt.stdout) == len(original) and corrupt.stdout != original
+    finally:
+        code, output = lab.stop()
+    assert code == 0, output
