@@ -68,7 +68,7 @@ class Message:
 
     @property
     def mac(self) -> str:
-        return ":".join(f"{b:02x}" for b in self.chaddr)
+        return self.chaddr.hex(":")  # C speed: asked several times per message on the hot path
 
     def ip_option(self, code: int) -> IPv4Address | None:
         value = self.options.get(code)
