@@ -162,7 +162,7 @@ async def serve(kind: str) -> None:
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     while await reader.readline():
-        pass
+        continue  # runs until the bench closes our stdin
     close = handle.close()  # type: ignore[attr-defined]
     if asyncio.iscoroutine(close):
         await close

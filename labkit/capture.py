@@ -24,7 +24,7 @@ PACKET_OUTGOING = 4
 
 
 class CaptureError(LabkitError):
-    pass
+    """Capture cannot run here (no root, no such interface)."""
 
 
 class Capture:

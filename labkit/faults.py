@@ -108,7 +108,7 @@ class FaultRule(Strict):
 
 
 class FaultError(LabkitError):
-    pass
+    """A fault rule given on the command line that does not read."""
 
 
 def parse_cli_rule(text: str) -> FaultRule:

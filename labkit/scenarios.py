@@ -33,7 +33,7 @@ PHONE_SETTINGS = {"rounds", "retry_delays", "uid", "pwd", "option_order", "weigh
 
 
 class ScenarioError(LabkitError):
-    pass
+    """A scenario that does not exist or does not read."""
 
 
 @dataclass

@@ -81,7 +81,7 @@ def render(params: Iterable[Param], *, device_wrapper: bool = True) -> bytes:
 
 
 class _DtdRefused(CodecError):
-    pass
+    """A DOCTYPE or ENTITY declaration: refused before the parser can expand anything."""
 
 
 class _GuardedTreeBuilder(ET.TreeBuilder):

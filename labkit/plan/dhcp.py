@@ -181,10 +181,11 @@ def _block_json(block: VendorBlock) -> dict[str, Any]:
     if block.enterprise == Tr111.ENTERPRISE:
         try:
             tr = Tr111.from_block(block)
+        except ValueError:
+            tr = None  # enterprise 3561 with sub-options TR-111 does not define: shown raw
+        if tr is not None:
             out["tr111"] = {k: v for k, v in vars(tr).items() if v is not None}
             return out
-        except ValueError:
-            pass
     out["suboptions"] = [_sub_json(s) for s in block.suboptions]
     return out
 

@@ -43,7 +43,7 @@ def parse_user_agent(value: str | None) -> PhoneAgent | None:
 
 
 class RangeNotSatisfiable(CodecError):
-    pass
+    """A Range that starts past the end: 416 (RFC 9110 §15.5.17)."""
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:

@@ -39,7 +39,7 @@ class RivalServer:
 
 
 class PreflightError(LabkitError):
-    pass
+    """The preflight could not probe the segment."""
 
 
 def _mac_text(raw: bytes) -> str:

@@ -8,6 +8,7 @@ DHCP joins the table in its own milestone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import signal
 from collections.abc import Awaitable, Callable
@@ -280,11 +281,9 @@ async def serve_until_stopped(lab: RunningLab, stop: asyncio.Event | None = None
     loop = asyncio.get_running_loop()
     installed = []
     for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread (tests)
             loop.add_signal_handler(sig, stop.set)
             installed.append(sig)
-        except (NotImplementedError, RuntimeError):  # not the main thread (tests)
-            pass
     try:
         await stop.wait()
     finally:

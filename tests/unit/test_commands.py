@@ -116,10 +116,10 @@ phones: [{mac: "00:56:2b:00:00:01", model: CP-8851-3PCC, ip: 192.0.2.9}]
 
 def test_readme_example_inventory_is_valid(tmp_path: Path) -> None:
     readme = (ROOT / "README.md").read_text()
-    example = re.search(r"```yaml\n(.*?)```", readme, flags=re.DOTALL)
-    assert example is not None
+    blocks = re.findall(r"```yaml\n(.*?)```", readme, flags=re.DOTALL)
+    example = next(b for b in blocks if "phones:" in b)  # the inventory example, not a fragment
     inventory = tmp_path / "lab.yaml"
-    inventory.write_text(example.group(1))
+    inventory.write_text(example)
     (tmp_path / "firmware").mkdir()
     (tmp_path / "firmware" / "sip88xx.12-0-1MPP-0001.loads").write_text("fw")
     loaded = load(inventory)
@@ -163,3 +163,14 @@ def test_own_certificate_must_cover_srv_targets_and_domain(tmp_path: Path) -> No
     assert result.returncode == 1
     assert "tls.cert: the certificate's names (www.t.example) do not cover prov.t.example" in (
         result.stderr)
+
+
+def test_readme_fault_example_is_a_valid_rule() -> None:
+    import yaml
+
+    from labkit.faults import FaultRule
+
+    readme = (ROOT / "README.md").read_text()
+    fragment = next(b for b in re.findall(r"```yaml\n(.*?)```", readme, flags=re.DOTALL) if "faults:" in b)
+    rules = [FaultRule.model_validate(r) for r in yaml.safe_load(fragment)["faults"]]
+    assert rules[0].http is not None and rules[0].http.status == 404 and rules[0].when.first == 1
