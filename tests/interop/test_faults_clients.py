@@ -131,3 +131,27 @@ def test_tftp_option_faults_and_http_shaping(tmp_path: Path) -> None:
     finally:
         code, output = lab.stop()
     assert code == 0, output
+
+
+def test_per_phone_capture_holds_that_phone_s_dhcp(tmp_path: Path) -> None:
+    tshark = require_tool("tshark")
+    if os.geteuid() != 0:
+        if REQUIRE_INTEROP:
+            pytest.fail("packet capture needs root")
+        pytest.skip("packet capture needs root")
+    per_phone = tmp_path / "phones"
+    lab = start_lab_process(tmp_path, None, "--pcap-per-phone", str(per_phone))
+    try:
+        phone = subprocess.run([sys.executable, "-m", "labkit", "simulate", "--against", "127.0.0.1",
+                                "--port-offset", str(lab.offset), "--state", str(lab.state), "--phone",
+                                "00:56:2b:00:03:3c", "--json"], capture_output=True, text=True, timeout=120)
+        assert phone.returncode == 0, phone.stderr
+    finally:
+        code, output = lab.stop()
+    assert code == 0, output
+    assert [p.name for p in per_phone.iterdir()] == ["00562b00033c.pcap"]
+    dhcp_port = lab.port("dhcp")
+    command = [tshark, "-r", str(per_phone / "00562b00033c.pcap"), "-d", f"udp.port=={dhcp_port},dhcp"]
+    listing = subprocess.run(command, capture_output=True, text=True, timeout=60).stdout
+    for kind in ("Discover", "Offer", "Request", "ACK"):
+        assert f"DHCP {kind}" in listing, listing
