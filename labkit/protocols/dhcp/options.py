@@ -673,6 +673,13 @@ def encode_options(options: Iterable[tuple[int, bytes]]) -> bytes:
     """
     out = bytearray()
     for code, payload in options:
+        # the common case first, on every reply the server sends: a short bytes payload
+        short = type(payload) is bytes and 0 < len(payload) <= MAX_TLV_DATA
+        if short and type(code) is int and 0 < code < 255:
+            out.append(code)
+            out.append(len(payload))
+            out += payload
+            continue
         if not _is_int(code) or not 1 <= code <= 254:
             raise CodecError(
                 f"option code {code!r} cannot be sent (valid: 1..254; 0 is PAD, 255 is END)"
