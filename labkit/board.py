@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 from rich.console import Console
@@ -74,25 +73,30 @@ class BoardState:
         return table
 
 
+class _Current:
+    """A renderable that rebuilds the table whenever rich refreshes, so it is never stale."""
+
+    def __init__(self, state: BoardState) -> None:
+        self.state = state
+
+    def __rich__(self) -> Table:
+        return self.state.table()
+
+
 class LiveBoard:
-    """Redraws the board a few times a second while the lab runs."""
+    """Redraws the board a few times a second while the lab runs (rich's own refresh thread)."""
 
     def __init__(self, state: BoardState, console: Console) -> None:
         self.state = state
-        self.live = Live(state.table(), console=console, refresh_per_second=4, transient=False)
-        self.last_draw = 0.0
+        self.live = Live(_Current(state), console=console, refresh_per_second=4, transient=False)
 
     def __enter__(self) -> LiveBoard:
         self.live.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.live.update(self.state.table())
+        self.live.refresh()
         self.live.__exit__(None, None, None)
 
     def __call__(self, event: Event) -> None:
-        self.state(event)
-        now = time.monotonic()
-        if now - self.last_draw > 0.25:  # rebuild the table at most 4 times a second
-            self.live.update(self.state.table())
-            self.last_draw = now
+        self.state(event)  # folding is cheap; drawing happens on rich's refresh, not per event

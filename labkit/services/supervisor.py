@@ -197,7 +197,7 @@ async def _start_dhcp(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable:
 async def _start_syslog(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable:
     from labkit.services.syslog import start_syslog
 
-    return await start_syslog(ep.host, ep.port, ctx.bus, ctx.directory)
+    return await start_syslog(ep.host, ep.port, ctx.bus, ctx.directory, known_macs=frozenset(ctx.known_macs))
 
 
 STARTERS: dict[str, Starter] = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,9 +20,23 @@ class SyslogCounters:
     by_format: dict[str, int] = field(default_factory=dict)
 
 
+_MAC_IN_TEXT = re.compile(r"\b([0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5})\b")
+
+
 class _SyslogProtocol(asyncio.DatagramProtocol):
-    def __init__(self, sink: EventSink, directory: PhoneDirectory, clock: Callable[[], float]) -> None:
+    def __init__(self, sink: EventSink, directory: PhoneDirectory, clock: Callable[[], float],
+                 known_macs: frozenset[str]) -> None:
         self.sink, self.directory, self.clock = sink, directory, clock
+        self.known_macs = known_macs
+
+    def _phone(self, address: str, text: str) -> str | None:
+        phone = self.directory.phone_at(address)
+        if phone is None:
+            # MPP log lines carry $MAC (Log_Request_Msg, reference §3.3): name the phone by it
+            match = _MAC_IN_TEXT.search(text)
+            if match is not None and match.group(1).lower() in self.known_macs:
+                phone = match.group(1).lower()
+        return phone
         self.counters = SyslogCounters()
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
@@ -31,7 +46,7 @@ class _SyslogProtocol(asyncio.DatagramProtocol):
         detail = {k: v for k, v in (("facility", message.facility), ("severity", message.severity),
                                     ("hostname", message.hostname), ("app", message.app),
                                     ("format", message.format)) if v is not None}
-        self.sink(make_event("syslog", f"{addr[0]}:{addr[1]}", self.directory.phone_at(addr[0]), "log",
+        self.sink(make_event("syslog", f"{addr[0]}:{addr[1]}", self._phone(addr[0], message.message), "log",
                              message.message[:MAX_SHOWN], "", "ok", self.clock, **detail))
 
 
@@ -47,8 +62,9 @@ class SyslogService:
 
 
 async def start_syslog(host: str, port: int, sink: EventSink, directory: PhoneDirectory,
-                       clock: Callable[[], float] = time.time) -> SyslogService:
+                       clock: Callable[[], float] = time.time,
+                       known_macs: frozenset[str] = frozenset()) -> SyslogService:
     loop = asyncio.get_running_loop()
     transport, protocol = await loop.create_datagram_endpoint(
-        lambda: _SyslogProtocol(sink, directory, clock), local_addr=(host, port))
+        lambda: _SyslogProtocol(sink, directory, clock, known_macs), local_addr=(host, port))
     return SyslogService(transport, protocol, host, port)

@@ -174,3 +174,13 @@ def test_readme_fault_example_is_a_valid_rule() -> None:
     fragment = next(b for b in re.findall(r"```yaml\n(.*?)```", readme, flags=re.DOTALL) if "faults:" in b)
     rules = [FaultRule.model_validate(r) for r in yaml.safe_load(fragment)["faults"]]
     assert rules[0].http is not None and rules[0].http.status == 404 and rules[0].when.first == 1
+
+
+def test_ca_prints_the_lab_ca_path_and_keeps_it(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    first = labkit("ca", "--state", str(state))
+    assert first.returncode == 0, first.stderr
+    path = Path(first.stdout.strip())
+    assert path == (state / "ca" / "ca.pem").resolve() and path.read_bytes().startswith(b"-----BEGIN CERTIFICATE")
+    again = labkit("ca", "--state", str(state))
+    assert Path(again.stdout.strip()).read_bytes() == path.read_bytes()  # made once, then kept
