@@ -28,6 +28,7 @@ class _SyslogProtocol(asyncio.DatagramProtocol):
                  known_macs: frozenset[str]) -> None:
         self.sink, self.directory, self.clock = sink, directory, clock
         self.known_macs = known_macs
+        self.counters = SyslogCounters()
 
     def _phone(self, address: str, text: str) -> str | None:
         phone = self.directory.phone_at(address)
@@ -37,7 +38,6 @@ class _SyslogProtocol(asyncio.DatagramProtocol):
             if match is not None and match.group(1).lower() in self.known_macs:
                 phone = match.group(1).lower()
         return phone
-        self.counters = SyslogCounters()
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         message = parse_syslog(data)
@@ -46,8 +46,9 @@ class _SyslogProtocol(asyncio.DatagramProtocol):
         detail = {k: v for k, v in (("facility", message.facility), ("severity", message.severity),
                                     ("hostname", message.hostname), ("app", message.app),
                                     ("format", message.format)) if v is not None}
-        self.sink(make_event("syslog", f"{addr[0]}:{addr[1]}", self._phone(addr[0], message.message), "log",
-                             message.message[:MAX_SHOWN], "", "ok", self.clock, **detail))
+        phone = self._phone(addr[0], message.message)
+        self.sink(make_event("syslog", f"{addr[0]}:{addr[1]}", phone, "log", message.message[:MAX_SHOWN], "",
+                             "ok", self.clock, **detail))
 
 
 @dataclass

@@ -181,6 +181,7 @@ def test_ca_prints_the_lab_ca_path_and_keeps_it(tmp_path: Path) -> None:
     first = labkit("ca", "--state", str(state))
     assert first.returncode == 0, first.stderr
     path = Path(first.stdout.strip())
-    assert path == (state / "ca" / "ca.pem").resolve() and path.read_bytes().startswith(b"-----BEGIN CERTIFICATE")
+    assert path == (state / "ca" / "ca.pem").resolve()
+    assert path.read_bytes().startswith(b"-----BEGIN CERTIFICATE")
     again = labkit("ca", "--state", str(state))
     assert Path(again.stdout.strip()).read_bytes() == path.read_bytes()  # made once, then kept
