@@ -231,13 +231,20 @@ async def start_lab(plan: Plan, *, loopback: bool = False, port_offset: int | No
     """Start every enabled service; on any failure close what started and raise StartError."""
     inv = plan.inventory
     lab = RunningLab(plan, endpoints(plan, loopback=loopback, port_offset=port_offset))
+    interface = inv.lab.interface
+    if "dhcp" in lab.endpoints and lab.endpoints["dhcp"].host != LOOPBACK and interface is not None \
+            and not Path(f"/sys/class/net/{interface}").exists():
+        raise StartError(f"the lab interface {interface!r} (lab.interface) does not exist on this machine; "
+                         "name the interface of your bench segment in the inventory, or try the lab "
+                         "on this machine with --loopback")
     if "dhcp" in lab.endpoints and lab.endpoints["dhcp"].host != LOOPBACK and not allow_other_dhcp:
         from labkit.services.preflight import PreflightError
 
         try:
             await asyncio.to_thread(preflight, plan)
         except (PreflightError, OSError) as exc:
-            raise StartError(f"dhcp preflight on {inv.lab.interface}: {exc}") from None
+            raise StartError(f"dhcp preflight on {inv.lab.interface}: {exc} (--loopback runs the lab on "
+                             "127.0.0.1 without it)") from None
     lab.bus.sinks.extend(sinks or [])
     state_dir.mkdir(parents=True, exist_ok=True)
     directory = StaticDirectory({str(p.ip): p.mac for p in inv.phones if p.ip is not None})

@@ -185,3 +185,16 @@ def test_ca_prints_the_lab_ca_path_and_keeps_it(tmp_path: Path) -> None:
     assert path.read_bytes().startswith(b"-----BEGIN CERTIFICATE")
     again = labkit("ca", "--state", str(state))
     assert Path(again.stdout.strip()).read_bytes() == path.read_bytes()  # made once, then kept
+
+
+def test_up_without_the_lab_interface_says_what_to_do(tmp_path: Path) -> None:
+    inventory = tmp_path / "lab.yaml"
+    inventory.write_text("""\
+lab: {domain: t.example, address: 192.0.2.1/24, interface: no-such-if0}
+models: {CP-8851-3PCC: {}}
+phones: [{mac: "00:56:2b:00:00:01", model: CP-8851-3PCC, ip: 192.0.2.9}]
+""")
+    result = labkit("up", str(inventory), "--state", str(tmp_path / "state"), "--quiet")
+    assert result.returncode == 1
+    assert "the lab interface 'no-such-if0' (lab.interface) does not exist" in result.stderr
+    assert "--loopback" in result.stderr and "Traceback" not in result.stderr
