@@ -29,6 +29,7 @@ MESSAGE_TYPES = {DISCOVER: "DISCOVER", OFFER: "OFFER", REQUEST: "REQUEST", DECLI
                  NAK: "NAK", RELEASE: "RELEASE", INFORM: "INFORM"}
 OVERLOAD = 52
 ZERO = IPv4Address(0)
+_ZERO_BYTES = bytes(4)
 
 
 class DhcpDecodeError(CodecError):
@@ -96,39 +97,39 @@ def parse(data: bytes) -> Message:
         raise DhcpDecodeError(f"hardware address length {hlen} exceeds 16")
     if data[FIXED.size:HEADER_SIZE] != MAGIC:
         raise DhcpDecodeError("no DHCP magic cookie")
-    regions = [_tlvs(data[HEADER_SIZE:], "options")]
-    main = _join(regions)
-    overload = main.get(OVERLOAD)
+    options = _tlvs(data[HEADER_SIZE:], "options")
+    overload = options.get(OVERLOAD)
     sname_field, file_field = sname, file
     if overload is not None:
         if len(overload) != 1 or overload[0] not in (1, 2, 3):
             raise DhcpDecodeError("option 52 (overload) must be one byte 1, 2 or 3")
+        # RFC 3396 order: options, then file, then sname; a code seen again continues its value
         if overload[0] & 1:
-            regions.append(_tlvs(file, "file"))
+            _continue(options, _tlvs(file, "file"))
             file_field = b""
         if overload[0] & 2:
-            regions.append(_tlvs(sname, "sname"))
+            _continue(options, _tlvs(sname, "sname"))
             sname_field = b""
-    options = _join(regions)
-    options.pop(OVERLOAD, None)  # a wire-level detail: `build` decides overload again
-    return Message(op, xid, chaddr[:hlen], htype, hops, secs, flags, IPv4Address(ciaddr),
-                   IPv4Address(yiaddr), IPv4Address(siaddr), IPv4Address(giaddr),
+        del options[OVERLOAD]  # a wire-level detail: `build` decides overload again
+    return Message(op, xid, chaddr[:hlen], htype, hops, secs, flags, _address(ciaddr),
+                   _address(yiaddr), _address(siaddr), _address(giaddr),
                    sname_field.split(b"\x00", 1)[0], file_field.split(b"\x00", 1)[0], options)
 
 
-def _tlvs(region: bytes, where: str) -> list[tuple[int, bytes]]:
+def _address(raw: bytes) -> IPv4Address:
+    return ZERO if raw == _ZERO_BYTES else IPv4Address(raw)  # most address fields are 0.0.0.0
+
+
+def _tlvs(region: bytes, where: str) -> dict[int, bytes]:
     try:
-        return list(decode_options(region).items()) if region else []
+        return decode_options(region) if region else {}
     except CodecError as exc:
         raise DhcpDecodeError(f"{where}: {exc}") from None
 
 
-def _join(regions: list[list[tuple[int, bytes]]]) -> dict[int, bytes]:
-    joined: dict[int, bytes] = {}
-    for region in regions:
-        for code, payload in region:
-            joined[code] = joined.get(code, b"") + payload
-    return joined
+def _continue(options: dict[int, bytes], more: dict[int, bytes]) -> None:
+    for code, payload in more.items():
+        options[code] = options.get(code, b"") + payload
 
 
 def build(message: Message, *, max_size: int = DEFAULT_MAX_SIZE) -> bytes:

@@ -699,22 +699,25 @@ def decode_options(data: bytes) -> dict[int, bytes]:
     Repeated codes are concatenated in order (RFC 3396); the dict keeps first-appearance order.
     """
     data = _as_bytes(data, "options")
-    found: dict[int, bytearray] = {}
+    found: dict[int, bytes] = {}
+    size = len(data)
     i = 0
-    while i < len(data):
+    while i < size:
         code = data[i]
         if code == PAD:
             i += 1
             continue
         if code == END:
             break
-        if i + 2 > len(data):
+        if i + 2 > size:
             raise CodecError(f"option {code} at offset {i} has no length byte")
-        length = data[i + 1]
-        if i + 2 + length > len(data):
+        end = i + 2 + data[i + 1]
+        if end > size:
             raise CodecError(
-                f"option {code} at offset {i} claims {length} bytes, only {len(data) - i - 2} left"
+                f"option {code} at offset {i} claims {data[i + 1]} bytes, only {size - i - 2} left"
             )
-        found.setdefault(code, bytearray()).extend(data[i + 2 : i + 2 + length])
-        i += 2 + length
-    return {code: bytes(payload) for code, payload in found.items()}
+        payload = data[i + 2 : end]
+        # a repeated code is a long option split in parts (RFC 3396): rare, so join only then
+        found[code] = found[code] + payload if code in found else payload
+        i = end
+    return found
