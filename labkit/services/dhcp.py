@@ -15,6 +15,7 @@ import socket
 import struct
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 from ipaddress import IPv4Address
@@ -25,7 +26,7 @@ from labkit.inventory.model import Inventory
 from labkit.plan.build import Plan
 from labkit.plan.dhcp import OptionSet, option_set
 from labkit.protocols.dhcp.faults import apply_dhcp_fault
-from labkit.protocols.dhcp.leases import LeaseTable
+from labkit.protocols.dhcp.leases import Lease, LeaseChange, LeaseTable
 from labkit.protocols.dhcp.server import DhcpServerCore, Outcome, PhoneEntry, ServerConfig
 from labkit.services.leases import LEASES_FILE, LeaseStore
 
@@ -82,6 +83,9 @@ class DhcpService:
     interface: str | None
     clock: Callable[[], float] = time.time
     faults: FaultHooks | None = None
+    executor: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="labkit-leases"))
+    closed: bool = False
     l2: socket.socket | None = None
     l2_mac: bytes = b""
     sent: int = 0
@@ -104,14 +108,37 @@ class DhcpService:
         if not outcomes:
             return
         changes = self.core.table.take_pending()
-        try:
-            self.store.commit(changes)
-        except Exception as exc:  # a lease we cannot keep is a lease we must not promise
-            for outcome, client in outcomes:
-                self.sink(make_event("dhcp", client, outcome.mac, outcome.action, outcome.request,
-                                     f"not answered: lease store failed: {exc}", "store-error", self.clock))
-            self._reload_table()
+        if not changes:  # offers, NAKs, INFORMs: nothing to make durable, answer now
+            self._deliver(outcomes, changes)
             return
+        # the fsync runs on the lease thread (FIFO: commits stay in order), so a slow disk never
+        # stalls DNS, TFTP or HTTP; this batch's replies leave once its bindings are on disk
+        loop = asyncio.get_running_loop()
+        future = self.executor.submit(self.store.commit, changes)
+        future.add_done_callback(
+            lambda done: loop.call_soon_threadsafe(self._committed, done, outcomes, changes))
+
+    def _committed(self, done: Future[None], outcomes: list[tuple[Outcome, str]],
+                   changes: list[LeaseChange]) -> None:
+        if self.closed:
+            return
+        error = done.exception()
+        if error is None:
+            self._deliver(outcomes, changes)
+            return
+        # a lease we cannot keep is a lease we must not promise
+        for outcome, client in outcomes:
+            self.sink(make_event("dhcp", client, outcome.mac, outcome.action, outcome.request,
+                                 f"not answered: lease store failed: {error}", "store-error", self.clock))
+        reload = self.executor.submit(self.store.load)  # after every commit queued before it
+        loop = asyncio.get_running_loop()
+        reload.add_done_callback(lambda rows: loop.call_soon_threadsafe(self._reloaded, rows))
+
+    def _reloaded(self, rows: Future[list[Lease]]) -> None:
+        if not self.closed and rows.exception() is None:
+            self.core.table = LeaseTable.from_rows(rows.result())
+
+    def _deliver(self, outcomes: list[tuple[Outcome, str]], changes: list[LeaseChange]) -> None:
         for change in changes:
             if change.lease.state == "bound":
                 self.directory.by_address[str(change.lease.ip)] = change.lease.mac
@@ -140,9 +167,6 @@ class DhcpService:
                 asyncio.get_running_loop().call_later(hit.action.delay, self._send, held)
                 outcome.reply = None
 
-    def _reload_table(self) -> None:
-        self.core.table = LeaseTable.from_rows(self.store.load())
-
     def _send(self, outcome: Outcome) -> None:
         reply = outcome.reply
         assert reply is not None
@@ -160,11 +184,14 @@ class DhcpService:
             outcome.detail["send_error"] = str(exc)
 
     async def close(self) -> None:
+        self.closed = True
         with contextlib.suppress(RuntimeError, ValueError):
             asyncio.get_running_loop().remove_reader(self.sock.fileno())
         self.sock.close()
         if self.l2 is not None:
             self.l2.close()
+        # commits already queued finish (their bindings were decided); then the store closes
+        await asyncio.get_running_loop().run_in_executor(None, self.executor.shutdown, True)
         self.store.close()
 
 
