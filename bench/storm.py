@@ -26,10 +26,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from labkit.cli import _loopback_access  # noqa: E402
 from labkit.demo import free_offset  # noqa: E402
 from labkit.inventory.load import default_lab_dir, load  # noqa: E402
-from labkit.phone.driver import run_swarm  # noqa: E402
+from labkit.phone.driver import loopback_access, run_swarm  # noqa: E402
 from labkit.phone.swarm import Summary, inventory_configs  # noqa: E402
 
 INVENTORY = """\
@@ -95,7 +94,7 @@ def main() -> int:
             return 1
         try:
             inv = load(work / "lab.yaml").inventory
-            access = _loopback_access(inv, "127.0.0.1", offset, work / "state" / "ca" / "ca.pem")
+            access = loopback_access(inv, "127.0.0.1", offset, work / "state" / "ca" / "ca.pem")
             configs = inventory_configs(inv, rounds=2, retry_delays=(5,))
             started = time.monotonic()
             result = asyncio.run(asyncio.wait_for(run_swarm(configs, access, concurrency=args.concurrency,

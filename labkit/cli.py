@@ -336,18 +336,6 @@ async def _swarm_with_progress(configs, access, concurrency: int, time_scale: fl
                                on_done=finished)
 
 
-def _loopback_access(inv, target: str, offset: int, ca_file: Path | None):
-    from labkit.inventory import names
-    from labkit.phone.driver import LabAccess
-    from labkit.phone.network import DhcpSettings, NetworkMap
-
-    lab_addresses = frozenset(str(a) for a in names.kit_addresses(inv))
-    relay = "127.0.0.2" if target != "127.0.0.2" else "127.0.0.3"
-    return LabAccess(NetworkMap(lab_addresses, target, offset),
-                     DhcpSettings((target, 67 + offset), relay_ip=relay, client_port=68 + offset),
-                     ca_file=str(ca_file) if ca_file and ca_file.is_file() else None)
-
-
 @app.command()
 def simulate(
     inventory: InventoryArg = None,
@@ -373,7 +361,7 @@ def simulate(
     import asyncio
     import json
 
-    from labkit.phone.driver import LabAccess
+    from labkit.phone.driver import LabAccess, loopback_access
     from labkit.phone.network import DhcpSettings, NetworkMap
     from labkit.phone.swarm import generated_configs, inventory_configs, outcome_json
 
@@ -390,7 +378,7 @@ def simulate(
             raise typer.Exit(1)
     ca_file = ca or state / "ca" / "ca.pem"
     if against.startswith("127."):
-        access = _loopback_access(inv, against, 10000 if port_offset is None else port_offset, ca_file)
+        access = loopback_access(inv, against, 10000 if port_offset is None else port_offset, ca_file)
     else:
         offset = port_offset or 0
         dhcp = DhcpSettings(("255.255.255.255", 67 + offset), client_port=68 + offset, interface=interface)

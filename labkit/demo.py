@@ -53,7 +53,7 @@ def free_offset() -> int:
 
 async def run_loopback_demo(plan: Plan, workdir: Path, time_scale: float, out: Console,
                             err: Console) -> SwarmResult:
-    from labkit.cli import _loopback_access
+    from labkit.phone.driver import loopback_access
     from labkit.services.supervisor import JsonLinesLog, start_lab
 
     offset = free_offset()
@@ -66,7 +66,7 @@ async def run_loopback_demo(plan: Plan, workdir: Path, time_scale: float, out: C
         if board is not None:
             board.__enter__()
             lab.bus.sinks.append(board)
-        access = _loopback_access(plan.inventory, "127.0.0.1", offset, lab.ca_path)
+        access = loopback_access(plan.inventory, "127.0.0.1", offset, lab.ca_path)
         configs = inventory_configs(plan.inventory, rounds=3)
         return await run_swarm(configs, access, concurrency=64, time_scale=time_scale)
     finally:

@@ -85,9 +85,8 @@ def _check(expect: dict[str, Any], outcome: Outcome, fault_events: int) -> list[
 
 
 async def _run(inventory: Path, phone: dict[str, Any], workdir: Path) -> tuple[Outcome, EventRecorder]:
-    from labkit.cli import _loopback_access
     from labkit.demo import free_offset
-    from labkit.phone.driver import run_swarm
+    from labkit.phone.driver import loopback_access, run_swarm
     from labkit.services.supervisor import start_lab
 
     plan = build_plan(load(inventory))
@@ -96,7 +95,7 @@ async def _run(inventory: Path, phone: dict[str, Any], workdir: Path) -> tuple[O
     lab = await start_lab(plan, port_offset=offset, state_dir=workdir / "state", sinks=[recorder],
                           fault_seed=1)
     try:
-        access = _loopback_access(plan.inventory, "127.0.0.1", offset, lab.ca_path)
+        access = loopback_access(plan.inventory, "127.0.0.1", offset, lab.ca_path)
         settings = {"rounds": 3, "retry_delays": (60, 120, 240), **phone}
         for key in ("retry_delays", "option_order"):
             if key in settings:

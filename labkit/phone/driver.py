@@ -8,10 +8,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from labkit.errors import CodecError
+from labkit.inventory import names
+from labkit.inventory.model import Inventory
 from labkit.inventory.names import is_ip
 from labkit.macros import normalize_mac
 from labkit.phone.clients import HttpClient, dns_query, pick_address, tftp_get
@@ -267,3 +270,13 @@ async def run_swarm(configs: list[PhoneConfig], access: LabAccess, *, concurrenc
         dhcp.close()
         syslog.close()
     return SwarmResult(list(outcomes), time.monotonic() - started, requests)
+
+
+def loopback_access(inv: Inventory, target: str, offset: int, ca_file: Path | None) -> LabAccess:
+    """How phones reach a lab served on loopback at `offset`: the lab's own addresses map to
+    `target`, and DHCP goes relay-style from another loopback address (no root needed)."""
+    lab_addresses = frozenset(str(a) for a in names.kit_addresses(inv))
+    relay = "127.0.0.2" if target != "127.0.0.2" else "127.0.0.3"
+    return LabAccess(NetworkMap(lab_addresses, target, offset),
+                     DhcpSettings((target, 67 + offset), relay_ip=relay, client_port=68 + offset),
+                     ca_file=str(ca_file) if ca_file and ca_file.is_file() else None)

@@ -7,12 +7,11 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from labkit.cli import _loopback_access
 from labkit.demo import free_offset
 from labkit.events import EventRecorder
 from labkit.inventory.load import load
 from labkit.phone.core import Outcome, PhoneConfig
-from labkit.phone.driver import run_swarm
+from labkit.phone.driver import loopback_access, run_swarm
 from labkit.phone.effects import Fetch, FetchResult
 from labkit.plan.build import build_plan
 from labkit.services.supervisor import start_lab
@@ -45,7 +44,7 @@ def run_lab(tmp_path: Path, inventory: str, *, firmware: bool = True,
         offset = free_offset()
         lab = await start_lab(plan, port_offset=offset, state_dir=tmp_path / "state", sinks=[recorder])
         try:
-            access = _loopback_access(plan.inventory, "127.0.0.1", offset, lab.ca_path)
+            access = loopback_access(plan.inventory, "127.0.0.1", offset, lab.ca_path)
             config = PhoneConfig(MAC, "CP-8851-3PCC", "FCH0001", rounds=phone.pop("rounds", 2),
                                  retry_delays=(1,), **phone)
             result = await run_swarm([config], access, time_scale=1000,
