@@ -26,10 +26,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from labkit.demo import free_offset  # noqa: E402
 from labkit.inventory.load import default_lab_dir, load  # noqa: E402
 from labkit.phone.driver import loopback_access, run_swarm  # noqa: E402
 from labkit.phone.swarm import Summary, inventory_configs  # noqa: E402
+from labkit.services.supervisor import free_port_offset  # noqa: E402
 
 INVENTORY = """\
 {%- set models = ["CP-6841-3PCC", "CP-7841-3PCC", "CP-8851-3PCC"] %}
@@ -81,7 +81,7 @@ def main() -> int:
         (work / "firmware").mkdir()
         for load_file in (default_lab_dir() / "firmware").iterdir():
             (work / "firmware" / load_file.name).write_bytes(load_file.read_bytes() * 2000)  # ~300 kB
-        offset = free_offset()
+        offset = free_port_offset()
         command = [sys.executable, "-m", "labkit", "up", str(work / "lab.yaml"), "--port-offset", str(offset),
                    "--state", str(work / "state"), "--log", str(work / "events.jsonl"), "--quiet"]
         lab = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

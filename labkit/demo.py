@@ -30,33 +30,12 @@ def choose_mode(mode: str) -> str:
     return "netns" if os.geteuid() == 0 and shutil.which("ip") else "loopback"
 
 
-def free_offset() -> int:
-    """A port offset at which every service port is free on 127.0.0.1."""
-    import random
-    import socket
-
-    ports = (53, 67, 69, 80, 443, 514)
-    for _ in range(200):
-        offset = random.randrange(20000, 60000, 100)
-        free = True
-        for port in ports:
-            for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-                with socket.socket(socket.AF_INET, kind) as probe:
-                    try:
-                        probe.bind(("127.0.0.1", port + offset))
-                    except OSError:
-                        free = False
-        if free:
-            return offset
-    raise LabkitError("no free port offset on 127.0.0.1")
-
-
 async def run_loopback_demo(plan: Plan, workdir: Path, time_scale: float, out: Console,
                             err: Console) -> SwarmResult:
     from labkit.phone.driver import loopback_access
-    from labkit.services.supervisor import JsonLinesLog, start_lab
+    from labkit.services.supervisor import JsonLinesLog, free_port_offset, start_lab
 
-    offset = free_offset()
+    offset = free_port_offset()
     journal = JsonLinesLog(workdir / "events.jsonl")
     lab = await start_lab(plan, port_offset=offset, state_dir=workdir / "state", sinks=[journal])
     out.print(f"demo: loopback mode: the embedded lab on 127.0.0.1, ports +{offset}; "

@@ -85,13 +85,12 @@ def _check(expect: dict[str, Any], outcome: Outcome, fault_events: int) -> list[
 
 
 async def _run(inventory: Path, phone: dict[str, Any], workdir: Path) -> tuple[Outcome, EventRecorder]:
-    from labkit.demo import free_offset
     from labkit.phone.driver import loopback_access, run_swarm
-    from labkit.services.supervisor import start_lab
+    from labkit.services.supervisor import free_port_offset, start_lab
 
     plan = build_plan(load(inventory))
     recorder = EventRecorder()
-    offset = free_offset()
+    offset = free_port_offset()
     lab = await start_lab(plan, port_offset=offset, state_dir=workdir / "state", sinks=[recorder],
                           fault_seed=1)
     try:

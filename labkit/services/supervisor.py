@@ -30,6 +30,31 @@ LOOPBACK_OFFSET = 10000
 START_ORDER = ("syslog", "dns", "tftp", "http", "https", "dhcp")
 
 
+def free_port_offset(host: str = LOOPBACK) -> int:
+    """An offset at which every service port (TCP and UDP, DHCP's client port too) is free on `host`."""
+    import random
+    import socket
+
+    ports = (*STANDARD_PORTS.values(), STANDARD_PORTS["dhcp"] + 1)
+    for _ in range(200):
+        offset = random.randrange(20000, 60000, 100)
+        if all(_port_free(host, port + offset, kind) for port in ports
+               for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM)):
+            return offset
+    raise StartError(f"no free port offset on {host}")
+
+
+def _port_free(host: str, port: int, kind: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, kind) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 class StartError(LabkitError):
     """A service could not start (usually: it could not bind its address)."""
 

@@ -7,14 +7,13 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from labkit.demo import free_offset
 from labkit.events import EventRecorder
 from labkit.inventory.load import load
 from labkit.phone.core import Outcome, PhoneConfig
 from labkit.phone.driver import loopback_access, run_swarm
 from labkit.phone.effects import Fetch, FetchResult
 from labkit.plan.build import build_plan
-from labkit.services.supervisor import start_lab
+from labkit.services.supervisor import free_port_offset, start_lab
 
 MAC = "00:56:2b:00:00:01"
 HEAD = """\
@@ -41,7 +40,7 @@ def run_lab(tmp_path: Path, inventory: str, *, firmware: bool = True,
     fetches: list[tuple[Fetch, FetchResult]] = []
 
     async def main() -> Outcome:
-        offset = free_offset()
+        offset = free_port_offset()
         lab = await start_lab(plan, port_offset=offset, state_dir=tmp_path / "state", sinks=[recorder])
         try:
             access = loopback_access(plan.inventory, "127.0.0.1", offset, lab.ca_path)

@@ -4,35 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from labkit.services.supervisor import free_port_offset
+
 STANDARD = {"dns": 53, "tftp": 69, "http": 80, "https": 443, "syslog": 514, "dhcp": 67}
-
-
-def _free(port: int) -> bool:
-    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-        with socket.socket(socket.AF_INET, kind) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                return False
-    return True
-
-
-def free_offset() -> int:
-    """An offset at which every standard port + offset is free on loopback."""
-    for _ in range(200):
-        offset = random.randrange(20000, 60000, 100)
-        if all(_free(p + offset) for p in STANDARD.values()):
-            return offset
-    raise RuntimeError("no free port offset found")
 
 
 @dataclass
@@ -65,7 +46,7 @@ class LabProcess:
 
 
 def start_lab_process(tmp_path: Path, inventory: Path | None = None, *extra: str) -> LabProcess:
-    offset = free_offset()
+    offset = free_port_offset()
     state = tmp_path / "state"
     log = tmp_path / "events.jsonl"
     args = [sys.executable, "-m", "labkit", "up", "--port-offset", str(offset), "--state", str(state),
