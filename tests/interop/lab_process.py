@@ -11,9 +11,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from labkit.services.supervisor import free_port_offset
+from labkit.services.supervisor import STANDARD_PORTS, free_port_offset
 
-STANDARD = {"dns": 53, "tftp": 69, "http": 80, "https": 443, "syslog": 514, "dhcp": 67}
 
 
 @dataclass
@@ -25,7 +24,7 @@ class LabProcess:
     banner: list[str]
 
     def port(self, service: str) -> int:
-        return STANDARD[service] + self.offset
+        return STANDARD_PORTS[service] + self.offset
 
     def events(self) -> list[dict[str, object]]:
         """Events written so far (the log is flushed at stop, and every second while running)."""
