@@ -14,7 +14,6 @@ from pathlib import Path
 from labkit.services.supervisor import STANDARD_PORTS, free_port_offset
 
 
-
 @dataclass
 class LabProcess:
     process: subprocess.Popen[str]
