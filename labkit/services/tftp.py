@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import re
 import secrets
 import socket
 from dataclasses import dataclass, field
@@ -204,6 +205,9 @@ class _Transfer(asyncio.DatagramProtocol):
         self.service._ended(self, outcome)
 
 
+_OWN_FILE = re.compile(r"Cisco/[^/]+/([0-9A-Fa-f]{12})\.cfg$")
+
+
 class _SendFilter:
     """Outgoing datagrams of one transfer, changed as a fault rule says (drop, duplicate, stall)."""
 
@@ -342,9 +346,16 @@ class TftpService:
 
     def _emit(self, peer: tuple[Any, ...], action: str, request: str, answer: str, result: str,
               **detail: Any) -> None:
+        phone = self.directory.phone_at(peer[0])
+        if phone is None:
+            # a phone asking for its own file names itself: /Cisco/$PN/$MA.cfg (loopback labs)
+            own = _OWN_FILE.search(request)
+            if own is not None:
+                phone = own.group(1).lower()
+                phone = ":".join(phone[i : i + 2] for i in range(0, 12, 2))
         try:
-            self.sink(make_event("tftp", f"{peer[0]}:{peer[1]}", self.directory.phone_at(peer[0]),
-                                 action, request, answer, result, **detail))
+            self.sink(make_event("tftp", f"{peer[0]}:{peer[1]}", phone, action, request, answer, result,
+                                 **detail))
         except Exception:  # a broken sink must not break the transfer
             log.exception("tftp: event sink failed")
 

@@ -267,3 +267,13 @@ dhcp: {options: {provisioning_url: "https://prov.lab.example"}}
     assert not outcome.provisioned
     expected = "C: TLS: certificate name other.lab.example resolves to 10.42.0.99, not 10.42.0.1"
     assert outcome.last_error == expected
+
+
+def test_tftp_names_the_phone_asking_for_its_own_file(tmp_path: Path) -> None:
+    outcome, _, recorder = run_lab(tmp_path, HEAD + PHONES + """\
+dhcp: {options: {tftp_server_name: "10.42.0.1"}}
+profiles: {scheme: tftp}
+""")
+    assert outcome.provisioned, outcome
+    own = [e for e in recorder.events if e.service == "tftp" and e.request.endswith("00562b000001.cfg")]
+    assert own and all(e.phone == MAC for e in own)  # from the path, though every phone is 127.0.0.1
