@@ -23,7 +23,6 @@ class PhoneRow:
     firmware: str = ""
     logs: int = 0
     last: str = ""
-    last_time: float = 0.0
     errors: int = 0
 
 
@@ -48,7 +47,6 @@ class BoardState:
             self.unknown += 1
             return
         row.last = f"{event.service} {event.action} {event.request[:40]} -> {event.answer[:24]}"
-        row.last_time = event.time
         if event.result not in ("ok", "nodata", "redirect"):
             row.errors += 1
         if event.service == "dns":

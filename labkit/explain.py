@@ -10,13 +10,10 @@ from labkit.errors import CodecError
 from labkit.formats import flat_profile
 from labkit.inventory import names
 from labkit.phone import discovery
-from labkit.phone.discovery import Candidate, SrvTarget
+from labkit.phone.discovery import MPP_PARAMETER_REQUEST_LIST, Candidate, SrvTarget
 from labkit.plan.build import PhonePlan, Plan
 from labkit.plan.profiles import DEFAULT_PORTS, PlannedFile, phone_identity
 from labkit.protocols.dhcp.explain import hexdump
-
-# what an MPP phone asks for in option 55 (reference §1.1, Satori fingerprint)
-MPP_PARAMETER_REQUEST_LIST = (1, 3, 6, 15, 35, 66, 150, 2, 7, 42, 43, 58, 59, 159, 160)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from ipaddress import IPv4Address
 from typing import TYPE_CHECKING
 
 from labkit.inventory import names
-from labkit.inventory.model import Options, Phone
+from labkit.inventory.model import Options
 from labkit.inventory.source import Path_, Problem
 
 if TYPE_CHECKING:
@@ -228,8 +228,4 @@ def _field(path: Path_) -> str:
     from labkit.inventory.load import field_name
 
     return field_name(tuple(path))
-
-
-def phone_label(phone: Phone) -> str:
-    return phone.name or phone.mac
 

@@ -359,9 +359,6 @@ class Services(Strict):
     syslog: Service = Field(default_factory=Service)
 
 
-STANDARD_PORTS = {"dhcp": 67, "dns": 53, "tftp": 69, "http": 80, "https": 443, "syslog": 514}
-
-
 class Srv(Strict):
     service: Literal["_ciscoprov-https._tls", "_ciscoprov-http._tcp"] | Annotated[
         str, Field(pattern=r"^_[A-Za-z0-9-]+\._[A-Za-z0-9-]+$")

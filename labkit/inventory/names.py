@@ -75,7 +75,7 @@ def tls_names(inv: Inventory) -> list[str]:
         return list(dict.fromkeys(inv.tls.names))
     names = [provisioning_host(inv), host_name(inv), inv.lab.domain]
     names += [srv.target for srv in inv.dns.srv]
-    return list(dict.fromkeys(n for n in names if not _is_ip(n)))
+    return list(dict.fromkeys(n for n in names if not is_ip(n)))
 
 
 def name_covered(name: str, patterns: list[str]) -> bool:
@@ -90,7 +90,7 @@ def name_covered(name: str, patterns: list[str]) -> bool:
     return False
 
 
-def _is_ip(text: str) -> bool:
+def is_ip(text: str) -> bool:
     try:
         ip_address(text)
     except ValueError:
@@ -113,7 +113,3 @@ def hosts_in_value(value: str) -> Iterator[str]:
                 yield host
         else:
             yield part.split("/", 1)[0].rsplit(":", 1)[0] if part.count(":") == 1 else part.split("/", 1)[0]
-
-
-def is_ip(text: str) -> bool:
-    return _is_ip(text)

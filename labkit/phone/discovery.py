@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 from labkit import macros
 
 DEFAULT_OPTION_ORDER: tuple[int, ...] = (66, 160, 159, 150, 60, 43, 125)
+# what an MPP phone asks for in option 55 (reference §1.1, Satori fingerprint)
+MPP_PARAMETER_REQUEST_LIST: tuple[int, ...] = (1, 3, 6, 15, 35, 66, 150, 2, 7, 42, 43, 58, 59, 159, 160)
 TAILS: tuple[str, ...] = ("/$PSN.xml", "/Cisco/$PN/$MA.cfg")
 BARE_SCHEMES: tuple[str, ...] = ("tftp", "http", "https")
 SRV_SERVICES: tuple[tuple[str, str], ...] = (

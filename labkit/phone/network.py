@@ -14,6 +14,7 @@ import socket
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
+from labkit.phone.discovery import MPP_PARAMETER_REQUEST_LIST
 from labkit.protocols.dhcp.message import (
     ACK,
     BROADCAST_FLAG,
@@ -28,9 +29,7 @@ from labkit.protocols.dhcp.message import (
     request_message,
 )
 
-STANDARD_PORTS = {"dns": 53, "tftp": 69, "http": 80, "https": 443, "syslog": 514, "dhcp": 67}
-# reference §1.1 / §9.2: the MPP parameter request list
-MPP_PRL = bytes([1, 3, 6, 15, 35, 66, 150, 2, 7, 42, 43, 58, 59, 159, 160])
+MPP_PRL = bytes(MPP_PARAMETER_REQUEST_LIST)
 
 
 @dataclass(frozen=True)

@@ -43,15 +43,19 @@ class LabProcess:
         return self.process.returncode, "\n".join(self.banner) + "\n" + (out or "")
 
 
-def start_lab_process(tmp_path: Path, inventory: Path | None = None, *extra: str) -> LabProcess:
-    offset = free_port_offset()
+def start_lab_process(tmp_path: Path, inventory: Path | None = None, *extra: str,
+                      loopback: bool = False) -> LabProcess:
+    """`labkit up` on a free port offset, or with `loopback` exactly as the README runs it."""
+    offset = 10000 if loopback else free_port_offset()
+    placement = ["--loopback"] if loopback else ["--port-offset", str(offset)]
     state = tmp_path / "state"
     log = tmp_path / "events.jsonl"
-    args = [sys.executable, "-m", "labkit", "up", "--port-offset", str(offset), "--state", str(state),
-            "--log", str(log), *extra]
+    args = [sys.executable, "-m", "labkit", "up", *placement, "--state", str(state), "--log", str(log),
+            *extra]
     if inventory is not None:
         args.insert(4, str(inventory))
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               cwd=tmp_path)
     banner: list[str] = []
     deadline = time.monotonic() + 60
     assert process.stdout is not None

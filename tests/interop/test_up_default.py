@@ -5,39 +5,22 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 from labkit.inventory.load import load
 from labkit.plan.build import build_plan
 from tests.conftest import require_tool
-from tests.interop.lab_process import LabProcess, wait_for_event
+from tests.interop.lab_process import start_lab_process, wait_for_event
 
 
 def test_up_loopback_serves_every_protocol_and_stops_cleanly(tmp_path: Path) -> None:
     dig, curl, tftp, logger = (require_tool(t) for t in ("dig", "curl", "tftp", "logger"))
-    log = tmp_path / "events.jsonl"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "labkit", "up", "--loopback", "--state", str(tmp_path / "state"),
-         "--log", str(log)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
-    banner: list[str] = []
-    assert process.stdout is not None
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        banner.append(line)
-        if "Ctrl-C stops the lab." in line:
-            break
-    text = "".join(banner)
-    assert "Ctrl-C stops the lab." in text, text
+    lab = start_lab_process(tmp_path, loopback=True)
+    process = lab.process
+    text = "\n".join(lab.banner)
     for endpoint in ("127.0.0.1:10053", "127.0.0.1:10069", "127.0.0.1:10080", "127.0.0.1:10443",
                      "127.0.0.1:10514"):
         assert endpoint in text
-    lab = LabProcess(process, 10000, tmp_path / "state", log, banner)
     try:
         srv = subprocess.run([dig, "@127.0.0.1", "-p", "10053", "+norec", "_ciscoprov-https._tls.lab.example",
                               "SRV"], capture_output=True, text=True, timeout=30).stdout
@@ -59,7 +42,7 @@ def test_up_loopback_serves_every_protocol_and_stops_cleanly(tmp_path: Path) -> 
         assert {"dns", "tftp", "https", "syslog"} <= services
     finally:
         if process.poll() is None:
-            os.kill(process.pid, signal.SIGINT)
+            os.kill(process.pid, signal.SIGINT)  # Ctrl-C, as a person stops it
         rest = process.communicate(timeout=30)[0]
     assert process.returncode == 0, rest
     assert "Traceback" not in rest
