@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from labkit.protocols.result import Fact
 
 
 @dataclass(frozen=True)
@@ -67,3 +69,10 @@ def make_event(service: str, client: str | None, phone: str | None, action: str,
                answer: str, result: str, clock: Callable[[], float] = time.time,
                **detail: Any) -> Event:
     return Event(clock(), service, client, phone, action, request, answer, result, detail)
+
+
+def events_from(service: str, client: str | None, facts: Iterable[Fact], when: float) -> Iterator[Event]:
+    """The one place where a core's facts become Events (every service uses it)."""
+    for fact in facts:
+        yield Event(when, service, client, fact.phone, fact.action, fact.request, fact.answer, fact.result,
+                    dict(fact.detail))

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 
 from labkit.faults import DhcpFault
 from labkit.protocols.dhcp.message import ACK, HEADER_SIZE, NAK, OFFER, ZERO, build
 from labkit.protocols.dhcp.server import BROADCAST, Reply
+
+
+@dataclass(frozen=True, slots=True)
+class DhcpFaultAction:
+    """What a DHCP fault rule does to a reply (plain values; the plan converts the inventory's rule)."""
+
+    drop: str | None = None  # "offer", "ack" or "any"
+    delay: float | None = None  # seconds; the transport's business
+    nak: bool = False
+    omit: tuple[int, ...] = ()
+    replace: Mapping[int, bytes] = field(default_factory=lambda: MappingProxyType({}))
+    malformed: int | None = None  # this option's length overruns the message
 
 
 def apply_dhcp_fault(reply: Reply, fault: DhcpFault, server_id: bytes, client_port: int) -> Reply | None:

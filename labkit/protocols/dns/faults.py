@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 
 from dnslib import QTYPE, RCODE, DNSLabel, DNSRecord
 
 from labkit.faults import DnsFault
+
+
+@dataclass(frozen=True, slots=True)
+class DnsFaultAction:
+    """What a DNS fault rule does to an answer (plain values; the plan converts the inventory's rule)."""
+
+    rcode: str | None = None  # "SERVFAIL", "NXDOMAIN" or "REFUSED"
+    drop: bool = False  # no answer at all
+    srv_port: int | None = None
+    srv_target: str | None = None
+    ttl0: bool = False
+    truncate: bool = False
 
 
 def negative_probe(query: bytes) -> bytes | None:
