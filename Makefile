@@ -14,10 +14,12 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	$(BIN)/ruff check labkit tests
+	$(BIN)/mypy labkit
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check labkit tests
+	$(BIN)/mypy labkit
 
 # the embedded default lab and all its phones, end to end; exits 0 only if every phone provisions
 demo: $(STAMP)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 from ipaddress import IPv4Address, IPv4Interface
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     Discriminator,
@@ -46,11 +46,9 @@ def _raw_or_typed(value: Any) -> str:
     return "typed"
 
 
-def OrRaw(typed: Any) -> Any:
-    """`typed`, or `{hex: ...}` for the exact bytes; errors name only the form the user chose."""
-    return Annotated[
-        Annotated[typed, Tag("typed")] | Annotated[Raw, Tag("raw")], Discriminator(_raw_or_typed)
-    ]
+_T = TypeVar("_T")
+# `OrRaw[X]`: X, or `{hex: ...}` for the exact bytes; errors name only the form the user chose
+OrRaw = Annotated[Annotated[_T, Tag("typed")] | Annotated[Raw, Tag("raw")], Discriminator(_raw_or_typed)]
 
 
 # tags the discriminated unions add to error locations; dropped when locating errors
@@ -72,7 +70,7 @@ class Tr069Model(Strict):
         return Tr069(self.acs_url, self.provisioning_code, self.retry_min_wait, self.retry_multiplier)
 
 
-SubValue = OrRaw(Text)
+SubValue = OrRaw[Text]
 
 
 def _suboptions(subs: dict[int, SubValue]) -> tuple[SubOption, ...]:
@@ -179,23 +177,23 @@ class Options(Strict):
     may also be given as `{hex: ...}`; any other code 1..254 takes `{hex: ...}` or a hex string.
     """
 
-    subnet_mask: OrRaw(IPv4Address) | None = None
-    time_offset: OrRaw(Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]) | None = None
-    routers: OrRaw(IPv4List) | None = None
-    dns_servers: OrRaw(IPv4List) | None = None
-    log_servers: OrRaw(IPv4List) | None = None
-    domain_name: OrRaw(Domain) | None = None
-    ntp_servers: OrRaw(IPv4List) | None = None
-    vendor_specific: OrRaw(Option43) | None = None
-    lease_time: OrRaw(UInt32) | None = None
-    renewal_time: OrRaw(UInt32) | None = None
-    rebinding_time: OrRaw(UInt32) | None = None
-    vendor_class: OrRaw(Text) | None = None
-    tftp_server_name: OrRaw(Text) | None = None
-    vendor_identifying: OrRaw(list[VendorBlockModel]) | None = None
-    tftp_servers: OrRaw(IPv4List) | None = None
-    provisioning_server: OrRaw(Text) | None = None
-    provisioning_url: OrRaw(Text) | None = None
+    subnet_mask: OrRaw[IPv4Address] | None = None
+    time_offset: OrRaw[Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]] | None = None
+    routers: OrRaw[IPv4List] | None = None
+    dns_servers: OrRaw[IPv4List] | None = None
+    log_servers: OrRaw[IPv4List] | None = None
+    domain_name: OrRaw[Domain] | None = None
+    ntp_servers: OrRaw[IPv4List] | None = None
+    vendor_specific: OrRaw[Option43] | None = None
+    lease_time: OrRaw[UInt32] | None = None
+    renewal_time: OrRaw[UInt32] | None = None
+    rebinding_time: OrRaw[UInt32] | None = None
+    vendor_class: OrRaw[Text] | None = None
+    tftp_server_name: OrRaw[Text] | None = None
+    vendor_identifying: OrRaw[list[VendorBlockModel]] | None = None
+    tftp_servers: OrRaw[IPv4List] | None = None
+    provisioning_server: OrRaw[Text] | None = None
+    provisioning_url: OrRaw[Text] | None = None
     other: dict[int, Raw] = Field(default_factory=dict)
 
     @model_validator(mode="before")

@@ -221,20 +221,19 @@ def render_template(text: str, file: str, variables: Mapping[str, Any] | None = 
         template = env.from_string(_mark_template(text))
         rendered = template.render(**dict(variables or {}))
     except jinja2.TemplateSyntaxError as exc:
-        loc = Location(file, exc.lineno or 1, traced=True)
-        raise InventoryError(
-            [Problem(loc, "", f"template syntax error: {exc.message}")], template_lines
-        ) from None
+        at = Location(file, exc.lineno or 1, traced=True)
+        problem = Problem(at, "", f"template syntax error: {exc.message}")
+        raise InventoryError([problem], template_lines) from None
     except jinja2.UndefinedError as exc:
         line = _template_line_from_traceback(exc)
-        loc = Location(file, line, traced=True) if line else None
+        where = Location(file, line, traced=True) if line else None
         raise InventoryError(
-            [Problem(loc, "", f"template uses an undefined name: {exc.message}")], template_lines
+            [Problem(where, "", f"template uses an undefined name: {exc.message}")], template_lines
         ) from None
     except jinja2.TemplateError as exc:
         line = _template_line_from_traceback(exc)
-        loc = Location(file, line, traced=True) if line else None
-        raise InventoryError([Problem(loc, "", f"template error: {exc}")], template_lines) from None
+        where = Location(file, line, traced=True) if line else None
+        raise InventoryError([Problem(where, "", f"template error: {exc}")], template_lines) from None
     clean, line_map = _split_markers(rendered)
     return Source(file=file, template_lines=template_lines, rendered=clean, line_map=line_map)
 
