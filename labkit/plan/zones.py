@@ -1,4 +1,4 @@
-"""DNS zones: rendered from the Jinja templates in the top-level `zones/` folder, then parsed back.
+"""DNS zones: rendered from the Jinja templates in `labkit/zones/` (shipped in the package), then parsed back.
 
 Parsing the rendered text with dnslib's zone reader is the proof that what a person reads in
 `labkit render`'s output is exactly what the DNS service will answer from.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from importlib import resources
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from labkit.errors import LabkitError
 from labkit.inventory import names
 from labkit.inventory.model import Inventory
 
-ZONE_TEMPLATES = Path(__file__).resolve().parents[2] / "zones"
+ZONE_TEMPLATES = Path(str(resources.files("labkit") / "zones"))  # package data, as installed
 LAB_TEMPLATE = "lab.zone.j2"
 SINKHOLE_TEMPLATE = "sinkhole.zone.j2"
 

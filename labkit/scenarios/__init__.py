@@ -1,9 +1,10 @@
 """Ready reproductions of documented phone behaviour: a lab fragment, a phone, the expected outcome.
 
-A scenario file (`scenarios/NAME.yaml`) holds `description`, `lab` (top-level inventory sections
-laid over a one-phone base lab), optional `phone` settings, and `expect`: `provisioned`, `steps`
-(an ordered subsequence of the phone's timeline, each `kind` or `kind: text in the detail`),
-optional `last_error` (text it contains) and `faults` (how many fault events fired).
+A scenario file (`NAME.yaml` beside this module, in `labkit/scenarios/`, shipped with the package)
+holds `description`, `lab` (top-level inventory sections laid over a one-phone base lab), optional
+`phone` settings, and `expect`: `provisioned`, `steps` (an ordered subsequence of the phone's
+timeline, each `kind` or `kind: text in the detail`), optional `last_error` (text it contains) and
+`faults` (how many fault events fired).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from labkit.inventory.load import default_lab_dir, load
 from labkit.phone.core import Outcome, PhoneConfig
 from labkit.plan.build import build_plan
 
-SCENARIO_DIR = Path(__file__).resolve().parents[1] / "scenarios"
+SCENARIO_DIR = Path(__file__).resolve().parent  # the YAML files ship inside the package
 MAC = "00:56:2b:00:00:01"
 BASE: dict[str, Any] = {
     "lab": {"domain": "lab.example", "address": "10.42.0.1/24"},
@@ -47,7 +48,11 @@ class ScenarioResult:
 
 
 def names(folder: Path = SCENARIO_DIR) -> list[str]:
-    return sorted(p.stem for p in folder.glob("*.yaml"))
+    """The scenarios in `folder`, sorted. None at all is an error (a broken install, a wrong folder)."""
+    found = sorted(p.stem for p in folder.glob("*.yaml"))
+    if not found:
+        raise ScenarioError(f"no scenarios found in {folder}")
+    return found
 
 
 def load_scenario(name: str, folder: Path = SCENARIO_DIR) -> dict[str, Any]:
