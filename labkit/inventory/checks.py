@@ -10,12 +10,14 @@ from ipaddress import IPv4Address
 from typing import TYPE_CHECKING
 
 from labkit.inventory import names
+from labkit.inventory.folders import declared_folders, scan
 from labkit.inventory.model import Options
 from labkit.inventory.source import Path_, Problem
 
 if TYPE_CHECKING:
     from labkit.inventory.load import LoadedInventory
 
+MAX_LINKS_REPORTED = 10
 PROVISIONING_CODES = {66: "tftp_server_name", 150: "tftp_servers", 159: "provisioning_server",
                       160: "provisioning_url"}
 
@@ -49,6 +51,7 @@ class _Checker:
         self.check_tls()
         self.check_options()
         self.check_files()
+        self.check_links()
 
     # -- addresses ---------------------------------------------------------------------------
     def check_network(self) -> None:
@@ -215,6 +218,21 @@ class _Checker:
                 self.warn(("models", name, "firmware"),
                           f"firmware file {model.firmware} is not in {self.loaded.firmware_dir}/; "
                           "phones will fail their upgrade until it is")
+
+    def check_links(self) -> None:
+        """A link in a declared folder must not lead out of it (it would be served, unauthenticated)."""
+        for path, written, folder in declared_folders(self.loaded):
+            found = scan(folder)
+            field = _field(path)
+            for link in found.leaving[:MAX_LINKS_REPORTED]:
+                self.error(path, f"{written}/{link.link.as_posix()} is a link to {link.target}, which is "
+                           f"outside {written}/; labkit serves only files inside the folders the "
+                           "inventory declares: copy the file in instead of linking it")
+            if len(found.leaving) > MAX_LINKS_REPORTED:
+                self.error(path, f"and {len(found.leaving) - MAX_LINKS_REPORTED} more links out of {field}")
+            if found.truncated:
+                self.warn(path, f"{folder} holds more entries than labkit checks for links; "
+                          "only the first ones were checked")
 
 
 def _option_path(loaded: LoadedInventory, path: Path_, code: int, field_name: str) -> Path_:
