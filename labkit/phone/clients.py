@@ -210,11 +210,12 @@ class HttpClient:
             else:
                 token = base64.b64encode(f"{effect.uid}:{effect.pwd}".encode()).decode("ascii")
                 headers["Authorization"] = f"Basic {token}"
-        https = scheme == "https"
+        kwargs: dict[str, object] = {"headers": headers, "allow_redirects": False}
+        if scheme == "https":
+            kwargs["ssl"] = self.ssl
+            kwargs["server_hostname"] = parts.hostname
         try:
-            request = self.session.request(
-                effect.method, url, data=effect.body or None, headers=headers, allow_redirects=False,
-                ssl=self.ssl if https else True, server_hostname=parts.hostname if https else None)
+            request = self.session.request(effect.method, url, data=effect.body or None, **kwargs)
             async with request as response:
                 body = await response.read()
                 result_headers = {k: v for k, v in response.headers.items()}
