@@ -11,6 +11,7 @@ import datetime
 import ipaddress
 import json
 import ssl
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,8 +88,8 @@ def ensure_ca(state_dir: Path, lab_name: str) -> tuple[x509.Certificate, rsa.RSA
     return cert, key
 
 
-def ensure_server_certificate(state_dir: Path, lab_name: str, names: list[str],
-                              addresses: list[str]) -> ServerCredentials:
+def ensure_server_certificate(state_dir: Path, lab_name: str, names: Sequence[str],
+                              addresses: Iterable[str]) -> ServerCredentials:
     """A server certificate from the lab CA for `names` and `addresses`, reissued on change."""
     folder = state_dir / CA_DIR
     ca_cert, ca_key = ensure_ca(state_dir, lab_name)
