@@ -69,7 +69,8 @@ async def _serve_labkit(ready: asyncio.Future[int]) -> object:
     from labkit.protocols.dns import AuthoritativeResolver
     from labkit.services.dns import start_dns
 
-    service = await start_dns(AuthoritativeResolver(_zones()), HOST, 0, CountingSink(), StaticDirectory())
+    resolver = AuthoritativeResolver(z.for_dns() for z in _zones().values())
+    service = await start_dns(resolver, HOST, 0, CountingSink(), StaticDirectory())
     ready.set_result(service.port)
     return service
 

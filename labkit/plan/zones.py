@@ -17,6 +17,7 @@ from dnslib import RR
 from labkit.errors import LabkitError
 from labkit.inventory import names
 from labkit.inventory.model import Inventory
+from labkit.protocols.dns.zone import DnsZone
 
 ZONE_TEMPLATES = Path(__file__).resolve().parents[2] / "zones"
 LAB_TEMPLATE = "lab.zone.j2"
@@ -38,6 +39,10 @@ class Zone:
     @property
     def file_name(self) -> str:
         return f"{self.name}.zone"
+
+    def for_dns(self) -> DnsZone:
+        """The DNS core's plain input for this zone."""
+        return DnsZone(self.name, self.records, self.sinkhole, self.sinkhole_address)
 
 
 def _environment(template_dir: Path) -> jinja2.Environment:

@@ -171,7 +171,8 @@ async def _start_dns(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable:
     from labkit.protocols.dns.resolver import AuthoritativeResolver
     from labkit.services.dns import start_dns
 
-    return await start_dns(AuthoritativeResolver(plan.zones), ep.host, ep.port, ctx.bus, ctx.directory)
+    resolver = AuthoritativeResolver(z.for_dns() for z in plan.zones.values())
+    return await start_dns(resolver, ep.host, ep.port, ctx.bus, ctx.directory)
 
 
 async def _start_tftp(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable:

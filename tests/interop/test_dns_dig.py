@@ -25,8 +25,7 @@ from dnslib import RR, DNSRecord
 from labkit.events import Event, EventRecorder, StaticDirectory
 from labkit.inventory.load import load
 from labkit.plan.build import build_plan
-from labkit.plan.zones import Zone
-from labkit.protocols.dns import AuthoritativeResolver
+from labkit.protocols.dns import AuthoritativeResolver, DnsZone
 from labkit.services.dns import DnsService, DnsServiceError, _event, start_dns
 from tests.conftest import require_tool
 
@@ -37,15 +36,15 @@ SRV_HTTP = "_ciscoprov-http._tcp.lab.example"
 WAIT = 30  # seconds: an upper bound on any single exchange, never an expectation
 
 
-def make_zone(name: str, body: str, *, sinkhole: bool = False, address: str | None = None) -> Zone:
+def make_zone(name: str, body: str, *, sinkhole: bool = False, address: str | None = None) -> DnsZone:
     text = (f"$ORIGIN {name}.\n$TTL 300\n"
             "@ IN SOA ns.lab.example. hostmaster.lab.example. 1 3600 600 86400 60\n"
             f"@ IN NS ns.lab.example.\n{body}")
-    return Zone(name, text, tuple(RR.fromZone(text)), sinkhole, IPv4Address(address) if address else None)
+    return DnsZone(name, tuple(RR.fromZone(text)), sinkhole, IPv4Address(address) if address else None)
 
 
-def lab_zones() -> dict[str, Zone]:
-    zones = dict(build_plan(load(None)).zones)
+def lab_zones() -> dict[str, DnsZone]:
+    zones = {name: zone.for_dns() for name, zone in build_plan(load(None)).zones.items()}
     big = "\n".join(f"big IN A 10.1.0.{i + 1}" for i in range(40))  # ~700 bytes: over 512, under 1232
     huge = "\n".join(f"huge IN A 10.2.{i // 250}.{i % 250 + 1}" for i in range(100))  # ~1,660 bytes
     zones["test.example"] = make_zone("test.example", f"{big}\n{huge}\n")
@@ -57,7 +56,7 @@ def lab_zones() -> dict[str, Zone]:
 class Served:
     """The DNS service in a background thread with its own event loop."""
 
-    def __init__(self, zones: dict[str, Zone], *, tcp_idle_timeout: float = 10.0) -> None:
+    def __init__(self, zones: dict[str, DnsZone], *, tcp_idle_timeout: float = 10.0) -> None:
         self.events = EventRecorder()
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="dns-test-loop", daemon=True)

@@ -16,10 +16,7 @@ from dnslib import CLASS, EDNS0, QTYPE, RR, TXT, DNSHeader, DNSQuestion, DNSReco
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from labkit.inventory.load import load
-from labkit.plan.build import build_plan
-from labkit.plan.zones import Zone
-from labkit.protocols.dns import AuthoritativeResolver, DnsConfigError, Reply, name_text, name_wire
+from labkit.protocols.dns import AuthoritativeResolver, DnsConfigError, DnsZone, Reply, name_text, name_wire
 
 SRV_HTTPS = "_ciscoprov-https._tls.lab.example"
 SRV_HTTP = "_ciscoprov-http._tcp.lab.example"
@@ -27,16 +24,33 @@ NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
 
 
 def make_zone(name: str, body: str, *, ttl: int = 300, minimum: int = 60, sinkhole: bool = False,
-              address: str | None = None) -> Zone:
+              address: str | None = None, ns: str | None = None) -> DnsZone:
+    ns = ns or f"ns.{name}."
     text = (f"$ORIGIN {name}.\n$TTL {ttl}\n"
-            f"@ IN SOA ns.{name}. hostmaster.{name}. 7 3600 600 86400 {minimum}\n@ IN NS ns.{name}.\n{body}")
-    return Zone(name, text, tuple(RR.fromZone(text)), sinkhole,
-                IPv4Address(address) if address else None)
+            f"@ IN SOA {ns} hostmaster.{name}. 7 3600 600 86400 {minimum}\n@ IN NS {ns}\n{body}")
+    return DnsZone(name, tuple(RR.fromZone(text)), sinkhole, IPv4Address(address) if address else None)
+
+
+# The default lab's zones as `labkit render` writes them (the plan's own test checks that the
+# default inventory still plans these records): the core is tested on its own input, no inventory.
+LAB_BODY = """acs IN A 10.42.0.1
+ns IN A 10.42.0.1
+pbx IN A 10.42.0.1
+prov IN A 10.42.0.1
+_ciscoprov-https._tls IN SRV 10 10 443 prov.lab.example.
+_ciscoprov-http._tcp IN SRV 20 10 80 prov.lab.example.
+"""
+SINKHOLES = ("activate.cisco.com", "webapps.cisco.com", "activation.webex.com")
+
+
+def lab_zones() -> list[DnsZone]:
+    return [make_zone("lab.example", LAB_BODY, minimum=300, ns="ns.lab.example."),
+            *(make_zone(name, "", minimum=300, ns="ns.lab.example.", sinkhole=True) for name in SINKHOLES)]
 
 
 @pytest.fixture(scope="module")
 def lab() -> AuthoritativeResolver:
-    return AuthoritativeResolver(build_plan(load(None)).zones)
+    return AuthoritativeResolver(lab_zones())
 
 
 BIG_BODY = "\n".join(f"big IN A 10.1.{i // 250}.{i % 250 + 1}" for i in range(40))  # 40 A: 700 bytes
@@ -59,7 +73,7 @@ def custom() -> AuthoritativeResolver:
     hole = make_zone("cloud.example", "@ IN A 10.42.0.9\n* IN A 10.42.0.9", sinkhole=True,
                      address="10.42.0.9")
     bare_hole = make_zone("bare.example", "", sinkhole=True, address="10.42.0.10")  # no A records written
-    return AuthoritativeResolver({z.name: z for z in (test, long_minimum, hole, bare_hole)})
+    return AuthoritativeResolver({z.origin: z for z in (test, long_minimum, hole, bare_hole)})
 
 
 def query(name: str, qtype: str = "A", *, edns: int | None = None, do: bool = False, version: int = 0,
@@ -351,7 +365,7 @@ def test_opt_is_echoed_with_our_size_and_the_do_bit(lab: AuthoritativeResolver) 
         assert opt is not None
         assert (opt.edns_len, opt.edns_ver, opt.edns_rcode, opt.edns_do) == (1232, 0, 0, int(do))
         assert len(rrs(record.rr)) == 1
-    bigger = AuthoritativeResolver(build_plan(load(None)).zones, max_udp=4096)
+    bigger = AuthoritativeResolver(lab_zones(), max_udp=4096)
     record, _ = ask(bigger, "prov.lab.example", edns=4096)
     assert opt_of(record).edns_len == 4096  # type: ignore[union-attr]
 
@@ -405,7 +419,7 @@ def test_formerr_echoes_the_id_when_the_header_can_be_read(lab: AuthoritativeRes
 
 
 def test_dropped_and_counted(lab: AuthoritativeResolver) -> None:
-    resolver = AuthoritativeResolver(build_plan(load(None)).zones)
+    resolver = AuthoritativeResolver(lab_zones())
     for raw in (b"", b"\x00", bytes(11), header(flags=0x8180) + b"\x00\x00\x01\x00\x01"):
         reply = resolver.answer(raw)
         assert reply.wire is None and reply.result == "dropped"
@@ -437,7 +451,7 @@ def test_unusual_but_valid_queries_take_the_slow_path(lab: AuthoritativeResolver
 
 
 def test_counters(lab: AuthoritativeResolver) -> None:
-    resolver = AuthoritativeResolver(build_plan(load(None)).zones)
+    resolver = AuthoritativeResolver(lab_zones())
     for name, qtype in ((SRV_HTTPS, "SRV"), ("nope.lab.example", "A"), ("example.com", "A"),
                         ("prov.lab.example", "AAAA")):
         resolver.answer(query(name, qtype))
@@ -452,7 +466,7 @@ def test_counters(lab: AuthoritativeResolver) -> None:
 
 
 def test_lab_answers_are_prebuilt(monkeypatch: pytest.MonkeyPatch) -> None:
-    zones = build_plan(load(None)).zones
+    zones = lab_zones()
     resolver = AuthoritativeResolver(zones)
     assert resolver.prebuilt > 0
 
@@ -460,7 +474,7 @@ def test_lab_answers_are_prebuilt(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("computed at query time")
 
     monkeypatch.setattr(resolver, "_compute", no_more)
-    names = {str(rr.rname).rstrip(".") for zone in zones.values() if not zone.sinkhole for rr in zone.records}
+    names = {str(rr.rname).rstrip(".") for zone in zones if not zone.sinkhole for rr in zone.records}
     for name in [*names, "_tls.lab.example", "_tcp.lab.example"]:
         for qtype in ("A", "AAAA", "SRV", "TXT", "ANY"):
             for edns in (None, 1232):
@@ -469,7 +483,7 @@ def test_lab_answers_are_prebuilt(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_bad_configuration() -> None:
-    no_soa = Zone("x.example", "", tuple(RR.fromZone("$ORIGIN x.example.\nwww 60 IN A 10.0.0.1\n")))
+    no_soa = DnsZone("x.example", tuple(RR.fromZone("$ORIGIN x.example.\nwww 60 IN A 10.0.0.1\n")))
     with pytest.raises(DnsConfigError, match="no SOA"):
         AuthoritativeResolver({"x.example": no_soa})
     zone = make_zone("y.example", "")

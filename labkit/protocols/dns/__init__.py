@@ -10,6 +10,7 @@ from labkit.protocols.dns.resolver import (
     name_wire,
     type_text,
 )
+from labkit.protocols.dns.zone import DnsZone
 
-__all__ = ["MAX_UDP_DEFAULT", "AuthoritativeResolver", "DnsConfigError", "Outcome", "Reply", "name_text",
-           "name_wire", "type_text"]
+__all__ = ["MAX_UDP_DEFAULT", "AuthoritativeResolver", "DnsConfigError", "DnsZone", "Outcome", "Reply",
+           "name_text", "name_wire", "type_text"]

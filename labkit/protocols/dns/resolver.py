@@ -1,6 +1,6 @@
 """The authoritative DNS core: query bytes in, reply bytes out. No sockets, no clock.
 
-dnslib is the codec for the zone data (its zone reader built `Zone.records`, its RD classes
+dnslib is the codec for the zone data (its zone reader built `DnsZone.records`, its RD classes
 pack the RDATA) and for unusual queries; the resolver logic is ours, because dnslib's
 ZoneResolver sets RA, answers NXDOMAIN where NODATA is due, omits the SOA from negative
 answers and adds no A records for SRV targets.
@@ -43,7 +43,7 @@ from typing import NamedTuple
 from dnslib import QTYPE, RR, DNSBuffer, DNSLabel, DNSRecord
 
 from labkit.errors import LabkitError
-from labkit.plan.zones import Zone
+from labkit.protocols.dns.zone import DnsZone
 
 # RR types and codes used by name (ints, to keep the hot path free of enum look-ups)
 T_A, T_NS, T_CNAME, T_SOA, T_MX, T_TXT, T_AAAA, T_SRV = 1, 2, 5, 6, 15, 16, 28, 33
@@ -215,19 +215,19 @@ class _ZoneData:
     nodes: dict[bytes, dict[int, list[_Rec]]]  # every existing name, empty non-terminals as {}
 
 
-def _zone_data(zone: Zone) -> _ZoneData:
-    apex = name_wire(zone.name)
+def _zone_data(zone: DnsZone) -> _ZoneData:
+    apex = name_wire(zone.origin)
     records = [rr for rr in zone.records if rr.rclass == CLASS_IN and rr.rtype != T_OPT]
     soas = [rr for rr in records if rr.rtype == T_SOA and name_wire(rr.rname) == apex]
     if not soas:
-        raise DnsConfigError(f"zone {zone.name} has no SOA record at its apex")
+        raise DnsConfigError(f"zone {zone.origin} has no SOA record at its apex")
     soa = soas[0]
     negative_ttl = min(soa.ttl, soa.rdata.times[4])  # RFC 2308 §3: min(SOA TTL, SOA MINIMUM)
     nodes: dict[bytes, dict[int, list[_Rec]]] = {apex: {}}
     for rr in records:
         owner = name_wire(rr.rname)
         if not _is_at_or_below(owner, apex):
-            raise DnsConfigError(f"zone {zone.name}: record {rr.rname} is outside the zone")
+            raise DnsConfigError(f"zone {zone.origin}: record {rr.rname} is outside the zone")
         node = nodes.setdefault(owner, {})
         node.setdefault(rr.rtype, []).append(_rec_from_rr(rr))
         # the names between the owner and the apex exist too: empty non-terminals answer NODATA,
@@ -238,7 +238,7 @@ def _zone_data(zone: Zone) -> _ZoneData:
             nodes.setdefault(name, {})
     if zone.sinkhole and zone.sinkhole_address is not None:
         _ensure_sinkhole_address(nodes, apex, zone.sinkhole_address, soa.ttl)
-    return _ZoneData(apex, zone.name, _rec_from_rr(soa, negative_ttl),
+    return _ZoneData(apex, zone.origin, _rec_from_rr(soa, negative_ttl),
                      zone.sinkhole and zone.sinkhole_address is None, nodes)
 
 
@@ -253,7 +253,7 @@ def _is_at_or_below(name: bytes, apex: bytes) -> bool:
 
 def _ensure_sinkhole_address(nodes: dict[bytes, dict[int, list[_Rec]]], apex: bytes,
                              address: IPv4Address, ttl: int) -> None:
-    # the zone template writes `@ A` and `* A`; a Zone built by hand may not, and the
+    # the zone template writes `@ A` and `* A`; a DnsZone built by hand may not, and the
     # sinkhole's promise (the name and everything below it answer the address) must hold
     record = _Rec(T_A, _pack_record(T_A, ttl, address.packed), None)
     for owner in (apex, b"\x01*" + apex):
@@ -372,7 +372,7 @@ class AuthoritativeResolver:
     `answer(query, tcp=...)` never raises: every input gives a Reply (wire None = drop).
     """
 
-    def __init__(self, zones: Mapping[str, Zone] | Iterable[Zone], *, max_udp: int = MAX_UDP_DEFAULT,
+    def __init__(self, zones: Mapping[str, DnsZone] | Iterable[DnsZone], *, max_udp: int = MAX_UDP_DEFAULT,
                  cache_size: int = CACHE_SIZE_DEFAULT) -> None:
         if not 512 <= max_udp <= 4096:
             raise DnsConfigError(f"max_udp must be within 512..4096, not {max_udp}")
@@ -384,7 +384,7 @@ class AuthoritativeResolver:
         for zone in values:
             data = _zone_data(zone)
             if data.apex in self._zones:
-                raise DnsConfigError(f"zone {zone.name} is given twice")
+                raise DnsConfigError(f"zone {zone.origin} is given twice")
             self._zones[data.apex] = data
         # OPT we send: our UDP size; TTL field = extended rcode, version 0, DO flag (copied)
         self._opt = (_OPT_HEAD + struct.pack("!HIH", max_udp, 0, 0),
