@@ -14,8 +14,9 @@ import labkit.protocols.dns
 
 FORBIDDEN = ("pydantic", "yaml", "jinja2", "labkit.inventory", "labkit.plan", "labkit.services",
              "labkit.faults")
+CORE = labkit.protocols.dns.__path__
 MODULES = sorted({"labkit.protocols.dns", "labkit.protocols.result",
-                  *(f"labkit.protocols.dns.{m.name}" for m in pkgutil.iter_modules(labkit.protocols.dns.__path__))})
+                  *(f"labkit.protocols.dns.{m.name}" for m in pkgutil.iter_modules(CORE))})
 
 PROBE = """
 import importlib, json, sys
