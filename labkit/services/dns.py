@@ -30,7 +30,7 @@ from labkit.errors import LabkitError
 from labkit.events import Event, EventSink, PhoneDirectory
 from labkit.faults import FaultHooks
 from labkit.protocols.dns.faults import apply_dns_fault, negative_probe
-from labkit.protocols.dns.resolver import AuthoritativeResolver, Outcome, Reply
+from labkit.protocols.dns import AuthoritativeResolver, Outcome, Reply
 
 UDP_BATCH = 128  # datagrams answered per wake-up before yielding to the loop's other work
 UDP_RECV_SIZE = 65535  # a full datagram: a cut-off query would be misread
