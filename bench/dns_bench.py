@@ -1,6 +1,6 @@
 """DNS benchmark (on demand, not a test): labkit's DNS service, a naive dnslib server, dnsmasq.
 
-    .venv/bin/python bench/dns_bench.py [--duration 10] [--runs 3] [--latency] [--no-dnsmasq]
+    .venv/bin/python bench/dns_bench.py [--duration 10] [--runs 3] [--latency] [--no-dnsmasq] [--only labkit]
 
 Each server runs in its own process on 127.0.0.1, pinned to one CPU with taskset when there
 is one (the generator, dnsperf, on another), and is restarted for every run; the order
@@ -318,6 +318,8 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds per dnsperf run (max 60)")
     parser.add_argument("--runs", type=int, default=3, help="runs per server (max 9)")
     parser.add_argument("--latency", action="store_true", help="also measure p50/p99 at 2,000 q/s")
+    parser.add_argument("--only", choices=("labkit", "naive", "echo", "dnsmasq"), action="append",
+                        help="run only these servers (repeatable; e.g. --only labkit for a before/after)")
     parser.add_argument("--no-dnsmasq", action="store_true",
                         help="leave out dnsmasq (run as a reference when it is installed)")
     args = parser.parse_args()
@@ -330,6 +332,8 @@ def main() -> None:
     kinds = ["labkit", "naive", "echo"]
     if shutil.which("dnsmasq") and not args.no_dnsmasq:
         kinds.append("dnsmasq")
+    if args.only:
+        kinds = [kind for kind in kinds if kind in args.only]
     results: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "queries.txt"
@@ -353,8 +357,8 @@ def main() -> None:
         print(f"| {kind} | {statistics.median(qps):,.0f} [{min(qps):,.0f}–{max(qps):,.0f}] | "
               f"{statistics.median(r['cpu_us'] for r in rows):.1f} | "
               f"{int(sum(r['lost'] for r in rows))} | {lat_text} |")
-    labkit = statistics.median(r["qps"] for r in results["labkit"])
-    for kind in kinds[1:]:
+    labkit = statistics.median(r["qps"] for r in results["labkit"]) if "labkit" in results else 0.0
+    for kind in kinds[1:] if "labkit" in results else ():
         ratio = labkit / statistics.median(r["qps"] for r in results[kind])
         print(f"labkit / {kind}: {ratio:.2f}× the queries per second")
 

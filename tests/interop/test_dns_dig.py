@@ -22,11 +22,11 @@ from ipaddress import IPv4Address
 import pytest
 from dnslib import RR, DNSRecord
 
-from labkit.events import Event, EventRecorder, StaticDirectory
+from labkit.events import Event, EventRecorder, StaticDirectory, events_from, fact_event
 from labkit.inventory.load import load
 from labkit.plan.build import build_plan
 from labkit.protocols.dns import AuthoritativeResolver, DnsZone
-from labkit.services.dns import DnsService, DnsServiceError, _event, start_dns
+from labkit.services.dns import DnsService, DnsServiceError, start_dns
 from tests.conftest import require_tool
 
 HOST = "127.0.0.1"
@@ -369,9 +369,11 @@ def test_port_in_use_is_a_clear_error(served: Served) -> None:
 
 def test_quick_event_is_the_same_event() -> None:
     resolver = AuthoritativeResolver(lab_zones())
-    outcome = resolver.answer(bytes(DNSRecord.question(SRV_HTTPS, "SRV").pack())).outcome
-    quick = _event(1.5, "10.0.0.7:5060", PHONE, outcome, {"transport": "tcp"})
+    (fact,) = resolver.answer(bytes(DNSRecord.question(SRV_HTTPS, "SRV").pack())).facts
+    quick = fact_event("dns", "10.0.0.7:5060", PHONE, fact, 1.5, {"transport": "tcp"})
     plain = Event(1.5, "dns", "10.0.0.7:5060", PHONE, "query", f"SRV {SRV_HTTPS}", "NOERROR 1 SRV + 1 A",
                   "ok", {"transport": "tcp"})
     assert type(quick) is Event and quick == plain and repr(quick) == repr(plain)
     assert quick.to_json() == plain.to_json()
+    (generic,) = events_from("dns", "10.0.0.7:5060", (fact,), 1.5)  # the one mapping, for every service
+    assert fact_event("dns", "10.0.0.7:5060", None, fact, 1.5, None) == generic

@@ -12,9 +12,9 @@ from tests.unit.test_dns_resolver import lab_zones
 def test_dns_faults_rewrite_our_answer() -> None:
     resolver = AuthoritativeResolver(lab_zones())
     query = DNSRecord.question("_ciscoprov-https._tls.lab.example", "SRV").pack()
-    wire = resolver.answer(query).wire
+    wire = resolver.answer(query).send[0].data
 
-    negative = resolver.answer(negative_probe(query) or b"").wire
+    negative = resolver.answer(negative_probe(query) or b"").send[0].data
 
     def changed(**fault: object) -> DNSRecord:
         out = apply_dns_fault(query, wire, DnsFaultAction(**fault), negative)  # type: ignore[arg-type]

@@ -8,66 +8,83 @@ names are compressed against the question only, which sits at offset 12 in every
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
-from typing import NamedTuple
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 
 from labkit.protocols.dns.lookup import Answer, Section
 from labkit.protocols.dns.wire import AA, CD, NOERROR, QR, RCODE_NAMES, RD, TC, name_text, type_text
+from labkit.protocols.result import Datagram, Fact, Result, only
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
-    """What a query got, in words: shared by every reply with the same answer (built once)."""
+class DnsFact(Fact):
+    """The Fact of one query (action "query"), with what fault rules and counters need besides.
 
-    qname: str  # without the trailing dot; "" when no question could be read
-    qtype: str  # "SRV", "TYPE65280", ""
-    rcode: int  # the full (extended) rcode: 16 for BADVERS
-    summary: str  # "NOERROR 1 SRV + 1 A", "NOERROR NODATA", "NXDOMAIN", "REFUSED", ...
-    result: str  # for the event: ok, nodata, nxdomain, refused, formerr, notimp, badvers, servfail, dropped
-    request: str  # "SRV _ciscoprov-https._tls.lab.example"
+    Built once per answer shape and shared by every query that gets that answer.
+    """
 
-
-class Reply(NamedTuple):
-    """The bytes to send back (None: send nothing) and what they say."""
-
-    wire: bytes | None
-    outcome: Outcome
-
-    @property
-    def qname(self) -> str:
-        return self.outcome.qname
-
-    @property
-    def qtype(self) -> str:
-        return self.outcome.qtype
-
-    @property
-    def rcode(self) -> int:
-        return self.outcome.rcode
-
-    @property
-    def summary(self) -> str:
-        return self.outcome.summary
-
-    @property
-    def result(self) -> str:
-        return self.outcome.result
+    qname: str = ""  # without the trailing dot, lowercase; "" when no question could be read
+    qtype: str = ""  # "SRV", "TYPE65280", ""
+    rcode: int = 0  # the full (extended) rcode: 16 for BADVERS; -1 when nothing is sent
 
 
-new_reply = tuple.__new__  # Reply(...) minus its Python-level __new__: the hot path makes one per query
+def facts_of(qname: str, qtype: str, rcode: int, summary: str, result: str) -> tuple[Fact, ...]:
+    """The facts of a reply: its request ("SRV _ciscoprov-https._tls.lab.example"), answer
+    ("NOERROR 1 SRV + 1 A", "NXDOMAIN", ...) and result (ok, nodata, nxdomain, refused, formerr,
+    notimp, badvers, servfail, dropped)."""
+    request = f"{qtype} {qname}".strip() or "(no question)"
+    return (DnsFact("query", request, summary, result, qname=qname, qtype=qtype, rcode=rcode),)
 
 
-def outcome_of(qname: str, qtype: str, rcode: int, summary: str, result: str) -> Outcome:
-    return Outcome(qname, qtype, rcode, summary, result, f"{qtype} {qname}".strip())
+def reply_of(data: bytes, facts: tuple[Fact, ...]) -> Result:
+    """The Result of a query we answer: one datagram back to the peer, its facts."""
+    return Result((Datagram(data),), (), facts)
 
 
-DROPPED_SHORT = outcome_of("", "", -1, "dropped: shorter than a DNS header", "dropped")
-DROPPED_RESPONSE = outcome_of("", "", -1, "dropped: a response (QR=1), not a query", "dropped")
+def _quick_reply_factory() -> Callable[[bytes, tuple[Fact, ...]], Result]:
+    """`reply_of`, or a quicker equivalent for the per-query hot path.
+
+    Datagram and Result are frozen slots dataclasses: their __init__ sets each field through
+    object.__setattr__, which costs as much as a third of answering a query. Filling the slots
+    through their member descriptors builds the same objects (equal, same repr) in about half
+    the time. If either class changes shape, the constructors are used.
+    """
+    if ([f.name for f in fields(Datagram)] != ["data", "to", "l2_unicast"]
+            or [f.name for f in fields(Result)] != ["send", "timers", "facts", "done"]
+            or "__slots__" not in vars(Datagram) or "__slots__" not in vars(Result)
+            or hasattr(Datagram, "__post_init__") or hasattr(Result, "__post_init__")):
+        return reply_of
+    new = object.__new__
+    set_data, set_to, set_l2 = (vars(Datagram)[name].__set__ for name in ("data", "to", "l2_unicast"))
+    set_send, set_timers, set_facts, set_done = (vars(Result)[name].__set__
+                                                 for name in ("send", "timers", "facts", "done"))
+
+    def quick(data: bytes, facts: tuple[Fact, ...]) -> Result:
+        datagram = new(Datagram)
+        set_data(datagram, data)
+        set_to(datagram, None)
+        set_l2(datagram, False)
+        result = new(Result)
+        set_send(result, (datagram,))
+        set_timers(result, ())
+        set_facts(result, facts)
+        set_done(result, False)
+        return result
+
+    return quick
+
+
+quick_reply = _quick_reply_factory()
+
+
+DROPPED_SHORT = only(facts_of("", "", -1, "dropped: shorter than a DNS header", "dropped")[0])
+DROPPED_RESPONSE = only(facts_of("", "", -1, "dropped: a response (QR=1), not a query", "dropped")[0])
 
 
 # One way to send an answer: (size of `body`, the 2-byte flags + 8-byte counts for each
-# combination of the query's RD and CD bits, body = everything after the question, outcome).
-Shape = tuple[int, tuple[bytes, bytes, bytes, bytes], bytes, Outcome]
+# combination of the query's RD and CD bits, body = everything after the question, the facts
+# of the reply, its rcode).
+Shape = tuple[int, tuple[bytes, bytes, bytes, bytes], bytes, tuple[Fact, ...], int]
 
 
 class Entry:
@@ -81,23 +98,25 @@ class Entry:
     __slots__ = ("forms",)
 
     def __init__(self, flags: int, counts: tuple[int, int, int], body: bytes, body_short: bytes | None,
-                 outcomes: tuple[Outcome, Outcome, Outcome], opts: tuple[bytes, bytes]) -> None:
+                 said: tuple[tuple[Fact, ...], tuple[Fact, ...], tuple[Fact, ...]], rcode: int,
+                 opts: tuple[bytes, bytes]) -> None:
         an, ns, ar = counts
-        outcome, outcome_short, outcome_tc = outcomes
+        full, short, truncated = said
 
-        def shape(extra_ar: int, a: int, n: int, r: int, data: bytes, bits: int, said: Outcome) -> Shape:
+        def shape(extra_ar: int, a: int, n: int, r: int, data: bytes, bits: int,
+                  facts: tuple[Fact, ...]) -> Shape:
             counts = struct.pack("!HHHH", 1, a, n, r + extra_ar)
             heads = tuple((flags | bits | rd | cd).to_bytes(2, "big") + counts
                           for rd, cd in ((0, 0), (RD, 0), (0, CD), (RD, CD)))
-            return len(data), heads, data, said  # type: ignore[return-value]
+            return len(data), heads, data, facts, rcode  # type: ignore[return-value]
 
         forms = []
         for opt in (b"", *opts):
             extra = 1 if opt else 0
-            shapes = [shape(extra, an, ns, ar, body + opt, 0, outcome)]
+            shapes = [shape(extra, an, ns, ar, body + opt, 0, full)]
             if body_short is not None:
-                shapes.append(shape(extra, an, ns, 0, body_short + opt, 0, outcome_short))
-            shapes.append(shape(extra, 0, 0, 0, opt, TC, outcome_tc))
+                shapes.append(shape(extra, an, ns, 0, body_short + opt, 0, short))
+            shapes.append(shape(extra, 0, 0, 0, opt, TC, truncated))
             forms.append(tuple(shapes))
         self.forms: tuple[tuple[Shape, ...], ...] = tuple(forms)
 
@@ -147,11 +166,10 @@ def entry(qname: bytes, qtype: int, answer: Answer, opts: tuple[bytes, bytes]) -
     if answer.additional:
         summary += f" + {summary_counts(answer.additional)}"
         short += " (additional section did not fit)"
-    outcome = outcome_of(qname_s, qtype_s, answer.rcode, summary, answer.result)
-    outcome_short = outcome_of(qname_s, qtype_s, answer.rcode, short, answer.result)
-    outcome_tc = outcome_of(qname_s, qtype_s, answer.rcode, f"{rcode_name} TC (truncated: {summary})",
-                          answer.result)
+    said = (facts_of(qname_s, qtype_s, answer.rcode, summary, answer.result),
+            facts_of(qname_s, qtype_s, answer.rcode, short, answer.result),
+            facts_of(qname_s, qtype_s, answer.rcode, f"{rcode_name} TC (truncated: {summary})",
+                     answer.result))
     counts = (len(answer.answer), len(answer.authority), len(answer.additional))
-    return Entry(flags, counts, main + extra, main if extra else None, (outcome, outcome_short, outcome_tc),
-                  opts)
+    return Entry(flags, counts, main + extra, main if extra else None, said, answer.rcode, opts)
 

@@ -47,10 +47,10 @@ from labkit.protocols.dns.answers import (
     DROPPED_RESPONSE,
     DROPPED_SHORT,
     Entry,
-    Reply,
     entry,
-    new_reply,
-    outcome_of,
+    facts_of,
+    quick_reply,
+    reply_of,
 )
 from labkit.protocols.dns.index import ZoneIndex
 from labkit.protocols.dns.lookup import resolve
@@ -82,6 +82,7 @@ from labkit.protocols.dns.wire import (
     well_formed_name,
 )
 from labkit.protocols.dns.zone import DnsZone
+from labkit.protocols.result import Result
 
 PREBUILT_TYPES = (T_A, T_AAAA, T_SRV, T_TXT, T_ANY)  # besides the types each name holds
 
@@ -89,7 +90,9 @@ PREBUILT_TYPES = (T_A, T_AAAA, T_SRV, T_TXT, T_ANY)  # besides the types each na
 class AuthoritativeResolver:
     """Authoritative-only answers for a set of zones; see the module docstring for the rules.
 
-    `answer(query, tcp=...)` never raises: every input gives a Reply (wire None = drop).
+    `answer(query, tcp=...)` never raises: every input gives a Result (the shared vocabulary of
+    labkit.protocols.result): one Datagram to send back (none when the query is dropped) and one
+    Fact (a DnsFact: the event's request, answer and result, and the qname, qtype and rcode).
     """
 
     def __init__(self, zones: Mapping[str, DnsZone] | Iterable[DnsZone], *, max_udp: int = MAX_UDP_DEFAULT,
@@ -133,7 +136,7 @@ class AuthoritativeResolver:
 
     # -- the query path -----------------------------------------------------------------------
 
-    def answer(self, query: bytes, *, tcp: bool = False) -> Reply:
+    def answer(self, query: bytes, *, tcp: bool = False) -> Result:
         """The reply to one DNS message (UDP datagram, or TCP message without its length)."""
         self.queries += 1
         try:
@@ -176,20 +179,20 @@ class AuthoritativeResolver:
             shape = shapes[0]
             if qend + shape[0] > limit:  # the last shape (TC, no records) always fits
                 shape = next(s for s in shapes if qend + s[0] <= limit)
-            _, heads, body, outcome = shape
-            self._rcodes[outcome.rcode] += 1
-            return new_reply(Reply, (b"".join(
-                (query[:2], heads[(query[2] & 1) | ((query[3] >> 3) & 2)], query[12:qend], body)), outcome))
+            _, heads, body, facts, rcode = shape
+            self._rcodes[rcode] += 1
+            return quick_reply(b"".join(
+                (query[:2], heads[(query[2] & 1) | ((query[3] >> 3) & 2)], query[12:qend], body)), facts)
         except Exception:  # a bug must not take the server down: answer SERVFAIL, count it
             return self._servfail(query)
 
     def _serve(self, entry: Entry, ident: bytes, flags: int, question: bytes, form: int,
-               limit: int) -> Reply:
+               limit: int) -> Result:
         end = 12 + len(question)
-        _, heads, body, outcome = next(s for s in entry.forms[form] if end + s[0] <= limit)
-        self._rcodes[outcome.rcode] += 1
+        _, heads, body, facts, rcode = next(s for s in entry.forms[form] if end + s[0] <= limit)
+        self._rcodes[rcode] += 1
         head = heads[(1 if flags & RD else 0) | (2 if flags & CD else 0)]
-        return Reply(b"".join((ident, head, question, body)), outcome)
+        return reply_of(b"".join((ident, head, question, body)), facts)
 
     def _remember(self, key: bytes) -> Entry:
         entry = self._compute(key)
@@ -205,14 +208,14 @@ class AuthoritativeResolver:
 
     # -- the uncommon path: dnslib parses ---------------------------------------------------------
 
-    def _slow(self, query: bytes, tcp: bool) -> Reply:
+    def _slow(self, query: bytes, tcp: bool) -> Result:
         if len(query) < 12:
             self.dropped += 1
-            return Reply(None, DROPPED_SHORT)
+            return DROPPED_SHORT
         flags = (query[2] << 8) | query[3]
         if flags & QR:
             self.dropped += 1
-            return Reply(None, DROPPED_RESPONSE)
+            return DROPPED_RESPONSE
         opcode = (flags >> 11) & 0xF
         if opcode:
             return self._header_only(query, NOTIMP, f"NOTIMP (opcode {opcode})", "notimp")
@@ -249,24 +252,24 @@ class AuthoritativeResolver:
         entry = self._static.get(key) or self._cache.get(key) or self._remember(key)
         return self._serve(entry, query[:2], copied, wire + qtail, form, limit)
 
-    def _header_only(self, query: bytes, rcode: int, summary: str, result: str) -> Reply:
+    def _header_only(self, query: bytes, rcode: int, summary: str, result: str) -> Result:
         flags = (((query[2] & 0x79) | 0x80) << 8) | (query[3] & 0x10) | rcode  # keep opcode, RD, CD
         self._rcodes[rcode] += 1
-        outcome = outcome_of("", "", rcode, summary, result)
-        return Reply(query[:2] + flags.to_bytes(2, "big") + bytes(8), outcome)
+        return reply_of(query[:2] + flags.to_bytes(2, "big") + bytes(8),
+                        facts_of("", "", rcode, summary, result))
 
-    def _badvers(self, ident: bytes, copied: int, question: bytes, qtype: int, version: int) -> Reply:
+    def _badvers(self, ident: bytes, copied: int, question: bytes, qtype: int, version: int) -> Result:
         self._rcodes[BADVERS] += 1
         flags = (QR | copied).to_bytes(2, "big")  # low 4 bits of BADVERS (16) are 0; the rest is in OPT
-        outcome = outcome_of(name_text(question[:-4]), type_text(qtype), BADVERS,
-                           f"BADVERS (EDNS version {version})", "badvers")
-        return Reply(ident + flags + QUERY_COUNTS_EDNS + question + self._opt_badvers, outcome)
+        facts = facts_of(name_text(question[:-4]), type_text(qtype), BADVERS,
+                         f"BADVERS (EDNS version {version})", "badvers")
+        return reply_of(ident + flags + QUERY_COUNTS_EDNS + question + self._opt_badvers, facts)
 
-    def _servfail(self, query: bytes) -> Reply:
+    def _servfail(self, query: bytes) -> Result:
         if len(query) < 12:
             self.dropped += 1
-            return Reply(None, DROPPED_SHORT)
+            return DROPPED_SHORT
         self._rcodes[SERVFAIL] += 1
         flags = (((query[2] & 0x79) | 0x80) << 8) | SERVFAIL
-        return Reply(query[:2] + flags.to_bytes(2, "big") + bytes(8),
-                     outcome_of("", "", SERVFAIL, "SERVFAIL (internal error)", "servfail"))
+        return reply_of(query[:2] + flags.to_bytes(2, "big") + bytes(8),
+                        facts_of("", "", SERVFAIL, "SERVFAIL (internal error)", "servfail"))
