@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
-from labkit.protocols.result import Fact
+from labkit.protocols.result import NO_DETAIL, Fact
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,10 @@ def make_event(service: str, client: str | None, phone: str | None, action: str,
     return Event(clock(), service, client, phone, action, request, answer, result, detail)
 
 
+def _detail(fact: Fact, detail: dict[str, Any] | None) -> dict[str, Any]:
+    return {**fact.detail, **detail} if detail else dict(fact.detail)
+
+
 FactEvent = Callable[[str, str | None, str | None, Fact, float, dict[str, Any] | None], Event]
 
 
@@ -89,7 +93,7 @@ def _fact_event_factory() -> FactEvent:
     def construct(service: str, client: str | None, phone: str | None, fact: Fact, when: float,
                   detail: dict[str, Any] | None) -> Event:
         return Event(when, service, client, fact.phone or phone, fact.action, fact.request, fact.answer,
-                     fact.result, {**fact.detail, **detail} if detail else dict(fact.detail))
+                     fact.result, _detail(fact, detail))
 
     if not plain:
         return construct
@@ -101,7 +105,8 @@ def _fact_event_factory() -> FactEvent:
         set_attribute(event, "__dict__", {
             "time": when, "service": service, "client": client, "phone": fact.phone or phone,
             "action": fact.action, "request": fact.request, "answer": fact.answer, "result": fact.result,
-            "detail": {**fact.detail, **detail} if detail else dict(fact.detail)})
+            "detail": (detail if fact.detail is NO_DETAIL else {**fact.detail, **detail}) if detail
+            else {} if fact.detail is NO_DETAIL else dict(fact.detail)})
         return event
 
     return fill
@@ -111,7 +116,8 @@ fact_event = _fact_event_factory()
 """`fact_event(service, client, phone, fact, when, detail)`: one Fact as an Event, the same Event
 `events_from` makes, for per-packet hot paths (DNS): no generator, no dataclass __init__. `phone`
 names the peer's phone when the fact does not (the service's directory knows it, the core
-does not); `detail` (or None) is merged over the fact's detail into a fresh dict."""
+does not); `detail` (or None) is merged over the fact's detail into a fresh dict (`detail`
+itself, not a copy, when the fact has none: pass a dict the Event may keep)."""
 
 
 def events_from(service: str, client: str | None, facts: Iterable[Fact], when: float) -> Iterator[Event]:

@@ -112,6 +112,10 @@ class DnsService:
         # locals: this loop runs once per datagram, attribute look-ups add up
         recvfrom, sendto, answer = sock.recvfrom, sock.sendto, self.resolver.answer
         sink, phone_at, now, event, faults = self._sink, self._phone_at, time.time, fact_event, self.faults
+        # the directory cannot change while this loop runs (one event-loop callback), so the
+        # client text and phone of the previous datagram's address serve the next from it
+        peer: Any = None
+        client, phone = "", None
         for _ in range(UDP_BATCH):
             try:
                 data, address = recvfrom(UDP_RECV_SIZE)
@@ -121,13 +125,17 @@ class DnsService:
                 self.udp_receive_errors += 1
                 continue
             result = answer(data)
-            ip = address[0]
-            client = f"{ip}:{address[1]}"
-            wire = self._fault(data, result, ip, client) if faults is not None else _wire(result)
+            if address != peer:  # a burst from one socket names its client and phone once
+                peer, client, phone = address, f"{address[0]}:{address[1]}", phone_at(address[0])
+            if faults is None:
+                send = result.send
+                wire = send[0].data if send else None
+            else:
+                wire = self._fault(data, result, address[0], client)
             # the event goes out before the answer, so whoever holds the answer can see the event
             try:
                 for fact in result.facts:
-                    sink(event(SERVICE, client, phone_at(ip), fact, now(), None))
+                    sink(event(SERVICE, client, phone, fact, now(), None))
             except Exception:  # a failing sink must not stop the answers
                 self.sink_errors += 1
             if wire is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from typing import Any
 
 from labkit.protocols.dns.lookup import Answer, Section
 from labkit.protocols.dns.wire import AA, CD, NOERROR, QR, RCODE_NAMES, RD, TC, name_text, type_text
@@ -41,40 +42,51 @@ def reply_of(data: bytes, facts: tuple[Fact, ...]) -> Result:
     return Result((Datagram(data),), (), facts)
 
 
-def _quick_reply_factory() -> Callable[[bytes, tuple[Fact, ...]], Result]:
-    """`reply_of`, or a quicker equivalent for the per-query hot path.
-
-    Datagram and Result are frozen slots dataclasses: their __init__ sets each field through
-    object.__setattr__, which costs as much as a third of answering a query. Filling the slots
-    through their member descriptors builds the same objects (equal, same repr) in about half
-    the time. If either class changes shape, the constructors are used.
-    """
-    if ([f.name for f in fields(Datagram)] != ["data", "to", "l2_unicast"]
-            or [f.name for f in fields(Result)] != ["send", "timers", "facts", "done"]
-            or "__slots__" not in vars(Datagram) or "__slots__" not in vars(Result)
-            or hasattr(Datagram, "__post_init__") or hasattr(Result, "__post_init__")):
-        return reply_of
-    new = object.__new__
-    set_data, set_to, set_l2 = (vars(Datagram)[name].__set__ for name in ("data", "to", "l2_unicast"))
-    set_send, set_timers, set_facts, set_done = (vars(Result)[name].__set__
-                                                 for name in ("send", "timers", "facts", "done"))
-
-    def quick(data: bytes, facts: tuple[Fact, ...]) -> Result:
-        datagram = new(Datagram)
-        set_data(datagram, data)
-        set_to(datagram, None)
-        set_l2(datagram, False)
-        result = new(Result)
-        set_send(result, (datagram,))
-        set_timers(result, ())
-        set_facts(result, facts)
-        set_done(result, False)
-        return result
-
-    return quick
+def _plain_slots(cls: type, names: tuple[str, ...]) -> bool:
+    return (tuple(f.name for f in fields(cls)) == names and "__slots__" in vars(cls)
+            and not hasattr(cls, "__post_init__"))
 
 
-quick_reply = _quick_reply_factory()
+# The per-query hot path fills Datagram and Result through their slots' member descriptors:
+# the frozen dataclasses' __init__ goes through object.__setattr__ per field, which costs as
+# much as a third of answering a query. The objects are the same (equal, same repr, same type).
+# When either class changes shape, QUICK is False and the resolver uses `reply_of`.
+QUICK = (_plain_slots(Datagram, ("data", "to", "l2_unicast"))
+         and _plain_slots(Result, ("send", "timers", "facts", "done")))
+new_object = object.__new__
+
+
+def _setter(cls: type, name: str) -> Callable[[Any, Any], None]:
+    member = vars(cls).get(name)
+    if not QUICK or member is None:
+        return _unused
+    setter: Callable[[Any, Any], None] = member.__set__
+    return setter
+
+
+def _unused(obj: Any, value: Any) -> None:
+    raise AssertionError("the quick path is off when Datagram or Result changed shape")
+
+
+SET_DATA, SET_TO, SET_L2 = (_setter(Datagram, name) for name in ("data", "to", "l2_unicast"))
+SET_SEND, SET_TIMERS, SET_FACTS, SET_DONE = (_setter(Result, name)
+                                             for name in ("send", "timers", "facts", "done"))
+
+
+def quick_reply(data: bytes, facts: tuple[Fact, ...]) -> Result:
+    """`reply_of`, built as the resolver's fast path builds it (for tests and the slow paths)."""
+    if not QUICK:
+        return reply_of(data, facts)
+    datagram = new_object(Datagram)
+    SET_DATA(datagram, data)
+    SET_TO(datagram, None)
+    SET_L2(datagram, False)
+    result = new_object(Result)
+    SET_SEND(result, (datagram,))
+    SET_TIMERS(result, ())
+    SET_FACTS(result, facts)
+    SET_DONE(result, False)
+    return result
 
 
 DROPPED_SHORT = only(facts_of("", "", -1, "dropped: shorter than a DNS header", "dropped")[0])
