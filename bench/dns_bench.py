@@ -66,11 +66,15 @@ def _zones() -> dict:
 
 async def _serve_labkit(ready: asyncio.Future[int]) -> object:
     from labkit.events import StaticDirectory
-    from labkit.protocols.dns import AuthoritativeResolver
+    from labkit.inventory.load import load
+    from labkit.plan.build import build_plan
+    from labkit.services.context import Endpoint, StartContext
     from labkit.services.dns import start_dns
+    from labkit.services.filetree import FileTree
 
-    resolver = AuthoritativeResolver(z.for_dns() for z in _zones().values())
-    service = await start_dns(resolver, HOST, 0, CountingSink(), StaticDirectory())
+    state = Path(tempfile.gettempdir())
+    ctx = StartContext(FileTree({}), CountingSink(), StaticDirectory(), frozenset(), state)
+    service = await start_dns(build_plan(load(None)).dns, Endpoint("dns", HOST, 0, "udp+tcp"), ctx)
     ready.set_result(service.port)
     return service
 

@@ -10,6 +10,10 @@ cannot be sent at once (socket buffer full) is dropped and counted: the client r
 TCP (RFC 7766) uses asyncio streams: 2-byte length framing, any number of queries per
 connection answered in order, an idle timeout, and a cap on open connections.
 
+The service is started as every service is: `start_dns(config, endpoint, ctx)`, with the
+plan's DnsPlan (the zones as the core's own input), where to listen, and the shared start
+context (event bus, phone directory, typed fault hooks in `ctx.faults.dns`).
+
 The resolver returns the shared Result vocabulary (one Datagram, one Fact per query); every
 fact becomes one Event (service "dns", action "query") through `labkit.events.fact_event`, the
 quick equivalent of `events_from` for per-packet services.
@@ -23,14 +27,18 @@ import errno
 import ipaddress
 import socket
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from labkit.errors import LabkitError
 from labkit.events import EventSink, PhoneDirectory, fact_event
-from labkit.faults import FaultHooks
 from labkit.protocols.dns import AuthoritativeResolver, DnsFact
-from labkit.protocols.dns.faults import apply_dns_fault, negative_probe
+from labkit.protocols.dns.faults import DnsFaultAction, apply_dns_fault, negative_probe
 from labkit.protocols.result import Result
+
+if TYPE_CHECKING:  # annotations only: the service imports nothing of the plan or the inventory
+    from labkit.faults.hooks import ServiceFaults
+    from labkit.plan.zones import DnsPlan
+    from labkit.services.context import Endpoint, StartContext
 
 UDP_BATCH = 128  # datagrams answered per wake-up before yielding to the loop's other work
 UDP_RECV_SIZE = 65535  # a full datagram: a cut-off query would be misread
@@ -51,7 +59,8 @@ class DnsService:
     """A running DNS service; `await close()` stops UDP and TCP and ends open connections."""
 
     def __init__(self, resolver: AuthoritativeResolver, host: str, sink: EventSink,
-                 directory: PhoneDirectory, *, tcp_idle_timeout: float = TCP_IDLE_TIMEOUT,
+                 directory: PhoneDirectory, *, faults: ServiceFaults[DnsFaultAction] | None = None,
+                 tcp_idle_timeout: float = TCP_IDLE_TIMEOUT,
                  tcp_max_connections: int = TCP_MAX_CONNECTIONS) -> None:
         self.resolver = resolver
         self.host = host
@@ -69,16 +78,16 @@ class DnsService:
         self.tcp_connections = 0
         self.tcp_rejected = 0
         self.sink_errors = 0
-        self.faults: FaultHooks | None = None  # set by the supervisor when rules concern DNS
+        self._faults = faults  # None when no fault rule concerns DNS
 
     def _fault(self, query: bytes, result: Result, ip: str, client: str) -> bytes | None:
         """The answer to send once fault rules had their say (only called when some rule concerns DNS)."""
-        assert self.faults is not None
+        assert self._faults is not None
         wire = _wire(result)
         fact = result.facts[0] if result.facts else None
         qname, qtype = (fact.qname, fact.qtype) if isinstance(fact, DnsFact) else ("", "")
-        fired = self.faults.check("dns", mac=self._phone_at(ip), client=client, request=f"{qtype} {qname}",
-                                  name=qname)
+        fired = self._faults.check(mac=self._phone_at(ip), client=client, request=f"{qtype} {qname}",
+                                   name=qname)
         for hit in fired:
             negative = None
             if hit.action.rcode == "NXDOMAIN" and (probe := negative_probe(query)) is not None:
@@ -111,7 +120,7 @@ class DnsService:
             return
         # locals: this loop runs once per datagram, attribute look-ups add up
         recvfrom, sendto, answer = sock.recvfrom, sock.sendto, self.resolver.answer
-        sink, phone_at, now, event, faults = self._sink, self._phone_at, time.time, fact_event, self.faults
+        sink, phone_at, now, event, faults = self._sink, self._phone_at, time.time, fact_event, self._faults
         # the directory cannot change while this loop runs (one event-loop callback), so the
         # client text and phone of the previous datagram's address serve the next from it
         peer: Any = None
@@ -165,7 +174,7 @@ class DnsService:
                     return  # closed, idle or half a message: end the connection quietly
                 result = self.resolver.answer(message, tcp=True)
                 client = f"{peer[0]}:{peer[1]}"
-                if self.faults is not None:
+                if self._faults is not None:
                     wire = self._fault(message, result, peer[0], client)
                 else:
                     wire = _wire(result)
@@ -243,11 +252,12 @@ def _family(host: str) -> socket.AddressFamily:
             raise DnsServiceError(f"DNS cannot use host {host!r}: {exc}") from None
 
 
-async def start_dns(resolver: AuthoritativeResolver, host: str, port: int, sink: EventSink,
-                    directory: PhoneDirectory, *, tcp_idle_timeout: float = TCP_IDLE_TIMEOUT,
+async def start_dns(config: DnsPlan, endpoint: Endpoint, ctx: StartContext, *,
+                    tcp_idle_timeout: float = TCP_IDLE_TIMEOUT,
                     tcp_max_connections: int = TCP_MAX_CONNECTIONS) -> DnsService:
-    """Serve `resolver` on `host`:`port` over UDP and TCP (port 0: a free port, see .port)."""
-    service = DnsService(resolver, host, sink, directory, tcp_idle_timeout=tcp_idle_timeout,
-                         tcp_max_connections=tcp_max_connections)
-    await service._bind(port)
+    """Serve the plan's zones on the endpoint over UDP and TCP (port 0: a free port, see .port)."""
+    resolver = AuthoritativeResolver(config.zones, max_udp=config.max_udp)
+    service = DnsService(resolver, endpoint.host, ctx.bus, ctx.directory, faults=ctx.faults.dns,
+                         tcp_idle_timeout=tcp_idle_timeout, tcp_max_connections=tcp_max_connections)
+    await service._bind(endpoint.port)
     return service

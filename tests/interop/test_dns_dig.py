@@ -18,6 +18,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
+from pathlib import Path
 
 import pytest
 from dnslib import RR, DNSRecord
@@ -25,8 +26,11 @@ from dnslib import RR, DNSRecord
 from labkit.events import Event, EventRecorder, StaticDirectory, events_from, fact_event
 from labkit.inventory.load import load
 from labkit.plan.build import build_plan
+from labkit.plan.zones import DnsPlan
 from labkit.protocols.dns import AuthoritativeResolver, DnsZone
+from labkit.services.context import Endpoint, StartContext
 from labkit.services.dns import DnsService, DnsServiceError, start_dns
+from labkit.services.filetree import FileTree
 from tests.conftest import require_tool
 
 HOST = "127.0.0.1"
@@ -53,6 +57,10 @@ def lab_zones() -> dict[str, DnsZone]:
     return zones
 
 
+def context(events: EventRecorder, directory: StaticDirectory) -> StartContext:
+    return StartContext(FileTree({}), events, directory, frozenset(), Path("/nonexistent-state-dir"))
+
+
 class Served:
     """The DNS service in a background thread with its own event loop."""
 
@@ -61,9 +69,10 @@ class Served:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="dns-test-loop", daemon=True)
         self.thread.start()
-        resolver = AuthoritativeResolver(zones)
-        directory = StaticDirectory({HOST: PHONE})
-        self.service: DnsService = self.call(start_dns(resolver, HOST, 0, self.events, directory,
+        self.plan = DnsPlan(tuple(zones.values()))
+        self.ctx = context(self.events, StaticDirectory({HOST: PHONE}))
+        endpoint = Endpoint("dns", HOST, 0, "udp+tcp")
+        self.service: DnsService = self.call(start_dns(self.plan, endpoint, self.ctx,
                                                        tcp_idle_timeout=tcp_idle_timeout))
         self.port = self.service.port
 
@@ -364,7 +373,8 @@ def test_tcp_idle_connection_is_closed_and_close_releases_the_port() -> None:
 
 def test_port_in_use_is_a_clear_error(served: Served) -> None:
     with pytest.raises(DnsServiceError, match="cannot bind"):
-        served.call(start_dns(served.service.resolver, HOST, served.port, EventRecorder(), StaticDirectory()))
+        served.call(start_dns(served.plan, Endpoint("dns", HOST, served.port, "udp+tcp"),
+                              context(EventRecorder(), StaticDirectory())))
 
 
 def test_quick_event_is_the_same_event() -> None:

@@ -27,10 +27,11 @@ NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
 
 
 def make_zone(name: str, body: str, *, ttl: int = 300, minimum: int = 60, sinkhole: bool = False,
-              address: str | None = None, ns: str | None = None) -> DnsZone:
-    ns = ns or f"ns.{name}."
+              address: str | None = None, lab_ns: bool = False) -> DnsZone:
+    home = "lab.example" if lab_ns else name  # the lab's sinkholes name the lab's server and admin
+    ns, admin = f"ns.{home}.", f"hostmaster.{home}."
     text = (f"$ORIGIN {name}.\n$TTL {ttl}\n"
-            f"@ IN SOA {ns} hostmaster.{name}. 7 3600 600 86400 {minimum}\n@ IN NS {ns}\n{body}")
+            f"@ IN SOA {ns} {admin} 7 3600 600 86400 {minimum}\n@ IN NS {ns}\n{body}")
     return DnsZone(name, tuple(RR.fromZone(text)), sinkhole, IPv4Address(address) if address else None)
 
 
@@ -47,8 +48,8 @@ SINKHOLES = ("activate.cisco.com", "webapps.cisco.com", "activation.webex.com")
 
 
 def lab_zones() -> list[DnsZone]:
-    return [make_zone("lab.example", LAB_BODY, minimum=300, ns="ns.lab.example."),
-            *(make_zone(name, "", minimum=300, ns="ns.lab.example.", sinkhole=True) for name in SINKHOLES)]
+    return [make_zone("lab.example", LAB_BODY, minimum=300, lab_ns=True),
+            *(make_zone(name, "", minimum=300, lab_ns=True, sinkhole=True) for name in SINKHOLES)]
 
 
 @pytest.fixture(scope="module")
