@@ -8,7 +8,11 @@ same resolver and events, and it is still the loop's own readiness machinery. A 
 cannot be sent at once (socket buffer full) is dropped and counted: the client retries.
 
 TCP (RFC 7766) uses asyncio streams: 2-byte length framing, any number of queries per
-connection answered in order, an idle timeout, and a cap on open connections.
+connection answered in order. Connections are bounded so that idle or hostile clients cannot
+lock others out (issue 10): an idle timeout between complete queries, a much shorter one for
+finishing a message once its first byte arrived (a 1-byte "slow loris" connection ends after
+a few seconds), a cap on connections per client address (a client over it is closed at once,
+everyone else is still served) and a cap on all connections.
 
 The service is started as every service is: `start_dns(config, endpoint, ctx)`, with the
 plan's DnsPlan (the zones as the core's own input), where to listen, and the shared start
@@ -27,6 +31,7 @@ import errno
 import ipaddress
 import socket
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from labkit.errors import LabkitError
@@ -43,12 +48,24 @@ if TYPE_CHECKING:  # annotations only: the service imports nothing of the plan o
 UDP_BATCH = 128  # datagrams answered per wake-up before yielding to the loop's other work
 UDP_RECV_SIZE = 65535  # a full datagram: a cut-off query would be misread
 UDP_RCVBUF = 1 << 20  # ask for 1 MiB of socket buffer to ride out bursts (the kernel may cap it)
-TCP_IDLE_TIMEOUT = 10.0  # seconds a connection may sit without a complete query (RFC 7766 §6.2.3)
+TCP_IDLE_TIMEOUT = 10.0  # seconds a connection may wait for its next query to start (RFC 7766 §6.2.3)
+TCP_PARTIAL_TIMEOUT = 3.0  # seconds to finish a message (length prefix and body) once it started
 TCP_MAX_CONNECTIONS = 256
+TCP_MAX_PER_CLIENT = 16  # open connections per client address: one address cannot fill the table
 TCP_BACKLOG = 128
 _PORT_ATTEMPTS = 20  # port 0: tries at finding a port free for both UDP and TCP
 _TCP_DETAIL = {"transport": "tcp"}
 SERVICE = "dns"
+
+
+@dataclass(frozen=True)
+class TcpLimits:
+    """How long and how many TCP connections the service keeps (tests use small values)."""
+
+    idle_timeout: float = TCP_IDLE_TIMEOUT  # between complete queries
+    partial_timeout: float = TCP_PARTIAL_TIMEOUT  # from a message's first byte to its last
+    max_connections: int = TCP_MAX_CONNECTIONS
+    max_per_client: int = TCP_MAX_PER_CLIENT
 
 
 class DnsServiceError(LabkitError):
@@ -60,19 +77,18 @@ class DnsService:
 
     def __init__(self, resolver: AuthoritativeResolver, host: str, sink: EventSink,
                  directory: PhoneDirectory, *, faults: ServiceFaults[DnsFaultAction] | None = None,
-                 tcp_idle_timeout: float = TCP_IDLE_TIMEOUT,
-                 tcp_max_connections: int = TCP_MAX_CONNECTIONS) -> None:
+                 limits: TcpLimits = TcpLimits()) -> None:
         self.resolver = resolver
         self.host = host
         self.port = 0
         self._sink = sink
         self._phone_at = directory.phone_at
-        self._idle = tcp_idle_timeout
-        self._max_connections = tcp_max_connections
+        self.limits = limits
         self._loop = asyncio.get_running_loop()
         self._udp: socket.socket | None = None
         self._tcp: asyncio.Server | None = None
         self._connections: set[asyncio.Task[Any]] = set()
+        self._per_client: dict[str, int] = {}  # open connections by client address
         self.udp_send_errors = 0
         self.udp_receive_errors = 0
         self.tcp_connections = 0
@@ -158,40 +174,57 @@ class DnsService:
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         peer = writer.get_extra_info("peername") or ("?", 0)
-        if task is None or len(self._connections) >= self._max_connections:
-            self.tcp_rejected += 1
+        ip = str(peer[0])
+        held = self._per_client.get(ip, 0)
+        if (task is None or len(self._connections) >= self.limits.max_connections
+                or held >= self.limits.max_per_client):
+            self.tcp_rejected += 1  # the others keep being served; this client may retry later
             writer.close()
             return
         self._connections.add(task)
+        self._per_client[ip] = held + 1
         self.tcp_connections += 1
+        client = f"{ip}:{peer[1]}"
         try:
-            while True:
-                try:
-                    async with asyncio.timeout(self._idle):
-                        head = await reader.readexactly(2)
-                        message = await reader.readexactly(int.from_bytes(head, "big"))
-                except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
-                    return  # closed, idle or half a message: end the connection quietly
-                result = self.resolver.answer(message, tcp=True)
-                client = f"{peer[0]}:{peer[1]}"
-                if self._faults is not None:
-                    wire = self._fault(message, result, peer[0], client)
-                else:
-                    wire = _wire(result)
-                self._emit(result, peer[0], client, dict(_TCP_DETAIL))
-                if wire is None:
-                    continue  # nothing to say to a response or a runt; keep the connection
-                writer.write(len(wire).to_bytes(2, "big") + wire)
-                try:
-                    async with asyncio.timeout(self._idle):
-                        await writer.drain()
-                except (TimeoutError, ConnectionError):
-                    return  # a client that does not read its answers loses the connection
+            while (message := await self._read_message(reader)) is not None:
+                if not await self._answer_tcp(message, ip, client, writer):
+                    return
         finally:
             self._connections.discard(task)
+            if self._per_client[ip] > 1:
+                self._per_client[ip] -= 1
+            else:
+                del self._per_client[ip]
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+    async def _read_message(self, reader: asyncio.StreamReader) -> bytes | None:
+        """The next message; None when the client closed, stayed idle too long between messages,
+        or took too long to finish one it had started (RFC 7766 §6.2.3, §10)."""
+        try:
+            async with asyncio.timeout(self.limits.idle_timeout):
+                first = await reader.readexactly(1)
+            async with asyncio.timeout(self.limits.partial_timeout):
+                second = await reader.readexactly(1)
+                return await reader.readexactly((first[0] << 8) | second[0])
+        except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
+            return None
+
+    async def _answer_tcp(self, message: bytes, ip: str, client: str, writer: asyncio.StreamWriter) -> bool:
+        """Answer one message; False when the connection should end (the client does not read)."""
+        result = self.resolver.answer(message, tcp=True)
+        wire = self._fault(message, result, ip, client) if self._faults is not None else _wire(result)
+        self._emit(result, ip, client, dict(_TCP_DETAIL))
+        if wire is None:
+            return True  # nothing to say to a response or a runt; keep the connection
+        writer.write(len(wire).to_bytes(2, "big") + wire)
+        try:
+            async with asyncio.timeout(self.limits.idle_timeout):
+                await writer.drain()
+        except (TimeoutError, ConnectionError):
+            return False  # a client that does not read its answers loses the connection
+        return True
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -253,11 +286,10 @@ def _family(host: str) -> socket.AddressFamily:
 
 
 async def start_dns(config: DnsPlan, endpoint: Endpoint, ctx: StartContext, *,
-                    tcp_idle_timeout: float = TCP_IDLE_TIMEOUT,
-                    tcp_max_connections: int = TCP_MAX_CONNECTIONS) -> DnsService:
+                    limits: TcpLimits = TcpLimits()) -> DnsService:
     """Serve the plan's zones on the endpoint over UDP and TCP (port 0: a free port, see .port)."""
     resolver = AuthoritativeResolver(config.zones, max_udp=config.max_udp)
     service = DnsService(resolver, endpoint.host, ctx.bus, ctx.directory, faults=ctx.faults.dns,
-                         tcp_idle_timeout=tcp_idle_timeout, tcp_max_connections=tcp_max_connections)
+                         limits=limits)
     await service._bind(endpoint.port)
     return service

@@ -29,7 +29,7 @@ from labkit.plan.build import build_plan
 from labkit.plan.zones import DnsPlan
 from labkit.protocols.dns import AuthoritativeResolver, DnsZone
 from labkit.services.context import Endpoint, StartContext
-from labkit.services.dns import DnsService, DnsServiceError, start_dns
+from labkit.services.dns import DnsService, DnsServiceError, TcpLimits, start_dns
 from labkit.services.filetree import FileTree
 from tests.conftest import require_tool
 
@@ -64,7 +64,7 @@ def context(events: EventRecorder, directory: StaticDirectory) -> StartContext:
 class Served:
     """The DNS service in a background thread with its own event loop."""
 
-    def __init__(self, zones: dict[str, DnsZone], *, tcp_idle_timeout: float = 10.0) -> None:
+    def __init__(self, zones: dict[str, DnsZone], *, limits: TcpLimits | None = None) -> None:
         self.events = EventRecorder()
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="dns-test-loop", daemon=True)
@@ -72,8 +72,8 @@ class Served:
         self.plan = DnsPlan(tuple(zones.values()))
         self.ctx = context(self.events, StaticDirectory({HOST: PHONE}))
         endpoint = Endpoint("dns", HOST, 0, "udp+tcp")
-        self.service: DnsService = self.call(start_dns(self.plan, endpoint, self.ctx,
-                                                       tcp_idle_timeout=tcp_idle_timeout))
+        limits = limits or TcpLimits()
+        self.service: DnsService = self.call(start_dns(self.plan, endpoint, self.ctx, limits=limits))
         self.port = self.service.port
 
     def call(self, coroutine):  # type: ignore[no-untyped-def]
@@ -355,7 +355,7 @@ def test_udp_garbage_does_not_stop_the_service(served: Served) -> None:
 
 
 def test_tcp_idle_connection_is_closed_and_close_releases_the_port() -> None:
-    server = Served(lab_zones(), tcp_idle_timeout=0.5)
+    server = Served(lab_zones(), limits=TcpLimits(idle_timeout=0.5, partial_timeout=0.5))
     try:
         with socket.create_connection((HOST, server.port), timeout=WAIT) as sock:
             assert sock.recv(1) == b""  # the server hangs up on a silent client (bounded by WAIT)
@@ -369,6 +369,82 @@ def test_tcp_idle_connection_is_closed_and_close_releases_the_port() -> None:
         with socket.socket(socket.AF_INET, kind) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind((HOST, port))
+
+
+# ---------------------------------------------------------------------------------------------
+# TCP under hostile clients (issue 10): idle half-open connections must not lock others out
+
+HOSTILE = "127.0.0.2"  # loopback is all of 127/8 on Linux: a second client address
+
+
+def _query_over_tcp(sock: socket.socket, name: str = "prov.lab.example") -> DNSRecord:
+    packet = bytes(DNSRecord.question(name, "A").pack())
+    sock.sendall(struct.pack("!H", len(packet)) + packet)
+    return DNSRecord.parse(_recv_exactly(sock, struct.unpack("!H", _recv_exactly(sock, 2))[0]))
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(1) == b""  # bounded by the socket's timeout (WAIT)
+    except ConnectionResetError:
+        return True
+
+
+def test_256_one_byte_connections_from_one_address_do_not_lock_out_others() -> None:
+    server = Served(lab_zones())  # the default limits
+    held: list[socket.socket] = []
+    try:
+        rejected = server.service.tcp_rejected
+        for _ in range(256):
+            sock = socket.create_connection((HOST, server.port), timeout=WAIT, source_address=(HOSTILE, 0))
+            sock.sendall(b"\x00")  # one byte of a length prefix, then nothing
+            held.append(sock)
+        with socket.create_connection((HOST, server.port), timeout=WAIT) as fresh:
+            assert _query_over_tcp(fresh).header.rcode == 0  # served while all 256 are held
+        # connections are taken in order: the hostile address kept its quota, the rest was closed
+        limit = server.service.limits.max_per_client
+        assert server.service.tcp_rejected - rejected == 256 - limit
+        assert all(_closed_by_server(sock) for sock in held[limit:])
+    finally:
+        for sock in held:
+            sock.close()
+        server.close()
+
+
+def test_a_client_over_its_limit_is_closed_and_keeps_what_it_holds() -> None:
+    server = Served(lab_zones(), limits=TcpLimits(max_per_client=2, max_connections=4))
+    try:
+        first, second, third = (socket.create_connection((HOST, server.port), timeout=WAIT,
+                                                         source_address=(HOSTILE, 0)) for _ in range(3))
+        with first, second, third:
+            assert _query_over_tcp(first).header.rcode == 0  # taken in order: first and second are in
+            assert _closed_by_server(third)
+            assert _query_over_tcp(second).header.rcode == 0
+            others = [socket.create_connection((HOST, server.port), timeout=WAIT) for _ in range(3)]
+            try:  # two more from another address fill the table; the one after them is refused
+                assert [_query_over_tcp(s).header.rcode for s in others[:2]] == [0, 0]
+                assert _closed_by_server(others[2])
+            finally:
+                for sock in others:
+                    sock.close()
+    finally:
+        server.close()
+
+
+def test_an_unfinished_message_times_out_sooner_than_an_idle_connection() -> None:
+    server = Served(lab_zones(), limits=TcpLimits(idle_timeout=600, partial_timeout=0.2))
+    try:
+        with socket.create_connection((HOST, server.port), timeout=WAIT) as idle:
+            assert _query_over_tcp(idle).header.rcode == 0  # a complete query, then silence
+            packet = bytes(DNSRecord.question("prov.lab.example", "A").pack())
+            for partial in (b"\x00", struct.pack("!H", len(packet)) + packet[:5]):
+                with socket.create_connection((HOST, server.port), timeout=WAIT) as slow:
+                    slow.sendall(partial)
+                    assert _closed_by_server(slow)  # after the partial timeout, long before 600 s
+            # the idle connection has been silent longer than the partial timeout by now
+            assert _query_over_tcp(idle, SRV_HTTPS.replace("_tls", "_TLS")).header.rcode == 0
+    finally:
+        server.close()
 
 
 def test_port_in_use_is_a_clear_error(served: Served) -> None:
