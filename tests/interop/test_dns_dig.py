@@ -15,7 +15,7 @@ import socket
 import struct
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -94,27 +94,29 @@ def served() -> Iterator[Served]:
 
 
 # ---------------------------------------------------------------------------------------------
-# dig
+# the field's clients: dig (text output) and kdig (+json, RFC 8427), read into one shape
 
 
 @dataclass
-class DigAnswer:
+class Answer:
     text: str
     status: str
-    flags: set[str]
-    sections: dict[str, list[list[str]]] = field(default_factory=dict)
-    transport: str = ""
-    edns: tuple[int, str, int] | None = None  # version, flags, udp size
+    flags: set[str]  # lowercase header flags: aa, tc, rd, ra, ...
+    sections: dict[str, list[list[str]]] = field(default_factory=dict)  # ANSWER/AUTHORITY/ADDITIONAL
+    transport: str = ""  # UDP or TCP, when the client says
+    edns: tuple[int, str, int] | None = None  # version, flags, udp size (dig only)
+    size: int = 0  # bytes received
 
     def records(self, section: str, rtype: str | None = None) -> list[list[str]]:
+        """[name, ttl, class, type, rdata] of the section's records, of one type if given."""
         return [r for r in self.sections.get(section, []) if rtype is None or r[3] == rtype]
 
 
-def parse_dig(text: str) -> DigAnswer:
+def parse_dig(text: str) -> Answer:
     status = re.search(r"status: (\w+)", text)
     flags = re.search(r";; flags:([^;]*);", text)
     assert status and flags, text
-    answer = DigAnswer(text, status.group(1), set(flags.group(1).split()))
+    answer = Answer(text, status.group(1), set(flags.group(1).split()))
     section = None
     for line in text.splitlines():
         heading = re.match(r";; (\w+) SECTION:", line)
@@ -131,20 +133,65 @@ def parse_dig(text: str) -> DigAnswer:
     opt = re.search(r"; EDNS: version: (\d+), flags:([^;]*); udp: (\d+)", text)
     if opt:
         answer.edns = (int(opt.group(1)), opt.group(2).strip(), int(opt.group(3)))
+    size = re.search(r"MSG SIZE\s+rcvd: (\d+)", text)
+    answer.size = int(size.group(1)) if size else 0
     return answer
 
 
-def dig(served: Served, *args: str) -> DigAnswer:
-    tool = require_tool("dig")
-    result = subprocess.run([tool, f"@{HOST}", "-p", str(served.port), "+tries=1", "+time=10", *args],
+RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
+
+
+def parse_kdig(text: str) -> Answer:
+    reply = json.loads(text)
+    flags = {flag.lower() for flag in ("AA", "TC", "RD", "RA", "AD", "CD") if reply[flag]}
+    answer = Answer(text, RCODES[reply["RCODE"]], flags, size=reply["msgLength"])
+    for section in ("answer", "authority", "additional"):
+        answer.sections[section.upper()] = [
+            [rr["NAME"], str(rr["TTL"]), rr["CLASSname"], rtype, rr.get("rdata" + rtype, "")]
+            for rr in reply.get(f"{section}RRs", []) if (rtype := rr["TYPEname"]) != "OPT"]
+    return answer
+
+
+@dataclass(frozen=True)
+class Client:
+    name: str  # the tool
+    options: tuple[str, ...]  # always given: the server's port is added, a bounded wait, no retries
+    parse: Callable[[str], Answer]
+    badvers: tuple[str, ...]  # how to ask with EDNS version 1 (and see the raw BADVERS)
+    tcp_mark: str  # how its text output marks an answer received over TCP
+
+
+CLIENTS = [
+    Client("dig", ("+tries=1", "+time=10"), parse_dig, ("+edns=1", "+noednsnegotiation"), "(TCP)"),
+    Client("kdig", ("+json", "+timeout=10", "+retry=0"), parse_kdig, ("+edns=1",), "(TCP)"),
+]
+
+
+def run(client: Client, served: Served, *args: str, options: tuple[str, ...] | None = None) -> str:
+    tool = require_tool(client.name)
+    result = subprocess.run([tool, f"@{HOST}", "-p", str(served.port), *(client.options if options is None
+                                                                         else options), *args],
                             capture_output=True, text=True, timeout=WAIT * 2)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return parse_dig(result.stdout)
+    assert result.returncode == 0 or "BADVERS" in result.stdout, result.stdout + result.stderr
+    return result.stdout
 
 
-def test_dig_srv_with_additional_a(served: Served) -> None:
+def ask(client: Client, served: Served, *args: str) -> Answer:
+    return client.parse(run(client, served, *args))
+
+
+def dig(served: Served, *args: str) -> Answer:
+    return ask(CLIENTS[0], served, *args)
+
+
+@pytest.fixture(params=CLIENTS, ids=lambda client: client.name)
+def client(request: pytest.FixtureRequest) -> Client:
+    return request.param  # type: ignore[no-any-return]
+
+
+def test_srv_with_additional_a(served: Served, client: Client) -> None:
     for name, port in ((SRV_HTTPS, "443"), (SRV_HTTP, "80")):
-        answer = dig(served, name, "SRV")
+        answer = ask(client, served, name, "SRV")
         assert answer.status == "NOERROR"
         assert "aa" in answer.flags and "ra" not in answer.flags
         (srv,) = answer.records("ANSWER", "SRV")
@@ -152,8 +199,8 @@ def test_dig_srv_with_additional_a(served: Served) -> None:
         assert answer.records("ADDITIONAL", "A") == [["prov.lab.example.", "300", "IN", "A", "10.42.0.1"]]
 
 
-def test_dig_query_becomes_an_event(served: Served) -> None:
-    dig(served, SRV_HTTPS, "SRV")
+def test_query_becomes_an_event(served: Served, client: Client) -> None:
+    ask(client, served, SRV_HTTPS, "SRV")
     event = served.events.events[-1]  # emitted before the answer left, so it is there already
     assert isinstance(event, Event)
     assert (event.service, event.action, event.phone) == ("dns", "query", PHONE)
@@ -163,82 +210,94 @@ def test_dig_query_becomes_an_event(served: Served) -> None:
     assert json.loads(event.to_json())["request"] == event.request
 
 
-def test_dig_nodata_and_nxdomain_carry_the_soa(served: Served) -> None:
-    nodata = dig(served, "prov.lab.example", "AAAA")
-    assert nodata.status == "NOERROR" and nodata.records("ANSWER") == []
+def test_nodata_and_nxdomain_carry_the_soa(served: Served, client: Client) -> None:
+    nodata = ask(client, served, "prov.lab.example", "AAAA")
+    assert nodata.status == "NOERROR" and nodata.records("ANSWER") == [] and "aa" in nodata.flags
     assert [r[3] for r in nodata.records("AUTHORITY")] == ["SOA"]
     assert nodata.records("AUTHORITY")[0][:2] == ["lab.example.", "300"]
-    ent = dig(served, "_tls.lab.example", "A")  # empty non-terminal
+    ent = ask(client, served, "_tls.lab.example", "A")  # empty non-terminal
     assert ent.status == "NOERROR" and [r[3] for r in ent.records("AUTHORITY")] == ["SOA"]
-    missing = dig(served, "nope.lab.example", "SRV")
+    missing = ask(client, served, "nope.lab.example", "SRV")
     assert missing.status == "NXDOMAIN" and "aa" in missing.flags
     assert [r[3] for r in missing.records("AUTHORITY")] == ["SOA"]
     assert served.events.events[-1].result == "nxdomain"
 
 
-def test_dig_refused_outside_the_lab(served: Served) -> None:
-    answer = dig(served, "www.example.com", "A")
-    assert answer.status == "REFUSED" and "aa" not in answer.flags and "ra" not in answer.flags
-    assert served.events.events[-1].result == "refused"
+def test_refused_outside_the_lab(served: Served, client: Client) -> None:
+    for name in ("www.example.com", "example.net"):
+        answer = ask(client, served, name, "A")
+        assert answer.status == "REFUSED" and "aa" not in answer.flags and "ra" not in answer.flags
+        assert served.events.events[-1].result == "refused"
 
 
-def test_dig_sinkholes(served: Served) -> None:
-    for name in ("activate.cisco.com", "eu.activate.cisco.com", "x.webapps.cisco.com"):
-        answer = dig(served, name, "A")
+def test_sinkholes(served: Served, client: Client) -> None:
+    for name in ("activate.cisco.com", "eu.activate.cisco.com", "x.webapps.cisco.com",
+                 "x.activation.webex.com"):
+        answer = ask(client, served, name, "A")
         assert answer.status == "NXDOMAIN" and "aa" in answer.flags, name
         (soa,) = answer.records("AUTHORITY", "SOA")
         assert name.endswith(soa[0].rstrip("."))
     for name in ("cloud.example", "a.b.cloud.example"):
-        answer = dig(served, name, "A")
+        answer = ask(client, served, name, "A")
         assert answer.status == "NOERROR"
         assert answer.records("ANSWER", "A") == [[name + ".", "300", "IN", "A", "10.42.0.9"]]
-        answer = dig(served, name, "AAAA")
+        answer = ask(client, served, name, "AAAA")
         assert answer.status == "NOERROR" and answer.records("ANSWER") == []
 
 
-def test_dig_tcp_several_queries_on_one_connection(served: Served) -> None:
+def test_several_queries_on_one_tcp_connection(served: Served, client: Client) -> None:
     before = served.service.tcp_connections
-    tool = require_tool("dig")
-    result = subprocess.run([tool, f"@{HOST}", "-p", str(served.port), "+tcp", "+keepopen", "+time=10",
-                             "+tries=1", SRV_HTTPS, "SRV", "prov.lab.example", "A", "nope.lab.example", "A"],
-                            capture_output=True, text=True, timeout=WAIT * 2)
-    assert result.returncode == 0, result.stderr
-    blocks = result.stdout.split(";; Got answer:")[1:]
-    answers = [parse_dig(";; Got answer:" + block) for block in blocks]
-    assert [a.status for a in answers] == ["NOERROR", "NOERROR", "NXDOMAIN"]
-    assert all(a.transport == "TCP" and "aa" in a.flags for a in answers)
-    assert len(answers[0].records("ADDITIONAL", "A")) == 1
+    text = run(client, served, "+tcp", "+keepopen", SRV_HTTPS, "SRV", "prov.lab.example", "A",
+               "nope.lab.example", "A", options=tuple(o for o in client.options if o != "+json"))
+    assert re.findall(r"status: (\w+)", text) == ["NOERROR", "NOERROR", "NXDOMAIN"]
+    assert all("aa" in flags.split() for flags in re.findall(r"(?i);; flags: ([^;]*);", text))
+    assert text.count(client.tcp_mark) == 3
     assert served.service.tcp_connections - before == 1
     assert served.events.events[-1].detail == {"transport": "tcp"}
 
 
-def test_dig_truncation_without_edns(served: Served) -> None:
-    answer = dig(served, "+noedns", "+ignore", "big.test.example", "A")
+def test_truncation_without_edns(served: Served, client: Client) -> None:
+    answer = ask(client, served, "+noedns", "+ignore", "big.test.example", "A")
     assert "tc" in answer.flags and "aa" in answer.flags
-    assert answer.records("ANSWER") == [] and answer.edns is None
+    assert answer.records("ANSWER") == [] and answer.records("ADDITIONAL") == [] and answer.edns is None
     assert "TC" in served.events.events[-1].answer
-    retried = dig(served, "+noedns", "big.test.example", "A")  # dig falls back to TCP by itself
+
+
+def test_bufsize_and_tcp(served: Served, client: Client) -> None:
+    roomy = ask(client, served, "+bufsize=4096", "big.test.example", "A")  # 700 bytes fit in UDP
+    assert "tc" not in roomy.flags and len(roomy.records("ANSWER")) == 40
+    tight = ask(client, served, "+bufsize=600", "+ignore", "big.test.example", "A")
+    assert "tc" in tight.flags and tight.records("ANSWER") == [] and tight.size <= 600
+    capped = ask(client, served, "+bufsize=4096", "+ignore", "huge.test.example", "A")  # 1,660 > our 1232 cap
+    assert "tc" in capped.flags and capped.size <= 1232
+    tcp = ask(client, served, "+tcp", "huge.test.example", "A")
+    assert "tc" not in tcp.flags and len(tcp.records("ANSWER", "A")) == 100
+
+
+def test_badvers(served: Served, client: Client) -> None:
+    text = run(client, served, *client.badvers, "prov.lab.example",
+               options=tuple(o for o in client.options if o != "+json"))
+    assert "status: BADVERS" in text
+    assert served.events.events[-1].result == "badvers"
+
+
+# dig only: what kdig's JSON does not show (EDNS, the transport) or where dig decides (fallback)
+
+
+def test_dig_falls_back_to_tcp_on_truncation(served: Served) -> None:
+    retried = dig(served, "+noedns", "big.test.example", "A")
     assert retried.transport == "TCP" and len(retried.records("ANSWER", "A")) == 40
-
-
-def test_dig_bufsize(served: Served) -> None:
-    answer = dig(served, "+bufsize=4096", "big.test.example", "A")  # 700 bytes fit in UDP
-    assert answer.transport == "UDP" and "tc" not in answer.flags and len(answer.records("ANSWER")) == 40
-    assert answer.edns == (0, "", 1232)
-    small = dig(served, "+bufsize=600", "+ignore", "big.test.example", "A")
-    assert "tc" in small.flags and small.records("ANSWER") == [] and small.edns is not None
-    capped = dig(served, "+bufsize=4096", "+ignore", "huge.test.example", "A")  # 1,660 > our 1232 cap
-    assert "tc" in capped.flags
     full = dig(served, "+bufsize=4096", "huge.test.example", "A")
     assert full.transport == "TCP" and len(full.records("ANSWER", "A")) == 100
 
 
-def test_dig_edns_echo_and_badvers(served: Served) -> None:
-    answer = dig(served, "+dnssec", "prov.lab.example", "A")
-    assert answer.edns == (0, "do", 1232)
+def test_dig_edns_echo(served: Served) -> None:
+    assert dig(served, "+bufsize=4096", "big.test.example", "A").edns == (0, "", 1232)
+    assert dig(served, "+bufsize=600", "+ignore", "big.test.example", "A").edns is not None
+    assert dig(served, "+dnssec", "prov.lab.example", "A").edns == (0, "do", 1232)
     badvers = dig(served, "+edns=1", "+noednsnegotiation", "prov.lab.example", "A")
     assert badvers.status == "BADVERS" and badvers.records("ANSWER") == []
-    assert served.events.events[-1].result == "badvers"
+    assert badvers.edns is not None and badvers.edns[0] == 0  # our OPT says version 0
 
 
 def test_dig_any_and_letter_case(served: Served) -> None:
@@ -247,68 +306,6 @@ def test_dig_any_and_letter_case(served: Served) -> None:
     mixed = "_CiscoProv-HTTPS._TLS.lab.EXAMPLE"
     answer = dig(served, mixed, "SRV")
     assert answer.status == "NOERROR" and answer.records("ANSWER", "SRV")[0][0] == mixed + "."
-
-
-# ---------------------------------------------------------------------------------------------
-# kdig (+json: RFC 8427 output, parsed as data)
-
-
-def kdig(served: Served, *args: str) -> dict:
-    tool = require_tool("kdig")
-    result = subprocess.run([tool, f"@{HOST}", "-p", str(served.port), "+json", "+timeout=10", "+retry=0",
-                             *args], capture_output=True, text=True, timeout=WAIT * 2)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return json.loads(result.stdout)
-
-
-def test_kdig_srv_and_flags(served: Served) -> None:
-    reply = kdig(served, SRV_HTTPS, "SRV")
-    assert (reply["AA"], reply["RA"], reply["RCODE"]) == (1, 0, 0)
-    assert [rr["TYPEname"] for rr in reply["answerRRs"]] == ["SRV"]
-    assert [(rr["NAME"], rr["rdataA"]) for rr in reply["additionalRRs"] if rr["TYPEname"] == "A"] == [
-        ("prov.lab.example.", "10.42.0.1")]
-
-
-def test_kdig_negative_answers(served: Served) -> None:
-    nodata = kdig(served, "prov.lab.example", "AAAA")
-    assert (nodata["RCODE"], nodata["ANCOUNT"], nodata["AA"]) == (0, 0, 1)
-    assert [rr["TYPEname"] for rr in nodata["authorityRRs"]] == ["SOA"]
-    missing = kdig(served, "nope.lab.example", "A")
-    assert (missing["RCODE"], missing["AA"]) == (3, 1)
-    assert [rr["TYPEname"] for rr in missing["authorityRRs"]] == ["SOA"]
-    sinkhole = kdig(served, "x.activation.webex.com", "A")
-    assert sinkhole["RCODE"] == 3 and sinkhole["authorityRRs"][0]["NAME"] == "activation.webex.com."
-    refused = kdig(served, "example.net", "A")
-    assert (refused["RCODE"], refused["AA"], refused["RA"]) == (5, 0, 0)
-
-
-def test_kdig_tcp_truncation_and_bufsize(served: Served) -> None:
-    tcp = kdig(served, "+tcp", "huge.test.example", "A")
-    assert tcp["TC"] == 0 and tcp["ANCOUNT"] == 100
-    truncated = kdig(served, "+noedns", "+ignore", "big.test.example", "A")
-    assert (truncated["TC"], truncated["ANCOUNT"], truncated["AA"]) == (1, 0, 1)
-    assert "additionalRRs" not in truncated
-    roomy = kdig(served, "+bufsize=4096", "big.test.example", "A")
-    assert (roomy["TC"], roomy["ANCOUNT"]) == (0, 40)
-    tight = kdig(served, "+bufsize=600", "+ignore", "big.test.example", "A")
-    assert tight["TC"] == 1 and tight["msgLength"] <= 600
-
-
-def test_kdig_badvers(served: Served) -> None:
-    tool = require_tool("kdig")
-    result = subprocess.run([tool, f"@{HOST}", "-p", str(served.port), "+edns=1", "+timeout=10", "+retry=0",
-                             "prov.lab.example"], capture_output=True, text=True, timeout=WAIT * 2)
-    assert "status: BADVERS" in result.stdout and "Version: 0" in result.stdout
-
-
-def test_kdig_keepopen_tcp(served: Served) -> None:
-    tool = require_tool("kdig")
-    before = served.service.tcp_connections
-    result = subprocess.run([tool, f"@{HOST}", "-p", str(served.port), "+tcp", "+keepopen", "+timeout=10",
-                             "+retry=0", "prov.lab.example", "ns.lab.example", "_tls.lab.example"],
-                            capture_output=True, text=True, timeout=WAIT * 2)
-    assert result.stdout.count("(TCP)") == 3 and result.stdout.count("status: NOERROR") == 3
-    assert served.service.tcp_connections - before == 1
 
 
 # ---------------------------------------------------------------------------------------------
