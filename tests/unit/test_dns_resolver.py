@@ -126,6 +126,9 @@ def answer(resolver: AuthoritativeResolver, raw: bytes, *, tcp: bool = False) ->
     assert isinstance(fact, DnsFact) and fact.action == "query"
     if result.send:
         assert result.send[0].to is None and not result.send[0].l2_unicast  # back to the peer
+        # the fast path fills the slots itself: the very Result the constructors build
+        assert result == reply_of(result.send[0].data, result.facts) and repr(result) == repr(reply_of(
+            result.send[0].data, result.facts))
     return Reply(result.send[0].data if result.send else None, fact)
 
 

@@ -74,7 +74,7 @@ SET_SEND, SET_TIMERS, SET_FACTS, SET_DONE = (_setter(Result, name)
 
 
 def quick_reply(data: bytes, facts: tuple[Fact, ...]) -> Result:
-    """`reply_of`, built as the resolver's fast path builds it (for tests and the slow paths)."""
+    """`reply_of`, built the quick way; the resolver's fast path inlines these same steps."""
     if not QUICK:
         return reply_of(data, facts)
     datagram = new_object(Datagram)
