@@ -1,6 +1,6 @@
 """DNS benchmark (on demand, not a test): labkit's DNS service, a naive dnslib server, dnsmasq.
 
-    .venv/bin/python bench/dns_bench.py [--duration 10] [--runs 3] [--latency] [--no-dnsmasq]
+    .venv/bin/python bench/dns_bench.py [--duration 10] [--runs 3] [--latency] [--no-dnsmasq] [--only labkit]
 
 Each server runs in its own process on 127.0.0.1, pinned to one CPU with taskset when there
 is one (the generator, dnsperf, on another), and is restarted for every run; the order
@@ -66,10 +66,15 @@ def _zones() -> dict:
 
 async def _serve_labkit(ready: asyncio.Future[int]) -> object:
     from labkit.events import StaticDirectory
-    from labkit.protocols.dns import AuthoritativeResolver
+    from labkit.inventory.load import load
+    from labkit.plan.build import build_plan
+    from labkit.services.context import Endpoint, StartContext
     from labkit.services.dns import start_dns
+    from labkit.services.filetree import FileTree
 
-    service = await start_dns(AuthoritativeResolver(_zones()), HOST, 0, CountingSink(), StaticDirectory())
+    state = Path(tempfile.gettempdir())
+    ctx = StartContext(FileTree({}), CountingSink(), StaticDirectory(), frozenset(), state)
+    service = await start_dns(build_plan(load(None)).dns, Endpoint("dns", HOST, 0, "udp+tcp"), ctx)
     ready.set_result(service.port)
     return service
 
@@ -317,6 +322,8 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds per dnsperf run (max 60)")
     parser.add_argument("--runs", type=int, default=3, help="runs per server (max 9)")
     parser.add_argument("--latency", action="store_true", help="also measure p50/p99 at 2,000 q/s")
+    parser.add_argument("--only", choices=("labkit", "naive", "echo", "dnsmasq"), action="append",
+                        help="run only these servers (repeatable; e.g. --only labkit for a before/after)")
     parser.add_argument("--no-dnsmasq", action="store_true",
                         help="leave out dnsmasq (run as a reference when it is installed)")
     args = parser.parse_args()
@@ -329,6 +336,8 @@ def main() -> None:
     kinds = ["labkit", "naive", "echo"]
     if shutil.which("dnsmasq") and not args.no_dnsmasq:
         kinds.append("dnsmasq")
+    if args.only:
+        kinds = [kind for kind in kinds if kind in args.only]
     results: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "queries.txt"
@@ -352,8 +361,8 @@ def main() -> None:
         print(f"| {kind} | {statistics.median(qps):,.0f} [{min(qps):,.0f}–{max(qps):,.0f}] | "
               f"{statistics.median(r['cpu_us'] for r in rows):.1f} | "
               f"{int(sum(r['lost'] for r in rows))} | {lat_text} |")
-    labkit = statistics.median(r["qps"] for r in results["labkit"])
-    for kind in kinds[1:]:
+    labkit = statistics.median(r["qps"] for r in results["labkit"]) if "labkit" in results else 0.0
+    for kind in kinds[1:] if "labkit" in results else ():
         ratio = labkit / statistics.median(r["qps"] for r in results[kind])
         print(f"labkit / {kind}: {ratio:.2f}× the queries per second")
 

@@ -9,7 +9,7 @@ from labkit.inventory.load import LoadedInventory
 from labkit.inventory.model import Inventory, Phone
 from labkit.plan.dhcp import OptionSet, class_option_set, option_set, phone_vendor_class
 from labkit.plan.profiles import PlannedFile, plan_files
-from labkit.plan.zones import Zone, plan_zones
+from labkit.plan.zones import DnsPlan, Zone, plan_dns, plan_zones
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,7 @@ class Plan:
     loaded: LoadedInventory
     files: dict[str, PlannedFile]
     zones: dict[str, Zone]
+    dns: DnsPlan  # the DNS service's config: the zones as the DNS core's input
     phones: dict[str, PhonePlan]  # by normalized MAC
     pool_options: OptionSet  # a pool client whose option 60 matches no class
     class_options: dict[str, OptionSet] = field(default_factory=dict)  # by class pattern
@@ -36,6 +37,7 @@ class Plan:
 
 def build_plan(loaded: LoadedInventory) -> Plan:
     inv = loaded.inventory
+    zones = plan_zones(inv)
     phones = {}
     for phone in inv.phones:
         vendor_class = phone_vendor_class(phone)
@@ -45,7 +47,8 @@ def build_plan(loaded: LoadedInventory) -> Plan:
     return Plan(
         loaded=loaded,
         files=plan_files(loaded),
-        zones=plan_zones(inv),
+        zones=zones,
+        dns=plan_dns(zones),
         phones=phones,
         pool_options=option_set(inv),
         class_options={cls.match: class_option_set(inv, cls) for cls in inv.dhcp.classes},

@@ -7,6 +7,7 @@ Parsing the rendered text with dnslib's zone reader is the proof that what a per
 from __future__ import annotations
 
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from ipaddress import IPv4Address
@@ -18,6 +19,8 @@ from dnslib import RR
 from labkit.errors import LabkitError
 from labkit.inventory import names
 from labkit.inventory.model import Inventory
+from labkit.protocols.dns.wire import MAX_UDP_DEFAULT
+from labkit.protocols.dns.zone import DnsZone
 
 ZONE_TEMPLATES = Path(str(resources.files("labkit") / "zones"))  # package data, as installed
 LAB_TEMPLATE = "lab.zone.j2"
@@ -39,6 +42,24 @@ class Zone:
     @property
     def file_name(self) -> str:
         return f"{self.name}.zone"
+
+    def for_dns(self) -> DnsZone:
+        """The DNS core's plain input for this zone."""
+        return DnsZone(self.name, self.records, self.sinkhole, self.sinkhole_address)
+
+
+@dataclass(frozen=True)
+class DnsPlan:
+    """What the DNS service serves: the zones as the DNS core's own input, and the largest UDP
+    answer it offers (EDNS)."""
+
+    zones: tuple[DnsZone, ...]
+    max_udp: int = MAX_UDP_DEFAULT
+
+
+def plan_dns(zones: Mapping[str, Zone]) -> DnsPlan:
+    """The DNS service's part of the Plan, from the rendered zones (`plan_zones`)."""
+    return DnsPlan(tuple(zone.for_dns() for zone in zones.values()))
 
 
 def _environment(template_dir: Path) -> jinja2.Environment:

@@ -8,73 +8,64 @@ same resolver and events, and it is still the loop's own readiness machinery. A 
 cannot be sent at once (socket buffer full) is dropped and counted: the client retries.
 
 TCP (RFC 7766) uses asyncio streams: 2-byte length framing, any number of queries per
-connection answered in order, an idle timeout, and a cap on open connections.
+connection answered in order. Connections are bounded so that idle or hostile clients cannot
+lock others out (issue 10): an idle timeout between complete queries, a much shorter one for
+finishing a message once its first byte arrived (a 1-byte "slow loris" connection ends after
+a few seconds), a cap on connections per client address (a client over it is closed at once,
+everyone else is still served) and a cap on all connections.
 
-Every query becomes one Event (service "dns", action "query"). The Event is built directly
-rather than through make_event (no **detail dict per query) because it runs for every packet.
+The service is started as every service is: `start_dns(config, endpoint, ctx)`, with the
+plan's DnsPlan (the zones as the core's own input), where to listen, and the shared start
+context (event bus, phone directory, typed fault hooks in `ctx.faults.dns`).
+
+The resolver returns the shared Result vocabulary (one Datagram, one Fact per query); every
+fact becomes one Event (service "dns", action "query") through `labkit.events.fact_event`, the
+quick equivalent of `events_from` for per-packet services.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import errno
 import ipaddress
 import socket
 import time
-from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from labkit.errors import LabkitError
-from labkit.events import Event, EventSink, PhoneDirectory
-from labkit.faults import FaultHooks
-from labkit.protocols.dns.faults import apply_dns_fault, negative_probe
-from labkit.protocols.dns.resolver import AuthoritativeResolver, Outcome, Reply
+from labkit.events import EventSink, PhoneDirectory, fact_event
+from labkit.protocols.dns import AuthoritativeResolver, DnsFact
+from labkit.protocols.dns.faults import DnsFaultAction, apply_dns_fault, negative_probe
+from labkit.protocols.result import Result
+
+if TYPE_CHECKING:  # annotations only: the service imports nothing of the plan or the inventory
+    from labkit.faults.hooks import ServiceFaults
+    from labkit.plan.zones import DnsPlan
+    from labkit.services.context import Endpoint, StartContext
 
 UDP_BATCH = 128  # datagrams answered per wake-up before yielding to the loop's other work
 UDP_RECV_SIZE = 65535  # a full datagram: a cut-off query would be misread
 UDP_RCVBUF = 1 << 20  # ask for 1 MiB of socket buffer to ride out bursts (the kernel may cap it)
-TCP_IDLE_TIMEOUT = 10.0  # seconds a connection may sit without a complete query (RFC 7766 §6.2.3)
+TCP_IDLE_TIMEOUT = 10.0  # seconds a connection may wait for its next query to start (RFC 7766 §6.2.3)
+TCP_PARTIAL_TIMEOUT = 3.0  # seconds to finish a message (length prefix and body) once it started
 TCP_MAX_CONNECTIONS = 256
+TCP_MAX_PER_CLIENT = 16  # open connections per client address: one address cannot fill the table
 TCP_BACKLOG = 128
 _PORT_ATTEMPTS = 20  # port 0: tries at finding a port free for both UDP and TCP
 _TCP_DETAIL = {"transport": "tcp"}
+SERVICE = "dns"
 
 
-def _event_factory() -> Callable[[float, str, str | None, Outcome, dict[str, Any]], Event]:
-    """How the per-query Event is built: the dataclass constructor, or a quicker equivalent.
+@dataclass(frozen=True)
+class TcpLimits:
+    """How long and how many TCP connections the service keeps (tests use small values)."""
 
-    Event is a frozen dataclass; its __init__ goes through object.__setattr__ once per field
-    (about 1.3 µs, as much as answering the query). When Event is the plain (non-slots) dataclass
-    with exactly the fields below, filling its __dict__ in one step builds the same object
-    (equal, same repr and JSON) in about 0.5 µs. If Event ever changes shape, use the constructor.
-    """
-    names = ("time", "service", "client", "phone", "action", "request", "answer", "result", "detail")
-    plain = (tuple(f.name for f in dataclasses.fields(Event)) == names and "__slots__" not in vars(Event)
-             and not hasattr(Event, "__post_init__"))
-
-    def construct(when: float, client: str, phone: str | None, outcome: Outcome,
-                  detail: dict[str, Any]) -> Event:
-        return Event(when, "dns", client, phone, "query", outcome.request or "(no question)",
-                     outcome.summary, outcome.result, detail)
-
-    if not plain:
-        return construct
-    new, set_attribute = object.__new__, object.__setattr__
-
-    def fill(when: float, client: str, phone: str | None, outcome: Outcome, detail: dict[str, Any]) -> Event:
-        event = new(Event)
-        set_attribute(event, "__dict__", {
-            "time": when, "service": "dns", "client": client, "phone": phone, "action": "query",
-            "request": outcome.request or "(no question)", "answer": outcome.summary,
-            "result": outcome.result, "detail": detail})
-        return event
-
-    return fill
-
-
-_event = _event_factory()
+    idle_timeout: float = TCP_IDLE_TIMEOUT  # between complete queries
+    partial_timeout: float = TCP_PARTIAL_TIMEOUT  # from a message's first byte to its last
+    max_connections: int = TCP_MAX_CONNECTIONS
+    max_per_client: int = TCP_MAX_PER_CLIENT
 
 
 class DnsServiceError(LabkitError):
@@ -85,36 +76,38 @@ class DnsService:
     """A running DNS service; `await close()` stops UDP and TCP and ends open connections."""
 
     def __init__(self, resolver: AuthoritativeResolver, host: str, sink: EventSink,
-                 directory: PhoneDirectory, *, tcp_idle_timeout: float = TCP_IDLE_TIMEOUT,
-                 tcp_max_connections: int = TCP_MAX_CONNECTIONS) -> None:
+                 directory: PhoneDirectory, *, faults: ServiceFaults[DnsFaultAction] | None = None,
+                 limits: TcpLimits = TcpLimits()) -> None:
         self.resolver = resolver
         self.host = host
         self.port = 0
         self._sink = sink
         self._phone_at = directory.phone_at
-        self._idle = tcp_idle_timeout
-        self._max_connections = tcp_max_connections
+        self.limits = limits
         self._loop = asyncio.get_running_loop()
         self._udp: socket.socket | None = None
         self._tcp: asyncio.Server | None = None
         self._connections: set[asyncio.Task[Any]] = set()
+        self._per_client: dict[str, int] = {}  # open connections by client address
         self.udp_send_errors = 0
         self.udp_receive_errors = 0
         self.tcp_connections = 0
         self.tcp_rejected = 0
         self.sink_errors = 0
-        self.faults: FaultHooks | None = None  # set by the supervisor when rules concern DNS
+        self._faults = faults  # None when no fault rule concerns DNS
 
-    def _fault(self, query: bytes, wire: bytes | None, outcome: Any, address: Any) -> bytes | None:
-        """Fault rules for this answer (only called when some rule concerns DNS)."""
-        assert self.faults is not None
-        ip = address[0]
-        fired = self.faults.check("dns", mac=self._phone_at(ip), client=f"{ip}:{address[1]}",
-                                  request=f"{outcome.qtype} {outcome.qname}", name=outcome.qname)
+    def _fault(self, query: bytes, result: Result, ip: str, client: str) -> bytes | None:
+        """The answer to send once fault rules had their say (only called when some rule concerns DNS)."""
+        assert self._faults is not None
+        wire = _wire(result)
+        fact = result.facts[0] if result.facts else None
+        qname, qtype = (fact.qname, fact.qtype) if isinstance(fact, DnsFact) else ("", "")
+        fired = self._faults.check(mac=self._phone_at(ip), client=client, request=f"{qtype} {qname}",
+                                   name=qname)
         for hit in fired:
             negative = None
             if hit.action.rcode == "NXDOMAIN" and (probe := negative_probe(query)) is not None:
-                negative = self.resolver.answer(probe).wire
+                negative = _wire(self.resolver.answer(probe))
             wire = apply_dns_fault(query, wire, hit.action, negative)
         return wire
 
@@ -126,12 +119,12 @@ class DnsService:
 
     # -- events -------------------------------------------------------------------------------
 
-    def _emit(self, reply: Reply, address: Any, tcp: bool) -> None:
-        outcome = reply.outcome
-        ip = address[0]
+    def _emit(self, result: Result, ip: str, client: str, detail: dict[str, Any] | None) -> None:
+        """The result's facts as Events (the TCP path; the UDP loop does the same inline)."""
+        when, phone = time.time(), self._phone_at(ip)
         try:
-            self._sink(_event(time.time(), f"{ip}:{address[1]}", self._phone_at(ip), outcome,
-                              dict(_TCP_DETAIL) if tcp else {}))
+            for fact in result.facts:
+                self._sink(fact_event(SERVICE, client, phone, fact, when, detail))
         except Exception:  # a failing sink must not stop the answers
             self.sink_errors += 1
 
@@ -143,7 +136,11 @@ class DnsService:
             return
         # locals: this loop runs once per datagram, attribute look-ups add up
         recvfrom, sendto, answer = sock.recvfrom, sock.sendto, self.resolver.answer
-        sink, phone_at, now, event, faults = self._sink, self._phone_at, time.time, _event, self.faults
+        sink, phone_at, now, event, faults = self._sink, self._phone_at, time.time, fact_event, self._faults
+        # the directory cannot change while this loop runs (one event-loop callback), so the
+        # client text and phone of the previous datagram's address serve the next from it
+        peer: Any = None
+        client, phone = "", None
         for _ in range(UDP_BATCH):
             try:
                 data, address = recvfrom(UDP_RECV_SIZE)
@@ -152,13 +149,18 @@ class DnsService:
             except OSError:  # e.g. an ICMP error queued on the socket: note it, keep reading
                 self.udp_receive_errors += 1
                 continue
-            wire, outcome = answer(data)
-            if faults is not None:
-                wire = self._fault(data, wire, outcome, address)
+            result = answer(data)
+            if address != peer:  # a burst from one socket names its client and phone once
+                peer, client, phone = address, f"{address[0]}:{address[1]}", phone_at(address[0])
+            if faults is None:
+                send = result.send
+                wire = send[0].data if send else None
+            else:
+                wire = self._fault(data, result, address[0], client)
             # the event goes out before the answer, so whoever holds the answer can see the event
-            ip = address[0]
             try:
-                sink(event(now(), f"{ip}:{address[1]}", phone_at(ip), outcome, {}))
+                for fact in result.facts:
+                    sink(event(SERVICE, client, phone, fact, now(), None))
             except Exception:  # a failing sink must not stop the answers
                 self.sink_errors += 1
             if wire is not None:
@@ -172,38 +174,57 @@ class DnsService:
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         peer = writer.get_extra_info("peername") or ("?", 0)
-        if task is None or len(self._connections) >= self._max_connections:
-            self.tcp_rejected += 1
+        ip = str(peer[0])
+        held = self._per_client.get(ip, 0)
+        if (task is None or len(self._connections) >= self.limits.max_connections
+                or held >= self.limits.max_per_client):
+            self.tcp_rejected += 1  # the others keep being served; this client may retry later
             writer.close()
             return
         self._connections.add(task)
+        self._per_client[ip] = held + 1
         self.tcp_connections += 1
+        client = f"{ip}:{peer[1]}"
         try:
-            while True:
-                try:
-                    async with asyncio.timeout(self._idle):
-                        head = await reader.readexactly(2)
-                        message = await reader.readexactly(int.from_bytes(head, "big"))
-                except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
-                    return  # closed, idle or half a message: end the connection quietly
-                reply = self.resolver.answer(message, tcp=True)
-                wire = reply.wire
-                if self.faults is not None:
-                    wire = self._fault(message, wire, reply.outcome, peer)
-                self._emit(reply, peer, True)
-                if wire is None:
-                    continue  # nothing to say to a response or a runt; keep the connection
-                writer.write(len(wire).to_bytes(2, "big") + wire)
-                try:
-                    async with asyncio.timeout(self._idle):
-                        await writer.drain()
-                except (TimeoutError, ConnectionError):
-                    return  # a client that does not read its answers loses the connection
+            while (message := await self._read_message(reader)) is not None:
+                if not await self._answer_tcp(message, ip, client, writer):
+                    return
         finally:
             self._connections.discard(task)
+            if self._per_client[ip] > 1:
+                self._per_client[ip] -= 1
+            else:
+                del self._per_client[ip]
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+    async def _read_message(self, reader: asyncio.StreamReader) -> bytes | None:
+        """The next message; None when the client closed, stayed idle too long between messages,
+        or took too long to finish one it had started (RFC 7766 §6.2.3, §10)."""
+        try:
+            async with asyncio.timeout(self.limits.idle_timeout):
+                first = await reader.readexactly(1)
+            async with asyncio.timeout(self.limits.partial_timeout):
+                second = await reader.readexactly(1)
+                return await reader.readexactly((first[0] << 8) | second[0])
+        except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
+            return None
+
+    async def _answer_tcp(self, message: bytes, ip: str, client: str, writer: asyncio.StreamWriter) -> bool:
+        """Answer one message; False when the connection should end (the client does not read)."""
+        result = self.resolver.answer(message, tcp=True)
+        wire = self._fault(message, result, ip, client) if self._faults is not None else _wire(result)
+        self._emit(result, ip, client, dict(_TCP_DETAIL))
+        if wire is None:
+            return True  # nothing to say to a response or a runt; keep the connection
+        writer.write(len(wire).to_bytes(2, "big") + wire)
+        try:
+            async with asyncio.timeout(self.limits.idle_timeout):
+                await writer.drain()
+        except (TimeoutError, ConnectionError):
+            return False  # a client that does not read its answers loses the connection
+        return True
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -249,6 +270,11 @@ class DnsService:
             self._tcp = None
 
 
+def _wire(result: Result) -> bytes | None:
+    """The one datagram a DNS result sends back, if any (the resolver never sends more than one)."""
+    return result.send[0].data if result.send else None
+
+
 def _family(host: str) -> socket.AddressFamily:
     try:
         return socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
@@ -259,11 +285,11 @@ def _family(host: str) -> socket.AddressFamily:
             raise DnsServiceError(f"DNS cannot use host {host!r}: {exc}") from None
 
 
-async def start_dns(resolver: AuthoritativeResolver, host: str, port: int, sink: EventSink,
-                    directory: PhoneDirectory, *, tcp_idle_timeout: float = TCP_IDLE_TIMEOUT,
-                    tcp_max_connections: int = TCP_MAX_CONNECTIONS) -> DnsService:
-    """Serve `resolver` on `host`:`port` over UDP and TCP (port 0: a free port, see .port)."""
-    service = DnsService(resolver, host, sink, directory, tcp_idle_timeout=tcp_idle_timeout,
-                         tcp_max_connections=tcp_max_connections)
-    await service._bind(port)
+async def start_dns(config: DnsPlan, endpoint: Endpoint, ctx: StartContext, *,
+                    limits: TcpLimits = TcpLimits()) -> DnsService:
+    """Serve the plan's zones on the endpoint over UDP and TCP (port 0: a free port, see .port)."""
+    resolver = AuthoritativeResolver(config.zones, max_udp=config.max_udp)
+    service = DnsService(resolver, endpoint.host, ctx.bus, ctx.directory, faults=ctx.faults.dns,
+                         limits=limits)
+    await service._bind(endpoint.port)
     return service

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from labkit.errors import LabkitError
 from labkit.events import Event, EventSink, StaticDirectory
 from labkit.faults import FaultEngine, FaultHooks, FaultRule
+from labkit.faults.hooks import NO_FAULTS, Faults
 from labkit.inventory import names
 from labkit.plan.build import Plan
 from labkit.services.filetree import FileTree
@@ -165,13 +166,19 @@ class StartContext:
     known_macs: set[str]
     state_dir: Path
     extra: dict[str, Any] = field(default_factory=dict)
+    faults: Faults = NO_FAULTS  # typed hooks (so far DNS's); the other services get theirs set afterwards
 
 
 async def _start_dns(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable:
-    from labkit.protocols.dns.resolver import AuthoritativeResolver
+    from labkit.services import context
     from labkit.services.dns import start_dns
 
-    return await start_dns(AuthoritativeResolver(plan.zones), ep.host, ep.port, ctx.bus, ctx.directory)
+    # start_dns takes the shared start context (labkit.services.context); this module's own
+    # Endpoint and StartContext carry the same values until the supervisor moves over to it
+    endpoint = context.Endpoint(ep.service, ep.host, ep.port, ep.transport)
+    start = context.StartContext(ctx.tree, ctx.bus, ctx.directory, frozenset(ctx.known_macs), ctx.state_dir,
+                                 ctx.faults)
+    return await start_dns(plan.dns, endpoint, start)
 
 
 async def _start_tftp(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable:
@@ -273,8 +280,9 @@ async def start_lab(plan: Plan, *, loopback: bool = False, port_offset: int | No
     lab.bus.sinks.extend(sinks or [])
     state_dir.mkdir(parents=True, exist_ok=True)
     directory = StaticDirectory({str(p.ip): p.mac for p in inv.phones if p.ip is not None})
+    typed = _typed_faults([*inv.faults, *(faults or [])], lab.bus, plan, fault_seed)
     ctx = StartContext(FileTree(plan.files), lab.bus, directory, {p.mac for p in inv.phones},
-                       state_dir)
+                       state_dir, faults=typed)
     for name, ep in lab.endpoints.items():
         try:
             lab.services[name] = await STARTERS[name](plan, ep, ctx)
@@ -305,6 +313,24 @@ async def start_lab(plan: Plan, *, loopback: bool = False, port_offset: int | No
                 service.faults = hooks  # type: ignore[attr-defined]
         lab.faults = engine
     return lab
+
+
+def _typed_faults(rules: list[FaultRule], bus: EventBus, plan: Plan, seed: int | None) -> Faults:
+    """Typed hooks for the services that take them from their start context (so far DNS), on a
+    pure engine of their own rules. Transitional: the other services still get FaultHooks set."""
+    import random
+    import time
+
+    from labkit.faults import engine
+    from labkit.protocols.dns.faults import DnsFaultAction
+
+    typed = [engine.Rule(rule.label(index), "dns", DnsFaultAction(**rule.action.model_dump()),
+                         engine.Match(**rule.match.model_dump()), engine.When(**rule.when.model_dump()))
+             for index, rule in enumerate(rules) if rule.service == "dns"]
+    if not typed:
+        return NO_FAULTS
+    phones = {p.mac: (p.model, p.group) for p in plan.inventory.phones}
+    return Faults.build(engine.FaultEngine(typed, random.Random(seed)), bus, phones, started=time.time())
 
 
 async def serve_until_stopped(lab: RunningLab, stop: asyncio.Event | None = None) -> None:

@@ -5,14 +5,11 @@ from __future__ import annotations
 import random
 
 import pytest
-from dnslib import QTYPE, RCODE, DNSRecord
 
 from labkit.events import Event
-from labkit.faults import DnsFault, FaultEngine, FaultError, FaultRule, Request, TftpFault, parse_cli_rule
+from labkit.faults import FaultEngine, FaultError, FaultRule, Request, TftpFault, parse_cli_rule
 from labkit.inventory.load import load
 from labkit.plan.build import build_plan
-from labkit.protocols.dns.faults import apply_dns_fault, negative_probe
-from labkit.protocols.dns.resolver import AuthoritativeResolver
 from labkit.protocols.tftp.packets import encode_data, encode_oack
 from labkit.services.tftp import _SendFilter
 from labkit.timeline import story
@@ -61,31 +58,6 @@ def test_rules_are_validated() -> None:
         parse_cli_rule("{http: {status: 999}}")
     parsed = parse_cli_rule('{match: {path: "/Cisco/*"}, http: {status: 404}, when: {first: 2}}')
     assert parsed.when.first == 2 and parsed.http is not None and parsed.http.status == 404
-
-
-def test_dns_faults_rewrite_our_answer() -> None:
-    resolver = AuthoritativeResolver(build_plan(load(None)).zones)
-    query = DNSRecord.question("_ciscoprov-https._tls.lab.example", "SRV").pack()
-    wire = resolver.answer(query).wire
-
-    negative = resolver.answer(negative_probe(query) or b"").wire
-
-    def changed(**fault: object) -> DNSRecord:
-        out = apply_dns_fault(query, wire, DnsFault(**fault), negative)  # type: ignore[arg-type]
-        assert out is not None
-        return DNSRecord.parse(out)
-
-    assert changed(rcode="SERVFAIL").header.rcode == RCODE.SERVFAIL
-    nx = changed(rcode="NXDOMAIN")
-    assert nx.header.rcode == RCODE.NXDOMAIN and not nx.rr
-    assert [QTYPE[r.rtype] for r in nx.auth] == ["SOA"]  # as a genuine NXDOMAIN carries
-    srv = changed(srv_port=8443, srv_target="other.lab.example")
-    assert [(r.rdata.port, str(r.rdata.target)) for r in srv.rr if r.rtype == QTYPE.SRV] == [
-        (8443, "other.lab.example.")]
-    assert all(r.ttl == 0 for r in changed(ttl0=True).rr)
-    truncated = changed(truncate=True)
-    assert truncated.header.tc == 1 and not truncated.rr
-    assert apply_dns_fault(query, wire, DnsFault(drop=True)) is None
 
 
 def test_tftp_send_filter_drops_duplicates_and_stalls() -> None:

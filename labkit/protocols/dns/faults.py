@@ -7,8 +7,6 @@ from dataclasses import dataclass
 
 from dnslib import QTYPE, RCODE, DNSLabel, DNSRecord
 
-from labkit.faults import DnsFault
-
 
 @dataclass(frozen=True, slots=True)
 class DnsFaultAction:
@@ -33,7 +31,7 @@ def negative_probe(query: bytes) -> bytes | None:
     return DNSRecord.question(name, "A").pack()
 
 
-def apply_dns_fault(query: bytes, wire: bytes | None, fault: DnsFault,
+def apply_dns_fault(query: bytes, wire: bytes | None, fault: DnsFaultAction,
                     negative: bytes | None = None) -> bytes | None:
     """The answer to send instead of `wire`; None to send nothing. `negative`: our answer to
     `negative_probe(query)`, whose SOA goes into a forced NXDOMAIN."""
