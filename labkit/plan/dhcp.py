@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
+from types import MappingProxyType
 from typing import Any
 
 from labkit.inventory import names
 from labkit.inventory.model import Inventory, Phone, VendorClass
+from labkit.protocols.dhcp.config import ALWAYS_SENT, ClientOptions, OptionLayer
 from labkit.protocols.dhcp.options import (
     SubOption,
     Tr069,
@@ -75,10 +77,6 @@ class OptionSet:
         return out
 
 
-# always sent in an OFFER/ACK, whatever the client asks (RFC 2131 §4.3.1 and common practice)
-ALWAYS_SENT = {1, 51, 54, 58, 59}
-
-
 def kit_options(inv: Inventory) -> dict[int, Any]:
     """Options the kit sets on its own: below the inventory's global level."""
     lease = inv.dhcp.lease_time
@@ -95,7 +93,14 @@ def kit_options(inv: Inventory) -> dict[int, Any]:
     return derived
 
 
-def _overlay(layers: list[tuple[str, dict[int, Any], set[int]]]) -> OptionSet:
+Layer = tuple[str, dict[int, Any], set[int]]  # (level, typed values by code, forced codes)
+
+
+def _payload(code: int, value: Any) -> bytes:
+    return value if isinstance(value, bytes) else encode_value(code, value)
+
+
+def _overlay(layers: list[Layer]) -> OptionSet:
     merged: dict[int, tuple[Any, str]] = {}
     forced: set[int] = set()
     for level, values, force in layers:
@@ -105,8 +110,8 @@ def _overlay(layers: list[tuple[str, dict[int, Any], set[int]]]) -> OptionSet:
     options: dict[int, PlannedOption] = {}
     for code in sorted(merged):
         value, level = merged[code]
-        payload = value if isinstance(value, bytes) else encode_value(code, value)
-        options[code] = PlannedOption(code, payload, level, code in forced or code in ALWAYS_SENT)
+        forced_here = code in forced or code in ALWAYS_SENT
+        options[code] = PlannedOption(code, _payload(code, value), level, forced_here)
     return OptionSet(options)
 
 
@@ -116,31 +121,54 @@ def matching_classes(inv: Inventory, vendor_class: str | None) -> list[VendorCla
     return [cls for cls in inv.dhcp.classes if cls.matches(vendor_class)]
 
 
-def option_set(inv: Inventory, *, vendor_class: str | None = None, model: str | None = None,
-               phone: Phone | None = None) -> OptionSet:
-    """The overlay for one client: kit -> global -> matching classes (in order) -> model -> phone."""
-    layers: list[tuple[str, dict[int, Any], set[int]]] = [
-        ("kit", kit_options(inv), set()),
-        ("global", inv.dhcp.options.typed(), set(inv.dhcp.force)),
-    ]
-    for cls in matching_classes(inv, vendor_class):
-        layers.append((f"class {cls.match}", cls.options.typed(), set(cls.force)))
+def _base_layers(inv: Inventory) -> list[Layer]:
+    return [("kit", kit_options(inv), set()), ("global", inv.dhcp.options.typed(), set(inv.dhcp.force))]
+
+
+def _class_layer(cls: VendorClass) -> Layer:
+    return (f"class {cls.match}", cls.options.typed(), set(cls.force))
+
+
+def _own_layers(inv: Inventory, model: str | None, phone: Phone | None) -> list[Layer]:
+    """The model's level (when the inventory describes it), then the phone's."""
+    layers: list[Layer] = []
     model_name = phone.model if phone is not None else model
     if model_name is not None and model_name in inv.models:
         m = inv.models[model_name]
         layers.append((f"model {model_name}", m.options.typed(), set(m.force)))
     if phone is not None:
         layers.append(("phone", phone.options.typed(), set(phone.force)))
-    return _overlay(layers)
+    return layers
+
+
+def option_set(inv: Inventory, *, vendor_class: str | None = None, model: str | None = None,
+               phone: Phone | None = None) -> OptionSet:
+    """The overlay for one client: kit -> global -> matching classes (in order) -> model -> phone."""
+    layers = _base_layers(inv) + [_class_layer(cls) for cls in matching_classes(inv, vendor_class)]
+    return _overlay(layers + _own_layers(inv, model, phone))
+
+
+def _core_layer(layer: Layer) -> OptionLayer:
+    _, values, forced = layer
+    return OptionLayer(MappingProxyType({code: _payload(code, v) for code, v in values.items()}),
+                       frozenset(forced))
+
+
+def client_options(inv: Inventory) -> ClientOptions:
+    """The same overlay as `option_set`, as the DHCP core's plain input: encoded layers, merged
+    per client (MAC, option 60) by the core."""
+    return ClientOptions(
+        base=tuple(_core_layer(layer) for layer in _base_layers(inv)),
+        classes=tuple((cls.match, _core_layer(_class_layer(cls))) for cls in inv.dhcp.classes),
+        phones=MappingProxyType({p.mac: tuple(_core_layer(layer) for layer in _own_layers(inv, None, p))
+                                 for p in inv.phones}),
+        always=ALWAYS_SENT,
+    )
 
 
 def class_option_set(inv: Inventory, cls: VendorClass) -> OptionSet:
     """What a pool client whose option 60 matches only `cls` gets: kit -> global -> class."""
-    return _overlay([
-        ("kit", kit_options(inv), set()),
-        ("global", inv.dhcp.options.typed(), set(inv.dhcp.force)),
-        (f"class {cls.match}", cls.options.typed(), set(cls.force)),
-    ])
+    return _overlay([*_base_layers(inv), _class_layer(cls)])
 
 
 def phone_vendor_class(phone: Phone) -> str:

@@ -17,14 +17,13 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import lru_cache
 from ipaddress import IPv4Address
 
 from labkit.events import EventSink, StaticDirectory, make_event
 from labkit.faults import FaultHooks
 from labkit.inventory.model import Inventory
 from labkit.plan.build import Plan
-from labkit.plan.dhcp import OptionSet, option_set
+from labkit.plan.dhcp import client_options
 from labkit.protocols.dhcp.faults import apply_dhcp_fault
 from labkit.protocols.dhcp.leases import Lease, LeaseChange, LeaseTable
 from labkit.protocols.dhcp.server import DhcpServerCore, Outcome, PhoneEntry, ServerConfig
@@ -39,22 +38,11 @@ def server_config(plan: Plan, server_id: IPv4Address, *, server_port: int = 67,
                   client_port: int = 68) -> ServerConfig:
     inv: Inventory = plan.inventory
     phones = {p.mac: PhoneEntry(p.mac, p.ip, p.name or p.mac) for p in inv.phones}
-    by_mac = {p.mac: p for p in inv.phones}
-
-    @lru_cache(maxsize=4096)
-    def overlay(phone_mac: str | None, vendor_class: str | None) -> OptionSet:
-        return option_set(inv, vendor_class=vendor_class, phone=by_mac.get(phone_mac or ""))
-
-    def options_for(mac: str, vendor_class: str | None) -> OptionSet:
-        # pool clients share one overlay per vendor class: keyed by their MAC, every new client
-        # of an `answer: any` lab missed the cache and rebuilt the same options (~1/4 of a DORA)
-        return overlay(mac if mac in by_mac else None, vendor_class)
-
     pool = (inv.lab.pool.start, inv.lab.pool.end) if inv.lab.pool else None
     reserved = frozenset({p.ip for p in inv.phones if p.ip is not None} | {inv.lab.address.ip})
     return ServerConfig(server_id=server_id, network=inv.lab.address.network, lease_time=inv.dhcp.lease_time,
                         pool=pool, answer_any=inv.lab.answer == "any", phones=phones,
-                        options_for=options_for, reserved=reserved, server_port=server_port,
+                        options_for=client_options(inv), reserved=reserved, server_port=server_port,
                         client_port=client_port)
 
 

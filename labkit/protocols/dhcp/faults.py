@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-from labkit.faults import DhcpFault
 from labkit.protocols.dhcp.message import ACK, HEADER_SIZE, NAK, OFFER, ZERO, build
 from labkit.protocols.dhcp.server import BROADCAST, Reply
 
@@ -23,7 +22,8 @@ class DhcpFaultAction:
     malformed: int | None = None  # this option's length overruns the message
 
 
-def apply_dhcp_fault(reply: Reply, fault: DhcpFault, server_id: bytes, client_port: int) -> Reply | None:
+def apply_dhcp_fault(reply: Reply, fault: DhcpFaultAction, server_id: bytes,
+                     client_port: int) -> Reply | None:
     """The reply to send instead (None: send nothing). Delays are the transport's business."""
     kind = reply.message.message_type
     dropped = {"any": (OFFER, ACK, NAK), "offer": (OFFER,), "ack": (ACK,)}.get(fault.drop or "", ())

@@ -6,13 +6,12 @@ No sockets, no clock, no database: the transport passes `now`, sends `Outcome.re
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address
 from typing import Any
 
 from labkit.errors import CodecError
-from labkit.plan.dhcp import OptionSet
+from labkit.protocols.dhcp.config import PhoneEntry, ServerConfig
 from labkit.protocols.dhcp.leases import LeaseTable
 from labkit.protocols.dhcp.message import (
     ACK,
@@ -35,29 +34,6 @@ from labkit.protocols.dhcp.message import (
 
 BROADCAST = IPv4Address("255.255.255.255")
 LEASE_CODES = (51, 58, 59)
-
-
-@dataclass(frozen=True)
-class PhoneEntry:
-    mac: str
-    ip: IPv4Address | None
-    name: str
-
-
-@dataclass(frozen=True)
-class ServerConfig:
-    server_id: IPv4Address
-    network: IPv4Network
-    lease_time: int
-    pool: tuple[IPv4Address, IPv4Address] | None
-    answer_any: bool
-    phones: dict[str, PhoneEntry]
-    options_for: Callable[[str, str | None], OptionSet]  # (mac, vendor class) -> overlay
-    reserved: frozenset[IPv4Address] = frozenset()  # fixed IPs and the kit's own addresses
-    server_port: int = 67
-    client_port: int = 68
-    offer_hold: float = 60.0
-    decline_quarantine: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -190,7 +166,7 @@ class DhcpServerCore:
     def _options(self, request: Message, *, with_lease: bool) -> list[tuple[int, bytes]]:
         option_set = self.config.options_for(request.mac, request.text_option(60))
         chosen = option_set.for_request(request.requested_options())
-        return [(p.code, p.payload) for p in chosen if with_lease or p.code not in LEASE_CODES]
+        return chosen if with_lease else [(c, p) for c, p in chosen if c not in LEASE_CODES]
 
     def _destination(self, request: Message, reply: Message) -> tuple[tuple[str, int], bool]:
         """RFC 2131 §4.1: relay first, then ciaddr, then broadcast, else unicast to yiaddr by L2."""
