@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from labkit.inventory import names
 from labkit.inventory.load import LoadedInventory
 from labkit.inventory.model import Inventory, Phone
-from labkit.plan.dhcp import OptionSet, class_option_set, option_set, phone_vendor_class
+from labkit.plan.dhcp import DhcpPlan, OptionSet, class_option_set, option_set, phone_vendor_class, plan_dhcp
 from labkit.plan.profiles import PlannedFile, plan_files
 from labkit.plan.zones import Zone, plan_zones
 
@@ -26,6 +26,7 @@ class Plan:
     zones: dict[str, Zone]
     phones: dict[str, PhonePlan]  # by normalized MAC
     pool_options: OptionSet  # a pool client whose option 60 matches no class
+    dhcp: DhcpPlan  # the DHCP server's ready config
     class_options: dict[str, OptionSet] = field(default_factory=dict)  # by class pattern
     tls_names: list[str] = field(default_factory=list)
 
@@ -48,6 +49,7 @@ def build_plan(loaded: LoadedInventory) -> Plan:
         zones=plan_zones(inv),
         phones=phones,
         pool_options=option_set(inv),
+        dhcp=plan_dhcp(inv),
         class_options={cls.match: class_option_set(inv, cls) for cls in inv.dhcp.classes},
         tls_names=names.tls_names(inv),
     )

@@ -1,6 +1,8 @@
-"""DHCP option sets: the overlay global -> vendor class -> model -> phone, encoded once.
+"""DHCP at plan time: the server's ready config (`plan_dhcp`) and the option sets, the overlay
+global -> vendor class -> model -> phone, encoded once.
 
-The server (and `labkit explain`) take a phone's option set from here; nothing re-reads YAML.
+The server takes its `DhcpPlan` from here and `labkit explain` a phone's `OptionSet`; both are
+built from the same layers, and nothing re-reads YAML.
 Options the kit derives itself (subnet mask, DNS server, domain, lease times) sit below the
 global level, so an inventory can override any of them.
 """
@@ -12,9 +14,11 @@ from ipaddress import IPv4Address
 from types import MappingProxyType
 from typing import Any
 
+from labkit.faults.legacy import DhcpFault
 from labkit.inventory import names
 from labkit.inventory.model import Inventory, Phone, VendorClass
-from labkit.protocols.dhcp.config import ALWAYS_SENT, ClientOptions, OptionLayer
+from labkit.protocols.dhcp.config import ALWAYS_SENT, ClientOptions, OptionLayer, PhoneEntry, ServerConfig
+from labkit.protocols.dhcp.faults import DhcpFaultAction
 from labkit.protocols.dhcp.options import (
     SubOption,
     Tr069,
@@ -171,6 +175,28 @@ def class_option_set(inv: Inventory, cls: VendorClass) -> OptionSet:
     return _overlay([*_base_layers(inv), _class_layer(cls)])
 
 
+@dataclass(frozen=True)
+class DhcpPlan:
+    """Everything the DHCP service needs, built at plan time; the starter adds only what the
+    endpoint knows (its ports, loopback or the lab interface)."""
+
+    server: ServerConfig  # server_port 67 / client_port 68 until the endpoint says otherwise
+    interface: str | None  # the one interface a real-segment server binds to (lab.interface)
+    rival_listen: float = 6.0  # seconds the preflight listens for another server's OFFER
+    on_rival: str = "warn"  # "warn" or "stop": what a rival heard while serving does
+
+
+def plan_dhcp(inv: Inventory) -> DhcpPlan:
+    phones = MappingProxyType({p.mac: PhoneEntry(p.mac, p.ip, p.name or p.mac) for p in inv.phones})
+    pool = (inv.lab.pool.start, inv.lab.pool.end) if inv.lab.pool else None
+    own = frozenset(names.kit_addresses(inv))
+    reserved = frozenset({p.ip for p in inv.phones if p.ip is not None}) | own
+    server = ServerConfig(server_id=inv.lab.address.ip, network=inv.lab.address.network,
+                          lease_time=inv.dhcp.lease_time, pool=pool, answer_any=inv.lab.answer == "any",
+                          phones=phones, options_for=client_options(inv), reserved=reserved, own=own)
+    return DhcpPlan(server, inv.lab.interface)
+
+
 def phone_vendor_class(phone: Phone) -> str:
     """What an MPP phone sends in option 60: its product name, e.g. CP-8851-3PCC (reference §1.1)."""
     return phone.model
@@ -217,3 +243,9 @@ def _block_json(block: VendorBlock) -> dict[str, Any]:
     out["suboptions"] = [_sub_json(s) for s in block.suboptions]
     return out
 
+
+
+def dhcp_fault_action(fault: DhcpFault) -> DhcpFaultAction:
+    """An inventory DHCP fault rule's action as the core's plain value."""
+    return DhcpFaultAction(drop=fault.drop, delay=fault.delay, nak=fault.nak, omit=tuple(fault.omit),
+                           replace=MappingProxyType(dict(fault.replace)), malformed=fault.malformed)
