@@ -234,7 +234,13 @@ async def start_dhcp(config: DhcpPlan, endpoint: Endpoint, ctx: StartContext) ->
     interface = None if endpoint.loopback else config.interface
     server = replace(config.server, server_port=endpoint.port, client_port=endpoint.port + 1)
     store = LeaseStore(ctx.state_dir / LEASES_FILE)
-    core = DhcpServerCore(server, LeaseTable.from_rows(store.load()))
+    try:
+        core = DhcpServerCore(server, LeaseTable.from_rows(store.load()))
+        core.tidy(time.time())
+        store.commit(core.table.take_pending())  # quarantines over or out of bounds end on disk too
+    except Exception:
+        store.close()
+        raise
     seen = ctx.directory.by_address if isinstance(ctx.directory, StaticDirectory) else {}
     for lease in core.table.by_mac.values():
         if lease.state == "bound":

@@ -254,7 +254,7 @@ def test_core_never_raises_on_arbitrary_bytes(data: bytes) -> None:
     for blob in (data, prefix + data):
         outcome = Said(core.handle(blob, ("127.0.0.1", 68), NOW))
         assert outcome.outcome in ("ok", "malformed", "ignored", "unknown-client", "nak", "no-address",
-                                  "declined")
+                                   "refused", "declined")
 
 
 @given(st.dictionaries(st.integers(1, 254).filter(lambda c: c not in (52, 53)), st.binary(max_size=600),
