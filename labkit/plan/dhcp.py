@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 from labkit.faults.legacy import DhcpFault
 from labkit.inventory import names
@@ -182,8 +182,8 @@ class DhcpPlan:
 
     server: ServerConfig  # server_port 67 / client_port 68 until the endpoint says otherwise
     interface: str | None  # the one interface a real-segment server binds to (lab.interface)
-    rival_listen: float = 6.0  # seconds the preflight listens for another server's OFFER
-    on_rival: str = "warn"  # "warn" or "stop": what a rival heard while serving does
+    rival_listen: float = 6.0  # seconds the preflight listens for another server (lab.rival_dhcp_listen)
+    on_rival: Literal["warn", "stop"] = "warn"  # a rival heard while serving (lab.on_rival_dhcp)
 
 
 def plan_dhcp(inv: Inventory) -> DhcpPlan:
@@ -194,7 +194,7 @@ def plan_dhcp(inv: Inventory) -> DhcpPlan:
     server = ServerConfig(server_id=inv.lab.address.ip, network=inv.lab.address.network,
                           lease_time=inv.dhcp.lease_time, pool=pool, answer_any=inv.lab.answer == "any",
                           phones=phones, options_for=client_options(inv), reserved=reserved, own=own)
-    return DhcpPlan(server, inv.lab.interface)
+    return DhcpPlan(server, inv.lab.interface, inv.lab.rival_dhcp_listen, inv.lab.on_rival_dhcp)
 
 
 def phone_vendor_class(phone: Phone) -> str:

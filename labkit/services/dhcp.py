@@ -1,5 +1,8 @@
 """The DHCP transport: one UDP socket, drained in batches; leases committed before replies leave.
 
+On a real segment it also watches for another DHCP server (services.preflight.RivalWatch): each
+one heard is a "rival" event, and with `lab.on_rival_dhcp: stop` the kit stops answering.
+
 On a real segment the socket binds 0.0.0.0:67 on the one interface named in the inventory
 (SO_BINDTODEVICE), so it hears broadcasts there and nowhere else. A reply to a client that has
 no address yet goes out as an Ethernet frame to its MAC when the kit may open a packet socket
@@ -18,8 +21,9 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
+from typing import TYPE_CHECKING, Literal
 
-from labkit.events import EventSink, StaticDirectory, events_from
+from labkit.events import EventSink, StaticDirectory, events_from, make_event
 from labkit.faults.hooks import ServiceFaults
 from labkit.plan.dhcp import DhcpPlan
 from labkit.protocols.dhcp.faults import DhcpFaultAction, apply_dhcp_fault
@@ -29,10 +33,14 @@ from labkit.protocols.result import NO_DETAIL, Datagram, Fact, Result
 from labkit.services.context import Endpoint, StartContext
 from labkit.services.leases import LEASES_FILE, LeaseStore
 
+if TYPE_CHECKING:
+    from labkit.services.preflight import RivalServer, RivalWatch
+
 BATCH = 256  # datagrams read per wake-up: one lease transaction covers them all
 RECEIVE_BUFFER = 4 << 20  # bytes of socket buffer (see _grow_receive_buffer)
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 CHADDR = slice(28, 34)  # the client's Ethernet address in a BOOTP message
+RIVAL_EVENT_EVERY = 10.0  # seconds between two "rival" events about the same server
 
 
 def ethernet_frame(dst_mac: bytes, src_mac: bytes, src_ip: IPv4Address, dst_ip: IPv4Address,
@@ -67,6 +75,10 @@ class DhcpService:
     l2_mac: bytes = b""
     sent: int = 0
     stats: dict[str, int] = field(default_factory=dict)
+    on_rival: Literal["warn", "stop"] = "warn"
+    watch: RivalWatch | None = None
+    silenced: str | None = None  # why the kit no longer answers (a rival server, `stop`)
+    rivals: dict[str, float] = field(default_factory=dict)  # server id -> when last told
 
     def start(self) -> None:
         asyncio.get_running_loop().add_reader(self.sock.fileno(), self._readable)
@@ -79,7 +91,12 @@ class DhcpService:
                 data, source = self.sock.recvfrom(4096)
             except OSError:  # BlockingIOError and InterruptedError included: the batch is over
                 break
-            results.append((self.core.handle(data, source, now), f"{source[0]}:{source[1]}"))
+            client = f"{source[0]}:{source[1]}"
+            if self.silenced is not None:
+                fact = Fact("dropped", f"{len(data)} bytes", f"not answered: {self.silenced}", "silenced")
+                results.append((Result((), (), (fact,)), client))
+                continue
+            results.append((self.core.handle(data, source, now), client))
         if not results:
             return
         changes = self.core.table.take_pending()
@@ -163,8 +180,32 @@ class DhcpService:
             return str(exc)
         return None
 
+    def rival(self, rival: RivalServer) -> None:
+        """Another server answered on the segment: say so (at most every RIVAL_EVENT_EVERY s per
+        server), and with `on_rival: stop` stop answering."""
+        now = self.clock()
+        stop = self.on_rival == "stop" and self.silenced is None
+        last = self.rivals.get(rival.server_id)
+        if not stop and last is not None and now - last < RIVAL_EVENT_EVERY:
+            return
+        self.rivals[rival.server_id] = now
+        if stop:
+            self.silenced = f"another DHCP server ({rival.server_id}) answers on this segment"
+            answer = "DHCP stops answering (lab.on_rival_dhcp: stop)"
+        elif self.silenced is not None:
+            answer = "DHCP is not answering"
+        else:
+            answer = "warning: two DHCP servers race for every phone"
+        phone = rival.client if rival.client in self.core.config.phones else None
+        self.sink(make_event("dhcp", f"{rival.server_id}:67", phone, "rival",
+                             f"{rival.kind} {rival.offered} to {rival.client} from server {rival.server_id} "
+                             f"(MAC {rival.mac})", answer, "rival", lambda: now, server_id=rival.server_id,
+                             mac=rival.mac, offered=rival.offered, chaddr=rival.client))
+
     async def close(self) -> None:
         self.closed = True
+        if self.watch is not None:
+            self.watch.close()
         with contextlib.suppress(RuntimeError, ValueError):
             asyncio.get_running_loop().remove_reader(self.sock.fileno())
         self.sock.close()
@@ -251,10 +292,27 @@ async def start_dhcp(config: DhcpPlan, endpoint: Endpoint, ctx: StartContext) ->
         store.close()
         raise
     service = DhcpService(sock, core, store, ctx.bus, seen, endpoint.host, endpoint.port, interface,
-                          hooks=ctx.faults.dhcp)
+                          hooks=ctx.faults.dhcp, on_rival=config.on_rival)
     if interface is not None:
         packet = _packet_socket(interface)
         if packet is not None:
             service.l2, service.l2_mac = packet
+        service.watch = _watch(interface, service)
     service.start()
+    if service.watch is not None:
+        service.watch.start()
     return service
+
+
+def _watch(interface: str, service: DhcpService) -> RivalWatch | None:
+    """Watch the segment for other servers (root only: a packet socket)."""
+    from labkit.services.preflight import RivalWatch
+
+    if os.geteuid() != 0:
+        return None
+    config = service.core.config
+    try:
+        return RivalWatch(interface, config.server_id, service.rival, server_port=config.server_port,
+                          client_port=config.client_port)
+    except OSError:
+        return None

@@ -257,17 +257,25 @@ STARTERS: dict[str, Starter] = {
 }
 
 
-def preflight(plan: Plan, *, listen: float = 2.0) -> None:
-    """Refuse to serve DHCP on a segment where another DHCP server answers."""
+def preflight(plan: Plan, *, listen: float | None = None) -> None:
+    """Refuse to serve DHCP on a segment where another DHCP server answers (it listens for
+    `lab.rival_dhcp_listen` seconds unless told otherwise)."""
     from labkit.services.preflight import probe
 
-    interface = plan.inventory.lab.interface
-    if interface is None:
+    config = plan.dhcp
+    if config.interface is None:
         return
-    rivals = probe(interface, listen=listen)
+    server = config.server
+    # an INIT-REBOOT REQUEST for an address of ours also catches servers that answer only REQUESTs
+    ask_for = server.pool[0] if server.pool else next(
+        (ip for ip in server.network.hosts() if ip not in server.own), None)
+    rivals = probe(config.interface, listen=config.rival_listen if listen is None else listen,
+                   ask_for=ask_for)
     if rivals:
-        named = "; ".join(f"server {r.server_id} (MAC {r.mac}) offered {r.offered}" for r in rivals)
-        raise StartError(f"another DHCP server answers on {interface}: {named}. Two servers race for "
+        said = {"OFFER": "offered", "ACK": "acknowledged", "NAK": "refused (NAK)"}
+        named = "; ".join(f"server {r.server_id} (MAC {r.mac}) {said.get(r.kind, r.kind)} {r.offered}"
+                          for r in rivals)
+        raise StartError(f"another DHCP server answers on {config.interface}: {named}. Two servers race for "
                          "every phone; stop it, or start with --allow-other-dhcp if you mean it")
 
 
