@@ -272,8 +272,8 @@ def preflight(plan: Plan, *, listen: float | None = None) -> None:
     rivals = probe(config.interface, listen=config.rival_listen if listen is None else listen,
                    ask_for=ask_for)
     if rivals:
-        said = {"OFFER": "offered", "ACK": "acknowledged", "NAK": "refused (NAK)"}
-        named = "; ".join(f"server {r.server_id} (MAC {r.mac}) {said.get(r.kind, r.kind)} {r.offered}"
+        said = {"OFFER": "offered {}", "ACK": "acknowledged {}", "NAK": "refused our probe (NAK)"}
+        named = "; ".join(f"server {r.server_id} (MAC {r.mac}) " + said[r.kind].format(r.offered)
                           for r in rivals)
         raise StartError(f"another DHCP server answers on {config.interface}: {named}. Two servers race for "
                          "every phone; stop it, or start with --allow-other-dhcp if you mean it")
