@@ -32,6 +32,9 @@ class LabSection(Strict):
     hostname: Annotated[str, Field(pattern=r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")] = "prov"
     pool: Pool | None = None
     answer: Literal["inventory", "any"] = "inventory"
+    # seconds the DHCP preflight listens for another server (dnsmasq pings ~3 s before it offers)
+    rival_dhcp_listen: Annotated[float, Field(ge=1, le=120)] = 6.0
+    on_rival_dhcp: Literal["warn", "stop"] = "warn"  # another server heard while serving: stop answering?
     firmware_dir: str = "firmware"
     templates_dir: str = "templates"
 

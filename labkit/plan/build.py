@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from labkit.inventory import names
 from labkit.inventory.load import LoadedInventory
 from labkit.inventory.model import Inventory, Phone
-from labkit.plan.dhcp import OptionSet, class_option_set, option_set, phone_vendor_class
+from labkit.plan.dhcp import DhcpPlan, OptionSet, class_option_set, option_set, phone_vendor_class, plan_dhcp
 from labkit.plan.profiles import PlannedFile, plan_files
 from labkit.plan.zones import DnsPlan, Zone, plan_dns, plan_zones
 
@@ -27,6 +27,7 @@ class Plan:
     dns: DnsPlan  # the DNS service's config: the zones as the DNS core's input
     phones: dict[str, PhonePlan]  # by normalized MAC
     pool_options: OptionSet  # a pool client whose option 60 matches no class
+    dhcp: DhcpPlan  # the DHCP server's ready config
     class_options: dict[str, OptionSet] = field(default_factory=dict)  # by class pattern
     tls_names: list[str] = field(default_factory=list)
 
@@ -51,6 +52,7 @@ def build_plan(loaded: LoadedInventory) -> Plan:
         dns=plan_dns(zones),
         phones=phones,
         pool_options=option_set(inv),
+        dhcp=plan_dhcp(inv),
         class_options={cls.match: class_option_set(inv, cls) for cls in inv.dhcp.classes},
         tls_names=names.tls_names(inv),
     )

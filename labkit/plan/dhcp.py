@@ -1,6 +1,8 @@
-"""DHCP option sets: the overlay global -> vendor class -> model -> phone, encoded once.
+"""DHCP at plan time: the server's ready config (`plan_dhcp`) and the option sets, the overlay
+global -> vendor class -> model -> phone, encoded once.
 
-The server (and `labkit explain`) take a phone's option set from here; nothing re-reads YAML.
+The server takes its `DhcpPlan` from here and `labkit explain` a phone's `OptionSet`; both are
+built from the same layers, and nothing re-reads YAML.
 Options the kit derives itself (subnet mask, DNS server, domain, lease times) sit below the
 global level, so an inventory can override any of them.
 """
@@ -9,10 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Literal
 
+from labkit.faults.legacy import DhcpFault
 from labkit.inventory import names
 from labkit.inventory.model import Inventory, Phone, VendorClass
+from labkit.protocols.dhcp.config import ALWAYS_SENT, ClientOptions, OptionLayer, PhoneEntry, ServerConfig
+from labkit.protocols.dhcp.faults import DhcpFaultAction
 from labkit.protocols.dhcp.options import (
     SubOption,
     Tr069,
@@ -75,10 +81,6 @@ class OptionSet:
         return out
 
 
-# always sent in an OFFER/ACK, whatever the client asks (RFC 2131 §4.3.1 and common practice)
-ALWAYS_SENT = {1, 51, 54, 58, 59}
-
-
 def kit_options(inv: Inventory) -> dict[int, Any]:
     """Options the kit sets on its own: below the inventory's global level."""
     lease = inv.dhcp.lease_time
@@ -95,7 +97,14 @@ def kit_options(inv: Inventory) -> dict[int, Any]:
     return derived
 
 
-def _overlay(layers: list[tuple[str, dict[int, Any], set[int]]]) -> OptionSet:
+Layer = tuple[str, dict[int, Any], set[int]]  # (level, typed values by code, forced codes)
+
+
+def _payload(code: int, value: Any) -> bytes:
+    return value if isinstance(value, bytes) else encode_value(code, value)
+
+
+def _overlay(layers: list[Layer]) -> OptionSet:
     merged: dict[int, tuple[Any, str]] = {}
     forced: set[int] = set()
     for level, values, force in layers:
@@ -105,8 +114,8 @@ def _overlay(layers: list[tuple[str, dict[int, Any], set[int]]]) -> OptionSet:
     options: dict[int, PlannedOption] = {}
     for code in sorted(merged):
         value, level = merged[code]
-        payload = value if isinstance(value, bytes) else encode_value(code, value)
-        options[code] = PlannedOption(code, payload, level, code in forced or code in ALWAYS_SENT)
+        forced_here = code in forced or code in ALWAYS_SENT
+        options[code] = PlannedOption(code, _payload(code, value), level, forced_here)
     return OptionSet(options)
 
 
@@ -116,31 +125,76 @@ def matching_classes(inv: Inventory, vendor_class: str | None) -> list[VendorCla
     return [cls for cls in inv.dhcp.classes if cls.matches(vendor_class)]
 
 
-def option_set(inv: Inventory, *, vendor_class: str | None = None, model: str | None = None,
-               phone: Phone | None = None) -> OptionSet:
-    """The overlay for one client: kit -> global -> matching classes (in order) -> model -> phone."""
-    layers: list[tuple[str, dict[int, Any], set[int]]] = [
-        ("kit", kit_options(inv), set()),
-        ("global", inv.dhcp.options.typed(), set(inv.dhcp.force)),
-    ]
-    for cls in matching_classes(inv, vendor_class):
-        layers.append((f"class {cls.match}", cls.options.typed(), set(cls.force)))
+def _base_layers(inv: Inventory) -> list[Layer]:
+    return [("kit", kit_options(inv), set()), ("global", inv.dhcp.options.typed(), set(inv.dhcp.force))]
+
+
+def _class_layer(cls: VendorClass) -> Layer:
+    return (f"class {cls.match}", cls.options.typed(), set(cls.force))
+
+
+def _own_layers(inv: Inventory, model: str | None, phone: Phone | None) -> list[Layer]:
+    """The model's level (when the inventory describes it), then the phone's."""
+    layers: list[Layer] = []
     model_name = phone.model if phone is not None else model
     if model_name is not None and model_name in inv.models:
         m = inv.models[model_name]
         layers.append((f"model {model_name}", m.options.typed(), set(m.force)))
     if phone is not None:
         layers.append(("phone", phone.options.typed(), set(phone.force)))
-    return _overlay(layers)
+    return layers
+
+
+def option_set(inv: Inventory, *, vendor_class: str | None = None, model: str | None = None,
+               phone: Phone | None = None) -> OptionSet:
+    """The overlay for one client: kit -> global -> matching classes (in order) -> model -> phone."""
+    layers = _base_layers(inv) + [_class_layer(cls) for cls in matching_classes(inv, vendor_class)]
+    return _overlay(layers + _own_layers(inv, model, phone))
+
+
+def _core_layer(layer: Layer) -> OptionLayer:
+    _, values, forced = layer
+    return OptionLayer(MappingProxyType({code: _payload(code, v) for code, v in values.items()}),
+                       frozenset(forced))
+
+
+def client_options(inv: Inventory) -> ClientOptions:
+    """The same overlay as `option_set`, as the DHCP core's plain input: encoded layers, merged
+    per client (MAC, option 60) by the core."""
+    return ClientOptions(
+        base=tuple(_core_layer(layer) for layer in _base_layers(inv)),
+        classes=tuple((cls.match, _core_layer(_class_layer(cls))) for cls in inv.dhcp.classes),
+        phones=MappingProxyType({p.mac: tuple(_core_layer(layer) for layer in _own_layers(inv, None, p))
+                                 for p in inv.phones}),
+        always=ALWAYS_SENT,
+    )
 
 
 def class_option_set(inv: Inventory, cls: VendorClass) -> OptionSet:
     """What a pool client whose option 60 matches only `cls` gets: kit -> global -> class."""
-    return _overlay([
-        ("kit", kit_options(inv), set()),
-        ("global", inv.dhcp.options.typed(), set(inv.dhcp.force)),
-        (f"class {cls.match}", cls.options.typed(), set(cls.force)),
-    ])
+    return _overlay([*_base_layers(inv), _class_layer(cls)])
+
+
+@dataclass(frozen=True)
+class DhcpPlan:
+    """Everything the DHCP service needs, built at plan time; the starter adds only what the
+    endpoint knows (its ports, loopback or the lab interface)."""
+
+    server: ServerConfig  # server_port 67 / client_port 68 until the endpoint says otherwise
+    interface: str | None  # the one interface a real-segment server binds to (lab.interface)
+    rival_listen: float = 6.0  # seconds the preflight listens for another server (lab.rival_dhcp_listen)
+    on_rival: Literal["warn", "stop"] = "warn"  # a rival heard while serving (lab.on_rival_dhcp)
+
+
+def plan_dhcp(inv: Inventory) -> DhcpPlan:
+    phones = MappingProxyType({p.mac: PhoneEntry(p.mac, p.ip, p.name or p.mac) for p in inv.phones})
+    pool = (inv.lab.pool.start, inv.lab.pool.end) if inv.lab.pool else None
+    own = frozenset(names.kit_addresses(inv))
+    reserved = frozenset({p.ip for p in inv.phones if p.ip is not None}) | own
+    server = ServerConfig(server_id=inv.lab.address.ip, network=inv.lab.address.network,
+                          lease_time=inv.dhcp.lease_time, pool=pool, answer_any=inv.lab.answer == "any",
+                          phones=phones, options_for=client_options(inv), reserved=reserved, own=own)
+    return DhcpPlan(server, inv.lab.interface, inv.lab.rival_dhcp_listen, inv.lab.on_rival_dhcp)
 
 
 def phone_vendor_class(phone: Phone) -> str:
@@ -189,3 +243,9 @@ def _block_json(block: VendorBlock) -> dict[str, Any]:
     out["suboptions"] = [_sub_json(s) for s in block.suboptions]
     return out
 
+
+
+def dhcp_fault_action(fault: DhcpFault) -> DhcpFaultAction:
+    """An inventory DHCP fault rule's action as the core's plain value."""
+    return DhcpFaultAction(drop=fault.drop, delay=fault.delay, nak=fault.nak, omit=tuple(fault.omit),
+                           replace=MappingProxyType(dict(fault.replace)), malformed=fault.malformed)

@@ -1,5 +1,8 @@
 """The DHCP transport: one UDP socket, drained in batches; leases committed before replies leave.
 
+On a real segment it also watches for another DHCP server (services.preflight.RivalWatch): each
+one heard is a "rival" event, and with `lab.on_rival_dhcp: stop` the kit stops answering.
+
 On a real segment the socket binds 0.0.0.0:67 on the one interface named in the inventory
 (SO_BINDTODEVICE), so it hears broadcasts there and nowhere else. A reply to a client that has
 no address yet goes out as an Ethernet frame to its MAC when the kit may open a packet socket
@@ -16,46 +19,28 @@ import struct
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from functools import lru_cache
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
+from typing import TYPE_CHECKING, Literal
 
-from labkit.events import EventSink, StaticDirectory, make_event
-from labkit.faults import FaultHooks
-from labkit.inventory.model import Inventory
-from labkit.plan.build import Plan
-from labkit.plan.dhcp import OptionSet, option_set
-from labkit.protocols.dhcp.faults import apply_dhcp_fault
+from labkit.events import EventSink, StaticDirectory, events_from, make_event
+from labkit.faults.hooks import ServiceFaults
+from labkit.plan.dhcp import DhcpPlan
+from labkit.protocols.dhcp.faults import DhcpFaultAction, apply_dhcp_fault
 from labkit.protocols.dhcp.leases import Lease, LeaseChange, LeaseTable
-from labkit.protocols.dhcp.server import DhcpServerCore, Outcome, PhoneEntry, ServerConfig
+from labkit.protocols.dhcp.server import DhcpServerCore
+from labkit.protocols.result import NO_DETAIL, Datagram, Fact, Result
+from labkit.services.context import Endpoint, StartContext
 from labkit.services.leases import LEASES_FILE, LeaseStore
+
+if TYPE_CHECKING:
+    from labkit.services.preflight import RivalServer, RivalWatch
 
 BATCH = 256  # datagrams read per wake-up: one lease transaction covers them all
 RECEIVE_BUFFER = 4 << 20  # bytes of socket buffer (see _grow_receive_buffer)
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
-
-
-def server_config(plan: Plan, server_id: IPv4Address, *, server_port: int = 67,
-                  client_port: int = 68) -> ServerConfig:
-    inv: Inventory = plan.inventory
-    phones = {p.mac: PhoneEntry(p.mac, p.ip, p.name or p.mac) for p in inv.phones}
-    by_mac = {p.mac: p for p in inv.phones}
-
-    @lru_cache(maxsize=4096)
-    def overlay(phone_mac: str | None, vendor_class: str | None) -> OptionSet:
-        return option_set(inv, vendor_class=vendor_class, phone=by_mac.get(phone_mac or ""))
-
-    def options_for(mac: str, vendor_class: str | None) -> OptionSet:
-        # pool clients share one overlay per vendor class: keyed by their MAC, every new client
-        # of an `answer: any` lab missed the cache and rebuilt the same options (~1/4 of a DORA)
-        return overlay(mac if mac in by_mac else None, vendor_class)
-
-    pool = (inv.lab.pool.start, inv.lab.pool.end) if inv.lab.pool else None
-    reserved = frozenset({p.ip for p in inv.phones if p.ip is not None} | {inv.lab.address.ip})
-    return ServerConfig(server_id=server_id, network=inv.lab.address.network, lease_time=inv.dhcp.lease_time,
-                        pool=pool, answer_any=inv.lab.answer == "any", phones=phones,
-                        options_for=options_for, reserved=reserved, server_port=server_port,
-                        client_port=client_port)
+CHADDR = slice(28, 34)  # the client's Ethernet address in a BOOTP message
+RIVAL_EVENT_EVERY = 10.0  # seconds between two "rival" events about the same server
 
 
 def ethernet_frame(dst_mac: bytes, src_mac: bytes, src_ip: IPv4Address, dst_ip: IPv4Address,
@@ -77,12 +62,12 @@ class DhcpService:
     core: DhcpServerCore
     store: LeaseStore
     sink: EventSink
-    directory: StaticDirectory
+    leases_seen: dict[str, str]  # address -> MAC of bound leases (the phone directory's table)
     host: str
     port: int
     interface: str | None
     clock: Callable[[], float] = time.time
-    faults: FaultHooks | None = None
+    hooks: ServiceFaults[DhcpFaultAction] | None = None
     executor: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="labkit-leases"))
     closed: bool = False
@@ -90,46 +75,56 @@ class DhcpService:
     l2_mac: bytes = b""
     sent: int = 0
     stats: dict[str, int] = field(default_factory=dict)
+    on_rival: Literal["warn", "stop"] = "warn"
+    watch: RivalWatch | None = None
+    silenced: str | None = None  # why the kit no longer answers (a rival server, `stop`)
+    rivals: dict[str, float] = field(default_factory=dict)  # server id -> when last told
 
     def start(self) -> None:
         asyncio.get_running_loop().add_reader(self.sock.fileno(), self._readable)
 
     def _readable(self) -> None:
-        outcomes: list[tuple[Outcome, str]] = []
+        results: list[tuple[Result, str]] = []
         now = self.clock()
         for _ in range(BATCH):
             try:
                 data, source = self.sock.recvfrom(4096)
-            except (BlockingIOError, InterruptedError):
+            except OSError:  # BlockingIOError and InterruptedError included: the batch is over
                 break
-            except OSError:
-                break
-            outcomes.append((self.core.handle(data, source, now), f"{source[0]}:{source[1]}"))
-        if not outcomes:
+            client = f"{source[0]}:{source[1]}"
+            if self.silenced is not None:
+                fact = Fact("dropped", f"{len(data)} bytes", f"not answered: {self.silenced}", "silenced")
+                results.append((Result((), (), (fact,)), client))
+                continue
+            results.append((self.core.handle(data, source, now), client))
+        if not results:
             return
         changes = self.core.table.take_pending()
         if not changes:  # offers, NAKs, INFORMs: nothing to make durable, answer now
-            self._deliver(outcomes, changes)
+            self._deliver(results, changes)
             return
         # the fsync runs on the lease thread (FIFO: commits stay in order), so a slow disk never
         # stalls DNS, TFTP or HTTP; this batch's replies leave once its bindings are on disk
         loop = asyncio.get_running_loop()
         future = self.executor.submit(self.store.commit, changes)
         future.add_done_callback(
-            lambda done: loop.call_soon_threadsafe(self._committed, done, outcomes, changes))
+            lambda done: loop.call_soon_threadsafe(self._committed, done, results, changes))
 
-    def _committed(self, done: Future[None], outcomes: list[tuple[Outcome, str]],
+    def _committed(self, done: Future[None], results: list[tuple[Result, str]],
                    changes: list[LeaseChange]) -> None:
         if self.closed:
             return
         error = done.exception()
         if error is None:
-            self._deliver(outcomes, changes)
+            self._deliver(results, changes)
             return
         # a lease we cannot keep is a lease we must not promise
-        for outcome, client in outcomes:
-            self.sink(make_event("dhcp", client, outcome.mac, outcome.action, outcome.request,
-                                 f"not answered: lease store failed: {error}", "store-error", self.clock))
+        now = self.clock()
+        for result, client in results:
+            facts = [replace(f, answer=f"not answered: lease store failed: {error}", result="store-error",
+                             detail=NO_DETAIL) for f in result.facts]
+            for event in events_from("dhcp", client, facts, now):
+                self.sink(event)
         reload = self.executor.submit(self.store.load)  # after every commit queued before it
         loop = asyncio.get_running_loop()
         reload.add_done_callback(lambda rows: loop.call_soon_threadsafe(self._reloaded, rows))
@@ -138,53 +133,79 @@ class DhcpService:
         if not self.closed and rows.exception() is None:
             self.core.table = LeaseTable.from_rows(rows.result())
 
-    def _deliver(self, outcomes: list[tuple[Outcome, str]], changes: list[LeaseChange]) -> None:
+    def _deliver(self, results: list[tuple[Result, str]], changes: list[LeaseChange]) -> None:
         for change in changes:
             if change.lease.state == "bound":
-                self.directory.by_address[str(change.lease.ip)] = change.lease.mac
-        for outcome, client in outcomes:
-            if outcome.reply is not None and self.faults is not None:
-                self._fault(outcome, client)
-            if outcome.reply is not None:
-                self._send(outcome)
-            self.sink(make_event("dhcp", client, outcome.mac, outcome.action, outcome.request,
-                                 outcome.answer, outcome.result, self.clock, **outcome.detail))
+                self.leases_seen[str(change.lease.ip)] = change.lease.mac
+        now = self.clock()
+        for result, client in results:
+            facts = result.facts
+            for datagram in result.send:
+                error = self._out(datagram, facts[0] if facts else None, client)
+                if error is not None:
+                    facts = tuple(replace(f, detail={**f.detail, "send_error": error}) for f in facts)
+            for event in events_from("dhcp", client, facts, now):
+                self.sink(event)
 
-    def _fault(self, outcome: Outcome, client: str) -> None:
-        """Fault rules for this reply: drop, NAK, rewrite, or send later."""
-        assert self.faults is not None and outcome.reply is not None
-        fired = self.faults.check("dhcp", mac=outcome.mac, client=client, request=outcome.request,
-                                  message=outcome.action.upper())
-        config = self.core.config
-        for hit in fired:
-            if outcome.reply is None:
-                break
-            outcome.reply = apply_dhcp_fault(outcome.reply, hit.action, config.server_id.packed,
-                                             config.client_port)
-            if hit.action.delay and outcome.reply is not None:
-                held = Outcome(outcome.reply, outcome.action, outcome.request, outcome.answer, outcome.result,
-                               outcome.mac, dict(outcome.detail))
-                asyncio.get_running_loop().call_later(hit.action.delay, self._send, held)
-                outcome.reply = None
+    def _out(self, datagram: Datagram, fact: Fact | None, client: str) -> str | None:
+        """Send one reply through the fault rules (drop, NAK, rewrite, or send later); the send
+        error, if any."""
+        if self.hooks is not None and fact is not None:
+            config = self.core.config
+            for hit in self.hooks.check(mac=fact.phone, client=client, request=fact.request,
+                                        message=fact.action.upper()):
+                faulted = apply_dhcp_fault(datagram, hit.action, config.server_id.packed, config.client_port)
+                if faulted is None:
+                    return None
+                datagram = faulted
+                if hit.action.delay:
+                    asyncio.get_running_loop().call_later(hit.action.delay, self._send, datagram)
+                    return None
+        return self._send(datagram)
 
-    def _send(self, outcome: Outcome) -> None:
-        reply = outcome.reply
-        assert reply is not None
+    def _send(self, datagram: Datagram) -> str | None:
+        to = datagram.to
+        assert to is not None  # the core always says where a reply goes
         try:
-            if reply.l2_unicast and self.l2 is not None:
-                frame = ethernet_frame(reply.message.chaddr, self.l2_mac, self.core.config.server_id,
-                                       IPv4Address(reply.to[0]), self.port, reply.to[1], reply.wire)
+            if datagram.l2_unicast and self.l2 is not None:
+                frame = ethernet_frame(datagram.data[CHADDR], self.l2_mac, self.core.config.server_id,
+                                       IPv4Address(to[0]), self.port, to[1], datagram.data)
                 self.l2.send(frame)
-            elif reply.l2_unicast:
-                self.sock.sendto(reply.wire, ("255.255.255.255", reply.to[1]))
+            elif datagram.l2_unicast:
+                self.sock.sendto(datagram.data, ("255.255.255.255", to[1]))
             else:
-                self.sock.sendto(reply.wire, reply.to)
+                self.sock.sendto(datagram.data, to)
             self.sent += 1
         except OSError as exc:
-            outcome.detail["send_error"] = str(exc)
+            return str(exc)
+        return None
+
+    def rival(self, rival: RivalServer) -> None:
+        """Another server answered on the segment: say so (at most every RIVAL_EVENT_EVERY s per
+        server), and with `on_rival: stop` stop answering."""
+        now = self.clock()
+        stop = self.on_rival == "stop" and self.silenced is None
+        last = self.rivals.get(rival.server_id)
+        if not stop and last is not None and now - last < RIVAL_EVENT_EVERY:
+            return
+        self.rivals[rival.server_id] = now
+        if stop:
+            self.silenced = f"another DHCP server ({rival.server_id}) answers on this segment"
+            answer = "DHCP stops answering (lab.on_rival_dhcp: stop)"
+        elif self.silenced is not None:
+            answer = "DHCP is not answering"
+        else:
+            answer = "warning: two DHCP servers race for every phone"
+        phone = rival.client if rival.client in self.core.config.phones else None
+        self.sink(make_event("dhcp", f"{rival.server_id}:67", phone, "rival",
+                             f"{rival.kind} {rival.offered} to {rival.client} from server {rival.server_id} "
+                             f"(MAC {rival.mac})", answer, "rival", lambda: now, server_id=rival.server_id,
+                             mac=rival.mac, offered=rival.offered, chaddr=rival.client))
 
     async def close(self) -> None:
         self.closed = True
+        if self.watch is not None:
+            self.watch.close()
         with contextlib.suppress(RuntimeError, ValueError):
             asyncio.get_running_loop().remove_reader(self.sock.fileno())
         self.sock.close()
@@ -214,18 +235,8 @@ def _interface_mac(interface: str) -> bytes | None:
         return None
 
 
-async def start_dhcp(plan: Plan, host: str, port: int, sink: EventSink, directory: StaticDirectory,
-                     state_dir, *, interface: str | None = None, client_port: int = 68,
-                     server_id: IPv4Address | None = None) -> DhcpService:
-    """Bind and start serving. With `interface`, bind 0.0.0.0 on that device only."""
-    inv = plan.inventory
-    sid = server_id or inv.lab.address.ip
-    store = LeaseStore(state_dir / LEASES_FILE)
-    table = LeaseTable.from_rows(store.load())
-    core = DhcpServerCore(server_config(plan, sid, server_port=port, client_port=client_port), table)
-    for lease in table.by_mac.values():
-        if lease.state == "bound":
-            directory.by_address[str(lease.ip)] = lease.mac
+def _bind(endpoint: Endpoint, interface: str | None) -> socket.socket:
+    """The server's UDP socket: on `interface` only (0.0.0.0, SO_BINDTODEVICE), else the endpoint."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -233,23 +244,75 @@ async def start_dhcp(plan: Plan, host: str, port: int, sink: EventSink, director
         _grow_receive_buffer(sock)
         if interface is not None:
             sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, interface.encode() + b"\x00")
-            sock.bind(("0.0.0.0", port))
+            sock.bind(("0.0.0.0", endpoint.port))
         else:
-            sock.bind((host, port))
+            sock.bind((endpoint.host, endpoint.port))
         sock.setblocking(False)
     except OSError:
         sock.close()
+        raise
+    return sock
+
+
+def _packet_socket(interface: str) -> tuple[socket.socket, bytes] | None:
+    """A packet socket for L2 unicast replies (root only), with the interface's MAC."""
+    if os.geteuid() != 0:
+        return None
+    mac = _interface_mac(interface)
+    if mac is None:
+        return None
+    try:
+        l2 = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+        l2.bind((interface, 0))
+    except OSError:
+        return None  # no packet socket: replies to address-less clients are broadcast instead
+    return l2, mac
+
+
+async def start_dhcp(config: DhcpPlan, endpoint: Endpoint, ctx: StartContext) -> DhcpService:
+    """Bind and start serving: on the plan's lab interface only, or on the loopback endpoint.
+    Clients listen one port above the server (67/68, or both shifted under loopback)."""
+    interface = None if endpoint.loopback else config.interface
+    server = replace(config.server, server_port=endpoint.port, client_port=endpoint.port + 1)
+    store = LeaseStore(ctx.state_dir / LEASES_FILE)
+    try:
+        core = DhcpServerCore(server, LeaseTable.from_rows(store.load()))
+        core.tidy(time.time())
+        store.commit(core.table.take_pending())  # quarantines over or out of bounds end on disk too
+    except Exception:
         store.close()
         raise
-    service = DhcpService(sock, core, store, sink, directory, host, port, interface)
-    if interface is not None and os.geteuid() == 0:
-        mac = _interface_mac(interface)
-        if mac is not None:
-            try:
-                l2 = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-                l2.bind((interface, 0))
-                service.l2, service.l2_mac = l2, mac
-            except OSError:
-                pass  # no packet socket: replies to address-less clients are broadcast instead
+    seen = ctx.directory.by_address if isinstance(ctx.directory, StaticDirectory) else {}
+    for lease in core.table.by_mac.values():
+        if lease.state == "bound":
+            seen[str(lease.ip)] = lease.mac
+    try:
+        sock = _bind(endpoint, interface)
+    except OSError:
+        store.close()
+        raise
+    service = DhcpService(sock, core, store, ctx.bus, seen, endpoint.host, endpoint.port, interface,
+                          hooks=ctx.faults.dhcp, on_rival=config.on_rival)
+    if interface is not None:
+        packet = _packet_socket(interface)
+        if packet is not None:
+            service.l2, service.l2_mac = packet
+        service.watch = _watch(interface, service)
     service.start()
+    if service.watch is not None:
+        service.watch.start()
     return service
+
+
+def _watch(interface: str, service: DhcpService) -> RivalWatch | None:
+    """Watch the segment for other servers (root only: a packet socket)."""
+    from labkit.services.preflight import RivalWatch
+
+    if os.geteuid() != 0:
+        return None
+    config = service.core.config
+    try:
+        return RivalWatch(interface, config.server_id, service.rival, server_port=config.server_port,
+                          client_port=config.client_port)
+    except OSError:
+        return None

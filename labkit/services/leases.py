@@ -57,7 +57,9 @@ class LeaseStore:
             for change in changes:
                 lease = change.lease
                 ip = str(lease.ip)
-                if lease.state == "declined":
+                if lease.state == "declined" and change.delete:
+                    cursor.execute("DELETE FROM declined WHERE ip = ?", (ip,))
+                elif lease.state == "declined":
                     cursor.execute("INSERT OR REPLACE INTO declined (ip, until) VALUES (?, ?)",
                                    (ip, lease.expires))
                 elif change.delete:

@@ -213,17 +213,39 @@ async def _start_https(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable:
 
 
 async def _start_dhcp(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable:
+    from labkit.services import context
     from labkit.services.dhcp import start_dhcp
 
-    inv = plan.inventory
-    loopback = ep.host == LOOPBACK
-    interface = None if loopback else inv.lab.interface
-    if not loopback and interface is None:
+    endpoint = context.Endpoint(ep.service, ep.host, ep.port, ep.transport)
+    if not endpoint.loopback and plan.dhcp.interface is None:
         raise StartError("dhcp: the inventory names no `lab.interface`; DHCP binds to one named "
                          "interface only (or run with --loopback)")
-    # under loopback, clients listen one port above the server, as 67/68 do
-    return await start_dhcp(plan, ep.host, ep.port, ctx.bus, ctx.directory, ctx.state_dir,
-                            interface=interface, client_port=ep.port + 1)
+    service_ctx = ctx if isinstance(ctx, context.StartContext) else _dhcp_context(plan, ctx)
+    return await start_dhcp(plan.dhcp, endpoint, service_ctx)
+
+
+def _dhcp_context(plan: Plan, ctx: StartContext) -> Any:
+    """Transitional, until start_lab hands every starter `services.context.StartContext` with its
+    `Faults`: the DHCP service's context, with the inventory's DHCP fault rules as typed hooks."""
+    import random
+    import time
+
+    from labkit.faults import engine
+    from labkit.faults.hooks import NO_FAULTS, Faults
+    from labkit.plan.dhcp import dhcp_fault_action
+    from labkit.services import context
+
+    inv = plan.inventory
+    rules = [engine.Rule(rule.label(i), "dhcp", dhcp_fault_action(rule.dhcp),
+                         engine.Match(**rule.match.model_dump()), engine.When(**rule.when.model_dump()))
+             for i, rule in enumerate(inv.faults) if rule.dhcp is not None]
+    faults = NO_FAULTS
+    if rules:
+        phones = {p.mac: (p.model, p.group) for p in inv.phones}
+        decide = engine.FaultEngine(rules, random.Random())
+        faults = Faults.build(decide, ctx.bus, phones, started=time.time())
+    return context.StartContext(ctx.tree, ctx.bus, ctx.directory, frozenset(ctx.known_macs), ctx.state_dir,
+                                faults=faults)
 
 
 async def _start_syslog(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable:
@@ -242,17 +264,25 @@ STARTERS: dict[str, Starter] = {
 }
 
 
-def preflight(plan: Plan, *, listen: float = 2.0) -> None:
-    """Refuse to serve DHCP on a segment where another DHCP server answers."""
+def preflight(plan: Plan, *, listen: float | None = None) -> None:
+    """Refuse to serve DHCP on a segment where another DHCP server answers (it listens for
+    `lab.rival_dhcp_listen` seconds unless told otherwise)."""
     from labkit.services.preflight import probe
 
-    interface = plan.inventory.lab.interface
-    if interface is None:
+    config = plan.dhcp
+    if config.interface is None:
         return
-    rivals = probe(interface, listen=listen)
+    server = config.server
+    # an INIT-REBOOT REQUEST for an address of ours also catches servers that answer only REQUESTs
+    ask_for = server.pool[0] if server.pool else next(
+        (ip for ip in server.network.hosts() if ip not in server.own), None)
+    rivals = probe(config.interface, listen=config.rival_listen if listen is None else listen,
+                   ask_for=ask_for)
     if rivals:
-        named = "; ".join(f"server {r.server_id} (MAC {r.mac}) offered {r.offered}" for r in rivals)
-        raise StartError(f"another DHCP server answers on {interface}: {named}. Two servers race for "
+        said = {"OFFER": "offered {}", "ACK": "acknowledged {}", "NAK": "refused our probe (NAK)"}
+        named = "; ".join(f"server {r.server_id} (MAC {r.mac}) " + said[r.kind].format(r.offered)
+                          for r in rivals)
+        raise StartError(f"another DHCP server answers on {config.interface}: {named}. Two servers race for "
                          "every phone; stop it, or start with --allow-other-dhcp if you mean it")
 
 

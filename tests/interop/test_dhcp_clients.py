@@ -15,8 +15,9 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
+from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
@@ -167,11 +168,9 @@ def _colon_hex(raw: str) -> bytes:
     return bytes(int(part, 16) for part in raw.split(":"))
 
 
-def test_dhclient_lease_file_holds_the_inventory_options(client_lab: tuple[Segment, NetnsLab],
-                                                         tmp_path: Path) -> None:
-    seg, lab = client_lab
+def dhclient_lease(seg: Segment, tmp_path: Path) -> tuple[str, dict[int, Any]]:
+    """dhclient's lease file: the address and the options, as dhclient stored them."""
     dhclient = tool("dhclient")
-    fresh_client(seg)
     config = tmp_path / "dhclient.conf"
     # codes dhclient has no name for are declared, so they land in the lease file typed
     config.write_text(f"""\
@@ -197,7 +196,7 @@ request subnet-mask, routers, domain-name-servers, domain-name, ntp-servers, tft
     finally:
         stop_process(process)
     lease = text[text.rindex("lease {"):]
-    assert f"fixed-address {PHONE_IP};" in lease
+    address = re.search(r"fixed-address ([0-9.]+);", lease)
     values = dict(re.findall(r"^\s*option ([\w-]+) (.*);$", lease, re.MULTILINE))
     by_code = {1: "subnet-mask", 3: "routers", 6: "domain-name-servers", 15: "domain-name",
                42: "ntp-servers", 43: "vendor-encapsulated-options", 66: "tftp-server-name",
@@ -214,8 +213,7 @@ request subnet-mask, routers, domain-name-servers, domain-name, ntp-servers, tft
             got[code] = _colon_hex(raw)
         else:
             got[code] = _dhclient_value(raw)
-    check_options(got, "dhclient")
-    assert server_lease(lab, seg.client_mac) == (PHONE_IP, VENDOR)
+    return (address.group(1) if address else ""), got
 
 
 def _env(path: Path) -> dict[str, str]:
@@ -227,20 +225,17 @@ def _hex_ips(value: str) -> list[str]:
     return [str(IPv4Address(raw[i:i + 4])) for i in range(0, len(raw), 4)]
 
 
-def test_udhcpc_script_environment_holds_the_inventory_options(client_lab: tuple[Segment, NetnsLab],
-                                                               tmp_path: Path) -> None:
-    seg, lab = client_lab
+def udhcpc_lease(seg: Segment, tmp_path: Path) -> tuple[str, dict[int, Any]]:
+    """udhcpc's script environment on `bound`."""
     # the udhcpc package, else busybox's own udhcpc (the same code)
     udhcpc = shutil.which("udhcpc") or shutil.which("udhcpc", path="/usr/sbin:/sbin")
     command = [udhcpc] if udhcpc else [tool("busybox"), "udhcpc"]
-    fresh_client(seg)
     hook = script(tmp_path / "hook.sh", f'env > "{tmp_path}/env.$1"\n')
     asked = [arg for code in (66, 150, 159, 160, 43, 125, 42, 15) for arg in ("-O", str(code))]
     done = seg.client.run(*command, "-f", "-q", "-n", "-i", seg.client_if, "-V", VENDOR, *asked,
                           "-s", str(hook), "-t", "10", "-T", "3", timeout=120, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     env = _env(tmp_path / "env.bound")
-    assert env["ip"] == PHONE_IP
     got = {1: env.get("subnet"), 3: ips(env.get("router", "")), 6: ips(env.get("dns", "")),
            15: env.get("domain"), 42: ips(env.get("ntpsrv", "")), 66: env.get("tftp"),
            150: _hex_ips(env["opt150"]) if "opt150" in env else None,
@@ -249,15 +244,12 @@ def test_udhcpc_script_environment_holds_the_inventory_options(client_lab: tuple
            160: bytes.fromhex(env["opt160"]).decode() if "opt160" in env else None,
            43: bytes.fromhex(env["opt43"]) if "opt43" in env else None,
            125: bytes.fromhex(env["opt125"]) if "opt125" in env else None}
-    check_options(got, "udhcpc")
-    assert server_lease(lab, seg.client_mac) == (PHONE_IP, VENDOR)
+    return env.get("ip", ""), got
 
 
-def test_dhcpcd_hook_environment_holds_the_inventory_options(client_lab: tuple[Segment, NetnsLab],
-                                                             tmp_path: Path) -> None:
-    seg, lab = client_lab
+def dhcpcd_lease(seg: Segment, tmp_path: Path) -> tuple[str, dict[int, Any]]:
+    """dhcpcd's hook environment on BOUND."""
     dhcpcd = tool("dhcpcd")
-    fresh_client(seg)
     config = tmp_path / "dhcpcd.conf"
     # 125 redefined as raw hex: dhcpcd's own definition only exports the enterprise number
     config.write_text(f"""\
@@ -279,7 +271,6 @@ noipv4ll
     answer = seg.client.call("reap", argv=argv, timeout=150)
     assert answer["returncode"] == 0
     env = _env(tmp_path / "env.BOUND")
-    assert env["new_ip_address"] == PHONE_IP
     got = {1: env.get("new_subnet_mask"), 3: ips(env.get("new_routers", "")),
            6: ips(env.get("new_domain_name_servers", "")), 15: env.get("new_domain_name"),
            42: ips(env.get("new_ntp_servers", "")), 66: env.get("new_tftp_server_name"),
@@ -287,7 +278,28 @@ noipv4ll
            159: env.get("new_mpp_provisioning_server"), 160: env.get("new_mpp_provisioning_url"),
            43: bytes.fromhex(env.get("new_vendor_encapsulated_options", "")),
            125: bytes.fromhex(env.get("new_mpp_vivso", ""))}
-    check_options(got, "dhcpcd")
+    return env.get("new_ip_address", ""), got
+
+
+@dataclass(frozen=True)
+class Client:
+    """A real DHCP client, and how to read what it stored: (address, {code: value})."""
+
+    name: str
+    take_lease: Callable[[Segment, Path], tuple[str, dict[int, Any]]]
+
+
+CLIENTS = (Client("dhclient", dhclient_lease), Client("udhcpc", udhcpc_lease), Client("dhcpcd", dhcpcd_lease))
+
+
+@pytest.mark.parametrize("client", CLIENTS, ids=lambda c: c.name)
+def test_client_stores_the_inventory_options(client_lab: tuple[Segment, NetnsLab], tmp_path: Path,
+                                             client: Client) -> None:
+    seg, lab = client_lab
+    fresh_client(seg)
+    address, got = client.take_lease(seg, tmp_path)
+    assert address == PHONE_IP
+    check_options(got, client.name)
     assert server_lease(lab, seg.client_mac) == (PHONE_IP, VENDOR)
 
 

@@ -1,17 +1,17 @@
-"""The DHCP message codec and server core, pure: bytes in, decisions out; scapy as independent decoder."""
+"""The DHCP message codec and server core, pure: bytes in, decisions out; scapy as independent decoder.
+
+The core is configured directly (tests/unit/dhcp_configs.py): no inventory, no plan, no SQLite."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from ipaddress import IPv4Address
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from labkit.errors import CodecError
-from labkit.inventory.load import load
-from labkit.plan.build import build_plan
 from labkit.protocols.dhcp.leases import LeaseTable
 from labkit.protocols.dhcp.message import (
     ACK,
@@ -30,17 +30,45 @@ from labkit.protocols.dhcp.message import (
     parse,
     request_message,
 )
-from labkit.protocols.dhcp.options import decode_value, encode_value
+from labkit.protocols.dhcp.options import decode_value
 from labkit.protocols.dhcp.server import DhcpServerCore
-from labkit.services.dhcp import server_config
-from labkit.services.leases import LeaseStore
+from labkit.protocols.result import Datagram, Fact, Result
 from tests.conftest import require_module
+from tests.unit.dhcp_configs import PHONE, SERVER, default_lab
+from tests.unit.dhcp_configs import pool_lab as pool_config
 
 MPP_PRL = bytes([1, 3, 6, 15, 35, 66, 150, 2, 7, 42, 43, 58, 59, 159, 160])
-PHONE = "00:56:2b:00:03:3c"  # 8851-1 of the default lab, fixed 10.42.0.60
 PHONE_MAC = bytes.fromhex("00562b00033c")
-SERVER = IPv4Address("10.42.0.1")
 NOW = 1_800_000_000.0
+
+
+@dataclass(frozen=True)
+class Said:
+    """One result of the core, read the way these tests ask: its one fact and its one datagram."""
+
+    result: Result
+
+    @property
+    def fact(self) -> Fact:
+        assert len(self.result.facts) == 1
+        return self.result.facts[0]
+
+    @property
+    def reply(self) -> Datagram:
+        assert len(self.result.send) == 1
+        return self.result.send[0]
+
+    @property
+    def detail(self):
+        return self.fact.detail
+
+    @property
+    def answer(self) -> str:
+        return self.fact.answer
+
+    @property
+    def outcome(self) -> str:
+        return self.fact.result
 
 
 def mpp_options(extra: dict[int, bytes] | None = None) -> dict[int, bytes]:
@@ -48,24 +76,16 @@ def mpp_options(extra: dict[int, bytes] | None = None) -> dict[int, bytes]:
     return {**base, **(extra or {})}
 
 
-DEFAULT_PLAN = build_plan(load(None))
-
-
-@pytest.fixture(scope="module")
-def plan():
-    return DEFAULT_PLAN
-
-
 @pytest.fixture
-def core(plan) -> DhcpServerCore:
-    return DhcpServerCore(server_config(plan, SERVER), LeaseTable())
+def core() -> DhcpServerCore:
+    return DhcpServerCore(default_lab(), LeaseTable())
 
 
 def exchange(core: DhcpServerCore, kind: int, options: dict[int, bytes], *, mac: bytes = PHONE_MAC,
-             now: float = NOW, **fields) -> tuple[Message | None, object]:
+             now: float = NOW, **fields) -> tuple[Message | None, Said]:
     message = request_message(kind, mac, 0x1234, options, **fields)
-    outcome = core.handle(build(message), ("0.0.0.0", 68), now)
-    return (parse(outcome.reply.wire) if outcome.reply else None), outcome
+    said = Said(core.handle(build(message), ("0.0.0.0", 68), now))
+    return (parse(said.reply.data) if said.result.send else None), said
 
 
 def test_discover_offer_request_ack_for_an_inventory_phone(core: DhcpServerCore) -> None:
@@ -105,7 +125,7 @@ def test_request_states_renew_rebind_init_reboot_and_nak(core: DhcpServerCore) -
     ack, outcome = exchange(core, REQUEST, mpp_options({50: ip.packed}))
     assert ack.message_type == ACK and outcome.detail["state"] == "init-reboot"
     nak, outcome = exchange(core, REQUEST, mpp_options({50: IPv4Address("10.42.0.61").packed}))
-    assert nak.message_type == NAK and outcome.result == "nak"
+    assert nak.message_type == NAK and outcome.outcome == "nak"
     assert nak.yiaddr == IPv4Address(0) and outcome.reply.to == ("255.255.255.255", 68)
     assert set(nak.options) == {53, 54}
     wrong_net, _ = exchange(core, REQUEST, mpp_options({50: IPv4Address("192.168.9.9").packed}))
@@ -116,32 +136,21 @@ def test_request_for_another_server_is_ignored(core: DhcpServerCore) -> None:
     exchange(core, DISCOVER, mpp_options())
     reply, outcome = exchange(core, REQUEST, mpp_options({50: IPv4Address("10.42.0.60").packed,
                                                            54: IPv4Address("10.42.0.254").packed}))
-    assert reply is None and outcome.result == "ignored"
+    assert reply is None and outcome.outcome == "ignored"
     assert PHONE not in core.table.offers
 
 
 def test_unknown_mac_gets_no_answer_by_default(core: DhcpServerCore) -> None:
     reply, outcome = exchange(core, DISCOVER, mpp_options(), mac=bytes.fromhex("020000000001"))
-    assert reply is None and outcome.result == "unknown-client"
+    assert reply is None and outcome.outcome == "unknown-client"
 
 
-def pool_lab(tmp_path: Path, answer: str = "any") -> DhcpServerCore:
-    inventory = tmp_path / "lab.yaml"
-    inventory.write_text(f"""\
-lab: {{domain: p.example, address: 192.0.2.1/24, answer: {answer},
-      pool: {{start: 192.0.2.100, end: 192.0.2.102}}}}
-dhcp:
-  classes:
-    - match: "CP-*-3PCC"
-      options: {{provisioning_url: "http://192.0.2.1/"}}
-models: {{CP-8851-3PCC: {{}}}}
-phones: [{{mac: "00:56:2b:00:00:01", model: CP-8851-3PCC, ip: 192.0.2.9}}]
-""")
-    return DhcpServerCore(server_config(build_plan(load(inventory)), IPv4Address("192.0.2.1")), LeaseTable())
+def pool_lab() -> DhcpServerCore:
+    return DhcpServerCore(pool_config(), LeaseTable())
 
 
-def test_pool_same_mac_same_address_decline_release_and_exhaustion(tmp_path: Path) -> None:
-    core = pool_lab(tmp_path)
+def test_pool_same_mac_same_address_decline_release_and_exhaustion() -> None:
+    core = pool_lab()
     macs = [bytes([2, 0, 0, 0, 0, n]) for n in range(1, 6)]
 
     def dora(mac: bytes, now: float = NOW) -> IPv4Address | None:
@@ -161,7 +170,7 @@ def test_pool_same_mac_same_address_decline_release_and_exhaustion(tmp_path: Pat
     assert dora(macs[0]) == first[0]  # same MAC, same address
     _, outcome = exchange(core, DECLINE, {50: first[1].packed, 54: IPv4Address("192.0.2.1").packed},
                           mac=macs[1])
-    assert outcome.result == "declined"
+    assert outcome.outcome == "declined"
     assert dora(macs[1]) is None  # its address is quarantined, nothing else is free
     _, outcome = exchange(core, RELEASE, {54: IPv4Address("192.0.2.1").packed}, mac=macs[2],
                           ciaddr=first[2])
@@ -196,7 +205,7 @@ def test_offer_and_ack_decode_with_scapy(core: DhcpServerCore) -> None:
     _, offered = exchange(core, DISCOVER, mpp_options())
     _, acked = exchange(core, REQUEST, mpp_options({50: IPv4Address("10.42.0.60").packed, 54: SERVER.packed}))
     for outcome, kind in ((offered, 2), (acked, 5)):
-        packet = BOOTP(outcome.reply.wire)
+        packet = BOOTP(outcome.reply.data)
         assert packet.op == 2 and packet.yiaddr == "10.42.0.60" and packet.xid == 0x1234
         options = {o[0]: o[1:] for o in packet[DHCP].options if isinstance(o, tuple)}
         assert options["message-type"] == (kind,)
@@ -240,12 +249,12 @@ def test_parse_raises_only_decode_errors(data: bytes) -> None:
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=400))
 def test_core_never_raises_on_arbitrary_bytes(data: bytes) -> None:
-    core = DhcpServerCore(server_config(DEFAULT_PLAN, SERVER), LeaseTable())
+    core = DhcpServerCore(default_lab(), LeaseTable())
     prefix = build(request_message(DISCOVER, PHONE_MAC, 1, mpp_options()))[:240]
     for blob in (data, prefix + data):
-        outcome = core.handle(blob, ("127.0.0.1", 68), NOW)
-        assert outcome.result in ("ok", "malformed", "ignored", "unknown-client", "nak", "no-address",
-                                  "declined")
+        outcome = Said(core.handle(blob, ("127.0.0.1", 68), NOW))
+        assert outcome.outcome in ("ok", "malformed", "ignored", "unknown-client", "nak", "no-address",
+                                   "refused", "declined")
 
 
 @given(st.dictionaries(st.integers(1, 254).filter(lambda c: c not in (52, 53)), st.binary(max_size=600),
@@ -253,16 +262,3 @@ def test_core_never_raises_on_arbitrary_bytes(data: bytes) -> None:
 def test_message_round_trip(options: dict[int, bytes]) -> None:
     message = Message(BOOTREPLY, 5, PHONE_MAC, options={53: bytes([ACK]), **options})
     assert parse(build(message, max_size=8000)).options == message.options
-
-
-def test_leases_survive_a_new_store_and_keep_one_address_per_mac(tmp_path: Path, plan) -> None:
-    store = LeaseStore(tmp_path / "leases.sqlite3")
-    core = DhcpServerCore(server_config(plan, SERVER), LeaseTable.from_rows(store.load()))
-    exchange(core, REQUEST, mpp_options({50: IPv4Address("10.42.0.60").packed, 54: SERVER.packed}))
-    store.commit(core.table.take_pending())
-    store.close()
-    again = LeaseStore(tmp_path / "leases.sqlite3")
-    table = LeaseTable.from_rows(again.load())
-    assert table.by_mac[PHONE].ip == IPv4Address("10.42.0.60")
-    assert encode_value(50, table.by_mac[PHONE].ip) == IPv4Address("10.42.0.60").packed
-    again.close()

@@ -95,34 +95,3 @@ def test_timeline_tells_where_a_phone_stalled() -> None:
     assert told.diagnosis().startswith("stalled after a profile (.xml or .cfg); never got its own profile")
     assert "2 fault(s) hit it" in told.diagnosis()
     random.seed(0)
-
-
-def test_dhcp_faults_rewrite_our_reply() -> None:
-    from ipaddress import IPv4Address
-
-    from labkit.faults import DhcpFault
-    from labkit.protocols.dhcp.faults import apply_dhcp_fault
-    from labkit.protocols.dhcp.leases import LeaseTable
-    from labkit.protocols.dhcp.message import DISCOVER, NAK, DhcpDecodeError, build, parse, request_message
-    from labkit.protocols.dhcp.server import DhcpServerCore
-    from labkit.services.dhcp import server_config
-
-    core = DhcpServerCore(server_config(build_plan(load(None)), IPv4Address("10.42.0.1")), LeaseTable())
-    mac = bytes.fromhex("00562b00033c")
-    discover = request_message(DISCOVER, mac, 9, {60: b"CP-8851-3PCC", 55: bytes([1, 66, 150, 160])})
-    offer = core.handle(build(discover), ("0.0.0.0", 68), 0.0).reply
-    assert offer is not None
-    server = IPv4Address("10.42.0.1").packed
-    assert apply_dhcp_fault(offer, DhcpFault(drop="offer"), server, 68) is None
-    kept = apply_dhcp_fault(offer, DhcpFault(drop="ack"), server, 68)
-    assert kept is not None and kept.wire == offer.wire  # only ACKs are dropped
-    nak = apply_dhcp_fault(offer, DhcpFault(nak=True), server, 68)
-    assert nak is not None and parse(nak.wire).message_type == NAK and nak.to == ("255.255.255.255", 68)
-    edited = apply_dhcp_fault(offer, DhcpFault(omit=[150], replace={66: b"10.9.9.9".hex()}), server, 68)
-    assert edited is not None
-    options = parse(edited.wire).options
-    assert 150 not in options and options[66] == b"10.9.9.9" and 160 in options
-    broken = apply_dhcp_fault(offer, DhcpFault(malformed=66), server, 68)
-    assert broken is not None
-    with pytest.raises(DhcpDecodeError):
-        parse(broken.wire)

@@ -1,4 +1,7 @@
-"""Pure DHCPv4 core: the typed option codec (`options`) and its annotated hexdump (`explain`)."""
+"""Pure DHCPv4 core, depending on nothing above it: the typed option codec (`options`, with the
+kinds table in `kinds`, TLV runs in `tlv`, vendor views in `vendor`), messages (`message`), the
+server (`server`, configured by the plain values of `config`, answering with the shared `Result`),
+its lease table (`leases`), fault actions (`faults`) and the annotated hexdump (`explain`)."""
 
 from labkit.protocols.dhcp.options import (
     BY_NAME,

@@ -1,4 +1,7 @@
-"""DHCP replies changed on purpose (fault rules), pure: our reply and the fault in, what to send out."""
+"""DHCP replies changed on purpose (fault rules), pure: our datagram and the fault in, what to send out.
+
+The reply is parsed again only here, when a fault fires; the hot path never pays for it.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +9,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-from labkit.faults import DhcpFault
-from labkit.protocols.dhcp.message import ACK, HEADER_SIZE, NAK, OFFER, ZERO, build
-from labkit.protocols.dhcp.server import BROADCAST, Reply
+from labkit.protocols.dhcp.message import ACK, HEADER_SIZE, NAK, OFFER, ZERO, build, parse
+from labkit.protocols.result import Datagram
+
+BROADCAST = "255.255.255.255"
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,25 +27,25 @@ class DhcpFaultAction:
     malformed: int | None = None  # this option's length overruns the message
 
 
-def apply_dhcp_fault(reply: Reply, fault: DhcpFault, server_id: bytes, client_port: int) -> Reply | None:
-    """The reply to send instead (None: send nothing). Delays are the transport's business."""
-    kind = reply.message.message_type
+def apply_dhcp_fault(reply: Datagram, fault: DhcpFaultAction, server_id: bytes,
+                     client_port: int) -> Datagram | None:
+    """The datagram to send instead (None: send nothing). Delays are the transport's business."""
+    message = parse(reply.data)  # our own reply: always readable
+    kind = message.message_type
     dropped = {"any": (OFFER, ACK, NAK), "offer": (OFFER,), "ack": (ACK,)}.get(fault.drop or "", ())
     if kind in dropped:
         return None
-    message = reply.message
     to, l2 = reply.to, reply.l2_unicast
     if fault.nak and kind in (OFFER, ACK):
         message = replace(message, yiaddr=ZERO, ciaddr=ZERO, options={53: bytes([NAK]), 54: server_id})
         if message.giaddr == ZERO:
-            to, l2 = (str(BROADCAST), client_port), False
+            to, l2 = (BROADCAST, client_port), False
     options = {c: p for c, p in message.options.items() if c not in fault.omit}
     options.update(fault.replace)
-    message = replace(message, options=options)
-    wire = build(message)
+    wire = build(replace(message, options=options))
     if fault.malformed is not None:
         wire = _overrun(wire, fault.malformed)
-    return Reply(message, wire, to, l2)
+    return Datagram(wire, to, l2)
 
 
 def _overrun(wire: bytes, code: int) -> bytes:

@@ -7,11 +7,15 @@ its binding is durable. One address is never bound to two MACs: `by_ip` is the p
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
 from typing import Literal
 
 LeaseState = Literal["bound", "released", "declined"]
+# at most this many addresses are quarantined after a DHCPDECLINE; beyond it the oldest
+# quarantine ends first (a client that declines in a loop cannot lock the whole pool)
+MAX_QUARANTINE = 256
 
 
 @dataclass(frozen=True)
@@ -44,15 +48,19 @@ class LeaseTable:
     offers: dict[str, tuple[IPv4Address, float]] = field(default_factory=dict)  # mac -> (ip, until)
     offered: dict[IPv4Address, tuple[str, float]] = field(default_factory=dict)  # ip -> (mac, until)
     pending: list[LeaseChange] = field(default_factory=list)
+    max_declined: int = MAX_QUARANTINE
 
     @classmethod
-    def from_rows(cls, rows: list[Lease]) -> LeaseTable:
-        table = cls()
+    def from_rows(cls, rows: list[Lease], *, max_declined: int = MAX_QUARANTINE) -> LeaseTable:
+        """The table as stored. Quarantines beyond the bound (the oldest first) are dropped here
+        and their rows queued for deletion, so memory and disk agree after a restart."""
+        table = cls(max_declined=max_declined)
+        for lease in sorted((r for r in rows if r.state == "declined"), key=lambda r: r.expires):
+            table.declined[lease.ip] = lease.expires
         for lease in rows:
-            if lease.state == "declined":
-                table.declined[lease.ip] = lease.expires
-            else:
+            if lease.state != "declined":
                 table._put(lease)
+        table._bound_quarantine()
         return table
 
     def _put(self, lease: Lease) -> None:
@@ -109,8 +117,11 @@ class LeaseTable:
         return released
 
     def decline(self, mac: str, ip: IPv4Address, until: float) -> None:
-        """The client found `ip` in use: quarantine it and forget the client's binding to it."""
-        self.declined[ip] = until
+        """The client found `ip` in use: quarantine it and forget the client's binding to it.
+        The caller has checked that `mac` holds `ip` and that the server manages it."""
+        self.declined.pop(ip, None)
+        self.declined[ip] = until  # insertion order: oldest quarantine first
+        self._bound_quarantine()
         self.drop_offer(mac)
         lease = self.by_mac.get(mac)
         if lease is not None and lease.ip == ip:
@@ -119,6 +130,21 @@ class LeaseTable:
                 del self.by_ip[ip]
             self.pending.append(LeaseChange(lease, delete=True))
         self.pending.append(LeaseChange(Lease(f"declined {ip}", ip, "declined", until)))
+
+    def end_quarantine(self, ip: IPv4Address) -> None:
+        until = self.declined.pop(ip, None)
+        if until is not None:
+            self.pending.append(LeaseChange(Lease(f"declined {ip}", ip, "declined", until), delete=True))
+
+    def forget_quarantines(self, keep: Callable[[IPv4Address, float], bool]) -> None:
+        """End every quarantine `keep(ip, until)` refuses (expired, or not an address we manage)."""
+        for ip, until in list(self.declined.items()):
+            if not keep(ip, until):
+                self.end_quarantine(ip)
+
+    def _bound_quarantine(self) -> None:
+        while len(self.declined) > self.max_declined:
+            self.end_quarantine(next(iter(self.declined)))
 
     def take_pending(self) -> list[LeaseChange]:
         changes, self.pending = self.pending, []

@@ -1,18 +1,19 @@
-"""The DHCP server core (RFC 2131), pure: a datagram and the time in, a decision out.
+"""The DHCP server core (RFC 2131), pure: a datagram and the time in, a `Result` out.
 
-No sockets, no clock, no database: the transport passes `now`, sends `Outcome.reply` to
-`Outcome.reply.to` only after writing `LeaseTable.take_pending()` durably.
+No sockets, no clock, no database: the transport passes `now`, and sends `Result.send` only
+after writing `LeaseTable.take_pending()` durably. Each datagram to send names where it goes
+(`to`) and whether it must reach the client's MAC by L2 unicast (it has no address yet).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from ipaddress import IPv4Address, IPv4Network
+from dataclasses import dataclass, replace
+from ipaddress import IPv4Address
+from types import MappingProxyType
 from typing import Any
 
 from labkit.errors import CodecError
-from labkit.plan.dhcp import OptionSet
+from labkit.protocols.dhcp.config import OptionPayloads, PhoneEntry, ServerConfig
 from labkit.protocols.dhcp.leases import LeaseTable
 from labkit.protocols.dhcp.message import (
     ACK,
@@ -32,53 +33,28 @@ from labkit.protocols.dhcp.message import (
     parse,
     reply_to,
 )
+from labkit.protocols.result import NO_DETAIL, Datagram, Fact, Result
+
+__all__ = ["BROADCAST", "DhcpServerCore", "OptionPayloads", "PhoneEntry", "ServerConfig"]
 
 BROADCAST = IPv4Address("255.255.255.255")
 LEASE_CODES = (51, 58, 59)
 
 
-@dataclass(frozen=True)
-class PhoneEntry:
-    mac: str
-    ip: IPv4Address | None
-    name: str
+@dataclass(frozen=True, slots=True)
+class _Ask:
+    """One request being answered: what the event log says about it comes from here."""
 
+    request: Message
+    phone: PhoneEntry | None
+    action: str  # "discover", "request", ...
+    summary: str
+    now: float
 
-@dataclass(frozen=True)
-class ServerConfig:
-    server_id: IPv4Address
-    network: IPv4Network
-    lease_time: int
-    pool: tuple[IPv4Address, IPv4Address] | None
-    answer_any: bool
-    phones: dict[str, PhoneEntry]
-    options_for: Callable[[str, str | None], OptionSet]  # (mac, vendor class) -> overlay
-    reserved: frozenset[IPv4Address] = frozenset()  # fixed IPs and the kit's own addresses
-    server_port: int = 67
-    client_port: int = 68
-    offer_hold: float = 60.0
-    decline_quarantine: float = 3600.0
-
-
-@dataclass(frozen=True)
-class Reply:
-    message: Message
-    wire: bytes
-    to: tuple[str, int]
-    l2_unicast: bool = False  # deliver to chaddr as an Ethernet frame (client has no address yet)
-
-
-@dataclass
-class Outcome:
-    """What to do about one datagram, and what to say about it in the event log."""
-
-    reply: Reply | None
-    action: str  # "discover", "request", ..., or "malformed"
-    request: str
-    answer: str
-    result: str  # "ok", "nak", "ignored", "unknown-client", "malformed", "no-address", ...
-    mac: str | None = None
-    detail: dict[str, Any] = field(default_factory=dict)
+    def said(self, answer: str, result: str, datagram: Datagram | None = None, **detail: Any) -> Result:
+        fact = Fact(self.action, self.summary, answer, result, self.request.mac,
+                    MappingProxyType(detail) if detail else NO_DETAIL)
+        return Result((datagram,) if datagram is not None else (), (), (fact,))
 
 
 class DhcpServerCore:
@@ -87,36 +63,35 @@ class DhcpServerCore:
         self.table = table
         self.counters: dict[str, int] = {}
         self._cursor = 0  # where the search for a never-used pool address resumes
+        self._reservations = {p.ip: p.mac for p in config.phones.values() if p.ip is not None}
 
     def _count(self, key: str) -> None:
         self.counters[key] = self.counters.get(key, 0) + 1
 
     # -- entry point ---------------------------------------------------------------------------
-    def handle(self, data: bytes, source: tuple[str, int], now: float) -> Outcome:
+    def handle(self, data: bytes, source: tuple[str, int], now: float) -> Result:
         try:
             request = parse(data)
         except CodecError as exc:
             self._count("malformed")
-            return Outcome(None, "malformed", f"{len(data)} bytes", "dropped", "malformed",
-                           detail={"error": str(exc)})
+            fact = Fact("malformed", f"{len(data)} bytes", "dropped", "malformed", None,
+                        MappingProxyType({"error": str(exc)}))
+            return Result((), (), (fact,))
         kind = request.message_type
         name = MESSAGE_TYPES.get(kind or 0, "BOOTP").lower()
         self._count(name)
-        mac = request.mac
-        summary = self._summary(request)
+        phone = self.config.phones.get(request.mac)
+        ask = _Ask(request, phone, name, self._summary(request), now)
         if request.op != BOOTREQUEST or kind is None:
-            return Outcome(None, name, summary, "ignored (not a DHCP request)", "ignored", mac)
-        phone = self.config.phones.get(mac)
+            return ask.said("ignored (not a DHCP request)", "ignored")
         if phone is None and not self.config.answer_any:
             self._count("unknown-client")
-            return Outcome(None, name, summary, "no answer (not in the inventory)", "unknown-client", mac)
+            return ask.said("no answer (not in the inventory)", "unknown-client")
         handler = {DISCOVER: self._discover, REQUEST: self._request, DECLINE: self._decline,
                    RELEASE: self._release, INFORM: self._inform}.get(kind)
         if handler is None:
-            return Outcome(None, name, summary, "ignored", "ignored", mac)
-        outcome = handler(request, phone, now)
-        outcome.action, outcome.request, outcome.mac = name, summary, mac
-        return outcome
+            return ask.said("ignored", "ignored")
+        return handler(ask)
 
     @staticmethod
     def _summary(request: Message) -> str:
@@ -190,7 +165,7 @@ class DhcpServerCore:
     def _options(self, request: Message, *, with_lease: bool) -> list[tuple[int, bytes]]:
         option_set = self.config.options_for(request.mac, request.text_option(60))
         chosen = option_set.for_request(request.requested_options())
-        return [(p.code, p.payload) for p in chosen if with_lease or p.code not in LEASE_CODES]
+        return chosen if with_lease else [(c, p) for c, p in chosen if c not in LEASE_CODES]
 
     def _destination(self, request: Message, reply: Message) -> tuple[tuple[str, int], bool]:
         """RFC 2131 §4.1: relay first, then ciaddr, then broadcast, else unicast to yiaddr by L2."""
@@ -206,7 +181,7 @@ class DhcpServerCore:
         return (str(reply.yiaddr), self.config.client_port), True
 
     def _reply(self, request: Message, kind: int, yiaddr: IPv4Address = ZERO, *,
-               with_lease: bool = True) -> Reply:
+               with_lease: bool = True) -> tuple[Message, Datagram]:
         options = self._options(request, with_lease=with_lease) if kind != NAK else [
             (54, self.config.server_id.packed)]
         message = reply_to(request, kind, yiaddr=yiaddr, options=options)
@@ -216,79 +191,113 @@ class DhcpServerCore:
         max_size = int.from_bytes(request.options.get(57, b""), "big") if len(
             request.options.get(57, b"")) == 2 else 0
         to, l2 = self._destination(request, message)
-        return Reply(message, build(message, max_size=max_size), to, l2)
-
-    def _name(self, phone: PhoneEntry | None) -> str | None:
-        return phone.name if phone is not None else None
+        return message, Datagram(build(message, max_size=max_size), to, l2)
 
     # -- message types --------------------------------------------------------------------------
-    def _discover(self, request: Message, phone: PhoneEntry | None, now: float) -> Outcome:
-        ip = self._choose(request, phone, now)
+    def _discover(self, ask: _Ask) -> Result:
+        request, phone = ask.request, ask.phone
+        ip = self._choose(request, phone, ask.now)
         if ip is None:
             self._count("no-address")
             why = "fixed address in use by another client" if phone and phone.ip else "pool exhausted"
-            return Outcome(None, "", "", f"no offer: {why}", "no-address")
-        self.table.offer(request.mac, ip, now + self.config.offer_hold)
-        reply = self._reply(request, OFFER, ip)
-        return Outcome(reply, "", "", f"OFFER {ip} to {reply.to[0]}:{reply.to[1]}", "ok",
-                       detail={"ip": str(ip), "options": [c for c, _ in reply.message.options.items()]})
+            return ask.said(f"no offer: {why}", "no-address")
+        self.table.offer(request.mac, ip, ask.now + self.config.offer_hold)
+        message, datagram = self._reply(request, OFFER, ip)
+        to = datagram.to or ("", 0)
+        return ask.said(f"OFFER {ip} to {to[0]}:{to[1]}", "ok", datagram, ip=str(ip),
+                        options=list(message.options))
 
-    def _request(self, request: Message, phone: PhoneEntry | None, now: float) -> Outcome:
+    def _request_state(self, ask: _Ask) -> tuple[str, IPv4Address] | Result:
+        """RFC 2131 §4.3.2: which state the client is in and the address it asks for, or the answer
+        when there is nothing to bind."""
+        request, phone, mac = ask.request, ask.phone, ask.request.mac
         server_id = request.ip_option(54)
         wanted = request.ip_option(50)
-        mac = request.mac
         if server_id is not None:  # SELECTING
             if server_id != self.config.server_id:
                 self.table.drop_offer(mac)  # the client took another server's offer
-                return Outcome(None, "", "", f"chose server {server_id}", "ignored")
-            state = "selecting"
-            candidate = wanted or request.ciaddr
-        elif wanted is not None:  # INIT-REBOOT
-            state = "init-reboot"
-            candidate = wanted
+                return ask.said(f"chose server {server_id}", "ignored")
+            return "selecting", wanted or request.ciaddr
+        if wanted is not None:  # INIT-REBOOT
             if wanted not in self.config.network:
-                return self._nak(request, state, f"{wanted} is not on this network")
-            known = mac in self.table.by_mac or phone is not None
-            if not known:
-                return Outcome(None, "", "", "no record of this client (silent, RFC 2131 §4.3.2)",
-                               "ignored", detail={"state": state})
-        elif request.ciaddr != ZERO:  # RENEWING (unicast) or REBINDING (broadcast)
+                return self._nak(ask, "init-reboot", f"{wanted} is not on this network")
+            if mac not in self.table.by_mac and phone is None:
+                return ask.said("no record of this client (silent, RFC 2131 §4.3.2)", "ignored",
+                                state="init-reboot")
+            return "init-reboot", wanted
+        if request.ciaddr != ZERO:  # RENEWING (unicast) or REBINDING (broadcast)
             state = "rebinding" if request.broadcast or request.giaddr != ZERO else "renewing"
             candidate = request.ciaddr
             lease = self.table.by_mac.get(mac)
             if (lease is None or lease.ip != candidate) and not (phone and phone.ip == candidate):
                 if state == "rebinding":
-                    return Outcome(None, "", "", "no record of this binding (silent)", "ignored",
-                                   detail={"state": state})
-                return self._nak(request, state, f"{candidate} is not bound to {mac}")
-        else:
-            return Outcome(None, "", "", "REQUEST without address, server id or ciaddr", "ignored")
-        if not self._allowed(candidate, phone, mac, now):
-            return self._nak(request, state, f"{candidate} is not available to {mac}")
-        lease = self.table.bind(mac, candidate, now + self.config.lease_time,
+                    return ask.said("no record of this binding (silent)", "ignored", state=state)
+                return self._nak(ask, state, f"{candidate} is not bound to {mac}")
+            return state, candidate
+        return ask.said("REQUEST without address, server id or ciaddr", "ignored")
+
+    def _request(self, ask: _Ask) -> Result:
+        found = self._request_state(ask)
+        if isinstance(found, Result):
+            return found
+        state, candidate = found
+        request, phone, mac = ask.request, ask.phone, ask.request.mac
+        if not self._allowed(candidate, phone, mac, ask.now):
+            return self._nak(ask, state, f"{candidate} is not available to {mac}")
+        lease = self.table.bind(mac, candidate, ask.now + self.config.lease_time,
                                 hostname=request.text_option(12), vendor_class=request.text_option(60),
-                                phone=self._name(phone))
-        reply = self._reply(request, ACK, candidate)
-        return Outcome(reply, "", "", f"ACK {candidate} until {int(lease.expires)}", "ok",
-                       detail={"state": state, "ip": str(candidate)})
+                                phone=phone.name if phone is not None else None)
+        _, datagram = self._reply(request, ACK, candidate)
+        return ask.said(f"ACK {candidate} until {int(lease.expires)}", "ok", datagram, state=state,
+                        ip=str(candidate))
 
-    def _nak(self, request: Message, state: str, why: str) -> Outcome:
+    def _nak(self, ask: _Ask, state: str, why: str) -> Result:
         self._count("nak")
-        return Outcome(self._reply(request, NAK), "", "", f"NAK: {why}", "nak", detail={"state": state})
+        _, datagram = self._reply(ask.request, NAK)
+        return ask.said(f"NAK: {why}", "nak", datagram, state=state)
 
-    def _decline(self, request: Message, phone: PhoneEntry | None, now: float) -> Outcome:
+    def manages(self, ip: IPv4Address) -> bool:
+        """Is `ip` an address this server hands out (its pool or a reservation), never its own?"""
+        config = self.config
+        if ip in config.own or ip == config.server_id or ip not in config.network:
+            return False
+        if ip in (config.network.network_address, config.network.broadcast_address):
+            return False
+        return ip in self._reservations or self._in_pool(ip)
+
+    def _holds(self, mac: str, ip: IPv4Address, now: float) -> bool:
+        """Does `mac` hold `ip`: its active lease, or its reservation?"""
+        lease = self.table.by_mac.get(mac)
+        if lease is not None and lease.ip == ip and lease.active(now):
+            return True
+        return self._reservations.get(ip) == mac
+
+    def tidy(self, now: float) -> None:
+        """At start: end quarantines that are over or that the rules below would refuse today (a
+        store written by an older kit, or a lab whose pool changed); the deletions are pending."""
+        self.table.forget_quarantines(lambda ip, until: until > now and self.manages(ip))
+
+    def _decline(self, ask: _Ask) -> Result:
+        """RFC 2131 §4.3.3, guarded: only the client holding an address we manage may decline it."""
+        request = ask.request
         ip = request.ip_option(50)
         if ip is None or request.ip_option(54) not in (None, self.config.server_id):
-            return Outcome(None, "", "", "ignored", "ignored")
-        self.table.decline(request.mac, ip, now + self.config.decline_quarantine)
-        return Outcome(None, "", "", f"{ip} quarantined for {int(self.config.decline_quarantine)} s",
-                       "declined", detail={"ip": str(ip)})
+            return ask.said("ignored", "ignored")
+        if not self.manages(ip):
+            self._count("decline-refused")
+            return ask.said(f"DECLINE of {ip} refused: not an address this server hands out", "refused",
+                            ip=str(ip))
+        if not self._holds(request.mac, ip, ask.now):
+            self._count("decline-refused")
+            return ask.said(f"DECLINE of {ip} refused: {request.mac} does not hold it", "refused", ip=str(ip))
+        self.table.decline(request.mac, ip, ask.now + self.config.decline_quarantine)
+        return ask.said(f"{ip} quarantined for {int(self.config.decline_quarantine)} s", "declined",
+                        ip=str(ip))
 
-    def _release(self, request: Message, phone: PhoneEntry | None, now: float) -> Outcome:
-        lease = self.table.release(request.mac, now)
-        answer = f"released {lease.ip}" if lease else "nothing to release"
-        return Outcome(None, "", "", answer, "ok")
+    def _release(self, ask: _Ask) -> Result:
+        lease = self.table.release(ask.request.mac, ask.now)
+        return ask.said(f"released {lease.ip}" if lease else "nothing to release", "ok")
 
-    def _inform(self, request: Message, phone: PhoneEntry | None, now: float) -> Outcome:
-        reply = self._reply(request, ACK, with_lease=False)
-        return Outcome(reply, "", "", f"ACK (options only) to {reply.to[0]}", "ok")
+    def _inform(self, ask: _Ask) -> Result:
+        _, datagram = self._reply(ask.request, ACK, with_lease=False)
+        return ask.said(f"ACK (options only) to {(datagram.to or ('',))[0]}", "ok", datagram)
