@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import sys
 from pathlib import Path
@@ -166,7 +167,7 @@ def up(
     """Serve the plan: DHCP, DNS, TFTP, HTTP(S) and syslog in one process, until Ctrl-C or SIGTERM."""
     import asyncio
 
-    from labkit.faults import parse_cli_rule
+    from labkit.inventory.faults import parse_cli_rule
 
     loaded = _load(inventory)
     plan = _plan(loaded)
@@ -224,11 +225,10 @@ async def _up(plan, loopback: bool, port_offset: int | None, state: Path, log: P
         out.print(f"  {endpoint}", markup=False)
     if lab.ca_path is not None:
         out.print(f"  lab CA: {lab.ca_path} (curl --cacert {lab.ca_path})", markup=False)
-    if lab.faults is not None:
-        for index, rule in enumerate(lab.faults.rules):
-            when, match = rule.when.model_dump(exclude_none=True), rule.match.model_dump(exclude_none=True)
-            out.print(f"  fault: {rule.label(index)}: {rule.service} when {when} matching {match}",
-                      markup=False)
+    for rule in lab.plan.faults:
+        when = {k: v for k, v in dataclasses.asdict(rule.when).items() if v is not None}
+        match = {k: v for k, v in dataclasses.asdict(rule.match).items() if v is not None}
+        out.print(f"  fault: {rule.label}: {rule.service} when {when} matching {match}", markup=False)
     out.print("Ctrl-C stops the lab.", markup=False)
     if not quiet:
         if out.is_terminal:

@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from labkit.faults import FaultRule
+from labkit.inventory.faults import FaultRule
 from labkit.inventory.types import (
     Domain,
     HexBytes,

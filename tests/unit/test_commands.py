@@ -168,7 +168,7 @@ def test_own_certificate_must_cover_srv_targets_and_domain(tmp_path: Path) -> No
 def test_readme_fault_example_is_a_valid_rule() -> None:
     import yaml
 
-    from labkit.faults import FaultRule
+    from labkit.inventory.faults import FaultRule
 
     readme = (ROOT / "README.md").read_text()
     fragment = next(b for b in re.findall(r"```yaml\n(.*?)```", readme, flags=re.DOTALL) if "faults:" in b)
