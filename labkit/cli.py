@@ -183,44 +183,31 @@ def up(
 async def _up(plan, loopback: bool, port_offset: int | None, state: Path, log: Path | None,
               quiet: bool, allow_other_dhcp: bool, faults: list | None = None,
               pcaps: tuple[Path | None, Path | None] = (None, None)) -> None:
-    import asyncio
-
     from labkit.board import BoardState, LiveBoard
-    from labkit.events import StaticDirectory
-    from labkit.services.supervisor import JsonLinesLog, serve_until_stopped, start_lab
+    from labkit.services.running import LogSettings, run_lab
+    from labkit.services.supervisor import wait_for_stop
 
     log_path = log or state / "logs" / "events.jsonl"
-    journal = JsonLinesLog(log_path)
-    board: LiveBoard | None = None
-    sinks = [journal]
-    try:
-        lab = await start_lab(plan, loopback=loopback, port_offset=port_offset, state_dir=state,
-                              sinks=sinks, allow_other_dhcp=allow_other_dhcp, faults=faults)
-    except LabkitError:
-        journal.close()
-        raise
-    inv = plan.inventory
-    capture = None
-    if pcaps != (None, None):
-        from labkit.capture import Capture, CaptureError
+    async with run_lab(plan, log=LogSettings(log_path), pcaps=pcaps, loopback=loopback,
+                       port_offset=port_offset, state_dir=state, allow_other_dhcp=allow_other_dhcp,
+                       faults=faults) as lab:
+        _banner(lab, log_path)
+        if not quiet and out.is_terminal:
+            lab.watch(LiveBoard(BoardState.from_plan(lab.plan), out))
+        elif not quiet:
+            lab.follow(lambda e: out.print(
+                f"{e.service} {e.client or '-'} {e.phone or '-'} {e.action} {e.request} -> {e.answer} "
+                f"[{e.result}]", markup=False))
+        await wait_for_stop()
+    if lab.capture is not None:
+        out.print(f"labkit: captured {lab.capture.count} packets", markup=False)
+    out.print(f"labkit: stopped; {lab.bus.count} events logged to {log_path}", markup=False)
 
-        on_loopback = any(e.host == "127.0.0.1" for e in lab.endpoints.values())
-        interface = "lo" if on_loopback else (inv.lab.interface or "lo")
-        ports = {e.port for e in lab.endpoints.values()}
-        dhcp_ports: frozenset[int] = frozenset()
-        if "dhcp" in lab.endpoints:
-            dhcp_ports = frozenset({lab.endpoints["dhcp"].port, lab.endpoints["dhcp"].port + 1})
-            ports |= dhcp_ports
-        try:
-            capture = Capture(interface, ports, pcaps[0], pcaps[1], lab.directory or StaticDirectory(),
-                              dhcp_ports)
-            capture.start()
-        except (CaptureError, OSError) as exc:
-            await lab.close()
-            journal.close()
-            raise LabkitError(f"--pcap: {exc}") from None
+
+def _banner(lab, log_path: Path) -> None:
+    inv = lab.plan.inventory
     out.print(f"labkit: lab {inv.lab.name!r} ({inv.lab.domain}), {len(inv.phones)} phones, "
-              f"{len(plan.files)} files; events to {log_path}", markup=False)
+              f"{len(lab.plan.files)} files; events to {log_path}", markup=False)
     for endpoint in lab.endpoints.values():
         out.print(f"  {endpoint}", markup=False)
     if lab.ca_path is not None:
@@ -230,27 +217,6 @@ async def _up(plan, loopback: bool, port_offset: int | None, state: Path, log: P
         match = {k: v for k, v in dataclasses.asdict(rule.match).items() if v is not None}
         out.print(f"  fault: {rule.label}: {rule.service} when {when} matching {match}", markup=False)
     out.print("Ctrl-C stops the lab.", markup=False)
-    if not quiet:
-        if out.is_terminal:
-            board = LiveBoard(BoardState.from_plan(plan), out)
-            board.__enter__()
-            lab.bus.sinks.append(board)
-        else:
-            lab.bus.sinks.append(lambda e: out.print(
-                f"{e.service} {e.client or '-'} {e.phone or '-'} {e.action} {e.request} -> {e.answer} "
-                f"[{e.result}]", markup=False))
-    flusher = asyncio.create_task(journal.flush_periodically())
-    try:
-        await serve_until_stopped(lab)
-    finally:
-        if capture is not None:
-            capture.stop()
-            out.print(f"labkit: captured {capture.count} packets", markup=False)
-        flusher.cancel()
-        if board is not None:
-            board.__exit__(None, None, None)
-        journal.close()
-        out.print(f"labkit: stopped; {lab.bus.count} events logged to {log_path}", markup=False)
 
 
 @app.command()

@@ -16,18 +16,28 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from labkit.errors import LabkitError
-from labkit.events import Event, EventSink, StaticDirectory
+from labkit.events import EventSink, StaticDirectory
 from labkit.faults.engine import FaultEngine
 from labkit.faults.hooks import Faults
 from labkit.inventory import names  # used by _start_https until its starter moves to plan.tls
 from labkit.plan.build import Plan
 from labkit.services.context import Closable, Endpoint, StartContext
 from labkit.services.filetree import FileTree
+from labkit.services.journal import (
+    MALFORMED_PER_SECOND,
+    EventBus,
+    JsonLinesLog,
+    MalformedLimiter,
+)
+
+__all__ = ["EventBus", "JsonLinesLog", "RunningLab", "StartError", "endpoints", "free_port_offset",
+           "serve_until_stopped", "start_lab", "wait_for_stop"]
 
 if TYPE_CHECKING:
+    from labkit.capture import Capture
     from labkit.inventory.faults import FaultRule
 
 STANDARD_PORTS = {"dns": 53, "tftp": 69, "http": 80, "https": 443, "syslog": 514, "dhcp": 67}
@@ -89,47 +99,6 @@ def endpoints(plan: Plan, *, loopback: bool = False, port_offset: int | None = N
     return out
 
 
-class EventBus:
-    """Fans events out to every sink; a failing sink is dropped, never the service."""
-
-    def __init__(self) -> None:
-        self.sinks: list[EventSink] = []
-        self.count = 0
-
-    def __call__(self, event: Event) -> None:
-        self.count += 1
-        for sink in list(self.sinks):
-            try:
-                sink(event)
-            except Exception:  # a broken log or board must not stop the lab
-                self.sinks.remove(sink)
-
-
-class JsonLinesLog:
-    """Events as JSON lines. Flushed by `flush_periodically` and at close, not per event: a
-    syscall per DNS query would cost more than answering it."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = path.open("a", encoding="utf-8")
-
-    def __call__(self, event: Event) -> None:
-        self.file.write(event.to_json() + "\n")
-
-    def flush(self) -> None:
-        self.file.flush()
-
-    async def flush_periodically(self, every: float = 0.5) -> None:
-        while True:
-            await asyncio.sleep(every)
-            self.file.flush()
-
-    def close(self) -> None:
-        if not self.file.closed:
-            self.file.flush()
-            self.file.close()
-
-
 @dataclass
 class RunningLab:
     plan: Plan
@@ -139,10 +108,28 @@ class RunningLab:
     ca_path: Path | None = None
     faults: Faults = field(default_factory=Faults)  # the typed hooks every service was started with
     directory: StaticDirectory | None = None  # who is at which address (fixed IPs, then leases)
+    journal: JsonLinesLog | None = None  # set by run_lab
+    capture: Capture | None = None  # set by run_lab when asked for pcaps
+    stack: contextlib.AsyncExitStack | None = None  # run_lab's: what it owns, closed in reverse
 
     async def close(self) -> None:
         for name in reversed(list(self.services)):
             await self.services.pop(name).close()
+
+    def watch(self, view: Any) -> None:
+        """Show the lab in `view` (a context manager that is also an event sink, e.g. the live
+        board) for as long as run_lab runs; run_lab leaves it before anything else."""
+        assert self.stack is not None, "watch() is for a lab started by run_lab"
+        self.stack.enter_context(view)
+        self.bus.sinks.append(view)
+        self.stack.callback(self.bus.sinks.remove, view)
+
+    def follow(self, sink: EventSink, *, malformed_per_second: int = MALFORMED_PER_SECOND) -> None:
+        """Send events to `sink` (e.g. printed lines), malformed input rate-limited as in the log."""
+        assert self.stack is not None, "follow() is for a lab started by run_lab"
+        limited = MalformedLimiter(sink, malformed_per_second)
+        self.bus.sinks.append(limited)
+        self.stack.callback(limited.flush)
 
 
 Starter = Callable[[Plan, Endpoint, StartContext], Awaitable[Closable]]
@@ -306,8 +293,8 @@ def _cannot_listen(name: str, ep: Endpoint, exc: OSError, local: bool) -> StartE
     return StartError(f"{name} cannot listen on {ep.host}:{ep.port}: {exc.strerror or exc}{hint}")
 
 
-async def serve_until_stopped(lab: RunningLab, stop: asyncio.Event | None = None) -> None:
-    """Wait for SIGINT/SIGTERM (or `stop`), then close every service."""
+async def wait_for_stop(stop: asyncio.Event | None = None) -> None:
+    """Wait for SIGINT/SIGTERM (or `stop`)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     installed = []
@@ -320,4 +307,11 @@ async def serve_until_stopped(lab: RunningLab, stop: asyncio.Event | None = None
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
+
+
+async def serve_until_stopped(lab: RunningLab, stop: asyncio.Event | None = None) -> None:
+    """Wait for SIGINT/SIGTERM (or `stop`), then close every service."""
+    try:
+        await wait_for_stop(stop)
+    finally:
         await lab.close()
