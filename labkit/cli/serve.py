@@ -1,146 +1,18 @@
-"""The `labkit` command line (typer). Thin: every command calls into the library."""
+"""Commands that run things: up (the lab), simulate (virtual phones), demo (both)."""
 
 from __future__ import annotations
 
 import dataclasses
-import shutil
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from labkit.errors import CodecError, LabkitError
-from labkit.inventory.load import LoadedInventory, default_lab_dir, load
-from labkit.inventory.source import InventoryError
+from labkit.cli.common import InventoryArg, StateOption, err, load_inventory, make_plan, out
+from labkit.errors import LabkitError
 from labkit.macros import normalize_mac
 
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    help="Network bootstrap lab kit for Cisco MPP (3PCC) phones: DHCP, DNS SRV, TFTP, HTTP(S), "
-    "syslog, from one Jinja-templated inventory. Without an INVENTORY, the embedded default lab.",
-)
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
 
-InventoryArg = Annotated[
-    Path | None,
-    typer.Argument(help="Inventory file (lab.yaml, a Jinja template). Default: the embedded lab.",
-                   show_default=False),
-]
-
-
-def _load(inventory: Path | None) -> LoadedInventory:
-    """Load or exit 1 with every problem located; warnings go to stderr."""
-    try:
-        loaded = load(inventory)
-    except InventoryError as exc:
-        err.print(exc.render(), markup=False)
-        count = sum(1 for p in exc.problems if p.severity == "error")
-        err.print(f"{count} error(s): nothing was started.", markup=False)
-        raise typer.Exit(1) from None
-    for warning in loaded.warnings:
-        err.print(warning.render(loaded.source.template_lines), markup=False)
-    return loaded
-
-
-def _plan(loaded: LoadedInventory):
-    from labkit.plan.build import build_plan
-
-    try:
-        return build_plan(loaded)
-    except LabkitError as exc:
-        err.print(f"{loaded.source.file}: error: {exc}", markup=False)
-        raise typer.Exit(1) from None
-
-
-@app.command()
-def check(inventory: InventoryArg = None) -> None:
-    """Validate the inventory and build its plan without serving anything."""
-    loaded = _load(inventory)
-    plan = _plan(loaded)
-    inv = loaded.inventory
-    out.print(
-        f"{loaded.source.file}: ok: lab {inv.lab.name!r}, domain {inv.lab.domain}, "
-        f"{len(inv.phones)} phones over {len(inv.models)} models, {len(plan.files)} files, "
-        f"{len(plan.zones)} zones, {len(loaded.warnings)} warning(s)",
-        markup=False,
-    )
-
-
-@app.command()
-def render(
-    inventory: InventoryArg = None,
-    output: Annotated[Path, typer.Option("-o", "--output", help="Folder to write the plan to.")] = Path(
-        "plan"
-    ),
-) -> None:
-    """Write what every service will serve: zones/, files/ and dhcp.json."""
-    from labkit.plan.write import write_plan
-
-    loaded = _load(inventory)
-    plan = _plan(loaded)
-    written = write_plan(plan, output)
-    out.print(f"wrote {len(written)} files to {output}/ (zones/, files/, dhcp.json)", markup=False)
-
-
-@app.command()
-def explain(
-    inventory: InventoryArg = None,
-    phone: Annotated[str | None, typer.Option("--phone", help="MAC of the phone to explain.")] = None,
-) -> None:
-    """Show what a phone gets by DHCP (annotated bytes), finds in DNS, and fetches, in order."""
-    from labkit.explain import explain_phone
-
-    loaded = _load(inventory)
-    plan = _plan(loaded)
-    if phone is None:
-        macs = list(plan.phones)
-        if not macs:
-            err.print("the inventory has no phones to explain", markup=False)
-            raise typer.Exit(1)
-        mac = macs[0]
-        err.print(f"(no --phone given: explaining the first phone, {mac}; "
-                  f"{len(macs)} in the inventory)", markup=False)
-    else:
-        try:
-            mac = normalize_mac(phone)
-        except CodecError as exc:
-            err.print(f"--phone: {exc}", markup=False)
-            raise typer.Exit(2) from None
-        if mac not in plan.phones:
-            err.print(f"--phone: {mac} is not in the inventory", markup=False)
-            raise typer.Exit(1)
-    out.print(explain_phone(plan, mac), markup=False)
-
-
-@app.command()
-def init(
-    directory: Annotated[Path, typer.Argument(help="Folder to create the starting lab in.")],
-    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing lab.yaml.")] = False,
-) -> None:
-    """Write the default lab (lab.yaml with comments, templates/, firmware/) as a starting point."""
-    source = default_lab_dir()
-    target = directory / "lab.yaml"
-    if target.exists() and not force:
-        err.print(f"{target} exists; use --force to overwrite it", markup=False)
-        raise typer.Exit(1)
-    directory.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source / "lab.yaml", target)
-    for sub in ("templates", "firmware"):
-        shutil.copytree(source / sub, directory / sub, dirs_exist_ok=True)
-    out.print(f"wrote {target}, {directory / 'templates'}/ and {directory / 'firmware'}/; next: "
-              f"labkit check {target}", markup=False)
-
-
-StateOption = Annotated[
-    Path, typer.Option("--state", help="Folder for what outlives the process: lab CA, leases, logs.")
-]
-
-
-@app.command()
 def up(
     inventory: InventoryArg = None,
     loopback: Annotated[bool, typer.Option(
@@ -169,8 +41,8 @@ def up(
 
     from labkit.inventory.faults import parse_cli_rule
 
-    loaded = _load(inventory)
-    plan = _plan(loaded)
+    loaded = load_inventory(inventory)
+    plan = make_plan(loaded)
     try:
         rules = [parse_cli_rule(text) for text in fault or []]
         asyncio.run(_up(plan, loopback, port_offset, state, log, quiet, allow_other_dhcp, rules,
@@ -219,44 +91,6 @@ def _banner(lab, log_path: Path) -> None:
     out.print("Ctrl-C stops the lab.", markup=False)
 
 
-@app.command()
-def ca(inventory: InventoryArg = None, state: StateOption = Path(".labkit")) -> None:
-    """Print the path of the lab CA certificate (made now if the lab has not started yet)."""
-    from labkit.tls import ensure_ca
-
-    loaded = _load(inventory)
-    ensure_ca(state, loaded.inventory.lab.name)
-    from labkit.tls import ca_path
-
-    out.print(str(ca_path(state).resolve()), markup=False)
-
-
-@app.command()
-def leases(state: StateOption = Path(".labkit")) -> None:
-    """List the DHCP leases kept in the state folder: MAC, IP, phone, expiry, state."""
-    import datetime
-
-    from rich.table import Table
-
-    from labkit.services.leases import read_leases
-
-    now = datetime.datetime.now(datetime.UTC).timestamp()
-    table = Table(title=f"leases in {state}")
-    for column in ("MAC", "IP", "phone", "expires (UTC)", "state"):
-        table.add_column(column)
-    rows = sorted(read_leases(state), key=lambda lease: int(lease.ip))
-    for lease in rows:
-        state_text = lease.state
-        if lease.state == "bound" and lease.expires <= now:
-            state_text = "expired"
-        when = datetime.datetime.fromtimestamp(lease.expires, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
-        mac = "-" if lease.state == "declined" else lease.mac
-        table.add_row(mac, str(lease.ip), lease.phone or "", when, state_text)
-    out.print(table)
-    if not rows:
-        out.print("no leases yet", markup=False)
-
-
 def _summary_table(outcomes, wall: float, requests: dict[str, int]):
     from rich.table import Table
 
@@ -302,7 +136,6 @@ async def _swarm_with_progress(configs, access, concurrency: int, time_scale: fl
                                on_done=finished)
 
 
-@app.command()
 def simulate(
     inventory: InventoryArg = None,
     against: Annotated[str, typer.Option("--against", help="Address of the running lab.")] = "127.0.0.1",
@@ -331,7 +164,7 @@ def simulate(
     from labkit.phone.network import DhcpSettings, NetworkMap
     from labkit.phone.swarm import generated_configs, inventory_configs, outcome_json
 
-    loaded = _load(inventory)
+    loaded = load_inventory(inventory)
     inv = loaded.inventory
     settings = {"rounds": rounds}
     if phones is not None:
@@ -362,7 +195,6 @@ def simulate(
         raise typer.Exit(1)
 
 
-@app.command()
 def demo(
     mode: Annotated[str, typer.Option(
         "--mode", help="auto (namespaces when root with `ip`, else loopback), loopback, or netns.")] = "auto",
@@ -377,8 +209,8 @@ def demo(
     from labkit.demo import choose_mode, run_loopback_demo, run_netns_demo
 
     chosen = choose_mode(mode)
-    loaded = _load(None)
-    plan = _plan(loaded)
+    loaded = load_inventory(None)
+    plan = make_plan(loaded)
     with tempfile.TemporaryDirectory(prefix="labkit-demo-") as workdir:
         try:
             if chosen == "netns":
@@ -401,69 +233,3 @@ def demo(
     out.print(f"demo ({chosen} mode): {verdict}", markup=False)
     if summary.failed:
         raise typer.Exit(1)
-
-
-@app.command()
-def timeline(
-    mac: Annotated[str, typer.Argument(help="The phone's MAC.")],
-    log: Annotated[Path, typer.Option("--log", help="The event log (JSON lines).")] = Path(
-        ".labkit/logs/events.jsonl"),
-) -> None:
-    """One phone's story from the event log, in order, and where it stalled."""
-    from labkit.timeline import read_events, story
-
-    try:
-        phone = normalize_mac(mac)
-    except CodecError as exc:
-        err.print(f"timeline: {exc}", markup=False)
-        raise typer.Exit(2) from None
-    if not log.is_file():
-        err.print(f"timeline: no event log at {log} (labkit up writes one; see --log)", markup=False)
-        raise typer.Exit(1)
-    for line in story(read_events(log), phone).lines():
-        out.print(line, markup=False)
-
-
-@app.command()
-def scenario(
-    name: Annotated[str | None, typer.Argument(help="Scenario name (a file in scenarios/).")] = None,
-    run_all: Annotated[bool, typer.Option("--all", help="Run every scenario.")] = False,
-    show: Annotated[bool, typer.Option("--list", help="List the scenarios.")] = False,
-) -> None:
-    """Reproduce documented phone behaviour against the real services; pass or fail per scenario."""
-    from labkit.scenarios import ScenarioError, names, run_scenario
-
-    available = names()
-    if show or (name is None and not run_all):
-        for item in available:
-            out.print(item, markup=False)
-        return
-    chosen = available if run_all else [name or ""]
-    failed = 0
-    for item in chosen:
-        try:
-            result = run_scenario(item)
-        except ScenarioError as exc:
-            err.print(f"scenario: {exc}", markup=False)
-            raise typer.Exit(2) from None
-        verdict = "PASS" if result.passed else "FAIL"
-        out.print(f"{verdict} {item}: {result.description}", markup=False)
-        for problem in result.problems:
-            out.print(f"     {problem}", markup=False)
-        if not result.passed and result.outcome is not None:
-            for step in result.outcome.timeline:
-                out.print(f"       {step.kind:<9} {step.detail}", markup=False)
-        failed += not result.passed
-    if failed:
-        raise typer.Exit(1)
-
-
-def main() -> None:
-    try:
-        app()
-    except KeyboardInterrupt:
-        sys.exit(130)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,48 @@
+"""What every command shares: the consoles, the inventory argument, loading with located errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from labkit.errors import LabkitError
+from labkit.inventory.load import LoadedInventory, load
+from labkit.inventory.source import InventoryError
+from labkit.plan.build import Plan, build_plan
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+InventoryArg = Annotated[
+    Path | None,
+    typer.Argument(help="Inventory file (lab.yaml, a Jinja template). Default: the embedded lab.",
+                   show_default=False),
+]
+StateOption = Annotated[
+    Path, typer.Option("--state", help="Folder for what outlives the process: lab CA, leases, logs.")
+]
+
+
+def load_inventory(inventory: Path | None) -> LoadedInventory:
+    """Load or exit 1 with every problem located; warnings go to stderr."""
+    try:
+        loaded = load(inventory)
+    except InventoryError as exc:
+        err.print(exc.render(), markup=False)
+        count = sum(1 for p in exc.problems if p.severity == "error")
+        err.print(f"{count} error(s): nothing was started.", markup=False)
+        raise typer.Exit(1) from None
+    for warning in loaded.warnings:
+        err.print(warning.render(loaded.source.template_lines), markup=False)
+    return loaded
+
+
+def make_plan(loaded: LoadedInventory) -> Plan:
+    try:
+        return build_plan(loaded)
+    except LabkitError as exc:
+        err.print(f"{loaded.source.file}: error: {exc}", markup=False)
+        raise typer.Exit(1) from None
