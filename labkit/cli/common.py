@@ -46,3 +46,12 @@ def make_plan(loaded: LoadedInventory) -> Plan:
     except LabkitError as exc:
         err.print(f"{loaded.source.file}: error: {exc}", markup=False)
         raise typer.Exit(1) from None
+
+
+def state_folder(path: Path) -> Path:
+    """The state folder, or exit 1 with one line when something that is not a folder is there."""
+    if path.exists() and not path.is_dir():
+        err.print(f"--state {path}: not a folder (it holds the lab CA, leases and logs); name a folder, "
+                  "or leave --state out for ./.labkit", markup=False)
+        raise typer.Exit(1)
+    return path

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from labkit.cli.common import InventoryArg, StateOption, err, load_inventory, make_plan, out
+from labkit.cli.common import InventoryArg, StateOption, err, load_inventory, make_plan, out, state_folder
 from labkit.errors import LabkitError
 from labkit.macros import normalize_mac
+from labkit.plan.build import Plan
+
+if TYPE_CHECKING:
+    from labkit.services.running import LogSettings
+    from labkit.services.supervisor import RunningLab
 
 
 def up(
@@ -35,34 +40,44 @@ def up(
     fault: Annotated[list[str] | None, typer.Option(
         "--fault", help="A fault rule in YAML flow syntax, e.g. "
         "'{match: {path: \"/Cisco/*\"}, http: {status: 404}, when: {first: 2}}' (repeatable).")] = None,
+    log_max_mb: Annotated[float, typer.Option(
+        "--log-max-mb", min=0.001, help="Rotate the event log when it reaches this size (MiB).")] = 32,
+    log_files: Annotated[int, typer.Option(
+        "--log-files", min=0, help="Rotated event logs kept (LOG.1 .. LOG.N) besides the current one.")] = 3,
 ) -> None:
     """Serve the plan: DHCP, DNS, TFTP, HTTP(S) and syslog in one process, until Ctrl-C or SIGTERM."""
     import asyncio
 
     from labkit.inventory.faults import parse_cli_rule
+    from labkit.services.running import LogSettings
 
+    state_folder(state)
     loaded = load_inventory(inventory)
     plan = make_plan(loaded)
+    settings = LogSettings(log or state / "logs" / "events.jsonl", max_bytes=int(log_max_mb * 1024 * 1024),
+                           backups=log_files)
     try:
         rules = [parse_cli_rule(text) for text in fault or []]
-        asyncio.run(_up(plan, loopback, port_offset, state, log, quiet, allow_other_dhcp, rules,
-                        (pcap, pcap_per_phone)))
+        asyncio.run(_up(plan, settings, quiet, pcaps=(pcap, pcap_per_phone), loopback=loopback,
+                        port_offset=port_offset, state_dir=state, allow_other_dhcp=allow_other_dhcp,
+                        faults=rules))
     except LabkitError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(1) from None
+    except OSError as exc:
+        where = f": {exc.filename}" if exc.filename else ""
+        err.print(f"error: {exc.strerror or exc}{where}", markup=False)
+        raise typer.Exit(1) from None
 
 
-async def _up(plan, loopback: bool, port_offset: int | None, state: Path, log: Path | None,
-              quiet: bool, allow_other_dhcp: bool, faults: list | None = None,
-              pcaps: tuple[Path | None, Path | None] = (None, None)) -> None:
+async def _up(plan: Plan, log: LogSettings, quiet: bool, **start: Any) -> None:
+    """`start`: run_lab's keyword arguments (pcaps, loopback, port_offset, state_dir, ...)."""
     from labkit.board import BoardState, LiveBoard
-    from labkit.services.running import LogSettings, run_lab
+    from labkit.services.running import run_lab
     from labkit.services.supervisor import wait_for_stop
 
-    log_path = log or state / "logs" / "events.jsonl"
-    async with run_lab(plan, log=LogSettings(log_path), pcaps=pcaps, loopback=loopback,
-                       port_offset=port_offset, state_dir=state, allow_other_dhcp=allow_other_dhcp,
-                       faults=faults) as lab:
+    log_path = log.path
+    async with run_lab(plan, log=log, **start) as lab:
         _banner(lab, log_path)
         if not quiet and out.is_terminal:
             lab.watch(LiveBoard(BoardState.from_plan(lab.plan), out))
@@ -76,7 +91,7 @@ async def _up(plan, loopback: bool, port_offset: int | None, state: Path, log: P
     out.print(f"labkit: stopped; {lab.bus.count} events logged to {log_path}", markup=False)
 
 
-def _banner(lab, log_path: Path) -> None:
+def _banner(lab: RunningLab, log_path: Path) -> None:
     inv = lab.plan.inventory
     out.print(f"labkit: lab {inv.lab.name!r} ({inv.lab.domain}), {len(inv.phones)} phones, "
               f"{len(lab.plan.files)} files; events to {log_path}", markup=False)

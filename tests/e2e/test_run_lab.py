@@ -4,6 +4,7 @@ in reverse order, whether the lab stops normally, fails in the middle or never s
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from labkit.inventory.load import load
 from labkit.plan.build import build_plan
 from labkit.services.running import LogSettings, run_lab
-from labkit.services.supervisor import STANDARD_PORTS, StartError, free_port_offset
+from labkit.services.supervisor import STANDARD_PORTS, RunningLab, StartError, free_port_offset
 
 PLAN = build_plan(load(None))
 
@@ -74,3 +75,35 @@ def test_a_start_failure_closes_the_journal_and_what_started(tmp_path: Path) -> 
     for service in ("syslog", "dns", "tftp"):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
             probe.bind(("127.0.0.1", STANDARD_PORTS[service] + offset))
+
+
+def test_a_flood_of_junk_stays_under_the_log_cap_and_is_counted_exactly(tmp_path: Path) -> None:
+    log = LogSettings(tmp_path / "events.jsonl", max_bytes=16 * 1024, backups=1, malformed_per_second=5)
+    offset = free_port_offset()
+
+    async def main() -> RunningLab:
+        async with run_lab(PLAN, log=log, port_offset=offset, state_dir=tmp_path / "state") as lab:
+            dhcp = ("127.0.0.1", STANDARD_PORTS["dhcp"] + offset)
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as junk:
+                for batch in range(20):
+                    for i in range(250):
+                        junk.sendto(bytes([batch, i % 256]) * 3, dhcp)
+                    await asyncio.sleep(0.01)
+            seen = -1
+            for _ in range(100):  # until the service has read every datagram it got (bounded)
+                await asyncio.sleep(0.05)
+                if lab.bus.malformed["dhcp"] == seen:
+                    break
+                seen = lab.bus.malformed["dhcp"]
+        return lab
+
+    malformed = asyncio.run(main()).bus.malformed["dhcp"]  # read once the lab has stopped
+    assert malformed > 100  # most of the 5,000 junk datagrams arrived, each one counted
+    # unlimited, ~250 bytes per junk datagram would have rotated the 16 KiB log many times over
+    assert not (tmp_path / "events.jsonl.1").exists()
+    path = tmp_path / "events.jsonl"
+    assert path.stat().st_size <= 16 * 1024
+    logged = [json.loads(line) for line in path.read_text().splitlines()]
+    written = sum(1 for e in logged if e["service"] == "dhcp" and e["result"] == "malformed")
+    summarised = sum(e["detail"]["count"] for e in logged if e["action"] == "suppressed")
+    assert written + summarised == malformed and summarised > 0  # the log adds up exactly

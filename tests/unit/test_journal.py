@@ -75,3 +75,15 @@ def test_limiter_is_per_service_and_passes_everything_else() -> None:
     assert summaries == {"dns": 8, "tftp": 8}
     limiter.flush()  # nothing pending: nothing more written
     assert sum(1 for e in recorder.events if e.result == "suppressed") == 2
+
+
+def test_timeline_reads_the_rotated_logs_too(tmp_path: Path) -> None:
+    from labkit.timeline import log_files, read_events
+
+    path = tmp_path / "events.jsonl"
+    journal = JsonLinesLog(path, max_bytes=2048, backups=5)
+    for i in range(60):
+        journal(event(float(i), "dhcp", phone="00:56:2b:00:00:01", request=f"REQUEST {i}"))
+    journal.close()
+    assert len(log_files(path)) > 2 and log_files(path)[-1] == path
+    assert [e.time for e in read_events(path)] == [float(i) for i in range(60)]
