@@ -1,6 +1,6 @@
 """The `labkit` command line (typer). Thin: every command calls into the library.
 
-Commands live by group: `plan` (check, render, explain, init), `serve` (up, simulate, demo) and
+Commands live by group: `plan` (check, render, explain, init), `serve` (up, demo), `phones` (simulate) and
 `state` (ca, leases, timeline, scenario); they are registered here in the order `--help` shows.
 """
 
@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from labkit.cli import plan, serve, state
+from labkit.cli import phones, plan, serve, state
 
 app = typer.Typer(
     add_completion=False,
@@ -20,7 +20,7 @@ app = typer.Typer(
 )
 
 for command in (plan.check, plan.render, plan.explain, plan.init, serve.up, state.ca, state.leases,
-                serve.simulate, serve.demo, state.timeline, state.scenario):
+                phones.simulate, serve.demo, state.timeline, state.scenario):
     app.command()(command)
 
 

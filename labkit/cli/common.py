@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -48,10 +48,28 @@ def make_plan(loaded: LoadedInventory) -> Plan:
         raise typer.Exit(1) from None
 
 
+def fail(message: str, code: int = 1) -> NoReturn:
+    """One line on stderr, then exit `code` (no traceback)."""
+    err.print(message, markup=False)
+    raise typer.Exit(code)
+
+
+def os_problem(exc: OSError) -> str:
+    """An OSError in one line: what went wrong, and on which file."""
+    where = f": {exc.filename}" if exc.filename else ""
+    return f"{exc.strerror or exc}{where}"
+
+
 def state_folder(path: Path) -> Path:
     """The state folder, or exit 1 with one line when something that is not a folder is there."""
     if path.exists() and not path.is_dir():
-        err.print(f"--state {path}: not a folder (it holds the lab CA, leases and logs); name a folder, "
-                  "or leave --state out for ./.labkit", markup=False)
-        raise typer.Exit(1)
+        fail(f"--state {path}: not a folder (it holds the lab CA, leases and logs); name a folder, "
+             "or leave --state out for ./.labkit")
+    return path
+
+
+def output_folder(path: Path, option: str, holds: str) -> Path:
+    """A folder a command writes into, or exit 1 with one line when a file is in the way."""
+    if path.exists() and not path.is_dir():
+        fail(f"{option} {path}: exists and is not a folder; name a new or existing folder for {holds}")
     return path

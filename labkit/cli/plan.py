@@ -8,7 +8,16 @@ from typing import Annotated
 
 import typer
 
-from labkit.cli.common import InventoryArg, err, load_inventory, make_plan, out
+from labkit.cli.common import (
+    InventoryArg,
+    err,
+    fail,
+    load_inventory,
+    make_plan,
+    os_problem,
+    out,
+    output_folder,
+)
 from labkit.errors import CodecError
 from labkit.inventory.load import default_lab_dir
 from labkit.macros import normalize_mac
@@ -36,9 +45,13 @@ def render(
     """Write what every service will serve: zones/, files/ and dhcp.json."""
     from labkit.plan.write import write_plan
 
+    output_folder(output, "-o", "zones/, files/ and dhcp.json")
     loaded = load_inventory(inventory)
     plan = make_plan(loaded)
-    written = write_plan(plan, output)
+    try:
+        written = write_plan(plan, output)
+    except OSError as exc:
+        fail(f"render: {os_problem(exc)}")
     out.print(f"wrote {len(written)} files to {output}/ (zones/, files/, dhcp.json)", markup=False)
 
 
@@ -78,12 +91,16 @@ def init(
     """Write the default lab (lab.yaml with comments, templates/, firmware/) as a starting point."""
     source = default_lab_dir()
     target = directory / "lab.yaml"
+    output_folder(directory, "init:", "the lab")
     if target.exists() and not force:
         err.print(f"{target} exists; use --force to overwrite it", markup=False)
         raise typer.Exit(1)
-    directory.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source / "lab.yaml", target)
-    for sub in ("templates", "firmware"):
-        shutil.copytree(source / sub, directory / sub, dirs_exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source / "lab.yaml", target)
+        for sub in ("templates", "firmware"):
+            shutil.copytree(source / sub, directory / sub, dirs_exist_ok=True)
+    except OSError as exc:
+        fail(f"init: {os_problem(exc)}")
     out.print(f"wrote {target}, {directory / 'templates'}/ and {directory / 'firmware'}/; next: "
               f"labkit check {target}", markup=False)

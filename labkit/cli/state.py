@@ -7,19 +7,30 @@ from typing import Annotated
 
 import typer
 
-from labkit.cli.common import InventoryArg, StateOption, err, load_inventory, out
+from labkit.cli.common import (
+    InventoryArg,
+    StateOption,
+    err,
+    fail,
+    load_inventory,
+    os_problem,
+    out,
+    state_folder,
+)
 from labkit.errors import CodecError
 from labkit.macros import normalize_mac
 
 
 def ca(inventory: InventoryArg = None, state: StateOption = Path(".labkit")) -> None:
     """Print the path of the lab CA certificate (made now if the lab has not started yet)."""
-    from labkit.tls import ensure_ca
+    from labkit.tls import ca_path, ensure_ca
 
+    state_folder(state)
     loaded = load_inventory(inventory)
-    ensure_ca(state, loaded.inventory.lab.name)
-    from labkit.tls import ca_path
-
+    try:
+        ensure_ca(state, loaded.inventory.lab.name)
+    except OSError as exc:
+        fail(f"ca: {os_problem(exc)}")
     out.print(str(ca_path(state).resolve()), markup=False)
 
 
@@ -31,6 +42,7 @@ def leases(state: StateOption = Path(".labkit")) -> None:
 
     from labkit.services.leases import read_leases
 
+    state_folder(state)
     now = datetime.datetime.now(datetime.UTC).timestamp()
     table = Table(title=f"leases in {state}")
     for column in ("MAC", "IP", "phone", "expires (UTC)", "state"):
@@ -81,6 +93,10 @@ def scenario(
         for item in available:
             out.print(item, markup=False)
         return
+    if run_all and not available:
+        from labkit.scenarios import SCENARIO_DIR
+
+        fail(f"scenario: --all: no scenarios found in {SCENARIO_DIR}; nothing was run")
     chosen = available if run_all else [name or ""]
     failed = 0
     for item in chosen:
