@@ -51,9 +51,9 @@ def up(
         "--fault", help="A fault rule in YAML flow syntax, e.g. "
         "'{match: {path: \"/Cisco/*\"}, http: {status: 404}, when: {first: 2}}' (repeatable).")] = None,
     log_max_mb: Annotated[float, typer.Option(
-        "--log-max-mb", min=0.001, help="Rotate the event log when it reaches this size (MiB).")] = 32,
+        "--log-max-mb", help="Rotate the event log when it reaches this size (MiB).")] = 32,
     log_files: Annotated[int, typer.Option(
-        "--log-files", min=0, help="Rotated event logs kept (LOG.1 .. LOG.N) besides the current one.")] = 3,
+        "--log-files", help="Rotated event logs kept (LOG.1 .. LOG.N) besides the current one.")] = 3,
 ) -> None:
     """Serve the plan: DHCP, DNS, TFTP, HTTP(S) and syslog in one process, until Ctrl-C or SIGTERM."""
     import asyncio
@@ -62,6 +62,8 @@ def up(
     from labkit.services.running import LogSettings
 
     state_folder(state)
+    if log_max_mb <= 0 or log_files < 0:
+        fail("--log-max-mb must be above 0 and --log-files 0 or more", 2)
     loaded = load_inventory(inventory)
     plan = make_plan(loaded)
     settings = LogSettings(log or state / "logs" / "events.jsonl", max_bytes=int(log_max_mb * 1024 * 1024),
