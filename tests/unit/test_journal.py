@@ -87,3 +87,22 @@ def test_timeline_reads_the_rotated_logs_too(tmp_path: Path) -> None:
     journal.close()
     assert len(log_files(path)) > 2 and log_files(path)[-1] == path
     assert [e.time for e in read_events(path)] == [float(i) for i in range(60)]
+
+
+def test_board_folds_progress_per_phone_and_counts_malformed_input() -> None:
+    from labkit.board import BoardState
+    from labkit.inventory.load import load
+    from labkit.plan.build import build_plan
+
+    board = BoardState.from_plan(build_plan(load(None)))
+    mac = next(iter(board.rows))
+    board(event(1.0, "dns", phone=mac, request="SRV _ciscoprov-https._tls.lab.example"))
+    board(event(2.0, "http", phone=mac, action="get", request="/Cisco/x/y.cfg"))
+    board(event(3.0, "tftp", "not-found", phone=mac, action="rrq", request="/sip.loads"))
+    for t in range(5):
+        board(event(4.0 + t, "dhcp", "malformed", client="10.0.0.9:68"))
+    row = board.rows[mac]
+    assert row.dns.startswith("SRV _ciscoprov") and row.profile == "http /Cisco/x/y.cfg"
+    assert row.firmware == "" and row.errors == 1
+    assert (board.total, board.unknown, board.malformed) == (8, 5, 5)
+    assert board.table().title == "labkit: 8 events, 5 from unknown clients, 5 malformed"
