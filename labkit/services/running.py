@@ -56,6 +56,10 @@ async def run_lab(plan: Plan, *, log: LogSettings | None = None,
             limiter = MalformedLimiter(journal, log.malformed_per_second)
             stack.callback(limiter.flush)
             first.append(limiter)
+        # the capture (started once the lab is up) stops only after the services have closed:
+        # it keeps every packet until then, and its thread catches up with what it has queued
+        captures: list[Capture] = []
+        stack.callback(_stop_all, captures)
         lab = await start_lab(plan, loopback=loopback, port_offset=port_offset, state_dir=state_dir,
                               sinks=[*first, *(sinks or [])], allow_other_dhcp=allow_other_dhcp,
                               faults=faults, fault_seed=fault_seed)
@@ -66,8 +70,13 @@ async def run_lab(plan: Plan, *, log: LogSettings | None = None,
             stack.push_async_callback(_cancel, flusher)
         if pcaps != (None, None):
             lab.capture = _start_capture(lab, *pcaps)
-            stack.callback(lab.capture.stop)
+            captures.append(lab.capture)
         yield lab
+
+
+def _stop_all(captures: list[Capture]) -> None:
+    for capture in captures:
+        capture.stop()
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

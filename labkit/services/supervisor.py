@@ -1,8 +1,9 @@
 """Run every enabled service of a plan in one asyncio process, and stop them all cleanly.
 
-Services are started from a table of starters, in a fixed order; a service that cannot bind
-stops the whole start (what was already started is closed) with a message naming the address.
-DHCP joins the table in its own milestone.
+Services are started from a table of starters, in a fixed order, each with the same start
+context (file tree, event bus, phone directory, typed fault hooks built before any service
+starts); a service that cannot bind stops the whole start (what was already started is closed)
+with a message naming the address. `labkit.services.running.run_lab` wraps this for `labkit up`.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from labkit.errors import LabkitError
-from labkit.events import EventSink, StaticDirectory
+from labkit.events import Event, EventSink, StaticDirectory
 from labkit.faults.engine import FaultEngine
 from labkit.faults.hooks import Faults
 from labkit.inventory import names  # used by _start_https until its starter moves to plan.tls
@@ -49,7 +50,6 @@ START_ORDER = ("syslog", "dns", "tftp", "http", "https", "dhcp")
 
 def free_port_offset(host: str = LOOPBACK) -> int:
     """An offset at which every service port (TCP and UDP, DHCP's client port too) is free on `host`."""
-    import random
     import socket
 
     ports = (*STANDARD_PORTS.values(), STANDARD_PORTS["dhcp"] + 1)
@@ -99,6 +99,16 @@ def endpoints(plan: Plan, *, loopback: bool = False, port_offset: int | None = N
     return out
 
 
+class View(Protocol):
+    """A live view of the lab: entered and left as a context manager, fed every event."""
+
+    def __enter__(self) -> Any: ...
+
+    def __exit__(self, *exc: object) -> Any: ...
+
+    def __call__(self, event: Event) -> None: ...
+
+
 @dataclass
 class RunningLab:
     plan: Plan
@@ -116,13 +126,17 @@ class RunningLab:
         for name in reversed(list(self.services)):
             await self.services.pop(name).close()
 
-    def watch(self, view: Any) -> None:
-        """Show the lab in `view` (a context manager that is also an event sink, e.g. the live
-        board) for as long as run_lab runs; run_lab leaves it before anything else."""
+    def watch(self, view: View) -> None:
+        """Show the lab in `view` (e.g. the live board) for as long as run_lab runs; run_lab
+        leaves it before anything else."""
         assert self.stack is not None, "watch() is for a lab started by run_lab"
         self.stack.enter_context(view)
         self.bus.sinks.append(view)
-        self.stack.callback(self.bus.sinks.remove, view)
+        self.stack.callback(self._unsubscribe, view)
+
+    def _unsubscribe(self, sink: EventSink) -> None:
+        with contextlib.suppress(ValueError):  # the bus drops a sink that failed
+            self.bus.sinks.remove(sink)
 
     def follow(self, sink: EventSink, *, malformed_per_second: int = MALFORMED_PER_SECOND) -> None:
         """Send events to `sink` (e.g. printed lines), malformed input rate-limited as in the log."""
