@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from labkit.events import Event
+from labkit.events import Event, is_malformed
 from labkit.plan.build import Plan
 
 
@@ -33,6 +33,7 @@ class BoardState:
     rows: dict[str, PhoneRow] = field(default_factory=dict)
     unknown: int = 0
     total: int = 0
+    malformed: int = 0  # input no service could read (every one, even those the log leaves out)
 
     @classmethod
     def from_plan(cls, plan: Plan) -> BoardState:
@@ -42,6 +43,8 @@ class BoardState:
 
     def __call__(self, event: Event) -> None:
         self.total += 1
+        if is_malformed(event):
+            self.malformed += 1
         row = self.rows.get(event.phone) if event.phone else None
         if row is None:
             self.unknown += 1
@@ -61,7 +64,8 @@ class BoardState:
                 row.profile = f"{event.service} {path}"
 
     def table(self) -> Table:
-        table = Table(title=f"labkit: {self.total} events, {self.unknown} from unknown clients",
+        junk = f", {self.malformed} malformed" if self.malformed else ""
+        table = Table(title=f"labkit: {self.total} events, {self.unknown} from unknown clients{junk}",
                       expand=True)
         for column in ("phone", "model", "ip", "dns", "profile", "firmware", "logs", "errors", "last"):
             table.add_column(column, overflow="ellipsis", no_wrap=True)

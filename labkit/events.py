@@ -35,6 +35,16 @@ class Event:
                           separators=(",", ":"), default=str)
 
 
+MALFORMED_RESULTS = frozenset({"malformed", "formerr", "dropped", "bad-request"})
+"""Results that mean "input we could not read": one event each, rate-limited in the log
+(`labkit.services.journal.MalformedLimiter`), counted exactly by the bus. Services report
+unreadable input with result "malformed" (DNS's formerr/dropped count as such too)."""
+
+
+def is_malformed(event: Event) -> bool:
+    return event.result in MALFORMED_RESULTS
+
+
 class EventSink(Protocol):
     def __call__(self, event: Event) -> None: ...
 

@@ -19,15 +19,27 @@ MILESTONES = (
 )
 
 
+def log_files(path: Path) -> list[Path]:
+    """The event log and its rotated predecessors (`path.1`, `path.2`, ...), oldest first."""
+    rotated = []
+    n = 1
+    while (older := path.with_name(f"{path.name}.{n}")).is_file():
+        rotated.append(older)
+        n += 1
+    return [*reversed(rotated), *([path] if path.is_file() else [])]
+
+
 def read_events(path: Path) -> list[Event]:
+    """Every event of the log, its rotated files included."""
     events = []
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                try:
-                    events.append(Event(**json.loads(line)))
-                except (ValueError, TypeError):
-                    continue  # a line cut short by a crash: the rest of the story still counts
+    for file in log_files(path):
+        with file.open(encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    try:
+                        events.append(Event(**json.loads(line)))
+                    except (ValueError, TypeError):
+                        continue  # a line cut short by a crash: the rest of the story still counts
     return events
 
 

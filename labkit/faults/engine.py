@@ -130,5 +130,9 @@ def describe(action: object) -> str:
         value = getattr(action, name)
         if value in (None, False, (), {}, []):
             continue
-        parts.append(f"{name}={dict(value) if hasattr(value, 'items') else value}")
+        if hasattr(value, "items"):
+            value = dict(value)
+        elif isinstance(value, tuple):
+            value = list(value)  # as the inventory wrote it: omit=[150]
+        parts.append(f"{name}={value}")
     return ", ".join(parts) or "no-op"

@@ -1,9 +1,6 @@
-"""Fault rules: make a service misbehave on purpose, per phone, to reproduce a field bug.
-
-A rule has a match (MAC, model, phone group, file path pattern, DNS name, service), one action
-for one service, and when it applies (the first N times, every Nth time, with a probability,
-during a time window since the lab started). The engine is pure: services ask it with what
-they know about a request and get back the rules that fire, each one counted.
+"""Transitional: the old single-module fault API, for services that do not yet take typed hooks
+from their start context (issue 9). The schema now lives in `labkit.inventory.faults`, the pure
+engine in `labkit.faults.engine`. The lead deletes this module once every service has moved.
 """
 
 from __future__ import annotations
@@ -11,118 +8,27 @@ from __future__ import annotations
 import fnmatch
 import random
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-import yaml
-from pydantic import Field, ValidationError, model_validator
+from labkit.inventory.faults import (
+    DhcpFault,
+    DnsFault,
+    FaultError,
+    FaultMatch,
+    FaultRule,
+    FaultWhen,
+    HttpFault,
+    Service,
+    TftpFault,
+    parse_cli_rule,
+)
 
-from labkit.errors import LabkitError
-from labkit.inventory.types import HexBytes, Mac, Strict, Text
+if TYPE_CHECKING:
+    from labkit.faults.hooks import Faults
 
-Service = Literal["dhcp", "dns", "tftp", "http"]
-
-
-class FaultMatch(Strict):
-    mac: Mac | None = None
-    model: Text | None = None
-    group: Text | None = None
-    path: Text | None = None  # shell pattern on the requested path, e.g. "/Cisco/*"
-    name: Text | None = None  # shell pattern on the DNS name asked for
-    message: Literal["DISCOVER", "REQUEST", "INFORM"] | None = None  # DHCP: which request
-
-
-class FaultWhen(Strict):
-    first: Annotated[int, Field(ge=1)] | None = None  # only the first N matching requests
-    every: Annotated[int, Field(ge=1)] | None = None  # every Nth matching request
-    probability: Annotated[float, Field(ge=0, le=1)] | None = None
-    after: Annotated[float, Field(ge=0)] | None = None  # seconds since the lab started
-    until: Annotated[float, Field(ge=0)] | None = None
-
-
-class DhcpFault(Strict):
-    drop: Literal["offer", "ack", "any"] | None = None
-    delay: Annotated[float, Field(ge=0, le=300)] | None = None
-    nak: bool = False
-    omit: list[Annotated[int, Field(ge=1, le=254)]] = Field(default_factory=list)
-    replace: dict[Annotated[int, Field(ge=1, le=254)], HexBytes] = Field(default_factory=dict)
-    malformed: Annotated[int, Field(ge=1, le=254)] | None = None  # this option's length overruns
-
-
-class DnsFault(Strict):
-    rcode: Literal["SERVFAIL", "NXDOMAIN", "REFUSED"] | None = None
-    drop: bool = False  # no answer at all
-    srv_port: Annotated[int, Field(ge=0, le=65535)] | None = None
-    srv_target: Text | None = None
-    ttl0: bool = False
-    truncate: bool = False
-
-
-class TftpFault(Strict):
-    error: Annotated[int, Field(ge=0, le=8)] | None = None
-    drop_oack: bool = False
-    drop_block: Annotated[int, Field(ge=1)] | None = None  # the first transmission of block N
-    duplicate_block: Annotated[int, Field(ge=1)] | None = None
-    stall_after: Annotated[int, Field(ge=0)] | None = None  # blocks sent, then silence
-    wrong_tsize: Annotated[int, Field(ge=0)] | None = None
-    refuse_options: bool = False
-
-
-class HttpFault(Strict):
-    status: Annotated[int, Field(ge=100, le=599)] | None = None
-    location: Text | None = None  # for 301/302
-    authenticate: Text | None = None  # WWW-Authenticate for 401/407
-    delay: Annotated[float, Field(ge=0, le=300)] | None = None
-    slow: Annotated[int, Field(ge=1)] | None = None  # body bytes per second
-    truncate: Annotated[int, Field(ge=0)] | None = None  # send only this many bytes
-    wrong_length: Annotated[int, Field(ge=0)] | None = None  # announce this Content-Length
-    corrupt: bool = False  # flip bytes in the body
-    wrong_key: Text | None = None  # re-encrypt the profile with this key
-
-
-class FaultRule(Strict):
-    name: Text | None = None
-    match: FaultMatch = Field(default_factory=FaultMatch)
-    when: FaultWhen = Field(default_factory=FaultWhen)
-    dhcp: DhcpFault | None = None
-    dns: DnsFault | None = None
-    tftp: TftpFault | None = None
-    http: HttpFault | None = None
-
-    @model_validator(mode="after")
-    def _one_service(self) -> FaultRule:
-        given = [s for s in ("dhcp", "dns", "tftp", "http") if getattr(self, s) is not None]
-        if len(given) != 1:
-            raise ValueError("a fault rule takes exactly one of dhcp, dns, tftp, http")
-        return self
-
-    @property
-    def service(self) -> Service:
-        return next(s for s in ("dhcp", "dns", "tftp", "http") if getattr(self, s) is not None)  # type: ignore[return-value]
-
-    @property
-    def action(self) -> Any:
-        return getattr(self, self.service)
-
-    def label(self, index: int) -> str:
-        return self.name or f"fault {index + 1} ({self.service})"
-
-
-class FaultError(LabkitError):
-    """A fault rule given on the command line that does not read."""
-
-
-def parse_cli_rule(text: str) -> FaultRule:
-    """`--fault '{match: {mac: ...}, http: {status: 404}, when: {first: 2}}'` (YAML flow syntax)."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise FaultError(f"--fault {text!r}: not YAML: {exc}") from None
-    try:
-        return FaultRule.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise FaultError(f"--fault {text!r}: {where}: {first['msg']}") from None
+__all__ = ["DhcpFault", "DnsFault", "FaultEngine", "FaultError", "FaultHooks", "FaultMatch", "FaultRule",
+           "FaultWhen", "Fired", "HttpFault", "Request", "Service", "TftpFault", "TypedHooksShim", "describe",
+           "parse_cli_rule"]
 
 
 @dataclass(frozen=True)
@@ -242,3 +148,38 @@ class FaultHooks:
             self.sink(make_event(service, client, mac, "fault", request, describe(hit.action), "fault", clock,
                                  rule=hit.label))
         return fired
+
+
+_SCHEMA: dict[str, Any] = {"dhcp": DhcpFault, "dns": DnsFault, "tftp": TftpFault, "http": HttpFault}
+
+
+@dataclass(frozen=True)
+class ShimFired:
+    label: str
+    action: Any  # the old pydantic action (DhcpFault, ...), as services not yet moved expect
+
+
+class TypedHooksShim:
+    """The old `FaultHooks.check(service, ...)` over the new typed hooks: one engine, one count per
+    rule, the same events. For services that still expose a settable `.faults` attribute."""
+
+    def __init__(self, faults: Faults) -> None:
+        self.faults = faults
+
+    def check(self, service: Service, *, mac: str | None, client: str | None, request: str,
+              path: str | None = None, name: str | None = None,
+              message: str | None = None) -> list[ShimFired]:
+        hooks = getattr(self.faults, service)
+        if hooks is None:
+            return []
+        fired = hooks.check(mac=mac, client=client, request=request, path=path, name=name, message=message)
+        return [ShimFired(hit.label, _old_action(service, hit.action)) for hit in fired]
+
+
+def _old_action(service: str, action: Any) -> Any:
+    values = {}
+    for name in action.__dataclass_fields__:
+        value = getattr(action, name)
+        values[name] = dict(value) if hasattr(value, "items") else list(value) if isinstance(value, tuple) \
+            else value
+    return _SCHEMA[service].model_construct(**values)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from labkit.faults import FaultRule
 from labkit.inventory.dhcp import (
     OPTION_FIELDS,
     OPTION_NAMES,
@@ -27,6 +26,7 @@ from labkit.inventory.dhcp import (
     VendorBlockModel,
     VendorClass,
 )
+from labkit.inventory.faults import FaultRule
 from labkit.inventory.lab import Dns, LabSection, Pool, Sinkhole, Srv, Tls
 from labkit.inventory.phones import (
     Encryption,

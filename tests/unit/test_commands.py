@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import datetime
 import re
-import subprocess
-import sys
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -16,13 +15,7 @@ from cryptography.x509.oid import NameOID
 from labkit.explain import explain_phone, resolve_url
 from labkit.inventory.load import load
 from labkit.plan.build import build_plan
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def labkit(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "labkit", *args], capture_output=True, text=True,
-                          timeout=120)
+from tests.helpers import ROOT, assert_one_line_error, labkit
 
 
 def test_explain_shows_annotated_options_srv_and_urls_in_order() -> None:
@@ -168,7 +161,7 @@ def test_own_certificate_must_cover_srv_targets_and_domain(tmp_path: Path) -> No
 def test_readme_fault_example_is_a_valid_rule() -> None:
     import yaml
 
-    from labkit.faults import FaultRule
+    from labkit.inventory.faults import FaultRule
 
     readme = (ROOT / "README.md").read_text()
     fragment = next(b for b in re.findall(r"```yaml\n(.*?)```", readme, flags=re.DOTALL) if "faults:" in b)
@@ -198,3 +191,43 @@ phones: [{mac: "00:56:2b:00:00:01", model: CP-8851-3PCC, ip: 192.0.2.9}]
     assert result.returncode == 1
     assert "the lab interface 'no-such-if0' (lab.interface) does not exist" in result.stderr
     assert "--loopback" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_arguments_are_one_line_errors_with_proper_exit_codes(tmp_path: Path) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder\n")
+    assert_one_line_error(labkit("demo", "--mode", "bogus"), code=2,
+                          says="demo: --mode 'bogus': expected auto, loopback or netns")
+    assert_one_line_error(labkit("init", str(a_file)), says=f"init: {a_file}: exists and is not a folder")
+    assert a_file.read_text() == "not a folder\n"
+    for command in ("ca", "leases"):
+        assert_one_line_error(labkit(command, "--state", str(a_file)), says=f"--state {a_file}: not a folder")
+    assert_one_line_error(labkit("up", "--loopback", "--quiet", "--state", str(a_file)),
+                          says=f"--state {a_file}: not a folder")
+    assert_one_line_error(labkit("render", "-o", str(a_file)),
+                          says=f"-o {a_file}: exists and is not a folder")
+
+
+def test_a_second_simulate_says_the_phones_address_is_taken(tmp_path: Path) -> None:
+    import socket
+
+    from labkit.services.supervisor import free_port_offset
+
+    offset = free_port_offset("127.0.0.2")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as first:  # where a running simulate sits
+        first.bind(("127.0.0.2", 67 + offset))
+        result = labkit("simulate", "--port-offset", str(offset), "--state", str(tmp_path), "--json")
+    assert_one_line_error(result, says="simulate: the phones' DHCP address 127.0.0.2:")
+    assert "already in use" in result.stderr and "another `labkit simulate`" in result.stderr
+
+
+def test_scenario_all_without_scenarios_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    import labkit.scenarios
+    from labkit.cli import app
+
+    monkeypatch.setattr(labkit.scenarios, "names", lambda: [])
+    result = CliRunner().invoke(app, ["scenario", "--all"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)  # a clean exit
+    assert "no scenarios found" in result.output and "Traceback" not in result.output

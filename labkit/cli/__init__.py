@@ -1,0 +1,35 @@
+"""The `labkit` command line (typer). Thin: every command calls into the library.
+
+Commands live by group: `plan` (check, render, explain, init), `serve` (up, demo), `phones` (simulate) and
+`state` (ca, leases, timeline, scenario); they are registered here in the order `--help` shows.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from labkit.cli import phones, plan, serve, state
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Network bootstrap lab kit for Cisco MPP (3PCC) phones: DHCP, DNS SRV, TFTP, HTTP(S), "
+    "syslog, from one Jinja-templated inventory. Without an INVENTORY, the embedded default lab.",
+)
+
+for command in (plan.check, plan.render, plan.explain, plan.init, serve.up, state.ca, state.leases,
+                phones.simulate, serve.demo, state.timeline, state.scenario):
+    app.command()(command)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""Commands about what a lab left behind or ships with: ca, leases, timeline, scenario."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from labkit.cli.common import (
+    InventoryArg,
+    StateOption,
+    err,
+    fail,
+    load_inventory,
+    os_problem,
+    out,
+    state_folder,
+)
+from labkit.errors import CodecError
+from labkit.macros import normalize_mac
+
+
+def ca(inventory: InventoryArg = None, state: StateOption = Path(".labkit")) -> None:
+    """Print the path of the lab CA certificate (made now if the lab has not started yet)."""
+    from labkit.tls import ca_path, ensure_ca
+
+    state_folder(state)
+    loaded = load_inventory(inventory)
+    try:
+        ensure_ca(state, loaded.inventory.lab.name)
+    except OSError as exc:
+        fail(f"ca: {os_problem(exc)}")
+    out.print(str(ca_path(state).resolve()), markup=False)
+
+
+def leases(state: StateOption = Path(".labkit")) -> None:
+    """List the DHCP leases kept in the state folder: MAC, IP, phone, expiry, state."""
+    import datetime
+
+    from rich.table import Table
+
+    from labkit.services.leases import read_leases
+
+    state_folder(state)
+    now = datetime.datetime.now(datetime.UTC).timestamp()
+    table = Table(title=f"leases in {state}")
+    for column in ("MAC", "IP", "phone", "expires (UTC)", "state"):
+        table.add_column(column)
+    rows = sorted(read_leases(state), key=lambda lease: int(lease.ip))
+    for lease in rows:
+        state_text: str = lease.state
+        if lease.state == "bound" and lease.expires <= now:
+            state_text = "expired"
+        when = datetime.datetime.fromtimestamp(lease.expires, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        mac = "-" if lease.state == "declined" else lease.mac
+        table.add_row(mac, str(lease.ip), lease.phone or "", when, state_text)
+    out.print(table)
+    if not rows:
+        out.print("no leases yet", markup=False)
+
+
+def timeline(
+    mac: Annotated[str, typer.Argument(help="The phone's MAC.")],
+    log: Annotated[Path, typer.Option("--log", help="The event log (JSON lines).")] = Path(
+        ".labkit/logs/events.jsonl"),
+) -> None:
+    """One phone's story from the event log, in order, and where it stalled."""
+    from labkit.timeline import read_events, story
+
+    try:
+        phone = normalize_mac(mac)
+    except CodecError as exc:
+        err.print(f"timeline: {exc}", markup=False)
+        raise typer.Exit(2) from None
+    if not log.is_file():
+        err.print(f"timeline: no event log at {log} (labkit up writes one; see --log)", markup=False)
+        raise typer.Exit(1)
+    for line in story(read_events(log), phone).lines():
+        out.print(line, markup=False)
+
+
+def scenario(
+    name: Annotated[str | None, typer.Argument(help="Scenario name (a file in scenarios/).")] = None,
+    run_all: Annotated[bool, typer.Option("--all", help="Run every scenario.")] = False,
+    show: Annotated[bool, typer.Option("--list", help="List the scenarios.")] = False,
+) -> None:
+    """Reproduce documented phone behaviour against the real services; pass or fail per scenario."""
+    from labkit.scenarios import ScenarioError, names, run_scenario
+
+    available = names()
+    if show or (name is None and not run_all):
+        for item in available:
+            out.print(item, markup=False)
+        return
+    if run_all and not available:
+        from labkit.scenarios import SCENARIO_DIR
+
+        fail(f"scenario: --all: no scenarios found in {SCENARIO_DIR}; nothing was run")
+    chosen = available if run_all else [name or ""]
+    failed = 0
+    for item in chosen:
+        try:
+            result = run_scenario(item)
+        except ScenarioError as exc:
+            err.print(f"scenario: {exc}", markup=False)
+            raise typer.Exit(2) from None
+        verdict = "PASS" if result.passed else "FAIL"
+        out.print(f"{verdict} {item}: {result.description}", markup=False)
+        for problem in result.problems:
+            out.print(f"     {problem}", markup=False)
+        if not result.passed and result.outcome is not None:
+            for step in result.outcome.timeline:
+                out.print(f"       {step.kind:<9} {step.detail}", markup=False)
+        failed += not result.passed
+    if failed:
+        raise typer.Exit(1)

@@ -1,0 +1,140 @@
+"""Where events go: the bus that fans them out, the JSON-lines journal (rotated by size), and a
+limiter that keeps floods of malformed input out of the log while counting every one of them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from pathlib import Path
+
+from labkit.events import Event, EventSink, is_malformed
+
+MIB = 1024 * 1024
+LOG_MAX_BYTES = 32 * MIB  # one journal file, before it rotates
+LOG_BACKUPS = 3  # events.jsonl.1 .. .3 kept: 4 files, 128 MiB at most by default
+MALFORMED_PER_SECOND = 20  # malformed-input events written per service per second; the rest counted
+
+
+class EventBus:
+    """Fans events out to every sink; a failing sink is dropped, never the service. Counts every
+    event, and every malformed-input event per service, exactly (whatever the log keeps)."""
+
+    def __init__(self) -> None:
+        self.sinks: list[EventSink] = []
+        self.count = 0
+        self.malformed: Counter[str] = Counter()
+
+    def __call__(self, event: Event) -> None:
+        self.count += 1
+        if is_malformed(event):
+            self.malformed[event.service] += 1
+        for sink in list(self.sinks):
+            try:
+                sink(event)
+            except Exception:  # a broken log or board must not stop the lab
+                self.sinks.remove(sink)
+
+
+class MalformedLimiter:
+    """A sink in front of another: at most `per_second` malformed-input events per service and
+    second (of the events' own time) pass; the rest are counted and summarised by one
+    "suppressed" event when that service's next window opens, or at `flush()`."""
+
+    def __init__(self, inner: EventSink, per_second: int = MALFORMED_PER_SECOND) -> None:
+        self.inner = inner
+        self.per_second = per_second
+        self.windows: dict[str, tuple[int, int]] = {}  # service -> (second, events passed in it)
+        self.suppressed: dict[str, tuple[int, float, float]] = {}  # service -> (count, first, last)
+        self.total_suppressed = 0
+
+    def __call__(self, event: Event) -> None:
+        if not is_malformed(event):
+            self.inner(event)
+            return
+        second = int(event.time)
+        window, passed = self.windows.get(event.service, (second, 0))
+        if window != second:
+            self._summarise(event.service)
+            window, passed = second, 0
+        if passed < self.per_second:
+            self.windows[event.service] = (window, passed + 1)
+            self.inner(event)
+            return
+        self.windows[event.service] = (window, passed)
+        count, first, _ = self.suppressed.get(event.service, (0, event.time, event.time))
+        self.suppressed[event.service] = (count + 1, first, event.time)
+        self.total_suppressed += 1
+
+    def _summarise(self, service: str) -> None:
+        pending = self.suppressed.pop(service, None)
+        if pending is None:
+            return
+        count, first, last = pending
+        self.inner(Event(last, service, None, None, "suppressed", "malformed input",
+                         f"suppressed {count} malformed event(s)", "suppressed",
+                         {"count": count, "first": first, "last": last,
+                          "limit_per_second": self.per_second}))
+
+    def flush(self) -> None:
+        """Write the summaries still pending (periodically, and when the lab stops)."""
+        for service in list(self.suppressed):
+            self._summarise(service)
+
+
+class JsonLinesLog:
+    """Events as JSON lines, rotated by size: when `path` would pass `max_bytes` it becomes
+    `path.1` (`.1` becomes `.2`, ... up to `backups`; the oldest is deleted), so the journal never
+    holds more than (backups + 1) x max_bytes. Flushed by `flush_periodically` and at close, not
+    per event: a syscall per DNS query would cost more than answering it."""
+
+    def __init__(self, path: Path, *, max_bytes: int = LOG_MAX_BYTES, backups: int = LOG_BACKUPS) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.max_bytes = max(max_bytes, 1)
+        self.backups = max(backups, 0)
+        self.file = path.open("a", encoding="utf-8")
+        self.size = self.file.tell()
+
+    def __call__(self, event: Event) -> None:
+        line = event.to_json() + "\n"
+        size = len(line.encode("utf-8")) if not line.isascii() else len(line)
+        if self.size and self.size + size > self.max_bytes:
+            self._rotate()
+        self.file.write(line)
+        self.size += size
+
+    def rotated(self) -> list[Path]:
+        """The rotated files that exist, oldest first."""
+        named = (self.path.with_name(f"{self.path.name}.{n}") for n in range(self.backups, 0, -1))
+        return [p for p in named if p.exists()]
+
+    def _rotate(self) -> None:
+        self.file.close()
+        if self.backups == 0:
+            self.path.unlink(missing_ok=True)
+        else:
+            for n in range(self.backups, 0, -1):
+                older = self.path.with_name(f"{self.path.name}.{n}")
+                newer = self.path.with_name(f"{self.path.name}.{n - 1}") if n > 1 else self.path
+                if newer.exists():
+                    newer.replace(older)
+        self.file = self.path.open("a", encoding="utf-8")
+        self.size = 0
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    async def flush_periodically(self, every: float = 0.5,
+                                 before: list[MalformedLimiter] | None = None) -> None:
+        while True:
+            await asyncio.sleep(every)
+            for limiter in before or []:
+                limiter.flush()
+            self.file.flush()
+
+    def close(self) -> None:
+        if not self.file.closed:
+            with contextlib.suppress(OSError):
+                self.file.flush()
+            self.file.close()
