@@ -34,6 +34,7 @@ class BoardState:
     unknown: int = 0
     total: int = 0
     malformed: int = 0  # input no service could read (every one, even those the log leaves out)
+    warnings: dict[str, str] = field(default_factory=dict)  # what an operator must see, by subject
 
     @classmethod
     def from_plan(cls, plan: Plan) -> BoardState:
@@ -45,6 +46,8 @@ class BoardState:
         self.total += 1
         if is_malformed(event):
             self.malformed += 1
+        if event.result == "rival":  # another DHCP server answers on the lab segment
+            self.warnings[f"rival {event.client}"] = f"another DHCP server: {event.request} ({event.answer})"
         row = self.rows.get(event.phone) if event.phone else None
         if row is None:
             self.unknown += 1
@@ -72,6 +75,9 @@ class BoardState:
         for row in self.rows.values():
             table.add_row(row.name, row.model, row.ip, row.dns, row.profile, row.firmware,
                           str(row.logs), str(row.errors) if row.errors else "", row.last)
+        if self.warnings:
+            table.caption = "WARNING: " + "; ".join(self.warnings.values())
+            table.caption_style = "bold red"
         return table
 
 

@@ -81,14 +81,17 @@ def timeline(
 
 
 def scenario(
-    name: Annotated[str | None, typer.Argument(help="Scenario name (a file in scenarios/).")] = None,
+    name: Annotated[str | None, typer.Argument(help="Scenario name (a file in labkit/scenarios/).")] = None,
     run_all: Annotated[bool, typer.Option("--all", help="Run every scenario.")] = False,
     show: Annotated[bool, typer.Option("--list", help="List the scenarios.")] = False,
 ) -> None:
     """Reproduce documented phone behaviour against the real services; pass or fail per scenario."""
     from labkit.scenarios import ScenarioError, names, run_scenario
 
-    available = names()
+    try:
+        available = names()
+    except ScenarioError as exc:
+        fail(f"scenario: {exc}")
     if show or (name is None and not run_all):
         for item in available:
             out.print(item, markup=False)
