@@ -21,6 +21,8 @@ from labkit.events import Event, EventSink, StaticDirectory
 from labkit.faults import FaultEngine, FaultHooks, FaultRule
 from labkit.inventory import names
 from labkit.plan.build import Plan
+from labkit.services.context import Endpoint as ServiceEndpoint
+from labkit.services.context import StartContext as ServiceContext
 from labkit.services.filetree import FileTree
 
 STANDARD_PORTS = {"dns": 53, "tftp": 69, "http": 80, "https": 443, "syslog": 514, "dhcp": 67}
@@ -177,9 +179,7 @@ async def _start_dns(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable:
 async def _start_tftp(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable:
     from labkit.services.tftp import start_tftp
 
-    upload = plan.inventory.services.tftp.upload_dir
-    upload_dir = plan.loaded.base_dir / upload if upload else None
-    return await start_tftp(ctx.tree, ep.host, ep.port, ctx.bus, ctx.directory, upload_dir=upload_dir)
+    return await start_tftp(plan.tftp, _service_endpoint(ep), _service_context(ctx))
 
 
 async def _start_http(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable:
@@ -222,7 +222,18 @@ async def _start_dhcp(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable:
 async def _start_syslog(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable:
     from labkit.services.syslog import start_syslog
 
-    return await start_syslog(ep.host, ep.port, ctx.bus, ctx.directory, known_macs=frozenset(ctx.known_macs))
+    return await start_syslog(None, _service_endpoint(ep), _service_context(ctx))
+
+
+def _service_endpoint(ep: Endpoint) -> ServiceEndpoint:
+    # Transitional (TFTP/syslog helper): until this module adopts labkit.services.context.
+    return ServiceEndpoint(ep.service, ep.host, ep.port, ep.transport)
+
+
+def _service_context(ctx: StartContext) -> ServiceContext:
+    # Transitional (TFTP/syslog helper): until this module's StartContext is the one of
+    # labkit.services.context (with typed fault hooks), TFTP starts without fault hooks.
+    return ServiceContext(ctx.tree, ctx.bus, ctx.directory, frozenset(ctx.known_macs), ctx.state_dir)
 
 
 STARTERS: dict[str, Starter] = {

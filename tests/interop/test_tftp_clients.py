@@ -24,6 +24,8 @@ from labkit.plan.profiles import PlannedFile
 from labkit.protocols.tftp.packets import Data, Error, OptionAck, decode, encode_ack, encode_error
 from labkit.services import filetree
 from labkit.services.filetree import FileTree
+from labkit.plan.tftp import TftpLimits, TftpPlan
+from labkit.services.context import Endpoint, StartContext
 from labkit.services.tftp import TftpService, start_tftp
 from tests.conftest import require_module, require_tool
 
@@ -60,11 +62,18 @@ def tree_for(root: Path) -> FileTree:
     return FileTree(planned, root)
 
 
+async def start(tree: FileTree, recorder: EventRecorder, directory: StaticDirectory, *,
+                upload_dir: Path | None = None, **limits: Any) -> TftpService:
+    """A TFTP service on a free loopback port, with the plan's defaults but for `limits`."""
+    ctx = StartContext(tree, recorder, directory, frozenset(), Path("."))
+    plan = TftpPlan(upload_dir.resolve() if upload_dir is not None else None, TftpLimits(**limits))
+    return await start_tftp(plan, Endpoint("tftp", "127.0.0.1", 0, "udp"), ctx)
+
+
 @contextlib.asynccontextmanager
 async def serving(root: Path, **options: Any) -> AsyncIterator[tuple[TftpService, EventRecorder]]:
     recorder = EventRecorder()
-    service = await start_tftp(tree_for(root), "127.0.0.1", 0, recorder,
-                               StaticDirectory({"127.0.0.1": PHONE_MAC}), **options)
+    service = await start(tree_for(root), recorder, StaticDirectory({"127.0.0.1": PHONE_MAC}), **options)
     try:
         yield service, recorder
     finally:
@@ -553,7 +562,7 @@ def test_silent_client_times_out_after_bounded_retries(root: Path) -> None:
 def test_close_ends_running_transfers(root: Path) -> None:
     async def scenario() -> None:
         recorder = EventRecorder()
-        service = await start_tftp(tree_for(root), "127.0.0.1", 0, recorder, StaticDirectory())
+        service = await start(tree_for(root), recorder, StaticDirectory())
         raw = RawClient()
         try:
             await raw.send(b"\x00\x01firmware.loads\x00octet\x00", ("127.0.0.1", service.port))
