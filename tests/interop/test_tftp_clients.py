@@ -21,11 +21,11 @@ import pytest
 
 from labkit.events import Event, EventRecorder, StaticDirectory
 from labkit.plan.profiles import PlannedFile
+from labkit.plan.tftp import TftpLimits, TftpPlan
 from labkit.protocols.tftp.packets import Data, Error, OptionAck, decode, encode_ack, encode_error
 from labkit.services import filetree
-from labkit.services.filetree import FileTree
-from labkit.plan.tftp import TftpLimits, TftpPlan
 from labkit.services.context import Endpoint, StartContext
+from labkit.services.filetree import FileTree
 from labkit.services.tftp import TftpService, start_tftp
 from tests.conftest import require_module, require_tool
 
@@ -599,5 +599,78 @@ def test_repeated_request_does_not_start_a_second_transfer(root: Path) -> None:
                 assert len([e for e in recorder.events if e.detail.get("phase") == "request"]) == 1
             finally:
                 raw.close()
+
+    run(scenario)
+
+
+# --------------------------------------------------------------------------- slots under hostile clients
+
+
+class BoundClient(RawClient):
+    def __init__(self, address: str) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((address, 0))
+        self.sock.setblocking(False)
+
+
+def test_client_timeout_255_is_acked_but_retransmission_stays_bounded(root: Path) -> None:
+    """Issue 10 item 3: `timeout 255` and no ACK once held a slot for 25 minutes."""
+
+    async def scenario() -> None:
+        async with serving(root, max_retransmit_timeout=0.2, retries=2) as (service, recorder):
+            raw = RawClient()
+            try:
+                request = b"\x00\x01small.bin\x00octet\x00timeout\x00255\x00"
+                await raw.send(request, ("127.0.0.1", service.port))
+                seen = [decode((await raw.receive())[0]) for _ in range(4)]
+                oack = OptionAck((("timeout", "255"),))
+                assert seen == [oack, oack, oack, Error(0, "timeout")]
+                (event,) = await ended(recorder)
+                assert event.result == "timeout" and service.active == 0
+            finally:
+                raw.close()
+
+    run(scenario)
+
+
+def test_session_life_is_bounded_even_for_a_client_that_keeps_it_alive(root: Path) -> None:
+    async def scenario() -> None:
+        limits = {"max_retransmit_timeout": 0.05, "retries": 10**6, "max_life": 0.5}
+        async with serving(root, **limits) as (service, recorder):
+            raw = RawClient()
+            try:
+                await raw.send(b"\x00\x01small.bin\x00octet\x00", ("127.0.0.1", service.port))
+                for _ in range(10**5):  # DATA 1 again and again, never acknowledged, then the end
+                    packet = decode((await raw.receive())[0])
+                    if isinstance(packet, Error):
+                        break
+                assert packet == Error(0, "session too long")
+                (event,) = await ended(recorder)
+                assert event.result == "expired" and service.active == 0
+            finally:
+                raw.close()
+
+    run(scenario)
+
+
+def test_a_client_at_its_limit_is_refused_while_others_get_sessions(root: Path) -> None:
+    async def scenario() -> None:
+        limits = {"per_client": 2, "per_client_on_loopback": True, "reserved": 0}
+        async with serving(root, **limits) as (service, _):
+            hog = [RawClient() for _ in range(3)]
+            other = BoundClient("127.0.0.2")
+            listener = ("127.0.0.1", service.port)
+            try:
+                for client_ in hog[:2]:  # two silent transfers from 127.0.0.1
+                    await client_.send(b"\x00\x01small.bin\x00octet\x00", listener)
+                    assert isinstance(decode((await client_.receive())[0]), Data)
+                await hog[2].send(b"\x00\x01small.bin\x00octet\x00", listener)
+                assert decode((await hog[2].receive())[0]) == Error(0, "too many transfers from your address")
+                await other.send(b"\x00\x01small.bin\x00octet\x00", listener)
+                assert isinstance(decode((await other.receive())[0]), Data)
+                assert service.stats.client_limit == 1 and service.active == 3
+            finally:
+                for client_ in [*hog, other]:
+                    client_.close()
 
     run(scenario)
