@@ -674,3 +674,35 @@ def test_a_client_at_its_limit_is_refused_while_others_get_sessions(root: Path) 
                     client_.close()
 
     run(scenario)
+
+
+# --------------------------------------------------------------------------- links out of a declared folder
+
+
+def test_firmware_link_leaving_its_folder_is_not_served(tmp_path: Path) -> None:
+    """Issue 10 item 6: a symlink in firmware_dir to a file outside was served, unauthenticated."""
+    firmware = tmp_path / "firmware"
+    firmware.mkdir()
+    (tmp_path / "secret.txt").write_bytes(b"outside the firmware folder")
+    (firmware / "cp8851.loads").symlink_to(tmp_path / "secret.txt")
+    (firmware / "passwd.loads").symlink_to("/etc/passwd")
+    files = {name: PlannedFile(name, "firmware", disk_path=firmware / name)
+             for name in ("cp8851.loads", "passwd.loads")}
+
+    async def scenario() -> None:
+        recorder = EventRecorder()
+        service = await start(FileTree(files, sources=[firmware]), recorder, StaticDirectory())
+        raw = RawClient()
+        try:
+            for name in files:
+                await raw.send(b"\x00\x01" + name.encode() + b"\x00octet\x00", ("127.0.0.1", service.port))
+                reply, _ = await raw.receive()
+                assert decode(reply) == Error(2, "access violation")
+            events = await ended(recorder, 2)
+            assert [e.result for e in events] == ["forbidden", "forbidden"]
+            assert "leaves its folder" in events[0].detail["reason"]
+        finally:
+            raw.close()
+            await service.close()
+
+    run(scenario)
