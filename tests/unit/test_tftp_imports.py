@@ -11,7 +11,7 @@ import pytest
 
 FORBIDDEN = ("pydantic", "yaml", "jinja2", "labkit.inventory", "labkit.plan", "labkit.services",
              "labkit.faults")
-CORES = ("labkit.protocols.tftp", "labkit.protocols.tftp.accept",
+CORES = ("labkit.protocols.tftp", "labkit.protocols.tftp.accept", "labkit.protocols.tftp.client",
          "labkit.protocols.tftp.read", "labkit.protocols.tftp.write", "labkit.protocols.tftp.faults",
          "labkit.protocols.syslog")
 
