@@ -19,8 +19,11 @@ from typing import Any, Protocol
 from labkit.errors import LabkitError
 from labkit.events import Event, EventSink, StaticDirectory
 from labkit.faults import FaultEngine, FaultHooks, FaultRule
+from labkit.faults.engine import Fired as EngineFired
+from labkit.faults.hooks import Faults, ServiceFaults
 from labkit.inventory import names
 from labkit.plan.build import Plan
+from labkit.protocols.tftp.faults import TftpFaultAction
 from labkit.services.context import Endpoint as ServiceEndpoint
 from labkit.services.context import StartContext as ServiceContext
 from labkit.services.filetree import FileTree
@@ -232,8 +235,25 @@ def _service_endpoint(ep: Endpoint) -> ServiceEndpoint:
 
 def _service_context(ctx: StartContext) -> ServiceContext:
     # Transitional (TFTP/syslog helper): until this module's StartContext is the one of
-    # labkit.services.context (with typed fault hooks), TFTP starts without fault hooks.
-    return ServiceContext(ctx.tree, ctx.bus, ctx.directory, frozenset(ctx.known_macs), ctx.state_dir)
+    # labkit.services.context with typed hooks from labkit.faults.hooks, TFTP's typed hook is
+    # a bridge over the old engine's hooks.
+    hooks = ctx.extra.get("fault_hooks")
+    tftp = _LegacyTftpFaults(hooks) if hooks is not None and hooks.engine.wants("tftp") else None
+    return ServiceContext(ctx.tree, ctx.bus, ctx.directory, frozenset(ctx.known_macs), ctx.state_dir,
+                          Faults(tftp=tftp))
+
+
+class _LegacyTftpFaults(ServiceFaults[TftpFaultAction]):
+    """Transitional: the old engine's TFTP rules, as the typed hook TFTP takes at start."""
+
+    def __init__(self, hooks: FaultHooks) -> None:  # no super().__init__: nothing of it is used
+        self.hooks = hooks
+
+    def check(self, *, mac: str | None, client: str | None, request: str, path: str | None = None,
+              name: str | None = None, message: str | None = None,
+              event_service: str | None = None) -> list[EngineFired[TftpFaultAction]]:
+        fired = self.hooks.check("tftp", mac=mac, client=client, request=request, path=path)
+        return [EngineFired(hit.label, TftpFaultAction(**hit.action.model_dump())) for hit in fired]
 
 
 STARTERS: dict[str, Starter] = {
@@ -286,6 +306,15 @@ async def start_lab(plan: Plan, *, loopback: bool = False, port_offset: int | No
     directory = StaticDirectory({str(p.ip): p.mac for p in inv.phones if p.ip is not None})
     ctx = StartContext(FileTree(plan.files), lab.bus, directory, {p.mac for p in inv.phones},
                        state_dir)
+    rules = [*inv.faults, *(faults or [])]
+    hooks = None
+    if rules:  # built before the services: TFTP takes its hooks at start (transitional bridge)
+        import time
+
+        engine = FaultEngine(rules, started=time.time(), seed=fault_seed)
+        hooks = FaultHooks(engine, lab.bus, {p.mac: (p.model, p.group) for p in inv.phones})
+        ctx.extra["fault_hooks"] = hooks
+        lab.faults = engine
     for name, ep in lab.endpoints.items():
         try:
             lab.services[name] = await STARTERS[name](plan, ep, ctx)
@@ -305,16 +334,10 @@ async def start_lab(plan: Plan, *, loopback: bool = False, port_offset: int | No
                              ) from None
     lab.ca_path = ctx.extra.get("ca_path")
     lab.directory = directory
-    rules = [*inv.faults, *(faults or [])]
-    if rules:
-        import time
-
-        engine = FaultEngine(rules, started=time.time(), seed=fault_seed)
-        hooks = FaultHooks(engine, lab.bus, {p.mac: (p.model, p.group) for p in inv.phones})
+    if hooks is not None:
         for name, service in lab.services.items():
             if hasattr(service, "faults") and (name in ("http", "https") or engine.wants(name)):  # type: ignore[arg-type]
                 service.faults = hooks  # type: ignore[attr-defined]
-        lab.faults = engine
     return lab
 
 
