@@ -42,6 +42,18 @@ def grow_receive_buffer(sock: socket.socket, size: int = UDP_RECEIVE_BUFFER) -> 
     return granted
 
 
+def small_read_buffer(transport: asyncio.BaseTransport, size: int) -> None:
+    """Shrink the buffer asyncio's selector transport passes to recvfrom() (256 KiB by default).
+
+    A buffer that large is mmap'ed, shrunk and unmapped for every datagram: three extra system
+    calls per datagram, measured as TFTP's largest cost after sendto. A datagram longer than
+    `size` is truncated, which a codec then rejects or which cannot matter (a TFTP read session
+    only acts on 4-byte ACKs). Transports without the attribute are left alone.
+    """
+    if hasattr(transport, "max_size"):
+        setattr(transport, "max_size", size)  # noqa: B010 - a private class's attribute
+
+
 def count_drops(sock: socket.socket) -> bool:
     """Turn on SO_RXQ_OVFL; False where the platform has no such option."""
     try:

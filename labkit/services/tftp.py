@@ -43,7 +43,7 @@ from labkit.protocols.tftp.read import ReadSession
 from labkit.protocols.tftp.write import Writable, WriteSession
 from labkit.services.context import Endpoint, StartContext
 from labkit.services.filetree import FileTree, ForbiddenPath, UploadExists, UploadFolder
-from labkit.services.sockets import UDP_RECEIVE_BUFFER, DropCounter, listen_udp
+from labkit.services.sockets import UDP_RECEIVE_BUFFER, DropCounter, listen_udp, small_read_buffer
 
 log = logging.getLogger(__name__)
 
@@ -70,18 +70,6 @@ class TftpStats:
     results: dict[str, int] = field(default_factory=dict)
 
 
-def _small_receive_buffer(transport: asyncio.BaseTransport, size: int) -> None:
-    """Shrink the buffer asyncio's selector transport passes to recvfrom() (256 KiB by default).
-
-    A buffer that large is mmap'ed, shrunk and unmapped for every datagram: three extra system
-    calls per block, measured as the largest cost after sendto. A datagram longer than `size`
-    is truncated, which the codec then rejects (uploads) or which cannot matter (a read session
-    only acts on 4-byte ACKs). Transports without the attribute are left alone.
-    """
-    if hasattr(transport, "max_size"):
-        setattr(transport, "max_size", size)  # noqa: B010 - a private class's attribute
-
-
 class _Transfer(asyncio.DatagramProtocol):
     """One session's socket and timers; carries out the session's Results."""
 
@@ -104,7 +92,7 @@ class _Transfer(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)  # a datagram endpoint's
         # A read session only ever hears ACKs and ERRORs; an upload, blocks of blksize.
         biggest = 1024 if isinstance(self.session, ReadSession) else self.session.blksize + 5
-        _small_receive_buffer(transport, biggest)
+        small_read_buffer(transport, biggest)
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         if self.finished:
@@ -174,7 +162,7 @@ class _Listener(asyncio.DatagramProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # RFC 2347 asks requests to fit in 512 bytes; allow far more, truncation fails decoding.
-        _small_receive_buffer(transport, 65536)
+        small_read_buffer(transport, 65536)
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         try:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from labkit.errors import CodecError
-from labkit.protocols.result import NOTHING, Result
+from labkit.protocols.result import NOTHING, Datagram, Result
 from labkit.protocols.tftp.base import DEFAULT_LIMITS, READ_LABEL, Label, SessionBase, SessionLimits
 from labkit.protocols.tftp.negotiate import Negotiated
 from labkit.protocols.tftp.netascii import NetasciiReader
@@ -114,7 +114,23 @@ class ReadSession(SessionBase):
             result = self._window(first=self._acked + 1)
             self.retransmits += len(result.send)
             return result
+        if self.windowsize == 1 and self._netascii is None:
+            return self._next_block()
         return self._window(first=self._acked + 1)
+
+    def _next_block(self) -> Result:
+        """The lock-step hot path: one block, no window bookkeeping beyond its length."""
+        index = self._acked + 1
+        try:
+            payload = self._read_at(self._acked * self.blksize, self.blksize)
+        except OSError as exc:  # the file vanished or the disk failed under us
+            return self._finish("read-error", f"read error: {exc}",
+                                send=(encode_error(ErrorCode.NOT_DEFINED, "read error"),))
+        self._lengths[index] = len(payload)
+        if len(payload) < self.blksize:
+            self._final = index
+        self._sent_hi = index
+        return Result((Datagram(encode_data(index & 0xFFFF, payload)),), self._rearm)
 
     def _block(self, index: int) -> bytes:
         if self._netascii is not None:
