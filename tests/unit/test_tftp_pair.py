@@ -5,16 +5,28 @@ chosen ones, and when nothing is in flight advances a virtual clock to the earli
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from labkit.protocols.result import Result
 from labkit.protocols.tftp.accept import Accept, Load, Missing, ServerRules, TftpFile, accept
 from labkit.protocols.tftp.base import SessionLimits
 from labkit.protocols.tftp.client import ClientOptions, ClientSession
-from labkit.protocols.tftp.packets import Data, Packet, ReadRequest, decode
+from labkit.protocols.tftp.packets import (
+    Data,
+    Packet,
+    ReadRequest,
+    decode,
+    encode_ack,
+    encode_data,
+    encode_error,
+    encode_oack,
+)
 
 CLIENT, SERVER_PORT, TID = ("10.0.0.2", 5000), ("10.0.0.1", 69), ("10.0.0.1", 40000)
 
@@ -210,3 +222,39 @@ def test_missing_file_is_404_and_silence_is_a_timeout() -> None:
     client = silent.get("f", ClientOptions(retries=3, timeout=2.0))
     assert client.status is None and client.error == "TFTP timeout after block 0"
     assert [d for d, _ in silent.sent] == ["c>s"] * 4 and silent.now == 8.0
+
+
+# --------------------------------------------------------------------------- random loss, arbitrary input
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 3000), st.sampled_from([8, 100, 512]), st.integers(1, 6), st.integers(0, 2**32),
+       st.sampled_from([0.05, 0.2]))
+def test_random_loss_both_ways_delivers_the_file(size: int, blksize: int, window: int, seed: int,
+                                                loss: float) -> None:
+    content = random.Random(seed).randbytes(size)
+    dice = random.Random(seed + 1)
+    rules = ServerRules(session=SessionLimits(retries=30, max_life=None))
+    pair = Pair({"f": content}, rules, lose=lambda direction, packet: dice.random() < loss)
+    client = pair.get("f", ClientOptions(blksize=blksize, windowsize=window, retries=30, timeout=3.0))
+    # 30 retransmissions each side: failing would take 31 losses in a row (0.2^31)
+    assert (client.status, client.error) == (200, None)
+    assert client.content == content
+
+
+@settings(max_examples=200)
+@given(st.lists(st.one_of(
+    st.just(None),
+    st.binary(max_size=30),
+    st.builds(encode_ack, st.integers(0, 10)),
+    st.builds(lambda b, n: encode_data(b, b"d" * n), st.integers(0, 10), st.integers(0, 20)),
+    st.builds(encode_error, st.integers(0, 8), st.just("x")),
+    st.builds(encode_oack, st.just((("blksize", "8"),))),
+), max_size=50), st.booleans())
+def test_client_never_raises_on_arbitrary_input(events: list[bytes | None], other_port: bool) -> None:
+    client = ClientSession("f", ClientOptions(blksize=16, windowsize=2, retries=3))
+    client.start()
+    for event in events:
+        result = client.expire() if event is None else client.receive(event, CLIENT if other_port else TID)
+        for datagram in result.send:
+            decode(datagram.data)  # everything the client sends is a well-formed packet
