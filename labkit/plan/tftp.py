@@ -28,9 +28,12 @@ class TftpLimits:
     max_upload: int = 64 * 1024 * 1024
 
     def rules(self, *, uploads: bool, loopback: bool = False) -> ServerRules:
-        per_client = None if loopback and not self.per_client_on_loopback else self.per_client
+        """The core's rules. On loopback every phone shares one address: no per-address rules."""
+        shared = loopback and not self.per_client_on_loopback
+        per_client = None if shared else self.per_client
+        reserved = 0 if shared else min(self.reserved, self.max_sessions // 4)
         return ServerRules(self.timeout, self.max_blksize, self.max_upload, uploads,
-                           self.max_sessions, per_client, min(self.reserved, self.max_sessions // 4),
+                           self.max_sessions, per_client, reserved,
                            SessionLimits(self.retries, self.max_retransmit_timeout, self.max_life))
 
 
