@@ -646,3 +646,19 @@ def test_upload_netascii_is_decoded() -> None:
     session.start()
     wire = to_netascii(b"line\nx\ry")
     assert session.receive(encode_data(1, wire)).write == b"line\nx\ry"
+
+
+def test_upload_life_ends_with_error_and_no_commit_unless_whole() -> None:
+    from labkit.protocols.tftp.base import LIFE
+
+    cut = Writing(wrq())
+    cut.start()
+    cut.receive(encode_data(1, b"x" * 512))
+    ended = as_step(cut.session.expire(LIFE))
+    assert ended.done is not None and ended.done.result == "expired"
+    assert not cut.target.committed and cut.target.closed
+    whole = Writing(wrq())
+    whole.start()
+    whole.receive(encode_data(1, b"tail"))  # whole, dallying for a lost final ACK
+    ended = as_step(whole.session.expire(LIFE))
+    assert ended.done is not None and ended.done.result == "ok" and whole.target.committed

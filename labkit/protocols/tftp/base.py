@@ -106,9 +106,12 @@ class SessionBase:
         if self.done is not None:
             return NOTHING
         if key == LIFE:
-            return self._finish("expired", f"session longer than {self.limits.max_life:g} s",
-                                send=(encode_error(ErrorCode.NOT_DEFINED, "session too long"),))
+            return self._expired()
         return self._retransmit()
+
+    def _expired(self) -> Result:
+        return self._finish("expired", f"session longer than {self.limits.max_life or 0:g} s",
+                            send=(encode_error(ErrorCode.NOT_DEFINED, "session too long"),))
 
     def _retransmit(self) -> Result:
         raise NotImplementedError

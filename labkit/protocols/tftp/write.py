@@ -135,6 +135,11 @@ class WriteSession(SessionBase):
         self.retransmits += 1
         return self._send((self._last_ack,))
 
+    def _expired(self) -> Result:
+        if self._dallying is not None:  # whole already: only the dally was cut short
+            return self._retransmit()
+        return super()._expired()
+
     def _progress_counts(self) -> tuple[int, int]:
         return self.bytes_received, self._expected - 1
 
