@@ -14,6 +14,7 @@ from labkit.protocols.tftp.accept import (
     accept,
 )
 from labkit.protocols.tftp.base import Label, SessionLimits
+from labkit.protocols.tftp.client import ClientOptions, ClientSession
 from labkit.protocols.tftp.negotiate import Negotiated, negotiate, parse_mode
 from labkit.protocols.tftp.packets import (
     Ack,
@@ -35,6 +36,8 @@ from labkit.protocols.tftp.write import WriteSession
 __all__ = [
     "Accept",
     "Ack",
+    "ClientOptions",
+    "ClientSession",
     "Data",
     "Error",
     "ErrorCode",
