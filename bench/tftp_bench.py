@@ -74,14 +74,16 @@ def free_port() -> int:
 def serve_labkit(root: Path, port: int) -> None:
     """The child process: labkit's asyncio TFTP service until SIGTERM."""
     from labkit.events import StaticDirectory
+    from labkit.plan.tftp import TftpPlan
+    from labkit.services.context import Endpoint, StartContext
     from labkit.services.filetree import FileTree
     from labkit.services.tftp import start_tftp
 
     async def main() -> None:
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-        service = await start_tftp(FileTree({}, root), "127.0.0.1", port, lambda event: None,
-                                   StaticDirectory())
+        ctx = StartContext(FileTree({}, root), lambda event: None, StaticDirectory(), frozenset(), root)
+        service = await start_tftp(TftpPlan(), Endpoint("tftp", "127.0.0.1", port, "udp"), ctx)
         print("ready", flush=True)
         await stop.wait()
         await service.close()

@@ -15,12 +15,12 @@ from urllib.parse import urlsplit
 import aiohttp
 from dnslib import QTYPE, RCODE, DNSRecord
 
-from labkit.errors import CodecError
 from labkit.phone.discovery import SrvTarget
 from labkit.phone.effects import DnsAnswer, Fetch, FetchResult
 from labkit.phone.network import NetworkMap
 from labkit.protocols.http import parse_digest
-from labkit.protocols.tftp import packets
+from labkit.protocols.result import Result
+from labkit.protocols.tftp.client import ClientOptions, ClientSession
 
 TFTP_BLKSIZE = 1468  # fits one Ethernet frame; MPP's own choice is undocumented (reference §7)
 TFTP_TRIES = 4
@@ -79,59 +79,45 @@ async def dns_query(server: tuple[str, int], name: str, qtype: str, *, timeout: 
 
 async def tftp_get(server: tuple[str, int], path: str, *, timeout: float = 2.0,
                    blksize: int = TFTP_BLKSIZE, local_ip: str | None = None) -> FetchResult:
-    """RRQ with blksize and tsize; error 1 maps to 404, other errors to 403, silence to None."""
+    """RRQ with blksize and tsize; error 1 maps to 404, other errors to 403, silence to None.
+
+    A thin transport around the sans-IO `ClientSession`: it moves datagrams and keeps the one
+    retransmission timer; every protocol decision is the session's."""
     loop = asyncio.get_running_loop()
     transport, proto = await loop.create_datagram_endpoint(_Datagrams, local_addr=(local_ip or "0.0.0.0", 0))
     sock = transport.get_extra_info("socket")
     if sock is not None:  # Linux: report ICMP errors on this unconnected socket too
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_IP, getattr(socket, "IP_RECVERR", 11), 1)
-    request = packets.encode(packets.ReadRequest(path, "octet", (("blksize", str(blksize)), ("tsize", "0"))))
-    chunks: list[bytes] = []
-    size, expected, peer = 512, 1, None
+    session = ClientSession(path, ClientOptions(blksize=blksize, timeout=timeout, retries=TFTP_TRIES - 1))
     try:
-        last_sent, target = request, server
-        while True:
-            for _ in range(TFTP_TRIES):
-                transport.sendto(last_sent, target)
-                try:
-                    async with asyncio.timeout(timeout):
-                        data, addr = await proto.queue.get()
-                        break
-                except TimeoutError:
-                    continue
-            else:
-                return FetchResult(None, error=f"TFTP timeout after block {expected - 1}")
+        result = session.start()
+        while not _tftp_apply(transport, server, result):
+            try:
+                async with asyncio.timeout(_tftp_wait(result, timeout)):
+                    data, addr = await proto.queue.get()
+            except TimeoutError:
+                result = session.expire()
+                continue
             if proto.refused and not data:
                 return FetchResult(None, error="TFTP: connection refused (nothing listens on that port)")
-            if peer is None:
-                peer = addr
-            elif addr != peer:
-                transport.sendto(packets.encode_error(5, "unknown transfer ID"), addr)
-                continue
-            try:
-                packet = packets.decode(data)
-            except CodecError as exc:
-                return FetchResult(None, error=f"TFTP: {exc}")
-            if isinstance(packet, packets.Error):
-                status = 404 if packet.code == 1 else 403
-                return FetchResult(status, error=f"TFTP error {packet.code}: {packet.message}")
-            if isinstance(packet, packets.OptionAck):
-                size = int(dict((k.lower(), v) for k, v in packet.options).get("blksize", "512"))
-                last_sent, target = packets.encode_ack(0), peer
-                continue
-            if isinstance(packet, packets.Data):
-                if packet.block == expected % 65536:
-                    chunks.append(packet.payload)
-                    expected += 1
-                last_sent, target = packets.encode_ack(packet.block), peer
-                if packet.block == (expected - 1) % 65536 and len(packet.payload) < size:
-                    transport.sendto(last_sent, target)
-                    return FetchResult(200, b"".join(chunks))
-                continue
-            return FetchResult(None, error=f"TFTP: unexpected {type(packet).__name__}")
+            result = session.receive(data, addr)
+        if session.status == 200:
+            return FetchResult(200, session.content)
+        return FetchResult(session.status, error=session.error)
     finally:
         transport.close()
+
+
+def _tftp_apply(transport: asyncio.DatagramTransport, server: tuple[str, int], result: Result) -> bool:
+    """Send what the session asks; True when it is over."""
+    for datagram in result.send:
+        transport.sendto(datagram.data, datagram.to or server)
+    return result.done
+
+
+def _tftp_wait(result: Result, timeout: float) -> float:
+    return next((t.after for t in result.timers if t.after is not None), timeout)
 
 
 def _digest_header(challenge: str, method: str, uri: str, user: str, password: str) -> str:

@@ -21,6 +21,7 @@ from labkit.inventory.model import Inventory, Phone
 from labkit.plan.dhcp import DhcpPlan, OptionSet, class_option_set, option_set, phone_vendor_class, plan_dhcp
 from labkit.plan.faults import plan_faults
 from labkit.plan.profiles import PlannedFile, plan_files
+from labkit.plan.tftp import TftpPlan, plan_tftp
 from labkit.plan.zones import DnsPlan, Zone, plan_dns, plan_zones
 
 SERVICES = ("dhcp", "dns", "tftp", "http", "https", "syslog")
@@ -82,6 +83,7 @@ class Plan:
     fault_phones: Mapping[str, tuple[str, str | None]] = field(default_factory=lambda: _frozen({}))
     fixed_ips: Mapping[str, str] = field(default_factory=lambda: _frozen({}))  # fixed IP -> MAC
     known_macs: frozenset[str] = frozenset()  # the inventory's phones
+    tftp: TftpPlan = field(default_factory=TftpPlan)
 
     @property
     def inventory(self) -> Inventory:
@@ -139,4 +141,5 @@ def build_plan(loaded: LoadedInventory) -> Plan:
         fault_phones=_frozen({p.mac: (p.model, p.group) for p in inv.phones}),
         fixed_ips=_frozen({str(p.ip): p.mac for p in inv.phones if p.ip is not None}),
         known_macs=frozenset(p.mac for p in inv.phones),
+        tftp=plan_tftp(loaded),
     )

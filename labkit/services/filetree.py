@@ -3,16 +3,24 @@
 Both protocols resolve names here, so confinement rules live in one place: the leading `/`
 phones send is stripped; `..` segments, empty segments (doubled slashes), backslashes and
 NUL bytes are refused; a name found on disk must stay inside the root once symlinks are
-resolved. Files on disk are read by offset (os.pread), never loaded whole, so firmware of any
-size streams to many clients at once.
+resolved, and so must a planned file on disk stay inside the folder it was declared in
+(`firmware_dir` or any declared source folder), checked again at every request so that a link
+placed after `labkit check` is refused too. Files on disk are read by offset (os.pread), never
+loaded whole, so firmware of any size streams to many clients at once.
+
+Uploads (TFTP WRQ) land in an `UploadFolder`: new files only, written to a hidden part file and
+linked into place only when whole.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+import secrets
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from labkit.errors import LabkitError
 from labkit.plan.profiles import PlannedFile
@@ -51,16 +59,27 @@ class ServedFile:
     kind: str = "file"
     mac: str | None = None  # the phone this file belongs to, for per-phone profiles
 
-    def open(self) -> FileReader:
-        return FileReader(self)
+    def open(self, *, read_ahead: bool = False) -> FileReader:
+        return FileReader(self, read_ahead=read_ahead)
 
 
 class FileReader:
-    """Random access to a served file; one per transfer, closed when the transfer ends."""
+    """Random access to a served file; one per transfer, closed when the transfer ends.
 
-    def __init__(self, served: ServedFile) -> None:
+    read_ahead: one pread per 64 KiB rather than one per block. Blocks are requested in order
+    (and re-requested only within a window), so a small forward buffer removes most read system
+    calls; memory stays bounded at one chunk per transfer.
+    """
+
+    CHUNK = 64 * 1024
+
+    def __init__(self, served: ServedFile, *, read_ahead: bool = False) -> None:
         self.served = served
+        self.size, self.mac, self.kind = served.size, served.mac, served.kind
         self._fd: int | None = None
+        self._ahead = read_ahead
+        self._start = 0
+        self._data = b""
         if served.data is None and served.disk_path is not None:
             self._fd = os.open(served.disk_path, os.O_RDONLY)
 
@@ -69,7 +88,14 @@ class FileReader:
             return self.served.data[offset : offset + size]
         if self._fd is None:
             return b""
-        return os.pread(self._fd, size, offset)
+        if not self._ahead or size >= self.CHUNK:
+            return os.pread(self._fd, size, offset)
+        start = offset - self._start
+        if start >= 0 and start + size <= len(self._data):
+            return self._data[start : start + size]
+        self._data = os.pread(self._fd, self.CHUNK, offset)
+        self._start = offset
+        return self._data[:size]
 
     def close(self) -> None:
         if self._fd is not None:
@@ -84,11 +110,19 @@ class FileReader:
 
 
 class FileTree:
-    """Name -> ServedFile: the plan's files first, then `root` on disk (if given)."""
+    """Name -> ServedFile: the plan's files first, then `root` on disk (if given).
 
-    def __init__(self, files: Mapping[str, PlannedFile], root: Path | None = None) -> None:
+    sources: the declared folders planned files on disk come from (firmware_dir, ...). A planned
+    file on disk must resolve inside the declared folder that holds it (the deepest one), or,
+    when none is declared, inside the folder it was found in.
+    """
+
+    def __init__(self, files: Mapping[str, PlannedFile], root: Path | None = None,
+                 sources: Iterable[Path] = ()) -> None:
         self._files = {path: _served(planned) for path, planned in files.items()}
         self.root = root.resolve() if root is not None else None
+        self.sources = tuple(sorted((Path(os.path.abspath(s)) for s in sources),
+                                    key=lambda p: len(p.parts), reverse=True))
 
     def __len__(self) -> int:
         return len(self._files)
@@ -98,7 +132,7 @@ class FileTree:
         key = normalize_request_path(name)
         served = self._files.get(key)
         if served is not None:
-            return served
+            return self._confined(served)
         if self.root is None:
             return None
         candidate = (self.root / key).resolve()
@@ -107,6 +141,72 @@ class FileTree:
         if not candidate.is_file():
             return None
         return ServedFile(key, candidate.stat().st_size, disk_path=candidate)
+
+
+    def _confined(self, served: ServedFile) -> ServedFile:
+        """A planned file on disk, refused when its real path leaves its declared folder."""
+        if served.disk_path is None:
+            return served
+        declared = Path(os.path.abspath(served.disk_path))
+        folder = next((s for s in self.sources if declared.is_relative_to(s)), declared.parent)
+        real = declared.resolve()
+        if not real.is_relative_to(folder.resolve()):
+            raise ForbiddenPath(f"{served.path} is a link that leaves its folder {folder} "
+                                f"(to {real})")
+        return ServedFile(served.path, served.size, None, real, served.kind, served.mac)
+
+
+class UploadExists(LabkitError):
+    """An upload's name is taken (uploads never overwrite)."""
+
+
+class UploadFolder:
+    """Where uploads land: new files only, confined to the folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+
+    def open(self, name: str) -> UploadFile:
+        """ForbiddenPath, UploadExists or OSError when the name cannot be written."""
+        key = normalize_request_path(name)
+        target = (self.root / key).resolve()
+        if not target.is_relative_to(self.root) or target == self.root:
+            raise ForbiddenPath("the name resolves outside the upload folder")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists() or target.is_symlink():
+            raise UploadExists(key)
+        return UploadFile(target)
+
+
+class UploadFile:
+    """An upload in progress: a hidden part file, linked into place only when whole."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+        self.part = target.with_name(f".{target.name}.part-{secrets.token_hex(4)}")
+        self.file: IO[bytes] | None = open(self.part, "xb")  # noqa: SIM115 - closed in close()
+
+    def write(self, data: bytes) -> None:
+        if self.file is None:
+            raise OSError("upload already closed")
+        self.file.write(data)
+
+    def commit(self) -> bool:
+        """Link the whole upload into place; False when that name appeared meanwhile."""
+        if self.file is not None:
+            self.file.close()
+        try:
+            os.link(self.part, self.target)  # link, not replace: never overwrite
+        except FileExistsError:
+            return False
+        return True
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+        with contextlib.suppress(OSError):
+            os.unlink(self.part)
 
 
 def _served(planned: PlannedFile) -> ServedFile:

@@ -158,9 +158,7 @@ async def _start_dns(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable:
 async def _start_tftp(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable:
     from labkit.services.tftp import start_tftp
 
-    upload = plan.inventory.services.tftp.upload_dir
-    upload_dir = plan.loaded.base_dir / upload if upload else None
-    return await start_tftp(ctx.tree, ep.host, ep.port, ctx.bus, ctx.directory, upload_dir=upload_dir)
+    return await start_tftp(plan.tftp, ep, ctx)
 
 
 async def _start_http(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable:
@@ -198,7 +196,7 @@ async def _start_dhcp(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable:
 async def _start_syslog(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable:
     from labkit.services.syslog import start_syslog
 
-    return await start_syslog(ep.host, ep.port, ctx.bus, ctx.directory, known_macs=frozenset(ctx.known_macs))
+    return await start_syslog(None, ep, ctx)
 
 
 STARTERS: dict[str, Starter] = {

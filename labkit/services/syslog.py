@@ -1,4 +1,7 @@
-"""Syslog receiver (UDP): every message becomes an event, tagged with the phone when known."""
+"""Syslog receiver (UDP): every message becomes an event, tagged with the phone when known.
+
+The socket gets a large receive buffer, and the datagrams the kernel still drops are counted
+(`service.drops.count`, and a "kernel-drops" event when the count grows)."""
 
 from __future__ import annotations
 
@@ -10,6 +13,8 @@ from dataclasses import dataclass, field
 
 from labkit.events import EventSink, PhoneDirectory, make_event
 from labkit.protocols.syslog import parse_syslog
+from labkit.services.context import Endpoint, StartContext
+from labkit.services.sockets import UDP_RECEIVE_BUFFER, DropCounter, listen_udp
 
 MAX_SHOWN = 512  # characters of a message kept in the event's request field
 
@@ -57,15 +62,22 @@ class SyslogService:
     protocol: _SyslogProtocol
     host: str
     port: int
+    drops: DropCounter
+
+    @property
+    def counters(self) -> SyslogCounters:
+        return self.protocol.counters
 
     async def close(self) -> None:
+        self.drops.stop()
         self.transport.close()
 
 
-async def start_syslog(host: str, port: int, sink: EventSink, directory: PhoneDirectory,
-                       clock: Callable[[], float] = time.time,
-                       known_macs: frozenset[str] = frozenset()) -> SyslogService:
-    loop = asyncio.get_running_loop()
-    transport, protocol = await loop.create_datagram_endpoint(
-        lambda: _SyslogProtocol(sink, directory, clock, known_macs), local_addr=(host, port))
-    return SyslogService(transport, protocol, host, port)
+async def start_syslog(config: None, endpoint: Endpoint, ctx: StartContext, *,
+                       clock: Callable[[], float] = time.time) -> SyslogService:
+    """Receive syslog on the endpoint (port 0: any free port). No config of its own (None)."""
+    drops = DropCounter("syslog", ctx.bus, clock=clock)
+    protocol = _SyslogProtocol(ctx.bus, ctx.directory, clock, ctx.known_macs)
+    transport, sock = await listen_udp(lambda: protocol, endpoint.host, endpoint.port,
+                                       buffer=UDP_RECEIVE_BUFFER, drops=drops)
+    return SyslogService(transport, protocol, sock.getsockname()[0], sock.getsockname()[1], drops)

@@ -1,9 +1,10 @@
-"""TFTP service: a thin asyncio transport around the pure cores in labkit.protocols.tftp.
+"""TFTP service: a thin asyncio transport around the pure core in labkit.protocols.tftp.
 
-One listening socket takes requests; every accepted transfer gets its own socket (a new TID,
-RFC 1350) made with `loop.create_datagram_endpoint`, fed to a ReadSession/WriteSession, and one
-`loop.call_later` timer. The tree is served read-only; uploads are accepted only when an
-`upload_dir` is given, and then never overwrite a file.
+One listening socket takes requests and hands each to the core's `accept`, which refuses it
+(an ERROR from the listening port) or returns a session. Every accepted transfer gets its own
+socket (a new TID, RFC 1350) and the timers the session asks for. The tree is served
+read-only; uploads are accepted only when the plan names an upload folder, and then never
+overwrite a file.
 
 Each transfer emits two events: one when the request is decided (action "rrq"/"wrq", request =
 the filename as sent, negotiated options in detail) and one when it ends (answer "N bytes in M
@@ -14,37 +15,40 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
-import os
-import re
-import secrets
 import socket
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import IO, Any
+from typing import Any, cast
 
 from labkit.errors import CodecError
-from labkit.events import EventSink, PhoneDirectory, make_event
-from labkit.faults import FaultHooks, TftpFault
-from labkit.protocols.tftp.packets import ErrorCode, Opcode, ReadRequest, WriteRequest, decode
-from labkit.protocols.tftp.session import (
-    MAX_BLKSIZE,
-    Negotiated,
-    Outcome,
-    ReadSession,
-    Step,
-    WriteSession,
-    negotiate,
-    parse_mode,
-    refusal,
+from labkit.events import EventSink, PhoneDirectory, events_from
+from labkit.faults.hooks import ServiceFaults
+from labkit.plan.tftp import TftpPlan
+from labkit.protocols.result import Fact, Result
+from labkit.protocols.tftp.accept import (
+    Accept,
+    Exists,
+    Forbidden,
+    Load,
+    Missing,
+    ServerRules,
+    TftpFile,
+    accept,
 )
-from labkit.services.filetree import FileReader, FileTree, ForbiddenPath, normalize_request_path
+from labkit.protocols.tftp.faults import SendFilter, TftpFaultAction, merge
+from labkit.protocols.tftp.packets import ErrorCode, Opcode, ReadRequest, WriteRequest, decode, encode_error
+from labkit.protocols.tftp.read import ReadSession
+from labkit.protocols.tftp.write import Writable, WriteSession
+from labkit.services.context import Endpoint, StartContext
+from labkit.services.filetree import FileTree, ForbiddenPath, UploadExists, UploadFolder
+from labkit.services.sockets import UDP_RECEIVE_BUFFER, DropCounter, listen_udp, small_read_buffer
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TIMEOUT = 2.0  # seconds between retransmissions when the client negotiates none
-DEFAULT_RETRIES = 5
+
+Peer = tuple[Any, ...]
 
 
 @dataclass
@@ -58,22 +62,97 @@ class TftpStats:
     unknown_tid: int = 0  # datagrams on a session port from someone else (answered with error 5)
     refused: int = 0
     busy: int = 0
+    client_limit: int = 0  # refused: that address already holds its share of transfers
     completed: int = 0
     failed: int = 0
     retransmits: int = 0
     results: dict[str, int] = field(default_factory=dict)
 
 
-def _small_receive_buffer(transport: asyncio.BaseTransport, size: int) -> None:
-    """Shrink the buffer asyncio's selector transport passes to recvfrom() (256 KiB by default).
+class _Transfer(asyncio.DatagramProtocol):
+    """One session's socket and timers; carries out the session's Results."""
 
-    A buffer that large is mmap'ed, shrunk and unmapped for every datagram: three extra system
-    calls per block, measured as the largest cost after sendto. A datagram longer than `size`
-    is truncated, which the codec then rejects (requests, uploads) or which cannot matter (a
-    read session only acts on 4-byte ACKs). Transports without the attribute are left alone.
-    """
-    if hasattr(transport, "max_size"):
-        setattr(transport, "max_size", size)  # noqa: B010 - a private class's attribute
+    def __init__(self, service: TftpService, peer: Peer, session: ReadSession | WriteSession,
+                 fault: TftpFaultAction | None) -> None:
+        self.service = service
+        self.peer = peer
+        self.session = session
+        self.send_filter = SendFilter(fault) if fault is not None else None
+        self.transport: asyncio.DatagramTransport | None = None
+        self.loop = asyncio.get_running_loop()
+        self.started = self.loop.time()
+        # Lazily re-armed timers by key: a Result only moves a deadline, so the hot path does
+        # not create and cancel a TimerHandle per block.
+        self._deadlines: dict[str, float] = {}
+        self._handles: dict[str, asyncio.TimerHandle] = {}
+        self.finished = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)  # a datagram endpoint's
+        # A read session only ever hears ACKs and ERRORs; an upload, blocks of blksize.
+        biggest = 1024 if isinstance(self.session, ReadSession) else self.session.blksize + 5
+        small_read_buffer(transport, biggest)
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if self.finished:
+            return
+        if addr != self.peer:
+            # RFC 1350: a packet from another TID gets error 5 and leaves the transfer alone.
+            self.service.stats.unknown_tid += 1
+            if self.transport is not None and len(data) >= 2 and data[1] != Opcode.ERROR:
+                self.transport.sendto(encode_error(ErrorCode.UNKNOWN_TID, "unknown transfer ID"), addr)
+            return
+        self.apply(self.session.receive(data))
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("tftp session %s: %s", self.peer, exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.finished:
+            self.apply(self.session.abort("aborted", "socket closed"))
+
+    def apply(self, result: Result) -> None:
+        transport = self.transport
+        if transport is not None:
+            for datagram in result.send:
+                if self.send_filter is None:
+                    transport.sendto(datagram.data, self.peer)
+                else:
+                    for faulty in self.send_filter(datagram.data):
+                        transport.sendto(faulty, self.peer)
+        if result.done:
+            self.finish(result.facts)
+            return
+        for timer in result.timers:
+            if timer.after is None:
+                self._deadlines.pop(timer.key, None)
+                continue
+            self._deadlines[timer.key] = self.loop.time() + timer.after
+            if timer.key not in self._handles:
+                self._handles[timer.key] = self.loop.call_at(self._deadlines[timer.key],
+                                                             self._on_timer, timer.key)
+
+    def _on_timer(self, key: str) -> None:
+        del self._handles[key]
+        deadline = self._deadlines.get(key)
+        if self.finished or deadline is None:
+            return
+        if self.loop.time() < deadline:  # moved by a Result since: sleep the rest
+            self._handles[key] = self.loop.call_at(deadline, self._on_timer, key)
+            return
+        del self._deadlines[key]
+        self.apply(self.session.expire(key))
+
+    def finish(self, facts: Iterable[Fact]) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        for handle in self._handles.values():
+            handle.cancel()
+        self._handles.clear()
+        if self.transport is not None:
+            self.transport.close()
+        self.service._ended(self, facts)
 
 
 class _Listener(asyncio.DatagramProtocol):
@@ -82,7 +161,7 @@ class _Listener(asyncio.DatagramProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # RFC 2347 asks requests to fit in 512 bytes; allow far more, truncation fails decoding.
-        _small_receive_buffer(transport, 65536)
+        small_read_buffer(transport, 65536)
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         try:
@@ -95,222 +174,27 @@ class _Listener(asyncio.DatagramProtocol):
         log.debug("tftp listener: %s", exc)
 
 
-class _Transfer(asyncio.DatagramProtocol):
-    """One session's socket, timer and file; applies the session's Steps."""
-
-    def __init__(self, service: TftpService, peer: tuple[Any, ...], action: str, request: str,
-                 session: ReadSession | WriteSession, negotiated: Negotiated,
-                 detail: dict[str, Any], reader: FileReader | None = None,
-                 upload: _Upload | None = None) -> None:
-        self.service = service
-        self.detail = detail
-        self.peer = peer
-        self.action = action
-        self.request = request
-        self.session = session
-        self.negotiated = negotiated
-        self.reader = reader
-        self.upload = upload
-        self.transport: asyncio.DatagramTransport | None = None
-        self.loop = asyncio.get_running_loop()
-        self.started = self.loop.time()
-        # One lazily re-armed timer: each Step only moves the deadline, so the hot path does
-        # not create and cancel a TimerHandle per block.
-        self._deadline: float | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self.finished = False
-
-    # -- asyncio callbacks
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # a datagram endpoint's transport
-        # A read session only ever hears ACKs and ERRORs; an upload, blocks of blksize.
-        biggest = 1024 if isinstance(self.session, ReadSession) else self.negotiated.blksize + 5
-        _small_receive_buffer(transport, biggest)
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        if self.finished:
-            return
-        if addr != self.peer:
-            # RFC 1350: a packet from another TID gets error 5 and leaves the transfer alone.
-            self.service.stats.unknown_tid += 1
-            if self.transport is not None and len(data) >= 2 and data[1] != Opcode.ERROR:
-                self.transport.sendto(refusal(ErrorCode.UNKNOWN_TID, "unknown transfer ID"), addr)
-            return
-        self.apply(self.session.receive(data))
-
-    def error_received(self, exc: Exception) -> None:
-        log.debug("tftp session %s: %s", self.peer, exc)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.finished:
-            self.finish(Outcome("aborted", "socket closed"))
-
-    # -- steps and timer
-
-    send_filter: _SendFilter | None = None
-
-    def apply(self, step: Step) -> None:
-        transport = self.transport
-        if transport is not None:
-            send_filter = self.send_filter
-            for datagram in step.send:
-                if send_filter is None:
-                    transport.sendto(datagram, self.peer)
-                else:
-                    for faulty in send_filter(datagram):
-                        transport.sendto(faulty, self.peer)
-        if step.write and self.upload is not None:
-            try:
-                self.upload.write(step.write)
-            except OSError as exc:
-                self.send_now(refusal(ErrorCode.DISK_FULL, "write failed"))
-                self.finish(Outcome("write-error", f"write failed: {exc}"))
-                return
-        if step.done is not None:
-            self.finish(step.done)
-        elif step.timer is not None:
-            self._deadline = self.loop.time() + step.timer
-            if self._timer is None:
-                self._timer = self.loop.call_at(self._deadline, self._on_timer)
-
-    def send_now(self, datagram: bytes) -> None:
-        if self.transport is not None:
-            self.transport.sendto(datagram, self.peer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        if self.finished or self._deadline is None:
-            return
-        now = self.loop.time()
-        if now < self._deadline:  # moved by a Step since: sleep the rest
-            self._timer = self.loop.call_at(self._deadline, self._on_timer)
-            return
-        self._deadline = None
-        self.apply(self.session.expire())
-
-    def finish(self, outcome: Outcome) -> None:
-        if self.finished:
-            return
-        self.finished = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self.reader is not None:
-            self.reader.close()
-        if self.upload is not None:
-            outcome = self.upload.close(outcome)
-        if self.transport is not None:
-            self.transport.close()
-        self.service._ended(self, outcome)
-
-
-_OWN_FILE = re.compile(r"Cisco/[^/]+/([0-9A-Fa-f]{12})\.cfg$")
-
-
-class _SendFilter:
-    """Outgoing datagrams of one transfer, changed as a fault rule says (drop, duplicate, stall)."""
-
-    def __init__(self, fault: TftpFault) -> None:
-        self.fault = fault
-        self.oack_dropped = False
-        self.block_dropped = False
-        self.block_duplicated = False
-
-    def __call__(self, datagram: bytes) -> list[bytes]:
-        fault = self.fault
-        opcode = datagram[1] if len(datagram) >= 2 else 0
-        if opcode == Opcode.OACK and fault.drop_oack and not self.oack_dropped:
-            self.oack_dropped = True
-            return []
-        if opcode != Opcode.DATA:
-            return [datagram]
-        block = int.from_bytes(datagram[2:4], "big")
-        if fault.stall_after is not None and block > fault.stall_after:
-            return []  # silence from here on, retransmissions included
-        if fault.drop_block == block and not self.block_dropped:
-            self.block_dropped = True
-            return []
-        if fault.duplicate_block == block and not self.block_duplicated:
-            self.block_duplicated = True
-            return [datagram, datagram]
-        return [datagram]
-
-
-class _ReadAhead:
-    """read_at over a file on disk with one pread per 64 KiB rather than one per block.
-
-    Blocks are requested in order (and re-requested only within a window), so a small forward
-    buffer removes most read system calls; memory stays bounded at one chunk per transfer.
-    """
-
-    CHUNK = 64 * 1024
-
-    def __init__(self, reader: FileReader) -> None:
-        self._reader = reader
-        self._start = 0
-        self._data = b""
-
-    def read_at(self, offset: int, size: int) -> bytes:
-        start = offset - self._start
-        if start >= 0 and start + size <= len(self._data):
-            return self._data[start : start + size]
-        if size >= self.CHUNK:
-            return self._reader.read_at(offset, size)
-        self._data = self._reader.read_at(offset, self.CHUNK)
-        self._start = offset
-        return self._data[:size]
-
-
-class _Upload:
-    """An upload in progress: written to a hidden part file, linked into place only when whole."""
-
-    def __init__(self, target: Path) -> None:
-        self.target = target
-        self.part = target.with_name(f".{target.name}.part-{secrets.token_hex(4)}")
-        self.file: IO[bytes] = open(self.part, "xb")  # noqa: SIM115 - closed in close()
-
-    def write(self, data: bytes) -> None:
-        self.file.write(data)
-
-    def close(self, outcome: Outcome) -> Outcome:
-        self.file.close()
-        try:
-            if outcome.result == "ok":
-                try:
-                    os.link(self.part, self.target)  # link, not replace: never overwrite
-                except FileExistsError:
-                    return Outcome("exists", "another upload of this name finished first",
-                                   outcome.bytes, outcome.blocks, outcome.retransmits)
-            return outcome
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(self.part)
-
-
 class TftpService:
     """A running TFTP server. `port` is the bound port (useful when started with port 0)."""
 
-    def __init__(self, tree: FileTree, sink: EventSink, directory: PhoneDirectory, *,
-                 retries: int, timeout: float, upload_dir: Path | None, max_sessions: int,
-                 max_blksize: int, max_upload: int) -> None:
-        self.tree = tree
-        self.sink = sink
-        self.directory = directory
-        self.retries = retries
-        self.timeout = timeout
-        self.upload_dir = upload_dir.resolve() if upload_dir is not None else None
-        self.faults: FaultHooks | None = None  # set by the supervisor when rules concern TFTP
-        self.max_sessions = max_sessions
-        self.max_blksize = max_blksize
-        self.max_upload = max_upload
+    def __init__(self, config: TftpPlan, endpoint: Endpoint, ctx: StartContext) -> None:
+        self.config = config
+        self.tree: FileTree = ctx.tree
+        self.sink: EventSink = ctx.bus
+        self.directory: PhoneDirectory = ctx.directory
+        self._faults: ServiceFaults[TftpFaultAction] | None = ctx.faults.tftp
+        self.uploads = UploadFolder(config.upload_dir) if config.upload_dir is not None else None
+        self.rules: ServerRules = config.limits.rules(uploads=self.uploads is not None,
+                                                      loopback=endpoint.loopback)
         self.stats = TftpStats()
+        self.drops = DropCounter("tftp", self.sink)
         self.host = ""
         self.port = 0
         self._listener: asyncio.DatagramTransport | None = None
         self._transfers: set[_Transfer] = set()
         self._opening: set[asyncio.Task[None]] = set()
         self._running: set[tuple[Any, ...]] = set()  # (peer, action, filename) of live transfers
+        self._per_address: dict[str, int] = {}  # live transfers by client address
         self._closed = False
         self._family = 0
 
@@ -319,17 +203,15 @@ class TftpService:
         return len(self._transfers) + len(self._opening)
 
     async def _listen(self, host: str, port: int) -> None:
-        loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(lambda: _Listener(self),
-                                                           local_addr=(host, port))
-        self._listener = transport
-        sockname = transport.get_extra_info("sockname")
-        self.host, self.port = sockname[0], sockname[1]
-        self._family = transport.get_extra_info("socket").family
+        self._listener, sock = await listen_udp(lambda: _Listener(self), host, port,
+                                                buffer=UDP_RECEIVE_BUFFER, drops=self.drops)
+        self.host, self.port = sock.getsockname()[:2]
+        self._family = sock.family
 
     async def close(self) -> None:
         """Stop listening and end every transfer (clients get error 0 "server shutting down")."""
         self._closed = True
+        self.drops.stop()
         if self._listener is not None:
             self._listener.close()
         for task in list(self._opening):
@@ -338,38 +220,20 @@ class TftpService:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         for transfer in list(self._transfers):
-            transfer.send_now(refusal(ErrorCode.NOT_DEFINED, "server shutting down"))
-            transfer.finish(Outcome("shutdown", "server shut down"))
+            transfer.apply(transfer.session.abort("shutdown", "server shut down", "server shutting down"))
         await asyncio.sleep(0)  # let the transports run their close callbacks
 
     # -- requests
 
-    def _emit(self, peer: tuple[Any, ...], action: str, request: str, answer: str, result: str,
-              **detail: Any) -> None:
-        phone = self.directory.phone_at(peer[0])
-        if phone is None:
-            # a phone asking for its own file names itself: /Cisco/$PN/$MA.cfg (loopback labs)
-            own = _OWN_FILE.search(request)
-            if own is not None:
-                phone = own.group(1).lower()
-                phone = ":".join(phone[i : i + 2] for i in range(0, 12, 2))
+    def _emit(self, peer: Peer, facts: Iterable[Fact], **extra: Any) -> None:
         try:
-            self.sink(make_event("tftp", f"{peer[0]}:{peer[1]}", phone, action, request, answer, result,
-                                 **detail))
+            for event in events_from("tftp", f"{peer[0]}:{peer[1]}", facts, time.time()):
+                event.detail.update(extra)
+                self.sink(event)
         except Exception:  # a broken sink must not break the transfer
             log.exception("tftp: event sink failed")
 
-    def _refuse(self, peer: tuple[Any, ...], action: str, request: str, code: int, message: str,
-                result: str, **detail: Any) -> None:
-        self.stats.refused += 1
-        self.stats.results[result] = self.stats.results.get(result, 0) + 1
-        if self._listener is not None:
-            self._listener.sendto(refusal(code, message), peer)
-        answer = f"error {code} {message}"
-        self._emit(peer, action, request, answer, result, phase="request", **detail)
-        self._emit(peer, action, request, answer, result, phase="end", **detail)
-
-    def _on_request(self, data: bytes, peer: tuple[Any, ...]) -> None:
+    def _on_request(self, data: bytes, peer: Peer) -> None:
         if self._closed or peer[1] == 0:
             return
         try:
@@ -379,146 +243,88 @@ class TftpService:
             # Answer only what claims to be a request: its sender is a TFTP client waiting for
             # a reply. Anything else might be another server, and two servers must not ping-pong.
             if len(data) >= 2 and data[0] == 0 and data[1] in (Opcode.RRQ, Opcode.WRQ):
-                self._listener_send(refusal(ErrorCode.ILLEGAL_OPERATION, f"malformed request: {exc}"),
+                self._listener_send(encode_error(ErrorCode.ILLEGAL_OPERATION, f"malformed request: {exc}"),
                                     peer)
             return
         if not isinstance(packet, ReadRequest | WriteRequest):
             self.stats.stray += 1
             return
-        action = "rrq" if isinstance(packet, ReadRequest) else "wrq"
-        request = packet.filename
-        if (peer, action, request) in self._running:
+        key = (peer, "rrq" if isinstance(packet, ReadRequest) else "wrq", packet.filename)
+        if key in self._running:
             # The client resent its request because our first answer is late or lost; the
             # running session's own retransmission answers it. A second session would only
             # double the load and then time out.
             self.stats.duplicates += 1
             return
         self.stats.requests += 1
-        mode = parse_mode(packet.mode)
-        detail: dict[str, Any] = {"mode": packet.mode, "options": dict(packet.options)}
-        if mode is None:
-            self._refuse(peer, action, request, ErrorCode.ILLEGAL_OPERATION,
-                         f"unsupported mode {packet.mode!r}", "bad-mode", **detail)
+        phone = self.directory.phone_at(peer[0])
+        decision = accept(packet, rules=self.rules,
+                          load=Load(self.active, self._per_address.get(peer[0], 0)),
+                          lookup=self._lookup, open_upload=self._open_upload, phone=phone,
+                          faults=lambda: self._fault(peer, packet.filename, phone))
+        if isinstance(decision, Accept):
+            self._open(peer, key, decision)
             return
-        if self.active >= self.max_sessions:
+        self.stats.refused += 1
+        if decision.reason == "busy":
             self.stats.busy += 1
-            self._refuse(peer, action, request, ErrorCode.NOT_DEFINED, "server busy, try again",
-                         "busy", **detail)
-            return
-        if isinstance(packet, WriteRequest):
-            self._on_write(packet, mode, peer, detail)
-            return
-        fault = self._fault(peer, request)
-        if fault is not None and fault.error is not None:
-            self._refuse(peer, action, request, fault.error, "fault rule", "fault", **detail)
-            return
+        elif decision.reason == "client-limit":
+            self.stats.client_limit += 1
+        self.stats.results[decision.reason] = self.stats.results.get(decision.reason, 0) + 1
+        for datagram in decision.result.send:
+            self._listener_send(datagram.data, peer)
+        self._emit(peer, decision.result.facts)
+
+    def _lookup(self, name: str) -> TftpFile | Missing | Forbidden:
         try:
-            served = self.tree.lookup(request)
+            served = self.tree.lookup(name)
         except ForbiddenPath as exc:
-            self._refuse(peer, action, request, ErrorCode.ACCESS_VIOLATION, "access violation",
-                         "forbidden", reason=str(exc), **detail)
-            return
+            return Forbidden(str(exc))
         except (OSError, ValueError) as exc:  # ENAMETOOLONG, ELOOP... while resolving
-            self._refuse(peer, action, request, ErrorCode.FILE_NOT_FOUND, "file not found",
-                         "not-found", reason=str(exc), **detail)
-            return
+            return Missing(str(exc))
         if served is None:
-            self._refuse(peer, action, request, ErrorCode.FILE_NOT_FOUND, "file not found",
-                         "not-found", **detail)
-            return
+            return Missing()
         try:
-            reader = served.open()
+            return served.open(read_ahead=served.data is None)
         except OSError as exc:
-            self._refuse(peer, action, request, ErrorCode.ACCESS_VIOLATION, "access violation",
-                         "forbidden", reason=str(exc), **detail)
-            return
-        options = () if fault is not None and fault.refuse_options else packet.options
-        negotiated = negotiate(options, write=False, size=served.size,
-                               netascii=mode == "netascii", default_timeout=self.timeout,
-                               max_blksize=self.max_blksize)
-        if fault is not None and fault.wrong_tsize is not None:
-            acked = tuple((k, str(fault.wrong_tsize)) if k.lower() == "tsize" else (k, v)
-                          for k, v in negotiated.acked)
-            negotiated = dataclasses.replace(negotiated, acked=acked)
-        read_at = reader.read_at if served.data is not None else _ReadAhead(reader).read_at
-        session = ReadSession(read_at, negotiated, netascii=mode == "netascii", retries=self.retries)
-        detail["size"] = served.size
-        send_filter = _SendFilter(fault) if fault is not None else None
-        self._open(peer, action, request, session, negotiated, detail, reader=reader, send_filter=send_filter)
+            return Forbidden(str(exc))
 
-    def _on_write(self, packet: WriteRequest, mode: str, peer: tuple[Any, ...],
-                  detail: dict[str, Any]) -> None:
-        request = packet.filename
-        if self.upload_dir is None:
-            self._refuse(peer, "wrq", request, ErrorCode.ACCESS_VIOLATION, "write not permitted",
-                         "refused-write", **detail)
-            return
+    def _open_upload(self, name: str) -> Writable | Exists | Forbidden:
+        if self.uploads is None:
+            return Forbidden("no upload folder", "write not permitted")
         try:
-            key = normalize_request_path(request)
-            target = (self.upload_dir / key).resolve()
-            if not target.is_relative_to(self.upload_dir) or target == self.upload_dir:
-                raise ForbiddenPath("the name resolves outside the upload folder")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if target.exists() or target.is_symlink():
-                self._refuse(peer, "wrq", request, ErrorCode.FILE_EXISTS, "file already exists",
-                             "exists", **detail)
-                return
-            upload = _Upload(target)
+            return self.uploads.open(name)
+        except UploadExists:
+            return Exists()
         except ForbiddenPath as exc:
-            self._refuse(peer, "wrq", request, ErrorCode.ACCESS_VIOLATION, "access violation",
-                         "forbidden", reason=str(exc), **detail)
-            return
+            return Forbidden(str(exc))
         except OSError as exc:
-            self._refuse(peer, "wrq", request, ErrorCode.ACCESS_VIOLATION, "cannot write there",
-                         "forbidden", reason=str(exc), **detail)
-            return
-        negotiated = negotiate(packet.options, write=True, size=None, netascii=mode == "netascii",
-                               default_timeout=self.timeout, max_blksize=self.max_blksize)
-        session = WriteSession(negotiated, netascii=mode == "netascii", retries=self.retries,
-                               max_bytes=self.max_upload)
-        self._open(peer, "wrq", request, session, negotiated, detail, upload=upload)
+            return Forbidden(str(exc), "cannot write there")
 
-    def _listener_send(self, datagram: bytes, peer: tuple[Any, ...]) -> None:
+    def _fault(self, peer: Peer, name: str, phone: str | None) -> TftpFaultAction | None:
+        """The fault rules for this read request, merged (None when none fires)."""
+        if self._faults is None:
+            return None
+        fired = self._faults.check(mac=phone, client=f"{peer[0]}:{peer[1]}", request=f"RRQ {name}",
+                                  path="/" + name.lstrip("/"))
+        return merge(hit.action for hit in fired)
+
+    def _listener_send(self, datagram: bytes, peer: Peer) -> None:
         if self._listener is not None:
             self._listener.sendto(datagram, peer)
 
-    def _fault(self, peer: tuple[Any, ...], request: str) -> TftpFault | None:
-        """The fault rules for this read request, merged (None when none fires)."""
-        if self.faults is None:
-            return None
-        fired = self.faults.check("tftp", mac=self.directory.phone_at(peer[0]), client=f"{peer[0]}:{peer[1]}",
-                                  request=f"RRQ {request}", path="/" + request.lstrip("/"))
-        if not fired:
-            return None
-        merged: dict[str, Any] = {}
-        for hit in fired:
-            # `is not`: 0 is a real value (stall after 0 blocks), not "unset"
-            merged.update({k: v for k, v in hit.action.model_dump().items()
-                           if v is not None and v is not False})
-        return TftpFault(**merged)
-
-    def _open(self, peer: tuple[Any, ...], action: str, request: str,
-              session: ReadSession | WriteSession, negotiated: Negotiated, detail: dict[str, Any],
-              *, reader: FileReader | None = None, upload: _Upload | None = None,
-              send_filter: _SendFilter | None = None) -> None:
-        answer = ("OACK " + " ".join(f"{k}={v}" for k, v in negotiated.acked)
-                  if negotiated.acked else ("DATA" if action == "rrq" else "ACK 0"))
-        self._emit(peer, action, request, answer, "accepted", phase="request",
-                   negotiated=negotiated.as_detail(), **detail)
-        self._running.add((peer, action, request))
-        task = asyncio.get_running_loop().create_task(
-            self._start_transfer(peer, action, request, session, negotiated, detail, reader, upload,
-                                 send_filter))
+    def _open(self, peer: Peer, key: tuple[Any, ...], decision: Accept) -> None:
+        self._emit(peer, decision.result.facts)
+        self._running.add(key)
+        self._per_address[peer[0]] = self._per_address.get(peer[0], 0) + 1
+        transfer = _Transfer(self, peer, decision.session, decision.fault)
+        task = asyncio.get_running_loop().create_task(self._start_transfer(transfer))
         self._opening.add(task)
         task.add_done_callback(self._opening.discard)
 
-    async def _start_transfer(self, peer: tuple[Any, ...], action: str, request: str,
-                              session: ReadSession | WriteSession, negotiated: Negotiated,
-                              detail: dict[str, Any], reader: FileReader | None,
-                              upload: _Upload | None, send_filter: _SendFilter | None = None) -> None:
+    async def _start_transfer(self, transfer: _Transfer) -> None:
         loop = asyncio.get_running_loop()
-        transfer = _Transfer(self, peer, action, request, session, negotiated, detail, reader, upload)
-        transfer.send_filter = send_filter
+        session = transfer.session
         try:
             # Our own socket, bound to the listener's address: create_datagram_endpoint with
             # local_addr would run getaddrinfo in a thread for every transfer.
@@ -531,49 +337,48 @@ class TftpService:
                 raise
             await loop.create_datagram_endpoint(lambda: transfer, sock=sock)
         except asyncio.CancelledError:
-            transfer.finish(Outcome("shutdown", "server shut down"))
+            transfer.apply(session.abort("shutdown", "server shut down"))
             raise
         except OSError as exc:
             # EMFILE and friends: tell the client now rather than let it time out.
-            self._listener_send(refusal(ErrorCode.NOT_DEFINED, "server busy, try again"), peer)
-            transfer.finish(Outcome("busy", f"no socket for the transfer: {exc}"))
+            self._listener_send(encode_error(ErrorCode.NOT_DEFINED, "server busy, try again"), transfer.peer)
+            transfer.apply(session.abort("busy", f"no socket for the transfer: {exc}"))
             return
         self._transfers.add(transfer)
         transfer.apply(session.start())
 
-    def _ended(self, transfer: _Transfer, outcome: Outcome) -> None:
+    def _ended(self, transfer: _Transfer, facts: Iterable[Fact]) -> None:
         self._transfers.discard(transfer)
-        self._running.discard((transfer.peer, transfer.action, transfer.request))
-        self.stats.retransmits += outcome.retransmits
-        self.stats.results[outcome.result] = self.stats.results.get(outcome.result, 0) + 1
-        if outcome.result == "ok":
+        session = transfer.session
+        self._running.discard((transfer.peer, session.label.action, session.label.request))
+        address = transfer.peer[0]
+        left = self._per_address.get(address, 1) - 1
+        if left > 0:
+            self._per_address[address] = left
+        else:
+            self._per_address.pop(address, None)
+        self.stats.retransmits += session.retransmits
+        end = session.done
+        result = end.result if end is not None else "aborted"
+        self.stats.results[result] = self.stats.results.get(result, 0) + 1
+        if result == "ok":
             self.stats.completed += 1
         else:
             self.stats.failed += 1
-        self._emit(transfer.peer, transfer.action, transfer.request, outcome.answer, outcome.result,
-                   phase="end", bytes=outcome.bytes, blocks=outcome.blocks,
-                   retransmits=outcome.retransmits, peer_error=outcome.peer_error,
-                   seconds=round(transfer.loop.time() - transfer.started, 3),
-                   negotiated=transfer.negotiated.as_detail(), **transfer.detail)
+        self._emit(transfer.peer, facts, seconds=round(transfer.loop.time() - transfer.started, 3))
 
 
-async def start_tftp(tree: FileTree, host: str, port: int, sink: EventSink,
-                     directory: PhoneDirectory, *, retries: int = DEFAULT_RETRIES,
-                     timeout: float = DEFAULT_TIMEOUT, upload_dir: Path | None = None,
-                     max_sessions: int = 512, max_blksize: int = MAX_BLKSIZE,
-                     max_upload: int = 64 * 1024 * 1024) -> TftpService:
-    """Serve `tree` over TFTP on host:port (port 0: any free port, see `service.port`).
+async def start_tftp(config: TftpPlan, endpoint: Endpoint, ctx: StartContext) -> TftpService:
+    """Serve `ctx.tree` over TFTP on the endpoint (port 0: any free port, see `service.port`).
 
-    retries/timeout: retransmissions without progress before a transfer is dropped, and the
-    seconds between them when the client negotiates no `timeout` (fixed, not exponential).
-    upload_dir: accept WRQs into this folder (new files only); without it every WRQ gets error 2.
-    max_sessions: transfers at once; beyond it a request gets error 0 "server busy".
+    config.limits: retransmissions without progress before a transfer is dropped and the
+    seconds between them when the client negotiates none; transfers at once, in all and per
+    client address; the longest a transfer may last. config.upload_dir: accept WRQs into this
+    folder (new files only); without it every WRQ gets error 2.
     """
-    service = TftpService(tree, sink, directory, retries=retries, timeout=timeout,
-                          upload_dir=upload_dir, max_sessions=max_sessions,
-                          max_blksize=max_blksize, max_upload=max_upload)
-    await service._listen(host, port)
+    service = TftpService(config, endpoint, ctx)
+    await service._listen(endpoint.host, endpoint.port)
     return service
 
 
-__all__ = ["DEFAULT_RETRIES", "DEFAULT_TIMEOUT", "TftpService", "TftpStats", "start_tftp"]
+__all__ = ["TftpService", "TftpStats", "start_tftp"]

@@ -128,3 +128,44 @@ def test_syslog_from_logger_becomes_an_event(lab: LabProcess) -> None:
                     "--rfc5424", "five four two four"], check=True, timeout=30)
     event = wait_for_event(lab, lambda e: e["request"] == "five four two four")
     assert event["detail"]["format"] == "rfc5424"  # type: ignore[index]
+
+
+def test_syslog_socket_has_a_large_buffer_and_counts_kernel_drops(tmp_path: Path) -> None:
+    """Issue 10 item 8: a fuzz run lost 80,658 syslog datagrams in the default buffer, unseen."""
+    import asyncio
+    import socket
+
+    from labkit.events import EventRecorder, StaticDirectory
+    from labkit.services.context import Endpoint, StartContext
+    from labkit.services.filetree import FileTree
+    from labkit.services.sockets import SO_RXQ_OVFL
+    from labkit.services.syslog import start_syslog
+
+    async def scenario() -> None:
+        recorder = EventRecorder()
+        ctx = StartContext(FileTree({}), recorder, StaticDirectory(), frozenset(), tmp_path)
+        service = await start_syslog(None, Endpoint("syslog", "127.0.0.1", 0, "udp"), ctx)
+        sock = service.transport.get_extra_info("socket")
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            assert sock.getsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL) == 1
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) > 208 * 1024 * 2 or \
+                int(Path("/proc/sys/net/core/rmem_max").read_text()) <= 208 * 1024
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            service.drops.every = 0.0
+            for _ in range(2000):  # the loop is not reading: most of these are dropped
+                sender.sendto(b"<13>burst " + b"x" * 200, ("127.0.0.1", service.port))
+            for _ in range(500):
+                await asyncio.sleep(0.01)
+                sender.sendto(b"<13>after the burst", ("127.0.0.1", service.port))
+                if service.drops.count and any(e.action == "kernel-drops" for e in recorder.events):
+                    break
+            assert 0 < service.drops.count < 2000
+            assert service.counters.received + service.drops.count >= 2000
+            (event,) = [e for e in recorder.events if e.action == "kernel-drops"]
+            assert event.service == "syslog" and event.detail["total"] > 0
+        finally:
+            sender.close()
+            await service.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))

@@ -21,9 +21,12 @@ import pytest
 
 from labkit.events import Event, EventRecorder, StaticDirectory
 from labkit.plan.profiles import PlannedFile
+from labkit.plan.tftp import TftpLimits, TftpPlan
 from labkit.protocols.tftp.packets import Data, Error, OptionAck, decode, encode_ack, encode_error
 from labkit.services import filetree
+from labkit.services.context import Endpoint, StartContext
 from labkit.services.filetree import FileTree
+from labkit.services.sockets import SO_RXQ_OVFL, UDP_RECEIVE_BUFFER, DropCounter, listen_udp
 from labkit.services.tftp import TftpService, start_tftp
 from tests.conftest import require_module, require_tool
 
@@ -60,11 +63,18 @@ def tree_for(root: Path) -> FileTree:
     return FileTree(planned, root)
 
 
+async def start(tree: FileTree, recorder: EventRecorder, directory: StaticDirectory, *,
+                upload_dir: Path | None = None, **limits: Any) -> TftpService:
+    """A TFTP service on a free loopback port, with the plan's defaults but for `limits`."""
+    ctx = StartContext(tree, recorder, directory, frozenset(), Path("."))
+    plan = TftpPlan(upload_dir.resolve() if upload_dir is not None else None, TftpLimits(**limits))
+    return await start_tftp(plan, Endpoint("tftp", "127.0.0.1", 0, "udp"), ctx)
+
+
 @contextlib.asynccontextmanager
 async def serving(root: Path, **options: Any) -> AsyncIterator[tuple[TftpService, EventRecorder]]:
     recorder = EventRecorder()
-    service = await start_tftp(tree_for(root), "127.0.0.1", 0, recorder,
-                               StaticDirectory({"127.0.0.1": PHONE_MAC}), **options)
+    service = await start(tree_for(root), recorder, StaticDirectory({"127.0.0.1": PHONE_MAC}), **options)
     try:
         yield service, recorder
     finally:
@@ -553,7 +563,7 @@ def test_silent_client_times_out_after_bounded_retries(root: Path) -> None:
 def test_close_ends_running_transfers(root: Path) -> None:
     async def scenario() -> None:
         recorder = EventRecorder()
-        service = await start_tftp(tree_for(root), "127.0.0.1", 0, recorder, StaticDirectory())
+        service = await start(tree_for(root), recorder, StaticDirectory())
         raw = RawClient()
         try:
             await raw.send(b"\x00\x01firmware.loads\x00octet\x00", ("127.0.0.1", service.port))
@@ -590,5 +600,167 @@ def test_repeated_request_does_not_start_a_second_transfer(root: Path) -> None:
                 assert len([e for e in recorder.events if e.detail.get("phase") == "request"]) == 1
             finally:
                 raw.close()
+
+    run(scenario)
+
+
+# --------------------------------------------------------------------------- slots under hostile clients
+
+
+class BoundClient(RawClient):
+    def __init__(self, address: str) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((address, 0))
+        self.sock.setblocking(False)
+
+
+def test_client_timeout_255_is_acked_but_retransmission_stays_bounded(root: Path) -> None:
+    """Issue 10 item 3: `timeout 255` and no ACK once held a slot for 25 minutes."""
+
+    async def scenario() -> None:
+        async with serving(root, max_retransmit_timeout=0.2, retries=2) as (service, recorder):
+            raw = RawClient()
+            try:
+                request = b"\x00\x01small.bin\x00octet\x00timeout\x00255\x00"
+                await raw.send(request, ("127.0.0.1", service.port))
+                seen = [decode((await raw.receive())[0]) for _ in range(4)]
+                oack = OptionAck((("timeout", "255"),))
+                assert seen == [oack, oack, oack, Error(0, "timeout")]
+                (event,) = await ended(recorder)
+                assert event.result == "timeout" and service.active == 0
+            finally:
+                raw.close()
+
+    run(scenario)
+
+
+def test_session_life_is_bounded_even_for_a_client_that_keeps_it_alive(root: Path) -> None:
+    async def scenario() -> None:
+        limits = {"max_retransmit_timeout": 0.05, "retries": 10**6, "max_life": 0.5}
+        async with serving(root, **limits) as (service, recorder):
+            raw = RawClient()
+            try:
+                await raw.send(b"\x00\x01small.bin\x00octet\x00", ("127.0.0.1", service.port))
+                for _ in range(10**5):  # DATA 1 again and again, never acknowledged, then the end
+                    packet = decode((await raw.receive())[0])
+                    if isinstance(packet, Error):
+                        break
+                assert packet == Error(0, "session too long")
+                (event,) = await ended(recorder)
+                assert event.result == "expired" and service.active == 0
+            finally:
+                raw.close()
+
+    run(scenario)
+
+
+def test_a_client_at_its_limit_is_refused_while_others_get_sessions(root: Path) -> None:
+    async def scenario() -> None:
+        limits = {"per_client": 2, "per_client_on_loopback": True, "reserved": 0}
+        async with serving(root, **limits) as (service, _):
+            hog = [RawClient() for _ in range(3)]
+            other = BoundClient("127.0.0.2")
+            listener = ("127.0.0.1", service.port)
+            try:
+                for client_ in hog[:2]:  # two silent transfers from 127.0.0.1
+                    await client_.send(b"\x00\x01small.bin\x00octet\x00", listener)
+                    assert isinstance(decode((await client_.receive())[0]), Data)
+                await hog[2].send(b"\x00\x01small.bin\x00octet\x00", listener)
+                assert decode((await hog[2].receive())[0]) == Error(0, "too many transfers from your address")
+                await other.send(b"\x00\x01small.bin\x00octet\x00", listener)
+                assert isinstance(decode((await other.receive())[0]), Data)
+                assert service.stats.client_limit == 1 and service.active == 3
+            finally:
+                for client_ in [*hog, other]:
+                    client_.close()
+
+    run(scenario)
+
+
+# --------------------------------------------------------------------------- links out of a declared folder
+
+
+def test_firmware_link_leaving_its_folder_is_not_served(tmp_path: Path) -> None:
+    """Issue 10 item 6: a symlink in firmware_dir to a file outside was served, unauthenticated."""
+    firmware = tmp_path / "firmware"
+    firmware.mkdir()
+    (tmp_path / "secret.txt").write_bytes(b"outside the firmware folder")
+    (firmware / "cp8851.loads").symlink_to(tmp_path / "secret.txt")
+    (firmware / "passwd.loads").symlink_to("/etc/passwd")
+    files = {name: PlannedFile(name, "firmware", disk_path=firmware / name)
+             for name in ("cp8851.loads", "passwd.loads")}
+
+    async def scenario() -> None:
+        recorder = EventRecorder()
+        service = await start(FileTree(files, sources=[firmware]), recorder, StaticDirectory())
+        raw = RawClient()
+        try:
+            for name in files:
+                await raw.send(b"\x00\x01" + name.encode() + b"\x00octet\x00", ("127.0.0.1", service.port))
+                reply, _ = await raw.receive()
+                assert decode(reply) == Error(2, "access violation")
+            events = await ended(recorder, 2)
+            assert [e.result for e in events] == ["forbidden", "forbidden"]
+            assert "leaves its folder" in events[0].detail["reason"]
+        finally:
+            raw.close()
+            await service.close()
+
+    run(scenario)
+
+
+# --------------------------------------------------------------------------- receive buffers, kernel drops
+
+
+async def overflow(sock: socket.socket, counter: DropCounter, target: tuple[str, int]) -> None:
+    """Fill a tiny receive buffer without letting the loop read, then let it read; bounded."""
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for _ in range(2000):  # far more than a 4 KiB buffer holds; the loop is not reading
+            sender.sendto(b"\x00\x05\x00\x00junk\x00" + b"j" * 200, target)
+        for _ in range(500):  # each datagram carries the kernel's drop count when read
+            await asyncio.sleep(0.01)
+            sender.sendto(b"\x00\x05\x00\x00junk\x00", target)
+            if counter.count:
+                return
+    finally:
+        sender.close()
+
+
+def test_tftp_socket_has_a_large_buffer_and_counts_kernel_drops(root: Path) -> None:
+    """Issue 10 item 8: a 520-RRQ burst lost 254 requests in the default 208 KiB buffer, unseen."""
+
+    async def scenario() -> None:
+        async with serving(root) as (service, _):
+            sock = service._listener.get_extra_info("socket")  # type: ignore[union-attr]
+            assert sock.getsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL) == 1
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) >= min(
+                UDP_RECEIVE_BUFFER, int(Path("/proc/sys/net/core/rmem_max").read_text()))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # now make it overflow
+            service.drops.every = 0.0
+            await overflow(sock, service.drops, ("127.0.0.1", service.port))
+            assert service.drops.count > 0
+            assert service.stats.stray > 0  # what was not dropped was read and counted
+
+    run(scenario)
+
+
+def test_drop_counter_reports_growth_as_one_event() -> None:
+    async def scenario() -> None:
+        recorder = EventRecorder()
+        counter = DropCounter("tftp", recorder, every=0.0)
+        transport, sock = await listen_udp(asyncio.DatagramProtocol, "127.0.0.1", 0, buffer=4096,
+                                           drops=counter)
+        try:
+            await overflow(sock, counter, sock.getsockname())
+            for _ in range(100):
+                await asyncio.sleep(0.01)
+                if recorder.events:
+                    break
+            (event,) = [e for e in recorder.events if e.action == "kernel-drops"]
+            assert event.detail["total"] == counter.count > 0 and event.result == "dropped"
+        finally:
+            transport.close()
+            counter.stop()
 
     run(scenario)

@@ -19,9 +19,8 @@ from labkit.plan.faults import plan_faults
 from labkit.protocols.dhcp.faults import DhcpFaultAction
 from labkit.protocols.dns.faults import DnsFaultAction
 from labkit.protocols.http_faults import HttpFaultAction
-from labkit.protocols.tftp.faults import TftpFaultAction
+from labkit.protocols.tftp.faults import SendFilter, TftpFaultAction
 from labkit.protocols.tftp.packets import encode_data, encode_oack
-from labkit.services.tftp import _SendFilter
 from labkit.timeline import story
 
 MAC = "00:56:2b:00:00:01"
@@ -135,14 +134,14 @@ def test_rules_are_validated() -> None:
 
 def test_tftp_send_filter_drops_duplicates_and_stalls() -> None:
     blocks = [encode_data(n, b"x" * 512) for n in (1, 2, 3, 4)]
-    drop = _SendFilter(TftpFaultAction(drop_block=2))
+    drop = SendFilter(TftpFaultAction(drop_block=2))
     assert [len(drop(b)) for b in [*blocks, blocks[1]]] == [1, 0, 1, 1, 1]  # only the first copy
-    dup = _SendFilter(TftpFaultAction(duplicate_block=3))
+    dup = SendFilter(TftpFaultAction(duplicate_block=3))
     assert [len(dup(b)) for b in blocks] == [1, 1, 2, 1]
-    stall = _SendFilter(TftpFaultAction(stall_after=2))
+    stall = SendFilter(TftpFaultAction(stall_after=2))
     assert [len(stall(b)) for b in [*blocks, blocks[2]]] == [1, 1, 0, 0, 0]
     oack = encode_oack((("blksize", "1468"),))
-    first = _SendFilter(TftpFaultAction(drop_oack=True))
+    first = SendFilter(TftpFaultAction(drop_oack=True))
     assert first(oack) == [] and first(oack) == [oack]
 
 

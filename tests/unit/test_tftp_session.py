@@ -1,18 +1,27 @@
-"""TFTP session cores driven without sockets or clock (labkit.protocols.tftp.session).
+"""TFTP session cores driven without sockets or clock (labkit.protocols.tftp.read/write).
 
 Each test feeds datagrams and timer expiries into a ReadSession/WriteSession and checks the
-datagrams it answers with, byte for byte where it matters.
+datagrams it answers with, byte for byte where it matters. `Reading`/`Writing` below present
+each `Result` as a `Step` (datagrams as bytes, the retransmission timer, the end, the bytes an
+upload wrote during that step) so that the checks read as plainly as the protocol.
 """
 
 from __future__ import annotations
 
 import os
 import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from labkit.protocols.result import Result
+from labkit.protocols.tftp.base import RETRANSMIT, SessionLimits
+from labkit.protocols.tftp.negotiate import Negotiated, negotiate, parse_mode
+from labkit.protocols.tftp.netascii import NetasciiDecoder, NetasciiReader, to_netascii
 from labkit.protocols.tftp.packets import (
     Data,
     Error,
@@ -22,17 +31,8 @@ from labkit.protocols.tftp.packets import (
     encode_data,
     encode_error,
 )
-from labkit.protocols.tftp.session import (
-    Negotiated,
-    NetasciiDecoder,
-    NetasciiReader,
-    ReadSession,
-    Step,
-    WriteSession,
-    negotiate,
-    parse_mode,
-    to_netascii,
-)
+from labkit.protocols.tftp.read import ReadSession
+from labkit.protocols.tftp.write import WriteSession
 
 
 def reader(content: bytes):
@@ -44,6 +44,105 @@ def reader(content: bytes):
 
     read_at.largest = 0  # type: ignore[attr-defined]
     return read_at
+
+
+@dataclass(frozen=True)
+class Outcome:
+    result: str
+    answer: str
+    retransmits: int
+    peer_error: str | None
+
+
+@dataclass
+class Step:
+    send: list[bytes] = field(default_factory=list)
+    timer: float | None = None
+    done: Outcome | None = None
+    write: bytes = b""
+
+
+def as_step(result: Result, written: bytes = b"") -> Step:
+    timer = next((t.after for t in result.timers if t.key == RETRANSMIT), None)
+    done = None
+    if result.done:
+        (fact,) = result.facts
+        done = Outcome(fact.result, fact.answer, fact.detail["retransmits"], fact.detail["peer_error"])
+    return Step([d.data for d in result.send], timer, done, written)
+
+
+class File:
+    def __init__(self, read_at: Callable[[int, int], bytes]) -> None:
+        self.read_at = read_at
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class Reading:
+    """A ReadSession seen through Steps."""
+
+    def __init__(self, read_at: Callable[[int, int], bytes], negotiated: Negotiated, *,
+                 netascii: bool = False, retries: int = 5) -> None:
+        self.file = File(read_at)
+        self.session = ReadSession(self.file, negotiated, netascii=netascii,
+                                   limits=SessionLimits(retries, max_life=None))
+
+    def start(self) -> Step:
+        return as_step(self.session.start())
+
+    def receive(self, datagram: bytes) -> Step:
+        return as_step(self.session.receive(datagram))
+
+    def expire(self) -> Step:
+        return as_step(self.session.expire())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.session, name)
+
+
+class Target:
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.committed = self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+    def commit(self) -> bool:
+        self.committed = True
+        return True
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class Writing:
+    """A WriteSession seen through Steps (`write`: what the step handed to the target)."""
+
+    def __init__(self, negotiated: Negotiated, *, netascii: bool = False, retries: int = 5,
+                 max_bytes: int = 64 * 1024 * 1024) -> None:
+        self.target = Target()
+        self.session = WriteSession(self.target, negotiated, netascii=netascii,
+                                    limits=SessionLimits(retries, max_life=None), max_bytes=max_bytes)
+
+    def _step(self, call: Callable[[], Result]) -> Step:
+        before = len(self.target.data)
+        result = call()
+        return as_step(result, bytes(self.target.data[before:]))
+
+    def start(self) -> Step:
+        return self._step(self.session.start)
+
+    def receive(self, datagram: bytes) -> Step:
+        return self._step(lambda: self.session.receive(datagram))
+
+    def expire(self) -> Step:
+        return self._step(self.session.expire)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.session, name)
 
 
 def rrq(options: tuple[tuple[str, str], ...] = (), size: int | None = 0,
@@ -65,7 +164,7 @@ def blocks_of(step: Step) -> list[tuple[int, bytes]]:
 
 def test_no_options_is_plain_rfc1350() -> None:
     content = os.urandom(1300)
-    session = ReadSession(reader(content), rrq(size=len(content)))
+    session = Reading(reader(content), rrq(size=len(content)))
     step = session.start()
     assert step.send == [b"\x00\x03\x00\x01" + content[:512]]  # DATA 1 at once, no OACK
     assert step.timer == 2.0
@@ -82,7 +181,7 @@ def test_no_options_is_plain_rfc1350() -> None:
 def test_options_negotiated_oack_then_data_after_ack0() -> None:
     content = os.urandom(5000)
     options = (("blksize", "1468"), ("tsize", "0"), ("timeout", "3"), ("windowsize", "2"))
-    session = ReadSession(reader(content), rrq(options, size=len(content)))
+    session = Reading(reader(content), rrq(options, size=len(content)))
     step = session.start()
     assert step.send == [b"\x00\x06blksize\x001468\x00tsize\x005000\x00timeout\x003\x00"
                          b"windowsize\x002\x00"]
@@ -115,7 +214,7 @@ def test_out_of_range_and_unknown_options_are_ignored(option: tuple[str, str]) -
     assert negotiated.acked == ()
     assert negotiated.ignored == (f"{option[0]}={option[1]}",)
     # Nothing acknowledged: a plain transfer, first DATA directly, 512-byte blocks.
-    step = ReadSession(reader(content), negotiated).start()
+    step = Reading(reader(content), negotiated).start()
     assert blocks_of(step) == [(1, content[:512])]
 
 
@@ -164,7 +263,7 @@ def test_modes() -> None:
 
 
 def test_size_multiple_of_blksize_ends_with_empty_block() -> None:
-    session = ReadSession(reader(b"a" * 1024), rrq())
+    session = Reading(reader(b"a" * 1024), rrq())
     session.start()
     session.receive(encode_ack(1))
     step = session.receive(encode_ack(2))
@@ -173,14 +272,14 @@ def test_size_multiple_of_blksize_ends_with_empty_block() -> None:
 
 
 def test_empty_file() -> None:
-    session = ReadSession(reader(b""), rrq())
+    session = Reading(reader(b""), rrq())
     assert session.start().send == [b"\x00\x03\x00\x01"]
     done = session.receive(encode_ack(1)).done
     assert done is not None and done.answer == "0 bytes in 1 blocks"
 
 
 def test_duplicate_ack_does_not_resend() -> None:
-    session = ReadSession(reader(b"z" * 2000), rrq())
+    session = Reading(reader(b"z" * 2000), rrq())
     session.start()
     assert blocks_of(session.receive(encode_ack(1)))[0][0] == 2
     for _ in range(3):
@@ -191,7 +290,7 @@ def test_duplicate_ack_does_not_resend() -> None:
 
 
 def test_stale_and_future_acks_are_ignored() -> None:
-    session = ReadSession(reader(b"z" * 2000), rrq())
+    session = Reading(reader(b"z" * 2000), rrq())
     session.start()
     assert session.receive(encode_ack(5)).send == []  # not sent yet
     assert session.receive(encode_ack(65535)).send == []
@@ -200,7 +299,7 @@ def test_stale_and_future_acks_are_ignored() -> None:
 
 def test_timeout_retransmits_then_gives_up() -> None:
     content = b"q" * 100
-    session = ReadSession(reader(content), rrq(), retries=3)
+    session = Reading(reader(content), rrq(), retries=3)
     first = session.start()
     for _ in range(3):
         step = session.expire()
@@ -214,14 +313,14 @@ def test_timeout_retransmits_then_gives_up() -> None:
 
 
 def test_oack_is_retransmitted_on_timeout() -> None:
-    session = ReadSession(reader(b"x"), rrq((("blksize", "100"),), size=1), retries=1)
+    session = Reading(reader(b"x"), rrq((("blksize", "100"),), size=1), retries=1)
     oack = session.start().send
     assert session.expire().send == oack
     assert session.expire().done is not None
 
 
 def test_progress_resets_the_retry_count() -> None:
-    session = ReadSession(reader(b"x" * 5000), rrq(), retries=1)
+    session = Reading(reader(b"x" * 5000), rrq(), retries=1)
     session.start()
     session.expire()
     session.receive(encode_ack(1))
@@ -229,7 +328,7 @@ def test_progress_resets_the_retry_count() -> None:
 
 
 def test_client_error_aborts() -> None:
-    session = ReadSession(reader(b"x" * 600), rrq((("blksize", "100"),), size=600))
+    session = Reading(reader(b"x" * 600), rrq((("blksize", "100"),), size=600))
     session.start()
     step = session.receive(encode_error(8, "option refused"))
     assert step.done is not None and step.done.result == "aborted"
@@ -239,7 +338,7 @@ def test_client_error_aborts() -> None:
 
 def test_windowsize_rewinds_on_ack_inside_window() -> None:
     content = bytes(range(100))
-    session = ReadSession(reader(content), rrq((("blksize", "8"), ("windowsize", "4")), size=100))
+    session = Reading(reader(content), rrq((("blksize", "8"), ("windowsize", "4")), size=100))
     session.start()
     step = session.receive(encode_ack(0))
     assert [b for b, _ in blocks_of(step)] == [1, 2, 3, 4]
@@ -258,7 +357,7 @@ def test_windowsize_rewinds_on_ack_inside_window() -> None:
 
 
 def test_window_timeout_resends_the_whole_window() -> None:
-    session = ReadSession(reader(b"w" * 100), rrq((("blksize", "8"), ("windowsize", "3")), size=100))
+    session = Reading(reader(b"w" * 100), rrq((("blksize", "8"), ("windowsize", "3")), size=100))
     session.start()
     first = session.receive(encode_ack(0)).send
     assert len(first) == 3
@@ -268,7 +367,7 @@ def test_window_timeout_resends_the_whole_window() -> None:
 def test_block_numbers_roll_over_to_zero() -> None:
     blksize, count = 8, 65536 + 10
     content = os.urandom(blksize * (count - 1) + 3)
-    session = ReadSession(reader(content), rrq((("blksize", "8"),), size=len(content)))
+    session = Reading(reader(content), rrq((("blksize", "8"),), size=len(content)))
     session.start()
     seen: list[int] = []
     step = session.receive(encode_ack(0))
@@ -284,7 +383,7 @@ def test_block_numbers_roll_over_to_zero() -> None:
 
 def test_reads_are_block_sized() -> None:
     read_at = reader(b"r" * 100_000)
-    session = ReadSession(read_at, rrq((("blksize", "1468"),), size=100_000))
+    session = Reading(read_at, rrq((("blksize", "1468"),), size=100_000))
     session.start()
     session.receive(encode_ack(0))
     assert read_at.largest == 1468  # type: ignore[attr-defined]
@@ -294,13 +393,13 @@ def test_read_error_fails_with_error_0() -> None:
     def broken(offset: int, size: int) -> bytes:
         raise OSError("I/O error")
 
-    step = ReadSession(broken, rrq()).start()
+    step = Reading(broken, rrq()).start()
     assert step.done is not None and step.done.result == "read-error"
     assert decode(step.send[0]) == Error(0, "read error")
 
 
 def test_non_ack_packets_are_ignored() -> None:
-    session = ReadSession(reader(b"x" * 600), rrq())
+    session = Reading(reader(b"x" * 600), rrq())
     session.start()
     for junk in [b"", b"\x00", encode_data(1, b"x"), b"\x00\x01f\x00octet\x00", b"\x00\x09"]:
         assert session.receive(junk).send == []
@@ -310,7 +409,7 @@ def test_non_ack_packets_are_ignored() -> None:
 # --------------------------------------------------------------------------- netascii
 
 
-def run_read(session: ReadSession) -> bytes:
+def run_read(session: Reading) -> bytes:
     """Drive a session with a perfect client; the bytes it receives."""
     out = bytearray()
     step = session.start()
@@ -326,7 +425,7 @@ def run_read(session: ReadSession) -> bytes:
 
 def test_netascii_converts_line_ends() -> None:
     content = b"a\nb\rc\r\nd"
-    session = ReadSession(reader(content), rrq(), netascii=True)
+    session = Reading(reader(content), rrq(), netascii=True)
     assert run_read(session) == b"a\r\nb\r\x00c\r\x00\r\nd"
     assert to_netascii(content) == b"a\r\nb\r\x00c\r\x00\r\nd"
 
@@ -342,7 +441,7 @@ def test_netascii_pair_straddling_a_block_is_carried() -> None:
        st.integers(8, 40), st.integers(1, 5))
 def test_netascii_blocks_equal_the_converted_stream(content: bytes, blksize: int, window: int) -> None:
     options = (("blksize", str(blksize)), ("windowsize", str(window)))
-    session = ReadSession(reader(content), rrq(options, netascii=True), netascii=True)
+    session = Reading(reader(content), rrq(options, netascii=True), netascii=True)
     assert run_read(session) == to_netascii(content)
 
 
@@ -375,7 +474,7 @@ def lossy_transfer(content: bytes, blksize: int, window: int, drop: random.Rando
     when the server gave up.
     """
     options = (("blksize", str(blksize)), ("windowsize", str(window)))
-    session = ReadSession(reader(content), rrq(options, size=len(content)), retries=50)
+    session = Reading(reader(content), rrq(options, size=len(content)), retries=50)
     received = bytearray()
     expected = 1  # next absolute block wanted by the client
     last_ack = encode_ack(0)
@@ -458,7 +557,7 @@ def test_arbitrary_sequences_never_raise_read(events: list[bytes | None], blksiz
                                               oack: bool, netascii: bool) -> None:
     content = b"ab\ncd\r" * 20
     options = (("blksize", str(blksize)), ("windowsize", str(window))) if oack else ()
-    session = ReadSession(reader(content), rrq(options, size=len(content), netascii=netascii),
+    session = Reading(reader(content), rrq(options, size=len(content), netascii=netascii),
                           netascii=netascii, retries=3)
     check(session.start())
     was_done = False
@@ -476,7 +575,7 @@ def test_arbitrary_sequences_never_raise_write(events: list[bytes | None], blksi
                                                netascii: bool) -> None:
     options = (("blksize", str(blksize)), ("windowsize", str(window)))
     negotiated = negotiate(options, write=True, size=None, netascii=netascii, default_timeout=1.0)
-    session = WriteSession(negotiated, netascii=netascii, retries=3, max_bytes=100)
+    session = Writing(negotiated, netascii=netascii, retries=3, max_bytes=100)
     check(session.start())
     for event in events:
         check(session.expire() if event is None else session.receive(event))
@@ -495,7 +594,7 @@ def wrq(options: tuple[tuple[str, str], ...] = (), netascii: bool = False) -> Ne
 
 
 def test_plain_upload() -> None:
-    session = WriteSession(wrq())
+    session = Writing(wrq())
     assert session.start().send == [b"\x00\x04\x00\x00"]
     step = session.receive(encode_data(1, b"a" * 512))
     assert (step.send, step.write) == ([encode_ack(1)], b"a" * 512)
@@ -508,7 +607,7 @@ def test_plain_upload() -> None:
 
 
 def test_upload_with_options_and_window() -> None:
-    session = WriteSession(wrq((("blksize", "8"), ("windowsize", "2"), ("tsize", "20"))))
+    session = Writing(wrq((("blksize", "8"), ("windowsize", "2"), ("tsize", "20"))))
     assert session.start().send == [b"\x00\x06blksize\x008\x00windowsize\x002\x00tsize\x0020\x00"]
     assert session.receive(encode_data(1, b"12345678")).send == []  # mid-window: no ACK
     assert session.receive(encode_data(2, b"abcdefgh")).send == [encode_ack(2)]
@@ -522,7 +621,7 @@ def test_upload_with_options_and_window() -> None:
 
 
 def test_upload_timeout_reacks_then_gives_up() -> None:
-    session = WriteSession(wrq(), retries=2)
+    session = Writing(wrq(), retries=2)
     session.start()
     session.receive(encode_data(1, b"x" * 512))
     assert session.expire().send == [encode_ack(1)]
@@ -532,18 +631,34 @@ def test_upload_timeout_reacks_then_gives_up() -> None:
 
 
 def test_upload_too_large() -> None:
-    session = WriteSession(wrq(), max_bytes=600)
+    session = Writing(wrq(), max_bytes=600)
     session.start()
     session.receive(encode_data(1, b"x" * 512))
     step = session.receive(encode_data(2, b"x" * 512))
     assert step.done is not None and step.done.result == "too-large"
     assert decode(step.send[0]) == Error(3, "upload too large")
-    refused = WriteSession(wrq((("tsize", "700"),)), max_bytes=600).start()
+    refused = Writing(wrq((("tsize", "700"),)), max_bytes=600).start()
     assert refused.done is not None and refused.done.result == "too-large"
 
 
 def test_upload_netascii_is_decoded() -> None:
-    session = WriteSession(wrq(netascii=True), netascii=True)
+    session = Writing(wrq(netascii=True), netascii=True)
     session.start()
     wire = to_netascii(b"line\nx\ry")
     assert session.receive(encode_data(1, wire)).write == b"line\nx\ry"
+
+
+def test_upload_life_ends_with_error_and_no_commit_unless_whole() -> None:
+    from labkit.protocols.tftp.base import LIFE
+
+    cut = Writing(wrq())
+    cut.start()
+    cut.receive(encode_data(1, b"x" * 512))
+    ended = as_step(cut.session.expire(LIFE))
+    assert ended.done is not None and ended.done.result == "expired"
+    assert not cut.target.committed and cut.target.closed
+    whole = Writing(wrq())
+    whole.start()
+    whole.receive(encode_data(1, b"tail"))  # whole, dallying for a lost final ACK
+    ended = as_step(whole.session.expire(LIFE))
+    assert ended.done is not None and ended.done.result == "ok" and whole.target.committed

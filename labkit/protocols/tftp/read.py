@@ -1,0 +1,157 @@
+"""Serve one file to one client (an accepted RRQ), sans-IO: datagrams in, a `Result` out.
+
+- RFC 1350 lock-step transfer, 512-byte blocks when no option is acknowledged (no OACK at all).
+- Retransmission on a fixed timer (the negotiated timeout, capped), never on a duplicate ACK
+  (RFC 1123 4.2.3.1, the Sorcerer's Apprentice bug); `retries` retransmissions of the same
+  packet(s) without progress, then the session fails with result "timeout".
+- Windowsize: send a window, wait for the ACK of its last block; an ACK of an earlier block of
+  the window restarts the window after that block (RFC 7440 section 4).
+- Block numbers wrap from 65535 to 0 (what tftp-hpa, curl, atftp and dnsmasq expect).
+- netascii converted on the fly; the file is read block by block through `file.read_at`.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from labkit.errors import CodecError
+from labkit.protocols.result import NOTHING, Datagram, Result
+from labkit.protocols.tftp.base import DEFAULT_LIMITS, READ_LABEL, Label, SessionBase, SessionLimits
+from labkit.protocols.tftp.negotiate import Negotiated
+from labkit.protocols.tftp.netascii import NetasciiReader
+from labkit.protocols.tftp.packets import Error, ErrorCode, decode, encode_data, encode_error, encode_oack
+
+
+class Readable(Protocol):
+    def read_at(self, offset: int, size: int) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class ReadSession(SessionBase):
+    def __init__(self, file: Readable, negotiated: Negotiated, *, netascii: bool = False,
+                 label: Label = READ_LABEL, limits: SessionLimits = DEFAULT_LIMITS) -> None:
+        super().__init__(negotiated, label, limits)
+        self._file = file
+        self._read_at = file.read_at
+        self._netascii = NetasciiReader(file.read_at, self.blksize) if netascii else None
+        self._oack = encode_oack(negotiated.acked) if negotiated.acked else None
+        self._waiting_oack = self._oack is not None
+        self._acked = 0  # absolute index of the last block the client acknowledged
+        self._sent_hi = 0  # absolute index of the last block of the window in flight
+        self._final: int | None = None  # absolute index of the short (last) block, once read
+        self._lengths: dict[int, int] = {}  # payload size of blocks sent but not yet acknowledged
+        self.bytes_acked = 0
+
+    def start(self) -> Result:
+        if self._oack is not None:
+            return self._start(self._oack)
+        window = self._window(first=1)
+        return window if window.done else self._start(*(d.data for d in window.send))
+
+    def receive(self, datagram: bytes) -> Result:
+        if self.done is not None:
+            return NOTHING
+        # Hot path: an ACK is 4 bytes; skip building packet objects for it.
+        if len(datagram) == 4 and datagram[0] == 0 and datagram[1] == 4:
+            return self._on_ack((datagram[2] << 8) | datagram[3])
+        try:
+            packet = decode(datagram)
+        except CodecError:
+            self.ignored += 1
+            return NOTHING
+        if isinstance(packet, Error):
+            return self._peer_error(packet.code, packet.message)
+        self.ignored += 1  # DATA, a repeated RRQ, an OACK: nothing a sender acts on
+        return NOTHING
+
+    # -- internals
+
+    def _progress_counts(self) -> tuple[int, int]:
+        return self.bytes_acked, self._acked
+
+    def _closing(self) -> None:
+        self._file.close()
+
+    def _retransmit(self) -> Result:
+        self._tries += 1
+        if self._tries > self.retries:
+            return self._finish("timeout", f"no ACK after {self.retries} retransmissions",
+                                send=(encode_error(ErrorCode.NOT_DEFINED, "timeout"),))
+        if self._oack is not None and self._waiting_oack:
+            self.retransmits += 1
+            return self._send((self._oack,))
+        result = self._window(first=self._acked + 1)
+        self.retransmits += len(result.send)
+        return result
+
+    def _on_ack(self, wire: int) -> Result:
+        if self._waiting_oack:
+            if wire != 0:
+                self.ignored += 1
+                return NOTHING
+            self._waiting_oack = False
+            self._tries = 0
+            return self._window(first=1)
+        delta = (wire - self._acked) & 0xFFFF
+        if delta == 0 or delta > self._sent_hi - self._acked:
+            # A duplicate (or stale) ACK: never resend on it (Sorcerer's Apprentice); the timer
+            # resends if the window was really lost.
+            self.ignored += 1
+            return NOTHING
+        if delta == 1:  # the lock-step case, once per block: no loop
+            self.bytes_acked += self._lengths.pop(self._acked + 1)
+        else:
+            for index in range(self._acked + 1, self._acked + delta + 1):
+                self.bytes_acked += self._lengths.pop(index)
+        self._acked += delta
+        self._tries = 0
+        if self._netascii is not None:
+            self._netascii.forget_before(self._acked + 1)
+        if self._acked == self._final:
+            return self._finish("ok", f"{self.bytes_acked} bytes in {self._acked} blocks")
+        if self._acked < self._sent_hi:  # an ACK inside the window: restart after it
+            result = self._window(first=self._acked + 1)
+            self.retransmits += len(result.send)
+            return result
+        if self.windowsize == 1 and self._netascii is None:
+            return self._next_block()
+        return self._window(first=self._acked + 1)
+
+    def _next_block(self) -> Result:
+        """The lock-step hot path: one block, no window bookkeeping beyond its length."""
+        index = self._acked + 1
+        try:
+            payload = self._read_at(self._acked * self.blksize, self.blksize)
+        except OSError as exc:  # the file vanished or the disk failed under us
+            return self._finish("read-error", f"read error: {exc}",
+                                send=(encode_error(ErrorCode.NOT_DEFINED, "read error"),))
+        self._lengths[index] = len(payload)
+        if len(payload) < self.blksize:
+            self._final = index
+        self._sent_hi = index
+        return Result((Datagram(encode_data(index & 0xFFFF, payload)),), self._rearm)
+
+    def _block(self, index: int) -> bytes:
+        if self._netascii is not None:
+            return self._netascii.block(index)
+        return self._read_at((index - 1) * self.blksize, self.blksize)
+
+    def _window(self, first: int) -> Result:
+        last = first + self.windowsize - 1
+        if self._final is not None:
+            last = min(last, self._final)
+        datagrams: list[bytes] = []
+        try:
+            for index in range(first, last + 1):
+                payload = self._block(index)
+                self._lengths[index] = len(payload)
+                datagrams.append(encode_data(index & 0xFFFF, payload))
+                if len(payload) < self.blksize:
+                    self._final = index
+                    break
+        except OSError as exc:  # the file vanished or the disk failed under us
+            return self._finish("read-error", f"read error: {exc}",
+                                send=(encode_error(ErrorCode.NOT_DEFINED, "read error"),))
+        self._sent_hi = first + len(datagrams) - 1
+        return self._send(datagrams)
