@@ -9,6 +9,7 @@ the load differs. Every step lands in a timeline; the outcome says provisioned o
 from __future__ import annotations
 
 import gzip
+import random
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -17,9 +18,8 @@ from urllib.parse import urljoin, urlsplit
 from labkit import macros
 from labkit.errors import CodecError
 from labkit.formats import aes128gcm, flat_profile, openssl_enc
-from labkit.phone import discovery
+from labkit.phone import dhcp, discovery
 from labkit.phone.effects import (
-    AcquireLease,
     DnsAnswer,
     Fetch,
     FetchResult,
@@ -29,7 +29,6 @@ from labkit.phone.effects import (
     LookupA,
     LookupSrv,
     Now,
-    RenewLease,
     Sleep,
 )
 
@@ -56,6 +55,7 @@ class PhoneConfig:
     ikm: bytes | None = None  # IKM_HTTP_Encrypt_Content for RFC 8188 bodies
     cloud_names: tuple[str, ...] = CLOUD_NAMES
     hold: float = 0.0  # stay up this long after provisioning, renewing the lease at T1
+    seed: int = 0  # the phone's random choices (xids, RFC 2131 backoff jitter) follow (mac, seed)
 
     @property
     def identity(self) -> dict[str, str]:
@@ -104,6 +104,7 @@ class Phone:
         self.config = config
         self.outcome = Outcome(config.mac, firmware=config.load)
         self.identity = config.identity
+        self.random = random.Random(f"{config.mac}/{config.seed}")
 
     # -- helpers ---------------------------------------------------------------------------------
     def _step(self, kind: str, detail: str, ok: bool = True) -> Flow:
@@ -182,7 +183,7 @@ class Phone:
 
     # -- the flow --------------------------------------------------------------------------------
     def run(self) -> Logic:
-        lease = yield AcquireLease()
+        lease = yield from dhcp.acquire(self.random, self.config.rounds)
         if isinstance(lease, LeaseFailed):
             yield from self._step("dhcp", f"no lease: {lease.reason}", ok=False)
             return self._give_up("no DHCP lease", lease.reason)
@@ -220,7 +221,7 @@ class Phone:
                 return
             yield Sleep(t1)
             remaining -= t1
-            renewed = yield RenewLease(lease)
+            renewed = yield from dhcp.renew(lease, self.random, t1)
             if isinstance(renewed, LeaseFailed):
                 yield from self._step("renew", f"renewing {lease.ip} at T1 failed: {renewed.reason}",
                                       ok=False)

@@ -20,20 +20,22 @@ from labkit.macros import normalize_mac
 from labkit.phone.clients import HttpClient, dns_query, pick_address, tftp_get
 from labkit.phone.core import Outcome, Phone, PhoneConfig
 from labkit.phone.effects import (
-    AcquireLease,
+    DhcpNak,
+    DhcpOffer,
+    DhcpTransmit,
     DnsAnswer,
     Fetch,
     FetchResult,
     Lease,
-    LeaseFailed,
     Log,
     LookupA,
     LookupSrv,
     Now,
-    RenewLease,
     Sleep,
 )
-from labkit.phone.network import DhcpClient, DhcpSettings, NetworkMap
+from labkit.phone.loss import CURRENT, Loss, phone_loss
+from labkit.phone.network import DhcpClient, DhcpSettings, Identity, NetworkMap
+from labkit.protocols.dhcp.message import NAK, OFFER, Message
 from labkit.protocols.dhcp.options import decode_value
 
 
@@ -50,6 +52,8 @@ async def _add_address(interface: str, address: str) -> None:
 class VirtualClock:
     """Wall time sped up by `scale`: a 3600 s retry delay takes 3600/scale seconds."""
 
+    MIN_WAIT = 0.25  # wall seconds: an answer may take this long on a loaded machine, whatever the scale
+
     def __init__(self, scale: float = 1.0, start: float | None = None) -> None:
         self.scale = scale
         self.start = time.time() if start is None else start
@@ -60,6 +64,10 @@ class VirtualClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds / self.scale)
+
+    def wait(self, seconds: float) -> float:
+        """The wall seconds to wait for an answer the phone waits `seconds` for."""
+        return max(self.MIN_WAIT, seconds / self.scale)
 
 
 @dataclass
@@ -87,6 +95,8 @@ class PhoneRun:
     on_step: Callable[[str, Any], None] | None = None
     requests: dict[str, int] = field(default_factory=dict)
     local_ip: str | None = None  # the leased address, once it is on the interface
+    loss: Loss | None = None  # the phone's own lossy link (bench knob)
+    _xid: int | None = None  # the DHCP transaction whose answers this phone still listens for
 
     def _count(self, kind: str) -> None:
         self.requests[kind] = self.requests.get(kind, 0) + 1
@@ -103,6 +113,8 @@ class PhoneRun:
         except StopIteration as stop:
             return stop.value
         finally:
+            if self._xid is not None:
+                self.dhcp.forget(self._xid)
             if self._own_http:
                 await self.http.__aexit__(None, None, None)
 
@@ -112,10 +124,8 @@ class PhoneRun:
         if isinstance(effect, Sleep):
             await self.clock.sleep(effect.seconds)
             return None
-        if isinstance(effect, AcquireLease):
-            return await self._lease()
-        if isinstance(effect, RenewLease):
-            return await self._renew(effect.lease)
+        if isinstance(effect, DhcpTransmit):
+            return await self._dhcp(effect)
         if isinstance(effect, LookupSrv):
             return await self._dns(effect.name, "SRV")
         if isinstance(effect, LookupA):
@@ -130,13 +140,31 @@ class PhoneRun:
             return None
         raise TypeError(f"unknown effect {effect!r}")
 
-    async def _lease(self) -> Lease | LeaseFailed:
-        self._count("dhcp")
+    def _identity(self) -> Identity:
         mac = bytes.fromhex(normalize_mac(self.config.mac).replace(":", ""))
-        hostname = "SEP" + mac.hex().upper()
-        ack, why = await self.dhcp.acquire(mac, hostname, self.config.model)
-        if ack is None:
-            return LeaseFailed(why)
+        return Identity(mac, "SEP" + mac.hex().upper(), self.config.model)
+
+    async def _dhcp(self, effect: DhcpTransmit) -> DhcpOffer | DhcpNak | Lease | None:
+        """One transmission of the core's DHCP message, and what came back for it in time."""
+        self._count("dhcp")
+        if effect.xid != self._xid:
+            if self._xid is not None:
+                self.dhcp.forget(self._xid)
+            self._xid = effect.xid
+        reply = await self.dhcp.transmit(effect, self._identity(), self.clock.wait(effect.wait), self.loss)
+        if reply is None:
+            return None
+        server = reply.ip_option(54)
+        if reply.message_type == OFFER:
+            return DhcpOffer(str(reply.yiaddr), str(server) if server else "")
+        if reply.message_type == NAK:
+            return DhcpNak(str(server) if server else "")
+        held = effect.lease
+        if held is not None:  # renewed: same address, same options
+            return Lease(str(reply.yiaddr), held.server, held.options, held.lease_time)
+        return await self._bound(reply)
+
+    async def _bound(self, ack: Message) -> Lease:
         options: dict[int, Any] = {}
         for code, payload in ack.options.items():
             try:
@@ -146,7 +174,7 @@ class PhoneRun:
         server = ack.ip_option(54)
         self.lease = Lease(str(ack.yiaddr), str(server) if server else "", options,
                            int(options.get(51, 0)) if isinstance(options.get(51), int) else 0)
-        if self.access.interface is not None:
+        if self.access.interface is not None and self.local_ip is None:
             mask = options.get(1)
             prefix = IPv4Network(f"0.0.0.0/{mask}").prefixlen if mask is not None else 24
             await _add_address(self.access.interface, f"{ack.yiaddr}/{prefix}")
@@ -155,15 +183,6 @@ class PhoneRun:
             await self.http.__aenter__()
             self._own_http = True
         return self.lease
-
-    async def _renew(self, lease: Lease) -> Lease | LeaseFailed:
-        self._count("dhcp")
-        mac = bytes.fromhex(normalize_mac(self.config.mac).replace(":", ""))
-        ack, why = await self.dhcp.renew(mac, lease.ip, lease.server, "SEP" + mac.hex().upper(),
-                                         self.config.model)
-        if ack is None:
-            return LeaseFailed(why)
-        return Lease(str(ack.yiaddr), lease.server, lease.options, lease.lease_time)
 
     def _dns_server(self) -> tuple[str, int]:
         servers = self.lease.options.get(6) if self.lease else None
@@ -213,7 +232,7 @@ class PhoneRun:
         return FetchResult(None, error=f"TLS: certificate name {name} resolves to {found}, not {address}")
 
     def _log(self, message: str) -> None:
-        if self.syslog is None or self.lease is None:
+        if self.syslog is None or self.lease is None or (self.loss is not None and self.loss.drops()):
             return
         servers = self.lease.options.get(7)
         address = str(servers[0]) if servers else self.lease.server
@@ -238,29 +257,37 @@ class SwarmResult:
     outcomes: list[Outcome]
     wall_seconds: float
     requests: dict[str, int]
+    dropped: int = 0  # datagrams the phones' own lossy links lost (sent and received)
 
 
 async def run_swarm(configs: list[PhoneConfig], access: LabAccess, *, concurrency: int = 64,
                     time_scale: float = 1.0, on_done: Callable[[Outcome], None] | None = None,
-                    on_step: Callable[[str, Any], None] | None = None) -> SwarmResult:
-    """Boot `configs` against the lab, at most `concurrency` at once."""
+                    on_step: Callable[[str, Any], None] | None = None, loss: float = 0.0,
+                    seed: int = 0) -> SwarmResult:
+    """Boot `configs` against the lab, at most `concurrency` at once; with `loss`, every phone
+    loses that fraction of the datagrams it sends and receives (seeded by `seed` and its MAC)."""
     clock = VirtualClock(time_scale)
-    dhcp = DhcpClient(access.dhcp, time_scale)
+    dhcp = DhcpClient(access.dhcp)
     await dhcp.open()
     loop = asyncio.get_running_loop()
     syslog, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("0.0.0.0", 0))
     gate = asyncio.Semaphore(concurrency)
     requests: dict[str, int] = {}
+    dropped = 0
     started = time.monotonic()
     try:
         async with HttpClient(access.network, access.ca_file) as http:
 
             async def one(config: PhoneConfig) -> Outcome:
+                nonlocal dropped
                 async with gate:
-                    run = PhoneRun(config, access, dhcp, http, clock, syslog, on_step=on_step)
+                    lossy = phone_loss(loss, seed, config.mac)
+                    CURRENT.set(lossy)  # this phone's task only: its UDP and TCP clients read it
+                    run = PhoneRun(config, access, dhcp, http, clock, syslog, on_step=on_step, loss=lossy)
                     outcome = await run.run()
                     for kind, count in run.requests.items():
                         requests[kind] = requests.get(kind, 0) + count
+                    dropped += lossy.dropped if lossy is not None else 0
                     if on_done is not None:
                         on_done(outcome)
                     return outcome
@@ -269,7 +296,7 @@ async def run_swarm(configs: list[PhoneConfig], access: LabAccess, *, concurrenc
     finally:
         dhcp.close()
         syslog.close()
-    return SwarmResult(list(outcomes), time.monotonic() - started, requests)
+    return SwarmResult(list(outcomes), time.monotonic() - started, requests, dropped)
 
 
 def loopback_access(inv: Inventory, target: str, offset: int, ca_file: Path | None) -> LabAccess:

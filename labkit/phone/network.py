@@ -9,12 +9,13 @@ relay at `relay_ip`, so the server's answer comes back by unicast without root.
 from __future__ import annotations
 
 import asyncio
-import random
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
 
 from labkit.phone.discovery import MPP_PARAMETER_REQUEST_LIST
+from labkit.phone.effects import DhcpTransmit
+from labkit.phone.loss import Loss
 from labkit.protocols.dhcp.message import (
     ACK,
     BROADCAST_FLAG,
@@ -52,14 +53,14 @@ class DhcpSettings:
     relay_ip: str | None = None  # loopback: the phone relays itself (giaddr) and listens here
     client_port: int = 68
     interface: str | None = None  # namespace mode: the interface to broadcast on
-    timeouts: tuple[float, ...] = (4.0, 8.0, 16.0)  # RFC 2131 §4.1 backoff, bounded
 
 
 class _RelayDemux(asyncio.DatagramProtocol):
-    """One socket for a swarm's relayed replies, handed to each phone by transaction id."""
+    """One socket for a swarm's replies, handed to each phone by transaction id."""
 
     def __init__(self) -> None:
         self.waiting: dict[int, asyncio.Queue[Message]] = {}
+        self.unclaimed = 0  # replies for no waiting transaction (late, or for another client)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         try:
@@ -67,16 +68,36 @@ class _RelayDemux(asyncio.DatagramProtocol):
         except DhcpDecodeError:
             return
         queue = self.waiting.get(message.xid)
-        if queue is not None:
-            queue.put_nowait(message)
+        if queue is None:
+            self.unclaimed += 1
+            return
+        queue.put_nowait(message)
+
+
+ACCEPT = {"DISCOVER": {OFFER}, "REQUEST": {ACK, NAK}, "RENEW": {ACK, NAK}}
+RECEIVE_BUFFER = 4 << 20  # a swarm's replies arrive in bursts (the server answers in batches)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What a phone says about itself in every DHCP message."""
+
+    mac: bytes
+    hostname: str
+    vendor_class: str
+
+    def options(self) -> dict[int, bytes]:
+        return {61: b"\x01" + self.mac, 12: self.hostname.encode(), 60: self.vendor_class.encode()}
 
 
 @dataclass
 class DhcpClient:
-    """The phone's DHCP exchange over a shared socket (relay mode) or a broadcast socket."""
+    """Moves a swarm's DHCP messages over one shared socket (relay mode) or a broadcast socket.
+
+    The phone core decides what to send and when to send it again (`labkit.phone.dhcp`); this
+    only builds the message, sends it and waits for what comes back for its xid."""
 
     settings: DhcpSettings
-    time_scale: float = 1.0  # retransmission waits shrink with the phone's clock (not below 0.25 s)
     transport: asyncio.DatagramTransport | None = None
     demux: _RelayDemux = field(default_factory=_RelayDemux)
 
@@ -84,82 +105,68 @@ class DhcpClient:
         loop = asyncio.get_running_loop()
         if self.settings.relay_ip is not None:
             # replies to a relay go to the server port at giaddr (RFC 2131 §4.1)
-            local = (self.settings.relay_ip, self.settings.server[1])
-            self.transport, _ = await loop.create_datagram_endpoint(lambda: self.demux, local_addr=local)
-            return
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-        if self.settings.interface:
-            sock.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_BINDTODEVICE", 25),
-                            self.settings.interface.encode() + b"\x00")
-        sock.bind(("0.0.0.0", self.settings.client_port))
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.bind((self.settings.relay_ip, self.settings.server[1]))
+        else:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+            if self.settings.interface:
+                sock.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_BINDTODEVICE", 25),
+                                self.settings.interface.encode() + b"\x00")
+            sock.bind(("0.0.0.0", self.settings.client_port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
         self.transport, _ = await loop.create_datagram_endpoint(lambda: self.demux, sock=sock)
 
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
 
-    async def _exchange(self, message: Message, accept: set[int]) -> Message | None:
-        assert self.transport is not None
-        queue: asyncio.Queue[Message] = asyncio.Queue()
-        self.demux.waiting[message.xid] = queue
-        try:
-            for timeout in self.settings.timeouts:
-                timeout = max(0.25, timeout / self.time_scale)
-                self.transport.sendto(build(message), self.settings.server)
-                try:
-                    async with asyncio.timeout(timeout):
-                        while True:
-                            reply = await queue.get()
-                            if reply.chaddr == message.chaddr and reply.message_type in accept:
-                                return reply
-                except TimeoutError:
-                    continue
-            return None
-        finally:
-            self.demux.waiting.pop(message.xid, None)
-
-    async def acquire(self, mac: bytes, hostname: str, vendor_class: str) -> tuple[Message | None, str]:
-        """DISCOVER → OFFER → REQUEST → ACK with the MPP option order (reference §9.2)."""
-        xid = random.getrandbits(32)
-        giaddr = IPv4Address(self.settings.relay_ip) if self.settings.relay_ip else IPv4Address(0)
-        hops = 1 if self.settings.relay_ip else 0
-        flags = 0 if self.settings.relay_ip else BROADCAST_FLAG  # many phones share one segment
-        client_id = b"\x01" + mac
-        discover = request_message(DISCOVER, mac, xid, {61: client_id, 12: hostname.encode(),
-                                                        60: vendor_class.encode(), 55: MPP_PRL},
-                                   giaddr=giaddr, flags=flags, hops=hops)
-        offer = await self._exchange(discover, {OFFER})
-        if offer is None:
-            return None, "no OFFER"
-        server = offer.options.get(54, b"")
-        request = request_message(REQUEST, mac, xid, {54: server, 61: client_id, 12: hostname.encode(),
-                                                      60: vendor_class.encode(), 50: offer.yiaddr.packed,
-                                                      55: MPP_PRL}, giaddr=giaddr, flags=flags, hops=hops)
-        ack = await self._exchange(request, {ACK, NAK})
-        if ack is None:
-            return None, "no ACK"
-        if ack.message_type == NAK:
-            return None, "NAK"
-        return ack, "ok"
-
-    async def renew(self, mac: bytes, ip: str, server: str, hostname: str,
-                    vendor_class: str) -> tuple[Message | None, str]:
-        """RENEWING: unicast to the server that granted the lease, option order 53,61,12,60,55."""
-        xid = random.getrandbits(32)
+    def message(self, effect: DhcpTransmit, who: Identity) -> tuple[Message, tuple[str, int]]:
+        """The message `effect` stands for, and where it goes (MPP option order, reference §9.2)."""
         relay = self.settings.relay_ip
         giaddr = IPv4Address(relay) if relay else IPv4Address(0)
-        request = request_message(REQUEST, mac, xid, {61: b"\x01" + mac, 12: hostname.encode(),
-                                                      60: vendor_class.encode(), 55: MPP_PRL},
-                                  ciaddr=IPv4Address(ip), giaddr=giaddr, hops=1 if relay else 0)
-        saved = self.settings.server
-        if not relay:
-            self.settings.server = (server, saved[1])  # renewals are unicast (RFC 2131 §4.4.5)
+        hops = 1 if relay else 0
+        flags = 0 if relay else BROADCAST_FLAG  # many phones share one segment
+        to = self.settings.server
+        if effect.kind == "DISCOVER":
+            options = {**who.options(), 55: MPP_PRL}
+            message = request_message(DISCOVER, who.mac, effect.xid, options, giaddr=giaddr, flags=flags,
+                                      hops=hops)
+        elif effect.kind == "REQUEST":
+            assert effect.offer is not None
+            server = IPv4Address(effect.offer.server).packed if effect.offer.server else b""
+            options = {54: server, **who.options(), 50: IPv4Address(effect.offer.ip).packed, 55: MPP_PRL}
+            message = request_message(REQUEST, who.mac, effect.xid, options, giaddr=giaddr, flags=flags,
+                                      hops=hops)
+        else:  # RENEWING: unicast to the server that granted the lease, options 53,61,12,60,55
+            assert effect.lease is not None
+            message = request_message(REQUEST, who.mac, effect.xid, {**who.options(), 55: MPP_PRL},
+                                      ciaddr=IPv4Address(effect.lease.ip), giaddr=giaddr, hops=hops)
+            if not relay and effect.lease.server:
+                to = (effect.lease.server, to[1])  # RFC 2131 §4.4.5
+        return replace(message, secs=min(effect.secs, 0xFFFF)), to
+
+    async def transmit(self, effect: DhcpTransmit, who: Identity, wait: float,
+                       loss: Loss | None = None) -> Message | None:
+        """Send (or resend) `effect`'s message; the first acceptable answer within `wait` wall
+        seconds. Answers to earlier transmissions of the same xid count: call `forget(xid)` when
+        the phone is done with a transaction."""
+        assert self.transport is not None
+        message, to = self.message(effect, who)
+        queue = self.demux.waiting.setdefault(message.xid, asyncio.Queue())
+        if loss is None or not loss.drops():
+            self.transport.sendto(build(message), to)
         try:
-            ack = await self._exchange(request, {ACK, NAK})
-        finally:
-            self.settings.server = saved
-        if ack is None:
-            return None, "no ACK"
-        return (None, "NAK") if ack.message_type == NAK else (ack, "ok")
+            async with asyncio.timeout(wait):
+                while True:
+                    reply = await queue.get()
+                    if loss is not None and loss.drops():
+                        continue
+                    if reply.chaddr == message.chaddr and reply.message_type in ACCEPT[effect.kind]:
+                        return reply
+        except TimeoutError:
+            return None
+
+    def forget(self, xid: int) -> None:
+        self.demux.waiting.pop(xid, None)

@@ -10,7 +10,8 @@ from labkit.inventory.load import load
 from labkit.phone.core import Phone, PhoneConfig
 from labkit.phone.drive import ScriptClock, run_sync
 from labkit.phone.effects import (
-    AcquireLease,
+    DhcpOffer,
+    DhcpTransmit,
     DnsAnswer,
     Fetch,
     FetchResult,
@@ -31,7 +32,9 @@ def plan_world(plan=PLAN, *, drop: set[int] = frozenset(), fetch: Callable[[Fetc
     phone_plan = plan.phones[MAC]
 
     def handle(effect: Any) -> Any:
-        if isinstance(effect, AcquireLease):
+        if isinstance(effect, DhcpTransmit):
+            if effect.kind == "DISCOVER":
+                return DhcpOffer(str(phone_plan.phone.ip), "10.42.0.1")
             sent = phone_plan.options.for_request(list(MPP_PARAMETER_REQUEST_LIST))
             options = {p.code: p.decoded() for p in sent if p.code not in drop}
             return Lease(str(phone_plan.phone.ip), "10.42.0.1", options, 3600)
