@@ -363,6 +363,7 @@ def simulate(
 
     from labkit.phone.driver import LabAccess, loopback_access
     from labkit.phone.network import DhcpSettings, NetworkMap
+    from labkit.phone.stopping import Stopped
     from labkit.phone.swarm import generated_configs, inventory_configs, outcome_json
 
     loaded = _load(inventory)
@@ -384,8 +385,15 @@ def simulate(
         dhcp = DhcpSettings(("255.255.255.255", 67 + offset), client_port=68 + offset, interface=interface)
         access = LabAccess(NetworkMap(), dhcp,
                            ca_file=str(ca_file) if ca_file.is_file() else None, interface=interface)
-    result = asyncio.run(_swarm_with_progress(configs, access, concurrency, time_scale,
-                                              show=not as_json and err.is_terminal))
+    try:
+        result = asyncio.run(_swarm_with_progress(configs, access, concurrency, time_scale,
+                                                  show=not as_json and err.is_terminal))
+    except LabkitError as exc:
+        err.print(f"simulate: {exc}", markup=False)
+        raise typer.Exit(1) from None
+    except Stopped as stop:
+        err.print(f"simulate: stopped by {stop.name}; the addresses it added are removed", markup=False)
+        raise typer.Exit(stop.exit_code) from None
     if as_json:
         out.print_json(json.dumps({"outcomes": [outcome_json(o) for o in result.outcomes],
                                    "wall_seconds": result.wall_seconds, "requests": result.requests}))
@@ -409,19 +417,23 @@ def demo(
     import tempfile
 
     from labkit.demo import choose_mode, run_loopback_demo, run_netns_demo
+    from labkit.phone.stopping import Stopped, stopped_by_signals
 
     chosen = choose_mode(mode)
     loaded = _load(None)
     plan = _plan(loaded)
-    with tempfile.TemporaryDirectory(prefix="labkit-demo-") as workdir:
-        try:
+    try:
+        with stopped_by_signals(), tempfile.TemporaryDirectory(prefix="labkit-demo-") as workdir:
             if chosen == "netns":
                 result = run_netns_demo(plan, Path(workdir), time_scale, out, err)
             else:
                 result = asyncio.run(run_loopback_demo(plan, Path(workdir), time_scale, out, err))
-        except LabkitError as exc:
-            err.print(f"demo: {exc}", markup=False)
-            raise typer.Exit(1) from None
+    except LabkitError as exc:
+        err.print(f"demo: {exc}", markup=False)
+        raise typer.Exit(1) from None
+    except Stopped as stop:
+        err.print(f"demo: stopped by {stop.name}; its namespaces and files are removed", markup=False)
+        raise typer.Exit(stop.exit_code) from None
     table, summary = _summary_table(result.outcomes, result.wall_seconds, result.requests)
     out.print(table)
     first = next((o for o in result.outcomes if o.provisioned), None)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from labkit.errors import CodecError
+from labkit.errors import CodecError, LabkitError
 from labkit.inventory import names
 from labkit.inventory.model import Inventory
 from labkit.inventory.names import is_ip
@@ -34,19 +34,10 @@ from labkit.phone.effects import (
     Sleep,
 )
 from labkit.phone.loss import CURRENT, Loss, phone_loss
-from labkit.phone.network import DhcpClient, DhcpSettings, Identity, NetworkMap
+from labkit.phone.network import DhcpClient, DhcpSettings, Identity, InterfaceAddresses, NetworkMap
+from labkit.phone.stopping import CancelOnSignals, Stopped
 from labkit.protocols.dhcp.message import NAK, OFFER, Message
 from labkit.protocols.dhcp.options import decode_value
-
-
-async def _add_address(interface: str, address: str) -> None:
-    """Put a leased address on the phones' interface (namespace mode, as root)."""
-    process = await asyncio.create_subprocess_exec(
-        "ip", "addr", "add", address, "dev", interface,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-    _, stderr = await process.communicate()
-    if process.returncode != 0 and b"File exists" not in stderr:
-        raise OSError(f"ip addr add {address} dev {interface}: {stderr.decode(errors='replace').strip()}")
 
 
 class VirtualClock:
@@ -96,6 +87,7 @@ class PhoneRun:
     requests: dict[str, int] = field(default_factory=dict)
     local_ip: str | None = None  # the leased address, once it is on the interface
     loss: Loss | None = None  # the phone's own lossy link (bench knob)
+    addresses: InterfaceAddresses | None = None  # what this swarm added to the interface
     _xid: int | None = None  # the DHCP transaction whose answers this phone still listens for
 
     def _count(self, kind: str) -> None:
@@ -177,7 +169,8 @@ class PhoneRun:
         if self.access.interface is not None and self.local_ip is None:
             mask = options.get(1)
             prefix = IPv4Network(f"0.0.0.0/{mask}").prefixlen if mask is not None else 24
-            await _add_address(self.access.interface, f"{ack.yiaddr}/{prefix}")
+            assert self.addresses is not None
+            await self.addresses.add(f"{ack.yiaddr}/{prefix}")
             self.local_ip = str(ack.yiaddr)
             self.http = HttpClient(self.access.network, self.access.ca_file, self.local_ip)
             await self.http.__aenter__()
@@ -265,38 +258,68 @@ async def run_swarm(configs: list[PhoneConfig], access: LabAccess, *, concurrenc
                     on_step: Callable[[str, Any], None] | None = None, loss: float = 0.0,
                     seed: int = 0) -> SwarmResult:
     """Boot `configs` against the lab, at most `concurrency` at once; with `loss`, every phone
-    loses that fraction of the datagrams it sends and receives (seeded by `seed` and its MAC)."""
-    clock = VirtualClock(time_scale)
+    loses that fraction of the datagrams it sends and receives (seeded by `seed` and its MAC).
+
+    On a real interface the leased addresses put on it are taken off again however the run
+    ends: normally, by an error, or by SIGTERM/SIGINT/SIGHUP (then `Stopped` is raised)."""
     dhcp = DhcpClient(access.dhcp)
-    await dhcp.open()
+    try:
+        await dhcp.open()
+    except OSError as exc:
+        raise LabkitError(f"{exc.strerror or exc} (is another `labkit simulate` using this lab?)") from None
+    addresses = InterfaceAddresses(access.interface) if access.interface else None
     loop = asyncio.get_running_loop()
     syslog, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("0.0.0.0", 0))
-    gate = asyncio.Semaphore(concurrency)
-    requests: dict[str, int] = {}
-    dropped = 0
+    swarm = _Swarm(access, dhcp, VirtualClock(time_scale), syslog, addresses, asyncio.Semaphore(concurrency),
+                   on_done, on_step, loss, seed)
     started = time.monotonic()
+    signals = CancelOnSignals(enabled=addresses is not None)
     try:
-        async with HttpClient(access.network, access.ca_file) as http:
-
-            async def one(config: PhoneConfig) -> Outcome:
-                nonlocal dropped
-                async with gate:
-                    lossy = phone_loss(loss, seed, config.mac)
-                    CURRENT.set(lossy)  # this phone's task only: its UDP and TCP clients read it
-                    run = PhoneRun(config, access, dhcp, http, clock, syslog, on_step=on_step, loss=lossy)
-                    outcome = await run.run()
-                    for kind, count in run.requests.items():
-                        requests[kind] = requests.get(kind, 0) + count
-                    dropped += lossy.dropped if lossy is not None else 0
-                    if on_done is not None:
-                        on_done(outcome)
-                    return outcome
-
-            outcomes = await asyncio.gather(*(one(c) for c in configs))
+        with signals:
+            async with HttpClient(access.network, access.ca_file) as http:
+                outcomes = await asyncio.gather(*(swarm.one(c, http) for c in configs))
+    except asyncio.CancelledError:
+        if signals.signum is not None:
+            raise Stopped(signals.signum) from None
+        raise
     finally:
         dhcp.close()
         syslog.close()
-    return SwarmResult(list(outcomes), time.monotonic() - started, requests, dropped)
+        if addresses is not None:
+            addresses.remove_all()
+    return SwarmResult(list(outcomes), time.monotonic() - started, swarm.requests, swarm.dropped)
+
+
+@dataclass
+class _Swarm:
+    """What the phones of one swarm share, and what they add up to."""
+
+    access: LabAccess
+    dhcp: DhcpClient
+    clock: VirtualClock
+    syslog: asyncio.DatagramTransport
+    addresses: InterfaceAddresses | None
+    gate: asyncio.Semaphore
+    on_done: Callable[[Outcome], None] | None
+    on_step: Callable[[str, Any], None] | None
+    loss: float
+    seed: int
+    requests: dict[str, int] = field(default_factory=dict)
+    dropped: int = 0
+
+    async def one(self, config: PhoneConfig, http: HttpClient) -> Outcome:
+        async with self.gate:
+            lossy = phone_loss(self.loss, self.seed, config.mac)
+            CURRENT.set(lossy)  # this phone's task only: its UDP and TCP clients read it
+            run = PhoneRun(config, self.access, self.dhcp, http, self.clock, self.syslog,
+                           on_step=self.on_step, loss=lossy, addresses=self.addresses)
+            outcome = await run.run()
+            for kind, count in run.requests.items():
+                self.requests[kind] = self.requests.get(kind, 0) + count
+            self.dropped += lossy.dropped if lossy is not None else 0
+            if self.on_done is not None:
+                self.on_done(outcome)
+            return outcome
 
 
 def loopback_access(inv: Inventory, target: str, offset: int, ca_file: Path | None) -> LabAccess:

@@ -9,7 +9,9 @@ relay at `relay_ip`, so the server's answer comes back by unicast without root.
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
+import subprocess
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
 
@@ -45,6 +47,37 @@ class NetworkMap:
         if self.target is not None and address in self.lab_addresses:
             return self.target, port + self.port_offset
         return address, port
+
+
+@dataclass
+class InterfaceAddresses:
+    """The leased addresses a run puts on the phones' interface, and takes off again at its end.
+
+    An address already there (a run stopped by SIGKILL, or put there by hand) is used as it is
+    and left alone: only what this run added is removed."""
+
+    interface: str
+    added: list[str] = field(default_factory=list)
+
+    async def add(self, address: str) -> None:
+        process = await asyncio.create_subprocess_exec(
+            "ip", "addr", "add", address, "dev", self.interface,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        _, stderr = await process.communicate()
+        if process.returncode == 0:
+            self.added.append(address)
+            return
+        text = stderr.decode(errors="replace").strip()
+        # older iproute2: "RTNETLINK answers: File exists"; newer: "Error: ipv4: Address already assigned."
+        if "File exists" not in text and "already assigned" not in text:
+            raise OSError(f"ip addr add {address} dev {self.interface}: {text}")
+
+    def remove_all(self) -> None:
+        """Synchronous on purpose: it also runs while the process is being stopped."""
+        while self.added:
+            address = self.added.pop()
+            subprocess.run(["ip", "addr", "del", address, "dev", self.interface], capture_output=True,
+                           timeout=30, check=False)
 
 
 @dataclass
@@ -104,9 +137,7 @@ class DhcpClient:
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
         if self.settings.relay_ip is not None:
-            # replies to a relay go to the server port at giaddr (RFC 2131 §4.1)
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            sock.bind((self.settings.relay_ip, self.settings.server[1]))
+            sock = self._relay_socket()
         else:
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -117,6 +148,30 @@ class DhcpClient:
             sock.bind(("0.0.0.0", self.settings.client_port))
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
         self.transport, _ = await loop.create_datagram_endpoint(lambda: self.demux, sock=sock)
+
+    def _relay_socket(self) -> socket.socket:
+        """Replies to a relay go to the server port at giaddr (RFC 2131 §4.1). On loopback any
+        127.x address will do: when another swarm holds this one, take the next free one."""
+        relay, port = self.settings.relay_ip, self.settings.server[1]
+        assert relay is not None
+        candidates = [relay]
+        if relay.startswith("127."):
+            base = int(IPv4Address(relay))
+            candidates += [str(IPv4Address(base + n)) for n in range(1, 64)
+                           if str(IPv4Address(base + n)) != self.settings.server[0]]
+        for address in candidates:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                sock.bind((address, port))
+            except OSError as exc:
+                sock.close()
+                if exc.errno != errno.EADDRINUSE or address == candidates[-1]:
+                    raise OSError(exc.errno, f"cannot listen for DHCP replies on {address}:{port}: "
+                                  f"{exc.strerror}") from None
+                continue
+            self.settings.relay_ip = address
+            return sock
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         if self.transport is not None:
