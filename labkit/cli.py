@@ -352,6 +352,8 @@ def simulate(
         "--rounds", min=1, help="Failed rounds before a phone gives up.")] = 3,
     interface: Annotated[str | None, typer.Option(
         "--interface", help="Broadcast DHCP on this interface (a real segment, not loopback).")] = None,
+    hold: Annotated[float, typer.Option(
+        "--hold", min=0, help="Phone seconds each phone stays up once provisioned (renewing).")] = 0.0,
     ca: Annotated[Path | None, typer.Option(
         "--ca", help="Lab CA for HTTPS (default STATE/ca/ca.pem).")] = None,
     state: StateOption = Path(".labkit"),
@@ -368,7 +370,7 @@ def simulate(
 
     loaded = _load(inventory)
     inv = loaded.inventory
-    settings = {"rounds": rounds}
+    settings = {"rounds": rounds, "hold": hold}
     if phones is not None:
         configs = generated_configs(inv, phones, **settings)
     else:
