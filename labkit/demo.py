@@ -184,5 +184,6 @@ def _follow(log: Path, board: LiveBoard, phones: subprocess.Popen[str]) -> None:
 def _outcome(data: dict) -> Outcome:  # type: ignore[type-arg]
     outcome = Outcome(data["mac"], data["provisioned"], data["reason"], data["last_error"],
                       data["profile_source"], data["firmware"], data["sinkhole_hit"])
-    outcome.timeline = [Step(s["time"], s["kind"], s["detail"], s["ok"]) for s in data["timeline"]]
+    outcome.timeline = [Step.of(s["time"], s["kind"], s["detail"], s["ok"], data["mac"])
+                        for s in data["timeline"]]
     return outcome

@@ -31,6 +31,7 @@ from labkit.phone.effects import (
     Now,
     Sleep,
 )
+from labkit.protocols.result import Fact
 
 DEFAULT_RETRY_DELAYS = (60, 120, 240, 480, 960, 1920, 3840, 7680, 15360, 30720, 61440, 86400)
 CLOUD_NAMES = ("activate.cisco.com", "webapps.cisco.com", "activation.webex.com")
@@ -69,10 +70,28 @@ class PhoneConfig:
 
 @dataclass(frozen=True)
 class Step:
+    """One entry of the phone's timeline: a `Fact` of the shared result vocabulary, at a time of
+    the phone's clock. The fact's action is the step's kind ("dhcp", "srv", "cloud", "fetch",
+    "profile", "firmware", "wait", "renew"), its answer what happened, its result "ok" or "failed"."""
+
     time: float
-    kind: str  # "dhcp", "srv", "cloud", "fetch", "profile", "firmware", "wait", "give-up"
-    detail: str
-    ok: bool = True
+    fact: Fact
+
+    @classmethod
+    def of(cls, time: float, kind: str, detail: str, ok: bool = True, phone: str | None = None) -> Step:
+        return cls(time, Fact(kind, "", detail, "ok" if ok else "failed", phone))
+
+    @property
+    def kind(self) -> str:
+        return self.fact.action
+
+    @property
+    def detail(self) -> str:
+        return self.fact.answer
+
+    @property
+    def ok(self) -> bool:
+        return self.fact.result == "ok"
 
 
 @dataclass
@@ -87,6 +106,11 @@ class Outcome:
     lease: Lease | None = None
     params: dict[str, str] = field(default_factory=dict)
     timeline: list[Step] = field(default_factory=list)
+
+    @property
+    def facts(self) -> tuple[Fact, ...]:
+        """The timeline as facts, for `labkit.events.events_from` (service "phone")."""
+        return tuple(step.fact for step in self.timeline)
 
 
 @dataclass(frozen=True)
@@ -109,7 +133,7 @@ class Phone:
     # -- helpers ---------------------------------------------------------------------------------
     def _step(self, kind: str, detail: str, ok: bool = True) -> Flow:
         now = yield Now()
-        self.outcome.timeline.append(Step(float(now), kind, detail, ok))
+        self.outcome.timeline.append(Step.of(float(now), kind, detail, ok, self.config.mac))
 
     def _log(self, text: str) -> Flow:
         yield Log(f"{self.config.model} {self.identity['MAC']} -- {text}")

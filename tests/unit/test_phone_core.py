@@ -25,6 +25,7 @@ from labkit.phone.effects import (
     LookupSrv,
 )
 from labkit.plan.build import build_plan
+from labkit.protocols.result import Fact
 
 PLAN = build_plan(load(None))
 MAC = "00:56:2b:00:03:3c"  # CP-8851-3PCC in the default lab
@@ -288,3 +289,17 @@ def test_renewing_retransmits_after_half_the_time_left_until_t2_never_below_60_s
     assert [e.kind for _, e in sent] == ["RENEW"] * 3 and all(e.lease == lease for _, e in sent)
     # T1 = 1800, T2 = 3150: wait (3150 - 1800) / 2 = 675 s, then (3150 - 2475) / 2 = 337.5 s
     assert [t for t, _ in sent] == [0, 675, 675 + 337.5]
+
+
+def test_the_timeline_is_made_of_facts_of_the_shared_vocabulary() -> None:
+    def model_file_missing(effect: Fetch) -> FetchResult | None:
+        return FetchResult(404) if effect.url.endswith("8851-3PCC.xml") else None
+
+    outcome = run_sync(Phone(config()).run(), plan_world(fetch=model_file_missing))
+    facts = outcome.facts
+    assert all(isinstance(f, Fact) and f.phone == MAC for f in facts)
+    assert [(f.action, f.result) for f in facts][:3] == [
+        ("dhcp", "ok"), ("fetch", "failed"), ("profile", "ok")]
+    assert facts[1].answer == "tftp://10.42.0.1/8851-3PCC.xml: failure B (404 not found)"
+    step = outcome.timeline[1]
+    assert (step.kind, step.detail, step.ok) == ("fetch", facts[1].answer, False)
