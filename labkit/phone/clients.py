@@ -57,16 +57,18 @@ def _local(local_ip: str | None) -> tuple[str, int] | None:
 
 async def dns_query(server: tuple[str, int], name: str, qtype: str, *, timeout: float = 2.0,
                     tries: int = 3, local_ip: str | None = None) -> DnsAnswer:
+    """One question over UDP, retransmitted with exponential backoff (RFC 1123 §6.1.3.3): waits
+    of `timeout`, then twice, then four times as long; an answer to any transmission counts."""
     query = DNSRecord.question(name, qtype)
     query.header.rd = 0
     loop = asyncio.get_running_loop()
     transport, proto = await loop.create_datagram_endpoint(_Datagrams, remote_addr=server,
                                                            local_addr=_local(local_ip))
     try:
-        for _ in range(tries):
+        for attempt in range(tries):
             transport.sendto(query.pack())
             try:
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout(timeout * 2 ** attempt):
                     while True:
                         data, _addr = await proto.queue.get()
                         if data[:2] == query.pack()[:2]:
