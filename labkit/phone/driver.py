@@ -266,7 +266,7 @@ async def run_swarm(configs: list[PhoneConfig], access: LabAccess, *, concurrenc
     try:
         await dhcp.open()
     except OSError as exc:
-        raise LabkitError(f"{exc.strerror or exc} (is another `labkit simulate` using this lab?)") from None
+        raise LabkitError(str(exc.strerror or exc)) from None
     addresses = InterfaceAddresses(access.interface) if access.interface else None
     loop = asyncio.get_running_loop()
     syslog, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("0.0.0.0", 0))

@@ -135,12 +135,14 @@ class DhcpClient:
     settings: DhcpSettings
     transport: asyncio.DatagramTransport | None = None
     demux: _RelayDemux = field(default_factory=_RelayDemux)
+    _claim: socket.socket | None = None
 
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
         if self.settings.relay_ip is not None:
             sock = self._relay_socket()
         else:
+            self._claim_segment()
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
@@ -155,6 +157,22 @@ class DhcpClient:
             except OSError:
                 continue
         self.transport, _ = await loop.create_datagram_endpoint(lambda: self.demux, sock=sock)
+
+    def _claim_segment(self) -> None:
+        """One swarm per segment and client port. The port is shared (SO_REUSEADDR, beside a
+        system DHCP client), but a second swarm would take the first one's unicast replies: an
+        abstract Unix socket (per network namespace, gone with its process, even on SIGKILL)
+        says whether another swarm is there."""
+        name = f"\0labkit-simulate/{self.settings.interface or '*'}/{self.settings.client_port}"
+        claim = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            claim.bind(name)
+        except OSError:
+            claim.close()
+            where = f"{self.settings.interface or 'this host'}, port {self.settings.client_port}"
+            raise OSError(errno.EADDRINUSE, "another `labkit simulate` already listens for DHCP replies on "
+                          + where) from None
+        self._claim = claim
 
     def _relay_socket(self) -> socket.socket:
         """Replies to a relay go to the server port at giaddr (RFC 2131 §4.1). On loopback any
@@ -174,7 +192,7 @@ class DhcpClient:
                 sock.close()
                 if exc.errno != errno.EADDRINUSE or address == candidates[-1]:
                     raise OSError(exc.errno, f"cannot listen for DHCP replies on {address}:{port}: "
-                                  f"{exc.strerror}") from None
+                                  f"{exc.strerror} (is another `labkit simulate` using this lab?)") from None
                 continue
             self.settings.relay_ip = address
             return sock
@@ -183,6 +201,8 @@ class DhcpClient:
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+        if self._claim is not None:
+            self._claim.close()
 
     def message(self, effect: DhcpTransmit, who: Identity) -> tuple[Message, tuple[str, int]]:
         """The message `effect` stands for, and where it goes (MPP option order, reference §9.2)."""

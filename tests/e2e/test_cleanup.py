@@ -172,6 +172,22 @@ def test_simulate_stopped_by_sigterm_removes_its_addresses(lab_segment: tuple[Se
     assert lab_addresses(segment) == set()
 
 
+def test_a_second_simulate_on_the_same_segment_fails_with_one_line(lab_segment: tuple[Segment, Path]) -> None:
+    segment, state = lab_segment
+    first = simulate(segment, state, "--time-scale", "1", "--hold", "3600")
+    try:
+        wait_for(lambda: len(lab_addresses(segment)) == 24, "the first run's 24 leases", 120)
+        second = simulate(segment, state)
+        _, stderr = second.communicate(timeout=120)
+        assert second.returncode == 1
+        assert stderr.strip().splitlines() == [
+            "simulate: another `labkit simulate` already listens for DHCP replies on phones0, port 68"]
+        assert first.poll() is None  # the first run is undisturbed
+    finally:
+        stop(first)
+    assert lab_addresses(segment) == set()
+
+
 # -- two simulate runs against one loopback lab ------------------------------------------------------
 
 def test_a_second_simulate_against_the_same_lab_takes_another_relay_address(tmp_path: Path) -> None:
