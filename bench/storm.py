@@ -1,10 +1,17 @@
 """Storm: N virtual phones against `labkit up` in a separate process, on loopback (run on demand).
 
-    .venv/bin/python bench/storm.py [--phones 500] [--concurrency 128]
+    .venv/bin/python bench/storm.py [--phones 500] [--concurrency 128] [--loss 0.05 --seed 1]
 
 Prints phones provisioned per second, p50/p95/max time to provisioned (wall clock), requests
-served per protocol, and the kit's peak RSS and CPU seconds. Bounded: the phones give up after
-their retry rounds, and the whole run after --timeout seconds.
+served per protocol, the kit's peak RSS and CPU seconds, the kernel's receive-buffer drops per
+socket (sampled from /proc/net/udp while the storm runs) and a check of the lease database (one
+lease per phone, no address twice, each phone's lease the one it was given).
+
+`--loss P` loses packets in every direction: the kit's fault rules drop that fraction of DHCP
+replies and DNS answers, the first transmission of a TFTP block and answer HTTP requests with
+a 503 or 2 s late; the phones' own links lose that fraction of every datagram they send or
+receive (seeded by --seed). The profile then comes over TFTP (option 66), so TFTP is exercised.
+Bounded: the phones give up after their retry rounds, and the whole run after --timeout seconds.
 """
 
 from __future__ import annotations
@@ -19,17 +26,21 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from labkit.inventory.load import default_lab_dir, load  # noqa: E402
+from labkit.phone.core import Outcome  # noqa: E402
 from labkit.phone.driver import loopback_access, run_swarm  # noqa: E402
 from labkit.phone.swarm import Summary, inventory_configs  # noqa: E402
-from labkit.services.supervisor import free_port_offset  # noqa: E402
+from labkit.services.leases import read_leases  # noqa: E402
+from labkit.services.supervisor import STANDARD_PORTS, free_port_offset  # noqa: E402
 
 INVENTORY = """\
 {%- set models = ["CP-6841-3PCC", "CP-7841-3PCC", "CP-8851-3PCC"] %}
@@ -49,6 +60,7 @@ models:
   CP-6841-3PCC: {firmware: sip68xx.12-0-1MPP-0001.loads}
   CP-7841-3PCC: {firmware: sip78xx.12-0-1MPP-0001.loads}
   CP-8851-3PCC: {firmware: sip88xx.12-0-1MPP-0001.loads}
+FAULTS
 phones:
 {%- for n in range(PHONES) %}
   - {mac: "02:4c:4b:00:{{ '%02x' % (n // 256) }}:{{ '%02x' % (n % 256) }}", model: "{{ models[n % 3] }}"}
@@ -69,15 +81,87 @@ def proc_usage(pid: int) -> tuple[int, float]:
     return peak, (int(fields[11]) + int(fields[12])) / ticks
 
 
+LOSSY = """\
+faults:
+  - {name: lost DHCP reply, dhcp: {drop: any}, when: {probability: P}}
+  - {name: lost DNS answer, dns: {drop: true}, when: {probability: P}}
+  - {name: lost TFTP block 1, tftp: {drop_block: 1}, when: {probability: P}}
+  - {name: lost TFTP block 2, tftp: {drop_block: 2}, when: {probability: P}}
+  - {name: HTTP 503, http: {status: 503}, when: {probability: P}}
+  - {name: HTTP late, http: {delay: 2}, when: {probability: P}}
+"""
+
+
+def inventory(phones: int, loss: float) -> str:
+    text = INVENTORY.replace("PHONES", str(phones))
+    if loss <= 0:
+        return text.replace("FAULTS\n", "")
+    text = text.replace("options: {tftp_servers: [10.42.0.1]}",
+                        'options: {tftp_servers: [10.42.0.1], tftp_server_name: "10.42.0.1"}')
+    return text.replace("FAULTS\n", LOSSY.replace("P}", f"{loss}}}"))
+
+
+class DropSampler(threading.Thread):
+    """The largest kernel drop count seen per UDP socket (/proc/net/udp), every 0.2 s."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.peak: dict[tuple[str, int], int] = {}
+        self.stopping = threading.Event()
+
+    def sample(self) -> None:
+        with open("/proc/net/udp", encoding="ascii") as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                address, port = fields[1].split(":")
+                drops = int(fields[-1])
+                if drops:
+                    ip = ".".join(str(int(address[i:i + 2], 16)) for i in (6, 4, 2, 0))
+                    key = (ip, int(port, 16))
+                    self.peak[key] = max(self.peak.get(key, 0), drops)
+
+    def run(self) -> None:
+        while not self.stopping.wait(0.2):
+            self.sample()
+
+    def named(self, offset: int, relay: str) -> dict[str, int]:
+        names = {("127.0.0.1", port + offset): f"kit {service}" for service, port in STANDARD_PORTS.items()}
+        names[(relay, STANDARD_PORTS["dhcp"] + offset)] = "phones dhcp"
+        out: dict[str, int] = {}
+        for key, drops in self.peak.items():
+            name = names.get(key, "other sockets")
+            out[name] = out.get(name, 0) + drops
+        return out
+
+
+def check_leases(state: Path, outcomes: list[Outcome]) -> dict[str, Any]:
+    """One bound lease per phone, no address held twice, each phone's lease the one it got."""
+    rows = [lease for lease in read_leases(state) if lease.state == "bound"]
+    by_mac = Counter(lease.mac for lease in rows)
+    by_ip = Counter(lease.ip for lease in rows)
+    stored = {lease.mac: str(lease.ip) for lease in rows}
+    mismatched = [o.mac for o in outcomes if o.lease is not None and stored.get(o.mac) != o.lease.ip]
+    return {"bound": len(rows), "macs_with_two_leases": sum(1 for n in by_mac.values() if n > 1),
+            "addresses_held_twice": sum(1 for n in by_ip.values() if n > 1),
+            "phones_whose_lease_differs": len(mismatched)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--phones", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=128)
     parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--loss", type=float, default=0.0,
+                        help="Fraction of packets lost in every direction, kit side and phone side.")
+    parser.add_argument("--seed", type=int, default=1, help="The phones' random choices and losses.")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="Failed rounds before a phone gives up (default 2, with --loss 6).")
     args = parser.parse_args()
+    rounds = args.rounds or (6 if args.loss > 0 else 2)
     with tempfile.TemporaryDirectory(prefix="labkit-storm-") as tmp:
         work = Path(tmp)
-        (work / "lab.yaml").write_text(INVENTORY.replace("PHONES", str(args.phones)))
+        (work / "lab.yaml").write_text(inventory(args.phones, args.loss))
         (work / "firmware").mkdir()
         for load_file in (default_lab_dir() / "firmware").iterdir():
             (work / "firmware" / load_file.name).write_bytes(load_file.read_bytes() * 2000)  # ~300 kB
@@ -95,16 +179,26 @@ def main() -> int:
         try:
             inv = load(work / "lab.yaml").inventory
             access = loopback_access(inv, "127.0.0.1", offset, work / "state" / "ca" / "ca.pem")
-            configs = inventory_configs(inv, rounds=2, retry_delays=(5,))
+            configs = inventory_configs(inv, rounds=rounds, retry_delays=(5,), seed=args.seed)
+            sampler = DropSampler()
+            sampler.start()
             started = time.monotonic()
             result = asyncio.run(asyncio.wait_for(run_swarm(configs, access, concurrency=args.concurrency,
-                                                            time_scale=1.0), args.timeout))
+                                                            time_scale=1.0, loss=args.loss, seed=args.seed),
+                                                  args.timeout))
             wall = time.monotonic() - started
+            sampler.stopping.set()
+            sampler.join()
+            sampler.sample()
             peak_kib, cpu = proc_usage(lab.pid)
         finally:
             lab.send_signal(signal.SIGTERM)
             lab.communicate(timeout=60)
-        served = Counter(json.loads(line)["service"] for line in (work / "events.jsonl").open())
+        events = [json.loads(line) for line in (work / "events.jsonl").open()]
+        served = Counter(e["service"] for e in events if e["action"] != "fault")
+        faults = Counter((e.get("detail") or {}).get("rule", "?") for e in events if e["action"] == "fault")
+        leases = check_leases(work / "state", result.outcomes)
+        relay = access.dhcp.relay_ip or ""
     summary = Summary.of(result.outcomes)
     report = {
         "date": datetime.date.today().isoformat(),
@@ -114,14 +208,20 @@ def main() -> int:
         "phones_per_second": round(summary.provisioned / wall, 1),
         "time_to_provisioned_s": {"p50": summary.p50, "p95": summary.p95, "max": summary.maximum},
         "wall_seconds": round(wall, 2),
+        "loss": args.loss,
         "phone_requests": result.requests,
+        "phone_side_datagrams_lost": result.dropped,
         "kit_events_by_service": dict(served),
+        "kit_faults_fired": dict(faults),
+        "kernel_receive_drops": sampler.named(offset, relay),
+        "lease_check": leases,
         "kit_peak_rss_mib": round(peak_kib / 1024, 1),
         "kit_cpu_seconds": round(cpu, 2),
         "failures": summary.failures,
     }
     print(json.dumps(report, indent=2))
-    return 0 if summary.failed == 0 else 1
+    sound = leases["macs_with_two_leases"] == leases["addresses_held_twice"] == 0
+    return 0 if summary.failed == 0 and sound and leases["phones_whose_lease_differs"] == 0 else 1
 
 
 if __name__ == "__main__":

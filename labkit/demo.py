@@ -107,7 +107,10 @@ def _stop(process: subprocess.Popen[str]) -> str:
 
 
 def run_netns_demo(plan: Plan, workdir: Path, time_scale: float, out: Console, err: Console) -> SwarmResult:
-    """The lab in one namespace on the inventory's interface and address, the phones in another."""
+    """The lab in one namespace on the inventory's interface and address, the phones in another.
+
+    However it ends (an error, or `Stopped` by a signal), both processes are stopped before the
+    namespaces go: a process left inside would keep a deleted namespace alive."""
     inv = plan.inventory
     interface = inv.lab.interface or "labkit0"
     state, log = workdir / "state", workdir / "events.jsonl"
@@ -118,6 +121,7 @@ def run_netns_demo(plan: Plan, workdir: Path, time_scale: float, out: Console, e
         lab = subprocess.Popen(["ip", "netns", "exec", segment.lab_ns, python, "-m", "labkit", "up",
                                 "--state", str(state), "--log", str(log), "--quiet"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        phones: subprocess.Popen[str] | None = None
         try:
             _wait_ready(lab)
             board = LiveBoard(BoardState.from_plan(plan), out) if out.is_terminal else None
@@ -132,6 +136,8 @@ def run_netns_demo(plan: Plan, workdir: Path, time_scale: float, out: Console, e
             stdout, stderr = phones.communicate(timeout=600)
             wall = time.monotonic() - started
         finally:
+            if phones is not None and phones.poll() is None:
+                _stop(phones)
             lab_output = _stop(lab)
         if "Traceback" in lab_output:
             err.print(lab_output, markup=False)
@@ -178,5 +184,6 @@ def _follow(log: Path, board: LiveBoard, phones: subprocess.Popen[str]) -> None:
 def _outcome(data: dict) -> Outcome:  # type: ignore[type-arg]
     outcome = Outcome(data["mac"], data["provisioned"], data["reason"], data["last_error"],
                       data["profile_source"], data["firmware"], data["sinkhole_hit"])
-    outcome.timeline = [Step(s["time"], s["kind"], s["detail"], s["ok"]) for s in data["timeline"]]
+    outcome.timeline = [Step.of(s["time"], s["kind"], s["detail"], s["ok"], data["mac"])
+                        for s in data["timeline"]]
     return outcome

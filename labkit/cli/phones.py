@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from labkit.cli.common import InventoryArg, StateOption, err, load_inventory, out
+from labkit.errors import LabkitError
 from labkit.macros import normalize_mac
 
 if TYPE_CHECKING:
@@ -81,6 +82,8 @@ def simulate(
         "--rounds", min=1, help="Failed rounds before a phone gives up.")] = 3,
     interface: Annotated[str | None, typer.Option(
         "--interface", help="Broadcast DHCP on this interface (a real segment, not loopback).")] = None,
+    hold: Annotated[float, typer.Option(
+        "--hold", min=0, help="Phone seconds each phone stays up once provisioned (renewing).")] = 0.0,
     ca: Annotated[Path | None, typer.Option(
         "--ca", help="Lab CA for HTTPS (default STATE/ca/ca.pem).")] = None,
     state: StateOption = Path(".labkit"),
@@ -90,11 +93,12 @@ def simulate(
     import asyncio
     import json
 
+    from labkit.phone.stopping import Stopped
     from labkit.phone.swarm import generated_configs, inventory_configs, outcome_json
 
     loaded = load_inventory(inventory)
     inv = loaded.inventory
-    settings = {"rounds": rounds}
+    settings = {"rounds": rounds, "hold": hold}
     if phones is not None:
         configs = generated_configs(inv, phones, **settings)
     else:
@@ -110,6 +114,12 @@ def simulate(
     except OSError as exc:
         err.print(f"simulate: {_socket_problem(exc, access)}", markup=False)
         raise typer.Exit(1) from None
+    except LabkitError as exc:
+        err.print(f"simulate: {exc}", markup=False)
+        raise typer.Exit(1) from None
+    except Stopped as stop:
+        err.print(f"simulate: stopped by {stop.name}; the addresses it added are removed", markup=False)
+        raise typer.Exit(stop.exit_code) from None
     if as_json:
         out.print_json(json.dumps({"outcomes": [outcome_json(o) for o in result.outcomes],
                                    "wall_seconds": result.wall_seconds, "requests": result.requests}))

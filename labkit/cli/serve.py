@@ -128,6 +128,7 @@ def demo(
     import tempfile
 
     from labkit.demo import choose_mode, run_loopback_demo, run_netns_demo
+    from labkit.phone.stopping import Stopped, stopped_by_signals
 
     try:
         chosen = choose_mode(mode)
@@ -135,15 +136,18 @@ def demo(
         fail(f"demo: {exc}", 2)
     loaded = load_inventory(None)
     plan = make_plan(loaded)
-    with tempfile.TemporaryDirectory(prefix="labkit-demo-") as workdir:
-        try:
+    try:
+        with stopped_by_signals(), tempfile.TemporaryDirectory(prefix="labkit-demo-") as workdir:
             if chosen == "netns":
                 result = run_netns_demo(plan, Path(workdir), time_scale, out, err)
             else:
                 result = asyncio.run(run_loopback_demo(plan, Path(workdir), time_scale, out, err))
-        except LabkitError as exc:
-            err.print(f"demo: {exc}", markup=False)
-            raise typer.Exit(1) from None
+    except LabkitError as exc:
+        err.print(f"demo: {exc}", markup=False)
+        raise typer.Exit(1) from None
+    except Stopped as stop:
+        err.print(f"demo: stopped by {stop.name}; its namespaces and files are removed", markup=False)
+        raise typer.Exit(stop.exit_code) from None
     table, summary = summary_table(result.outcomes, result.wall_seconds, result.requests)
     out.print(table)
     first = next((o for o in result.outcomes if o.provisioned), None)

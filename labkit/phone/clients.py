@@ -17,6 +17,7 @@ from dnslib import QTYPE, RCODE, DNSRecord
 
 from labkit.phone.discovery import SrvTarget
 from labkit.phone.effects import DnsAnswer, Fetch, FetchResult
+from labkit.phone.loss import CURRENT, Loss, lossy_transport
 from labkit.phone.network import NetworkMap
 from labkit.protocols.http import parse_digest
 from labkit.protocols.result import Result
@@ -30,8 +31,17 @@ class _Datagrams(asyncio.DatagramProtocol):
     def __init__(self) -> None:
         self.queue: asyncio.Queue[tuple[bytes, tuple[str, int]]] = asyncio.Queue()
         self.refused = False
+        self.loss: Loss | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # the phone's own lossy link (a bench knob): its sends and receives are dropped
+        self.loss = CURRENT.get()
+        if self.loss is not None and isinstance(transport, asyncio.DatagramTransport):
+            lossy_transport(transport, self.loss)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.loss is not None and self.loss.drops():
+            return
         self.queue.put_nowait((data, addr))
 
     def error_received(self, exc: Exception) -> None:
@@ -47,16 +57,18 @@ def _local(local_ip: str | None) -> tuple[str, int] | None:
 
 async def dns_query(server: tuple[str, int], name: str, qtype: str, *, timeout: float = 2.0,
                     tries: int = 3, local_ip: str | None = None) -> DnsAnswer:
+    """One question over UDP, retransmitted with exponential backoff (RFC 1123 §6.1.3.3): waits
+    of `timeout`, then twice, then four times as long; an answer to any transmission counts."""
     query = DNSRecord.question(name, qtype)
     query.header.rd = 0
     loop = asyncio.get_running_loop()
     transport, proto = await loop.create_datagram_endpoint(_Datagrams, remote_addr=server,
                                                            local_addr=_local(local_ip))
     try:
-        for _ in range(tries):
+        for attempt in range(tries):
             transport.sendto(query.pack())
             try:
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout(timeout * 2 ** attempt):
                     while True:
                         data, _addr = await proto.queue.get()
                         if data[:2] == query.pack()[:2]:
@@ -196,21 +208,22 @@ class HttpClient:
             else:
                 token = base64.b64encode(f"{effect.uid}:{effect.pwd}".encode()).decode("ascii")
                 headers["Authorization"] = f"Basic {token}"
-        kwargs: dict[str, object] = {"headers": headers, "allow_redirects": False}
-        if scheme == "https":
-            kwargs["ssl"] = self.ssl
-            kwargs["server_hostname"] = parts.hostname
+        https = scheme == "https"
+        loss = CURRENT.get()
+        if loss is not None:  # TCP recovers a lost segment itself, after its retransmission timeout
+            await asyncio.sleep(loss.tcp_delay())
         try:
-            request = self.session.request(effect.method, url, data=effect.body or None, **kwargs)
+            request = self.session.request(effect.method, url, data=effect.body or None, headers=headers,
+                                           allow_redirects=False, ssl=self.ssl if https else True,
+                                           server_hostname=parts.hostname if https else None)
             async with request as response:
                 body = await response.read()
                 result_headers = {k: v for k, v in response.headers.items()}
                 if response.status in (401, 407):
-                    challenge = response.headers.get("WWW-Authenticate") or response.headers.get(
-                        "Proxy-Authenticate", "")
-                    self.challenges[parts.netloc] = challenge
+                    self.challenges[parts.netloc] = (response.headers.get("WWW-Authenticate")
+                                                     or response.headers.get("Proxy-Authenticate") or "")
             names = (await self.certificate_names(real_host, real_port, parts.hostname or "")
-                     if scheme == "https" else ())
+                     if https else ())
             return FetchResult(response.status, body, result_headers, tls_names=names)
         except aiohttp.ClientConnectorCertificateError as exc:
             return FetchResult(None, error=f"TLS: {exc.certificate_error}")

@@ -9,6 +9,7 @@ the load differs. Every step lands in a timeline; the outcome says provisioned o
 from __future__ import annotations
 
 import gzip
+import random
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -17,9 +18,8 @@ from urllib.parse import urljoin, urlsplit
 from labkit import macros
 from labkit.errors import CodecError
 from labkit.formats import aes128gcm, flat_profile, openssl_enc
-from labkit.phone import discovery
+from labkit.phone import dhcp, discovery
 from labkit.phone.effects import (
-    AcquireLease,
     DnsAnswer,
     Fetch,
     FetchResult,
@@ -29,9 +29,9 @@ from labkit.phone.effects import (
     LookupA,
     LookupSrv,
     Now,
-    RenewLease,
     Sleep,
 )
+from labkit.protocols.result import Fact
 
 DEFAULT_RETRY_DELAYS = (60, 120, 240, 480, 960, 1920, 3840, 7680, 15360, 30720, 61440, 86400)
 CLOUD_NAMES = ("activate.cisco.com", "webapps.cisco.com", "activation.webex.com")
@@ -56,6 +56,7 @@ class PhoneConfig:
     ikm: bytes | None = None  # IKM_HTTP_Encrypt_Content for RFC 8188 bodies
     cloud_names: tuple[str, ...] = CLOUD_NAMES
     hold: float = 0.0  # stay up this long after provisioning, renewing the lease at T1
+    seed: int = 0  # the phone's random choices (xids, RFC 2131 backoff jitter) follow (mac, seed)
 
     @property
     def identity(self) -> dict[str, str]:
@@ -69,10 +70,28 @@ class PhoneConfig:
 
 @dataclass(frozen=True)
 class Step:
+    """One entry of the phone's timeline: a `Fact` of the shared result vocabulary, at a time of
+    the phone's clock. The fact's action is the step's kind ("dhcp", "srv", "cloud", "fetch",
+    "profile", "firmware", "wait", "renew"), its answer what happened, its result "ok" or "failed"."""
+
     time: float
-    kind: str  # "dhcp", "srv", "cloud", "fetch", "profile", "firmware", "wait", "give-up"
-    detail: str
-    ok: bool = True
+    fact: Fact
+
+    @classmethod
+    def of(cls, time: float, kind: str, detail: str, ok: bool = True, phone: str | None = None) -> Step:
+        return cls(time, Fact(kind, "", detail, "ok" if ok else "failed", phone))
+
+    @property
+    def kind(self) -> str:
+        return self.fact.action
+
+    @property
+    def detail(self) -> str:
+        return self.fact.answer
+
+    @property
+    def ok(self) -> bool:
+        return self.fact.result == "ok"
 
 
 @dataclass
@@ -87,6 +106,11 @@ class Outcome:
     lease: Lease | None = None
     params: dict[str, str] = field(default_factory=dict)
     timeline: list[Step] = field(default_factory=list)
+
+    @property
+    def facts(self) -> tuple[Fact, ...]:
+        """The timeline as facts, for `labkit.events.events_from` (service "phone")."""
+        return tuple(step.fact for step in self.timeline)
 
 
 @dataclass(frozen=True)
@@ -104,11 +128,12 @@ class Phone:
         self.config = config
         self.outcome = Outcome(config.mac, firmware=config.load)
         self.identity = config.identity
+        self.random = random.Random(f"{config.mac}/{config.seed}")
 
     # -- helpers ---------------------------------------------------------------------------------
     def _step(self, kind: str, detail: str, ok: bool = True) -> Flow:
         now = yield Now()
-        self.outcome.timeline.append(Step(float(now), kind, detail, ok))
+        self.outcome.timeline.append(Step.of(float(now), kind, detail, ok, self.config.mac))
 
     def _log(self, text: str) -> Flow:
         yield Log(f"{self.config.model} {self.identity['MAC']} -- {text}")
@@ -182,7 +207,7 @@ class Phone:
 
     # -- the flow --------------------------------------------------------------------------------
     def run(self) -> Logic:
-        lease = yield AcquireLease()
+        lease = yield from dhcp.acquire(self.random, self.config.rounds)
         if isinstance(lease, LeaseFailed):
             yield from self._step("dhcp", f"no lease: {lease.reason}", ok=False)
             return self._give_up("no DHCP lease", lease.reason)
@@ -220,7 +245,7 @@ class Phone:
                 return
             yield Sleep(t1)
             remaining -= t1
-            renewed = yield RenewLease(lease)
+            renewed = yield from dhcp.renew(lease, self.random, t1)
             if isinstance(renewed, LeaseFailed):
                 yield from self._step("renew", f"renewing {lease.ip} at T1 failed: {renewed.reason}",
                                       ok=False)

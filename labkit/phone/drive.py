@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from labkit.phone.core import Logic, Outcome
-from labkit.phone.effects import Now, Sleep
+from labkit.phone.effects import DhcpTransmit, Now, Sleep
 
 
 class ScriptClock:
@@ -17,7 +17,9 @@ class ScriptClock:
 
 
 def run_sync(logic: Logic, handle: Callable[[Any], Any], clock: ScriptClock | None = None) -> Outcome:
-    """Drive `logic` to its end; `handle(effect)` answers every effect but Now and Sleep."""
+    """Drive `logic` to its end; `handle(effect)` answers every effect but Now and Sleep.
+
+    A DHCP transmission `handle` answers with None (silence) lasts its whole `wait`."""
     clock = clock or ScriptClock()
     reply: Any = None
     try:
@@ -30,5 +32,7 @@ def run_sync(logic: Logic, handle: Callable[[Any], Any], clock: ScriptClock | No
                 reply = None
             else:
                 reply = handle(effect)
+                if reply is None and isinstance(effect, DhcpTransmit):
+                    clock.now += effect.wait
     except StopIteration as stop:
         return stop.value

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from labkit.errors import CodecError
+from labkit.errors import CodecError, LabkitError
 from labkit.inventory import names
 from labkit.inventory.model import Inventory
 from labkit.inventory.names import is_ip
@@ -20,35 +20,30 @@ from labkit.macros import normalize_mac
 from labkit.phone.clients import HttpClient, dns_query, pick_address, tftp_get
 from labkit.phone.core import Outcome, Phone, PhoneConfig
 from labkit.phone.effects import (
-    AcquireLease,
+    DhcpNak,
+    DhcpOffer,
+    DhcpTransmit,
     DnsAnswer,
     Fetch,
     FetchResult,
     Lease,
-    LeaseFailed,
     Log,
     LookupA,
     LookupSrv,
     Now,
-    RenewLease,
     Sleep,
 )
-from labkit.phone.network import DhcpClient, DhcpSettings, NetworkMap
+from labkit.phone.loss import CURRENT, Loss, phone_loss
+from labkit.phone.network import DhcpClient, DhcpSettings, Identity, InterfaceAddresses, NetworkMap
+from labkit.phone.stopping import CancelOnSignals, Stopped
+from labkit.protocols.dhcp.message import NAK, OFFER, Message
 from labkit.protocols.dhcp.options import decode_value
-
-
-async def _add_address(interface: str, address: str) -> None:
-    """Put a leased address on the phones' interface (namespace mode, as root)."""
-    process = await asyncio.create_subprocess_exec(
-        "ip", "addr", "add", address, "dev", interface,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-    _, stderr = await process.communicate()
-    if process.returncode != 0 and b"File exists" not in stderr:
-        raise OSError(f"ip addr add {address} dev {interface}: {stderr.decode(errors='replace').strip()}")
 
 
 class VirtualClock:
     """Wall time sped up by `scale`: a 3600 s retry delay takes 3600/scale seconds."""
+
+    MIN_WAIT = 0.25  # wall seconds: an answer may take this long on a loaded machine, whatever the scale
 
     def __init__(self, scale: float = 1.0, start: float | None = None) -> None:
         self.scale = scale
@@ -60,6 +55,10 @@ class VirtualClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds / self.scale)
+
+    def wait(self, seconds: float) -> float:
+        """The wall seconds to wait for an answer the phone waits `seconds` for."""
+        return max(self.MIN_WAIT, seconds / self.scale)
 
 
 @dataclass
@@ -87,6 +86,9 @@ class PhoneRun:
     on_step: Callable[[str, Any], None] | None = None
     requests: dict[str, int] = field(default_factory=dict)
     local_ip: str | None = None  # the leased address, once it is on the interface
+    loss: Loss | None = None  # the phone's own lossy link (bench knob)
+    addresses: InterfaceAddresses | None = None  # what this swarm added to the interface
+    _xid: int | None = None  # the DHCP transaction whose answers this phone still listens for
 
     def _count(self, kind: str) -> None:
         self.requests[kind] = self.requests.get(kind, 0) + 1
@@ -103,6 +105,8 @@ class PhoneRun:
         except StopIteration as stop:
             return stop.value
         finally:
+            if self._xid is not None:
+                self.dhcp.forget(self._xid)
             if self._own_http:
                 await self.http.__aexit__(None, None, None)
 
@@ -112,10 +116,8 @@ class PhoneRun:
         if isinstance(effect, Sleep):
             await self.clock.sleep(effect.seconds)
             return None
-        if isinstance(effect, AcquireLease):
-            return await self._lease()
-        if isinstance(effect, RenewLease):
-            return await self._renew(effect.lease)
+        if isinstance(effect, DhcpTransmit):
+            return await self._dhcp(effect)
         if isinstance(effect, LookupSrv):
             return await self._dns(effect.name, "SRV")
         if isinstance(effect, LookupA):
@@ -130,13 +132,31 @@ class PhoneRun:
             return None
         raise TypeError(f"unknown effect {effect!r}")
 
-    async def _lease(self) -> Lease | LeaseFailed:
-        self._count("dhcp")
+    def _identity(self) -> Identity:
         mac = bytes.fromhex(normalize_mac(self.config.mac).replace(":", ""))
-        hostname = "SEP" + mac.hex().upper()
-        ack, why = await self.dhcp.acquire(mac, hostname, self.config.model)
-        if ack is None:
-            return LeaseFailed(why)
+        return Identity(mac, "SEP" + mac.hex().upper(), self.config.model)
+
+    async def _dhcp(self, effect: DhcpTransmit) -> DhcpOffer | DhcpNak | Lease | None:
+        """One transmission of the core's DHCP message, and what came back for it in time."""
+        self._count("dhcp")
+        if effect.xid != self._xid:
+            if self._xid is not None:
+                self.dhcp.forget(self._xid)
+            self._xid = effect.xid
+        reply = await self.dhcp.transmit(effect, self._identity(), self.clock.wait(effect.wait), self.loss)
+        if reply is None:
+            return None
+        server = reply.ip_option(54)
+        if reply.message_type == OFFER:
+            return DhcpOffer(str(reply.yiaddr), str(server) if server else "")
+        if reply.message_type == NAK:
+            return DhcpNak(str(server) if server else "")
+        held = effect.lease
+        if held is not None:  # renewed: same address, same options
+            return Lease(str(reply.yiaddr), held.server, held.options, held.lease_time)
+        return await self._bound(reply)
+
+    async def _bound(self, ack: Message) -> Lease:
         options: dict[int, Any] = {}
         for code, payload in ack.options.items():
             try:
@@ -146,24 +166,16 @@ class PhoneRun:
         server = ack.ip_option(54)
         self.lease = Lease(str(ack.yiaddr), str(server) if server else "", options,
                            int(options.get(51, 0)) if isinstance(options.get(51), int) else 0)
-        if self.access.interface is not None:
+        if self.access.interface is not None and self.local_ip is None:
             mask = options.get(1)
             prefix = IPv4Network(f"0.0.0.0/{mask}").prefixlen if mask is not None else 24
-            await _add_address(self.access.interface, f"{ack.yiaddr}/{prefix}")
+            assert self.addresses is not None
+            await self.addresses.add(f"{ack.yiaddr}/{prefix}")
             self.local_ip = str(ack.yiaddr)
             self.http = HttpClient(self.access.network, self.access.ca_file, self.local_ip)
             await self.http.__aenter__()
             self._own_http = True
         return self.lease
-
-    async def _renew(self, lease: Lease) -> Lease | LeaseFailed:
-        self._count("dhcp")
-        mac = bytes.fromhex(normalize_mac(self.config.mac).replace(":", ""))
-        ack, why = await self.dhcp.renew(mac, lease.ip, lease.server, "SEP" + mac.hex().upper(),
-                                         self.config.model)
-        if ack is None:
-            return LeaseFailed(why)
-        return Lease(str(ack.yiaddr), lease.server, lease.options, lease.lease_time)
 
     def _dns_server(self) -> tuple[str, int]:
         servers = self.lease.options.get(6) if self.lease else None
@@ -213,7 +225,7 @@ class PhoneRun:
         return FetchResult(None, error=f"TLS: certificate name {name} resolves to {found}, not {address}")
 
     def _log(self, message: str) -> None:
-        if self.syslog is None or self.lease is None:
+        if self.syslog is None or self.lease is None or (self.loss is not None and self.loss.drops()):
             return
         servers = self.lease.options.get(7)
         address = str(servers[0]) if servers else self.lease.server
@@ -238,38 +250,76 @@ class SwarmResult:
     outcomes: list[Outcome]
     wall_seconds: float
     requests: dict[str, int]
+    dropped: int = 0  # datagrams the phones' own lossy links lost (sent and received)
 
 
 async def run_swarm(configs: list[PhoneConfig], access: LabAccess, *, concurrency: int = 64,
                     time_scale: float = 1.0, on_done: Callable[[Outcome], None] | None = None,
-                    on_step: Callable[[str, Any], None] | None = None) -> SwarmResult:
-    """Boot `configs` against the lab, at most `concurrency` at once."""
-    clock = VirtualClock(time_scale)
-    dhcp = DhcpClient(access.dhcp, time_scale)
-    await dhcp.open()
+                    on_step: Callable[[str, Any], None] | None = None, loss: float = 0.0,
+                    seed: int = 0) -> SwarmResult:
+    """Boot `configs` against the lab, at most `concurrency` at once; with `loss`, every phone
+    loses that fraction of the datagrams it sends and receives (seeded by `seed` and its MAC).
+
+    On a real interface the leased addresses put on it are taken off again however the run
+    ends: normally, by an error, or by SIGTERM/SIGINT/SIGHUP (then `Stopped` is raised)."""
+    dhcp = DhcpClient(access.dhcp)
+    try:
+        await dhcp.open()
+    except OSError as exc:
+        raise LabkitError(str(exc.strerror or exc)) from None
+    addresses = InterfaceAddresses(access.interface) if access.interface else None
     loop = asyncio.get_running_loop()
     syslog, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("0.0.0.0", 0))
-    gate = asyncio.Semaphore(concurrency)
-    requests: dict[str, int] = {}
+    swarm = _Swarm(access, dhcp, VirtualClock(time_scale), syslog, addresses, asyncio.Semaphore(concurrency),
+                   on_done, on_step, loss, seed)
     started = time.monotonic()
+    signals = CancelOnSignals(enabled=addresses is not None)
     try:
-        async with HttpClient(access.network, access.ca_file) as http:
-
-            async def one(config: PhoneConfig) -> Outcome:
-                async with gate:
-                    run = PhoneRun(config, access, dhcp, http, clock, syslog, on_step=on_step)
-                    outcome = await run.run()
-                    for kind, count in run.requests.items():
-                        requests[kind] = requests.get(kind, 0) + count
-                    if on_done is not None:
-                        on_done(outcome)
-                    return outcome
-
-            outcomes = await asyncio.gather(*(one(c) for c in configs))
+        with signals:
+            async with HttpClient(access.network, access.ca_file) as http:
+                outcomes = await asyncio.gather(*(swarm.one(c, http) for c in configs))
+    except asyncio.CancelledError:
+        if signals.signum is not None:
+            raise Stopped(signals.signum) from None
+        raise
     finally:
         dhcp.close()
         syslog.close()
-    return SwarmResult(list(outcomes), time.monotonic() - started, requests)
+        if addresses is not None:
+            addresses.remove_all()
+    return SwarmResult(list(outcomes), time.monotonic() - started, swarm.requests, swarm.dropped)
+
+
+@dataclass
+class _Swarm:
+    """What the phones of one swarm share, and what they add up to."""
+
+    access: LabAccess
+    dhcp: DhcpClient
+    clock: VirtualClock
+    syslog: asyncio.DatagramTransport
+    addresses: InterfaceAddresses | None
+    gate: asyncio.Semaphore
+    on_done: Callable[[Outcome], None] | None
+    on_step: Callable[[str, Any], None] | None
+    loss: float
+    seed: int
+    requests: dict[str, int] = field(default_factory=dict)
+    dropped: int = 0
+
+    async def one(self, config: PhoneConfig, http: HttpClient) -> Outcome:
+        async with self.gate:
+            lossy = phone_loss(self.loss, self.seed, config.mac)
+            CURRENT.set(lossy)  # this phone's task only: its UDP and TCP clients read it
+            run = PhoneRun(config, self.access, self.dhcp, http, self.clock, self.syslog,
+                           on_step=self.on_step, loss=lossy, addresses=self.addresses)
+            outcome = await run.run()
+            for kind, count in run.requests.items():
+                self.requests[kind] = self.requests.get(kind, 0) + count
+            self.dropped += lossy.dropped if lossy is not None else 0
+            if self.on_done is not None:
+                self.on_done(outcome)
+            return outcome
 
 
 def loopback_access(inv: Inventory, target: str, offset: int, ca_file: Path | None) -> LabAccess:

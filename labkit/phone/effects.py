@@ -8,21 +8,38 @@ network, and a swarm compresses hours of retry delays with its own clock.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from labkit.phone.discovery import SrvTarget
 
 
 @dataclass(frozen=True)
-class AcquireLease:
-    """Run DHCP (DISCOVER/OFFER/REQUEST/ACK) and return the lease."""
+class DhcpOffer:
+    ip: str  # yiaddr
+    server: str  # option 54, the server identifier the REQUEST names
 
 
 @dataclass(frozen=True)
-class RenewLease:
-    """RENEWING (RFC 2131 §4.4.5): REQUEST with ciaddr, no server id or requested address."""
+class DhcpNak:
+    server: str = ""
 
-    lease: Lease
+
+@dataclass(frozen=True)
+class DhcpTransmit:
+    """Send one DHCP message, or send it again, and wait up to `wait` phone seconds for its answer.
+
+    DISCOVER is answered with a `DhcpOffer`; REQUEST (SELECTING, for `offer`) and RENEW (RFC 2131
+    §4.4.5, ciaddr = `lease.ip`, unicast to its server) with a `Lease` (the ACK) or a `DhcpNak`.
+    None: nothing for `xid` arrived in time. A retransmission keeps the xid, so an answer to an
+    earlier transmission of the same message still counts."""
+
+    kind: Literal["DISCOVER", "REQUEST", "RENEW"]
+    xid: int
+    wait: float
+    secs: int = 0  # seconds since the phone began this acquisition (the BOOTP `secs` field)
+    attempt: int = 1  # 1 for the first transmission, then 2, 3, ...
+    offer: DhcpOffer | None = None
+    lease: Lease | None = None
 
 
 @dataclass(frozen=True)
@@ -99,4 +116,4 @@ class Now:
     """Ask the driver's clock for the time (the timeline is stamped with it)."""
 
 
-Effect = AcquireLease | RenewLease | LookupSrv | LookupA | Fetch | Sleep | Log | Now
+Effect = DhcpTransmit | LookupSrv | LookupA | Fetch | Sleep | Log | Now

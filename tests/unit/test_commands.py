@@ -208,19 +208,6 @@ def test_bad_arguments_are_one_line_errors_with_proper_exit_codes(tmp_path: Path
                           says=f"-o {a_file}: exists and is not a folder")
 
 
-def test_a_second_simulate_says_the_phones_address_is_taken(tmp_path: Path) -> None:
-    import socket
-
-    from labkit.services.supervisor import free_port_offset
-
-    offset = free_port_offset("127.0.0.2")
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as first:  # where a running simulate sits
-        first.bind(("127.0.0.2", 67 + offset))
-        result = labkit("simulate", "--port-offset", str(offset), "--state", str(tmp_path), "--json")
-    assert_one_line_error(result, says="simulate: the phones' DHCP address 127.0.0.2:")
-    assert "already in use" in result.stderr and "another `labkit simulate`" in result.stderr
-
-
 def test_scenario_all_without_scenarios_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 

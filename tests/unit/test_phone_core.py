@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
+import random
 from collections.abc import Callable
 from typing import Any
 
 from labkit.explain import MPP_PARAMETER_REQUEST_LIST, resolve_url, srv_found
 from labkit.inventory.load import load
+from labkit.phone import dhcp as phone_dhcp
 from labkit.phone.core import Phone, PhoneConfig
 from labkit.phone.drive import ScriptClock, run_sync
 from labkit.phone.effects import (
-    AcquireLease,
+    DhcpNak,
+    DhcpOffer,
+    DhcpTransmit,
     DnsAnswer,
     Fetch,
     FetchResult,
@@ -20,6 +25,7 @@ from labkit.phone.effects import (
     LookupSrv,
 )
 from labkit.plan.build import build_plan
+from labkit.protocols.result import Fact
 
 PLAN = build_plan(load(None))
 MAC = "00:56:2b:00:03:3c"  # CP-8851-3PCC in the default lab
@@ -31,7 +37,9 @@ def plan_world(plan=PLAN, *, drop: set[int] = frozenset(), fetch: Callable[[Fetc
     phone_plan = plan.phones[MAC]
 
     def handle(effect: Any) -> Any:
-        if isinstance(effect, AcquireLease):
+        if isinstance(effect, DhcpTransmit):
+            if effect.kind == "DISCOVER":
+                return DhcpOffer(str(phone_plan.phone.ip), "10.42.0.1")
             sent = phone_plan.options.for_request(list(MPP_PARAMETER_REQUEST_LIST))
             options = {p.code: p.decoded() for p in sent if p.code not in drop}
             return Lease(str(phone_plan.phone.ip), "10.42.0.1", options, 3600)
@@ -152,3 +160,146 @@ def test_running_load_is_not_downloaded_again() -> None:
     outcome = run_sync(Phone(config(load="sip88xx.12-0-1MPP-0001")).run(), plan_world())
     assert outcome.provisioned
     assert outcome.timeline[-1].detail == "sip88xx.12-0-1MPP-0001 already running"
+
+
+# -- DHCP retransmission (RFC 2131 §4.1), in the phone's clock --------------------------------------
+
+OFFER_60 = DhcpOffer("10.42.0.60", "10.42.0.1")
+ACK_60 = Lease("10.42.0.60", "10.42.0.1", {}, 3600)
+
+
+class DhcpWorld:
+    """Records every DHCP transmission with the phone-clock time it left at; `silent(effect)`
+    says which ones go unanswered. Stops the phone right after DHCP (no profile source)."""
+
+    def __init__(self, clock: ScriptClock, silent: Callable[[DhcpTransmit, int], bool],
+                 answer: Callable[[DhcpTransmit], Any] | None = None) -> None:
+        self.clock, self.silent, self.answer = clock, silent, answer
+        self.sent: list[tuple[float, DhcpTransmit]] = []
+
+    def __call__(self, effect: Any) -> Any:
+        if isinstance(effect, DhcpTransmit):
+            self.sent.append((self.clock.now, effect))
+            if self.silent(effect, len(self.sent)):
+                return None
+            if self.answer is not None:
+                return self.answer(effect)
+            return OFFER_60 if effect.kind == "DISCOVER" else ACK_60
+        if isinstance(effect, LookupSrv | LookupA):
+            return DnsAnswer("NXDOMAIN")
+        return None  # Log
+
+    def waits(self, kind: str) -> list[float]:
+        times = [t for t, e in self.sent if e.kind == kind]
+        return [b - a for a, b in itertools.pairwise(times)]
+
+
+def test_discover_and_request_are_retransmitted_with_the_rfc_2131_backoff_in_phone_time() -> None:
+    clock = ScriptClock(1000.0)
+    # the first three DISCOVERs and the first REQUEST go unanswered
+    world = DhcpWorld(clock, lambda effect, n: n <= 3 or (effect.kind == "REQUEST" and effect.attempt == 1))
+    outcome = run_sync(Phone(config()).run(), world, clock)
+    assert outcome.lease == ACK_60
+    kinds = [(e.kind, e.attempt) for _, e in world.sent]
+    assert kinds == [("DISCOVER", 1), ("DISCOVER", 2), ("DISCOVER", 3), ("DISCOVER", 4),
+                     ("REQUEST", 1), ("REQUEST", 2)]
+    discover_waits = world.waits("DISCOVER")
+    for wait, base in zip(discover_waits, (4, 8, 16), strict=True):
+        assert base - 1 <= wait <= base + 1  # 4, 8, 16 s, each randomized by ±1 s
+    assert len(set(discover_waits)) == 3 and discover_waits != [4.0, 8.0, 16.0]
+    assert 3 <= world.waits("REQUEST")[0] <= 5  # the REQUEST's own backoff starts at 4 s again
+    assert len({e.xid for _, e in world.sent}) == 1  # retransmissions keep the transaction's xid
+    # `secs`: phone seconds since this acquisition began
+    assert [e.secs for _, e in world.sent] == [int(t - 1000.0) for t, _ in world.sent]
+    assert world.sent[4][1].offer == OFFER_60
+
+
+def test_silence_after_the_64_second_retransmission_restarts_from_init_with_a_new_xid() -> None:
+    clock = ScriptClock()
+    world = DhcpWorld(clock, lambda effect, n: n <= 5)  # the whole first cycle goes unanswered
+    outcome = run_sync(Phone(config(rounds=2)).run(), world, clock)
+    assert outcome.lease == ACK_60
+    first, second = world.sent[:5], world.sent[5:]
+    assert [e.kind for _, e in first] == ["DISCOVER"] * 5 and [e.attempt for _, e in first] == [1, 2, 3, 4, 5]
+    assert len({e.xid for _, e in first}) == 1 and second[0][1].xid != first[0][1].xid
+    assert second[0][1].kind == "DISCOVER" and second[0][1].attempt == 1 and second[0][1].secs == 0
+    waits = [b - a for (a, _), (b, _) in itertools.pairwise(world.sent[:6])]
+    for wait, base in zip(waits, (4, 8, 16, 32, 64), strict=True):
+        assert base - 1 <= wait <= base + 1
+    assert 124 - 5 <= second[0][0] <= 124 + 5
+
+
+def test_a_phone_that_never_hears_an_offer_gives_up_after_its_rounds() -> None:
+    clock = ScriptClock()
+    world = DhcpWorld(clock, lambda effect, n: True)
+    outcome = run_sync(Phone(config(rounds=3)).run(), world, clock)
+    assert not outcome.provisioned and outcome.reason == "no DHCP lease" and outcome.last_error == "no OFFER"
+    assert len(world.sent) == 3 * 5 and len({e.xid for _, e in world.sent}) == 3
+    assert 3 * (124 - 5) <= clock.now <= 3 * (124 + 5)
+
+
+def test_no_ack_and_nak_send_the_phone_back_to_init() -> None:
+    answers = iter([DhcpNak("10.42.0.1")])
+
+    def answer(effect: DhcpTransmit) -> Any:
+        if effect.kind == "DISCOVER":
+            return OFFER_60
+        return next(answers, ACK_60)
+
+    clock = ScriptClock()
+    world = DhcpWorld(clock, lambda effect, n: False, answer)
+    outcome = run_sync(Phone(config()).run(), world, clock)
+    assert outcome.lease == ACK_60
+    assert [e.kind for _, e in world.sent] == ["DISCOVER", "REQUEST", "DISCOVER", "REQUEST"]
+    assert world.sent[0][1].xid != world.sent[2][1].xid
+    # a REQUEST never answered: after its 5 transmissions, INIT again; with one round, no ACK
+    clock = ScriptClock()
+    world = DhcpWorld(clock, lambda effect, n: effect.kind == "REQUEST")
+    outcome = run_sync(Phone(config(rounds=1)).run(), world, clock)
+    assert outcome.last_error == "no ACK"
+    assert [e.kind for _, e in world.sent] == ["DISCOVER"] + ["REQUEST"] * 5
+
+
+def test_the_backoff_follows_the_seed() -> None:
+    def schedule(seed: int) -> list[float]:
+        clock = ScriptClock()
+        world = DhcpWorld(clock, lambda effect, n: True)
+        run_sync(Phone(config(rounds=1, seed=seed)).run(), world, clock)
+        return [t for t, _ in world.sent]
+
+    assert schedule(7) == schedule(7) and schedule(7) != schedule(8)
+
+
+def test_renewing_retransmits_after_half_the_time_left_until_t2_never_below_60_s() -> None:
+    lease = Lease("10.42.0.60", "10.42.0.1", {58: 1800, 59: 3150}, 3600)
+    clock = ScriptClock()
+    answers = iter([None, None, ACK_60])
+    sent: list[tuple[float, DhcpTransmit]] = []
+
+    def handle(effect: Any) -> Any:
+        sent.append((clock.now, effect))
+        return next(answers)
+
+    def flow() -> Any:
+        renewed = yield from phone_dhcp.renew(lease, random.Random(1), 1800)
+        return renewed
+
+    result = run_sync(flow(), handle, clock)
+    assert result == ACK_60
+    assert [e.kind for _, e in sent] == ["RENEW"] * 3 and all(e.lease == lease for _, e in sent)
+    # T1 = 1800, T2 = 3150: wait (3150 - 1800) / 2 = 675 s, then (3150 - 2475) / 2 = 337.5 s
+    assert [t for t, _ in sent] == [0, 675, 675 + 337.5]
+
+
+def test_the_timeline_is_made_of_facts_of_the_shared_vocabulary() -> None:
+    def model_file_missing(effect: Fetch) -> FetchResult | None:
+        return FetchResult(404) if effect.url.endswith("8851-3PCC.xml") else None
+
+    outcome = run_sync(Phone(config()).run(), plan_world(fetch=model_file_missing))
+    facts = outcome.facts
+    assert all(isinstance(f, Fact) and f.phone == MAC for f in facts)
+    assert [(f.action, f.result) for f in facts][:3] == [
+        ("dhcp", "ok"), ("fetch", "failed"), ("profile", "ok")]
+    assert facts[1].answer == "tftp://10.42.0.1/8851-3PCC.xml: failure B (404 not found)"
+    step = outcome.timeline[1]
+    assert (step.kind, step.detail, step.ok) == ("fetch", facts[1].answer, False)
