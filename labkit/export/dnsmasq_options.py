@@ -54,16 +54,21 @@ def option_lines(prefix: str, code: int, payload: bytes) -> list[str]:
             subs: tuple[SubOption, ...] = decode_value(43, payload)
         except CodecError:
             subs = ()
-        if subs:
-            return [f"{prefix}encap:43,{s.code},{text_value(s.data)}" for s in subs]
+        # encap:43 would end the option with an extra 0xFF byte: the exact bytes go as hex, with
+        # the readable encap:43 form beside them
+        readable = [f"#   {prefix}encap:43,{s.code},{text_value(s.data)}" for s in subs]
+        return ["# option 43 as hex; the same sub-options as encap:43 (dnsmasq adds 0xFF):",
+                *readable, f"{prefix}43,{hex_bytes(payload)}"]
     if code == 125:
         try:
             blocks: tuple[VendorBlock, ...] = decode_value(125, payload)
         except CodecError:
             blocks = ()
         if blocks and all(b.suboptions for b in blocks):
-            return [f"{prefix}vi-encap:{b.enterprise},{s.code},{text_value(s.data)}"
-                    for b in blocks for s in b.suboptions]
+            # dnsmasq sends vi-encap sub-options in the reverse order of the lines
+            lines = [f"{prefix}vi-encap:{b.enterprise},{s.code},{text_value(s.data)}"
+                     for b in blocks for s in b.suboptions]
+            return lines[::-1]
     if code in NUL_ENDED:
         # quoted, else dnsmasq sends 10.0.0.1 as 4 address bytes; hex is sent as its text
         return [f"# option {code}: dnsmasq always sends it as text and ends it with a NUL byte",

@@ -81,9 +81,11 @@ def option_entries(code: int, payload: bytes, always_send: bool, defs: OptionDef
         block = blocks[0]
         space = f"vendor-{block.enterprise}"
         names = TR111_SUBS if block.enterprise == 3561 else {}
+        # always-send on the sub-options too: Kea 2.2 fills a vivso container only with vendor
+        # sub-options the client requests or that are always sent (checked with a phone's DORA)
         return [{"name": "vivso-suboptions", "code": 125, "space": "dhcp4",
                  "data": str(block.enterprise), **send},
-                *_sub_entries(space, block.suboptions, defs, names, space)]
+                *[{**e, "always-send": True} for e in _sub_entries(space, block.suboptions, defs, names, space)]]
     entry: dict[str, Any] = {"code": code, "space": "dhcp4", "csv-format": False,
                              "data": payload.hex().upper(), **send}
     if code in DEFINED:
