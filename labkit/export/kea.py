@@ -277,7 +277,8 @@ def export_kea(plan: Plan, out_dir: Path, *, lease_backend: str = "memfile", ha:
     if lease_backend != "memfile":
         report.notes.append(f"{lease_backend}: create the schema with `kea-admin db-init {lease_backend}` "
                             "and set user/password in lease-database")
-    report.notes.append(f"check: kea-dhcp4 -t {out_dir / 'kea-dhcp4.conf'}; run: kea-dhcp4 -c ...")
+    first = report.files[0]
+    report.notes.append(f"check: kea-dhcp4 -t {first}; run: kea-dhcp4 -c {first}")
     if plan.pool_options.payload(159) is not None or any(
             p.options.payload(159) is not None for p in plan.phones.values()):
         report.notes.append("option 159 goes through the flex_option hook: Kea adds it to every "
