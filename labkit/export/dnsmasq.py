@@ -148,7 +148,7 @@ def _records(zone: str, records: tuple[Any, ...], report: ExportReport) -> list[
     return out
 
 
-def tftp_section(plan: Plan, report: ExportReport, root: Path) -> list[str]:
+def tftp_section(plan: Plan, report: ExportReport, root: Path, iface: str) -> list[str]:
     inv = plan.inventory
     if not inv.services.tftp.enabled:
         return ["# --- TFTP: disabled in the inventory"]
@@ -156,7 +156,8 @@ def tftp_section(plan: Plan, report: ExportReport, root: Path) -> list[str]:
         report.gap("services.tftp.port", "dnsmasq serves TFTP on port 69 only")
     if inv.services.tftp.upload_dir:
         report.gap("services.tftp.upload_dir", "dnsmasq's TFTP server is read-only")
-    return ["# --- TFTP (read-only) of the rendered tree", "enable-tftp", f"tftp-root={root}"]
+    # named: with bind-interfaces and auth-server, a bare enable-tftp listened on loopback only
+    return ["# --- TFTP (read-only) of the rendered tree", f"enable-tftp={iface}", f"tftp-root={root}"]
 
 
 def export_dnsmasq(plan: Plan, out_dir: Path, *, interface: str | None = None, **_: Any) -> ExportReport:
@@ -172,7 +173,7 @@ def export_dnsmasq(plan: Plan, out_dir: Path, *, interface: str | None = None, *
     if inv.services.dhcp.enabled:
         lines += dhcp_section(plan, report, out)
     lines += dns_section(plan, report)
-    lines += tftp_section(plan, report, root)
+    lines += tftp_section(plan, report, root, iface)
     report.write(out_dir / "dnsmasq.conf", "\n".join(lines) + "\n")
     if any(66 in p.options.options for p in plan.phones.values()) or 66 in plan.pool_options.options:
         report.notes.append("option 66: dnsmasq ends it with a NUL byte (10.42.0.1 + 00); MPP "
