@@ -50,8 +50,8 @@ def export_command(
     to: Annotated[str, typer.Option("--to", help=f"Target: {', '.join(TARGETS)}.")],
     allow_partial: Annotated[bool, typer.Option("--allow-partial", help="Exit 0 even when the target "
                                                 "cannot express everything the inventory uses.")] = False,
-    lease_backend: Annotated[str, typer.Option("--lease-backend",
-                                               help="Kea lease backend: memfile, postgresql, mysql.")] = "memfile",
+    lease_backend: Annotated[str, typer.Option(
+        "--lease-backend", help="Kea lease backend: memfile, postgresql, mysql.")] = "memfile",
     ha: Annotated[bool, typer.Option("--ha", help="Kea: a hot-standby pair (two configurations).")] = False,
     interface: Annotated[str | None, typer.Option("--interface", help="DHCP interface "
                                                   "(default: lab.interface).")] = None,

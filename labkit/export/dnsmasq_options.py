@@ -12,7 +12,6 @@ from ipaddress import IPv4Address
 from labkit.errors import CodecError
 from labkit.protocols.dhcp.options import Kind, SubOption, VendorBlock, decode_value, spec_for
 
-
 NUL_ENDED = {66, 67}  # dnsmasq sends these as text with a NUL byte added, whatever the form
 
 

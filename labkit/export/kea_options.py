@@ -85,7 +85,8 @@ def option_entries(code: int, payload: bytes, always_send: bool, defs: OptionDef
         # sub-options the client requests or that are always sent (checked with a phone's DORA)
         return [{"name": "vivso-suboptions", "code": 125, "space": "dhcp4",
                  "data": str(block.enterprise), **send},
-                *[{**e, "always-send": True} for e in _sub_entries(space, block.suboptions, defs, names, space)]]
+                *[{**e, "always-send": True}
+                  for e in _sub_entries(space, block.suboptions, defs, names, space)]]
     entry: dict[str, Any] = {"code": code, "space": "dhcp4", "csv-format": False,
                              "data": payload.hex().upper(), **send}
     if code in DEFINED:

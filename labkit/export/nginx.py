@@ -16,13 +16,21 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from labkit.export.common import ExportError, ExportReport, fault_gaps, service_address, service_port, write_tree
+from labkit.export.common import (
+    ExportError,
+    ExportReport,
+    fault_gaps,
+    service_address,
+    service_port,
+    write_tree,
+)
 from labkit.inventory.model import HttpService, Inventory
 from labkit.plan.build import Plan
 
 UA_MAP = ('map $http_user_agent $mpp_mac {\n'
           '        default "-";\n'
-          '        "~^Cisco-(?<ua_model>[A-Za-z0-9-]+)/(?<ua_fw>[^ ]+) \\((?<ua_mac>[0-9a-fA-F]{12})\\)" $ua_mac;\n'
+          '        "~^Cisco-(?<ua_model>[A-Za-z0-9-]+)/(?<ua_fw>[^ ]+) '
+          '\\((?<ua_mac>[0-9a-fA-F]{12})\\)" $ua_mac;\n'
           '    }\n')
 TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 
@@ -30,7 +38,7 @@ TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 def ssha(password: str, salt: bytes | None = None) -> str:
     """An nginx `{SSHA}` password entry: base64(sha1(password + salt) + salt)."""
     salt = salt if salt is not None else os.urandom(8)
-    digest = hashlib.sha1(password.encode() + salt).digest()  # noqa: S324 - nginx's own format
+    digest = hashlib.sha1(password.encode() + salt).digest()
     return "{SSHA}" + base64.b64encode(digest + salt).decode("ascii")
 
 
@@ -105,10 +113,12 @@ def nginx_config(plan: Plan, report: ExportReport, out: Path, root: Path, option
     inv = plan.inventory
     servers = []
     if inv.services.http.enabled:
-        listen = options.get("http_listen") or f"{service_address(inv, 'http')}:{service_port(inv, 'http', 80)}"
+        listen = options.get("http_listen") or \
+            f"{service_address(inv, 'http')}:{service_port(inv, 'http', 80)}"
         servers.append(_server("http", listen, inv, plan, root, report, out, []))
     if inv.services.https.enabled:
-        listen = options.get("https_listen") or f"{service_address(inv, 'https')}:{service_port(inv, 'https', 443)}"
+        listen = options.get("https_listen") or \
+            f"{service_address(inv, 'https')}:{service_port(inv, 'https', 443)}"
         servers.append(_server("https", listen, inv, plan, root, report, out,
                                _tls(plan, report, out, options)))
     temps = "".join(f"    {t}_temp_path {out}/tmp/{t};\n" for t in TEMP_PATHS)

@@ -57,7 +57,8 @@ phones:
       vendor_specific: {{tr069: {{acs_url: "https://acs.rich.example/", provisioning_code: p1}}}}
       vendor_identifying:
         - enterprise: 3561
-          tr111: {{gateway_manufacturer_oui: "00562B", gateway_serial_number: GW1, gateway_product_class: lab}}
+          tr111:
+            {{gateway_manufacturer_oui: "00562B", gateway_serial_number: GW1, gateway_product_class: lab}}
       provisioning_server: "https://p1.rich.example/x"
   - mac: "00:56:2b:00:00:02"
     model: CP-7841-3PCC

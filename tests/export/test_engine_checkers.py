@@ -26,7 +26,8 @@ def plans(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Plan]:
 def run(*args: str | Path, env: dict[str, str] | None = None) -> str:
     done = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=120,
                           env={**os.environ, **(env or {})})
-    assert done.returncode == 0, f"{' '.join(map(str, args))} exited {done.returncode}:\n{done.stdout}{done.stderr}"
+    command = " ".join(map(str, args))
+    assert done.returncode == 0, f"{command} exited {done.returncode}:\n{done.stdout}{done.stderr}"
     return done.stdout + done.stderr
 
 
@@ -113,7 +114,8 @@ def test_tftpd_tree_and_command(plans: dict[str, Plan], lab: str, tmp_path: Path
     assert "--create" not in script  # read-only, as labkit without upload_dir
     for rel, planned in plans[lab].files.items():
         served = tmp_path / "tftp" / rel
-        expected = planned.data if planned.data is not None else planned.disk_path.read_bytes()
+        source = planned.disk_path
+        expected = planned.data if planned.data is not None else source.read_bytes() if source else b""
         assert served.read_bytes() == expected, rel
 
 

@@ -182,7 +182,7 @@ def test_nginx_serves_a_phone_profile_over_http_and_https(plans: dict[str, Plan]
     assert http.stdout.rsplit("\n", 1)[0].encode() == profile.data
     https = curl(seg, f"https://{host}/{profile.path}", "--cacert", str(out / "tls" / "ca.crt"),
                  "--resolve", f"{host}:443:{SERVER}", *creds, *agent)
-    assert https.stdout.rsplit("\n", 1) == [profile.data.decode(), "200"]
+    assert https.stdout.rsplit("\n", 1) == [(profile.data or b"").decode(), "200"]
     if auth is not None:
         assert curl(seg, f"http://{SERVER}/{profile.path}").stdout.endswith("401")
     log = (out / "logs" / "http-access.log").read_text()
@@ -200,7 +200,9 @@ def test_tftpd_hpa_serves_the_tree(plans: dict[str, Plan], seg: netns.Segment, t
 
     def fetched() -> bytes:
         assert process.poll() is None, (tmp_path / "tftpd.log").read_text()
-        done = seg.client.run("tftp", "-m", "binary", SERVER, "-c", "get", profile.path, str(tmp_path / "got"), check=False)
-        return (tmp_path / "got").read_bytes() if done.returncode == 0 and (tmp_path / "got").exists() else b""
+        got = tmp_path / "got"
+        done = seg.client.run("tftp", "-m", "binary", SERVER, "-c", "get", profile.path, str(got),
+                              check=False)
+        return got.read_bytes() if done.returncode == 0 and got.exists() else b""
 
     assert netns.wait_for(fetched, 30, "tftpd-hpa to serve") == profile.data
