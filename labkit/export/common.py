@@ -87,6 +87,15 @@ def fault_gaps(report: ExportReport, inv: Inventory) -> None:
                        "fault injection exists only in labkit; the exported engine serves normally")
 
 
+def dhcp_gaps(report: ExportReport, inv: Inventory) -> None:
+    """What a DHCP export cannot carry over from the inventory's DHCP service itself."""
+    if not inv.services.dhcp.enabled:
+        report.notes.append("services.dhcp is disabled in the inventory: exported anyway")
+    port = inv.services.dhcp.port
+    if port is not None and port != 67:
+        report.gap("services.dhcp.port", f"the export serves DHCP on port 67, not {port}")
+
+
 def write_tree(report: ExportReport, plan: Plan, root: Path) -> Path:
     """The rendered file tree (profiles, firmware) under `root`, exactly the bytes labkit serves."""
     if root.exists():

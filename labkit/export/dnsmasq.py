@@ -15,6 +15,7 @@ from typing import Any
 
 from labkit.export.common import (
     ExportReport,
+    dhcp_gaps,
     fault_gaps,
     pattern_parts,
     service_address,
@@ -171,6 +172,7 @@ def export_dnsmasq(plan: Plan, out_dir: Path, *, interface: str | None = None, *
              f"# check: dnsmasq --test -C {out / 'dnsmasq.conf'}",
              f"interface={iface}", "bind-interfaces"]
     if inv.services.dhcp.enabled:
+        dhcp_gaps(report, inv)
         lines += dhcp_section(plan, report, out)
     lines += dns_section(plan, report)
     lines += tftp_section(plan, report, root, iface)

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from labkit.export.common import ExportReport, fault_gaps, matching_classes, pattern_parts
+from labkit.export.common import ExportReport, dhcp_gaps, fault_gaps, matching_classes, pattern_parts
 from labkit.export.kea_options import DERIVED, FLEX, KeaOptionError, OptionDefs, option_entries
 from labkit.plan.build import Plan
 from labkit.plan.dhcp import OptionSet
@@ -260,6 +260,7 @@ def export_kea(plan: Plan, out_dir: Path, *, lease_backend: str = "memfile", ha:
     inv = plan.inventory
     report = ExportReport("kea", out_dir)
     fault_gaps(report, inv)
+    dhcp_gaps(report, inv)
     iface = interface or inv.lab.interface or "eth0"
     if not (interface or inv.lab.interface):
         report.notes.append("no lab.interface: the configuration names eth0; set the interface")

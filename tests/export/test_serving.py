@@ -206,3 +206,39 @@ def test_tftpd_hpa_serves_the_tree(plans: dict[str, Plan], seg: netns.Segment, t
         return got.read_bytes() if done.returncode == 0 and got.exists() else b""
 
     assert netns.wait_for(fetched, 30, "tftpd-hpa to serve") == profile.data
+
+
+POOL_CLIENTS = {"00:56:2b:aa:00:01": "CP-8851-3PCC",  # both classes: the later one wins 160
+                "00:56:2b:aa:00:02": "CP-7841-3PCC",  # the first class only
+                "00:56:2b:aa:00:03": "SPA-other"}  # no class: the global level
+
+
+@pytest.mark.parametrize("engine", ["kea", "dnsmasq"])
+def test_pool_clients_get_their_class_overlay(plans: dict[str, Plan], engine: str,
+                                              seg: netns.Segment, tmp_path: Path) -> None:
+    from labkit.plan.dhcp import option_set
+
+    plan = plans["rich"]  # answer: any, two overlapping classes
+    if engine == "kea":
+        kea = require_tool("kea-dhcp4")
+        export(plan, "kea", tmp_path, interface=seg.server_if)
+        (tmp_path / "run").mkdir()
+        run = tmp_path / "run"
+        start(seg, ["env", f"KEA_LOCKFILE_DIR={run}", f"KEA_PIDFILE_DIR={run}", kea, "-c",
+                    str(tmp_path / "kea-dhcp4.conf")], tmp_path / "kea.log", "DHCP4_STARTED")
+    else:
+        export(plan, "dnsmasq", tmp_path, interface=seg.server_if, allow_partial=True)
+        start(seg, [require_tool("dnsmasq"), "-k", "--user=root", "--log-facility=-", "-C",
+                    str(tmp_path / "dnsmasq.conf")], tmp_path / "dnsmasq.log", "started")
+    for mac, vendor in POOL_CLIENTS.items():
+        done = seg.client.run(netns.PYTHON, "-m", "tests.export.dhcp_probe",
+                              json.dumps({"iface": seg.client_if, "mac": mac, "vendor": vendor}),
+                              cwd=netns.REPO, timeout=60)
+        ack = json.loads(done.stdout.splitlines()[-1])["ack"]
+        assert ack is not None and ack["type"] == "ack", f"{vendor}: no ACK"
+        got = dict(ack["options"])
+        if engine == "dnsmasq" and got.get("66", "").endswith("00"):
+            got["66"] = got["66"][:-2]  # dnsmasq's NUL after option 66, reported by its export
+        planned = option_set(plan.inventory, vendor_class=vendor)
+        diff = option_diff(expected_options(planned, PHONE_PRL), got)
+        assert not diff, f"pool client {vendor}: the reply differs from the plan:\n" + "\n".join(diff)
