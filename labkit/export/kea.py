@@ -15,7 +15,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from labkit.export.common import ExportReport, dhcp_gaps, fault_gaps, matching_classes, pattern_parts
+from labkit.export.common import (
+    ExportError,
+    ExportReport,
+    dhcp_gaps,
+    fault_gaps,
+    matching_classes,
+    pattern_parts,
+)
 from labkit.export.kea_options import DERIVED, FLEX, KeaOptionError, OptionDefs, option_entries
 from labkit.plan.build import Plan
 from labkit.plan.dhcp import OptionSet
@@ -253,8 +260,6 @@ def ha_configs(config: dict[str, Any], *, peers: tuple[tuple[str, str], tuple[st
 def export_kea(plan: Plan, out_dir: Path, *, lease_backend: str = "memfile", ha: bool = False,
                interface: str | None = None, ha_peers: tuple[tuple[str, str], tuple[str, str]] | None = None,
                **_: Any) -> ExportReport:
-    from labkit.export.common import ExportError
-
     if lease_backend not in LEASE_BACKENDS:
         raise ExportError(f"lease backend {lease_backend!r}: expected one of {', '.join(LEASE_BACKENDS)}")
     inv = plan.inventory
