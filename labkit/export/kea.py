@@ -279,7 +279,8 @@ def export_kea(plan: Plan, out_dir: Path, *, lease_backend: str = "memfile", ha:
         for name, conf in ha_configs(config, peers=peers).items():
             report.write(out_dir / f"kea-dhcp4-{name}.conf", json.dumps(conf, indent=2) + "\n")
         report.notes.append("high availability: set each peer's url (the standby's is a placeholder, "
-                            "192.0.2.2) and give the standby its own interface address")
+                            "192.0.2.2) and give the standby its own interface address; a primary "
+                            "whose partner is unreachable waits and serves no DHCP")
     if lease_backend != "memfile":
         report.notes.append(f"{lease_backend}: create the schema with `kea-admin db-init {lease_backend}` "
                             "and set user/password in lease-database")
