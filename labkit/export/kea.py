@@ -240,6 +240,9 @@ def ha_configs(config: dict[str, Any], *, peers: tuple[tuple[str, str], tuple[st
     for this, _ in peers:
         copy = json.loads(json.dumps(config))
         dhcp4 = copy["Dhcp4"]
+        # each server identifies itself by its own address: a shared server id would send the
+        # phones' renewals to a peer that may be down
+        dhcp4["option-data"] = [e for e in dhcp4["option-data"] if e.get("code") != 54]
         dhcp4["multi-threading"] = {"enable-multi-threading": True, "thread-pool-size": 4,
                                     "packet-queue-size": 64}
         dhcp4["hooks-libraries"] += [

@@ -9,10 +9,12 @@ HTTP(S): curl fetches a per-phone profile from the exported nginx; TFTP: tftp fr
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -242,3 +244,50 @@ def test_pool_clients_get_their_class_overlay(plans: dict[str, Plan], engine: st
         planned = option_set(plan.inventory, vendor_class=vendor)
         diff = option_diff(expected_options(planned, PHONE_PRL), got)
         assert not diff, f"pool client {vendor}: the reply differs from the plan:\n" + "\n".join(diff)
+
+
+def test_kea_hot_standby_pair_serves_and_fails_over(plans: dict[str, Plan], tmp_path: Path) -> None:
+    from tests.export.bridge import IFACE, bridged
+
+    kea = require_tool("kea-dhcp4")
+    plan = plans["default"]
+    peers = (("primary", f"http://{SERVER}:8000/"), ("standby", "http://10.42.0.2:8000/"))
+    export(plan, "kea", tmp_path, interface=IFACE, ha=True, ha_peers=peers)
+    for role in ("primary", "standby"):  # quicker failover than production's defaults, for the test
+        path = tmp_path / f"kea-dhcp4-{role}.conf"
+        conf = json.loads(path.read_text())
+        ha = conf["Dhcp4"]["hooks-libraries"][-1]["parameters"]["high-availability"][0]
+        ha.update({"heartbeat-delay": 1000, "max-response-delay": 3000})
+        conf["Dhcp4"]["lease-database"]["name"] = str(tmp_path / f"leases-{role}.csv")
+        path.write_text(json.dumps(conf))
+    mac = sample_phones(plan)[0]
+    with bridged({"primary": f"{SERVER}/24", "standby": "10.42.0.2/24", "phone": ""}) as net:
+        servers = {}
+        for role in ("primary", "standby"):
+            run = tmp_path / f"run-{role}"
+            run.mkdir()
+            servers[role] = net.start(role, ["env", f"KEA_LOCKFILE_DIR={run}", f"KEA_PIDFILE_DIR={run}",
+                                             kea, "-c", str(tmp_path / f"kea-dhcp4-{role}.conf")],
+                                      tmp_path / f"{role}.log")
+        def reached(role: str, state: str) -> bool:
+            return f"to {state} state" in (tmp_path / f"{role}.log").read_text(errors="replace")
+
+        for role in ("primary", "standby"):
+            # "hot-standby mode" is in the start-up banner: wait for the state transition itself
+            netns.wait_for(functools.partial(reached, role, "HOT-STANDBY"), 90, f"the {role} in hot-standby")
+
+        def probe() -> dict[str, Any]:
+            done = net.members["phone"].run(netns.PYTHON, "-m", "tests.export.dhcp_probe", json.dumps(
+                {"iface": IFACE, "mac": mac, "vendor": plan.phones[mac].vendor_class}), cwd=netns.REPO,
+                timeout=60)
+            return json.loads(done.stdout.splitlines()[-1])
+
+        served = probe()
+        assert served["ack"] is not None, served
+        assert served["ack"]["options"]["54"] == "0a2a0001"  # the primary answers
+        planned = expected_options(plan.phones[mac].options, PHONE_PRL)
+        assert not option_diff(planned, served["ack"]["options"])
+        netns.stop_process(servers["primary"])
+        netns.wait_for(lambda: reached("standby", "PARTNER-DOWN"), 90, "the standby to take over")
+        taken = probe()
+        assert taken["ack"] is not None and taken["ack"]["ip"] == str(plan.phones[mac].phone.ip)
