@@ -158,3 +158,22 @@ def test_unknown_target_and_command_exit_codes(tmp_path: Path) -> None:
     assert done.exit_code == 0, done.output
     done = runner.invoke(app, ["export", "--to", "kea", str(tmp_path / "k"), "--interface", "lo"])
     assert done.exit_code == 0 and (tmp_path / "k" / "kea-dhcp4.conf").is_file()
+
+
+def test_nginx_carries_redirects_and_skips_disabled_https(tmp_path: Path) -> None:
+    from labkit.inventory.load import load
+    from labkit.plan.build import build_plan
+
+    lab = """\
+    lab: {domain: t.example, address: 192.0.2.1/24}
+    services:
+      http: {redirects: {"/old.xml": {to: "/8851-3PCC.xml", status: 301}}}
+      https: {enabled: false}
+    models: {CP-8851-3PCC: {}}
+    phones: [{mac: "00:56:2b:00:00:01", model: CP-8851-3PCC}]
+    """
+    plan = build_plan(load(write_lab(tmp_path / "lab", lab, firmware=False)))
+    report = export(plan, "nginx", tmp_path / "out")
+    conf = (tmp_path / "out" / "nginx.conf").read_text()
+    assert "location = /old.xml { return 301 /8851-3PCC.xml; }" in conf
+    assert " ssl" not in conf and report.complete
