@@ -170,7 +170,7 @@ def test_nginx_carries_redirects_and_skips_disabled_https(tmp_path: Path) -> Non
       http: {redirects: {"/old.xml": {to: "/8851-3PCC.xml", status: 301}}}
       https: {enabled: false}
     models: {CP-8851-3PCC: {}}
-    phones: [{mac: "00:56:2b:00:00:01", model: CP-8851-3PCC}]
+    phones: [{mac: "00:56:2b:00:00:01", model: CP-8851-3PCC, ip: 192.0.2.9}]
     """
     plan = build_plan(load(write_lab(tmp_path / "lab", lab, firmware=False)))
     report = export(plan, "nginx", tmp_path / "out")
