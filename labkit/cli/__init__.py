@@ -1,7 +1,7 @@
 """The `labkit` command line (typer). Thin: every command calls into the library.
 
 Commands live by group: `plan` (check, render, explain, init), `serve` (up, demo), `phones` (simulate) and
-`state` (ca, leases, timeline, scenario); they are registered here in the order `--help` shows.
+`state` (ca, leases, timeline, scenario) and `export`; they are registered here in the order `--help` shows.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from labkit.cli import phones, plan, serve, state
+from labkit.cli import export, phones, plan, serve, state
 
 app = typer.Typer(
     add_completion=False,
@@ -22,6 +22,7 @@ app = typer.Typer(
 for command in (plan.check, plan.render, plan.explain, plan.init, serve.up, state.ca, state.leases,
                 phones.simulate, serve.demo, state.timeline, state.scenario):
     app.command()(command)
+app.command("export")(export.export_plan)
 
 
 def main() -> None:

@@ -140,15 +140,10 @@ def test_nginx_basic_auth_file(tmp_path: Path) -> None:
 
 
 def test_unknown_target_and_command_exit_codes(tmp_path: Path) -> None:
-    import typer
-
-    from labkit.export.command import export_command
+    from labkit.cli import app
 
     with pytest.raises(ExportError, match="unknown export target"):
         export(default_plan(), "isc-dhcpd", tmp_path)
-    app = typer.Typer()
-    app.command("export")(export_command)
-    app.command("other")(lambda: None)
     runner = CliRunner()
     lab = write_lab(tmp_path / "lab", RICH_LAB)
     done = runner.invoke(app, ["export", str(lab), "--to", "dnsmasq", str(tmp_path / "d")])

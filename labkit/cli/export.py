@@ -1,4 +1,4 @@
-"""The `labkit export` command function; the CLI registers it (`app.command("export")(export_command)`).
+"""`labkit export`: the plan written for a production engine.
 
     labkit export [lab.yaml] --to TARGET DIR [--allow-partial] [--lease-backend B] [--ha]
 
@@ -12,14 +12,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from labkit.cli.common import err, load_inventory, make_plan, out
 from labkit.errors import LabkitError
 from labkit.export import TARGETS, ExportReport, export
-from labkit.inventory.source import InventoryError
-
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _paths(paths: list[Path]) -> tuple[Path | None, Path]:
@@ -43,7 +39,7 @@ def show(report: ExportReport) -> None:
         err.print(f"{len(report.gaps)} item(s) not exported; {verdict}", markup=False)
 
 
-def export_command(
+def export_plan(
     paths: Annotated[list[Path], typer.Argument(help="[INVENTORY] DIR: the inventory (default: the "
                                                 "embedded lab) and the folder to write to.",
                                                 show_default=False)],
@@ -59,19 +55,12 @@ def export_command(
                                         "the nginx certificate.")] = Path(".labkit"),
 ) -> None:
     """Write the plan for a production engine: kea, dnsmasq, knot, nsd, bind, nginx, tftpd-hpa, all."""
-    from labkit.inventory.load import load
-    from labkit.plan.build import build_plan
-
     inventory, out_dir = _paths(paths)
+    plan = make_plan(load_inventory(inventory))
     try:
-        loaded = load(inventory)
-        plan = build_plan(loaded)
         report = export(plan, to, out_dir, allow_partial=allow_partial, lease_backend=lease_backend,
                         ha=ha, interface=interface, state_dir=state,
                         base_dir=inventory.parent if inventory else None)
-    except InventoryError as exc:
-        err.print(exc.render(), markup=False)
-        raise typer.Exit(1) from None
     except LabkitError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(1) from None
