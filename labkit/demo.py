@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -181,7 +182,7 @@ def _follow(log: Path, board: LiveBoard, phones: subprocess.Popen[str]) -> None:
         time.sleep(0.25)
 
 
-def _outcome(data: dict) -> Outcome:  # type: ignore[type-arg]
+def _outcome(data: dict[str, Any]) -> Outcome:
     outcome = Outcome(data["mac"], data["provisioned"], data["reason"], data["last_error"],
                       data["profile_source"], data["firmware"], data["sinkhole_hit"])
     outcome.timeline = [Step.of(s["time"], s["kind"], s["detail"], s["ok"], data["mac"])

@@ -94,7 +94,7 @@ class FaultRule(Strict):
 
     @property
     def service(self) -> Service:
-        return next(s for s in ("dhcp", "dns", "tftp", "http") if getattr(self, s) is not None)  # type: ignore[return-value]
+        return next(s for s in ("dhcp", "dns", "tftp", "http") if getattr(self, s) is not None)
 
     @property
     def action(self) -> Any:

@@ -103,7 +103,7 @@ def coerce_suboption(item: object) -> SubOption:
         code, data = item
         if isinstance(data, str):
             data = check_text(data, f"sub-option {code}").encode("ascii")
-        return SubOption(code, data)  # type: ignore[arg-type]  # validated by SubOption
+        return SubOption(code, data)  # validated by SubOption
     raise CodecError(f"expected a SubOption or a (code, data) pair, got {item!r}")
 
 
