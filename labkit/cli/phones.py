@@ -74,7 +74,8 @@ def simulate(
         "--port-offset", help="The lab's port offset (default 10000 on loopback, else 0).")] = None,
     phones: Annotated[int | None, typer.Option("--phones", help="Boot N generated phones instead.")] = None,
     phone: Annotated[str | None, typer.Option("--phone", help="Boot only this inventory phone.")] = None,
-    concurrency: Annotated[int, typer.Option("--concurrency", min=1)] = 64,
+    concurrency: Annotated[int, typer.Option(
+        "--concurrency", min=1, help="Phones booting at the same time.")] = 64,
     time_scale: Annotated[float, typer.Option(
         "--time-scale", help="Phone seconds per wall second (retry delays shrink by it).",
         min=0.001)] = 60.0,
@@ -90,10 +91,8 @@ def simulate(
     as_json: Annotated[bool, typer.Option("--json", help="Print outcomes as JSON.")] = False,
 ) -> None:
     """Boot virtual phones against a running lab and report what each achieved."""
-    import asyncio
     import json
 
-    from labkit.phone.stopping import Stopped
     from labkit.phone.swarm import generated_configs, inventory_configs, outcome_json
 
     loaded = load_inventory(inventory)
@@ -108,9 +107,26 @@ def simulate(
             err.print(f"--phone: {only} is not in the inventory", markup=False)
             raise typer.Exit(1)
     access = _access(inv, against, port_offset, interface, ca or state / "ca" / "ca.pem")
+    result = _run(configs, access, concurrency, time_scale, show=not as_json and err.is_terminal)
+    if as_json:
+        out.print_json(json.dumps({"outcomes": [outcome_json(o) for o in result.outcomes],
+                                   "wall_seconds": result.wall_seconds, "requests": result.requests}))
+    else:
+        table, _summary = summary_table(result.outcomes, result.wall_seconds, result.requests)
+        out.print(table)
+    if not all(o.provisioned for o in result.outcomes):
+        raise typer.Exit(1)
+
+
+def _run(configs: list[PhoneConfig], access: LabAccess, concurrency: int, time_scale: float, *,
+         show: bool) -> SwarmResult:
+    """The swarm, or one line on stderr and exit 1 (exit 128+N when stopped by signal N)."""
+    import asyncio
+
+    from labkit.phone.stopping import Stopped
+
     try:
-        result = asyncio.run(_swarm_with_progress(configs, access, concurrency, time_scale,
-                                                  show=not as_json and err.is_terminal))
+        return asyncio.run(_swarm_with_progress(configs, access, concurrency, time_scale, show=show))
     except OSError as exc:
         err.print(f"simulate: {_socket_problem(exc, access)}", markup=False)
         raise typer.Exit(1) from None
@@ -120,14 +136,6 @@ def simulate(
     except Stopped as stop:
         err.print(f"simulate: stopped by {stop.name}; the addresses it added are removed", markup=False)
         raise typer.Exit(stop.exit_code) from None
-    if as_json:
-        out.print_json(json.dumps({"outcomes": [outcome_json(o) for o in result.outcomes],
-                                   "wall_seconds": result.wall_seconds, "requests": result.requests}))
-    else:
-        table, _summary = summary_table(result.outcomes, result.wall_seconds, result.requests)
-        out.print(table)
-    if not all(o.provisioned for o in result.outcomes):
-        raise typer.Exit(1)
 
 
 def _access(inv: Inventory, against: str, port_offset: int | None, interface: str | None,
