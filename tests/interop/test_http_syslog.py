@@ -117,6 +117,17 @@ def test_https_verifies_against_the_lab_ca_with_auth(lab: LabProcess, tmp_path: 
     assert "DNS:prov.lab.example" in text and "DNS:lab.example" in text
 
 
+@pytest.mark.parametrize("credentials", ["phöne:s3cret", "phone:sécret", "phone:パスワード"])
+def test_non_ascii_credentials_get_401_not_500(lab: LabProcess, credentials: str) -> None:
+    ca = lab.state / "ca" / "ca.pem"
+    port = lab.port("https")
+    got = curl("--cacert", str(ca), "--resolve", f"prov.lab.example:{port}:127.0.0.1",
+               f"--{lab.auth}", "-u", credentials, "-o", "/dev/null", "-w", "%{http_code}",  # type: ignore[attr-defined]
+               f"https://prov.lab.example:{port}/8851-3PCC.xml")
+    assert got.returncode == 0, got.stderr
+    assert got.stdout == b"401"
+
+
 def test_syslog_from_logger_becomes_an_event(lab: LabProcess) -> None:
     logger = require_tool("logger")
     message = "CP-8851-3PCC 00:56:2b:00:00:01 -- Requesting resync tftp://10.42.0.1:69/8851-3PCC.xml"

@@ -104,6 +104,63 @@ def test_digest_auth_round_trip_and_expiry() -> None:
     assert auth.check("Digest garbage", "GET", 1010.0) == (False, False)
 
 
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+@pytest.mark.parametrize(("given_user", "given_password", "user", "password"), [
+    ("phöne", "s3cret", "phone", "s3cret"),  # non-ASCII user: TypeError in compare_digest before
+    ("phone", "sécret", "phone", "s3cret"),
+    ("phone", "パスワード", "phone", "s3cret"),
+    ("phone", "s3cret", "phone", "sécret"),  # a non-ASCII password in the inventory
+])
+def test_basic_auth_with_non_ascii_credentials_is_refused_not_an_error(
+        given_user: str, given_password: str, user: str, password: str) -> None:
+    assert check_basic(_basic(given_user, given_password), user, password) is False
+
+
+def test_basic_auth_accepts_a_matching_non_ascii_password() -> None:
+    assert check_basic(_basic("phöne", "sécret"), "phöne", "sécret") is True
+    # a header carrying undecodable bytes (aiohttp keeps them as surrogates) is refused too
+    assert check_basic("Basic \udcff\udcfe", "phone", "s3cret") is False
+
+
+def test_digest_auth_with_non_ascii_answers_is_refused_not_an_error() -> None:
+    auth = DigestAuth("phone", "s3cret", "labkit", lifetime=300)
+    challenge = auth.challenge(1000.0)
+    nonce = challenge.split('nonce="')[1].split('"')[0]
+    stamp = nonce.split(".")[0]
+    for answer in (
+        _digest_answer(challenge, "GET", "/x.cfg", "phone", "sécret"),
+        _digest_answer(challenge, "GET", "/x.cfg", "phöne", "s3cret"),
+        _digest_answer(challenge, "GET", "/ü.cfg", "phone", "s3cret").replace(
+            'response="', 'response="é', 1),
+        _digest_answer(challenge, "GET", "/x.cfg", "phone", "s3cret").replace(nonce, stamp + ".é"),
+        _digest_answer(challenge, "GET", "/x.cfg", "phone", "s3cret").replace(
+            "/x.cfg", "/\udcff.cfg"),
+    ):
+        assert auth.check(answer, "GET", 1010.0) == (False, False), answer
+
+
+def test_digest_auth_accepts_a_matching_non_ascii_password() -> None:
+    auth = DigestAuth("phöne", "sécret", "labkit", lifetime=300)
+    challenge = auth.challenge(1000.0)
+    answer = _digest_answer(challenge, "GET", "/ü.cfg", "phöne", "sécret")
+    assert auth.check(answer, "GET", 1010.0) == (True, False)
+
+
+@given(st.text(max_size=30), st.text(max_size=30))
+def test_basic_auth_never_raises(user: str, password: str) -> None:
+    assert check_basic(_basic(user, password), "phone", "s3cret") is (
+        (user, password) == ("phone", "s3cret"))
+
+
+@given(st.text(max_size=80))
+def test_digest_check_never_raises(header: str) -> None:
+    auth = DigestAuth("phone", "s3cret", "labkit", secret=b"k" * 16)
+    assert auth.check("Digest " + header, "GET", 1010.0)[0] is False
+
+
 @given(st.binary(max_size=600))
 def test_syslog_parser_never_raises(data: bytes) -> None:
     message = parse_syslog(data)
