@@ -20,6 +20,7 @@ from labkit.events import EventSink, PhoneDirectory, make_event
 from labkit.faults import FaultHooks, HttpFault
 from labkit.formats import aes128gcm, openssl_enc
 from labkit.inventory.model import HttpService
+from labkit.plan.http import HttpLimits
 from labkit.protocols.http import (
     DigestAuth,
     RangeNotSatisfiable,
@@ -29,6 +30,7 @@ from labkit.protocols.http import (
     parse_user_agent,
 )
 from labkit.services.filetree import FileTree, ForbiddenPath, ServedFile
+from labkit.services.http_conn import ConnectionGate, Listener, Peer
 
 SERVER_HEADER = "labkit"
 PROFILE_KINDS = {"phone profile"}  # RFC 8188 applies to per-phone files: a factory phone has no IKM
@@ -36,8 +38,7 @@ PROFILE_KINDS = {"phone profile"}  # RFC 8188 applies to per-phone files: a fact
 
 @dataclass
 class HttpServer:
-    runner: web.AppRunner
-    site: web.TCPSite
+    listener: Listener
     scheme: str
     host: str
     port: int
@@ -53,13 +54,14 @@ class HttpServer:
             self.handler.faults = hooks
 
     async def close(self) -> None:
-        await self.runner.cleanup()
+        await self.listener.close()
 
 
 class _Handler:
     def __init__(self, tree: FileTree, config: HttpService, scheme: str, sink: EventSink,
-                 directory: PhoneDirectory, known_macs: set[str], clock: Callable[[], float]) -> None:
-        self.tree, self.config, self.scheme = tree, config, scheme
+                 directory: PhoneDirectory, known_macs: set[str], clock: Callable[[], float],
+                 limits: HttpLimits) -> None:
+        self.tree, self.config, self.scheme, self.limits = tree, config, scheme, limits
         self.sink, self.directory, self.known_macs, self.clock = sink, directory, known_macs, clock
         self.faults: FaultHooks | None = None
         auth = config.auth
@@ -104,14 +106,21 @@ class _Handler:
         client = f"{request.remote}:{_peer_port(request)}"
         method = request.method
         raw_path = unquote(request.raw_path.split("?", 1)[0])
-        body_size = 0
-        if method == "POST":
-            body_size = len(await request.read())
-            detail["post_bytes"] = str(body_size)
 
         def emit(answer: str, result: str) -> None:
             self.sink(make_event(self.scheme, client, phone, method.lower(), raw_path, answer, result,
                                  self.clock, **detail))
+
+        if method == "POST":
+            try:
+                body = await asyncio.wait_for(request.read(), self.limits.body_timeout)
+            except TimeoutError:
+                emit(f"408 (no body within {self.limits.body_timeout:g} s)", "timeout")
+                return await _close_with(request, 408)
+            except web.RequestPayloadError as exc:
+                emit(f"400 {exc}", "malformed")
+                return await _close_with(request, 400)
+            detail["post_bytes"] = str(len(body))
 
         if method not in ("GET", "HEAD", "POST"):
             emit("405", "method-not-allowed")
@@ -224,6 +233,16 @@ class _Handler:
                                                 "Content-Type": _content_type(served.path)})
 
 
+async def _close_with(request: web.Request, status: int) -> web.StreamResponse:
+    """Answer `status` and close: the rest of the request body is not worth waiting for."""
+    response = web.Response(status=status, headers={"Server": SERVER_HEADER, "Connection": "close"})
+    await response.prepare(request)
+    await response.write_eof()
+    if request.transport is not None:
+        request.transport.close()
+    return response
+
+
 def _peer_port(request: web.Request) -> int | str:
     peer = request.transport.get_extra_info("peername") if request.transport else None
     return peer[1] if peer else "?"
@@ -237,13 +256,30 @@ def _content_type(path: str) -> str:
 
 async def start_http(tree: FileTree, config: HttpService, host: str, port: int, sink: EventSink,
                      directory: PhoneDirectory, known_macs: set[str], *, scheme: str = "http",
-                     ssl_context: ssl.SSLContext | None = None,
+                     ssl_context: ssl.SSLContext | None = None, limits: HttpLimits | None = None,
                      clock: Callable[[], float] = time.time) -> HttpServer:
-    handler = _Handler(tree, config, scheme, sink, directory, known_macs, clock)
+    limits = limits or HttpLimits()
+    handler = _Handler(tree, config, scheme, sink, directory, known_macs, clock, limits)
     app = web.Application(client_max_size=4 * 1024 * 1024)
     app.router.add_route("*", "/{tail:.*}", handler.handle)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context, reuse_address=True)
-    await site.start()
-    return HttpServer(runner, site, scheme, host, port, handler)
+
+    def refused(peer: Peer, why: str) -> None:
+        sink(make_event(scheme, f"{peer[0]}:{peer[1]}", directory.phone_at(peer[0]), "connect", "",
+                        f"closed: {why}", "refused", clock))
+
+    def malformed(peer: Peer, what: str) -> None:
+        sink(make_event(scheme, f"{peer[0]}:{peer[1]}", directory.phone_at(peer[0]), "malformed", what,
+                        "400", "malformed", clock))
+
+    gate = ConnectionGate(limits.total, limits.per_client_on(host.startswith("127.")))
+    listener = Listener(runner, gate=gate, header_timeout=limits.header_timeout,
+                        body_timeout=limits.body_timeout, ssl_context=ssl_context, on_refused=refused,
+                        on_malformed=malformed)
+    try:
+        await listener.start(host, port)
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return HttpServer(listener, scheme, host, listener.port, handler)
