@@ -8,6 +8,7 @@ from labkit.inventory import names
 from labkit.inventory.load import LoadedInventory
 from labkit.inventory.model import Inventory, Phone
 from labkit.plan.dhcp import OptionSet, class_option_set, option_set, phone_vendor_class
+from labkit.plan.http import HttpPlan, plan_http
 from labkit.plan.profiles import PlannedFile, plan_files
 from labkit.plan.zones import Zone, plan_zones
 
@@ -28,6 +29,8 @@ class Plan:
     pool_options: OptionSet  # a pool client whose option 60 matches no class
     class_options: dict[str, OptionSet] = field(default_factory=dict)  # by class pattern
     tls_names: list[str] = field(default_factory=list)
+    http: HttpPlan = field(default_factory=lambda: HttpPlan("http"))
+    https: HttpPlan = field(default_factory=lambda: HttpPlan("https"))
 
     @property
     def inventory(self) -> Inventory:
@@ -50,4 +53,6 @@ def build_plan(loaded: LoadedInventory) -> Plan:
         pool_options=option_set(inv),
         class_options={cls.match: class_option_set(inv, cls) for cls in inv.dhcp.classes},
         tls_names=names.tls_names(inv),
+        http=plan_http(inv.services.http, "http"),
+        https=plan_http(inv.services.https, "https"),
     )

@@ -14,13 +14,15 @@ import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from labkit.errors import LabkitError
 from labkit.events import Event, EventSink, StaticDirectory
 from labkit.faults import FaultEngine, FaultHooks, FaultRule
+from labkit.faults.hooks import Faults
 from labkit.inventory import names
 from labkit.plan.build import Plan
+from labkit.services.context import Closable, Endpoint, StartContext
 from labkit.services.filetree import FileTree
 
 STANDARD_PORTS = {"dns": 53, "tftp": 69, "http": 80, "https": 443, "syslog": 514, "dhcp": 67}
@@ -57,21 +59,6 @@ def _port_free(host: str, port: int, kind: int) -> bool:
 
 class StartError(LabkitError):
     """A service could not start (usually: it could not bind its address)."""
-
-
-class Closable(Protocol):
-    async def close(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    service: str
-    host: str
-    port: int
-    transport: str  # "udp", "tcp", "udp+tcp"
-
-    def __str__(self) -> str:
-        return f"{self.service:<7} {self.transport:<7} {self.host}:{self.port}"
 
 
 TRANSPORTS = {"dns": "udp+tcp", "tftp": "udp", "http": "tcp", "https": "tcp", "syslog": "udp",
@@ -154,17 +141,7 @@ class RunningLab:
             await self.services.pop(name).close()
 
 
-Starter = Callable[[Plan, Endpoint, "StartContext"], Awaitable[Closable]]
-
-
-@dataclass
-class StartContext:
-    tree: FileTree
-    bus: EventBus
-    directory: StaticDirectory
-    known_macs: set[str]
-    state_dir: Path
-    extra: dict[str, Any] = field(default_factory=dict)
+Starter = Callable[[Plan, Endpoint, StartContext], Awaitable[Closable]]
 
 
 async def _start_dns(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable:
@@ -185,24 +162,22 @@ async def _start_tftp(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable:
 async def _start_http(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable:
     from labkit.services.http import start_http
 
-    return await start_http(ctx.tree, plan.inventory.services.http, ep.host, ep.port, ctx.bus,
-                            ctx.directory, ctx.known_macs, scheme="http")
+    return await start_http(plan.http, ep, ctx)
 
 
 async def _start_https(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable:
     from labkit.services.http import start_http
     from labkit.tls import ServerCredentials, ensure_server_certificate, server_ssl_context
 
-    inv = plan.inventory
+    inv = plan.inventory  # until the plan carries its TLS choice (plan.tls)
     if inv.tls.cert and inv.tls.key:
         base = plan.loaded.base_dir
         credentials = ServerCredentials(base / inv.tls.cert, base / inv.tls.key, None)
     else:
         addresses = sorted({str(a) for a in names.kit_addresses(inv)} | {ep.host})
         credentials = ensure_server_certificate(ctx.state_dir, inv.lab.name, plan.tls_names, addresses)
-    ctx.extra["ca_path"] = credentials.ca_path
-    return await start_http(ctx.tree, inv.services.https, ep.host, ep.port, ctx.bus, ctx.directory,
-                            ctx.known_macs, scheme="https", ssl_context=server_ssl_context(credentials))
+    ctx.ca_path = credentials.ca_path
+    return await start_http(plan.https, ep, ctx, ssl_context=server_ssl_context(credentials))
 
 
 async def _start_dhcp(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable:
@@ -233,6 +208,25 @@ STARTERS: dict[str, Starter] = {
     "https": _start_https,
     "dhcp": _start_dhcp,
 }
+
+
+def _http_faults(rules: list[FaultRule], bus: EventBus, inv: Any, seed: int | None) -> Faults:
+    """Transitional (until the hub's labkit.plan.faults builds every service's hooks): typed
+    HTTP hooks from the rules, for the services that take theirs from the start context."""
+    import random
+    import time
+
+    from labkit.faults.engine import FaultEngine as PureEngine
+    from labkit.faults.engine import Match, Rule, When
+    from labkit.protocols.http_faults import HttpFaultAction
+
+    http = [Rule(rule.label(index), "http", HttpFaultAction(**rule.http.model_dump()),
+                 Match(**rule.match.model_dump()), When(**rule.when.model_dump()))
+            for index, rule in enumerate(rules) if rule.http is not None]
+    if not http:
+        return Faults()
+    engine = PureEngine(http, random.Random(seed))
+    return Faults.build(engine, bus, {p.mac: (p.model, p.group) for p in inv.phones}, started=time.time())
 
 
 def preflight(plan: Plan, *, listen: float = 2.0) -> None:
@@ -273,8 +267,9 @@ async def start_lab(plan: Plan, *, loopback: bool = False, port_offset: int | No
     lab.bus.sinks.extend(sinks or [])
     state_dir.mkdir(parents=True, exist_ok=True)
     directory = StaticDirectory({str(p.ip): p.mac for p in inv.phones if p.ip is not None})
-    ctx = StartContext(FileTree(plan.files), lab.bus, directory, {p.mac for p in inv.phones},
-                       state_dir)
+    rules = [*inv.faults, *(faults or [])]
+    ctx = StartContext(FileTree(plan.files), lab.bus, directory, frozenset(p.mac for p in inv.phones),
+                       state_dir, faults=_http_faults(rules, lab.bus, inv, fault_seed))
     for name, ep in lab.endpoints.items():
         try:
             lab.services[name] = await STARTERS[name](plan, ep, ctx)
@@ -292,9 +287,8 @@ async def start_lab(plan: Plan, *, loopback: bool = False, port_offset: int | No
                         "`--loopback` runs the lab on 127.0.0.1 instead")
             raise StartError(f"{name} cannot listen on {ep.host}:{ep.port}: {exc.strerror or exc}{hint}"
                              ) from None
-    lab.ca_path = ctx.extra.get("ca_path")
+    lab.ca_path = ctx.ca_path
     lab.directory = directory
-    rules = [*inv.faults, *(faults or [])]
     if rules:
         import time
 

@@ -11,8 +11,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from labkit.events import EventRecorder, StaticDirectory
-from labkit.inventory.model import HttpService
-from labkit.plan.http import HttpLimits
+from labkit.plan.http import HttpLimits, HttpPlan
+from labkit.services.context import Endpoint, StartContext
 from labkit.services.filetree import FileTree
 from labkit.services.http import HttpServer, start_http
 from labkit.tls import ensure_server_certificate, server_ssl_context
@@ -34,9 +34,10 @@ async def serving(tmp_path: Path, limits: HttpLimits, *, tls: bool = False
                                                 ["127.0.0.1"])
         server_context = server_ssl_context(credentials)
         client_context = ssl.create_default_context(cafile=str(credentials.ca_path))
-    server = await start_http(FileTree({}, root), HttpService(), "127.0.0.1", 0, recorder,
-                              StaticDirectory(), set(), scheme="https" if tls else "http",
-                              ssl_context=server_context, limits=limits)
+    ctx = StartContext(FileTree({}, root), recorder, StaticDirectory(), frozenset(), tmp_path / "state")
+    scheme = "https" if tls else "http"
+    server = await start_http(HttpPlan(scheme, limits=limits), Endpoint(scheme, "127.0.0.1", 0, "tcp"), ctx,
+                              ssl_context=server_context)
     try:
         yield server, recorder, client_context
     finally:

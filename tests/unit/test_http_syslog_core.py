@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given
@@ -186,3 +188,18 @@ def test_endpoints_standard_loopback_and_offset() -> None:
         "syslog": ("127.0.0.1", 10514), "dns": ("127.0.0.1", 10053), "tftp": ("127.0.0.1", 10069),
         "http": ("127.0.0.1", 10080), "https": ("127.0.0.1", 10443), "dhcp": ("127.0.0.1", 10067)}
     assert endpoints(plan, port_offset=20000)["tftp"].port == 20069
+
+
+@pytest.mark.parametrize("core", ["labkit.protocols.http", "labkit.protocols.http_faults"])
+def test_http_core_imports_nothing_above_its_layer(core: str) -> None:
+    """Importing the HTTP core in a fresh interpreter loads no inventory, plan, service or faults
+    module, nor pydantic, yaml, jinja2 (issue 9's layering rule)."""
+    forbidden = ("pydantic", "yaml", "jinja2", "aiohttp", "labkit.inventory", "labkit.plan",
+                 "labkit.services", "labkit.faults")
+    probe = (f"import sys, {core}\n"
+             f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {forbidden!r} "
+             f"or any(m == f or m.startswith(f + '.') for f in {forbidden!r}))\n"
+             "print(','.join(bad))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
+                            check=True).stdout.strip()
+    assert loaded == "", f"{core} loads {loaded}"
