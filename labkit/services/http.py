@@ -164,6 +164,9 @@ class _Handler:
         except web.RequestPayloadError as exc:
             self.emit(exchange, f"400 {exc}", "malformed")
             return await _close_with(exchange.request, 400)
+        except ConnectionError as exc:  # the client went away in the middle of its body
+            self.emit(exchange, f"- ({type(exc).__name__} while reading the body)", "aborted")
+            return web.Response(status=400, headers={"Server": SERVER_HEADER, "Connection": "close"})
         exchange.detail["post_bytes"] = str(len(body))
         return None
 

@@ -5,10 +5,15 @@ service with small limits; every wait is bounded and generous, nothing asserts a
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
 import ssl
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+
+import pytest
 
 from labkit.events import EventRecorder, StaticDirectory
 from labkit.plan.http import HttpLimits, HttpPlan
@@ -159,3 +164,31 @@ def test_tls_handshakes_that_never_finish_are_bounded_and_counted(tmp_path: Path
         assert [e.result for e in events.events].count("refused") == 1
 
     run(scenario)
+
+
+def test_a_client_reset_in_the_middle_of_its_body_is_an_event_not_a_traceback(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    limits = HttpLimits(header_timeout=60.0, body_timeout=60.0, per_client=4, total=8)
+
+    async def scenario() -> None:
+        async with serving(tmp_path, limits) as (server, events, _):
+            _, writer = await connect(server, "127.0.0.1")
+            writer.write(b"POST /known.txt HTTP/1.1\r\nHost: lab\r\nContent-Length: 1000\r\n\r\n0123456789")
+            await writer.drain()
+            for _ in range(100):  # until the handler waits for the rest of the body
+                if server.listener.gate.open == 1 and server.listener.runner.server is not None \
+                        and server.listener.runner.server.requests_count == 1:
+                    break
+                await asyncio.sleep(0.05)
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()  # RST
+            for _ in range(100):
+                if events.events:
+                    break
+                await asyncio.sleep(0.05)
+        assert [e.result for e in events.events] == ["aborted"]
+
+    with caplog.at_level(logging.DEBUG, logger="aiohttp"):
+        run(scenario)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
