@@ -242,7 +242,7 @@ def _check(lab: FuzzLab, target: Target) -> str | None:
     """None when the service answers a valid request correctly (a few tries), else why not."""
     if not lab.alive():
         return "the kit is not running"
-    why = "no check ran"
+    why: str | None = "no check ran"
     for _ in range(CHECK_TRIES):
         why = target.check()
         if why is None:

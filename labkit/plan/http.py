@@ -48,13 +48,14 @@ class HttpLimits:
     body_timeout: seconds to receive a request body (POST), or to drain an unread one.
     per_client: connections one address may hold at once; None is 16 on a LAN and `total` on
     loopback, where every virtual phone shares 127.0.0.1.
-    total: connections the service holds at once (file handles are shared with TFTP and DNS).
+    total: connections the service holds at once: file handles are shared with TFTP (512
+    sessions) and DNS, under a soft RLIMIT_NOFILE that is often 1024.
     """
 
-    header_timeout: float = 5.0
+    header_timeout: float = 10.0
     body_timeout: float = 20.0
     per_client: int | None = None
-    total: int = 512
+    total: int = 256
 
     def per_client_on(self, loopback: bool) -> int:
         if self.per_client is not None:
@@ -78,16 +79,17 @@ class HttpPlan:
     limits: HttpLimits = field(default_factory=HttpLimits)
 
 
-def plan_http(config: HttpService, scheme: Scheme, *, limits: HttpLimits | None = None) -> HttpPlan:
+def plan_http(config: HttpService, scheme: Scheme) -> HttpPlan:
     """The service's config from the inventory's `services.http` or `services.https`."""
     auth = config.auth
     encrypt = config.encrypt
+    given = config.limits
     return HttpPlan(
         scheme=scheme,
         auth=HttpAuthPlan(auth.scheme, auth.user, auth.password, auth.realm) if auth is not None else None,
-        encrypt=HttpEncryptPlan(encrypt.ikm.encode("utf-8"), encrypt.keyid.encode("utf-8"),
+        encrypt=HttpEncryptPlan(encrypt.ikm.encode("ascii"), encrypt.keyid.encode("ascii"),
                                 encrypt.record_size) if encrypt is not None else None,
         redirects=MappingProxyType({path: HttpRedirectPlan(r.to, r.status)
                                     for path, r in config.redirects.items()}),
-        limits=limits or HttpLimits(),
+        limits=HttpLimits(given.header_timeout, given.body_timeout, given.per_client, given.connections),
     )

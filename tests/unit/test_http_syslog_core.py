@@ -6,6 +6,7 @@ import base64
 import hashlib
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -203,3 +204,35 @@ def test_http_core_imports_nothing_above_its_layer(core: str) -> None:
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
                             check=True).stdout.strip()
     assert loaded == "", f"{core} loads {loaded}"
+
+
+def test_plan_http_converts_the_inventory_into_frozen_plain_values(tmp_path: Path) -> None:
+    import dataclasses
+
+    from labkit.plan.http import HttpLimits, plan_http
+
+    inventory = tmp_path / "lab.yaml"
+    inventory.write_text(
+        "lab: {domain: lab.example, address: 10.42.0.1/24}\n"
+        "services:\n"
+        "  http:\n"
+        "    redirects: {/old.xml: {to: /new.xml, status: 301}}\n"
+        "    limits: {header_timeout: 2.5, per_client: 3, connections: 40}\n"
+        "  https:\n"
+        "    auth: {user: phone, password: s3cret, scheme: digest}\n"
+        "    encrypt: {ikm: secret-ikm, keyid: k1}\n")
+    plan = build_plan(load(inventory))
+    http, https = plan.http, plan.https
+    assert http == plan_http(plan.inventory.services.http, "http")
+    assert (http.scheme, http.auth, http.encrypt) == ("http", None, None)
+    assert http.redirects["/old.xml"].to == "/new.xml" and http.redirects["/old.xml"].status == 301
+    assert http.limits == HttpLimits(header_timeout=2.5, body_timeout=20.0, per_client=3, total=40)
+    assert https.scheme == "https" and https.auth is not None
+    assert (https.auth.scheme, https.auth.user, https.auth.password) == ("digest", "phone", "s3cret")
+    assert https.encrypt is not None and (https.encrypt.ikm, https.encrypt.keyid) == (b"secret-ikm", b"k1")
+    assert https.limits.per_client_on(loopback=True) == 256  # everyone is 127.0.0.1 there
+    assert https.limits.per_client_on(loopback=False) == 16
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        http.scheme = "https"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        http.redirects["/x"] = http.redirects["/old.xml"]  # type: ignore[index]
