@@ -39,6 +39,7 @@ from labkit.inventory.phones import (
     Profiles,
 )
 from labkit.inventory.services import (
+    ConnectionLimits,
     ContentEncryption,
     HttpAuth,
     HttpService,
@@ -50,7 +51,8 @@ from labkit.inventory.services import (
 from labkit.inventory.types import Strict
 
 __all__ = [
-    "OPTION_FIELDS", "OPTION_NAMES", "RESERVED_CODES", "UNION_TAGS", "CodeList", "ContentEncryption",
+    "OPTION_FIELDS", "OPTION_NAMES", "RESERVED_CODES", "UNION_TAGS", "CodeList", "ConnectionLimits",
+    "ContentEncryption",
     "Dhcp", "Dns", "Encryption", "FaultRule", "HttpAuth", "HttpService", "Inventory", "LabSection",
     "Line", "Option43", "Options", "OrRaw", "ParamSpec", "ParamValue", "Params", "Phone", "PhoneModel",
     "Pool", "Profiles", "Raw", "Redirect", "Service", "Services", "Sinkhole", "Srv", "SubValue",

@@ -42,7 +42,17 @@ class Redirect(Strict):
     status: Literal[301, 302, 303, 307, 308] = 302
 
 
+class ConnectionLimits(Strict):
+    """What one HTTP(S) client may hold (slowloris, connection floods)."""
+
+    header_timeout: Annotated[float, Field(gt=0, le=3600)] = 10.0  # s to a complete request head
+    body_timeout: Annotated[float, Field(gt=0, le=3600)] = 20.0  # s to a complete request body
+    per_client: Annotated[int, Field(ge=1, le=65535)] | None = None  # default: 16, all on loopback
+    connections: Annotated[int, Field(ge=1, le=65535)] = 256  # open at once, all clients
+
+
 class HttpService(Service):
+    limits: ConnectionLimits = Field(default_factory=ConnectionLimits)
     auth: HttpAuth | None = None
     encrypt: ContentEncryption | None = None
     # moved profiles: request path -> where it is now (phones follow 301/302 at once, reference §5)

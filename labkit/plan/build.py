@@ -20,6 +20,7 @@ from labkit.inventory.load import LoadedInventory
 from labkit.inventory.model import Inventory, Phone
 from labkit.plan.dhcp import DhcpPlan, OptionSet, class_option_set, option_set, phone_vendor_class, plan_dhcp
 from labkit.plan.faults import plan_faults
+from labkit.plan.http import HttpPlan, plan_http
 from labkit.plan.profiles import PlannedFile, plan_files
 from labkit.plan.tftp import TftpPlan, plan_tftp
 from labkit.plan.zones import DnsPlan, Zone, plan_dns, plan_zones
@@ -84,6 +85,8 @@ class Plan:
     fixed_ips: Mapping[str, str] = field(default_factory=lambda: _frozen({}))  # fixed IP -> MAC
     known_macs: frozenset[str] = frozenset()  # the inventory's phones
     tftp: TftpPlan = field(default_factory=TftpPlan)
+    http: HttpPlan = field(default_factory=lambda: HttpPlan("http"))
+    https: HttpPlan = field(default_factory=lambda: HttpPlan("https"))
 
     @property
     def inventory(self) -> Inventory:
@@ -142,4 +145,6 @@ def build_plan(loaded: LoadedInventory) -> Plan:
         fixed_ips=_frozen({str(p.ip): p.mac for p in inv.phones if p.ip is not None}),
         known_macs=frozenset(p.mac for p in inv.phones),
         tftp=plan_tftp(loaded),
+        http=plan_http(inv.services.http, "http"),
+        https=plan_http(inv.services.https, "https"),
     )

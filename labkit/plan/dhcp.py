@@ -14,11 +14,9 @@ from ipaddress import IPv4Address
 from types import MappingProxyType
 from typing import Any, Literal
 
-from labkit.faults.legacy import DhcpFault
 from labkit.inventory import names
 from labkit.inventory.model import Inventory, Phone, VendorClass
 from labkit.protocols.dhcp.config import ALWAYS_SENT, ClientOptions, OptionLayer, PhoneEntry, ServerConfig
-from labkit.protocols.dhcp.faults import DhcpFaultAction
 from labkit.protocols.dhcp.options import (
     SubOption,
     Tr069,
@@ -242,10 +240,3 @@ def _block_json(block: VendorBlock) -> dict[str, Any]:
             return out
     out["suboptions"] = [_sub_json(s) for s in block.suboptions]
     return out
-
-
-
-def dhcp_fault_action(fault: DhcpFault) -> DhcpFaultAction:
-    """An inventory DHCP fault rule's action as the core's plain value."""
-    return DhcpFaultAction(drop=fault.drop, delay=fault.delay, nak=fault.nak, omit=tuple(fault.omit),
-                           replace=MappingProxyType(dict(fault.replace)), malformed=fault.malformed)

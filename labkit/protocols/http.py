@@ -91,7 +91,19 @@ def check_basic(header: str | None, user: str, password: str) -> bool:
     except (ValueError, UnicodeDecodeError):
         return False
     given_user, _, given_password = decoded.partition(":")
-    return hmac.compare_digest(given_user, user) and hmac.compare_digest(given_password, password)
+    user_ok = _same(given_user, user)  # both compared, whatever the first says (constant time)
+    return _same(given_password, password) and user_ok
+
+
+def _bytes(text: str) -> bytes:
+    """UTF-8 of any str, lone surrogates included (header values can carry undecodable bytes)."""
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _same(given: str, expected: str) -> bool:
+    """Constant-time equality of two strings, non-ASCII included: `hmac.compare_digest` raises
+    TypeError on non-ASCII str, so it compares their bytes."""
+    return hmac.compare_digest(_bytes(given), _bytes(expected))
 
 
 def basic_challenge(realm: str) -> str:
@@ -112,7 +124,7 @@ def parse_digest(header: str) -> dict[str, str]:
 
 
 def _md5(text: str) -> str:
-    return hashlib.md5(text.encode("utf-8"), usedforsecurity=False).hexdigest()
+    return hashlib.md5(_bytes(text), usedforsecurity=False).hexdigest()
 
 
 class DigestAuth:
@@ -126,7 +138,7 @@ class DigestAuth:
         self.opaque = hashlib.sha256(self.secret + b"opaque").hexdigest()[:32]
 
     def _sign(self, stamp: str) -> str:
-        return hmac.new(self.secret, stamp.encode(), hashlib.sha256).hexdigest()[:32]
+        return hmac.new(self.secret, _bytes(stamp), hashlib.sha256).hexdigest()[:32]
 
     def make_nonce(self, now: float) -> str:
         stamp = f"{int(now):x}"
@@ -146,7 +158,7 @@ class DigestAuth:
         if params["username"] != self.user or params["realm"] != self.realm:
             return False, False
         stamp, _, signature = params["nonce"].partition(".")
-        if not hmac.compare_digest(signature, self._sign(stamp)):
+        if not _same(signature, self._sign(stamp)):
             return False, False
         ha1 = _md5(f"{self.user}:{self.realm}:{self.password}")
         ha2 = _md5(f"{method}:{params['uri']}")
@@ -159,7 +171,7 @@ class DigestAuth:
             expected = _md5(f"{ha1}:{params['nonce']}:{ha2}")  # RFC 2069 compatibility
         else:
             return False, False
-        if not hmac.compare_digest(expected, params["response"].lower()):
+        if not _same(expected, params["response"].lower()):
             return False, False
         try:
             issued = int(stamp, 16)

@@ -2,7 +2,9 @@
 
 GET and HEAD serve files, POST is accepted (the `--post` resync sends a body and expects the
 profile back); firmware on disk goes out with sendfile and byte ranges; profiles can carry
-RFC 8188 `Content-Encoding: aes128gcm`; optional Basic or Digest authentication.
+RFC 8188 `Content-Encoding: aes128gcm`; optional Basic or Digest authentication. Connections
+pass labkit.services.http_conn first (per-client and total bounds, read timeouts, malformed
+requests as events).
 """
 
 from __future__ import annotations
@@ -11,15 +13,15 @@ import asyncio
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 from aiohttp import web
 
-from labkit.events import EventSink, PhoneDirectory, make_event
-from labkit.faults import FaultHooks, HttpFault
+from labkit.events import Event, make_event
+from labkit.faults.hooks import ServiceFaults
 from labkit.formats import aes128gcm, openssl_enc
-from labkit.inventory.model import HttpService
+from labkit.plan.http import HttpPlan
 from labkit.protocols.http import (
     DigestAuth,
     RangeNotSatisfiable,
@@ -28,7 +30,10 @@ from labkit.protocols.http import (
     parse_range,
     parse_user_agent,
 )
-from labkit.services.filetree import FileTree, ForbiddenPath, ServedFile
+from labkit.protocols.http_faults import HttpFaultAction
+from labkit.services.context import Endpoint, StartContext
+from labkit.services.filetree import ForbiddenPath, ServedFile
+from labkit.services.http_conn import ConnectionGate, Listener, Peer
 
 SERVER_HEADER = "labkit"
 PROFILE_KINDS = {"phone profile"}  # RFC 8188 applies to per-phone files: a factory phone has no IKM
@@ -36,32 +41,41 @@ PROFILE_KINDS = {"phone profile"}  # RFC 8188 applies to per-phone files: a fact
 
 @dataclass
 class HttpServer:
-    runner: web.AppRunner
-    site: web.TCPSite
-    scheme: str
-    host: str
-    port: int
-    handler: _Handler | None = None
-
-    @property
-    def faults(self) -> FaultHooks | None:
-        return self.handler.faults if self.handler else None
-
-    @faults.setter
-    def faults(self, hooks: FaultHooks | None) -> None:
-        if self.handler is not None:
-            self.handler.faults = hooks
+    listener: Listener
+    endpoint: Endpoint
+    port: int  # the bound port (the endpoint's, or the kernel's choice for 0)
 
     async def close(self) -> None:
-        await self.runner.cleanup()
+        await self.listener.close()
+
+
+@dataclass
+class _Exchange:
+    """One request as the event log sees it: who asked what, and the detail learnt on the way."""
+
+    scheme: str
+    request: web.Request
+    phone: str | None
+    client: str
+    path: str
+    clock: Callable[[], float]
+    detail: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def method(self) -> str:
+        return self.request.method
+
+    def event(self, answer: str, result: str) -> Event:
+        return make_event(self.scheme, self.client, self.phone, self.method.lower(), self.path, answer,
+                          result, self.clock, **self.detail)
 
 
 class _Handler:
-    def __init__(self, tree: FileTree, config: HttpService, scheme: str, sink: EventSink,
-                 directory: PhoneDirectory, known_macs: set[str], clock: Callable[[], float]) -> None:
-        self.tree, self.config, self.scheme = tree, config, scheme
-        self.sink, self.directory, self.known_macs, self.clock = sink, directory, known_macs, clock
-        self.faults: FaultHooks | None = None
+    def __init__(self, config: HttpPlan, ctx: StartContext, clock: Callable[[], float]) -> None:
+        self.config, self.scheme, self.clock = config, config.scheme, clock
+        self.tree, self.sink, self.directory = ctx.tree, ctx.bus, ctx.directory
+        self.known_macs = ctx.known_macs
+        self.faults: ServiceFaults[HttpFaultAction] | None = ctx.faults.http
         auth = config.auth
         self.digest = (DigestAuth(auth.user, auth.password, auth.realm)
                        if auth is not None and auth.scheme == "digest" else None)
@@ -99,79 +113,90 @@ class _Handler:
             challenge = basic_challenge(auth.realm)
         return web.Response(status=401, headers={"WWW-Authenticate": challenge, "Server": SERVER_HEADER})
 
+    def emit(self, exchange: _Exchange, answer: str, result: str) -> None:
+        self.sink(exchange.event(answer, result))
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
         phone, detail = self._identify(request)
-        client = f"{request.remote}:{_peer_port(request)}"
-        method = request.method
-        raw_path = unquote(request.raw_path.split("?", 1)[0])
-        body_size = 0
-        if method == "POST":
-            body_size = len(await request.read())
-            detail["post_bytes"] = str(body_size)
-
-        def emit(answer: str, result: str) -> None:
-            self.sink(make_event(self.scheme, client, phone, method.lower(), raw_path, answer, result,
-                                 self.clock, **detail))
-
-        if method not in ("GET", "HEAD", "POST"):
-            emit("405", "method-not-allowed")
+        exchange = _Exchange(self.scheme, request, phone, f"{request.remote}:{_peer_port(request)}",
+                             unquote(request.raw_path.split("?", 1)[0]), self.clock, detail)
+        if request.method == "POST":
+            cut = await self._read_body(exchange)
+            if cut is not None:
+                return cut
+        if request.method not in ("GET", "HEAD", "POST"):
+            self.emit(exchange, "405", "method-not-allowed")
             return web.Response(status=405, headers={"Allow": "GET, HEAD, POST", "Server": SERVER_HEADER})
         denied = self._authorized(request)
         if denied is not None:
-            emit("401", "unauthorized")
+            self.emit(exchange, "401", "unauthorized")
             return denied
-        moved = self.config.redirects.get(raw_path)
+        moved = self.config.redirects.get(exchange.path)
         if moved is not None:
-            emit(f"{moved.status} -> {moved.to}", "redirect")
+            self.emit(exchange, f"{moved.status} -> {moved.to}", "redirect")
             return web.Response(status=moved.status, headers={"Location": moved.to, "Server": SERVER_HEADER})
         try:
-            served = self.tree.lookup(raw_path)
+            served = self.tree.lookup(exchange.path)
         except ForbiddenPath as exc:
-            emit(f"403 {exc}", "forbidden")
+            self.emit(exchange, f"403 {exc}", "forbidden")
             return web.Response(status=403, text=f"forbidden: {exc}\n", headers={"Server": SERVER_HEADER})
         if self.faults is not None:
-            fired = self.faults.check("http", mac=phone, client=client, request=f"{method} {raw_path}",
-                                      path=raw_path)
+            fired = self.faults.check(mac=phone, client=exchange.client,
+                                      request=f"{request.method} {exchange.path}", path=exchange.path)
             if fired:
                 faulty = await self._faulty(request, served, [hit.action for hit in fired])
                 if faulty is not None:
-                    emit(f"{faulty.status} (fault)", "fault")
+                    self.emit(exchange, f"{faulty.status} (fault)", "fault")
                     return faulty
         if served is None:
-            emit("404", "not-found")
+            self.emit(exchange, "404", "not-found")
             return web.Response(status=404, text="not found\n", headers={"Server": SERVER_HEADER})
+        return self._serve(exchange, served)
+
+    async def _read_body(self, exchange: _Exchange) -> web.StreamResponse | None:
+        """Read a POST body within the body timeout; None when it came, else the answer sent."""
+        timeout = self.config.limits.body_timeout
+        try:
+            body = await asyncio.wait_for(exchange.request.read(), timeout)
+        except TimeoutError:
+            self.emit(exchange, f"408 (no body within {timeout:g} s)", "timeout")
+            return await _close_with(exchange.request, 408)
+        except web.RequestPayloadError as exc:
+            self.emit(exchange, f"400 {exc}", "malformed")
+            return await _close_with(exchange.request, 400)
+        except ConnectionError as exc:  # the client went away in the middle of its body
+            self.emit(exchange, f"- ({type(exc).__name__} while reading the body)", "aborted")
+            return web.Response(status=400, headers={"Server": SERVER_HEADER, "Connection": "close"})
+        exchange.detail["post_bytes"] = str(len(body))
+        return None
+
+    def _serve(self, exchange: _Exchange, served: ServedFile) -> web.StreamResponse:
+        asked = exchange.request.headers.get("Range")
         if served.kind in PROFILE_KINDS and self.config.encrypt is not None:
             response = self._encrypted(served)
         elif served.data is None and served.disk_path is not None:
-            response = web.FileResponse(served.disk_path, headers={"Server": SERVER_HEADER})
-            asked = request.headers.get("Range")
-            emit(f"206 {asked} of {served.size} bytes" if asked else f"200 {served.size} bytes", "ok")
-            return response
+            whole = f"200 {served.size} bytes"
+            self.emit(exchange, f"206 {asked} of {served.size} bytes" if asked else whole, "ok")
+            return web.FileResponse(served.disk_path, headers={"Server": SERVER_HEADER})
         else:
             try:
-                response = self._memory(served, request.headers.get("Range"))
+                response = self._memory(served, asked)
             except RangeNotSatisfiable:
-                emit("416", "range-not-satisfiable")
+                self.emit(exchange, "416", "range-not-satisfiable")
                 return web.Response(status=416, headers={"Content-Range": f"bytes */{served.size}",
                                                          "Server": SERVER_HEADER})
-        emit(f"{response.status} {response.content_length} bytes", "ok")
+        self.emit(exchange, f"{response.status} {response.content_length} bytes", "ok")
         return response
 
     async def _faulty(self, request: web.Request, served: ServedFile | None,
-                      actions: list[HttpFault]) -> web.StreamResponse | None:
+                      actions: list[HttpFaultAction]) -> web.StreamResponse | None:
         """Misbehave as the fault rules say; None when only a delay applied (serve normally)."""
         for action in actions:
             if action.delay:
                 await asyncio.sleep(action.delay)
         for action in actions:
             if action.status is not None:
-                headers = {"Server": SERVER_HEADER}
-                if action.location:
-                    headers["Location"] = action.location
-                if action.authenticate:
-                    key = "Proxy-Authenticate" if action.status == 407 else "WWW-Authenticate"
-                    headers[key] = action.authenticate
-                return web.Response(status=action.status, headers=headers)
+                return _fault_status(action)
         shaping = [a for a in actions if a.slow or a.truncate is not None or a.wrong_length is not None
                    or a.corrupt or a.wrong_key]
         if not shaping or served is None:
@@ -186,23 +211,7 @@ class _Handler:
         announced = next((a.wrong_length for a in shaping if a.wrong_length is not None), len(body))
         cut = next((a.truncate for a in shaping if a.truncate is not None), None)
         rate = next((a.slow for a in shaping if a.slow), None)
-        sent = body if cut is None else body[:cut]
-        response = web.StreamResponse(status=200, headers={"Server": SERVER_HEADER,
-                                                           "Content-Type": _content_type(served.path)})
-        response.content_length = announced
-        await response.prepare(request)
-        if rate is None:
-            await response.write(sent)
-        else:
-            step = max(1, rate // 10)
-            for offset in range(0, len(sent), step):
-                await response.write(sent[offset : offset + step])
-                await asyncio.sleep(0.1)
-        if len(sent) < announced and request.transport is not None:
-            request.transport.close()  # the client is left waiting for bytes that never come
-        else:
-            await response.write_eof()
-        return response
+        return await _send_shaped(request, served, body if cut is None else body[:cut], announced, rate)
 
     def _memory(self, served: ServedFile, range_header: str | None) -> web.Response:
         data = served.data or b""
@@ -218,10 +227,51 @@ class _Handler:
     def _encrypted(self, served: ServedFile) -> web.Response:
         enc = self.config.encrypt
         assert enc is not None
-        body = aes128gcm.encrypt(served.data or b"", enc.ikm.encode("ascii"),
-                                 record_size=enc.record_size, keyid=enc.keyid.encode("ascii"))
+        body = aes128gcm.encrypt(served.data or b"", enc.ikm, record_size=enc.record_size, keyid=enc.keyid)
         return web.Response(body=body, headers={"Server": SERVER_HEADER, "Content-Encoding": "aes128gcm",
                                                 "Content-Type": _content_type(served.path)})
+
+
+def _fault_status(action: HttpFaultAction) -> web.Response:
+    assert action.status is not None
+    headers = {"Server": SERVER_HEADER}
+    if action.location:
+        headers["Location"] = action.location
+    if action.authenticate:
+        key = "Proxy-Authenticate" if action.status == 407 else "WWW-Authenticate"
+        headers[key] = action.authenticate
+    return web.Response(status=action.status, headers=headers)
+
+
+async def _send_shaped(request: web.Request, served: ServedFile, sent: bytes, announced: int,
+                       rate: int | None) -> web.StreamResponse:
+    """Send `sent` announcing `announced` bytes, at `rate` bytes/s if given (a fault's body)."""
+    response = web.StreamResponse(status=200, headers={"Server": SERVER_HEADER,
+                                                       "Content-Type": _content_type(served.path)})
+    response.content_length = announced
+    await response.prepare(request)
+    if rate is None:
+        await response.write(sent)
+    else:
+        step = max(1, rate // 10)
+        for offset in range(0, len(sent), step):
+            await response.write(sent[offset : offset + step])
+            await asyncio.sleep(0.1)
+    if len(sent) < announced and request.transport is not None:
+        request.transport.close()  # the client is left waiting for bytes that never come
+    else:
+        await response.write_eof()
+    return response
+
+
+async def _close_with(request: web.Request, status: int) -> web.StreamResponse:
+    """Answer `status` and close: the rest of the request body is not worth waiting for."""
+    response = web.Response(status=status, headers={"Server": SERVER_HEADER, "Connection": "close"})
+    await response.prepare(request)
+    await response.write_eof()
+    if request.transport is not None:
+        request.transport.close()
+    return response
 
 
 def _peer_port(request: web.Request) -> int | str:
@@ -235,15 +285,32 @@ def _content_type(path: str) -> str:
     return "application/octet-stream"
 
 
-async def start_http(tree: FileTree, config: HttpService, host: str, port: int, sink: EventSink,
-                     directory: PhoneDirectory, known_macs: set[str], *, scheme: str = "http",
+async def start_http(config: HttpPlan, endpoint: Endpoint, ctx: StartContext, *,
                      ssl_context: ssl.SSLContext | None = None,
                      clock: Callable[[], float] = time.time) -> HttpServer:
-    handler = _Handler(tree, config, scheme, sink, directory, known_macs, clock)
+    """Serve `ctx.tree` over HTTP (or HTTPS with `ssl_context`) at `endpoint`."""
+    handler = _Handler(config, ctx, clock)
     app = web.Application(client_max_size=4 * 1024 * 1024)
     app.router.add_route("*", "/{tail:.*}", handler.handle)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context, reuse_address=True)
-    await site.start()
-    return HttpServer(runner, site, scheme, host, port, handler)
+    scheme, sink, directory = config.scheme, ctx.bus, ctx.directory
+
+    def refused(peer: Peer, why: str) -> None:
+        sink(make_event(scheme, f"{peer[0]}:{peer[1]}", directory.phone_at(peer[0]), "connect", "",
+                        f"closed: {why}", "refused", clock))
+
+    def malformed(peer: Peer, what: str) -> None:
+        sink(make_event(scheme, f"{peer[0]}:{peer[1]}", directory.phone_at(peer[0]), "malformed", what,
+                        "400", "malformed", clock))
+
+    limits = config.limits
+    listener = Listener(runner, gate=ConnectionGate(limits.total, limits.per_client_on(endpoint.loopback)),
+                        header_timeout=limits.header_timeout, body_timeout=limits.body_timeout,
+                        ssl_context=ssl_context, on_refused=refused, on_malformed=malformed)
+    try:
+        await listener.start(endpoint.host, endpoint.port)
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return HttpServer(listener, endpoint, listener.port)

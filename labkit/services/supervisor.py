@@ -23,7 +23,6 @@ from labkit.errors import LabkitError
 from labkit.events import Event, EventSink, StaticDirectory
 from labkit.faults.engine import FaultEngine
 from labkit.faults.hooks import Faults
-from labkit.inventory import names  # used by _start_https until its starter moves to plan.tls
 from labkit.plan.build import Plan
 from labkit.services.context import Closable, Endpoint, StartContext
 from labkit.services.filetree import FileTree
@@ -164,24 +163,22 @@ async def _start_tftp(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable:
 async def _start_http(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable:
     from labkit.services.http import start_http
 
-    return await start_http(ctx.tree, plan.inventory.services.http, ep.host, ep.port, ctx.bus,
-                            ctx.directory, ctx.known_macs, scheme="http")
+    return await start_http(plan.http, ep, ctx)
 
 
 async def _start_https(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable:
     from labkit.services.http import start_http
     from labkit.tls import ServerCredentials, ensure_server_certificate, server_ssl_context
 
-    inv = plan.inventory
-    if inv.tls.cert and inv.tls.key:
-        base = plan.loaded.base_dir
-        credentials = ServerCredentials(base / inv.tls.cert, base / inv.tls.key, None)
+    tls = plan.tls
+    if tls.own:
+        assert tls.cert is not None and tls.key is not None
+        credentials = ServerCredentials(tls.cert, tls.key, None)
     else:
-        addresses = sorted({str(a) for a in names.kit_addresses(inv)} | {ep.host})
-        credentials = ensure_server_certificate(ctx.state_dir, inv.lab.name, plan.tls_names, addresses)
+        addresses = sorted({*tls.addresses, ep.host})
+        credentials = ensure_server_certificate(ctx.state_dir, tls.lab_name, tls.names, addresses)
     ctx.ca_path = credentials.ca_path
-    return await start_http(ctx.tree, inv.services.https, ep.host, ep.port, ctx.bus, ctx.directory,
-                            ctx.known_macs, scheme="https", ssl_context=server_ssl_context(credentials))
+    return await start_http(plan.https, ep, ctx, ssl_context=server_ssl_context(credentials))
 
 
 async def _start_dhcp(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable:
@@ -257,23 +254,7 @@ async def start_lab(plan: Plan, *, loopback: bool = False, port_offset: int | No
             await lab.close()
             raise _cannot_listen(name, ep, exc, loopback or port_offset is not None) from None
     lab.ca_path = ctx.ca_path
-    _attach_legacy_hooks(lab)
     return lab
-
-
-def _attach_legacy_hooks(lab: RunningLab) -> None:
-    # --- TRANSITIONAL (issue 9), removed by the lead after the merge: services that still expose a
-    # settable `.faults` get the same typed hooks (one engine) through the old check() shape. ---
-    from labkit.faults.legacy import TypedHooksShim
-
-    if lab.faults.engine is None or not lab.faults.engine:
-        return
-    shim = TypedHooksShim(lab.faults)
-    for name, service in lab.services.items():
-        kind = "http" if name == "https" else name
-        if hasattr(service, "faults") and getattr(lab.faults, kind, None) is not None:
-            service.faults = shim  # type: ignore[attr-defined]
-    # --- end of the transitional block ---
 
 
 async def _check_dhcp_segment(plan: Plan, eps: dict[str, Endpoint], allow_other_dhcp: bool) -> None:

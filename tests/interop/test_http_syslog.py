@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import socket
 import subprocess
 from pathlib import Path
 
@@ -117,6 +118,17 @@ def test_https_verifies_against_the_lab_ca_with_auth(lab: LabProcess, tmp_path: 
     assert "DNS:prov.lab.example" in text and "DNS:lab.example" in text
 
 
+@pytest.mark.parametrize("credentials", ["phöne:s3cret", "phone:sécret", "phone:パスワード"])
+def test_non_ascii_credentials_get_401_not_500(lab: LabProcess, credentials: str) -> None:
+    ca = lab.state / "ca" / "ca.pem"
+    port = lab.port("https")
+    got = curl("--cacert", str(ca), "--resolve", f"prov.lab.example:{port}:127.0.0.1",
+               f"--{lab.auth}", "-u", credentials, "-o", "/dev/null", "-w", "%{http_code}",  # type: ignore[attr-defined]
+               f"https://prov.lab.example:{port}/8851-3PCC.xml")
+    assert got.returncode == 0, got.stderr
+    assert got.stdout == b"401"
+
+
 def test_syslog_from_logger_becomes_an_event(lab: LabProcess) -> None:
     logger = require_tool("logger")
     message = "CP-8851-3PCC 00:56:2b:00:00:01 -- Requesting resync tftp://10.42.0.1:69/8851-3PCC.xml"
@@ -169,3 +181,43 @@ def test_syslog_socket_has_a_large_buffer_and_counts_kernel_drops(tmp_path: Path
             await service.close()
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+MALFORMED = [
+    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(32)) + b"\r\n\r\n",  # TLS to HTTP
+    b"\x00\xff\xfe garbage \x01\x02\r\n\r\n",
+    b"GET /8851-3PCC.xml HTTP/1.1\r\nHost: lab\r\nBad Header Line\r\n\r\n",
+    b"GET /8851-3PCC.xml HTTP/1.1\r\nHost: lab\r\nContent-Length: abc\r\n\r\n",
+    b"GET /" + b"A" * 20000 + b" HTTP/1.1\r\nHost: lab\r\n\r\n",
+    b"GET /8851-3PCC.xml HTTP/9.9\r\nHost: lab\r\n\r\n",
+    b"POST /8851-3PCC.xml HTTP/1.1\r\nHost: lab\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    # a good request, then garbage on the same connection
+    b"GET /8851-3PCC.xml HTTP/1.1\r\nHost: lab\r\n\r\n\x00\x01\x02 not http\r\n\r\n",
+]
+
+
+def _send_raw(port: int, data: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(data)  # no half-close: aiohttp drops a connection at EOF, answer unsent
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_malformed_requests_are_counted_events_not_tracebacks(tmp_path: Path) -> None:
+    lab = start_lab_process(tmp_path)
+    try:
+        for data in MALFORMED:
+            answer = _send_raw(lab.port("http"), data)
+            assert b" 400 Bad Request\r\n" in answer, (data[:40], answer[:200])
+        good = curl("-o", "/dev/null", "-w", "%{http_code}", f"http://127.0.0.1:{lab.port('http')}/8851-3PCC.xml")
+        assert good.stdout == b"200"  # still serving
+    finally:
+        code, output = lab.stop()
+    assert code == 0, output
+    assert "Traceback" not in output, output
+    malformed = [e for e in lab.events() if e["action"] == "malformed"]
+    assert len(malformed) == len(MALFORMED), malformed
+    assert {e["service"] for e in malformed} == {"http"}
+    assert all(e["result"] == "malformed" and e["answer"] == "400" for e in malformed)

@@ -176,19 +176,3 @@ phones: [{mac: "00:56:2b:00:00:01", model: CP-8851-3PCC, ip: 192.0.2.9, group: b
 faults:
   - {name: inventory 404, match: {group: bench-a}, http: {status: 404}}
 """
-
-
-def test_transitional_shim_gives_unmoved_services_the_old_shape_from_the_one_engine() -> None:
-    from labkit.faults.legacy import TypedHooksShim
-
-    recorder = EventRecorder()
-    engine = engine_of(rule(dhcp={"omit": [150], "replace": {66: "0a"}}, when={"first": 1}),
-                       rule(tftp={"stall_after": 2}))
-    shim = TypedHooksShim(Faults.build(engine, recorder, {}, started=0.0, clock=lambda: 1.0))
-    [dhcp] = shim.check("dhcp", mac=MAC, client="c", request="DISCOVER", message="DISCOVER")
-    assert dhcp.label == "fault 1 (dhcp)" and dhcp.action.omit == [150] and dhcp.action.replace == {66: b"\n"}
-    assert shim.check("dhcp", mac=MAC, client="c", request="DISCOVER") == []  # first: 1, counted once
-    [tftp] = shim.check("tftp", mac=None, client="c", request="RRQ x", path="/x")
-    assert tftp.action.model_dump()["stall_after"] == 2
-    assert shim.check("http", mac=None, client="c", request="GET /") == []
-    assert [e.service for e in recorder.events] == ["dhcp", "tftp"] and engine.fired == [1, 1]

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -104,6 +107,63 @@ def test_digest_auth_round_trip_and_expiry() -> None:
     assert auth.check("Digest garbage", "GET", 1010.0) == (False, False)
 
 
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+@pytest.mark.parametrize(("given_user", "given_password", "user", "password"), [
+    ("phöne", "s3cret", "phone", "s3cret"),  # non-ASCII user: TypeError in compare_digest before
+    ("phone", "sécret", "phone", "s3cret"),
+    ("phone", "パスワード", "phone", "s3cret"),
+    ("phone", "s3cret", "phone", "sécret"),  # a non-ASCII password in the inventory
+])
+def test_basic_auth_with_non_ascii_credentials_is_refused_not_an_error(
+        given_user: str, given_password: str, user: str, password: str) -> None:
+    assert check_basic(_basic(given_user, given_password), user, password) is False
+
+
+def test_basic_auth_accepts_a_matching_non_ascii_password() -> None:
+    assert check_basic(_basic("phöne", "sécret"), "phöne", "sécret") is True
+    # a header carrying undecodable bytes (aiohttp keeps them as surrogates) is refused too
+    assert check_basic("Basic \udcff\udcfe", "phone", "s3cret") is False
+
+
+def test_digest_auth_with_non_ascii_answers_is_refused_not_an_error() -> None:
+    auth = DigestAuth("phone", "s3cret", "labkit", lifetime=300)
+    challenge = auth.challenge(1000.0)
+    nonce = challenge.split('nonce="')[1].split('"')[0]
+    stamp = nonce.split(".")[0]
+    for answer in (
+        _digest_answer(challenge, "GET", "/x.cfg", "phone", "sécret"),
+        _digest_answer(challenge, "GET", "/x.cfg", "phöne", "s3cret"),
+        _digest_answer(challenge, "GET", "/ü.cfg", "phone", "s3cret").replace(
+            'response="', 'response="é', 1),
+        _digest_answer(challenge, "GET", "/x.cfg", "phone", "s3cret").replace(nonce, stamp + ".é"),
+        _digest_answer(challenge, "GET", "/x.cfg", "phone", "s3cret").replace(
+            "/x.cfg", "/\udcff.cfg"),
+    ):
+        assert auth.check(answer, "GET", 1010.0) == (False, False), answer
+
+
+def test_digest_auth_accepts_a_matching_non_ascii_password() -> None:
+    auth = DigestAuth("phöne", "sécret", "labkit", lifetime=300)
+    challenge = auth.challenge(1000.0)
+    answer = _digest_answer(challenge, "GET", "/ü.cfg", "phöne", "sécret")
+    assert auth.check(answer, "GET", 1010.0) == (True, False)
+
+
+@given(st.text(max_size=30), st.text(max_size=30))
+def test_basic_auth_never_raises(user: str, password: str) -> None:
+    assert check_basic(_basic(user, password), "phone", "s3cret") is (
+        (user, password) == ("phone", "s3cret"))
+
+
+@given(st.text(max_size=80))
+def test_digest_check_never_raises(header: str) -> None:
+    auth = DigestAuth("phone", "s3cret", "labkit", secret=b"k" * 16)
+    assert auth.check("Digest " + header, "GET", 1010.0)[0] is False
+
+
 @given(st.binary(max_size=600))
 def test_syslog_parser_never_raises(data: bytes) -> None:
     message = parse_syslog(data)
@@ -129,3 +189,50 @@ def test_endpoints_standard_loopback_and_offset() -> None:
         "syslog": ("127.0.0.1", 10514), "dns": ("127.0.0.1", 10053), "tftp": ("127.0.0.1", 10069),
         "http": ("127.0.0.1", 10080), "https": ("127.0.0.1", 10443), "dhcp": ("127.0.0.1", 10067)}
     assert endpoints(plan, port_offset=20000)["tftp"].port == 20069
+
+
+@pytest.mark.parametrize("core", ["labkit.protocols.http", "labkit.protocols.http_faults"])
+def test_http_core_imports_nothing_above_its_layer(core: str) -> None:
+    """Importing the HTTP core in a fresh interpreter loads no inventory, plan, service or faults
+    module, nor pydantic, yaml, jinja2 (issue 9's layering rule)."""
+    forbidden = ("pydantic", "yaml", "jinja2", "aiohttp", "labkit.inventory", "labkit.plan",
+                 "labkit.services", "labkit.faults")
+    probe = (f"import sys, {core}\n"
+             f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {forbidden!r} "
+             f"or any(m == f or m.startswith(f + '.') for f in {forbidden!r}))\n"
+             "print(','.join(bad))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
+                            check=True).stdout.strip()
+    assert loaded == "", f"{core} loads {loaded}"
+
+
+def test_plan_http_converts_the_inventory_into_frozen_plain_values(tmp_path: Path) -> None:
+    import dataclasses
+
+    from labkit.plan.http import HttpLimits, plan_http
+
+    inventory = tmp_path / "lab.yaml"
+    inventory.write_text(
+        "lab: {domain: lab.example, address: 10.42.0.1/24}\n"
+        "services:\n"
+        "  http:\n"
+        "    redirects: {/old.xml: {to: /new.xml, status: 301}}\n"
+        "    limits: {header_timeout: 2.5, per_client: 3, connections: 40}\n"
+        "  https:\n"
+        "    auth: {user: phone, password: s3cret, scheme: digest}\n"
+        "    encrypt: {ikm: secret-ikm, keyid: k1}\n")
+    plan = build_plan(load(inventory))
+    http, https = plan.http, plan.https
+    assert http == plan_http(plan.inventory.services.http, "http")
+    assert (http.scheme, http.auth, http.encrypt) == ("http", None, None)
+    assert http.redirects["/old.xml"].to == "/new.xml" and http.redirects["/old.xml"].status == 301
+    assert http.limits == HttpLimits(header_timeout=2.5, body_timeout=20.0, per_client=3, total=40)
+    assert https.scheme == "https" and https.auth is not None
+    assert (https.auth.scheme, https.auth.user, https.auth.password) == ("digest", "phone", "s3cret")
+    assert https.encrypt is not None and (https.encrypt.ikm, https.encrypt.keyid) == (b"secret-ikm", b"k1")
+    assert https.limits.per_client_on(loopback=True) == 256  # everyone is 127.0.0.1 there
+    assert https.limits.per_client_on(loopback=False) == 16
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        http.scheme = "https"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        http.redirects["/x"] = http.redirects["/old.xml"]  # type: ignore[index]

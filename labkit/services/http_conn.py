@@ -1,0 +1,231 @@
+"""HTTP(S) connections: who may hold one, for how long, and what a malformed request becomes.
+
+Every TCP connection passes a gate before a single TLS or HTTP byte is read: a bound per client
+address and a bound on the whole service (file handles are shared with TFTP and DNS). TLS is
+started here, so a handshake that never ends holds a counted slot for the header timeout at
+most. aiohttp's request handler then reads requests with the plan's timeouts: its keep-alive
+timer, armed from the moment the connection opens, closes a connection whose request head is
+not complete in time (slowloris), and the lingering time bounds draining an unread body. A
+request aiohttp cannot parse becomes one "malformed" report instead of a logged traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+
+Peer = tuple[str, int]
+OnRefused = Callable[[Peer, str], None]  # (peer, why) for a connection closed at once
+OnMalformed = Callable[[Peer, str], None]  # (peer, what aiohttp could not parse)
+MAX_EARLY_BYTES = 64 * 1024  # bytes a TLS client may send before the HTTP handler exists
+
+
+class ConnectionGate:
+    """Counts open connections, in total and per client address."""
+
+    def __init__(self, total: int, per_client: int) -> None:
+        self.total = total
+        self.per_client = per_client
+        self.open = 0
+        self.by_address: Counter[str] = Counter()
+
+    def admit(self, address: str) -> str | None:
+        """None when the connection may stay (it is counted), else why it must be closed."""
+        if self.open >= self.total:
+            return f"{self.total} connections open (the service's bound)"
+        if self.by_address[address] >= self.per_client:
+            return f"{self.per_client} connections open from {address} (the per-client bound)"
+        self.open += 1
+        self.by_address[address] += 1
+        return None
+
+    def release(self, address: str) -> None:
+        self.open -= 1
+        self.by_address[address] -= 1
+        if self.by_address[address] <= 0:
+            del self.by_address[address]
+
+
+class _RequestHandler(web.RequestHandler):
+    """aiohttp's handler, reporting unparsable requests instead of logging their traceback."""
+
+    def __init__(self, manager: web.Server, *, on_malformed: OnMalformed, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self.on_malformed = on_malformed
+
+    def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        if isinstance(exc, HttpProcessingError):
+            peer = self.transport.get_extra_info("peername") if self.transport is not None else None
+            self.on_malformed(_peer(peer), _short(exc))
+        return super().handle_error(request, status, exc, message)
+
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        if isinstance(kw.get("exc_info"), HttpProcessingError):
+            return  # reported by handle_error as one event; a bug in labkit still logs its traceback
+        super().log_exception(*args, **kw)
+
+
+class _Connection(asyncio.Protocol):
+    """One TCP connection: admitted by the gate, then TLS (if any), then aiohttp's handler."""
+
+    def __init__(self, listener: Listener) -> None:
+        self.listener = listener
+        self.address: str | None = None  # set once admitted (and counted)
+        self.transport: asyncio.BaseTransport | None = None
+        self.handler: _RequestHandler | None = None
+        self.early: list[bytes] = []  # decrypted bytes that came with the end of the handshake
+        self.early_eof = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = _peer(transport.get_extra_info("peername"))
+        refusal = self.listener.gate.admit(peer[0])
+        if refusal is not None:
+            assert isinstance(transport, asyncio.Transport)
+            transport.abort()
+            self.listener.on_refused(peer, refusal)
+            return
+        self.address, self.transport = peer[0], transport
+        self.listener.live.add(self)
+        if self.listener.ssl_context is None:
+            self._open(transport)
+        else:
+            assert isinstance(transport, asyncio.Transport)
+            transport.pause_reading()  # start_tls takes the bytes from here
+            handshake = asyncio.ensure_future(self._start_tls(transport))
+            self.listener.handshakes.add(handshake)
+            handshake.add_done_callback(self.listener.handshakes.discard)
+
+    async def _start_tls(self, transport: asyncio.Transport) -> None:
+        assert self.listener.ssl_context is not None
+        loop = asyncio.get_running_loop()
+        try:
+            secure = await loop.start_tls(transport, self, self.listener.ssl_context, server_side=True,
+                                          ssl_handshake_timeout=self.listener.handshake_timeout)
+        except (TimeoutError, OSError, ConnectionError):
+            self._release()  # start_tls closed the transport; asyncio tells no protocol of a
+            return  # connection lost during the handshake
+        if secure is None or secure.is_closing():
+            self._release()
+            return
+        self.transport = secure
+        self._open(secure)
+
+    def _open(self, transport: asyncio.BaseTransport) -> None:
+        self.handler = self.listener.make_handler()
+        self.handler.connection_made(transport)
+        early, self.early = self.early, []
+        for data in early:
+            self.handler.data_received(data)
+        if self.early_eof:
+            self.handler.eof_received()
+
+    def data_received(self, data: bytes) -> None:
+        if self.handler is not None:
+            self.handler.data_received(data)
+        elif sum(map(len, self.early)) + len(data) <= MAX_EARLY_BYTES:
+            self.early.append(data)
+        elif self.transport is not None:
+            self.transport.close()
+
+    def eof_received(self) -> bool | None:
+        if self.handler is not None:
+            self.handler.eof_received()
+        else:
+            self.early_eof = True
+        return None  # the transport closes itself once the peer has finished
+
+    def pause_writing(self) -> None:
+        if self.handler is not None:
+            self.handler.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.handler is not None:
+            self.handler.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._release()
+        if self.handler is not None:
+            self.handler.connection_lost(exc)
+            self.handler = None
+
+    def _release(self) -> None:
+        """Give the slot back, once (a refused connection never held one)."""
+        if self.address is not None:
+            self.listener.gate.release(self.address)
+            self.listener.live.discard(self)
+            self.address = None
+
+    def abort(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            assert isinstance(self.transport, asyncio.Transport)
+            self.transport.abort()
+
+
+class Listener:
+    """The listening socket of one HTTP(S) service, with its gate, timeouts and TLS."""
+
+    def __init__(self, runner: web.AppRunner, *, gate: ConnectionGate, header_timeout: float,
+                 body_timeout: float, ssl_context: ssl.SSLContext | None, on_refused: OnRefused,
+                 on_malformed: OnMalformed) -> None:
+        self.runner = runner
+        self.gate = gate
+        self.ssl_context = ssl_context
+        self.handshake_timeout = header_timeout
+        self.on_refused = on_refused
+        self.live: set[_Connection] = set()
+        self.handshakes: set[asyncio.Future[None]] = set()
+        self.server: asyncio.Server | None = None
+        # aiohttp arms its keep-alive timer when the connection opens and again after each
+        # response, and closes the connection if no complete request head came meanwhile
+        self.handler_options: dict[str, Any] = {
+            "keepalive_timeout": header_timeout, "lingering_time": body_timeout,
+            "access_log": None, "on_malformed": on_malformed}
+
+    def make_handler(self) -> _RequestHandler:
+        manager = self.runner.server
+        assert manager is not None
+        return _RequestHandler(manager, loop=asyncio.get_running_loop(), **self.handler_options)
+
+    async def start(self, host: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(lambda: _Connection(self), host, port, reuse_address=True)
+
+    @property
+    def port(self) -> int:
+        """The bound port (the one asked for, or the kernel's choice for 0)."""
+        assert self.server is not None and self.server.sockets
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        for connection in [c for c in self.live if c.handler is None]:
+            connection.abort()  # still in the TLS handshake: aiohttp does not know it
+        await self.runner.cleanup()
+        for connection in list(self.live):
+            connection.abort()
+        for handshake in list(self.handshakes):
+            handshake.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await handshake
+        self.handshakes.clear()
+
+
+def _peer(peer: object) -> Peer:
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return str(peer[0]), int(peer[1])
+    return "?", 0
+
+
+def _short(exc: HttpProcessingError) -> str:
+    """The parser's complaint in one line (it quotes the offending bytes)."""
+    text = " ".join(str(exc.message or type(exc).__name__).split())
+    return text if len(text) <= 160 else text[:157] + "..."
