@@ -35,6 +35,7 @@ class BoardState:
     total: int = 0
     malformed: int = 0  # input no service could read (every one, even those the log leaves out)
     warnings: dict[str, str] = field(default_factory=dict)  # what an operator must see, by subject
+    drops: dict[str, int] = field(default_factory=dict)  # datagrams the kernel dropped, by service
 
     @classmethod
     def from_plan(cls, plan: Plan) -> BoardState:
@@ -46,6 +47,8 @@ class BoardState:
         self.total += 1
         if is_malformed(event):
             self.malformed += 1
+        if event.action == "kernel-drops":
+            self.drops[event.service] = int(event.detail.get("total", 0))
         if event.result == "rival":  # another DHCP server answers on the lab segment
             self.warnings[f"rival {event.client}"] = f"another DHCP server: {event.request} ({event.answer})"
         row = self.rows.get(event.phone) if event.phone else None
@@ -68,6 +71,8 @@ class BoardState:
 
     def table(self) -> Table:
         junk = f", {self.malformed} malformed" if self.malformed else ""
+        if self.drops:
+            junk += ", kernel drops " + " ".join(f"{svc} {n}" for svc, n in sorted(self.drops.items()))
         table = Table(title=f"labkit: {self.total} events, {self.unknown} from unknown clients{junk}",
                       expand=True)
         for column in ("phone", "model", "ip", "dns", "profile", "firmware", "logs", "errors", "last"):

@@ -32,12 +32,13 @@ from labkit.protocols.dhcp.server import DhcpServerCore
 from labkit.protocols.result import NO_DETAIL, Datagram, Fact, Result
 from labkit.services.context import Endpoint, StartContext
 from labkit.services.leases import LEASES_FILE, LeaseStore
+from labkit.services.sockets import DropCounter, DropWatch, grow_receive_buffer
 
 if TYPE_CHECKING:
     from labkit.services.preflight import RivalServer, RivalWatch
 
 BATCH = 256  # datagrams read per wake-up: one lease transaction covers them all
-RECEIVE_BUFFER = 4 << 20  # bytes of socket buffer (see _grow_receive_buffer)
+RECEIVE_BUFFER = 4 << 20  # bytes of socket buffer (see _bind)
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 CHADDR = slice(28, 34)  # the client's Ethernet address in a BOOTP message
 RIVAL_EVENT_EVERY = 10.0  # seconds between two "rival" events about the same server
@@ -79,9 +80,14 @@ class DhcpService:
     watch: RivalWatch | None = None
     silenced: str | None = None  # why the kit no longer answers (a rival server, `stop`)
     rivals: dict[str, float] = field(default_factory=dict)  # server id -> when last told
+    drops: DropCounter | None = None  # datagrams the kernel dropped on the server socket
+    drop_watch: DropWatch | None = None
 
     def start(self) -> None:
         asyncio.get_running_loop().add_reader(self.sock.fileno(), self._readable)
+        self.drops = DropCounter("dhcp", self.sink)
+        self.drop_watch = DropWatch(self.sock, self.drops)
+        self.drop_watch.start()
 
     def _readable(self) -> None:
         results: list[tuple[Result, str]] = []
@@ -204,6 +210,8 @@ class DhcpService:
 
     async def close(self) -> None:
         self.closed = True
+        if self.drop_watch is not None:
+            self.drop_watch.stop()
         if self.watch is not None:
             self.watch.close()
         with contextlib.suppress(RuntimeError, ValueError):
@@ -214,17 +222,6 @@ class DhcpService:
         # commits already queued finish (their bindings were decided); then the store closes
         await asyncio.get_running_loop().run_in_executor(None, self.executor.shutdown, True)
         self.store.close()
-
-
-def _grow_receive_buffer(sock: socket.socket) -> None:
-    """Room for a few thousand requests: the commit's fsync can stall the loop for 300 ms on a
-    busy disk, and with the default ~200 datagrams of buffer the requests of that time were lost."""
-    for option in (getattr(socket, "SO_RCVBUFFORCE", 33), socket.SO_RCVBUF):  # FORCE: root only
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, option, RECEIVE_BUFFER)
-            return
-        except OSError:
-            continue
 
 
 def _interface_mac(interface: str) -> bytes | None:
@@ -241,7 +238,9 @@ def _bind(endpoint: Endpoint, interface: str | None) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-        _grow_receive_buffer(sock)
+        # room for a few thousand requests: the commit's fsync can stall the loop for 300 ms on a
+        # busy disk, and with the default ~200 datagrams of buffer the requests of that time were lost
+        grow_receive_buffer(sock, RECEIVE_BUFFER)
         if interface is not None:
             sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, interface.encode() + b"\x00")
             sock.bind(("0.0.0.0", endpoint.port))

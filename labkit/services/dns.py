@@ -39,6 +39,7 @@ from labkit.events import EventSink, PhoneDirectory, fact_event
 from labkit.protocols.dns import AuthoritativeResolver, DnsFact
 from labkit.protocols.dns.faults import DnsFaultAction, apply_dns_fault, negative_probe
 from labkit.protocols.result import Result
+from labkit.services.sockets import DropCounter, DropWatch
 
 if TYPE_CHECKING:  # annotations only: the service imports nothing of the plan or the inventory
     from labkit.faults.hooks import ServiceFaults
@@ -95,6 +96,8 @@ class DnsService:
         self.tcp_rejected = 0
         self.sink_errors = 0
         self._faults = faults  # None when no fault rule concerns DNS
+        self.drops = DropCounter("dns", sink)  # datagrams the kernel dropped on the UDP socket
+        self.drop_watch: DropWatch | None = None
 
     def _fault(self, query: bytes, result: Result, ip: str, client: str) -> bytes | None:
         """The answer to send once fault rules had their say (only called when some rule concerns DNS)."""
@@ -252,11 +255,16 @@ class DnsService:
             self._udp, self.port = udp, bound
             self._tcp = await asyncio.start_server(self._serve_tcp, sock=tcp)
             self._loop.add_reader(udp.fileno(), self._on_udp_readable)
+            self.drop_watch = DropWatch(udp, self.drops)
+            self.drop_watch.start()
             return
         raise DnsServiceError(f"DNS found no port free for both UDP and TCP on {self.host}")
 
     async def close(self) -> None:
         """Stop listening, end open TCP connections, close the sockets."""
+        if self.drop_watch is not None:
+            self.drop_watch.stop()
+            self.drop_watch = None
         if self._udp is not None:
             self._loop.remove_reader(self._udp.fileno())
             self._udp.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import struct
 import time
@@ -92,7 +93,7 @@ class DropCounter:
             return
         self.reported = self.count
         self.sink(make_event(self.service, None, None, "kernel-drops", f"{grown} datagrams",
-                             f"{self.count} in all", "dropped", self.clock, dropped=grown,
+                             f"{self.count} in all", "overflow", self.clock, dropped=grown,
                              total=self.count))
 
     def stop(self) -> None:
@@ -178,3 +179,46 @@ async def listen_udp(factory: Callable[[], asyncio.DatagramProtocol], host: str,
         sock.close()
         raise
     return transport, sock
+
+
+def kernel_drops(sock: socket.socket, table: str | None = None) -> int | None:
+    """The kernel's count of datagrams dropped on `sock` (the `drops` column of /proc/net/udp[6]
+    for its inode), or None where that is not readable (not Linux, socket closed)."""
+    try:
+        inode = str(os.fstat(sock.fileno()).st_ino)
+        path = table or ("/proc/net/udp6" if sock.family == socket.AF_INET6 else "/proc/net/udp")
+        with open(path, encoding="ascii") as rows:
+            next(rows)  # the header
+            for row in rows:
+                fields = row.split()
+                if len(fields) >= 13 and fields[9] == inode:
+                    return int(fields[-1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+class DropWatch:
+    """Polls the kernel's per-socket drop count for a hot-path socket read with recvfrom (DNS,
+    DHCP), where recvmsg + SO_RXQ_OVFL would add work to every datagram; same events as above."""
+
+    def __init__(self, sock: socket.socket, drops: DropCounter, every: float = 2.0) -> None:
+        self.sock, self.drops, self.every = sock, drops, every
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._poll())
+
+    async def _poll(self) -> None:
+        while True:
+            total = kernel_drops(self.sock)
+            if total is None:
+                return  # nothing to read on this platform: stop polling
+            self.drops.update(total)
+            await asyncio.sleep(self.every)
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        self.drops.stop()

@@ -106,3 +106,15 @@ def test_board_folds_progress_per_phone_and_counts_malformed_input() -> None:
     assert row.firmware == "" and row.errors == 1
     assert (board.total, board.unknown, board.malformed) == (8, 5, 5)
     assert board.table().title == "labkit: 8 events, 5 from unknown clients, 5 malformed"
+
+
+def test_board_shows_kernel_drops_per_service() -> None:
+    from labkit.board import BoardState
+    from labkit.events import make_event
+
+    board = BoardState()
+    for total in (12, 40):  # the count is cumulative: the board shows the latest
+        board(make_event("dns", None, None, "kernel-drops", "n datagrams", f"{total} in all", "overflow",
+                         dropped=total, total=total))
+    board(make_event("tftp", None, None, "kernel-drops", "3 datagrams", "3 in all", "overflow", total=3))
+    assert str(board.table().title).endswith("kernel drops dns 40 tftp 3")
