@@ -289,11 +289,12 @@ def _cannot_listen(name: str, ep: Endpoint, exc: OSError, local: bool) -> StartE
 
 
 async def wait_for_stop(stop: asyncio.Event | None = None) -> None:
-    """Wait for SIGINT/SIGTERM (or `stop`)."""
+    """Wait for SIGINT, SIGTERM or SIGHUP (or `stop`); each ends the lab cleanly. (SIGHUP's
+    default action would end the process on the spot, the journal unflushed.)"""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread (tests)
             loop.add_signal_handler(sig, stop.set)
             installed.append(sig)
@@ -305,7 +306,7 @@ async def wait_for_stop(stop: asyncio.Event | None = None) -> None:
 
 
 async def serve_until_stopped(lab: RunningLab, stop: asyncio.Event | None = None) -> None:
-    """Wait for SIGINT/SIGTERM (or `stop`), then close every service."""
+    """Wait for SIGINT, SIGTERM or SIGHUP (or `stop`), then close every service."""
     try:
         await wait_for_stop(stop)
     finally:

@@ -7,6 +7,8 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from labkit.inventory.load import load
 from labkit.plan.build import build_plan
 from tests.conftest import require_tool
@@ -47,3 +49,19 @@ def test_up_loopback_serves_every_protocol_and_stops_cleanly(tmp_path: Path) -> 
     assert process.returncode == 0, rest
     assert "Traceback" not in rest
     assert "labkit: stopped" in rest
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_up_stops_cleanly_on_every_stop_signal(tmp_path: Path, sig: signal.Signals) -> None:
+    """Issue 10 item 11: SIGHUP used to end `labkit up` on the spot, its event log unflushed."""
+    lab = start_lab_process(tmp_path)
+    try:
+        subprocess.run([require_tool("logger"), "--udp", "--server", "127.0.0.1", "--port",
+                        str(lab.port("syslog")), "before the signal"], check=True, timeout=30)
+        wait_for_event(lab, lambda e: e["request"] == "before the signal")
+    finally:
+        os.kill(lab.process.pid, sig)
+        rest = lab.process.communicate(timeout=30)[0]
+    assert lab.process.returncode == 0, rest
+    assert "Traceback" not in rest and "labkit: stopped" in rest
+    assert lab.events()[-1]["request"] == "before the signal"  # the log was flushed and closed whole
