@@ -1,10 +1,12 @@
-"""Helpers shared by the tests: run the command line, write a small inventory, make events.
+"""Helpers shared by the tests: run the command line, load the default lab, write small labs,
+make events.
 
 Import only what a test needs; nothing here starts a service or touches the network.
 """
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 import textwrap
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from labkit.events import Event
+from labkit.inventory.load import LoadedInventory, default_lab_dir, load
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,3 +53,34 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *, code: int
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
     assert says in lines[0], result.stderr
+
+
+FIRMWARE = "sip88xx.12-0-1MPP-0001.loads"  # a firmware file the embedded default lab ships
+ONE_PHONE_LAB = f"""\
+lab: {{domain: t.example, address: 192.0.2.1/24}}
+models: {{CP-8851-3PCC: {{firmware: {FIRMWARE}}}}}
+phones: [{{mac: "00:56:2b:00:00:01", model: CP-8851-3PCC, ip: 192.0.2.9}}]
+"""
+
+
+@functools.cache
+def default_inventory() -> LoadedInventory:
+    """The embedded default lab, loaded once per test run (it is frozen: share it freely)."""
+    return load(None)
+
+
+def write_lab(folder: Path, text: str = ONE_PHONE_LAB, *, firmware: bool = True,
+              templates: dict[str, str] | None = None) -> Path:
+    """Write a lab folder: `lab.yaml` (dedented `text`), `firmware/` (with the default lab's
+    firmware file unless `firmware` is False) and `templates/` (the given files). Returns the
+    inventory's path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "firmware").mkdir(exist_ok=True)
+    if firmware:
+        (folder / "firmware" / FIRMWARE).write_bytes((default_lab_dir() / "firmware" / FIRMWARE).read_bytes())
+    (folder / "templates").mkdir(exist_ok=True)
+    for name, body in (templates or {}).items():
+        (folder / "templates" / name).write_text(body)
+    path = folder / "lab.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path

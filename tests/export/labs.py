@@ -7,7 +7,7 @@ from pathlib import Path
 
 from labkit.inventory.load import load
 from labkit.plan.build import Plan, build_plan
-from tests.helpers_inventory import FIRMWARE, default_inventory, write_lab
+from tests.helpers import FIRMWARE, default_inventory, write_lab
 
 RICH_LAB = f"""\
 lab:

@@ -14,7 +14,7 @@ from labkit.export.kea import KeaLayout, class_test
 from labkit.export.nginx import ssha
 from labkit.protocols.dhcp.options import SubOption, Tr111, VendorBlock, encode_value
 from tests.export.labs import RICH_LAB, default_plan, rich_plan
-from tests.helpers_inventory import write_lab
+from tests.helpers import write_lab
 
 
 def test_kea_class_tests_anchor_prefix_and_suffix() -> None:

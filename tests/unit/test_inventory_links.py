@@ -15,7 +15,7 @@ import pytest
 from labkit.inventory.folders import scan
 from labkit.inventory.load import load
 from labkit.inventory.source import InventoryError
-from tests.helpers_inventory import FIRMWARE, ONE_PHONE_LAB, write_lab
+from tests.helpers import FIRMWARE, ONE_PHONE_LAB, write_lab
 
 
 @pytest.fixture()
