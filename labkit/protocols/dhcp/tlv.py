@@ -38,6 +38,11 @@ def to_int(value: object, lo: int, hi: int, what: str) -> int:
             value = int(value.strip(), 10)
         except ValueError:
             raise CodecError(f"{what}: {value!r} is not a decimal integer") from None
+    return check_int(value, lo, hi, what)
+
+
+def check_int(value: object, lo: int, hi: int, what: str) -> int:
+    """`value` as an int in lo..hi (no strings: typed values only), or CodecError."""
     if not is_int(value):
         raise CodecError(f"{what}: expected an integer, got {type(value).__name__}")
     assert isinstance(value, int)

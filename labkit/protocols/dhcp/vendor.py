@@ -14,6 +14,7 @@ from labkit.errors import CodecError
 from labkit.protocols.dhcp.tlv import (
     MAX_TLV_DATA,
     SubOption,
+    check_int,
     check_text,
     coerce_suboption,
     decode_text,
@@ -38,15 +39,6 @@ from labkit.protocols.dhcp.tlv import (
 _DECIMAL = re.compile(rb"[0-9]{1,10}")
 
 
-def _check_ranged(value: object, lo: int, hi: int, what: str) -> int:
-    if not is_int(value):
-        raise CodecError(f"{what}: expected an integer, got {type(value).__name__}")
-    assert isinstance(value, int)
-    if not lo <= value <= hi:
-        raise CodecError(f"{what}: {value} is out of range {lo}..{hi}")
-    return value
-
-
 def _check_sub_text(value: object, what: str) -> str:
     text = check_text(value, what)
     if len(text) > MAX_TLV_DATA:
@@ -58,7 +50,7 @@ def _decode_decimal(data: bytes, lo: int, hi: int, what: str) -> int:
     digits = data.rstrip(b"\x00")
     if not _DECIMAL.fullmatch(digits):
         raise CodecError(f"{what}: {data!r} is not an ASCII decimal number")
-    return _check_ranged(int(digits), lo, hi, what)
+    return check_int(int(digits), lo, hi, what)
 
 
 @dataclass(frozen=True)
@@ -80,11 +72,11 @@ class Tr069:
         if self.provisioning_code is not None:
             _check_sub_text(self.provisioning_code, "TR-069 provisioning_code (sub 2)")
         if self.retry_min_wait is not None:
-            _check_ranged(
+            check_int(
                 self.retry_min_wait, *self.RETRY_MIN_WAIT, "TR-069 retry_min_wait (sub 3)"
             )
         if self.retry_multiplier is not None:
-            _check_ranged(
+            check_int(
                 self.retry_multiplier, *self.RETRY_MULTIPLIER, "TR-069 retry_multiplier (sub 4)"
             )
 
