@@ -91,17 +91,22 @@ def new_names() -> tuple[str, str]:
     return f"{NAMESPACE_PREFIX}-{os.getpid()}-{tag}", f"lks{tag}"
 
 
-@contextlib.contextmanager
-def joined(bridge: str, names: tuple[str, str] | None = None) -> Iterator[Joined]:
-    """Inside: this thread is in a new namespace joined to `bridge`. On the way out (however it
-    ends) the thread is back home, the veth pair is deleted (leaving the bridge as it was) and the
-    namespace is removed; stop signals wait until that is done."""
+def check_bridge(bridge: str) -> None:
+    """Root, and `bridge` a bridge of this namespace, or a one-line refusal."""
     if os.geteuid() != 0:
         raise SegmentError("--join needs root (it makes a network namespace and a veth pair)")
     kind = link_kind(bridge)
     if kind != "bridge":
         raise SegmentError(f"{bridge} is not a bridge ({kind or 'a plain interface'}): --join takes a "
                            "bridge; for an interface of its own use --interface")
+
+
+@contextlib.contextmanager
+def joined(bridge: str, names: tuple[str, str] | None = None) -> Iterator[Joined]:
+    """Inside: this thread is in a new namespace joined to `bridge`. On the way out (however it
+    ends) the thread is back home, the veth pair is deleted (leaving the bridge as it was) and the
+    namespace is removed; stop signals wait until that is done."""
+    check_bridge(bridge)
     namespace, host_end = names or new_names()
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     made: list[str] = []

@@ -1,0 +1,111 @@
+"""`labkit simulate --join BRIDGE` against exported engines, all inside namespaces we create.
+
+A bridge lives in a namespace of the test's own (never in this machine's root namespace); the
+exported dnsmasq + nginx serve from a member namespace on it; `labkit simulate` itself runs in the
+bridge's namespace (`ip netns exec`), where `--join br0` makes its own namespace and veth pair.
+What must hold: every default-lab phone provisioned through the joined namespace, the preflight
+names the server that answered, no server means a refusal, and however it ends (done, refused,
+SIGTERM) the veth is gone from the bridge.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.export.bridge import IFACE, Bridged, bridged
+from tests.export.labs import default_plan
+from tests.export.test_phones_provisioned import dnsmasq_stack
+from tests.export.test_serving import SERVER
+from tests.interop import netns
+
+
+@dataclass
+class OnBridge:
+    """The server member of a bridged segment, shaped as the export stacks expect a Segment."""
+
+    bridged: Bridged
+    server_if: str = IFACE
+
+    @property
+    def server(self) -> netns.Namespace:
+        return self.bridged.members["server"]
+
+    def start(self, _ns: netns.Namespace, args: list[str], output: Path) -> subprocess.Popen[Any]:
+        return self.bridged.start("server", args, output)
+
+
+@pytest.fixture
+def lan() -> Iterator[Bridged]:
+    with bridged({"server": f"{SERVER}/24"}) as built:
+        yield built
+
+
+def _simulate(lan: Bridged, *args: str) -> list[str]:
+    return ["ip", "netns", "exec", f"{lan.base}-br", netns.PYTHON, "-m", "labkit", "simulate",
+            "--against", SERVER, "--join", "br0", *args]
+
+
+def _bridge_ports(lan: Bridged) -> set[str]:
+    listed = subprocess.run(["ip", "-n", f"{lan.base}-br", "-o", "link", "show"], capture_output=True,
+                            text=True, timeout=30, check=True).stdout
+    return {line.split(":")[1].strip().split("@")[0] for line in listed.splitlines()}
+
+
+def test_joined_phones_are_provisioned_by_the_exported_dnsmasq(lan: Bridged, tmp_path: Path) -> None:
+    plan, out = default_plan(), tmp_path.resolve()
+    before = _bridge_ports(lan)
+    dnsmasq_stack(OnBridge(lan), plan, out)  # type: ignore[arg-type]
+    done = subprocess.run(_simulate(lan, "--ca", str(out / "nginx" / "tls" / "ca.crt"), "--json"),
+                          capture_output=True, text=True, timeout=300, cwd=netns.REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    outcomes = json.loads(done.stdout)["outcomes"]
+    assert sorted(o["mac"] for o in outcomes) == sorted(plan.phones)
+    assert all(o["provisioned"] for o in outcomes)
+    lines = done.stderr.splitlines()
+    assert any("joined to bridge br0" in line and "no route is added" in line for line in lines), lines
+    answered = f"simulate: DHCP on sim0 answered by {SERVER} (OFFER"
+    assert any(line.startswith(answered) for line in lines), lines
+    assert _bridge_ports(lan) == before  # its veth left the bridge with the namespace
+
+
+def test_no_dhcp_server_on_the_bridge_is_a_refusal(lan: Bridged) -> None:
+    before = _bridge_ports(lan)
+    done = subprocess.run(_simulate(lan, "--preflight-listen", "1"), capture_output=True, text=True,
+                          timeout=120, cwd=netns.REPO)
+    assert done.returncode == 1
+    assert "no DHCP server answered a DISCOVER" in done.stderr and "--no-preflight" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert _bridge_ports(lan) == before
+
+
+def test_sigterm_removes_the_namespace_and_its_veth(lan: Bridged) -> None:
+    before = _bridge_ports(lan)
+    run = subprocess.Popen(_simulate(lan, "--no-preflight", "--time-scale", "1"), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, cwd=netns.REPO)
+    try:
+        netns.wait_for(lambda: _bridge_ports(lan) - before, 60, "the joined veth on br0")
+        run.send_signal(signal.SIGTERM)
+        _, stderr = run.communicate(timeout=60)
+    finally:
+        netns.stop_process(run)
+    assert run.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    assert "stopped by SIGTERM" in stderr and "Traceback" not in stderr
+    assert _bridge_ports(lan) == before
+
+
+def test_a_plain_interface_is_not_a_bridge(lan: Bridged) -> None:
+    done = subprocess.run(["ip", "netns", "exec", f"{lan.base}-br", netns.PYTHON, "-m", "labkit", "simulate",
+                           "--against", SERVER, "--join", "p0"], capture_output=True, text=True, timeout=60,
+                          cwd=netns.REPO)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "simulate: p0 is not a bridge (veth): --join takes a bridge; for an interface of its own "
+        "use --interface"]
