@@ -21,6 +21,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import secrets
 import signal
 import statistics
@@ -84,9 +85,14 @@ class Stack:
             time.sleep(0.1)
         return process
 
-    def cpu_seconds(self) -> float:
-        """user+system seconds of the engines, their live descendants and their reaped children."""
-        return sum(_tree_cpu(p.pid) for p in self.processes if p.poll() is None)
+    def cpu_seconds(self) -> dict[str, float]:
+        """user+system seconds per engine: its process, live descendants and reaped children."""
+        out: dict[str, float] = {}
+        for process in self.processes:
+            if process.poll() is None:
+                name = Path(Path(f"/proc/{process.pid}/exe").resolve()).name  # the engine, not `env`
+                out[name] = out.get(name, 0.0) + _tree_cpu(process.pid)
+        return out
 
     def close(self) -> None:
         for process in self.processes:
@@ -202,12 +208,14 @@ def storm(st: Stack, lab: Path, ca: str, args: argparse.Namespace) -> dict[str, 
     command = ["ip", "netns", "exec", st.phones_ns, PYTHON, "-m", "labkit", "simulate", str(lab),
                "--against", SERVER, "--interface", PHONES_IF, "--ca", ca, "--json", "--time-scale", "1",
                "--concurrency", str(args.concurrency), "--rounds", "2", "--preflight-listen", "2"]
-    before = st.cpu_seconds()
+    before, phones_before = st.cpu_seconds(), _children_cpu()
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout, cwd=ROOT)
     except subprocess.TimeoutExpired:
         return {"stack": st.name, "error": f"not done within {args.timeout} s"}
-    cpu = st.cpu_seconds() - before
+    after, phones_cpu = st.cpu_seconds(), _children_cpu() - phones_before
+    engines = {name: round(seconds - before.get(name, 0.0), 2) for name, seconds in after.items()}
+    cpu = sum(engines.values())
     try:
         result = json.loads(done.stdout)
     except json.JSONDecodeError:
@@ -223,7 +231,14 @@ def storm(st: Stack, lab: Path, ca: str, args: argparse.Namespace) -> dict[str, 
             "p50": _q(times, 0.5), "p95": _q(times, 0.95), "max": round(times[-1], 3) if times else None,
             "wall_seconds": round(wall, 2),
             "phones_per_second": round(len(times) / wall, 1) if wall else None,
-            "server_cpu_seconds": round(cpu, 2), "failures": failures, "requests": result["requests"]}
+            "server_cpu_seconds": round(cpu, 2), "phones_cpu_seconds": round(phones_cpu, 2),
+            "server_cpu_by_engine": engines, "failures": failures, "requests": result["requests"]}
+
+
+def _children_cpu() -> float:
+    """user+system seconds of this script's reaped children (the simulate run, `ip addr add` included)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _q(values: list[float], q: float) -> float | None:
@@ -238,14 +253,16 @@ def table(rows: list[dict[str, Any]]) -> str:
     def s(value: Any) -> str:
         return "-" if value is None else f"{value:.2f}"
 
-    lines = ["| stack | provisioned | time to provisioned p50 / p95 / max | phones/s | server CPU |",
-             "|---|---|---|---|---|"]
+    lines = ["| stack | provisioned | time to provisioned p50 / p95 / max | phones/s | server CPU "
+             "| phones CPU |",
+             "|---|---|---|---|---|---|"]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['stack']} | {r['error']} | | | |")
+            lines.append(f"| {r['stack']} | {r['error']} | | | | |")
             continue
         lines.append(f"| {r['stack']} | {r['provisioned']} / {r['phones']} | {s(r['p50'])} / {s(r['p95'])} / "
-                     f"{s(r['max'])} s | {r['phones_per_second']} | {r['server_cpu_seconds']} s |")
+                     f"{s(r['max'])} s | {r['phones_per_second']} | {r['server_cpu_seconds']} s | "
+                     f"{r['phones_cpu_seconds']} s |")
     return "\n".join(lines)
 
 
