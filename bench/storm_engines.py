@@ -155,11 +155,12 @@ def stack(name: str, work: Path) -> Iterator[Stack]:
 def bench_inventory(phones: int) -> str:
     """storm.py's inventory, on labkit0, every phone at a fixed address outside the pool (the Kea
     export rejects a reservation with neither an address nor a per-phone option: see the report)."""
-    if phones > 1000:
-        raise SystemExit("storm_engines: at most 1,000 phones (fixed addresses 10.42.251-254.x)")
+    if phones > 127 * 250:
+        raise SystemExit("storm_engines: at most 31,750 phones (fixed addresses 10.42.128-254.x)")
     text = inventory(phones, 0.0).replace("  address: 10.42.0.1/16\n",
                                           f"  address: 10.42.0.1/16\n  interface: {SERVER_IF}\n")
-    fixed = 'ip: "10.42.{{ 251 + n // 250 }}.{{ n % 250 + 1 }}"'
+    text = text.replace("end: 10.42.250.254}", "end: 10.42.127.254}")  # the pool below the fixed ones
+    fixed = 'ip: "10.42.{{ 128 + n // 250 }}.{{ n % 250 + 1 }}"'
     return text.replace('model: "{{ models[n % 3] }}"}', f'model: "{{{{ models[n % 3] }}}}", {fixed}}}')
 
 
