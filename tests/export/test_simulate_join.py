@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import require_tool
 from tests.export.bridge import IFACE, Bridged, bridged
 from tests.export.labs import default_plan
 from tests.export.test_phones_provisioned import dnsmasq_stack
@@ -86,12 +87,29 @@ def test_no_dhcp_server_on_the_bridge_is_a_refusal(lan: Bridged) -> None:
     assert _bridge_ports(lan) == before
 
 
-def test_sigterm_removes_the_namespace_and_its_veth(lan: Bridged) -> None:
+def _in_phones_namespace(pid: int, *args: str) -> str:
+    """`ip ARGS` in the network namespace of simulate's process (its main thread joined it)."""
+    return subprocess.run(["nsenter", f"--net=/proc/{pid}/ns/net", "ip", *args], capture_output=True,
+                          text=True, timeout=30, check=False).stdout
+
+
+def test_no_route_is_added_and_sigterm_removes_the_namespace(lan: Bridged, tmp_path: Path) -> None:
+    """The lab offers a router (option 3); the phones hold their leases, and their namespace still
+    has no default route, only the segment's own; SIGTERM then takes the namespace and veth away."""
+    require_tool("nsenter")
+    plan, out = default_plan(), tmp_path.resolve()
+    dnsmasq_stack(OnBridge(lan), plan, out)  # type: ignore[arg-type]
     before = _bridge_ports(lan)
-    run = subprocess.Popen(_simulate(lan, "--no-preflight", "--time-scale", "1"), stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True, cwd=netns.REPO)
+    run = subprocess.Popen(_simulate(lan, "--ca", str(out / "nginx" / "tls" / "ca.crt"), "--time-scale", "1",
+                                     "--hold", "3600"),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=netns.REPO)
     try:
-        netns.wait_for(lambda: _bridge_ports(lan) - before, 60, "the joined veth on br0")
+        netns.wait_for(lambda: _in_phones_namespace(run.pid, "-4", "-o", "addr", "show", "dev", "sim0")
+                       .count(" inet ") == len(plan.phones), 120, "every phone's lease on sim0")
+        routes = _in_phones_namespace(run.pid, "-4", "route", "show").splitlines()
+        assert not [r for r in routes if r.startswith("default")], routes
+        assert {r.split()[0] for r in routes} == {"10.42.0.0/24"}, routes
+        assert _in_phones_namespace(run.pid, "-6", "addr", "show", "dev", "sim0").strip() == ""
         run.send_signal(signal.SIGTERM)
         _, stderr = run.communicate(timeout=60)
     finally:
