@@ -177,7 +177,7 @@ def _stopped(stop: KeyboardInterrupt) -> None:
 def _segment(against: str, interface: str | None, join: str | None, phones: int) -> Iterator[str | None]:
     """The interface the phones broadcast on (None: a lab on loopback), named by the user, never
     guessed; with `join`, inside a namespace of the phones' own, joined to that bridge."""
-    from labkit.phone.segment import INSIDE, SegmentError, check_bridge, joined, new_names
+    from labkit.phone.segment import INSIDE, SegmentError, check_bridge, joined, new_names, sweep_leftovers
     from labkit.phone.stopping import stopped_by_signals
 
     if against.startswith("127."):
@@ -195,6 +195,8 @@ def _segment(against: str, interface: str | None, join: str | None, phones: int)
             yield interface  # its banner comes once the segment is known to be free (_before_boot)
             return
         check_bridge(join)
+        for leftover in sweep_leftovers():
+            err.print(f"simulate: removed {leftover}, left by a run that was killed", markup=False)
         names = new_names()
         err.print(f"simulate: {phones} phones in network namespace {names[0]} ({INSIDE}), joined to "
                   f"bridge {join} by veth {names[1]}, {COMMON}; namespace and veth are removed at the end",

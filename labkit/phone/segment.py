@@ -20,12 +20,14 @@ import ctypes
 import errno
 import json
 import os
+import re
 import secrets
 import signal
 import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from labkit.errors import LabkitError
 from labkit.phone.stopping import STOP_SIGNALS
@@ -89,6 +91,22 @@ def new_names() -> tuple[str, str]:
     """(namespace, host veth end) for a new join: the PID and a random tag, never a collision."""
     tag = secrets.token_hex(3)
     return f"{NAMESPACE_PREFIX}-{os.getpid()}-{tag}", f"lks{tag}"
+
+
+def sweep_leftovers() -> list[str]:
+    """Remove the namespaces of joins whose process is gone (a run killed by SIGKILL) and that
+    hold no process: each takes its veth pair along, so the bridge is as it was."""
+    removed = []
+    for line in _ip("netns", "list", check=False).stdout.splitlines():
+        name = line.split()[0] if line.split() else ""
+        match = re.fullmatch(rf"{NAMESPACE_PREFIX}-(\d+)-[0-9a-f]{{6}}", name)
+        if match is None or Path(f"/proc/{match.group(1)}").exists():
+            continue  # not ours, or its run is still there (or its PID was reused: left alone)
+        if _ip("netns", "pids", name, check=False).stdout.strip():
+            continue
+        _ip("netns", "del", name, check=False)
+        removed.append(name)
+    return removed
 
 
 def check_bridge(bridge: str) -> None:

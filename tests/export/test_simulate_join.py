@@ -11,6 +11,7 @@ SIGTERM) the veth is gone from the bridge.
 from __future__ import annotations
 
 import json
+import secrets
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -127,3 +128,31 @@ def test_a_plain_interface_is_not_a_bridge(lan: Bridged) -> None:
     assert done.stderr.strip().splitlines() == [
         "simulate: p0 is not a bridge (veth): --join takes a bridge; for an interface of its own "
         "use --interface"]
+
+
+def test_a_join_left_by_a_killed_run_is_removed_by_the_next(lan: Bridged) -> None:
+    """A run killed by SIGKILL leaves its namespace and its veth on the bridge; the next --join
+    removes them (its owner PID is gone, no process inside). simulate runs with only its network
+    namespace switched (nsenter), so it sees the same /run/netns as this test."""
+    require_tool("nsenter")
+    before = _bridge_ports(lan)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    leftover = f"labkit-sim-{gone.pid}-{secrets.token_hex(3)}"
+    subprocess.run(["ip", "netns", "add", leftover], check=True, timeout=30)
+    try:
+        subprocess.run(["ip", "link", "add", "name", "lksdead", "netns", f"{lan.base}-br", "type", "veth",
+                        "peer", "name", "sim0", "netns", leftover], check=True, timeout=30)
+        subprocess.run(["ip", "-n", f"{lan.base}-br", "link", "set", "lksdead", "master", "br0"], check=True,
+                       timeout=30)
+        assert "lksdead" in _bridge_ports(lan)
+        done = subprocess.run(["nsenter", f"--net=/run/netns/{lan.base}-br", netns.PYTHON, "-m", "labkit",
+                               "simulate", "--against", SERVER, "--join", "br0", "--preflight-listen", "0.5"],
+                              capture_output=True, text=True, timeout=120, cwd=netns.REPO)
+        assert f"simulate: removed {leftover}, left by a run that was killed" in done.stderr, done.stderr
+        assert done.returncode == 1  # then: no DHCP server on this bridge
+        listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=30).stdout
+        assert leftover not in listed
+        netns.wait_for(lambda: _bridge_ports(lan) == before, 30, "the leftover veth to leave the bridge")
+    finally:
+        subprocess.run(["ip", "netns", "del", leftover], capture_output=True, timeout=30, check=False)
