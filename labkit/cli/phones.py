@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -83,6 +85,14 @@ def simulate(
         "--rounds", min=1, help="Failed rounds before a phone gives up.")] = 3,
     interface: Annotated[str | None, typer.Option(
         "--interface", help="Broadcast DHCP on this interface (a real segment, not loopback).")] = None,
+    join: Annotated[str | None, typer.Option(
+        "--join", metavar="BRIDGE", help="Run the phones in a network namespace of their own, joined "
+        "to this bridge by a veth pair; all removed at the end.")] = None,
+    check_dhcp: Annotated[bool, typer.Option(
+        "--preflight/--no-preflight", help="On a segment, first name the DHCP servers that answer "
+        "and stop when none does.")] = True,
+    listen: Annotated[float, typer.Option(
+        "--preflight-listen", min=0.1, help="Seconds the preflight listens for DHCP servers.")] = 6.0,
     hold: Annotated[float, typer.Option(
         "--hold", min=0, help="Phone seconds each phone stays up once provisioned (renewing).")] = 0.0,
     ca: Annotated[Path | None, typer.Option(
@@ -93,21 +103,22 @@ def simulate(
     """Boot virtual phones against a running lab and report what each achieved."""
     import json
 
-    from labkit.phone.swarm import generated_configs, inventory_configs, outcome_json
+    from labkit.phone.swarm import outcome_json
 
     loaded = load_inventory(inventory)
     inv = loaded.inventory
-    settings = {"rounds": rounds, "hold": hold}
-    if phones is not None:
-        configs = generated_configs(inv, phones, **settings)
-    else:
-        only = normalize_mac(phone) if phone else None
-        configs = inventory_configs(inv, only=only, **settings)
-        if only and not configs:
-            err.print(f"--phone: {only} is not in the inventory", markup=False)
-            raise typer.Exit(1)
-    access = _access(inv, against, port_offset, interface, ca or state / "ca" / "ca.pem")
-    result = _run(configs, access, concurrency, time_scale, show=not as_json and err.is_terminal)
+    configs = _configs(inv, phones, phone, rounds=rounds, hold=hold)
+    try:
+        with _segment(against, interface, join, len(configs)) as segment:
+            access = _access(inv, against, port_offset, segment, ca or state / "ca" / "ca.pem")
+            if segment is not None and configs:
+                _before_boot(access, configs[0], check_dhcp, listen, 0 if join else len(configs))
+            result = _run(configs, access, concurrency, time_scale, show=not as_json and err.is_terminal)
+    except LabkitError as exc:
+        err.print(f"simulate: {exc}", markup=False)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt as stop:  # Stopped: a stop signal before or after the swarm
+        _stopped(stop)
     if as_json:
         out.print_json(json.dumps({"outcomes": [outcome_json(o) for o in result.outcomes],
                                    "wall_seconds": result.wall_seconds, "requests": result.requests}))
@@ -136,6 +147,90 @@ def _run(configs: list[PhoneConfig], access: LabAccess, concurrency: int, time_s
     except Stopped as stop:
         err.print(f"simulate: stopped by {stop.name}; the addresses it added are removed", markup=False)
         raise typer.Exit(stop.exit_code) from None
+
+
+def _configs(inv: Inventory, phones: int | None, phone: str | None, *, rounds: int,
+             hold: float) -> list[PhoneConfig]:
+    from labkit.phone.swarm import generated_configs, inventory_configs
+
+    if phones is not None:
+        return generated_configs(inv, phones, rounds=rounds, hold=hold)
+    only = normalize_mac(phone) if phone else None
+    configs = inventory_configs(inv, only=only, rounds=rounds, hold=hold)
+    if only and not configs:
+        err.print(f"--phone: {only} is not in the inventory", markup=False)
+        raise typer.Exit(1)
+    return configs
+
+
+def _stopped(stop: KeyboardInterrupt) -> None:
+    """A stop signal outside the swarm (namespace set-up, preflight): exit 128+N once undone."""
+    from labkit.phone.stopping import Stopped
+
+    if not isinstance(stop, Stopped):
+        raise stop
+    err.print(f"simulate: stopped by {stop.name}; what it added is removed", markup=False)
+    raise typer.Exit(stop.exit_code) from None
+
+
+@contextlib.contextmanager
+def _segment(against: str, interface: str | None, join: str | None, phones: int) -> Iterator[str | None]:
+    """The interface the phones broadcast on (None: a lab on loopback), named by the user, never
+    guessed; with `join`, inside a namespace of the phones' own, joined to that bridge."""
+    from labkit.phone.segment import INSIDE, SegmentError, check_bridge, joined, new_names, sweep_leftovers
+    from labkit.phone.stopping import stopped_by_signals
+
+    if against.startswith("127."):
+        if join is not None:
+            raise SegmentError("--join is for a real segment, and --against names a lab on loopback")
+        yield None  # relay-style over loopback: no segment
+        return
+    if interface is not None and join is not None:
+        raise SegmentError("--interface or --join, not both")
+    if interface is None and join is None:
+        raise SegmentError(f"--against {against} is not on loopback: name the segment with --interface IF "
+                           "or --join BRIDGE (the phones never choose a network themselves)")
+    with stopped_by_signals():
+        if join is None:
+            yield interface  # its banner comes once the segment is known to be free (_before_boot)
+            return
+        check_bridge(join)
+        for leftover in sweep_leftovers():
+            err.print(f"simulate: removed {leftover}, left by a run that was killed", markup=False)
+        names = new_names()
+        err.print(f"simulate: {phones} phones in network namespace {names[0]} ({INSIDE}), joined to "
+                  f"bridge {join} by veth {names[1]}, {COMMON}; namespace and veth are removed at the end",
+                  markup=False)
+        with joined(join, names) as joined_segment:
+            yield joined_segment.interface
+
+
+COMMON = ("against whatever DHCP server answers there; no route is added, so only servers on the "
+          "segment are reached")
+
+
+def _before_boot(access: LabAccess, first: PhoneConfig, check_dhcp: bool, listen: float,
+                 phones: int) -> None:
+    """One swarm per segment; then the DHCP servers that answer there, or stop when none does."""
+    from labkit.phone.segment import SegmentError, describe_servers, ensure_free, preflight
+
+    interface, dhcp = access.interface, access.dhcp
+    assert interface is not None
+    ensure_free(interface, dhcp.client_port)
+    if phones:  # 0: the join banner already said it
+        err.print(f"simulate: {phones} phones on {interface}, {COMMON}; the addresses they lease go on "
+                  f"{interface} and come off at the end", markup=False)
+    if not check_dhcp:
+        err.print("simulate: no preflight (--no-preflight): the phones boot without a look for DHCP "
+                  "servers first", markup=False)
+        return
+    servers = preflight(interface, first.mac, first.model, listen=listen, server_port=dhcp.server[1],
+                        client_port=dhcp.client_port)
+    if not servers:
+        raise SegmentError(f"no DHCP server answered a DISCOVER from {first.mac} on {interface} within "
+                           f"{listen:g} s: nothing to test there (--no-preflight boots the phones anyway)")
+    many = "" if len(servers) == 1 else f" ({len(servers)} of them: each phone takes the first OFFER it gets)"
+    err.print(f"simulate: DHCP on {interface} answered by {describe_servers(servers)}{many}", markup=False)
 
 
 def _access(inv: Inventory, against: str, port_offset: int | None, interface: str | None,

@@ -67,14 +67,16 @@ def _mac_text(raw: bytes) -> str:
 
 
 def probe(interface: str, *, listen: float = 6.0, ask_for: IPv4Address | None = None, server_port: int = 67,
-          client_port: int = 68) -> list[RivalServer]:
+          client_port: int = 68, mac: bytes | None = None,
+          vendor_class: bytes = b"labkit-preflight") -> list[RivalServer]:
     """Broadcast a DISCOVER (and, with `ask_for`, an INIT-REBOOT REQUEST for that address) on
-    `interface`; every server that answered within `listen` seconds (needs root)."""
+    `interface`; every server that answered within `listen` seconds (needs root). `mac` and
+    `vendor_class` ask as a given client (a server that answers only known phones)."""
     if os.geteuid() != 0:
         raise PreflightError("the DHCP preflight needs root (a packet socket on the interface)")
-    probe_mac = bytes([0x02, *random.randbytes(5)])  # locally administered: never a real NIC
+    probe_mac = mac or bytes([0x02, *random.randbytes(5)])  # locally administered: never a real NIC
     xid = random.getrandbits(32)
-    asked = {55: bytes([1, 3, 6, 15, 66, 150]), 60: b"labkit-preflight"}
+    asked = {55: bytes([1, 3, 6, 15, 66, 150]), 60: vendor_class}
     messages = [request_message(DISCOVER, probe_mac, xid, asked, flags=BROADCAST_FLAG)]
     if ask_for is not None:
         messages.append(request_message(REQUEST, probe_mac, xid, {**asked, 50: ask_for.packed},
