@@ -156,6 +156,9 @@ def _derived_gaps(plan: Plan, report: ExportReport) -> None:
                            "the subnet for every client; a per-class or per-phone value is not exported")
 
 
+INVENTORY_CLASS = "labkit-inventory-phone"  # no test: given only by a reservation
+
+
 def _classes(plan: Plan, layout: KeaLayout, defs: OptionDefs, report: ExportReport,
              names: dict[str, str]) -> list[dict[str, Any]]:
     out = []
@@ -180,6 +183,10 @@ def _reservations(plan: Plan, layout: KeaLayout, defs: OptionDefs,
             host["ip-address"] = str(phone.ip)
         host["user-context"] = {"labkit-phone": phone.name or mac, "model": phone.model}
         host["option-data"] = _data(layout.reservation(mac), defs, report, f"phone {mac}")
+        if phone.ip is None and not host["option-data"]:
+            # Kea refuses a reservation that reserves nothing ("must include at least one
+            # resource"); a class assigned only here is one, and changes no option
+            host["client-classes"] = [INVENTORY_CLASS]
         out.append(host)
     return out
 
@@ -206,6 +213,8 @@ def kea_config(plan: Plan, report: ExportReport, *, out_dir: Path, interface: st
     global_data = _data(layout.global_entries, defs, report, "global")
     classes = _classes(plan, layout, defs, report, names)
     reservations = _reservations(plan, layout, defs, report)
+    if any(INVENTORY_CLASS in host.get("client-classes", ()) for host in reservations):
+        classes.append({"name": INVENTORY_CLASS})
     _derived_gaps(plan, report)
     dhcp4: dict[str, Any] = {
         "interfaces-config": {"interfaces": [interface], "dhcp-socket-type": "raw"},

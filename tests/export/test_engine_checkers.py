@@ -126,3 +126,19 @@ def test_all_targets_side_by_side(plans: dict[str, Plan], tmp_path: Path) -> Non
     # the default lab runs a syslog receiver, which no target carries: reported, exit 2
     assert [g.item for g in report.gaps] == ["services.syslog"]
     assert report.exit_code == 2
+
+
+def test_kea_takes_a_phone_with_neither_address_nor_options_of_its_own(tmp_path: Path) -> None:
+    """A reservation must reserve something in Kea: such a phone gets a test-less class."""
+    from labkit.inventory.load import load
+    from labkit.plan.build import build_plan
+    from tests.helpers import write_lab
+
+    lab = """\
+    lab: {domain: t.example, address: 192.0.2.1/24, pool: {start: 192.0.2.100, end: 192.0.2.199}}
+    models: {CP-8851-3PCC: {}}
+    phones: [{mac: "00:56:2b:00:00:01", model: CP-8851-3PCC}]
+    """
+    plan = build_plan(load(write_lab(tmp_path / "lab", lab, firmware=False)))
+    export(plan, "kea", tmp_path / "out", interface="lo")
+    kea_check(tmp_path / "out" / "kea-dhcp4.conf", tmp_path / "run")
