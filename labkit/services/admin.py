@@ -19,6 +19,8 @@ import asyncio
 import base64
 import contextlib
 import hmac
+import http.client
+import ipaddress
 import json
 import os
 import socket
@@ -176,7 +178,7 @@ def _claim_socket(path: Path) -> None:
 async def start_admin(ops: LabOps, endpoint: Endpoint | None, state_dir: Path,
                       token: str | None = None) -> AdminServer:
     """Serve the control API on `STATE/control.sock`, and on `endpoint` (when given)."""
-    if endpoint is not None and not endpoint.loopback and not token:
+    if endpoint is not None and not ipaddress.ip_address(endpoint.host).is_loopback and not token:
         raise ValueError("the admin port is bound off loopback: it needs a token")
     runner = web.AppRunner(make_app(ops, token), handle_signals=False, access_log=None,
                            shutdown_timeout=0.5)
@@ -192,3 +194,45 @@ async def start_admin(ops: LabOps, endpoint: Endpoint | None, state_dir: Path,
         await runner.cleanup()
         raise
     return AdminServer(runner, path)
+
+
+class NoLab(Exception):
+    """No lab answers on the control socket of this state folder."""
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: Path, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(str(self.path))
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def ask(state_dir: Path, path: str = "/api/status", timeout: float = 10.0) -> Any:
+    """GET `path` from the lab running with `state_dir` (its control socket); the JSON answer."""
+    where = control_socket(state_dir)
+    if not where.exists():
+        raise NoLab(f"no lab runs with state folder {state_dir} (no {where}; start one with labkit up)")
+    connection = _UnixConnection(where, timeout)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        body = response.read()
+    except (ConnectionRefusedError, FileNotFoundError):
+        raise NoLab(f"no lab runs with state folder {state_dir} ({where} is left from a lab that "
+                    "stopped; labkit up starts one)") from None
+    except (OSError, http.client.HTTPException) as exc:
+        raise NoLab(f"the lab at {where} does not answer: {exc}") from None
+    finally:
+        connection.close()
+    if response.status != 200:
+        raise NoLab(f"the lab at {where} answered {response.status}: {body.decode(errors='replace').strip()}")
+    return json.loads(body)
