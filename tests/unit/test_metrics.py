@@ -3,15 +3,13 @@ own text parser (and `promtool check metrics` when it is installed)."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from labkit.services.ops import LabOps
 from labkit.services.status import LabStatus
+from tests.conftest import require_tool
 from tests.helpers import event
 from tests.unit.test_status_model import MAC, PHONES, boot
 
@@ -64,12 +62,8 @@ def test_every_lab_has_its_own_registry() -> None:
         second.metrics.text())
 
 
-def test_promtool_accepts_the_metrics(tmp_path) -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        if os.environ.get("LABKIT_REQUIRE_INTEROP"):
-            pytest.fail("promtool is not installed (apt-get install prometheus)")
-        pytest.skip("promtool is not installed (apt-get install prometheus)")
+def test_promtool_accepts_the_metrics() -> None:
+    promtool = require_tool("promtool")  # Debian: apt-get install prometheus
     ops = _ops()
     for e in boot():
         ops(e)

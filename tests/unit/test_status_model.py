@@ -26,7 +26,8 @@ def boot(mac: str = MAC, ip: str = "192.0.2.50", start: float = 100.0) -> list:
               client=client),
         event(start + 1.0, "http", action="get", request=f"/Cisco/desk-1/{mac}.cfg", answer="200",
               client=client),
-        event(start + 4.0, "http", action="get", request=f"/firmware/{FIRMWARE}", answer="200", client=client),
+        event(start + 4.0, "http", action="get", request=f"/firmware/{FIRMWARE}", answer="200",
+              client=client),
         event(start + 5.0, "syslog", action="log", request="booted", client=client),
     ]
 
