@@ -56,7 +56,7 @@ def free_port_offset(host: str = LOOPBACK) -> int:
 
     ports = (*STANDARD_PORTS.values(), STANDARD_PORTS["dhcp"] + 1)
     for _ in range(200):
-        offset = random.randrange(20000, 60000, 100)
+        offset = random.randrange(20000, 65535 - max(ports), 100)
         if all(_port_free(host, port + offset, kind) for port in ports
                for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM)):
             return offset

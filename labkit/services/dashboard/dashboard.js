@@ -57,6 +57,11 @@ function drawCounters(c) {
   }));
 }
 
+function pairs(obj) {
+  const items = Object.entries(obj || {}).map(([k, v]) => `${k} ${typeof v === "object" ? JSON.stringify(v) : v}`);
+  return items.join(", ");
+}
+
 function drawSnapshot(s) {
   document.getElementById("lab").textContent = `labkit: ${s.lab.name || ""} (${s.lab.domain || ""})`;
   document.querySelector("#phones tbody").replaceChildren();
@@ -64,8 +69,8 @@ function drawSnapshot(s) {
   drawCounters(s);
   const fired = s.faults_fired || {};
   document.getElementById("faults").replaceChildren(...(s.faults_in_force.length ? s.faults_in_force.map(f =>
-    el("li", `${f.label}: ${f.service} ${f.action} when ${JSON.stringify(f.when)} ` +
-             `matching ${JSON.stringify(f.match)} (fired ${fired[f.label] || 0})`))
+    el("li", `${f.label}: ${f.service} ${f.action}, ${pairs(f.when) || "always"}, ` +
+             `matching ${pairs(f.match) || "everything"} (fired ${fired[f.label] || 0})`))
     : [el("li", "none")]));
 }
 
@@ -74,7 +79,9 @@ async function showTimeline(mac) {
   const answer = await fetch(withToken("/api/phones/" + encodeURIComponent(mac)));
   if (!answer.ok) return;
   const data = await answer.json();
-  document.getElementById("timeline-section").hidden = false;
+  const section = document.getElementById("timeline-section");
+  const opening = section.hidden;
+  section.hidden = false;
   document.getElementById("timeline-phone").textContent = `${data.phone.name || mac} (${data.phone.state})`;
   document.getElementById("timeline").replaceChildren(...data.events.map(e => {
     const fine = ["ok", "accepted", "redirect", "nodata", "ignored"].includes(e.result);
@@ -83,6 +90,7 @@ async function showTimeline(mac) {
     const rule = e.rule ? ` (rule ${e.rule})` : "";
     return el("li", `${when} ${e.service} ${e.action} ${e.request} → ${e.answer} [${e.result}]${rule}`, cls);
   }));
+  if (opening) section.scrollIntoView({block: "start"});
 }
 
 document.getElementById("timeline-close").addEventListener("click", () => {
