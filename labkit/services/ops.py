@@ -51,7 +51,7 @@ class LabOps:
     def __init__(self, status: LabStatus, *, lab: dict[str, str] | None = None,
                  faults: tuple[Rule[Any], ...] = (), admin_url: str | None = None) -> None:
         self.status = status
-        self.metrics = LabMetrics(status)
+        self.metrics = LabMetrics(status)  # read from the status when scraped
         self.lab = lab or {}
         self.faults = [fault_in_force(rule) for rule in faults]
         self.admin_url = admin_url
@@ -60,11 +60,14 @@ class LabOps:
 
     def __call__(self, event: Event) -> None:
         changed = self.status.apply(event)
-        self.metrics.observe(event, changed)
         if changed is None:
             return
-        self.timelines.setdefault(changed.mac, deque(maxlen=TIMELINE_EVENTS)).append(event)
-        self._tell(("phone", changed.to_dict()))
+        timeline = self.timelines.get(changed.mac)
+        if timeline is None:
+            timeline = self.timelines[changed.mac] = deque(maxlen=TIMELINE_EVENTS)
+        timeline.append(event)
+        if self.subscribers:
+            self._tell(("phone", changed.to_dict()))
 
     def _tell(self, message: Message) -> None:
         for queue in list(self.subscribers):

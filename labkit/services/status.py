@@ -93,6 +93,7 @@ class LabStatus:
     faults_fired: Counter[str] = field(default_factory=Counter)  # rule label -> times fired
     unknown_clients: Counter[str] = field(default_factory=Counter)  # address -> events not of a phone
     leases: dict[str, str] = field(default_factory=dict)  # address -> MAC, from DHCP ACKs
+    fixed: dict[str, str] = field(default_factory=dict)  # address -> MAC, the inventory's fixed IPs
     events: int = 0
     last_event: float | None = None
 
@@ -102,6 +103,8 @@ class LabStatus:
         status = cls()
         for mac, name, model, address in phones:
             status.phones[mac] = PhoneStatus(mac, name, model, address)
+            if address is not None:
+                status.fixed[address] = mac
         return status
 
     def _phone_of(self, event: Event) -> PhoneStatus | None:
@@ -110,8 +113,7 @@ class LabStatus:
             address = (event.client or "").rsplit(":", 1)[0]
             if not address or address.startswith("127."):
                 return None  # on loopback every phone shares one address
-            mac = self.leases.get(address) or next(
-                (p.mac for p in self.phones.values() if p.address == address), None)
+            mac = self.leases.get(address) or self.fixed.get(address)
             if mac is None:
                 return None
         if mac not in self.phones:
@@ -119,7 +121,9 @@ class LabStatus:
         return self.phones[mac]
 
     def _count(self, event: Event) -> None:
-        counters = self.services.setdefault(event.service, ServiceCounters())
+        counters = self.services.get(event.service)
+        if counters is None:
+            counters = self.services[event.service] = ServiceCounters()
         if event.action == "kernel-drops":
             counters.kernel_drops = int(event.detail.get("total", counters.kernel_drops + 1))
             return
