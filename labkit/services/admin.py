@@ -161,18 +161,28 @@ class AdminServer:
             self.socket_path.unlink()
 
 
-def _claim_socket(path: Path) -> None:
-    """Remove a socket left by a lab that died; refuse when a lab still answers on it."""
-    if not path.exists() and not path.is_symlink():
-        return
+class ControlSocketError(Exception):
+    """The control socket cannot be made (another lab answers on it, a path too long, ...)."""
+
+
+def _answers(path: Path) -> bool:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
         probe.settimeout(1.0)
         try:
             probe.connect(str(path))
         except OSError:
-            path.unlink()
-            return
-    raise OSError(f"another lab already runs with this state folder (it answers on {path})")
+            return False
+    return True
+
+
+def _claim_socket(path: Path) -> None:
+    """Remove a socket left by a lab that died; refuse when a lab still answers on it."""
+    if not path.exists() and not path.is_symlink():
+        return
+    if not _answers(path):
+        path.unlink()
+        return
+    raise ControlSocketError(f"another lab already runs with this state folder (it answers on {path})")
 
 
 async def start_admin(ops: LabOps, endpoint: Endpoint | None, state_dir: Path,
@@ -184,14 +194,21 @@ async def start_admin(ops: LabOps, endpoint: Endpoint | None, state_dir: Path,
                            shutdown_timeout=0.5)
     await runner.setup()
     path = control_socket(state_dir)
+    ours = False  # the socket file is ours to remove (never another lab's)
     try:
-        _claim_socket(path)
-        await web.UnixSite(runner, str(path)).start()
-        os.chmod(path, 0o600)
+        try:
+            _claim_socket(path)
+            await web.UnixSite(runner, str(path)).start()
+            ours = True
+            os.chmod(path, 0o600)
+        except (OSError, ValueError) as exc:
+            raise ControlSocketError(f"{path}: {getattr(exc, 'strerror', None) or exc}") from None
         if endpoint is not None:
             await web.TCPSite(runner, endpoint.host, endpoint.port, reuse_address=True).start()
     except BaseException:
         await runner.cleanup()
+        if ours:
+            path.unlink(missing_ok=True)
         raise
     return AdminServer(runner, path)
 

@@ -293,17 +293,21 @@ def _make_ops(plan: Plan, admin: Endpoint | None) -> LabOps:
 
 async def _start_admin(lab: RunningLab, admin: AdminSettings, state_dir: Path, local: bool) -> None:
     """The control socket (always) and the admin port (when on); a failure closes the lab."""
-    from labkit.services.admin import start_admin
+    from labkit.services.admin import ControlSocketError, start_admin
 
     assert lab.ops is not None
     lab.admin_token = admin.token
     try:
         server = await start_admin(lab.ops, lab.admin, state_dir, lab.admin_token)
+    except ControlSocketError as exc:
+        await lab.close()
+        raise StartError(f"control socket: {exc}") from None
     except OSError as exc:
         await lab.close()
-        if lab.admin is None or exc.errno is None:
-            raise StartError(f"control socket: {exc}") from None
-        raise _cannot_listen("admin", lab.admin, exc, local) from None
+        assert lab.admin is not None
+        problem = _cannot_listen("admin", lab.admin, exc, local)
+        raise StartError(f"{problem} (--admin :PORT moves the dashboard, --admin off leaves it "
+                         "out)") from None
     except ValueError as exc:
         await lab.close()
         raise StartError(f"admin: {exc}") from None

@@ -19,7 +19,7 @@ from labkit.inventory.load import load
 from labkit.plan.build import build_plan
 from labkit.services.admin import AdminSettings, NoLab, ask, control_socket
 from labkit.services.running import run_lab
-from labkit.services.supervisor import RunningLab, StartError, free_port_offset
+from labkit.services.supervisor import STANDARD_PORTS, RunningLab, StartError, free_port_offset
 from tests.helpers import assert_one_line_error, event, labkit
 
 PLAN = build_plan(load(None))
@@ -184,3 +184,19 @@ def test_the_admin_option_reads_host_port_off_and_makes_a_token_off_loopback() -
     away = admin_option("0.0.0.0:9000", None)
     assert away.host == "0.0.0.0" and away.port == 9000 and away.token and len(away.token) >= 20
     assert admin_option("0.0.0.0", "mine").token == "mine"
+
+
+def test_a_busy_admin_port_stops_the_start_and_says_how_to_move_it(tmp_path: Path) -> None:
+    offset = free_port_offset()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as blocker:
+        blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        blocker.bind(("127.0.0.1", STANDARD_PORTS["admin"] + offset))
+        blocker.listen()
+
+        async def main() -> None:
+            async with run_lab(PLAN, port_offset=offset, state_dir=tmp_path / "state", admin=AdminSettings()):
+                raise AssertionError("must not start")
+
+        with pytest.raises(StartError, match=r"admin cannot listen on 127\.0\.0\.1:.*--admin :PORT"):
+            asyncio.run(main())
+    assert not control_socket(tmp_path / "state").exists()
