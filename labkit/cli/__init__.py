@@ -1,7 +1,8 @@
 """The `labkit` command line (typer). Thin: every command calls into the library.
 
 Commands live by group: `plan` (check, render, explain, init), `serve` (up, demo), `phones` (simulate) and
-`state` (ca, leases, timeline, scenario) and `export`; they are registered here in the order `--help` shows.
+`state` (status, ca, leases, timeline, scenario) and `export`; they are registered here in the order
+`--help` shows.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ app = typer.Typer(
     "syslog, from one Jinja-templated inventory. Without an INVENTORY, the embedded default lab.",
 )
 
-for command in (plan.check, plan.render, plan.explain, plan.init, serve.up, state.ca, state.leases,
-                phones.simulate, serve.demo, state.timeline, state.scenario):
+for command in (plan.check, plan.render, plan.explain, plan.init, serve.up, state.status, state.ca,
+                state.leases, phones.simulate, serve.demo, state.timeline, state.scenario):
     app.command()(command)
 app.command("export")(export.export_plan)
 

@@ -19,21 +19,44 @@ from labkit.cli.common import (
     output_folder,
 )
 from labkit.errors import CodecError
-from labkit.inventory.load import default_lab_dir
+from labkit.inventory.load import LoadedInventory, default_lab_dir
 from labkit.macros import normalize_mac
 
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object (shape: labkit.cli.shapes).")]
 
-def check(inventory: InventoryArg = None) -> None:
+
+def check(inventory: InventoryArg = None, as_json: JsonOption = False) -> None:
     """Validate the inventory and build its plan without serving anything."""
-    loaded = load_inventory(inventory)
+    loaded = _load_for_json(inventory) if as_json else load_inventory(inventory)
     plan = make_plan(loaded)
     inv = loaded.inventory
+    if as_json:
+        from labkit.cli.shapes import emit
+
+        emit({"ok": True, "file": str(loaded.source.file), "lab": inv.lab.name, "domain": inv.lab.domain,
+              "phones": len(inv.phones), "models": len(inv.models), "files": len(plan.files),
+              "zones": len(plan.zones),
+              "warnings": [w.render(loaded.source.template_lines) for w in loaded.warnings]})
+        return
     out.print(
         f"{loaded.source.file}: ok: lab {inv.lab.name!r}, domain {inv.lab.domain}, "
         f"{len(inv.phones)} phones over {len(inv.models)} models, {len(plan.files)} files, "
         f"{len(plan.zones)} zones, {len(loaded.warnings)} warning(s)",
         markup=False,
     )
+
+
+def _load_for_json(inventory: Path | None) -> LoadedInventory:
+    """Load, or print the problems as `check --json` shapes them and exit 1."""
+    from labkit.cli.shapes import check_failed_shape, emit
+    from labkit.inventory.load import load
+    from labkit.inventory.source import InventoryError
+
+    try:
+        return load(inventory)
+    except InventoryError as exc:
+        emit(check_failed_shape(str(inventory or "(embedded default lab)"), exc))
+        raise typer.Exit(1) from None
 
 
 def render(
@@ -58,6 +81,7 @@ def render(
 def explain(
     inventory: InventoryArg = None,
     phone: Annotated[str | None, typer.Option("--phone", help="MAC of the phone to explain.")] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Show what a phone gets by DHCP (annotated bytes), finds in DNS, and fetches, in order."""
     from labkit.explain import explain_phone
@@ -81,7 +105,13 @@ def explain(
         if mac not in plan.phones:
             err.print(f"--phone: {mac} is not in the inventory", markup=False)
             raise typer.Exit(1)
-    out.print(explain_phone(plan, mac), markup=False)
+    text = explain_phone(plan, mac)
+    if as_json:
+        from labkit.cli.shapes import emit, explain_shape
+
+        emit(explain_shape(plan, mac, text))
+        return
+    out.print(text, markup=False)
 
 
 def init(

@@ -24,6 +24,7 @@ from labkit.errors import LabkitError
 from labkit.plan.build import Plan
 
 if TYPE_CHECKING:
+    from labkit.services.admin import AdminSettings
     from labkit.services.running import LogSettings
     from labkit.services.supervisor import RunningLab
 
@@ -54,6 +55,14 @@ def up(
         "--log-max-mb", help="Rotate the event log when it reaches this size (MiB).")] = 32,
     log_files: Annotated[int, typer.Option(
         "--log-files", help="Rotated event logs kept (LOG.1 .. LOG.N) besides the current one.")] = 3,
+    admin: Annotated[str, typer.Option(
+        "--admin", help="Where the dashboard, /metrics and the control API listen: HOST, HOST:PORT, :PORT "
+        "or off (default 127.0.0.1, port 8080 moved like every port). Off loopback a token is required.")
+    ] = "127.0.0.1",
+    admin_token: Annotated[str | None, typer.Option(
+        "--admin-token", envvar="LABKIT_ADMIN_TOKEN", show_envvar=True,
+        help="The token the admin port requires (Bearer, Basic password or ?token=); made up and "
+        "printed when the port is off loopback and none is given.")] = None,
 ) -> None:
     """Serve the plan: DHCP, DNS, TFTP, HTTP(S) and syslog in one process, until Ctrl-C or SIGTERM."""
     import asyncio
@@ -68,11 +77,12 @@ def up(
     plan = make_plan(loaded)
     settings = LogSettings(log or state / "logs" / "events.jsonl", max_bytes=int(log_max_mb * 1024 * 1024),
                            backups=log_files)
+    admin_settings = admin_option(admin, admin_token)
     try:
         rules = [parse_cli_rule(text) for text in fault or []]
         asyncio.run(_up(plan, settings, quiet, pcaps=(pcap, pcap_per_phone), loopback=loopback,
                         port_offset=port_offset, state_dir=state, allow_other_dhcp=allow_other_dhcp,
-                        faults=rules))
+                        faults=rules, admin=admin_settings))
     except LabkitError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(1) from None
@@ -109,11 +119,43 @@ def _banner(lab: RunningLab, log_path: Path) -> None:
         out.print(f"  {endpoint}", markup=False)
     if lab.ca_path is not None:
         out.print(f"  lab CA: {lab.ca_path} (curl --cacert {lab.ca_path})", markup=False)
+    if lab.admin is not None:
+        url = f"http://{lab.admin.host}:{lab.admin.port}/"
+        keyed = f"?token={lab.admin_token}" if lab.admin_token else ""
+        out.print(f"  admin:  dashboard {url}{keyed}  metrics {url}metrics", markup=False)
+    if lab.control_socket is not None:
+        out.print(f"  control socket: {lab.control_socket} (labkit status --state "
+                  f"{lab.control_socket.parent})", markup=False)
     for rule in lab.plan.faults:
         when = {k: v for k, v in dataclasses.asdict(rule.when).items() if v is not None}
         match = {k: v for k, v in dataclasses.asdict(rule.match).items() if v is not None}
         out.print(f"  fault: {rule.label}: {rule.service} when {when} matching {match}", markup=False)
     out.print("Ctrl-C stops the lab.", markup=False)
+
+
+def admin_option(value: str, token: str | None) -> AdminSettings:
+    """--admin HOST | HOST:PORT | :PORT | off, and the token it needs off loopback."""
+    import ipaddress
+    import secrets
+
+    from labkit.services.admin import AdminSettings
+
+    if value.strip().lower() == "off":
+        return AdminSettings(enabled=False)
+    host, port_text = value, ""
+    if value.count(":") == 1:
+        host, port_text = value.split(":")
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        port = int(port_text) if port_text else None
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        fail(f"--admin {value}: expected an IP address, ADDRESS:PORT, :PORT or off", 2)
+    if port is not None and not 1 <= port <= 65535:
+        fail(f"--admin {value}: port {port} is outside 1..65535", 2)
+    if not address.is_loopback and not token:
+        token = secrets.token_urlsafe(18)
+    return AdminSettings(True, host, port, token or None)
 
 
 def demo(

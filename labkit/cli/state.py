@@ -1,9 +1,10 @@
-"""Commands about what a lab left behind or ships with: ca, leases, timeline, scenario."""
+"""Commands about a running lab, what a lab left behind or ships with: status, ca, leases, timeline,
+scenario. `--json` shapes: `labkit.cli.shapes`."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -20,6 +21,27 @@ from labkit.cli.common import (
 from labkit.errors import CodecError
 from labkit.macros import normalize_mac
 
+if TYPE_CHECKING:
+    from labkit.scenarios import ScenarioResult
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object (shape: labkit.cli.shapes).")]
+
+
+def status(state: StateOption = Path(".labkit"), as_json: JsonOption = False) -> None:
+    """What the lab running with this state folder is doing: each phone's state and the service counters."""
+    from labkit.cli.shapes import emit, print_status
+    from labkit.services.admin import NoLab, ask
+
+    state_folder(state)
+    try:
+        snapshot = ask(state)
+    except NoLab as exc:
+        fail(f"status: {exc}")
+    if as_json:
+        emit({k: v for k, v in snapshot.items() if k != "version"})
+    else:
+        print_status(snapshot)
+
 
 def ca(inventory: InventoryArg = None, state: StateOption = Path(".labkit")) -> None:
     """Print the path of the lab CA certificate (made now if the lab has not started yet)."""
@@ -34,7 +56,7 @@ def ca(inventory: InventoryArg = None, state: StateOption = Path(".labkit")) -> 
     out.print(str(ca_path(state).resolve()), markup=False)
 
 
-def leases(state: StateOption = Path(".labkit")) -> None:
+def leases(state: StateOption = Path(".labkit"), as_json: JsonOption = False) -> None:
     """List the DHCP leases kept in the state folder: MAC, IP, phone, expiry, state."""
     import datetime
 
@@ -48,6 +70,11 @@ def leases(state: StateOption = Path(".labkit")) -> None:
     for column in ("MAC", "IP", "phone", "expires (UTC)", "state"):
         table.add_column(column)
     rows = sorted(read_leases(state), key=lambda lease: int(lease.ip))
+    if as_json:
+        from labkit.cli.shapes import emit, leases_shape
+
+        emit(leases_shape(str(state), rows, now))
+        return
     for lease in rows:
         state_text: str = lease.state
         if lease.state == "bound" and lease.expires <= now:
@@ -64,6 +91,7 @@ def timeline(
     mac: Annotated[str, typer.Argument(help="The phone's MAC.")],
     log: Annotated[Path, typer.Option("--log", help="The event log (JSON lines).")] = Path(
         ".labkit/logs/events.jsonl"),
+    as_json: JsonOption = False,
 ) -> None:
     """One phone's story from the event log, in order, and where it stalled."""
     from labkit.timeline import read_events, story
@@ -76,7 +104,13 @@ def timeline(
     if not log.is_file():
         err.print(f"timeline: no event log at {log} (labkit up writes one; see --log)", markup=False)
         raise typer.Exit(1)
-    for line in story(read_events(log), phone).lines():
+    told = story(read_events(log), phone)
+    if as_json:
+        from labkit.cli.shapes import emit, timeline_shape
+
+        emit(timeline_shape(told))
+        return
+    for line in told.lines():
         out.print(line, markup=False)
 
 
@@ -84,6 +118,7 @@ def scenario(
     name: Annotated[str | None, typer.Argument(help="Scenario name (a file in labkit/scenarios/).")] = None,
     run_all: Annotated[bool, typer.Option("--all", help="Run every scenario.")] = False,
     show: Annotated[bool, typer.Option("--list", help="List the scenarios.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Reproduce documented phone behaviour against the real services; pass or fail per scenario."""
     from labkit.scenarios import ScenarioError, names, run_scenario
@@ -93,6 +128,11 @@ def scenario(
     except ScenarioError as exc:
         fail(f"scenario: {exc}")
     if show or (name is None and not run_all):
+        if as_json:
+            from labkit.cli.shapes import emit
+
+            emit({"scenarios": available})
+            return
         for item in available:
             out.print(item, markup=False)
         return
@@ -101,20 +141,28 @@ def scenario(
 
         fail(f"scenario: --all: no scenarios found in {SCENARIO_DIR}; nothing was run")
     chosen = available if run_all else [name or ""]
-    failed = 0
+    results = []
     for item in chosen:
         try:
-            result = run_scenario(item)
+            results.append(run_scenario(item))
         except ScenarioError as exc:
             err.print(f"scenario: {exc}", markup=False)
             raise typer.Exit(2) from None
-        verdict = "PASS" if result.passed else "FAIL"
-        out.print(f"{verdict} {item}: {result.description}", markup=False)
-        for problem in result.problems:
-            out.print(f"     {problem}", markup=False)
-        if not result.passed and result.outcome is not None:
-            for step in result.outcome.timeline:
-                out.print(f"       {step.kind:<9} {step.detail}", markup=False)
-        failed += not result.passed
-    if failed:
+        if not as_json:
+            _print_scenario(item, results[-1])
+    if as_json:
+        from labkit.cli.shapes import emit, scenario_shape
+
+        emit(scenario_shape(results))
+    if any(not result.passed for result in results):
         raise typer.Exit(1)
+
+
+def _print_scenario(item: str, result: ScenarioResult) -> None:
+    verdict = "PASS" if result.passed else "FAIL"
+    out.print(f"{verdict} {item}: {result.description}", markup=False)
+    for problem in result.problems:
+        out.print(f"     {problem}", markup=False)
+    if not result.passed and result.outcome is not None:
+        for step in result.outcome.timeline:
+            out.print(f"       {step.kind:<9} {step.detail}", markup=False)

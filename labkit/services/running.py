@@ -25,6 +25,7 @@ from labkit.services.supervisor import RunningLab, StartError, start_lab
 if TYPE_CHECKING:
     from labkit.capture import Capture
     from labkit.inventory.faults import FaultRule
+    from labkit.services.admin import AdminSettings
 
 
 @dataclass(frozen=True)
@@ -43,9 +44,11 @@ async def run_lab(plan: Plan, *, log: LogSettings | None = None,
                   pcaps: tuple[Path | None, Path | None] = (None, None), sinks: list[EventSink] | None = None,
                   loopback: bool = False, port_offset: int | None = None, state_dir: Path = Path(".labkit"),
                   allow_other_dhcp: bool = False, faults: list[FaultRule] | None = None,
-                  fault_seed: int | None = None) -> AsyncIterator[RunningLab]:
+                  fault_seed: int | None = None,
+                  admin: AdminSettings | None = None) -> AsyncIterator[RunningLab]:
     """The running lab and everything it owns (journal, its flush task, services, pcap capture,
-    views added by `watch`), released in reverse order on leaving, whatever happens."""
+    views added by `watch`), released in reverse order on leaving, whatever happens. `admin`: the
+    control socket in `state_dir` and the admin port (dashboard, /metrics); None: neither."""
     async with contextlib.AsyncExitStack() as stack:
         first: list[EventSink] = []
         limiter: MalformedLimiter | None = None
@@ -62,7 +65,7 @@ async def run_lab(plan: Plan, *, log: LogSettings | None = None,
         stack.callback(_stop_all, captures)
         lab = await start_lab(plan, loopback=loopback, port_offset=port_offset, state_dir=state_dir,
                               sinks=[*first, *(sinks or [])], allow_other_dhcp=allow_other_dhcp,
-                              faults=faults, fault_seed=fault_seed)
+                              faults=faults, fault_seed=fault_seed, admin=admin)
         stack.push_async_callback(lab.close)
         lab.stack, lab.journal = stack, journal
         if journal is not None and limiter is not None:

@@ -32,6 +32,8 @@ from labkit.services.journal import (
     JsonLinesLog,
     MalformedLimiter,
 )
+from labkit.services.ops import LabOps
+from labkit.services.status import LabStatus
 
 __all__ = ["EventBus", "JsonLinesLog", "RunningLab", "StartError", "endpoints", "free_port_offset",
            "serve_until_stopped", "start_lab", "wait_for_stop"]
@@ -39,8 +41,9 @@ __all__ = ["EventBus", "JsonLinesLog", "RunningLab", "StartError", "endpoints", 
 if TYPE_CHECKING:
     from labkit.capture import Capture
     from labkit.inventory.faults import FaultRule
+    from labkit.services.admin import AdminSettings
 
-STANDARD_PORTS = {"dns": 53, "tftp": 69, "http": 80, "https": 443, "syslog": 514, "dhcp": 67}
+STANDARD_PORTS = {"dns": 53, "tftp": 69, "http": 80, "https": 443, "syslog": 514, "dhcp": 67, "admin": 8080}
 LOOPBACK = "127.0.0.1"
 LOOPBACK_OFFSET = 10000
 # DHCP last: phones arrive only once everything they will ask for next is up
@@ -53,7 +56,7 @@ def free_port_offset(host: str = LOOPBACK) -> int:
 
     ports = (*STANDARD_PORTS.values(), STANDARD_PORTS["dhcp"] + 1)
     for _ in range(200):
-        offset = random.randrange(20000, 60000, 100)
+        offset = random.randrange(20000, 65535 - max(ports), 100)
         if all(_port_free(host, port + offset, kind) for port in ports
                for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM)):
             return offset
@@ -98,6 +101,18 @@ def endpoints(plan: Plan, *, loopback: bool = False, port_offset: int | None = N
     return out
 
 
+def admin_endpoint(settings: AdminSettings | None, *, loopback: bool = False,
+                   port_offset: int | None = None) -> Endpoint | None:
+    """Where the control API and dashboard listen: loopback unless told, port 8080 + the offset."""
+    if settings is None or not settings.enabled:
+        return None
+    offset = port_offset if port_offset is not None else (LOOPBACK_OFFSET if loopback else 0)
+    port = settings.port if settings.port is not None else STANDARD_PORTS["admin"] + offset
+    if not 1 <= port <= 65535:
+        raise StartError(f"admin: port {port} (offset {offset}) is outside 1..65535")
+    return Endpoint("admin", settings.host, port, "tcp")
+
+
 class View(Protocol):
     """A live view of the lab: entered and left as a context manager, fed every event."""
 
@@ -120,6 +135,10 @@ class RunningLab:
     journal: JsonLinesLog | None = None  # set by run_lab
     capture: Capture | None = None  # set by run_lab when asked for pcaps
     stack: contextlib.AsyncExitStack | None = None  # run_lab's: what it owns, closed in reverse
+    ops: LabOps | None = None  # status, metrics and timelines for the control API
+    admin: Endpoint | None = None  # the admin HTTP port (dashboard, /metrics), when on
+    admin_token: str | None = None  # required there when it is off loopback
+    control_socket: Path | None = None  # STATE/control.sock, while the lab runs
 
     async def close(self) -> None:
         for name in reversed(list(self.services)):
@@ -231,13 +250,18 @@ def preflight(plan: Plan, *, listen: float | None = None) -> None:
 async def start_lab(plan: Plan, *, loopback: bool = False, port_offset: int | None = None,
                     state_dir: Path = Path(".labkit"), sinks: list[EventSink] | None = None,
                     allow_other_dhcp: bool = False, faults: list[FaultRule] | None = None,
-                    fault_seed: int | None = None) -> RunningLab:
+                    fault_seed: int | None = None, admin: AdminSettings | None = None) -> RunningLab:
     """Start every enabled service; on any failure close what started and raise StartError.
 
-    `faults`: rules from the command line, after the plan's own (`Plan.with_faults`)."""
+    `faults`: rules from the command line, after the plan's own (`Plan.with_faults`). `admin`:
+    where the control API listens besides STATE/control.sock (None: the socket only)."""
     plan = plan.with_faults(faults or [])
     lab = RunningLab(plan, endpoints(plan, loopback=loopback, port_offset=port_offset))
     await _check_dhcp_segment(plan, lab.endpoints, allow_other_dhcp)
+    if admin is not None:
+        lab.admin = admin_endpoint(admin, loopback=loopback, port_offset=port_offset)
+        lab.ops = _make_ops(plan, lab.admin)
+        lab.bus.sinks.append(lab.ops)
     lab.bus.sinks.extend(sinks or [])
     state_dir.mkdir(parents=True, exist_ok=True)
     lab.directory = StaticDirectory(dict(plan.fixed_ips))
@@ -254,7 +278,41 @@ async def start_lab(plan: Plan, *, loopback: bool = False, port_offset: int | No
             await lab.close()
             raise _cannot_listen(name, ep, exc, loopback or port_offset is not None) from None
     lab.ca_path = ctx.ca_path
+    if admin is not None:
+        await _start_admin(lab, admin, state_dir, loopback or port_offset is not None)
     return lab
+
+
+def _make_ops(plan: Plan, admin: Endpoint | None) -> LabOps:
+    status = LabStatus.of_phones((mac, p.phone.name or mac, p.phone.model,
+                                  str(p.phone.ip) if p.phone.ip else None) for mac, p in plan.phones.items())
+    url = f"http://{admin.host}:{admin.port}/" if admin is not None else None
+    inv = plan.inventory.lab
+    return LabOps(status, lab={"name": inv.name, "domain": inv.domain}, faults=plan.faults, admin_url=url)
+
+
+async def _start_admin(lab: RunningLab, admin: AdminSettings, state_dir: Path, local: bool) -> None:
+    """The control socket (always) and the admin port (when on); a failure closes the lab."""
+    from labkit.services.admin import ControlSocketError, start_admin
+
+    assert lab.ops is not None
+    lab.admin_token = admin.token
+    try:
+        server = await start_admin(lab.ops, lab.admin, state_dir, lab.admin_token)
+    except ControlSocketError as exc:
+        await lab.close()
+        raise StartError(f"control socket: {exc}") from None
+    except OSError as exc:
+        await lab.close()
+        assert lab.admin is not None
+        problem = _cannot_listen("admin", lab.admin, exc, local)
+        raise StartError(f"{problem} (--admin :PORT moves the dashboard, --admin off leaves it "
+                         "out)") from None
+    except ValueError as exc:
+        await lab.close()
+        raise StartError(f"admin: {exc}") from None
+    lab.services["admin"] = server
+    lab.control_socket = server.socket_path
 
 
 async def _check_dhcp_segment(plan: Plan, eps: dict[str, Endpoint], allow_other_dhcp: bool) -> None:

@@ -1,0 +1,103 @@
+"""What the control API serves, kept up to date from the event bus: the status model, the
+Prometheus metrics, each phone's recent events (its timeline) and the live subscribers
+(the dashboard's server-sent event streams).
+
+JSON shapes (stable; `version` grows when a field changes meaning):
+  snapshot(): LabStatus.snapshot() + {"lab": {name, domain}, "faults_in_force": [{label, service,
+              action, when, match}], "admin": url or null}
+  phone(mac): {"phone": PhoneStatus.to_dict(), "events": [{time, service, action, request,
+              answer, result, client, rule}]} (oldest first, the last TIMELINE_EVENTS)
+  counters(): {"events", "stages", "services", "faults_fired", "leases_in_use", "unknown_clients"}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+from collections import deque
+from collections.abc import Iterator
+from typing import Any
+
+from labkit.events import Event
+from labkit.faults.engine import Rule, describe
+from labkit.services.metrics import LabMetrics
+from labkit.services.status import LabStatus
+
+TIMELINE_EVENTS = 300  # events kept per phone for its timeline
+SUBSCRIBER_BACKLOG = 1000  # messages a slow dashboard may fall behind before it gets a fresh snapshot
+
+Message = tuple[str, Any]
+
+
+def fault_in_force(rule: Rule[Any]) -> dict[str, Any]:
+    def present(obj: Any) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(obj).items() if v is not None}
+
+    return {"label": rule.label, "service": rule.service, "action": describe(rule.action),
+            "when": present(rule.when), "match": present(rule.match)}
+
+
+def event_row(event: Event) -> dict[str, Any]:
+    return {"time": event.time, "service": event.service, "action": event.action, "request": event.request,
+            "answer": event.answer, "result": event.result, "client": event.client,
+            "rule": event.detail.get("rule") if event.action == "fault" else None}
+
+
+class LabOps:
+    """An event sink: folds each event into the status and metrics and tells the subscribers."""
+
+    def __init__(self, status: LabStatus, *, lab: dict[str, str] | None = None,
+                 faults: tuple[Rule[Any], ...] = (), admin_url: str | None = None) -> None:
+        self.status = status
+        self.metrics = LabMetrics(status)  # read from the status when scraped
+        self.lab = lab or {}
+        self.faults = [fault_in_force(rule) for rule in faults]
+        self.admin_url = admin_url
+        self.timelines: dict[str, deque[Event]] = {}
+        self.subscribers: set[asyncio.Queue[Message]] = set()
+
+    def __call__(self, event: Event) -> None:
+        changed = self.status.apply(event)
+        if changed is None:
+            return
+        timeline = self.timelines.get(changed.mac)
+        if timeline is None:
+            timeline = self.timelines[changed.mac] = deque(maxlen=TIMELINE_EVENTS)
+        timeline.append(event)
+        if self.subscribers:
+            self._tell(("phone", changed.to_dict()))
+
+    def _tell(self, message: Message) -> None:
+        for queue in list(self.subscribers):
+            try:
+                queue.put_nowait(message)
+            except asyncio.QueueFull:  # too slow: start it over from a snapshot
+                while not queue.empty():
+                    queue.get_nowait()
+                queue.put_nowait(("snapshot", self.snapshot()))
+
+    @contextlib.contextmanager
+    def subscribe(self) -> Iterator[asyncio.Queue[Message]]:
+        queue: asyncio.Queue[Message] = asyncio.Queue(SUBSCRIBER_BACKLOG)
+        self.subscribers.add(queue)
+        try:
+            yield queue
+        finally:
+            self.subscribers.discard(queue)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {**self.status.snapshot(time.time()), "lab": self.lab, "faults_in_force": self.faults,
+                "admin": self.admin_url}
+
+    def counters(self) -> dict[str, Any]:
+        full = self.status.snapshot(time.time())
+        return {key: full[key] for key in ("events", "stages", "services", "faults_fired", "leases_in_use",
+                                           "unknown_clients")}
+
+    def phone(self, mac: str) -> dict[str, Any] | None:
+        found = self.status.phones.get(mac)
+        if found is None:
+            return None
+        return {"phone": found.to_dict(), "events": [event_row(e) for e in self.timelines.get(mac, ())]}

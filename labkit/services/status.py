@@ -1,0 +1,206 @@
+"""The running lab's status, folded from its events (pure: events in, a snapshot out).
+
+Per phone: its address, the stage it is at (waiting → dhcp → profile → firmware → provisioned),
+what went wrong last while it was stuck there, when it was last heard from, the firmware it
+fetched and the fault rules that hit it. Per service: requests, errors, malformed input and the
+datagrams the kernel dropped. `labkit status`, the dashboard and /metrics all read this model.
+
+`LabStatus.apply(event)` returns the phone whose status changed (or None), so that a live view
+(the dashboard's event stream, the metrics) reacts to changes without diffing snapshots.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from labkit.events import Event, is_malformed
+from labkit.timeline import _reached as milestone  # the timeline's milestones, one definition
+
+STAGES = ("waiting", "dhcp", "profile", "firmware", "provisioned")
+"""Where a phone is: nothing heard yet, DHCP under way, fetching its profile(s), fetching its
+firmware, or done (a lease, a profile, its own profile and firmware all served)."""
+FINE = frozenset({"ok", "accepted", "redirect", "nodata", "not-modified", "ignored", "suppressed"})
+"""Results that are not errors (a TFTP "accepted" or a DHCP "ignored" is the protocol working)."""
+NOT_REQUESTS = frozenset({"fault", "kernel-drops", "suppressed"})
+"""Actions that report on the lab rather than answer a request (counted apart)."""
+SHAPE_VERSION = 1
+
+
+@dataclass
+class PhoneStatus:
+    mac: str
+    name: str = ""
+    model: str = ""
+    address: str | None = None
+    stage: str = "waiting"
+    reached: set[str] = field(default_factory=set)  # timeline milestones: lease, profile, ...
+    problem: str | None = None  # the last thing that went wrong since the last step forward
+    first_contact: float | None = None
+    last_contact: float | None = None
+    provisioned_at: float | None = None
+    firmware: str | None = None
+    faults: Counter[str] = field(default_factory=Counter)  # rule label -> times it hit this phone
+    events: int = 0
+
+    @property
+    def seconds_to_provisioned(self) -> float | None:
+        if self.provisioned_at is None or self.first_contact is None:
+            return None
+        return self.provisioned_at - self.first_contact
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mac": self.mac, "name": self.name, "model": self.model, "address": self.address,
+                "state": self.stage, "problem": self.problem, "first_contact": self.first_contact,
+                "last_contact": self.last_contact, "provisioned_at": self.provisioned_at,
+                "seconds_to_provisioned": self.seconds_to_provisioned, "firmware": self.firmware,
+                "faults": dict(sorted(self.faults.items())), "events": self.events}
+
+
+@dataclass
+class ServiceCounters:
+    requests: int = 0
+    errors: int = 0
+    malformed: int = 0
+    kernel_drops: int = 0
+    by_action: Counter[str] = field(default_factory=Counter)
+    errors_by_reason: Counter[str] = field(default_factory=Counter)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"requests": self.requests, "errors": self.errors, "malformed": self.malformed,
+                "kernel_drops": self.kernel_drops, "by_action": dict(sorted(self.by_action.items())),
+                "errors_by_reason": dict(sorted(self.errors_by_reason.items()))}
+
+
+def _stage(reached: set[str], heard: bool) -> str:
+    if {"lease", "profile", "own profile", "firmware"} <= reached:
+        return "provisioned"
+    if "lease" not in reached:
+        return "dhcp" if heard else "waiting"
+    if not {"profile", "own profile"} <= reached:
+        return "profile"
+    return "firmware"
+
+
+@dataclass
+class LabStatus:
+    """Every phone of the plan (and any other MAC the services name), every service seen."""
+
+    phones: dict[str, PhoneStatus] = field(default_factory=dict)
+    services: dict[str, ServiceCounters] = field(default_factory=dict)
+    faults_fired: Counter[str] = field(default_factory=Counter)  # rule label -> times fired
+    unknown_clients: Counter[str] = field(default_factory=Counter)  # address -> events not of a phone
+    leases: dict[str, str] = field(default_factory=dict)  # address -> MAC, from DHCP ACKs
+    fixed: dict[str, str] = field(default_factory=dict)  # address -> MAC, the inventory's fixed IPs
+    events: int = 0
+    last_event: float | None = None
+
+    @classmethod
+    def of_phones(cls, phones: Iterable[tuple[str, str, str, str | None]]) -> LabStatus:
+        """From (mac, name, model, fixed address or None) of each inventory phone."""
+        status = cls()
+        for mac, name, model, address in phones:
+            status.phones[mac] = PhoneStatus(mac, name, model, address)
+            if address is not None:
+                status.fixed[address] = mac
+        return status
+
+    def _phone_of(self, event: Event) -> PhoneStatus | None:
+        mac = event.phone
+        if mac is None:
+            address = (event.client or "").rsplit(":", 1)[0]
+            if not address or address.startswith("127."):
+                return None  # on loopback every phone shares one address
+            mac = self.leases.get(address) or self.fixed.get(address)
+            if mac is None:
+                return None
+        if mac not in self.phones:
+            self.phones[mac] = PhoneStatus(mac)
+        return self.phones[mac]
+
+    def _count(self, event: Event) -> None:
+        counters = self.services.get(event.service)
+        if counters is None:
+            counters = self.services[event.service] = ServiceCounters()
+        if event.action == "kernel-drops":
+            counters.kernel_drops = int(event.detail.get("total", counters.kernel_drops + 1))
+            return
+        if event.action == "fault":
+            self.faults_fired[str(event.detail.get("rule") or "unnamed")] += 1
+            return
+        if event.action in NOT_REQUESTS:
+            return
+        counters.requests += 1
+        counters.by_action[event.action] += 1
+        if is_malformed(event):
+            counters.malformed += 1
+        elif event.result not in FINE:
+            counters.errors += 1
+            counters.errors_by_reason[event.result] += 1
+
+    def apply(self, event: Event) -> PhoneStatus | None:
+        """Fold one event in; the phone whose status changed, if any."""
+        self.events += 1
+        self.last_event = event.time
+        self._count(event)
+        if event.service == "dhcp" and event.result == "ok" and event.detail.get("ip") and event.phone \
+                and event.answer.startswith("ACK"):
+            self.leases[str(event.detail["ip"])] = event.phone
+        phone = self._phone_of(event)
+        if phone is None:
+            if event.client and event.action not in NOT_REQUESTS:
+                self.unknown_clients[event.client.rsplit(":", 1)[0]] += 1
+            return None
+        self._advance(phone, event)
+        return phone
+
+    def _advance(self, phone: PhoneStatus, event: Event) -> None:
+        phone.events += 1
+        phone.first_contact = event.time if phone.first_contact is None else phone.first_contact
+        phone.last_contact = event.time
+        if event.action == "fault":
+            phone.faults[str(event.detail.get("rule") or "unnamed")] += 1
+            return
+        if event.service == "dhcp" and event.result == "ok" and event.detail.get("ip"):
+            phone.address = str(event.detail["ip"])
+        step = milestone(event)
+        if step is not None and step not in phone.reached:
+            phone.reached.add(step)
+            if step == "own profile":
+                phone.reached.add("profile")
+            phone.problem = None
+        if step == "firmware" or (event.request.endswith(".loads") and phone.firmware is None):
+            phone.firmware = event.request.rsplit("/", 1)[-1]
+        if event.result not in FINE and event.action not in NOT_REQUESTS:
+            phone.problem = f"{event.service} {event.request} -> {event.answer} [{event.result}]"
+        before = phone.stage
+        phone.stage = _stage(phone.reached, heard=True)
+        if phone.stage == "provisioned" and before != "provisioned":
+            phone.provisioned_at = event.time
+
+    def snapshot(self, now: float | None = None) -> dict[str, Any]:
+        """The documented JSON shape of `labkit status --json` and GET /api/status."""
+        by_stage = Counter(p.stage for p in self.phones.values())
+        return {
+            "version": SHAPE_VERSION,
+            "now": now,
+            "events": self.events,
+            "last_event": self.last_event,
+            "stages": {stage: by_stage.get(stage, 0) for stage in STAGES},
+            "phones": [p.to_dict() for p in sorted(self.phones.values(), key=lambda p: (p.name or p.mac))],
+            "services": {name: c.to_dict() for name, c in sorted(self.services.items())},
+            "faults_fired": dict(sorted(self.faults_fired.items())),
+            "unknown_clients": dict(self.unknown_clients.most_common(20)),
+            "leases_in_use": len(self.leases),
+        }
+
+
+def fold(events: Iterable[Event],
+         phones: Mapping[str, tuple[str, str, str | None]] | None = None) -> LabStatus:
+    """A status from scratch: `phones` maps each inventory MAC to (name, model, fixed address)."""
+    status = LabStatus.of_phones((mac, *info) for mac, info in (phones or {}).items())
+    for event in events:
+        status.apply(event)
+    return status
