@@ -129,7 +129,16 @@ def ensure_server_certificate(state_dir: Path, lab_name: str, names: Sequence[st
     return ServerCredentials(cert_file, key_file, folder / CA_CERT)
 
 
-def server_ssl_context(credentials: ServerCredentials) -> ssl.SSLContext:
+def server_ssl_context(credentials: ServerCredentials, *, keylog: Path | None = None) -> ssl.SSLContext:
+    """The context every TLS server of the kit uses. `keylog`: append the session keys of every
+    connection to this file in the NSS key log format (`labkit up --tls-keylog`), so Wireshark
+    and tshark decrypt a capture (`-o tls.keylog_file:FILE`); the file is readable by its
+    owner only, as the keys decrypt everything."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(str(credentials.cert_path), str(credentials.key_path))
+    if keylog is not None:
+        keylog.parent.mkdir(parents=True, exist_ok=True)
+        keylog.touch(mode=0o600, exist_ok=True)
+        keylog.chmod(0o600)
+        context.keylog_filename = str(keylog)
     return context

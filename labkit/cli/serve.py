@@ -47,6 +47,10 @@ def up(
         "--pcap", help="Write every packet the kit receives and sends to this pcap file (root).")] = None,
     pcap_per_phone: Annotated[Path | None, typer.Option(
         "--pcap-per-phone", help="Also write one pcap file per phone into this folder (root).")] = None,
+    tls_keylog: Annotated[Path | None, typer.Option(
+        "--tls-keylog", help="Append the TLS session keys of every HTTPS connection to this file "
+        "(NSS key log format), so Wireshark or tshark decrypt a --pcap capture "
+        "(-o tls.keylog_file:FILE). Anyone with the file reads the traffic.")] = None,
     fault: Annotated[list[str] | None, typer.Option(
         "--fault", help="A fault rule in YAML flow syntax, e.g. "
         "'{match: {path: \"/Cisco/*\"}, http: {status: 404}, when: {first: 2}}' (repeatable).")] = None,
@@ -72,7 +76,7 @@ def up(
         rules = [parse_cli_rule(text) for text in fault or []]
         asyncio.run(_up(plan, settings, quiet, pcaps=(pcap, pcap_per_phone), loopback=loopback,
                         port_offset=port_offset, state_dir=state, allow_other_dhcp=allow_other_dhcp,
-                        faults=rules))
+                        faults=rules, tls_keylog=tls_keylog))
     except LabkitError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(1) from None
@@ -89,6 +93,8 @@ async def _up(plan: Plan, log: LogSettings, quiet: bool, **start: Any) -> None:
     log_path = log.path
     async with run_lab(plan, log=log, **start) as lab:
         _banner(lab, log_path)
+        _capture_banner(lab, start.get("tls_keylog"))
+        out.print("Ctrl-C stops the lab.", markup=False)
         if not quiet and out.is_terminal:
             lab.watch(LiveBoard(BoardState.from_plan(lab.plan), out))
         elif not quiet:
@@ -113,7 +119,21 @@ def _banner(lab: RunningLab, log_path: Path) -> None:
         when = {k: v for k, v in dataclasses.asdict(rule.when).items() if v is not None}
         match = {k: v for k, v in dataclasses.asdict(rule.match).items() if v is not None}
         out.print(f"  fault: {rule.label}: {rule.service} when {when} matching {match}", markup=False)
-    out.print("Ctrl-C stops the lab.", markup=False)
+
+
+def _capture_banner(lab: RunningLab, keylog: Path | None) -> None:
+    """Where the TLS keys go, and how to read the capture when the lab is on other ports."""
+    if keylog is not None:
+        where = (f"{keylog} (tshark -o tls.keylog_file:{keylog})" if "https" in lab.endpoints
+                 else f"{keylog}: no HTTPS in this lab, nothing will be logged")
+        out.print(f"  TLS session keys: {where}", markup=False)
+    capture = lab.capture
+    if capture is None or not capture.hints:
+        return
+    for pcap, arguments in capture.hints:
+        out.print(f"  pcap: {capture.dissection.command(pcap)}", markup=False)
+        out.print(f"        (arguments in {arguments}; decode_as_entries beside it for a Wireshark "
+                  "profile)", markup=False)
 
 
 def demo(
