@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
+import os
 import ssl
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -137,8 +138,16 @@ def server_ssl_context(credentials: ServerCredentials, *, keylog: Path | None = 
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(str(credentials.cert_path), str(credentials.key_path))
     if keylog is not None:
-        keylog.parent.mkdir(parents=True, exist_ok=True)
-        keylog.touch(mode=0o600, exist_ok=True)
-        keylog.chmod(0o600)
-        context.keylog_filename = str(keylog)
+        context.keylog_filename = str(prepare_keylog(keylog))
     return context
+
+
+def prepare_keylog(path: Path) -> Path:
+    """Create the key log file (and its folder) readable by its owner only; OSError if it cannot be."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # EISDIR on a folder
+    try:
+        os.fchmod(descriptor, 0o600)
+    finally:
+        os.close(descriptor)
+    return path

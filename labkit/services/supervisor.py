@@ -168,7 +168,7 @@ async def _start_http(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable:
 
 async def _start_https(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable:
     from labkit.services.http import start_http
-    from labkit.tls import ServerCredentials, ensure_server_certificate, server_ssl_context
+    from labkit.tls import ServerCredentials, ensure_server_certificate, prepare_keylog, server_ssl_context
 
     tls = plan.tls
     if tls.own:
@@ -178,6 +178,11 @@ async def _start_https(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable:
         addresses = sorted({*tls.addresses, ep.host})
         credentials = ensure_server_certificate(ctx.state_dir, tls.lab_name, tls.names, addresses)
     ctx.ca_path = credentials.ca_path
+    if ctx.tls_keylog is not None:
+        try:
+            prepare_keylog(ctx.tls_keylog)
+        except OSError as exc:
+            raise StartError(f"--tls-keylog {ctx.tls_keylog}: {exc.strerror or exc}") from None
     context = server_ssl_context(credentials, keylog=ctx.tls_keylog)
     return await start_http(plan.https, ep, ctx, ssl_context=context)
 

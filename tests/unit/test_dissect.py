@@ -7,8 +7,10 @@ import ssl
 import stat
 from pathlib import Path
 
+import pytest
+
 from labkit.dissect import DecodeAs, Dissection, decode_as
-from labkit.tls import ensure_server_certificate, server_ssl_context
+from labkit.tls import ensure_server_certificate, prepare_keylog, server_ssl_context
 
 STANDARD = {"syslog": 514, "dns": 53, "tftp": 69, "http": 80, "https": 443, "dhcp": 67}
 
@@ -118,3 +120,19 @@ def test_server_context_logs_session_keys_for_its_owner_only(tmp_path: Path) -> 
 def test_server_context_logs_nothing_unless_asked(tmp_path: Path) -> None:
     credentials = ensure_server_certificate(tmp_path / "state", "keys", ["prov.lab.example"], ["127.0.0.1"])
     assert server_ssl_context(credentials).keylog_filename is None
+
+
+def test_a_folder_is_no_key_log_and_keeps_its_mode(tmp_path: Path) -> None:
+    folder = tmp_path / "keys"
+    folder.mkdir(mode=0o755)
+    with pytest.raises(IsADirectoryError):
+        prepare_keylog(folder)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755
+
+
+def test_an_existing_key_log_is_appended_to_and_made_private(tmp_path: Path) -> None:
+    keylog = tmp_path / "keys.log"
+    keylog.write_text("# earlier\n")
+    keylog.chmod(0o644)
+    prepare_keylog(keylog)
+    assert keylog.read_text() == "# earlier\n" and stat.S_IMODE(keylog.stat().st_mode) == 0o600
