@@ -44,7 +44,9 @@ def up(
         "--allow-other-dhcp", help="Serve DHCP even when another DHCP server answers on the segment.")
     ] = False,
     pcap: Annotated[Path | None, typer.Option(
-        "--pcap", help="Write every packet the kit receives and sends to this pcap file (root).")] = None,
+        "--pcap", help="Write every packet the kit receives and sends to this pcap file (root). Off the "
+        "standard ports, FILE.decode-as.txt beside it holds the tshark/Wireshark arguments that dissect it.")
+    ] = None,
     pcap_per_phone: Annotated[Path | None, typer.Option(
         "--pcap-per-phone", help="Also write one pcap file per phone into this folder (root).")] = None,
     tls_keylog: Annotated[Path | None, typer.Option(
