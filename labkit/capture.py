@@ -3,7 +3,14 @@
 One sniffer on the lab's interface (loopback under --loopback/--port-offset) keeps the packets
 to and from the kit's service ports; `--pcap-per-phone` also sorts them into one file per
 phone: DHCP by its client hardware address, the rest by the phone's address (fixed or leased).
-On loopback every phone shares 127.0.0.1, so only DHCP can be told apart there.
+On loopback every phone shares 127.0.0.1, so only DHCP can be told apart there. A TFTP transfer
+runs from a port of its own on the kit's side (RFC 1350's transfer identifiers): the capture
+follows the client's address and port from its request on, so the data and its acknowledgements
+are kept too.
+
+When the lab runs on other ports than the standard ones (`--loopback`, `--port-offset`, ports
+set in the inventory), Wireshark would not know what the packets are: the capture then writes,
+next to each pcap, how to dissect it (see `labkit.dissect`).
 """
 
 from __future__ import annotations
@@ -16,11 +23,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from labkit.dissect import Dissection
 from labkit.errors import LabkitError
 from labkit.events import StaticDirectory
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
+TFTP_CLIENTS_FOLLOWED = 256  # the latest TFTP clients (address, port) whose transfers are kept
 
 
 class CaptureError(LabkitError):
@@ -29,13 +38,18 @@ class CaptureError(LabkitError):
 
 class Capture:
     def __init__(self, interface: str, ports: set[int], path: Path | None, per_phone: Path | None,
-                 directory: StaticDirectory, dhcp_ports: frozenset[int] = frozenset({67, 68})) -> None:
+                 directory: StaticDirectory, dhcp_ports: frozenset[int] = frozenset({67, 68}),
+                 dissection: Dissection | None = None, tftp_port: int | None = None) -> None:
         if os.geteuid() != 0:
             raise CaptureError("packet capture needs root (a packet socket on the interface)")
         self.interface, self.ports = interface, ports
         self.path, self.per_phone = path, per_phone
         self.directory = directory
         self.dhcp_ports = dhcp_ports
+        self.tftp_port = tftp_port
+        self.tftp_clients: dict[tuple[str, int], None] = {}  # oldest first
+        self.dissection = dissection or Dissection()
+        self.hints: list[tuple[Path, Path]] = []  # (capture, its decode-as arguments file)
         self.writers: dict[str, Any] = {}
         self.lock = threading.Lock()
         self.count = 0
@@ -50,6 +64,7 @@ class Capture:
             self.writers[""] = PcapWriter(str(self.path), sync=True, linktype=1)  # Ethernet
         if self.per_phone is not None:
             self.per_phone.mkdir(parents=True, exist_ok=True)
+        self.hints = self.dissection.write_beside(self.path, self.per_phone)
         self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
         self.sock.bind((self.interface, 0))
         self.running = True
@@ -76,10 +91,27 @@ class Capture:
                 self._keep(packet)
 
     def _ours(self, packet: Any) -> bool:
-        from scapy.layers.inet import TCP, UDP
+        from scapy.layers.inet import IP, TCP, UDP
 
-        layer = packet.getlayer(UDP) or packet.getlayer(TCP)
-        return layer is not None and (layer.sport in self.ports or layer.dport in self.ports)
+        udp = packet.getlayer(UDP)
+        layer = udp or packet.getlayer(TCP)
+        if layer is None:
+            return False
+        if layer.sport in self.ports or layer.dport in self.ports:
+            if udp is not None and udp.dport == self.tftp_port and packet.getlayer(IP) is not None:
+                self._follow((packet[IP].src, udp.sport))
+            return True
+        ip = packet.getlayer(IP)
+        if udp is None or ip is None or not self.tftp_clients:
+            return False
+        return (ip.src, udp.sport) in self.tftp_clients or (ip.dst, udp.dport) in self.tftp_clients
+
+    def _follow(self, client: tuple[str, int]) -> None:
+        """Keep the packets to and from this TFTP client from now on (the latest few clients)."""
+        self.tftp_clients.pop(client, None)
+        self.tftp_clients[client] = None
+        while len(self.tftp_clients) > TFTP_CLIENTS_FOLLOWED:
+            del self.tftp_clients[next(iter(self.tftp_clients))]
 
     def _phone(self, packet: Any) -> str | None:
         from scapy.layers.inet import IP, UDP

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
+import os
 import ssl
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -129,7 +130,24 @@ def ensure_server_certificate(state_dir: Path, lab_name: str, names: Sequence[st
     return ServerCredentials(cert_file, key_file, folder / CA_CERT)
 
 
-def server_ssl_context(credentials: ServerCredentials) -> ssl.SSLContext:
+def server_ssl_context(credentials: ServerCredentials, *, keylog: Path | None = None) -> ssl.SSLContext:
+    """The context every TLS server of the kit uses. `keylog`: append the session keys of every
+    connection to this file in the NSS key log format (`labkit up --tls-keylog`), so Wireshark
+    and tshark decrypt a capture (`-o tls.keylog_file:FILE`); the file is readable by its
+    owner only, as the keys decrypt everything."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(str(credentials.cert_path), str(credentials.key_path))
+    if keylog is not None:
+        context.keylog_filename = str(prepare_keylog(keylog))
     return context
+
+
+def prepare_keylog(path: Path) -> Path:
+    """Create the key log file (and its folder) readable by its owner only; OSError if it cannot be."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # EISDIR on a folder
+    try:
+        os.fchmod(descriptor, 0o600)
+    finally:
+        os.close(descriptor)
+    return path

@@ -29,6 +29,26 @@ if TYPE_CHECKING:
     from labkit.services.supervisor import RunningLab
 
 
+# the longer `up` options, named here so that `up` itself stays readable
+PcapOption = Annotated[Path | None, typer.Option(
+        "--pcap", help="Write every packet the kit receives and sends to this pcap file (root). Off the "
+        "standard ports, FILE.decode-as.txt beside it holds the tshark/Wireshark arguments that dissect it.")]
+TlsKeylogOption = Annotated[Path | None, typer.Option(
+        "--tls-keylog", help="Append the TLS session keys of every HTTPS connection to this file "
+        "(NSS key log format), so Wireshark or tshark decrypt a --pcap capture "
+        "(-o tls.keylog_file:FILE). Anyone with the file reads the traffic.")]
+FaultOption = Annotated[list[str] | None, typer.Option(
+        "--fault", help="A fault rule in YAML flow syntax, e.g. "
+        "'{match: {path: \"/Cisco/*\"}, http: {status: 404}, when: {first: 2}}' (repeatable).")]
+AdminOption = Annotated[str, typer.Option(
+        "--admin", help="Where the dashboard, /metrics and the control API listen: HOST, HOST:PORT, :PORT "
+        "or off (default 127.0.0.1, port 8080 moved like every port). Off loopback a token is required.")]
+AdminTokenOption = Annotated[str | None, typer.Option(
+        "--admin-token", envvar="LABKIT_ADMIN_TOKEN", show_envvar=True,
+        help="The token the admin port requires (Bearer, Basic password or ?token=); made up and "
+        "printed when the port is off loopback and none is given.")]
+
+
 def up(
     inventory: InventoryArg = None,
     loopback: Annotated[bool, typer.Option(
@@ -44,25 +64,17 @@ def up(
     allow_other_dhcp: Annotated[bool, typer.Option(
         "--allow-other-dhcp", help="Serve DHCP even when another DHCP server answers on the segment.")
     ] = False,
-    pcap: Annotated[Path | None, typer.Option(
-        "--pcap", help="Write every packet the kit receives and sends to this pcap file (root).")] = None,
+    pcap: PcapOption = None,
     pcap_per_phone: Annotated[Path | None, typer.Option(
         "--pcap-per-phone", help="Also write one pcap file per phone into this folder (root).")] = None,
-    fault: Annotated[list[str] | None, typer.Option(
-        "--fault", help="A fault rule in YAML flow syntax, e.g. "
-        "'{match: {path: \"/Cisco/*\"}, http: {status: 404}, when: {first: 2}}' (repeatable).")] = None,
+    tls_keylog: TlsKeylogOption = None,
+    fault: FaultOption = None,
     log_max_mb: Annotated[float, typer.Option(
         "--log-max-mb", help="Rotate the event log when it reaches this size (MiB).")] = 32,
     log_files: Annotated[int, typer.Option(
         "--log-files", help="Rotated event logs kept (LOG.1 .. LOG.N) besides the current one.")] = 3,
-    admin: Annotated[str, typer.Option(
-        "--admin", help="Where the dashboard, /metrics and the control API listen: HOST, HOST:PORT, :PORT "
-        "or off (default 127.0.0.1, port 8080 moved like every port). Off loopback a token is required.")
-    ] = "127.0.0.1",
-    admin_token: Annotated[str | None, typer.Option(
-        "--admin-token", envvar="LABKIT_ADMIN_TOKEN", show_envvar=True,
-        help="The token the admin port requires (Bearer, Basic password or ?token=); made up and "
-        "printed when the port is off loopback and none is given.")] = None,
+    admin: AdminOption = "127.0.0.1",
+    admin_token: AdminTokenOption = None,
 ) -> None:
     """Serve the plan: DHCP, DNS, TFTP, HTTP(S) and syslog in one process, until Ctrl-C or SIGTERM."""
     import asyncio
@@ -82,7 +94,7 @@ def up(
         rules = [parse_cli_rule(text) for text in fault or []]
         asyncio.run(_up(plan, settings, quiet, pcaps=(pcap, pcap_per_phone), loopback=loopback,
                         port_offset=port_offset, state_dir=state, allow_other_dhcp=allow_other_dhcp,
-                        faults=rules, admin=admin_settings))
+                        faults=rules, admin=admin_settings, tls_keylog=tls_keylog))
     except LabkitError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(1) from None
@@ -99,6 +111,8 @@ async def _up(plan: Plan, log: LogSettings, quiet: bool, **start: Any) -> None:
     log_path = log.path
     async with run_lab(plan, log=log, **start) as lab:
         _banner(lab, log_path)
+        _capture_banner(lab, start.get("tls_keylog"))
+        out.print("Ctrl-C stops the lab.", markup=False)
         if not quiet and out.is_terminal:
             lab.watch(LiveBoard(BoardState.from_plan(lab.plan), out))
         elif not quiet:
@@ -130,7 +144,21 @@ def _banner(lab: RunningLab, log_path: Path) -> None:
         when = {k: v for k, v in dataclasses.asdict(rule.when).items() if v is not None}
         match = {k: v for k, v in dataclasses.asdict(rule.match).items() if v is not None}
         out.print(f"  fault: {rule.label}: {rule.service} when {when} matching {match}", markup=False)
-    out.print("Ctrl-C stops the lab.", markup=False)
+
+
+def _capture_banner(lab: RunningLab, keylog: Path | None) -> None:
+    """Where the TLS keys go, and how to read the capture when the lab is on other ports."""
+    if keylog is not None:
+        where = (f"{keylog} (tshark -o tls.keylog_file:{keylog})" if "https" in lab.endpoints
+                 else f"{keylog}: no HTTPS in this lab, nothing will be logged")
+        out.print(f"  TLS session keys: {where}", markup=False)
+    capture = lab.capture
+    if capture is None or not capture.hints:
+        return
+    for pcap, arguments in capture.hints:
+        out.print(f"  pcap: {capture.dissection.command(pcap)}", markup=False)
+        out.print(f"        (arguments in {arguments}; decode_as_entries beside it for a Wireshark "
+                  "profile)", markup=False)
 
 
 def admin_option(value: str, token: str | None) -> AdminSettings:

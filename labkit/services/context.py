@@ -44,3 +44,4 @@ class StartContext:
     state_dir: Path  # leases, CA, logs, uploads
     faults: Faults = NO_FAULTS  # typed per-service hooks
     ca_path: Path | None = field(default=None)  # set by the HTTPS starter for the banner
+    tls_keylog: Path | None = None  # TLS servers log their session keys here (--tls-keylog)

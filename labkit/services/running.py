@@ -44,11 +44,12 @@ async def run_lab(plan: Plan, *, log: LogSettings | None = None,
                   pcaps: tuple[Path | None, Path | None] = (None, None), sinks: list[EventSink] | None = None,
                   loopback: bool = False, port_offset: int | None = None, state_dir: Path = Path(".labkit"),
                   allow_other_dhcp: bool = False, faults: list[FaultRule] | None = None,
-                  fault_seed: int | None = None,
-                  admin: AdminSettings | None = None) -> AsyncIterator[RunningLab]:
+                  fault_seed: int | None = None, admin: AdminSettings | None = None,
+                  tls_keylog: Path | None = None) -> AsyncIterator[RunningLab]:
     """The running lab and everything it owns (journal, its flush task, services, pcap capture,
     views added by `watch`), released in reverse order on leaving, whatever happens. `admin`: the
-    control socket in `state_dir` and the admin port (dashboard, /metrics); None: neither."""
+    control socket in `state_dir` and the admin port (dashboard, /metrics); None: neither.
+    `tls_keylog`: where HTTPS logs its TLS session keys (the capture's decode-as notes name it)."""
     async with contextlib.AsyncExitStack() as stack:
         first: list[EventSink] = []
         limiter: MalformedLimiter | None = None
@@ -65,14 +66,15 @@ async def run_lab(plan: Plan, *, log: LogSettings | None = None,
         stack.callback(_stop_all, captures)
         lab = await start_lab(plan, loopback=loopback, port_offset=port_offset, state_dir=state_dir,
                               sinks=[*first, *(sinks or [])], allow_other_dhcp=allow_other_dhcp,
-                              faults=faults, fault_seed=fault_seed, admin=admin)
+                              faults=faults, fault_seed=fault_seed, admin=admin,
+                              tls_keylog=tls_keylog)
         stack.push_async_callback(lab.close)
         lab.stack, lab.journal = stack, journal
         if journal is not None and limiter is not None:
             flusher = asyncio.create_task(journal.flush_periodically(before=[limiter]))
             stack.push_async_callback(_cancel, flusher)
         if pcaps != (None, None):
-            lab.capture = _start_capture(lab, *pcaps)
+            lab.capture = _start_capture(lab, *pcaps, keylog=tls_keylog)
             captures.append(lab.capture)
         yield lab
 
@@ -88,8 +90,10 @@ async def _cancel(task: asyncio.Task[None]) -> None:
         await task
 
 
-def _start_capture(lab: RunningLab, pcap: Path | None, per_phone: Path | None) -> Capture:
+def _start_capture(lab: RunningLab, pcap: Path | None, per_phone: Path | None, *,
+                   keylog: Path | None = None) -> Capture:
     from labkit.capture import Capture, CaptureError
+    from labkit.dissect import Dissection
 
     on_loopback = any(e.loopback for e in lab.endpoints.values())
     interface = "lo" if on_loopback else (lab.plan.interface or "lo")
@@ -98,8 +102,12 @@ def _start_capture(lab: RunningLab, pcap: Path | None, per_phone: Path | None) -
     if "dhcp" in lab.endpoints:
         dhcp_ports = frozenset({lab.endpoints["dhcp"].port, lab.endpoints["dhcp"].port + 1})
         ports |= dhcp_ports
+    tftp = lab.endpoints.get("tftp")
+    dissection = Dissection.for_ports({name: e.port for name, e in lab.endpoints.items()},
+                                      keylog if "https" in lab.endpoints else None)
     try:
-        capture = Capture(interface, ports, pcap, per_phone, lab.directory or StaticDirectory(), dhcp_ports)
+        capture = Capture(interface, ports, pcap, per_phone, lab.directory or StaticDirectory(), dhcp_ports,
+                          dissection, tftp_port=tftp.port if tftp is not None else None)
         capture.start()
     except (CaptureError, OSError) as exc:
         raise StartError(f"--pcap: {exc}") from None

@@ -187,7 +187,7 @@ async def _start_http(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable:
 
 async def _start_https(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable:
     from labkit.services.http import start_http
-    from labkit.tls import ServerCredentials, ensure_server_certificate, server_ssl_context
+    from labkit.tls import ServerCredentials, ensure_server_certificate, prepare_keylog, server_ssl_context
 
     tls = plan.tls
     if tls.own:
@@ -197,7 +197,13 @@ async def _start_https(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable:
         addresses = sorted({*tls.addresses, ep.host})
         credentials = ensure_server_certificate(ctx.state_dir, tls.lab_name, tls.names, addresses)
     ctx.ca_path = credentials.ca_path
-    return await start_http(plan.https, ep, ctx, ssl_context=server_ssl_context(credentials))
+    if ctx.tls_keylog is not None:
+        try:
+            prepare_keylog(ctx.tls_keylog)
+        except OSError as exc:
+            raise StartError(f"--tls-keylog {ctx.tls_keylog}: {exc.strerror or exc}") from None
+    context = server_ssl_context(credentials, keylog=ctx.tls_keylog)
+    return await start_http(plan.https, ep, ctx, ssl_context=context)
 
 
 async def _start_dhcp(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable:
@@ -250,11 +256,13 @@ def preflight(plan: Plan, *, listen: float | None = None) -> None:
 async def start_lab(plan: Plan, *, loopback: bool = False, port_offset: int | None = None,
                     state_dir: Path = Path(".labkit"), sinks: list[EventSink] | None = None,
                     allow_other_dhcp: bool = False, faults: list[FaultRule] | None = None,
-                    fault_seed: int | None = None, admin: AdminSettings | None = None) -> RunningLab:
+                    fault_seed: int | None = None, admin: AdminSettings | None = None,
+                    tls_keylog: Path | None = None) -> RunningLab:
     """Start every enabled service; on any failure close what started and raise StartError.
 
     `faults`: rules from the command line, after the plan's own (`Plan.with_faults`). `admin`:
-    where the control API listens besides STATE/control.sock (None: the socket only)."""
+    where the control API listens besides STATE/control.sock (None: the socket only).
+    `tls_keylog`: where TLS servers log their session keys (NSS key log format)."""
     plan = plan.with_faults(faults or [])
     lab = RunningLab(plan, endpoints(plan, loopback=loopback, port_offset=port_offset))
     await _check_dhcp_segment(plan, lab.endpoints, allow_other_dhcp)
@@ -267,7 +275,8 @@ async def start_lab(plan: Plan, *, loopback: bool = False, port_offset: int | No
     lab.directory = StaticDirectory(dict(plan.fixed_ips))
     engine = FaultEngine(plan.faults, random.Random(fault_seed))
     lab.faults = Faults.build(engine, lab.bus, plan.fault_phones, started=time.time())
-    ctx = StartContext(FileTree(plan.files), lab.bus, lab.directory, plan.known_macs, state_dir, lab.faults)
+    ctx = StartContext(FileTree(plan.files), lab.bus, lab.directory, plan.known_macs, state_dir, lab.faults,
+                       tls_keylog=tls_keylog)
     for name, ep in lab.endpoints.items():
         try:
             lab.services[name] = await STARTERS[name](plan, ep, ctx)

@@ -149,7 +149,7 @@ def test_per_phone_capture_holds_that_phone_s_dhcp(tmp_path: Path) -> None:
     finally:
         code, output = lab.stop()
     assert code == 0, output
-    assert [p.name for p in per_phone.iterdir()] == ["00562b00033c.pcap"]
+    assert [p.name for p in per_phone.glob("*.pcap")] == ["00562b00033c.pcap"]  # beside decode-as notes
     dhcp_port = lab.port("dhcp")
     command = [tshark, "-r", str(per_phone / "00562b00033c.pcap"), "-d", f"udp.port=={dhcp_port},dhcp"]
     listing = subprocess.run(command, capture_output=True, text=True, timeout=60).stdout
