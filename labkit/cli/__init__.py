@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from labkit.cli import export, phones, plan, serve, state
+from labkit.cli import export, phones, plan, reload, serve, state
 
 app = typer.Typer(
     add_completion=False,
@@ -19,8 +19,8 @@ app = typer.Typer(
     "syslog, from one Jinja-templated inventory. Without an INVENTORY, the embedded default lab.",
 )
 
-for command in (plan.check, plan.render, plan.explain, plan.init, serve.up, state.ca, state.leases,
-                phones.simulate, serve.demo, state.timeline, state.scenario):
+for command in (plan.check, plan.render, plan.explain, plan.init, serve.up, reload.reload, state.ca,
+                state.leases, phones.simulate, serve.demo, state.timeline, state.scenario):
     app.command()(command)
 app.command("export")(export.export_plan)
 

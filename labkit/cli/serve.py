@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -24,6 +25,7 @@ from labkit.errors import LabkitError
 from labkit.plan.build import Plan
 
 if TYPE_CHECKING:
+    from labkit.board import BoardState
     from labkit.services.running import LogSettings
     from labkit.services.supervisor import RunningLab
 
@@ -54,8 +56,12 @@ def up(
         "--log-max-mb", help="Rotate the event log when it reaches this size (MiB).")] = 32,
     log_files: Annotated[int, typer.Option(
         "--log-files", help="Rotated event logs kept (LOG.1 .. LOG.N) besides the current one.")] = 3,
+    watch: Annotated[bool, typer.Option(
+        "--watch", help="Reload when the inventory file or a file of its templates folder changes.")] = False,
 ) -> None:
-    """Serve the plan: DHCP, DNS, TFTP, HTTP(S) and syslog in one process, until Ctrl-C or SIGTERM."""
+    """Serve the plan: DHCP, DNS, TFTP, HTTP(S) and syslog in one process, until Ctrl-C or SIGTERM.
+
+    SIGHUP (or `labkit reload`) reloads the inventory without a restart."""
     import asyncio
 
     from labkit.inventory.faults import parse_cli_rule
@@ -70,9 +76,9 @@ def up(
                            backups=log_files)
     try:
         rules = [parse_cli_rule(text) for text in fault or []]
-        asyncio.run(_up(plan, settings, quiet, pcaps=(pcap, pcap_per_phone), loopback=loopback,
-                        port_offset=port_offset, state_dir=state, allow_other_dhcp=allow_other_dhcp,
-                        faults=rules))
+        asyncio.run(_up(plan, settings, quiet, Reloading(inventory, watch), pcaps=(pcap, pcap_per_phone),
+                        loopback=loopback, port_offset=port_offset, state_dir=state,
+                        allow_other_dhcp=allow_other_dhcp, faults=rules))
     except LabkitError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(1) from None
@@ -80,25 +86,65 @@ def up(
         fail(f"error: {os_problem(exc)}")
 
 
-async def _up(plan: Plan, log: LogSettings, quiet: bool, **start: Any) -> None:
+@dataclasses.dataclass(frozen=True)
+class Reloading:
+    """How `labkit up` reloads: the inventory to read again, and whether to watch its files."""
+
+    inventory: Path | None
+    watch: bool = False
+
+
+async def _up(plan: Plan, log: LogSettings, quiet: bool, reloading: Reloading, **start: Any) -> None:
     """`start`: run_lab's keyword arguments (pcaps, loopback, port_offset, state_dir, ...)."""
     from labkit.board import BoardState, LiveBoard
     from labkit.services.running import run_lab
-    from labkit.services.supervisor import wait_for_stop
 
     log_path = log.path
     async with run_lab(plan, log=log, **start) as lab:
         _banner(lab, log_path)
+        board: BoardState | None = None
         if not quiet and out.is_terminal:
-            lab.watch(LiveBoard(BoardState.from_plan(lab.plan), out))
+            board = BoardState.from_plan(lab.plan)
+            lab.watch(LiveBoard(board, out))
         elif not quiet:
             lab.follow(lambda e: out.print(
                 f"{e.service} {e.client or '-'} {e.phone or '-'} {e.action} {e.request} -> {e.answer} "
                 f"[{e.result}]", markup=False))
-        await wait_for_stop()
+        await _serve(lab, reloading, board)
     if lab.capture is not None:
         out.print(f"labkit: captured {lab.capture.count} packets", markup=False)
     out.print(f"labkit: stopped; {lab.bus.count} events logged to {log_path}", markup=False)
+
+
+async def _serve(lab: RunningLab, reloading: Reloading, board: BoardState | None) -> None:
+    """Serve until SIGINT or SIGTERM; SIGHUP (and `--watch`) reload the inventory meanwhile."""
+    import asyncio
+
+    from labkit.cli.reload import pid_file, plan_loader, report, watch_files
+    from labkit.services.reload import Reloader, ReloadOutcome
+    from labkit.services.supervisor import wait_for_stop
+
+    def told(outcome: ReloadOutcome) -> None:
+        if board is not None and outcome.ok:  # new phones get their row
+            for mac, row in BoardState.from_plan(lab.plan).rows.items():
+                board.rows.setdefault(mac, row)
+        report(outcome)
+
+    source = str(reloading.inventory) if reloading.inventory is not None else "<embedded default>"
+    reloader = Reloader(lab, plan_loader(reloading.inventory), told, source)
+    watcher = None
+    if reloading.watch:
+        watcher = asyncio.create_task(watch_files(reloading.inventory, lambda: lab.plan.loaded.templates_dir,
+                                                  reloader))
+    try:
+        with pid_file(lab.state_dir):
+            await wait_for_stop(on_reload=reloader.request)
+    finally:
+        for task in (watcher, reloader.task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
 
 def _banner(lab: RunningLab, log_path: Path) -> None:
@@ -113,6 +159,7 @@ def _banner(lab: RunningLab, log_path: Path) -> None:
         when = {k: v for k, v in dataclasses.asdict(rule.when).items() if v is not None}
         match = {k: v for k, v in dataclasses.asdict(rule.match).items() if v is not None}
         out.print(f"  fault: {rule.label}: {rule.service} when {when} matching {match}", markup=False)
+    out.print("`labkit reload` (or SIGHUP) reloads the inventory without a restart.", markup=False)
     out.print("Ctrl-C stops the lab.", markup=False)
 
 
