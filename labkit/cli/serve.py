@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -101,22 +102,25 @@ async def _up(plan: Plan, log: LogSettings, quiet: bool, reloading: Reloading, *
 
     log_path = log.path
     async with run_lab(plan, log=log, **start) as lab:
-        _banner(lab, log_path)
-        board: BoardState | None = None
-        if not quiet and out.is_terminal:
-            board = BoardState.from_plan(lab.plan)
-            lab.watch(LiveBoard(board, out))
-        elif not quiet:
-            lab.follow(lambda e: out.print(
-                f"{e.service} {e.client or '-'} {e.phone or '-'} {e.action} {e.request} -> {e.answer} "
-                f"[{e.result}]", markup=False))
-        await _serve(lab, reloading, board)
+        board = BoardState.from_plan(lab.plan) if not quiet and out.is_terminal else None
+
+        def ready() -> None:  # signals are handled from here on: SIGHUP reloads
+            _banner(lab, log_path)
+            if board is not None:
+                lab.watch(LiveBoard(board, out))
+            elif not quiet:
+                lab.follow(lambda e: out.print(
+                    f"{e.service} {e.client or '-'} {e.phone or '-'} {e.action} {e.request} -> {e.answer} "
+                    f"[{e.result}]", markup=False))
+
+        await _serve(lab, reloading, board, ready)
     if lab.capture is not None:
         out.print(f"labkit: captured {lab.capture.count} packets", markup=False)
     out.print(f"labkit: stopped; {lab.bus.count} events logged to {log_path}", markup=False)
 
 
-async def _serve(lab: RunningLab, reloading: Reloading, board: BoardState | None) -> None:
+async def _serve(lab: RunningLab, reloading: Reloading, board: BoardState | None,
+                 ready: Callable[[], None]) -> None:
     """Serve until SIGINT or SIGTERM; SIGHUP (and `--watch`) reload the inventory meanwhile."""
     import asyncio
 
@@ -138,7 +142,7 @@ async def _serve(lab: RunningLab, reloading: Reloading, board: BoardState | None
                                                   reloader))
     try:
         with pid_file(lab.state_dir):
-            await wait_for_stop(on_reload=reloader.request)
+            await wait_for_stop(on_reload=reloader.request, ready=ready)
     finally:
         for task in (watcher, reloader.task):
             if task is not None:

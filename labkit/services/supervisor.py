@@ -297,11 +297,12 @@ def _cannot_listen(name: str, ep: Endpoint, exc: OSError, local: bool) -> StartE
     return StartError(f"{name} cannot listen on {ep.host}:{ep.port}: {exc.strerror or exc}{hint}")
 
 
-async def wait_for_stop(stop: asyncio.Event | None = None, *,
-                        on_reload: Callable[[], None] | None = None) -> None:
+async def wait_for_stop(stop: asyncio.Event | None = None, *, on_reload: Callable[[], None] | None = None,
+                        ready: Callable[[], None] | None = None) -> None:
     """Wait for SIGINT or SIGTERM (or `stop`); each ends the lab cleanly. SIGHUP calls
     `on_reload` (`labkit up`: reload the inventory) and waiting goes on; without `on_reload` it
-    stops the lab cleanly too (its default action would end the process, the journal unflushed)."""
+    stops the lab cleanly too (its default action would end the process, the journal unflushed).
+    `ready` is called once the handlers are in place (`labkit up` prints its banner then)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     installed = []
@@ -311,6 +312,8 @@ async def wait_for_stop(stop: asyncio.Event | None = None, *,
             loop.add_signal_handler(sig, handler)
             installed.append(sig)
     try:
+        if ready is not None:
+            ready()
         await stop.wait()
     finally:
         for sig in installed:
