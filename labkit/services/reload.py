@@ -142,10 +142,12 @@ class Reloader:
         self.task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
-        self.again = True
-        while self.again:
+        """Reload; again while requests came meanwhile (those before the load began share it)."""
+        while True:
             self.again = False
             await self.reload()
+            if not self.again:
+                return
 
     async def reload(self) -> ReloadOutcome:
         try:
