@@ -8,9 +8,9 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -91,11 +91,16 @@ def _stamps(files: list[Path]) -> dict[Path, float | None]:
     return stamps
 
 
-async def watch_files(inventory: Path | None, templates: Callable[[], Path | None],
-                      reloader: Reloader) -> None:
+def watch_files(inventory: Path | None, templates: Callable[[], Path | None],
+                reloader: Reloader) -> Coroutine[Any, Any, None]:
     """Reload whenever the inventory file or a file of its templates folder changes (mtime polled
-    every WATCH_EVERY s; the lab's stop cancels this)."""
-    seen = _stamps(_watched(inventory, templates()))
+    every WATCH_EVERY s; the lab's stop cancels it). The files are looked at once now, so that a
+    change made as soon as the lab is up is seen."""
+    return _poll(_stamps(_watched(inventory, templates())), inventory, templates, reloader)
+
+
+async def _poll(seen: dict[Path, float | None], inventory: Path | None, templates: Callable[[], Path | None],
+                reloader: Reloader) -> None:
     while True:
         await asyncio.sleep(WATCH_EVERY)
         now = await asyncio.to_thread(lambda: _stamps(_watched(inventory, templates())))

@@ -126,3 +126,25 @@ def test_a_broken_inventory_is_reported_with_file_and_line_and_the_old_plan_stay
 def test_reload_without_a_running_lab_says_so(tmp_path: Path) -> None:
     result = labkit("reload", "--state", str(tmp_path))
     assert result.returncode == 1 and "no lab is running" in result.stderr
+
+
+def test_up_watch_reloads_when_the_inventory_changes(tmp_path: Path) -> None:
+    curl = require_tool("curl")
+    inventory = write_lab(tmp_path / "lab", BEFORE)
+    lab = start_lab_process(tmp_path, inventory, "--quiet", "--watch")
+    url = f"http://127.0.0.1:{lab.port('http')}/gone.cfg"
+    try:
+        status = subprocess.run([curl, "-s", "-o", "/dev/null", "-w", "%{http_code}", url],
+                                capture_output=True, text=True, timeout=60).stdout
+        assert status == "404"
+        inventory.write_text(BEFORE + 'faults: [{name: gone, match: {path: "/gone.cfg"}, '
+                             'http: {status: 410}}]\n')
+        reload = wait_for_event(lab, lambda e: e["action"] == "reload")  # no signal: the watch saw it
+        assert reload["result"] == "ok" and reload["detail"]["diff"]["faults"] == {"added": ["gone"]}
+        status = subprocess.run([curl, "-s", "-o", "/dev/null", "-w", "%{http_code}", url],
+                                capture_output=True, text=True, timeout=60).stdout
+        assert status == "410"
+        wait_for_event(lab, lambda e: e["action"] == "fault" and e.get("detail", {}).get("rule") == "gone")
+    finally:
+        code, printed = lab.stop()
+    assert code == 0, printed
