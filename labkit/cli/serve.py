@@ -133,6 +133,9 @@ async def _serve(lab: RunningLab, reloading: Reloading, board: BoardState | None
             for mac, row in BoardState.from_plan(lab.plan).rows.items():
                 board.rows.setdefault(mac, row)
         report(outcome)
+        if outcome.ok:  # the new inventory's warnings, as `labkit up` prints them at start
+            for warning in lab.plan.loaded.warnings:
+                err.print(warning.render(lab.plan.loaded.source.template_lines), markup=False)
 
     source = str(reloading.inventory) if reloading.inventory is not None else "<embedded default>"
     reloader = Reloader(lab, plan_loader(reloading.inventory), told, source)
