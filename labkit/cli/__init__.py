@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from labkit.cli import export, phones, plan, serve, state
+from labkit.cli import export, phones, plan, reload, serve, state
 
 app = typer.Typer(
     add_completion=False,
@@ -20,8 +20,8 @@ app = typer.Typer(
     "syslog, from one Jinja-templated inventory. Without an INVENTORY, the embedded default lab.",
 )
 
-for command in (plan.check, plan.render, plan.explain, plan.init, serve.up, state.status, state.ca,
-                state.leases, phones.simulate, serve.demo, state.timeline, state.scenario):
+for command in (plan.check, plan.render, plan.explain, plan.init, serve.up, reload.reload, state.status,
+                state.ca, state.leases, phones.simulate, serve.demo, state.timeline, state.scenario):
     app.command()(command)
 app.command("export")(export.export_plan)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -24,6 +26,7 @@ from labkit.errors import LabkitError
 from labkit.plan.build import Plan
 
 if TYPE_CHECKING:
+    from labkit.board import BoardState
     from labkit.services.admin import AdminSettings
     from labkit.services.running import LogSettings
     from labkit.services.supervisor import RunningLab
@@ -75,8 +78,12 @@ def up(
         "--log-files", help="Rotated event logs kept (LOG.1 .. LOG.N) besides the current one.")] = 3,
     admin: AdminOption = "127.0.0.1",
     admin_token: AdminTokenOption = None,
+    watch: Annotated[bool, typer.Option(
+        "--watch", help="Reload when the inventory file or a file of its templates folder changes.")] = False,
 ) -> None:
-    """Serve the plan: DHCP, DNS, TFTP, HTTP(S) and syslog in one process, until Ctrl-C or SIGTERM."""
+    """Serve the plan: DHCP, DNS, TFTP, HTTP(S) and syslog in one process, until Ctrl-C or SIGTERM.
+
+    SIGHUP (or `labkit reload`) reloads the inventory without a restart."""
     import asyncio
 
     from labkit.inventory.faults import parse_cli_rule
@@ -92,9 +99,10 @@ def up(
     admin_settings = admin_option(admin, admin_token)
     try:
         rules = [parse_cli_rule(text) for text in fault or []]
-        asyncio.run(_up(plan, settings, quiet, pcaps=(pcap, pcap_per_phone), loopback=loopback,
-                        port_offset=port_offset, state_dir=state, allow_other_dhcp=allow_other_dhcp,
-                        faults=rules, admin=admin_settings, tls_keylog=tls_keylog))
+        asyncio.run(_up(plan, settings, quiet, Reloading(inventory, watch), pcaps=(pcap, pcap_per_phone),
+                        loopback=loopback, port_offset=port_offset, state_dir=state,
+                        allow_other_dhcp=allow_other_dhcp, faults=rules, admin=admin_settings,
+                        tls_keylog=tls_keylog))
     except LabkitError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(1) from None
@@ -102,27 +110,74 @@ def up(
         fail(f"error: {os_problem(exc)}")
 
 
-async def _up(plan: Plan, log: LogSettings, quiet: bool, **start: Any) -> None:
+@dataclasses.dataclass(frozen=True)
+class Reloading:
+    """How `labkit up` reloads: the inventory to read again, and whether to watch its files."""
+
+    inventory: Path | None
+    watch: bool = False
+
+
+async def _up(plan: Plan, log: LogSettings, quiet: bool, reloading: Reloading, **start: Any) -> None:
     """`start`: run_lab's keyword arguments (pcaps, loopback, port_offset, state_dir, ...)."""
     from labkit.board import BoardState, LiveBoard
     from labkit.services.running import run_lab
-    from labkit.services.supervisor import wait_for_stop
 
     log_path = log.path
     async with run_lab(plan, log=log, **start) as lab:
-        _banner(lab, log_path)
-        _capture_banner(lab, start.get("tls_keylog"))
-        out.print("Ctrl-C stops the lab.", markup=False)
-        if not quiet and out.is_terminal:
-            lab.watch(LiveBoard(BoardState.from_plan(lab.plan), out))
-        elif not quiet:
-            lab.follow(lambda e: out.print(
-                f"{e.service} {e.client or '-'} {e.phone or '-'} {e.action} {e.request} -> {e.answer} "
-                f"[{e.result}]", markup=False))
-        await wait_for_stop()
+        board = BoardState.from_plan(lab.plan) if not quiet and out.is_terminal else None
+
+        def ready() -> None:  # signals are handled from here on: SIGHUP reloads
+            _banner(lab, log_path)
+            _capture_banner(lab, start.get("tls_keylog"))
+            out.print("`labkit reload` (or SIGHUP) reloads the inventory without a restart.", markup=False)
+            out.print("Ctrl-C stops the lab.", markup=False)
+            if board is not None:
+                lab.watch(LiveBoard(board, out))
+            elif not quiet:
+                lab.follow(lambda e: out.print(
+                    f"{e.service} {e.client or '-'} {e.phone or '-'} {e.action} {e.request} -> {e.answer} "
+                    f"[{e.result}]", markup=False))
+
+        await _serve(lab, reloading, board, ready)
     if lab.capture is not None:
         out.print(f"labkit: captured {lab.capture.count} packets", markup=False)
     out.print(f"labkit: stopped; {lab.bus.count} events logged to {log_path}", markup=False)
+
+
+async def _serve(lab: RunningLab, reloading: Reloading, board: BoardState | None,
+                 ready: Callable[[], None]) -> None:
+    """Serve until SIGINT or SIGTERM; SIGHUP (and `--watch`) reload the inventory meanwhile."""
+    import asyncio
+
+    from labkit.cli.reload import pid_file, plan_loader, report, watch_files
+    from labkit.services.reload import Reloader, ReloadOutcome
+    from labkit.services.supervisor import wait_for_stop
+
+    def told(outcome: ReloadOutcome) -> None:
+        if board is not None and outcome.ok:  # new phones get their row
+            for mac, row in BoardState.from_plan(lab.plan).rows.items():
+                board.rows.setdefault(mac, row)
+        report(outcome)
+        if outcome.ok:  # the new inventory's warnings, as `labkit up` prints them at start
+            for warning in lab.plan.loaded.warnings:
+                err.print(warning.render(lab.plan.loaded.source.template_lines), markup=False)
+
+    source = str(reloading.inventory) if reloading.inventory is not None else "<embedded default>"
+    reloader = Reloader(lab, plan_loader(reloading.inventory), told, source)
+    watcher = None
+    if reloading.watch:
+        watcher = asyncio.create_task(watch_files(reloading.inventory, lambda: lab.plan.loaded.templates_dir,
+                                                  reloader))
+    try:
+        with pid_file(lab.state_dir):
+            await wait_for_stop(on_reload=reloader.request, ready=ready)
+    finally:
+        for task in (watcher, reloader.task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
 
 def _banner(lab: RunningLab, log_path: Path) -> None:

@@ -208,6 +208,15 @@ class DhcpService:
                              f"(MAC {rival.mac})", answer, "rival", lambda: now, server_id=rival.server_id,
                              mac=rival.mac, offered=rival.offered, chaddr=rival.client))
 
+    def reload(self, config: DhcpPlan, ctx: StartContext) -> None:
+        """Take a new plan's config between two datagrams: the lease table (and its store) stay,
+        the server's ports and interface stay those it bound."""
+        server = replace(config.server, server_port=self.core.config.server_port,
+                         client_port=self.core.config.client_port)
+        core = DhcpServerCore(server, self.core.table)
+        core.counters = self.core.counters
+        self.core, self.hooks, self.on_rival = core, ctx.faults.dhcp, config.on_rival
+
     async def close(self) -> None:
         self.closed = True
         if self.drop_watch is not None:

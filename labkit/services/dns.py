@@ -114,6 +114,11 @@ class DnsService:
             wire = apply_dns_fault(query, wire, hit.action, negative)
         return wire
 
+    def reload(self, config: DnsPlan, ctx: StartContext) -> None:
+        """Serve a new plan's zones and fault rules from the next datagram on (same sockets)."""
+        self.resolver = AuthoritativeResolver(config.zones, max_udp=config.max_udp)
+        self._faults = ctx.faults.dns
+
     @property
     def counters(self) -> dict[str, object]:
         return {**self.resolver.counters, "udp_send_errors": self.udp_send_errors,

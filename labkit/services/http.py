@@ -44,6 +44,13 @@ class HttpServer:
     listener: Listener
     endpoint: Endpoint
     port: int  # the bound port (the endpoint's, or the kernel's choice for 0)
+    handler: _Handler | None = None
+
+    def reload(self, config: HttpPlan, ctx: StartContext) -> None:
+        """Requests from now on see the new plan's tree, authentication, redirects, encryption and
+        fault rules; connection limits stay those the listener started with."""
+        if self.handler is not None:
+            self.handler.take(config, ctx)
 
     async def close(self) -> None:
         await self.listener.close()
@@ -72,13 +79,18 @@ class _Exchange:
 
 class _Handler:
     def __init__(self, config: HttpPlan, ctx: StartContext, clock: Callable[[], float]) -> None:
-        self.config, self.scheme, self.clock = config, config.scheme, clock
-        self.tree, self.sink, self.directory = ctx.tree, ctx.bus, ctx.directory
+        self.scheme, self.clock, self.sink = config.scheme, clock, ctx.bus
+        self.config, self.digest = config, _digest(config)
+        self.take(config, ctx)
+
+    def take(self, config: HttpPlan, ctx: StartContext) -> None:
+        """Use `config` and the context's tree, phones and fault hooks (at start and on reload;
+        digest nonces already given stay valid while the credentials stay)."""
+        if config.auth != self.config.auth:
+            self.digest = _digest(config)
+        self.config, self.tree, self.directory = config, ctx.tree, ctx.directory
         self.known_macs = ctx.known_macs
         self.faults: ServiceFaults[HttpFaultAction] | None = ctx.faults.http
-        auth = config.auth
-        self.digest = (DigestAuth(auth.user, auth.password, auth.realm)
-                       if auth is not None and auth.scheme == "digest" else None)
 
     def _identify(self, request: web.Request) -> tuple[str | None, dict[str, str]]:
         agent = parse_user_agent(request.headers.get("User-Agent"))
@@ -232,6 +244,13 @@ class _Handler:
                                                 "Content-Type": _content_type(served.path)})
 
 
+def _digest(config: HttpPlan) -> DigestAuth | None:
+    auth = config.auth
+    if auth is None or auth.scheme != "digest":
+        return None
+    return DigestAuth(auth.user, auth.password, auth.realm)
+
+
 def _fault_status(action: HttpFaultAction) -> web.Response:
     assert action.status is not None
     headers = {"Server": SERVER_HEADER}
@@ -313,4 +332,4 @@ async def start_http(config: HttpPlan, endpoint: Endpoint, ctx: StartContext, *,
     except BaseException:
         await runner.cleanup()
         raise
-    return HttpServer(listener, endpoint, listener.port)
+    return HttpServer(listener, endpoint, listener.port, handler)

@@ -139,6 +139,13 @@ class RunningLab:
     admin: Endpoint | None = None  # the admin HTTP port (dashboard, /metrics), when on
     admin_token: str | None = None  # required there when it is off loopback
     control_socket: Path | None = None  # STATE/control.sock, while the lab runs
+    # how it was started, for a reload (labkit.services.reload): placement, --fault rules, seed
+    loopback: bool = False
+    port_offset: int | None = None
+    state_dir: Path = Path(".labkit")
+    cli_faults: tuple[FaultRule, ...] = ()
+    fault_seed: int | None = None
+    started: float = 0.0  # when the lab started (fault rules' `after`/`until` count from it)
 
     async def close(self) -> None:
         for name in reversed(list(self.services)):
@@ -264,7 +271,9 @@ async def start_lab(plan: Plan, *, loopback: bool = False, port_offset: int | No
     where the control API listens besides STATE/control.sock (None: the socket only).
     `tls_keylog`: where TLS servers log their session keys (NSS key log format)."""
     plan = plan.with_faults(faults or [])
-    lab = RunningLab(plan, endpoints(plan, loopback=loopback, port_offset=port_offset))
+    lab = RunningLab(plan, endpoints(plan, loopback=loopback, port_offset=port_offset), loopback=loopback,
+                     port_offset=port_offset, state_dir=state_dir, cli_faults=tuple(faults or ()),
+                     fault_seed=fault_seed, started=time.time())
     await _check_dhcp_segment(plan, lab.endpoints, allow_other_dhcp)
     if admin is not None:
         lab.admin = admin_endpoint(admin, loopback=loopback, port_offset=port_offset)
@@ -274,7 +283,7 @@ async def start_lab(plan: Plan, *, loopback: bool = False, port_offset: int | No
     state_dir.mkdir(parents=True, exist_ok=True)
     lab.directory = StaticDirectory(dict(plan.fixed_ips))
     engine = FaultEngine(plan.faults, random.Random(fault_seed))
-    lab.faults = Faults.build(engine, lab.bus, plan.fault_phones, started=time.time())
+    lab.faults = Faults.build(engine, lab.bus, plan.fault_phones, started=lab.started)
     ctx = StartContext(FileTree(plan.files), lab.bus, lab.directory, plan.known_macs, state_dir, lab.faults,
                        tls_keylog=tls_keylog)
     for name, ep in lab.endpoints.items():
@@ -355,17 +364,23 @@ def _cannot_listen(name: str, ep: Endpoint, exc: OSError, local: bool) -> StartE
     return StartError(f"{name} cannot listen on {ep.host}:{ep.port}: {exc.strerror or exc}{hint}")
 
 
-async def wait_for_stop(stop: asyncio.Event | None = None) -> None:
-    """Wait for SIGINT, SIGTERM or SIGHUP (or `stop`); each ends the lab cleanly. (SIGHUP's
-    default action would end the process on the spot, the journal unflushed.)"""
+async def wait_for_stop(stop: asyncio.Event | None = None, *, on_reload: Callable[[], None] | None = None,
+                        ready: Callable[[], None] | None = None) -> None:
+    """Wait for SIGINT or SIGTERM (or `stop`); each ends the lab cleanly. SIGHUP calls
+    `on_reload` (`labkit up`: reload the inventory) and waiting goes on; without `on_reload` it
+    stops the lab cleanly too (its default action would end the process, the journal unflushed).
+    `ready` is called once the handlers are in place (`labkit up` prints its banner then)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    handlers = {signal.SIGINT: stop.set, signal.SIGTERM: stop.set, signal.SIGHUP: on_reload or stop.set}
+    for sig, handler in handlers.items():
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread (tests)
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, handler)
             installed.append(sig)
     try:
+        if ready is not None:
+            ready()
         await stop.wait()
     finally:
         for sig in installed:

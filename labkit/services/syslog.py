@@ -64,6 +64,10 @@ class SyslogService:
     port: int
     drops: DropCounter
 
+    def reload(self, config: None, ctx: StartContext) -> None:
+        """Name phones by the new plan's MACs (syslog has no config of its own)."""
+        self.protocol.known_macs = ctx.known_macs
+
     @property
     def counters(self) -> SyslogCounters:
         return self.protocol.counters

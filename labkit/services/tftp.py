@@ -184,8 +184,9 @@ class TftpService:
         self.directory: PhoneDirectory = ctx.directory
         self._faults: ServiceFaults[TftpFaultAction] | None = ctx.faults.tftp
         self.uploads = UploadFolder(config.upload_dir) if config.upload_dir is not None else None
+        self.loopback = endpoint.loopback
         self.rules: ServerRules = config.limits.rules(uploads=self.uploads is not None,
-                                                      loopback=endpoint.loopback)
+                                                      loopback=self.loopback)
         self.stats = TftpStats()
         self.drops = DropCounter("tftp", self.sink)
         self.host = ""
@@ -197,6 +198,14 @@ class TftpService:
         self._per_address: dict[str, int] = {}  # live transfers by client address
         self._closed = False
         self._family = 0
+
+    def reload(self, config: TftpPlan, ctx: StartContext) -> None:
+        """New requests use the new plan's tree, uploads, limits and fault rules; transfers under
+        way finish on what they opened."""
+        self.config, self.tree, self.directory = config, ctx.tree, ctx.directory
+        self._faults = ctx.faults.tftp
+        self.uploads = UploadFolder(config.upload_dir) if config.upload_dir is not None else None
+        self.rules = config.limits.rules(uploads=self.uploads is not None, loopback=self.loopback)
 
     @property
     def active(self) -> int:
