@@ -64,19 +64,27 @@ def timeline(
     mac: Annotated[str, typer.Argument(help="The phone's MAC.")],
     log: Annotated[Path, typer.Option("--log", help="The event log (JSON lines).")] = Path(
         ".labkit/logs/events.jsonl"),
+    since: Annotated[str | None, typer.Option(
+        "--since", metavar="WHEN", help="Only events since then: a duration back from now (10m, 1h30m, "
+        "2d) or a time (14:05, 2026-11-30 14:05).")] = None,
+    last_boot: Annotated[bool, typer.Option("--last-boot", help="Only the phone's last boot.")] = False,
 ) -> None:
-    """One phone's story from the event log, in order, and where it stalled."""
-    from labkit.timeline import read_events, story
+    """One phone's story from the event log, boot by boot, and where it stalled."""
+    import time
+
+    from labkit.timeline import parse_since, read_events, story
 
     try:
         phone = normalize_mac(mac)
     except CodecError as exc:
-        err.print(f"timeline: {exc}", markup=False)
-        raise typer.Exit(2) from None
+        fail(f"timeline: {exc}", 2)
+    try:
+        moment = parse_since(since, time.time()) if since is not None else None
+    except ValueError as exc:
+        fail(f"timeline: --since: {exc}", 2)
     if not log.is_file():
-        err.print(f"timeline: no event log at {log} (labkit up writes one; see --log)", markup=False)
-        raise typer.Exit(1)
-    for line in story(read_events(log), phone).lines():
+        fail(f"timeline: no event log at {log} (labkit up writes one; see --log)")
+    for line in story(read_events(log), phone).lines(last_boot=last_boot, since=moment):
         out.print(line, markup=False)
 
 
