@@ -41,11 +41,22 @@ def load_inventory(inventory: Path | None) -> LoadedInventory:
 
 
 def make_plan(loaded: LoadedInventory) -> Plan:
+    """Build the plan, then check what only the plan shows (URLs to files it does not serve);
+    exit 1 with every problem located when it cannot serve as written."""
+    from labkit.plan.checks import plan_problems
+
     try:
-        return build_plan(loaded)
+        plan = build_plan(loaded)
     except LabkitError as exc:
         err.print(f"{loaded.source.file}: error: {exc}", markup=False)
         raise typer.Exit(1) from None
+    problems = plan_problems(plan)
+    for problem in problems:
+        err.print(problem.render(loaded.source.template_lines), markup=False)
+    if problems:
+        err.print(f"{len(problems)} error(s): nothing was started.", markup=False)
+        raise typer.Exit(1)
+    return plan
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
