@@ -22,7 +22,8 @@ InventoryArg = Annotated[
                    show_default=False),
 ]
 StateOption = Annotated[
-    Path, typer.Option("--state", help="Folder for what outlives the process: lab CA, leases, logs.")
+    Path, typer.Option("--state", metavar="DIR",
+        help="Folder for what outlives the process: lab CA, leases, logs.")
 ]
 
 

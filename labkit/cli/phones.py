@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from labkit.cli.common import InventoryArg, StateOption, err, load_inventory, out
+from labkit.cli.common import InventoryArg, StateOption, err, fail, load_inventory, out
 from labkit.errors import LabkitError
 from labkit.macros import normalize_mac
 
@@ -69,24 +69,29 @@ async def _swarm_with_progress(configs: list[PhoneConfig], access: LabAccess, co
 
 def simulate(
     inventory: InventoryArg = None,
-    against: Annotated[str, typer.Option("--against", help="Address of the running lab.")] = "127.0.0.1",
+    against: Annotated[str, typer.Option("--against", metavar="ADDRESS",
+        help="Address of the running lab.")] = "127.0.0.1",
     port_offset: Annotated[int | None, typer.Option(
         "--port-offset", help="The lab's port offset (default 10000 on loopback, else 0).")] = None,
-    phones: Annotated[int | None, typer.Option("--phones", help="Boot N generated phones instead.")] = None,
-    phone: Annotated[str | None, typer.Option("--phone", help="Boot only this inventory phone.")] = None,
+    phones: Annotated[int | None, typer.Option("--phones", metavar="N",
+        help="Boot N generated phones instead.")] = None,
+    phone: Annotated[str | None, typer.Option("--phone", metavar="MAC",
+        help="Boot only this inventory phone.")] = None,
     concurrency: Annotated[int, typer.Option(
         "--concurrency", min=1, help="Phones booting at the same time.")] = 64,
     time_scale: Annotated[float, typer.Option(
-        "--time-scale", help="Phone seconds per wall second (retry delays shrink by it).",
+        "--time-scale", metavar="FACTOR", help="Phone seconds per wall second (retry delays shrink by it).",
         min=0.001)] = 60.0,
     rounds: Annotated[int, typer.Option(
         "--rounds", min=1, help="Failed rounds before a phone gives up.")] = 3,
     interface: Annotated[str | None, typer.Option(
-        "--interface", help="Broadcast DHCP on this interface (a real segment, not loopback).")] = None,
+        "--interface", metavar="NAME",
+            help="Broadcast DHCP on this interface (a real segment, not loopback).")] = None,
     hold: Annotated[float, typer.Option(
-        "--hold", min=0, help="Phone seconds each phone stays up once provisioned (renewing).")] = 0.0,
+        "--hold", metavar="SECONDS",
+            min=0, help="Phone seconds each phone stays up once provisioned (renewing).")] = 0.0,
     ca: Annotated[Path | None, typer.Option(
-        "--ca", help="Lab CA for HTTPS (default STATE/ca/ca.pem).")] = None,
+        "--ca", metavar="FILE", help="Lab CA for HTTPS (default STATE/ca/ca.pem).")] = None,
     state: StateOption = Path(".labkit"),
     as_json: Annotated[bool, typer.Option("--json", help="Print outcomes as JSON.")] = False,
 ) -> None:
@@ -99,6 +104,11 @@ def simulate(
     inv = loaded.inventory
     settings = {"rounds": rounds, "hold": hold}
     if phones is not None:
+        if inv.lab.answer != "any":
+            fail(f"simulate: --phones {phones} boots phones the inventory does not list, and this lab "
+                 f"answers only its inventory's phones (lab.answer: {inv.lab.answer}), so none would get "
+                 "a lease; give the lab `answer: any` and a `pool`, or leave --phones out to boot the "
+                 "inventory's phones")
         configs = generated_configs(inv, phones, **settings)
     else:
         only = normalize_mac(phone) if phone else None

@@ -38,18 +38,22 @@ def check(inventory: InventoryArg = None) -> None:
 
 def render(
     inventory: InventoryArg = None,
-    output: Annotated[Path, typer.Option("-o", "--output", help="Folder to write the plan to.")] = Path(
-        "plan"
-    ),
+    output: Annotated[Path, typer.Option("-o", "--output", metavar="DIR",
+                                         help="Folder to write the plan to.")] = Path("plan"),
+    force: Annotated[bool, typer.Option(
+        "--force", help="Replace zones/ and files/ in DIR even when they hold files labkit did not write.")
+    ] = False,
 ) -> None:
     """Write what every service will serve: zones/, files/ and dhcp.json."""
-    from labkit.plan.write import write_plan
+    from labkit.plan.write import RenderRefused, write_plan
 
     output_folder(output, "-o", "zones/, files/ and dhcp.json")
     loaded = load_inventory(inventory)
     plan = make_plan(loaded)
     try:
-        written = write_plan(plan, output)
+        written = write_plan(plan, output, force=force)
+    except RenderRefused as exc:
+        fail(f"render: {exc}")
     except OSError as exc:
         fail(f"render: {os_problem(exc)}")
     out.print(f"wrote {len(written)} files to {output}/ (zones/, files/, dhcp.json)", markup=False)
@@ -57,7 +61,8 @@ def render(
 
 def explain(
     inventory: InventoryArg = None,
-    phone: Annotated[str | None, typer.Option("--phone", help="MAC of the phone to explain.")] = None,
+    phone: Annotated[str | None, typer.Option("--phone", metavar="MAC",
+        help="MAC of the phone to explain.")] = None,
 ) -> None:
     """Show what a phone gets by DHCP (annotated bytes), finds in DNS, and fetches, in order."""
     from labkit.explain import explain_phone

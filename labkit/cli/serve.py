@@ -37,21 +37,23 @@ def up(
         "--port-offset", help="Offset added to every standard port (implies 127.0.0.1).")] = None,
     state: StateOption = Path(".labkit"),
     log: Annotated[Path | None, typer.Option(
-        "--log", help="Write every event as a JSON line to this file "
+        "--log", metavar="FILE", help="Write every event as a JSON line to this file "
         "(default: STATE/logs/events.jsonl).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No live board and no event lines.")] = False,
     allow_other_dhcp: Annotated[bool, typer.Option(
         "--allow-other-dhcp", help="Serve DHCP even when another DHCP server answers on the segment.")
     ] = False,
     pcap: Annotated[Path | None, typer.Option(
-        "--pcap", help="Write every packet the kit receives and sends to this pcap file (root).")] = None,
+        "--pcap", metavar="FILE",
+            help="Write every packet the kit receives and sends to this pcap file (root).")] = None,
     pcap_per_phone: Annotated[Path | None, typer.Option(
-        "--pcap-per-phone", help="Also write one pcap file per phone into this folder (root).")] = None,
+        "--pcap-per-phone", metavar="DIR",
+            help="Also write one pcap file per phone into this folder (root).")] = None,
     fault: Annotated[list[str] | None, typer.Option(
-        "--fault", help="A fault rule in YAML flow syntax, e.g. "
+        "--fault", metavar="RULE", help="A fault rule in YAML flow syntax, e.g. "
         "'{match: {path: \"/Cisco/*\"}, http: {status: 404}, when: {first: 2}}' (repeatable).")] = None,
     log_max_mb: Annotated[float, typer.Option(
-        "--log-max-mb", help="Rotate the event log when it reaches this size (MiB).")] = 32,
+        "--log-max-mb", metavar="MIB", help="Rotate the event log when it reaches this size (MiB).")] = 32,
     log_files: Annotated[int, typer.Option(
         "--log-files", help="Rotated event logs kept (LOG.1 .. LOG.N) besides the current one.")] = 3,
 ) -> None:
@@ -118,8 +120,11 @@ def _banner(lab: RunningLab, log_path: Path) -> None:
 
 def demo(
     mode: Annotated[str, typer.Option(
-        "--mode", help="auto (namespaces when root with `ip`, else loopback), loopback, or netns.")] = "auto",
-    time_scale: Annotated[float, typer.Option("--time-scale", min=0.001)] = 60.0,
+        "--mode", metavar="MODE",
+            help="auto (namespaces when root with `ip`, else loopback), loopback, or netns.")] = "auto",
+    time_scale: Annotated[float, typer.Option(
+        "--time-scale", metavar="FACTOR", min=0.001,
+        help="Phone seconds per wall second: retry delays and lease times shrink by it.")] = 60.0,
 ) -> None:
     """Start the embedded default lab, boot all its phones against it, and show how they did.
 

@@ -43,6 +43,8 @@ def leases(state: StateOption = Path(".labkit")) -> None:
     from labkit.services.leases import read_leases
 
     state_folder(state)
+    if not state.is_dir():
+        fail(f"leases: no state folder at {state}: `labkit up` makes it; name the lab's folder with --state")
     now = datetime.datetime.now(datetime.UTC).timestamp()
     table = Table(title=f"leases in {state}")
     for column in ("MAC", "IP", "phone", "expires (UTC)", "state"):
@@ -62,7 +64,7 @@ def leases(state: StateOption = Path(".labkit")) -> None:
 
 def timeline(
     mac: Annotated[str, typer.Argument(help="The phone's MAC.")],
-    log: Annotated[Path, typer.Option("--log", help="The event log (JSON lines).")] = Path(
+    log: Annotated[Path, typer.Option("--log", metavar="FILE", help="The event log (JSON lines).")] = Path(
         ".labkit/logs/events.jsonl"),
     since: Annotated[str | None, typer.Option(
         "--since", metavar="WHEN", help="Only events since then: a duration back from now (10m, 1h30m, "
@@ -101,8 +103,7 @@ def scenario(
     except ScenarioError as exc:
         fail(f"scenario: {exc}")
     if show or (name is None and not run_all):
-        for item in available:
-            out.print(item, markup=False)
+        _list_scenarios(available)
         return
     if run_all and not available:
         from labkit.scenarios import SCENARIO_DIR
@@ -126,3 +127,17 @@ def scenario(
         failed += not result.passed
     if failed:
         raise typer.Exit(1)
+
+
+def _list_scenarios(available: list[str]) -> None:
+    """One line per scenario: its name and the first sentence of its description."""
+    from labkit.scenarios import ScenarioError, load_scenario
+
+    width = max((len(item) for item in available), default=0)
+    for item in available:
+        try:
+            text = " ".join(str(load_scenario(item).get("description") or "").split())
+        except ScenarioError as exc:
+            text = f"(does not read: {exc})"
+        first = text.split(". ", 1)[0].rstrip(".")
+        out.print(f"{item:<{width}}  {first}", markup=False)
