@@ -155,7 +155,7 @@ def test_render_replaces_stale_files(tmp_path: Path) -> None:
     assert not stale.exists()
     foreign = tmp_path / "files" / "mine.txt"  # not labkit's: kept unless forced
     foreign.write_text("mine")
-    with pytest.raises(RenderRefused, match="files/mine.txt"):
+    with pytest.raises(RenderRefused, match=r"files/mine\.txt"):
         write_plan(plan, tmp_path)
     assert foreign.exists()
     write_plan(plan, tmp_path, force=True)
