@@ -37,9 +37,11 @@ class Column:
 # in display order; priorities decide what drops first at narrow widths
 COLUMNS = (
     Column("phone", 8, 1), Column("model", 6, 7), Column("ip", 9, 2), Column("dns", 10, 8),
-    Column("profile", 10, 3), Column("firmware", 10, 4), Column("logs", 4, 9),
+    Column("profile", 16, 3), Column("firmware", 16, 4), Column("logs", 4, 9),
     Column("errors", 6, 5), Column("last", 12, 6),
 )
+GROWS = {"dns": 1, "profile": 2, "firmware": 2, "last": 3}  # share of spare width; others fit content
+COMPACT_BELOW = 140  # narrower than this, paths are cut to their file names
 EDGES = 4  # the table's outer borders and padding
 PER_COLUMN = 3  # a separator and a space either side
 
@@ -71,11 +73,22 @@ class PhoneRow:
     logs: int = 0
     last: str = ""
     errors: int = 0
+    last_short: str = ""  # `last` with paths cut to their file name, for narrow terminals
 
-    def cells(self) -> dict[str, str]:
+    def cells(self, *, compact: bool = False) -> dict[str, str]:
+        """The row's cells; `compact` abbreviates paths to file names (service kept first)."""
+        profile, firmware, last = self.profile, self.firmware, self.last
+        if compact:
+            profile, firmware, last = _short(profile), _short(firmware), self.last_short
         return {"phone": self.name, "model": self.model, "ip": self.ip, "dns": self.dns,
-                "profile": self.profile, "firmware": self.firmware, "logs": str(self.logs),
-                "errors": str(self.errors) if self.errors else "", "last": self.last}
+                "profile": profile, "firmware": firmware, "logs": str(self.logs),
+                "errors": str(self.errors) if self.errors else "", "last": last}
+
+
+def _short(value: str) -> str:
+    """`http /Cisco/CP-8851-3PCC/00562b000101.cfg` -> `http 00562b000101.cfg`."""
+    service, _, path = value.partition(" ")
+    return f"{service} {path.rsplit('/', 1)[-1]}" if path else value
 
 
 @dataclass
@@ -111,6 +124,7 @@ class BoardState:
             self._stranger(event)
             return
         row.last = f"{event.service} {event.action} {event.request[:40]} -> {event.answer[:24]}"
+        row.last_short = f"{event.service} {event.request.rsplit('/', 1)[-1][:24]} -> {event.answer[:12]}"
         if is_error(event):
             row.errors += 1
         if event.service == "dns":
@@ -147,12 +161,13 @@ class BoardState:
 
     def table(self, width: int = 200) -> Table:
         columns = fit_columns(width)
+        compact = width < COMPACT_BELOW
         table = Table(title=self.title(), expand=True, width=width)
         for column in columns:
             table.add_column(column.name, overflow="ellipsis", no_wrap=True, min_width=column.minimum,
-                             ratio=None if column.name in ("errors", "logs") else 1)
+                             ratio=GROWS.get(column.name))
         for row in self.rows.values():
-            cells = row.cells()
+            cells = row.cells(compact=compact)
             table.add_row(*(cells[c.name] for c in columns))
         notes = []
         if len(columns) < len(COLUMNS):
