@@ -87,3 +87,24 @@ def test_leases_without_a_state_folder_is_an_error(tmp_path: Path) -> None:
 def test_simulate_generated_phones_against_an_inventory_only_lab_says_so(tmp_path: Path) -> None:
     code, _, err = run("simulate", str(write_lab(tmp_path)), "--phones", "5")
     assert code == 1 and "lab.answer: inventory" in err and "answer: any" in err
+
+
+def test_timeline_command_reads_since_and_last_boot(tmp_path: Path) -> None:
+    import time
+
+    from tests.helpers import event
+
+    mac = "00:56:2b:00:00:01"
+    now = time.time()
+    log = tmp_path / "events.jsonl"
+    boots = [event(now - 7200 + 0.5 * n, "dhcp", action="discover", phone=mac, request="DISCOVER")
+             for n in range(2)] + [event(now - 60, "dhcp", action="discover", phone=mac, request="DISCOVER")]
+    log.write_text("".join(e.to_json() + "\n" for e in boots))
+    code, text, _ = run("timeline", mac, "--log", str(log))
+    assert code == 0 and "--- boot 1 at" in text and "--- boot 2 at" in text and "2 boot(s)" in text
+    code, text, _ = run("timeline", mac, "--log", str(log), "--last-boot")
+    assert code == 0 and "--- boot 2 at" in text and "--- boot 1 " not in text
+    code, text, _ = run("timeline", mac, "--log", str(log), "--since", "10m")
+    assert code == 0 and "1 of 3 events" in text
+    code, _, err = run("timeline", mac, "--log", str(log), "--since", "soon")
+    assert code == 2 and "--since" in err and "neither a duration" in err
