@@ -19,10 +19,9 @@ NOT_ERRORS = frozenset({
     "nodata",  # DNS: the name exists, without records of that type (a normal answer)
     "redirect",  # HTTP: 3xx to where the file is
     "ignored",  # DHCP: a REQUEST for another server, or a message that needs no answer
-    "declined",  # DHCP: the phone declined an address (it is quarantined, the phone asks again)
 })
-"""Results that are not errors. Every other result (not-found, nak, timeout, fault, malformed, ...)
-counts as one error of the phone it concerns."""
+"""Results that are not errors. Every other result (not-found, nak, declined: an address conflict,
+timeout, fault, malformed, ...) counts as one error of the phone it concerns."""
 
 UNKNOWN_SHOWN = 3  # unknown clients named on the board (the most recent ones)
 
