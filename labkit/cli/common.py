@@ -41,9 +41,10 @@ def load_inventory(inventory: Path | None) -> LoadedInventory:
     return loaded
 
 
-def make_plan(loaded: LoadedInventory) -> Plan:
-    """Build the plan, then check what only the plan shows (URLs to files it does not serve);
-    exit 1 with every problem located when it cannot serve as written."""
+def make_plan(loaded: LoadedInventory, *, serving: bool = False) -> Plan:
+    """Build the plan, or exit 1. `serving` (check, up): also check what only the plan shows,
+    URLs to files it does not serve, and exit 1 with every problem located. Commands that only
+    write the plan out (render, export, explain) skip that: their files may be served elsewhere."""
     from labkit.plan.checks import plan_problems
 
     try:
@@ -51,7 +52,7 @@ def make_plan(loaded: LoadedInventory) -> Plan:
     except LabkitError as exc:
         err.print(f"{loaded.source.file}: error: {exc}", markup=False)
         raise typer.Exit(1) from None
-    problems = plan_problems(plan)
+    problems = plan_problems(plan) if serving else []
     for problem in problems:
         err.print(problem.render(loaded.source.template_lines), markup=False)
     if problems:

@@ -26,7 +26,7 @@ from labkit.macros import normalize_mac
 def check(inventory: InventoryArg = None) -> None:
     """Validate the inventory and build its plan without serving anything."""
     loaded = load_inventory(inventory)
-    plan = make_plan(loaded)
+    plan = make_plan(loaded, serving=True)
     inv = loaded.inventory
     out.print(
         f"{loaded.source.file}: ok: lab {inv.lab.name!r}, domain {inv.lab.domain}, "

@@ -67,7 +67,7 @@ def up(
     if log_max_mb <= 0 or log_files < 0:
         fail("--log-max-mb must be above 0 and --log-files 0 or more", 2)
     loaded = load_inventory(inventory)
-    plan = make_plan(loaded)
+    plan = make_plan(loaded, serving=True)
     settings = LogSettings(log or state / "logs" / "events.jsonl", max_bytes=int(log_max_mb * 1024 * 1024),
                            backups=log_files)
     try:

@@ -11,13 +11,17 @@ from urllib.parse import unquote
 
 from labkit import macros
 from labkit.inventory import names
+from labkit.inventory.load import field_name
 from labkit.inventory.model import Options, Phone
 from labkit.inventory.source import Path_, Problem
 from labkit.plan.build import Plan
 from labkit.plan.profiles import phone_identity
 
 URL = re.compile(r"\b(https?|tftp)://([^/\s\"'<>\]\[|;]+)(/[^\s\"'<>|;?#\]\[]*)?")
-URL_OPTIONS = {66: "tftp_server_name", 160: "provisioning_url"}
+URL_OPTIONS = {66: "tftp_server_name", 159: "provisioning_server", 160: "provisioning_url"}
+# a URL from DHCP is tried as given, then with these tails (labkit.phone.discovery, reference §1.3):
+# it fails only when none of them is served
+OPTION_TAILS = ("", "/$PSN.xml", "/Cisco/$PN/$MA.cfg")
 
 
 def plan_problems(plan: Plan) -> list[Problem]:
@@ -41,21 +45,34 @@ def _served(plan: Plan, scheme: str, path: str) -> bool:
     return scheme != "tftp" and path in redirects
 
 
-def missing_urls(plan: Plan, text: str, phones: Iterable[Phone]) -> Iterator[str]:
-    """URLs in `text` that point at this kit and at a file it does not serve, macros expanded
-    for each of `phones` (a URL still holding a macro after that is not judged)."""
+def missing_urls(plan: Plan, text: str, phones: Iterable[Phone],
+                 tails: tuple[str, ...] = ("",)) -> Iterator[str]:
+    """URLs in `text` that point at this kit where it serves no file, macros expanded for each of
+    `phones` (a URL still holding a macro after that is not judged). With `tails`, a URL counts
+    as served when it or any URL it makes with a tail is (the as-given URL only with a path)."""
     skipped = {m.firmware for m in plan.inventory.models.values() if m.firmware}  # warned already
     identities = [phone_identity(p) for p in phones] or [{}]
     seen: set[str] = set()
-    for identity in identities:
-        for found in URL.finditer(macros.expand(text, identity)):
-            scheme, host, path = found.group(1), found.group(2), found.group(3) or "/"
-            if path == "/" or "$" in found.group(0) or not _kit_host(plan, host):
+    for found in URL.finditer(text):
+        if not _kit_host(plan, found.group(2)):
+            continue
+        for identity in identities:
+            url = macros.expand(found.group(0), identity)
+            tried = [macros.expand(url.rstrip("/") + tail, identity) if tail else url for tail in tails
+                     if tail or (found.group(3) or "/") != "/"]
+            if not tried or url in seen or any("$" in t for t in tried):
                 continue
-            if path.lstrip("/") in skipped or _served(plan, scheme, path) or found.group(0) in seen:
-                continue
-            seen.add(found.group(0))
-            yield found.group(0)
+            if not any(_served_url(plan, t, skipped) for t in tried):
+                seen.add(url)
+                yield url
+
+
+def _served_url(plan: Plan, url: str, skipped: set[str]) -> bool:
+    found = URL.fullmatch(url)
+    if found is None:
+        return True  # not a URL this check can read: not judged
+    path = found.group(3) or "/"
+    return path.lstrip("/") in skipped or _served(plan, found.group(1), path)
 
 
 def _option_levels(plan: Plan) -> Iterator[tuple[Path_, Options, list[Phone]]]:
@@ -79,9 +96,10 @@ def _option_urls(plan: Plan) -> Iterator[Problem]:
                 continue
             at = next((k for k in ((*path, field), (*path, code), (*path, str(code)))
                        if k in loaded.source.positions), path)
-            for url in missing_urls(plan, value, phones):
-                yield Problem(loaded.locate(at), _dotted(at),
-                              f"option {code} sends phones to {url}, a file this lab does not serve")
+            for url in missing_urls(plan, value, phones, OPTION_TAILS):
+                yield Problem(loaded.locate(at), field_name(at),
+                              f"option {code} sends phones to {url}, where this lab serves no file "
+                              "(nor at its /$PSN.xml or /Cisco/$PN/$MA.cfg, which phones try next)")
 
 
 def _profile_urls(plan: Plan) -> Iterator[Problem]:
@@ -99,12 +117,6 @@ def _profile_urls(plan: Plan) -> Iterator[Problem]:
             key = "model_template"
         at: Path_ = ("profiles", key) if getattr(inv.profiles, key) else ("profiles",)
         for url in missing_urls(plan, text, phones):
-            yield Problem(loaded.locate(at), _dotted(at),
+            yield Problem(loaded.locate(at), field_name(at),
                           f"the {planned.kind} /{rel} points phones at {url}, a file this lab does "
                           "not serve")
-
-
-def _dotted(path: Path_) -> str:
-    return ".".join(str(p) for p in path)
-
-

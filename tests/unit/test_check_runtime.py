@@ -122,6 +122,21 @@ def test_urls_to_files_the_plan_does_not_serve(tmp_path: Path) -> None:
 
 def test_the_default_lab_and_served_urls_pass(tmp_path: Path) -> None:
     assert plan_problems(build_plan(load(None))) == []
-    more = 'dhcp: {options: {provisioning_url: "http://prov.t.example/Cisco/$PN/$MA.cfg"}}'
-    assert plan_problems(build_plan(load(write_lab(tmp_path, LAB.format(lab="", ip="192.0.2.9",
-                                                                         more=more))))) == []
+    for url in ("http://prov.t.example/Cisco/$PN/$MA.cfg", "http://prov.t.example/", "tftp://192.0.2.1"):
+        more = f'dhcp: {{options: {{provisioning_url: "{url}"}}}}'  # as given, or with a tail phones try
+        lab = write_lab(tmp_path / url.replace("/", "_"), LAB.format(lab="", ip="192.0.2.9", more=more))
+        assert plan_problems(build_plan(load(lab))) == [], url
+
+
+def test_check_runs_the_plan_checks_and_render_does_not(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from labkit.cli import app
+
+    more = 'dhcp: {options: {provisioning_url: "http://prov.t.example/moved/"}}'
+    lab = write_lab(tmp_path / "lab", LAB.format(lab="", ip="192.0.2.9", more=more))
+    runner = CliRunner()
+    done = runner.invoke(app, ["check", str(lab)])
+    assert done.exit_code == 1 and "option 160 sends phones to http://prov.t.example/moved/" in done.stderr
+    assert "lab.yaml:4" in done.stderr
+    assert runner.invoke(app, ["render", str(lab), "-o", str(tmp_path / "out")]).exit_code == 0
