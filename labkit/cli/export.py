@@ -48,7 +48,7 @@ def export_plan(
                                                 "cannot express everything the inventory uses.")] = False,
     lease_backend: Annotated[str, typer.Option(
         "--lease-backend", metavar="BACKEND",
-            help="Kea lease backend: memfile, postgresql, mysql.")] = "memfile",
+        help="Kea lease backend: memfile, postgresql, mysql.")] = "memfile",
     ha: Annotated[bool, typer.Option("--ha", help="Kea: a hot-standby pair (two configurations).")] = False,
     interface: Annotated[str | None, typer.Option("--interface", metavar="NAME", help="DHCP interface "
                                                   "(default: lab.interface).")] = None,

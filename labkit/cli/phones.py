@@ -69,14 +69,14 @@ async def _swarm_with_progress(configs: list[PhoneConfig], access: LabAccess, co
 
 def simulate(
     inventory: InventoryArg = None,
-    against: Annotated[str, typer.Option("--against", metavar="ADDRESS",
-        help="Address of the running lab.")] = "127.0.0.1",
+    against: Annotated[str, typer.Option(
+        "--against", metavar="ADDRESS", help="Address of the running lab.")] = "127.0.0.1",
     port_offset: Annotated[int | None, typer.Option(
         "--port-offset", help="The lab's port offset (default 10000 on loopback, else 0).")] = None,
-    phones: Annotated[int | None, typer.Option("--phones", metavar="N",
-        help="Boot N generated phones instead.")] = None,
-    phone: Annotated[str | None, typer.Option("--phone", metavar="MAC",
-        help="Boot only this inventory phone.")] = None,
+    phones: Annotated[int | None, typer.Option(
+        "--phones", metavar="N", help="Boot N generated phones instead.")] = None,
+    phone: Annotated[str | None, typer.Option(
+        "--phone", metavar="MAC", help="Boot only this inventory phone.")] = None,
     concurrency: Annotated[int, typer.Option(
         "--concurrency", min=1, help="Phones booting at the same time.")] = 64,
     time_scale: Annotated[float, typer.Option(
@@ -85,13 +85,11 @@ def simulate(
     rounds: Annotated[int, typer.Option(
         "--rounds", min=1, help="Failed rounds before a phone gives up.")] = 3,
     interface: Annotated[str | None, typer.Option(
-        "--interface", metavar="NAME",
-            help="Broadcast DHCP on this interface (a real segment, not loopback).")] = None,
+        "--interface", help="Broadcast DHCP on this interface (a real segment, not loopback).")] = None,
     hold: Annotated[float, typer.Option(
-        "--hold", metavar="SECONDS",
-            min=0, help="Phone seconds each phone stays up once provisioned (renewing).")] = 0.0,
+        "--hold", min=0, help="Phone seconds each phone stays up once provisioned (renewing).")] = 0.0,
     ca: Annotated[Path | None, typer.Option(
-        "--ca", metavar="FILE", help="Lab CA for HTTPS (default STATE/ca/ca.pem).")] = None,
+        "--ca", help="Lab CA for HTTPS (default STATE/ca/ca.pem).")] = None,
     state: StateOption = Path(".labkit"),
     as_json: Annotated[bool, typer.Option("--json", help="Print outcomes as JSON.")] = False,
 ) -> None:

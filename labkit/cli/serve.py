@@ -45,10 +45,10 @@ def up(
     ] = False,
     pcap: Annotated[Path | None, typer.Option(
         "--pcap", metavar="FILE",
-            help="Write every packet the kit receives and sends to this pcap file (root).")] = None,
+        help="Write every packet the kit receives and sends to this pcap file (root).")] = None,
     pcap_per_phone: Annotated[Path | None, typer.Option(
         "--pcap-per-phone", metavar="DIR",
-            help="Also write one pcap file per phone into this folder (root).")] = None,
+        help="Also write one pcap file per phone into this folder (root).")] = None,
     fault: Annotated[list[str] | None, typer.Option(
         "--fault", metavar="RULE", help="A fault rule in YAML flow syntax, e.g. "
         "'{match: {path: \"/Cisco/*\"}, http: {status: 404}, when: {first: 2}}' (repeatable).")] = None,
@@ -121,7 +121,7 @@ def _banner(lab: RunningLab, log_path: Path) -> None:
 def demo(
     mode: Annotated[str, typer.Option(
         "--mode", metavar="MODE",
-            help="auto (namespaces when root with `ip`, else loopback), loopback, or netns.")] = "auto",
+        help="auto (namespaces when root with `ip`, else loopback), loopback, or netns.")] = "auto",
     time_scale: Annotated[float, typer.Option(
         "--time-scale", metavar="FACTOR", min=0.001,
         help="Phone seconds per wall second: retry delays and lease times shrink by it.")] = 60.0,
