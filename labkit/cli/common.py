@@ -42,9 +42,10 @@ def load_inventory(inventory: Path | None) -> LoadedInventory:
 
 
 def make_plan(loaded: LoadedInventory, *, serving: bool = False) -> Plan:
-    """Build the plan, or exit 1. `serving` (check, up): also check what only the plan shows,
-    URLs to files it does not serve, and exit 1 with every problem located. Commands that only
-    write the plan out (render, export, explain) skip that: their files may be served elsewhere."""
+    """Build the plan, or exit 1. `serving` (check, up): also warn about what only the plan
+    shows, URLs that send phones to files it does not serve (located, on stderr; the lab still
+    runs: DHCP and DNS work, those fetches fail). Commands that only write the plan out
+    (render, export, explain) skip that: their files may be served elsewhere."""
     from labkit.plan.checks import plan_problems
 
     try:
@@ -52,12 +53,10 @@ def make_plan(loaded: LoadedInventory, *, serving: bool = False) -> Plan:
     except LabkitError as exc:
         err.print(f"{loaded.source.file}: error: {exc}", markup=False)
         raise typer.Exit(1) from None
-    problems = plan_problems(plan) if serving else []
-    for problem in problems:
-        err.print(problem.render(loaded.source.template_lines), markup=False)
-    if problems:
-        err.print(f"{len(problems)} error(s): nothing was started.", markup=False)
-        raise typer.Exit(1)
+    if serving:
+        for problem in plan_problems(plan):
+            loaded.warnings.append(problem)
+            err.print(problem.render(loaded.source.template_lines), markup=False)
     return plan
 
 

@@ -1,6 +1,7 @@
 """Checks that need the plan: a URL the lab gives phones (in a DHCP option or in a profile) that
 points at this kit but at a file the plan does not serve would fail at run time with a 404
-or a TFTP "file not found". `labkit check` and `labkit up` run these after building the plan.
+or a TFTP "file not found". `labkit check` and `labkit up` run these after building the plan
+and print them as warnings (the lab still serves everything else).
 """
 
 from __future__ import annotations
@@ -99,7 +100,8 @@ def _option_urls(plan: Plan) -> Iterator[Problem]:
             for url in missing_urls(plan, value, phones, OPTION_TAILS):
                 yield Problem(loaded.locate(at), field_name(at),
                               f"option {code} sends phones to {url}, where this lab serves no file "
-                              "(nor at its /$PSN.xml or /Cisco/$PN/$MA.cfg, which phones try next)")
+                              "(nor at its /$PSN.xml or /Cisco/$PN/$MA.cfg, which phones try next)",
+                              severity="warning")
 
 
 def _profile_urls(plan: Plan) -> Iterator[Problem]:
@@ -119,4 +121,4 @@ def _profile_urls(plan: Plan) -> Iterator[Problem]:
         for url in missing_urls(plan, text, phones):
             yield Problem(loaded.locate(at), field_name(at),
                           f"the {planned.kind} /{rel} points phones at {url}, a file this lab does "
-                          "not serve")
+                          "not serve", severity="warning")
