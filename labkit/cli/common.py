@@ -22,7 +22,8 @@ InventoryArg = Annotated[
                    show_default=False),
 ]
 StateOption = Annotated[
-    Path, typer.Option("--state", help="Folder for what outlives the process: lab CA, leases, logs.")
+    Path, typer.Option("--state", metavar="DIR",
+        help="Folder for what outlives the process: lab CA, leases, logs.")
 ]
 
 
@@ -40,12 +41,23 @@ def load_inventory(inventory: Path | None) -> LoadedInventory:
     return loaded
 
 
-def make_plan(loaded: LoadedInventory) -> Plan:
+def make_plan(loaded: LoadedInventory, *, serving: bool = False) -> Plan:
+    """Build the plan, or exit 1. `serving` (check, up): also warn about what only the plan
+    shows, URLs that send phones to files it does not serve (located, on stderr; the lab still
+    runs: DHCP and DNS work, those fetches fail). Commands that only write the plan out
+    (render, export, explain) skip that: their files may be served elsewhere."""
+    from labkit.plan.checks import plan_problems
+
     try:
-        return build_plan(loaded)
+        plan = build_plan(loaded)
     except LabkitError as exc:
         err.print(f"{loaded.source.file}: error: {exc}", markup=False)
         raise typer.Exit(1) from None
+    if serving:
+        for problem in plan_problems(plan):
+            loaded.warnings.append(problem)
+            err.print(problem.render(loaded.source.template_lines), markup=False)
+    return plan
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

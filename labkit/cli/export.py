@@ -43,15 +43,17 @@ def export_plan(
     paths: Annotated[list[Path], typer.Argument(help="[INVENTORY] DIR: the inventory (default: the "
                                                 "embedded lab) and the folder to write to.",
                                                 show_default=False)],
-    to: Annotated[str, typer.Option("--to", help=f"Target: {', '.join(TARGETS)}.")],
+    to: Annotated[str, typer.Option("--to", metavar="TARGET", help=f"Target: {', '.join(TARGETS)}.")],
     allow_partial: Annotated[bool, typer.Option("--allow-partial", help="Exit 0 even when the target "
                                                 "cannot express everything the inventory uses.")] = False,
     lease_backend: Annotated[str, typer.Option(
-        "--lease-backend", help="Kea lease backend: memfile, postgresql, mysql.")] = "memfile",
+        "--lease-backend", metavar="BACKEND",
+        help="Kea lease backend: memfile, postgresql, mysql.")] = "memfile",
     ha: Annotated[bool, typer.Option("--ha", help="Kea: a hot-standby pair (two configurations).")] = False,
-    interface: Annotated[str | None, typer.Option("--interface", help="DHCP interface "
+    interface: Annotated[str | None, typer.Option("--interface", metavar="NAME", help="DHCP interface "
                                                   "(default: lab.interface).")] = None,
-    state: Annotated[Path, typer.Option("--state", help="labkit's state folder: its lab CA issues "
+    state: Annotated[Path, typer.Option("--state", metavar="DIR",
+        help="labkit's state folder: its lab CA issues "
                                         "the nginx certificate.")] = Path(".labkit"),
 ) -> None:
     """Write the plan for a production engine: kea, dnsmasq, knot, nsd, bind, nginx, tftpd-hpa, all."""

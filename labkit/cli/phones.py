@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from labkit.cli.common import InventoryArg, StateOption, err, load_inventory, out
+from labkit.cli.common import InventoryArg, StateOption, err, fail, load_inventory, out
 from labkit.errors import LabkitError
 from labkit.macros import normalize_mac
 
@@ -71,15 +71,18 @@ async def _swarm_with_progress(configs: list[PhoneConfig], access: LabAccess, co
 
 def simulate(
     inventory: InventoryArg = None,
-    against: Annotated[str, typer.Option("--against", help="Address of the running lab.")] = "127.0.0.1",
+    against: Annotated[str, typer.Option(
+        "--against", metavar="ADDRESS", help="Address of the running lab.")] = "127.0.0.1",
     port_offset: Annotated[int | None, typer.Option(
         "--port-offset", help="The lab's port offset (default 10000 on loopback, else 0).")] = None,
-    phones: Annotated[int | None, typer.Option("--phones", help="Boot N generated phones instead.")] = None,
-    phone: Annotated[str | None, typer.Option("--phone", help="Boot only this inventory phone.")] = None,
+    phones: Annotated[int | None, typer.Option(
+        "--phones", metavar="N", help="Boot N generated phones instead.")] = None,
+    phone: Annotated[str | None, typer.Option(
+        "--phone", metavar="MAC", help="Boot only this inventory phone.")] = None,
     concurrency: Annotated[int, typer.Option(
         "--concurrency", min=1, help="Phones booting at the same time.")] = 64,
     time_scale: Annotated[float, typer.Option(
-        "--time-scale", help="Phone seconds per wall second (retry delays shrink by it).",
+        "--time-scale", metavar="FACTOR", help="Phone seconds per wall second (retry delays shrink by it).",
         min=0.001)] = 60.0,
     rounds: Annotated[int, typer.Option(
         "--rounds", min=1, help="Failed rounds before a phone gives up.")] = 3,
@@ -101,10 +104,6 @@ def simulate(
     as_json: Annotated[bool, typer.Option("--json", help="Print outcomes as JSON.")] = False,
 ) -> None:
     """Boot virtual phones against a running lab and report what each achieved."""
-    import json
-
-    from labkit.phone.swarm import outcome_json
-
     loaded = load_inventory(inventory)
     inv = loaded.inventory
     configs = _configs(inv, phones, phone, rounds=rounds, hold=hold)
@@ -119,6 +118,15 @@ def simulate(
         raise typer.Exit(1) from None
     except KeyboardInterrupt as stop:  # Stopped: a stop signal before or after the swarm
         _stopped(stop)
+    _report(result, as_json)
+
+
+def _report(result: SwarmResult, as_json: bool) -> None:
+    """The outcomes (a table, or JSON); exit 1 unless every phone provisioned."""
+    import json
+
+    from labkit.phone.swarm import outcome_json
+
     if as_json:
         out.print_json(json.dumps({"outcomes": [outcome_json(o) for o in result.outcomes],
                                    "wall_seconds": result.wall_seconds, "requests": result.requests}))
@@ -154,6 +162,11 @@ def _configs(inv: Inventory, phones: int | None, phone: str | None, *, rounds: i
     from labkit.phone.swarm import generated_configs, inventory_configs
 
     if phones is not None:
+        if inv.lab.answer != "any":
+            fail(f"simulate: --phones {phones} boots phones the inventory does not list, and this lab "
+                 f"answers only its inventory's phones (lab.answer: {inv.lab.answer}), so none would get "
+                 "a lease; give the lab `answer: any` and a `pool`, or leave --phones out to boot the "
+                 "inventory's phones")
         return generated_configs(inv, phones, rounds=rounds, hold=hold)
     only = normalize_mac(phone) if phone else None
     configs = inventory_configs(inv, only=only, rounds=rounds, hold=hold)

@@ -28,7 +28,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object 
 def check(inventory: InventoryArg = None, as_json: JsonOption = False) -> None:
     """Validate the inventory and build its plan without serving anything."""
     loaded = _load_for_json(inventory) if as_json else load_inventory(inventory)
-    plan = make_plan(loaded)
+    plan = make_plan(loaded, serving=True)
     inv = loaded.inventory
     if as_json:
         from labkit.cli.shapes import emit
@@ -61,18 +61,22 @@ def _load_for_json(inventory: Path | None) -> LoadedInventory:
 
 def render(
     inventory: InventoryArg = None,
-    output: Annotated[Path, typer.Option("-o", "--output", help="Folder to write the plan to.")] = Path(
-        "plan"
-    ),
+    output: Annotated[Path, typer.Option("-o", "--output", metavar="DIR",
+                                         help="Folder to write the plan to.")] = Path("plan"),
+    force: Annotated[bool, typer.Option(
+        "--force", help="Replace zones/ and files/ in DIR even when they hold files labkit did not write.")
+    ] = False,
 ) -> None:
     """Write what every service will serve: zones/, files/ and dhcp.json."""
-    from labkit.plan.write import write_plan
+    from labkit.plan.write import RenderRefused, write_plan
 
     output_folder(output, "-o", "zones/, files/ and dhcp.json")
     loaded = load_inventory(inventory)
     plan = make_plan(loaded)
     try:
-        written = write_plan(plan, output)
+        written = write_plan(plan, output, force=force)
+    except RenderRefused as exc:
+        fail(f"render: {exc}")
     except OSError as exc:
         fail(f"render: {os_problem(exc)}")
     out.print(f"wrote {len(written)} files to {output}/ (zones/, files/, dhcp.json)", markup=False)
@@ -80,7 +84,8 @@ def render(
 
 def explain(
     inventory: InventoryArg = None,
-    phone: Annotated[str | None, typer.Option("--phone", help="MAC of the phone to explain.")] = None,
+    phone: Annotated[str | None, typer.Option("--phone", metavar="MAC",
+        help="MAC of the phone to explain.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Show what a phone gets by DHCP (annotated bytes), finds in DNS, and fetches, in order."""

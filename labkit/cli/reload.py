@@ -135,9 +135,10 @@ def reload(
     timeout: Annotated[float, typer.Option(
         "--timeout", help="Seconds to wait for the running lab to say how the reload went.", min=0.1)] = 30.0,
 ) -> None:
-    """Reload the running lab's inventory without a restart (as SIGHUP does): phones, options,
-    files, zones and faults change; leases and transfers under way carry on. Exits 1 when the
-    inventory is broken (the lab keeps its running plan)."""
+    """Reload the running lab's inventory without a restart (as SIGHUP does).
+
+    Phones, options, files, zones and faults change; leases and transfers under way carry on.
+    Exits 1 when the inventory is broken (the lab keeps its running plan)."""
     from labkit.services.reload import read_result
 
     pid = _running_pid(state)

@@ -34,20 +34,23 @@ if TYPE_CHECKING:
 
 # the longer `up` options, named here so that `up` itself stays readable
 PcapOption = Annotated[Path | None, typer.Option(
-        "--pcap", help="Write every packet the kit receives and sends to this pcap file (root). Off the "
+        "--pcap", metavar="FILE",
+        help="Write every packet the kit receives and sends to this pcap file (root). Off the "
         "standard ports, FILE.decode-as.txt beside it holds the tshark/Wireshark arguments that dissect it.")]
 TlsKeylogOption = Annotated[Path | None, typer.Option(
-        "--tls-keylog", help="Append the TLS session keys of every HTTPS connection to this file "
+        "--tls-keylog", metavar="FILE",
+        help="Append the TLS session keys of every HTTPS connection to this file "
         "(NSS key log format), so Wireshark or tshark decrypt a --pcap capture "
         "(-o tls.keylog_file:FILE). Anyone with the file reads the traffic.")]
 FaultOption = Annotated[list[str] | None, typer.Option(
-        "--fault", help="A fault rule in YAML flow syntax, e.g. "
+        "--fault", metavar="RULE", help="A fault rule in YAML flow syntax, e.g. "
         "'{match: {path: \"/Cisco/*\"}, http: {status: 404}, when: {first: 2}}' (repeatable).")]
 AdminOption = Annotated[str, typer.Option(
-        "--admin", help="Where the dashboard, /metrics and the control API listen: HOST, HOST:PORT, :PORT "
+        "--admin", metavar="WHERE",
+        help="Where the dashboard, /metrics and the control API listen: HOST, HOST:PORT, :PORT "
         "or off (default 127.0.0.1, port 8080 moved like every port). Off loopback a token is required.")]
 AdminTokenOption = Annotated[str | None, typer.Option(
-        "--admin-token", envvar="LABKIT_ADMIN_TOKEN", show_envvar=True,
+        "--admin-token", metavar="TOKEN", envvar="LABKIT_ADMIN_TOKEN", show_envvar=True,
         help="The token the admin port requires (Bearer, Basic password or ?token=); made up and "
         "printed when the port is off loopback and none is given.")]
 
@@ -61,7 +64,7 @@ def up(
         "--port-offset", help="Offset added to every standard port (implies 127.0.0.1).")] = None,
     state: StateOption = Path(".labkit"),
     log: Annotated[Path | None, typer.Option(
-        "--log", help="Write every event as a JSON line to this file "
+        "--log", metavar="FILE", help="Write every event as a JSON line to this file "
         "(default: STATE/logs/events.jsonl).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No live board and no event lines.")] = False,
     allow_other_dhcp: Annotated[bool, typer.Option(
@@ -69,11 +72,12 @@ def up(
     ] = False,
     pcap: PcapOption = None,
     pcap_per_phone: Annotated[Path | None, typer.Option(
-        "--pcap-per-phone", help="Also write one pcap file per phone into this folder (root).")] = None,
+        "--pcap-per-phone", metavar="DIR",
+        help="Also write one pcap file per phone into this folder (root).")] = None,
     tls_keylog: TlsKeylogOption = None,
     fault: FaultOption = None,
     log_max_mb: Annotated[float, typer.Option(
-        "--log-max-mb", help="Rotate the event log when it reaches this size (MiB).")] = 32,
+        "--log-max-mb", metavar="MIB", help="Rotate the event log when it reaches this size (MiB).")] = 32,
     log_files: Annotated[int, typer.Option(
         "--log-files", help="Rotated event logs kept (LOG.1 .. LOG.N) besides the current one.")] = 3,
     admin: AdminOption = "127.0.0.1",
@@ -93,7 +97,7 @@ def up(
     if log_max_mb <= 0 or log_files < 0:
         fail("--log-max-mb must be above 0 and --log-files 0 or more", 2)
     loaded = load_inventory(inventory)
-    plan = make_plan(loaded)
+    plan = make_plan(loaded, serving=True)
     settings = LogSettings(log or state / "logs" / "events.jsonl", max_bytes=int(log_max_mb * 1024 * 1024),
                            backups=log_files)
     admin_settings = admin_option(admin, admin_token)
@@ -243,8 +247,11 @@ def admin_option(value: str, token: str | None) -> AdminSettings:
 
 def demo(
     mode: Annotated[str, typer.Option(
-        "--mode", help="auto (namespaces when root with `ip`, else loopback), loopback, or netns.")] = "auto",
-    time_scale: Annotated[float, typer.Option("--time-scale", min=0.001)] = 60.0,
+        "--mode", metavar="MODE",
+        help="auto (namespaces when root with `ip`, else loopback), loopback, or netns.")] = "auto",
+    time_scale: Annotated[float, typer.Option(
+        "--time-scale", metavar="FACTOR", min=0.001,
+        help="Phone seconds per wall second: retry delays and lease times shrink by it.")] = 60.0,
 ) -> None:
     """Start the embedded default lab, boot all its phones against it, and show how they did.
 

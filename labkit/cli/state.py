@@ -65,6 +65,8 @@ def leases(state: StateOption = Path(".labkit"), as_json: JsonOption = False) ->
     from labkit.services.leases import read_leases
 
     state_folder(state)
+    if not state.is_dir():
+        fail(f"leases: no state folder at {state}: `labkit up` makes it; name the lab's folder with --state")
     now = datetime.datetime.now(datetime.UTC).timestamp()
     table = Table(title=f"leases in {state}")
     for column in ("MAC", "IP", "phone", "expires (UTC)", "state"):
@@ -89,28 +91,36 @@ def leases(state: StateOption = Path(".labkit"), as_json: JsonOption = False) ->
 
 def timeline(
     mac: Annotated[str, typer.Argument(help="The phone's MAC.")],
-    log: Annotated[Path, typer.Option("--log", help="The event log (JSON lines).")] = Path(
+    log: Annotated[Path, typer.Option("--log", metavar="FILE", help="The event log (JSON lines).")] = Path(
         ".labkit/logs/events.jsonl"),
     as_json: JsonOption = False,
+    since: Annotated[str | None, typer.Option(
+        "--since", metavar="WHEN", help="Only events since then: a duration back from now (10m, 1h30m, "
+        "2d) or a time (14:05, 2026-11-30 14:05).")] = None,
+    last_boot: Annotated[bool, typer.Option("--last-boot", help="Only the phone's last boot.")] = False,
 ) -> None:
-    """One phone's story from the event log, in order, and where it stalled."""
-    from labkit.timeline import read_events, story
+    """One phone's story from the event log, boot by boot, and where it stalled."""
+    import time
+
+    from labkit.timeline import parse_since, read_events, story
 
     try:
         phone = normalize_mac(mac)
     except CodecError as exc:
-        err.print(f"timeline: {exc}", markup=False)
-        raise typer.Exit(2) from None
+        fail(f"timeline: {exc}", 2)
+    try:
+        moment = parse_since(since, time.time()) if since is not None else None
+    except ValueError as exc:
+        fail(f"timeline: --since: {exc}", 2)
     if not log.is_file():
-        err.print(f"timeline: no event log at {log} (labkit up writes one; see --log)", markup=False)
-        raise typer.Exit(1)
+        fail(f"timeline: no event log at {log} (labkit up writes one; see --log)")
     told = story(read_events(log), phone)
     if as_json:
         from labkit.cli.shapes import emit, timeline_shape
 
         emit(timeline_shape(told))
         return
-    for line in told.lines():
+    for line in told.lines(last_boot=last_boot, since=moment):
         out.print(line, markup=False)
 
 
@@ -133,8 +143,7 @@ def scenario(
 
             emit({"scenarios": available})
             return
-        for item in available:
-            out.print(item, markup=False)
+        _list_scenarios(available)
         return
     if run_all and not available:
         from labkit.scenarios import SCENARIO_DIR
@@ -166,3 +175,17 @@ def _print_scenario(item: str, result: ScenarioResult) -> None:
     if not result.passed and result.outcome is not None:
         for step in result.outcome.timeline:
             out.print(f"       {step.kind:<9} {step.detail}", markup=False)
+
+
+def _list_scenarios(available: list[str]) -> None:
+    """One line per scenario: its name and the first sentence of its description."""
+    from labkit.scenarios import ScenarioError, load_scenario
+
+    width = max((len(item) for item in available), default=0)
+    for item in available:
+        try:
+            text = " ".join(str(load_scenario(item).get("description") or "").split())
+        except ScenarioError as exc:
+            text = f"(does not read: {exc})"
+        first = text.split(". ", 1)[0].rstrip(".")
+        out.print(f"{item:<{width}}  {first}", markup=False)

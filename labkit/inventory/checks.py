@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from labkit.inventory import names
 from labkit.inventory.folders import declared_folders, scan
 from labkit.inventory.model import Options
+from labkit.inventory.runtime_checks import runtime_problems
 from labkit.inventory.source import Path_, Problem
 
 if TYPE_CHECKING:
@@ -52,6 +53,8 @@ class _Checker:
         self.check_options()
         self.check_files()
         self.check_links()
+        for path, message in runtime_problems(self.loaded):
+            self.error(path, message)
 
     # -- addresses ---------------------------------------------------------------------------
     def check_network(self) -> None:
@@ -90,8 +93,12 @@ class _Checker:
                 self.error(("phones", i, "ip"), f"IP {phone.ip} is also phones[{seen_ip[phone.ip]}]")
             else:
                 seen_ip[phone.ip] = i
-            if phone.ip not in net or phone.ip in (net.network_address, net.broadcast_address):
+            if phone.ip not in net:
                 self.error(("phones", i, "ip"), f"fixed IP {phone.ip} is outside the lab subnet {net}")
+            elif phone.ip in (net.network_address, net.broadcast_address) and net.prefixlen < 31:
+                which = "network" if phone.ip == net.network_address else "broadcast"
+                self.error(("phones", i, "ip"), f"fixed IP {phone.ip} is the {which} address of the "
+                           f"lab subnet {net}; no host can use it")
             elif lab.pool is not None and phone.ip in lab.pool:
                 self.error(("phones", i, "ip"),
                            f"fixed IP {phone.ip} is inside the dynamic pool "

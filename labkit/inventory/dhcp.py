@@ -187,7 +187,10 @@ class Options(Strict):
             if code is None:
                 out[key] = value  # a name (or a typo, which extra="forbid" reports)
                 continue
-            if code in RESERVED_CODES or not 1 <= code <= 254:
+            if not 1 <= code <= 254:
+                raise ValueError(f"option {code} does not exist: DHCP option codes run from 1 to 254 "
+                                 "(0 is padding and 255 ends the options)")
+            if code in RESERVED_CODES:
                 raise ValueError(f"option {code} is set by the server or the client, not the inventory")
             name = OPTION_NAMES.get(code)
             if name is None:

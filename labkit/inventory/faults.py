@@ -114,9 +114,29 @@ def parse_cli_rule(text: str) -> FaultRule:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise FaultError(f"--fault {text!r}: not YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise FaultError(f"--fault {text!r}: expected a mapping such as "
+                         "'{http: {status: 404}, when: {first: 2}}'")
     try:
         return FaultRule.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise FaultError(f"--fault {text!r}: {where}: {first['msg']}") from None
+        raise FaultError(f"--fault {text!r}: {_rule_problem(exc.errors()[0])}") from None
+
+
+def _rule_problem(error: Any) -> str:
+    """The first thing wrong with a `--fault` rule, in labkit's words."""
+    from labkit.inventory.load import allowed_keys
+    from labkit.inventory.wording import did_you_mean, plain_message
+
+    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    where = ".".join(str(p) for p in loc)
+    message = plain_message(error["type"], error["msg"], error.get("ctx"))
+    if error["type"] == "extra_forbidden" and loc:
+        allowed = allowed_keys(loc[:-1], FaultRule)
+        message = f"unknown key {loc[-1]!r}" + did_you_mean(str(loc[-1]), allowed)
+        if allowed:
+            message += " (expected one of: " + ", ".join(allowed) + ")"
+    elif error.get("input") is not None and not isinstance(error["input"], (dict, list)) \
+            and error["type"] != "value_error":
+        message += f" (got {error['input']!r})"
+    return f"{where}: {message}" if where else message

@@ -21,6 +21,7 @@ from labkit.inventory.source import (
     Source,
     load_source,
 )
+from labkit.inventory.wording import did_you_mean, plain_message
 
 DEFAULT_NAME = "lab.yaml"
 _OPTION_IN_MESSAGE = re.compile(r"^option (\d+) ")
@@ -133,18 +134,16 @@ def _problem(source: Source, error: Any) -> Problem:
     path = _clean_loc(error["loc"])
     kind = error["type"]
     user_path = _user_path(source, path)
-    message = error["msg"]
+    message = plain_message(kind, error["msg"], error.get("ctx"))
     if kind == "extra_forbidden":
         allowed = allowed_keys(path[:-1])
-        message = f"unknown key {path[-1]!r}"
+        message = f"unknown key {path[-1]!r}" + did_you_mean(str(path[-1]), allowed)
         if allowed:
-            message += "; expected one of: " + ", ".join(allowed)
+            message += " (expected one of: " + ", ".join(allowed) + ")"
         location = source.locate(user_path, key=True)
     elif kind == "missing":
-        message = "this field is required but missing"
         location = source.locate(user_path[:-1], key=True)
     else:
-        message = message.removeprefix("Value error, ")
         value = error.get("input")
         # a whole mapping or list that is wrong as a whole: point at its key, not its first child
         location = source.locate(user_path, key=isinstance(value, (dict, list)))
@@ -154,7 +153,6 @@ def _problem(source: Source, error: Any) -> Problem:
             for key in (code, str(code)):
                 if (*user_path, key) in source.positions:
                     location = source.locate((*user_path, key), key=True)
-        value = error.get("input")
         if value is not None and not isinstance(value, (dict, list)) and kind != "value_error":
             message += f" (got {value!r})"
     return Problem(location, field_name(path), message)
@@ -171,9 +169,9 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
     return out
 
 
-def allowed_keys(path: tuple[str | int, ...]) -> list[str]:
-    """Field names of the model found at `path`, to suggest what the user meant."""
-    model: Any = Inventory
+def allowed_keys(path: tuple[str | int, ...], root: type[BaseModel] = Inventory) -> list[str]:
+    """Field names of the model found at `path` (from `root`), to suggest what the user meant."""
+    model: Any = root
     for part in path:
         model = _descend(model, part)
         if model is None:

@@ -263,6 +263,8 @@ def parse_yaml(source: Source) -> Source:
         what = exc.problem or "invalid YAML"
         if exc.context:
             what = f"{exc.context}: {what}"
+        if "'\\t'" in what:
+            what += " (a tab: YAML indents with spaces only; replace the tabs with spaces)"
         raise InventoryError(
             [Problem(source.locate_rendered(line), "", f"YAML syntax error: {what}")],
             source.template_lines,

@@ -78,7 +78,7 @@ def test_timeline_command_on_a_log(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "labkit", "timeline", "00-56-2B-00-00-01", "--log", str(log)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert "<- fault rule boom" in result.stdout
+    assert "fault rule 'boom' fired on GET /8851-3PCC.xml: status=500" in result.stdout
     assert "stalled after a DHCP lease (ACK)" in result.stdout
 
 

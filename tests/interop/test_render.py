@@ -140,9 +140,23 @@ def test_render_is_deterministic(tmp_path: Path) -> None:
 
 
 def test_render_replaces_stale_files(tmp_path: Path) -> None:
+    import json
+
+    import pytest
+
+    from labkit.plan.write import MANIFEST, RenderRefused
+
     plan = build_plan(load(None))
     stale = tmp_path / "files" / "old.xml"
     stale.parent.mkdir(parents=True)
     stale.write_text("stale")
+    (tmp_path / MANIFEST).write_text(json.dumps({"written": ["files/old.xml"]}))  # an earlier render's
     write_plan(plan, tmp_path)
     assert not stale.exists()
+    foreign = tmp_path / "files" / "mine.txt"  # not labkit's: kept unless forced
+    foreign.write_text("mine")
+    with pytest.raises(RenderRefused, match=r"files/mine\.txt"):
+        write_plan(plan, tmp_path)
+    assert foreign.exists()
+    write_plan(plan, tmp_path, force=True)
+    assert not foreign.exists()
