@@ -18,12 +18,15 @@ import dataclasses
 import time
 from collections import deque
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from labkit.events import Event
 from labkit.faults.engine import Rule, describe
 from labkit.services.metrics import LabMetrics
 from labkit.services.status import LabStatus
+
+if TYPE_CHECKING:
+    from labkit.plan.build import Plan
 
 TIMELINE_EVENTS = 300  # events kept per phone for its timeline
 SUBSCRIBER_BACKLOG = 1000  # messages a slow dashboard may fall behind before it gets a fresh snapshot
@@ -37,6 +40,13 @@ def fault_in_force(rule: Rule[Any]) -> dict[str, Any]:
 
     return {"label": rule.label, "service": rule.service, "action": describe(rule.action),
             "when": present(rule.when), "match": present(rule.match)}
+
+
+def phone_rows(plan: Plan) -> Iterator[tuple[str, str, str, str | None]]:
+    """(mac, name, model, fixed address or None) of each phone of the plan."""
+    for mac, planned in plan.phones.items():
+        phone = planned.phone
+        yield mac, phone.name or mac, phone.model, str(phone.ip) if phone.ip else None
 
 
 def event_row(event: Event) -> dict[str, Any]:
@@ -68,6 +78,11 @@ class LabOps:
         timeline.append(event)
         if self.subscribers:
             self._tell(("phone", changed.to_dict()))
+
+    def replan(self, plan: Plan) -> None:
+        """After a reload: the new plan's phones join the table, its faults are the ones in force."""
+        self.status.add_phones(phone_rows(plan))
+        self.faults = [fault_in_force(rule) for rule in plan.faults]
 
     def _tell(self, message: Message) -> None:
         for queue in list(self.subscribers):

@@ -115,6 +115,8 @@ def apply_plan(lab: RunningLab, new: Plan) -> ReloadOutcome:
         if isinstance(service, Reloadable):
             service.reload(CONFIGS[name](new), ctx)
     lab.plan, lab.faults = new, faults
+    if lab.ops is not None:
+        lab.ops.replan(new)
     return ReloadOutcome(True, (*diff.lines(), *kept), diff, kept)
 
 

@@ -107,6 +107,15 @@ class LabStatus:
                 status.fixed[address] = mac
         return status
 
+    def add_phones(self, phones: Iterable[tuple[str, str, str, str | None]]) -> None:
+        """Phones a reload added (the same tuples as `of_phones`); phones already known keep
+        their story, removed ones stay until the lab restarts (their events are history)."""
+        for mac, name, model, address in phones:
+            if mac not in self.phones:
+                self.phones[mac] = PhoneStatus(mac, name, model, address)
+            if address is not None:
+                self.fixed[address] = mac
+
     def _phone_of(self, event: Event) -> PhoneStatus | None:
         mac = event.phone
         if mac is None:

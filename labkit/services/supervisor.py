@@ -32,7 +32,7 @@ from labkit.services.journal import (
     JsonLinesLog,
     MalformedLimiter,
 )
-from labkit.services.ops import LabOps
+from labkit.services.ops import LabOps, phone_rows
 from labkit.services.status import LabStatus
 
 __all__ = ["EventBus", "JsonLinesLog", "RunningLab", "StartError", "endpoints", "free_port_offset",
@@ -302,8 +302,7 @@ async def start_lab(plan: Plan, *, loopback: bool = False, port_offset: int | No
 
 
 def _make_ops(plan: Plan, admin: Endpoint | None) -> LabOps:
-    status = LabStatus.of_phones((mac, p.phone.name or mac, p.phone.model,
-                                  str(p.phone.ip) if p.phone.ip else None) for mac, p in plan.phones.items())
+    status = LabStatus.of_phones(phone_rows(plan))
     url = f"http://{admin.host}:{admin.port}/" if admin is not None else None
     inv = plan.inventory.lab
     return LabOps(status, lab={"name": inv.name, "domain": inv.domain}, faults=plan.faults, admin_url=url)

@@ -126,3 +126,13 @@ def test_snapshot_shape_is_stable() -> None:
                                           "first_contact", "last_contact", "provisioned_at",
                                           "seconds_to_provisioned", "firmware", "faults", "events"}
     assert snapshot["leases_in_use"] == 1 and snapshot["events"] == 7
+
+
+def test_a_reload_adds_its_new_phones_and_keeps_the_story_of_the_others() -> None:
+    status = LabStatus.of_phones([(MAC, "desk-1", "CP-8851-3PCC", None)])
+    for e in boot():
+        status.apply(e)
+    status.add_phones([(MAC, "renamed", "CP-8851-3PCC", None), (OTHER, "desk-2", "CP-8851-3PCC", "192.0.2.20")])
+    snapshot = {p["mac"]: p for p in status.snapshot()["phones"]}
+    assert snapshot[MAC]["state"] == "provisioned"  # its story carries on through the reload
+    assert snapshot[OTHER]["state"] == "waiting" and snapshot[OTHER]["address"] == "192.0.2.20"
