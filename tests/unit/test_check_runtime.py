@@ -58,7 +58,7 @@ def test_standard_ports_agree_with_the_supervisor() -> None:
 
     # the admin port is the command line's (`--admin`), not the inventory's: check leaves it out
     inventory_services = {s: p for s, p in supervisor.STANDARD_PORTS.items() if s != "admin"}
-    assert STANDARD_PORTS == inventory_services
+    assert inventory_services == STANDARD_PORTS
     assert {s: "+".join(t) for s, t in TRANSPORTS.items()} == supervisor.TRANSPORTS
 
 

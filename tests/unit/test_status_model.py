@@ -132,7 +132,8 @@ def test_a_reload_adds_its_new_phones_and_keeps_the_story_of_the_others() -> Non
     status = LabStatus.of_phones([(MAC, "desk-1", "CP-8851-3PCC", None)])
     for e in boot():
         status.apply(e)
-    status.add_phones([(MAC, "renamed", "CP-8851-3PCC", None), (OTHER, "desk-2", "CP-8851-3PCC", "192.0.2.20")])
+    status.add_phones([(MAC, "renamed", "CP-8851-3PCC", None),
+                       (OTHER, "desk-2", "CP-8851-3PCC", "192.0.2.20")])
     snapshot = {p["mac"]: p for p in status.snapshot()["phones"]}
     assert snapshot[MAC]["state"] == "provisioned"  # its story carries on through the reload
     assert snapshot[OTHER]["state"] == "waiting" and snapshot[OTHER]["address"] == "192.0.2.20"
