@@ -43,29 +43,30 @@ _PLAIN = {
 }
 
 
+# validation errors whose message names a limit from their context: (our words, context key)
+_WITH_LIMIT: dict[str, tuple[str, str]] = {
+    "greater_than_equal": ("must be {} or more", "ge"),
+    "greater_than": ("must be more than {}", "gt"),
+    "less_than_equal": ("must be {} or less", "le"),
+    "less_than": ("must be less than {}", "lt"),
+    "literal_error": ("expected one of: {}", "expected"),
+    "enum": ("expected one of: {}", "expected"),
+    "string_pattern_mismatch": ("does not have the expected form (pattern {})", "pattern"),
+    "string_too_short": ("too short: at least {} expected", "min_length"),
+    "too_short": ("too short: at least {} expected", "min_length"),
+    "string_too_long": ("too long: at most {} allowed", "max_length"),
+    "too_long": ("too long: at most {} allowed", "max_length"),
+}
+
+
 def plain_message(kind: str, message: str, ctx: Mapping[str, Any] | None) -> str:
     """One validation error (its type, the library's message, its context) in labkit's words."""
     ctx = ctx or {}
     if kind in _PLAIN:
         return _PLAIN[kind]
-    if kind == "greater_than_equal":
-        return f"must be {_limit(ctx, 'ge')} or more"
-    if kind == "greater_than":
-        return f"must be more than {_limit(ctx, 'gt')}"
-    if kind == "less_than_equal":
-        return f"must be {_limit(ctx, 'le')} or less"
-    if kind == "less_than":
-        return f"must be less than {_limit(ctx, 'lt')}"
-    if kind == "literal_error":
-        return f"expected one of: {_limit(ctx, 'expected')}"
-    if kind == "enum":
-        return f"expected one of: {_limit(ctx, 'expected')}"
-    if kind == "string_pattern_mismatch":
-        return f"does not have the expected form (pattern {_limit(ctx, 'pattern')})"
-    if kind in ("string_too_short", "too_short"):
-        return f"too short: at least {_limit(ctx, 'min_length')} expected"
-    if kind in ("string_too_long", "too_long"):
-        return f"too long: at most {_limit(ctx, 'max_length')} allowed"
+    if kind in _WITH_LIMIT:
+        template, key = _WITH_LIMIT[kind]
+        return template.format(_limit(ctx, key))
     if kind == "extra_forbidden":
         return "unknown key"
     # our own validators' messages are already in our words

@@ -78,7 +78,6 @@ class DhcpService:
     stats: dict[str, int] = field(default_factory=dict)
     on_rival: Literal["warn", "stop"] = "warn"
     watch: RivalWatch | None = None
-    silenced: str | None = None  # why the kit no longer answers (a rival server, `stop`)
     rivals: dict[str, float] = field(default_factory=dict)  # server id -> when last told
     drops: DropCounter | None = None  # datagrams the kernel dropped on the server socket
     drop_watch: DropWatch | None = None
@@ -97,12 +96,7 @@ class DhcpService:
                 data, source = self.sock.recvfrom(4096)
             except OSError:  # BlockingIOError and InterruptedError included: the batch is over
                 break
-            client = f"{source[0]}:{source[1]}"
-            if self.silenced is not None:
-                fact = Fact("dropped", f"{len(data)} bytes", f"not answered: {self.silenced}", "silenced")
-                results.append((Result((), (), (fact,)), client))
-                continue
-            results.append((self.core.handle(data, source, now), client))
+            results.append((self.core.handle(data, source, now), f"{source[0]}:{source[1]}"))
         if not results:
             return
         changes = self.core.table.take_pending()
@@ -190,15 +184,15 @@ class DhcpService:
         """Another server answered on the segment: say so (at most every RIVAL_EVENT_EVERY s per
         server), and with `on_rival: stop` stop answering."""
         now = self.clock()
-        stop = self.on_rival == "stop" and self.silenced is None
+        stop = self.on_rival == "stop" and self.core.silenced is None
         last = self.rivals.get(rival.server_id)
         if not stop and last is not None and now - last < RIVAL_EVENT_EVERY:
             return
         self.rivals[rival.server_id] = now
         if stop:
-            self.silenced = f"another DHCP server ({rival.server_id}) answers on this segment"
+            self.core.silenced = f"another DHCP server ({rival.server_id}) answers on this segment"
             answer = "DHCP stops answering (lab.on_rival_dhcp: stop)"
-        elif self.silenced is not None:
+        elif self.core.silenced is not None:
             answer = "DHCP is not answering"
         else:
             answer = "warning: two DHCP servers race for every phone"
@@ -214,7 +208,7 @@ class DhcpService:
         server = replace(config.server, server_port=self.core.config.server_port,
                          client_port=self.core.config.client_port)
         core = DhcpServerCore(server, self.core.table)
-        core.counters = self.core.counters
+        core.counters, core.silenced = self.core.counters, self.core.silenced
         self.core, self.hooks, self.on_rival = core, ctx.faults.dhcp, config.on_rival
 
     async def close(self) -> None:

@@ -64,12 +64,16 @@ class DhcpServerCore:
         self.counters: dict[str, int] = {}
         self._cursor = 0  # where the search for a never-used pool address resumes
         self._reservations = {p.ip: p.mac for p in config.phones.values() if p.ip is not None}
+        self.silenced: str | None = None  # why the server no longer answers anything (a rival, `stop`)
 
     def _count(self, key: str) -> None:
         self.counters[key] = self.counters.get(key, 0) + 1
 
     # -- entry point ---------------------------------------------------------------------------
     def handle(self, data: bytes, source: tuple[str, int], now: float) -> Result:
+        if self.silenced is not None:
+            return Result((), (), (Fact("dropped", f"{len(data)} bytes", f"not answered: {self.silenced}",
+                                        "silenced"),))
         try:
             request = parse(data)
         except CodecError as exc:
