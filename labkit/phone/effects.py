@@ -80,6 +80,15 @@ class Fetch:
     uid: str | None = None  # credentials to answer a 401/407 with (Basic or Digest)
     pwd: str | None = None
     user_agent: str = ""
+    # The chapter's HTTP proxy set-up: send through this proxy (http://host:port); answer its
+    # 407 with Proxy-Authorization from proxy_uid/proxy_pwd.
+    proxy: str | None = None
+    proxy_uid: str | None = None
+    proxy_pwd: str | None = None
+    # HTTPS name checks. SRV provisioning: the certificate must name this (DHCP-supplied)
+    # domain, and the address of the certificate's name (a DNS lookup) must be the server's.
+    cert_domain: str | None = None
+    check_cert_address: bool = False
 
 
 @dataclass(frozen=True)

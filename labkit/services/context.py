@@ -26,6 +26,9 @@ class Endpoint:
     host: str
     port: int
     transport: str  # "udp", "tcp", "udp+tcp"
+    # Several worker processes serve this endpoint (`labkit up --workers N`): the service's
+    # sockets set SO_REUSEPORT so the kernel spreads clients over the workers.
+    reuse_port: bool = False
 
     def __str__(self) -> str:
         return f"{self.service:<7} {self.transport:<7} {self.host}:{self.port}"
