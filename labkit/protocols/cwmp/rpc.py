@@ -357,6 +357,8 @@ class Fault(Rpc):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if not (8000 <= self.code <= 8899 or 9000 <= self.code <= 9899):
+            raise CwmpError(f"fault code {self.code} is neither an ACS (8000-8899) nor a CPE (9000-9899) one")
         if self.soap_faultcode not in ("", "Client", "Server"):
             raise CwmpError(f"SOAP faultcode {self.soap_faultcode[:40]!r} is neither Client nor Server")
         if not self.soap_faultcode:

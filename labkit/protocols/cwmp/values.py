@@ -31,6 +31,9 @@ INT_RANGES: dict[str, tuple[int, int]] = {
     "unsignedLong": (0, 2**64 - 1),
 }
 BINARY_TYPES = ("base64", "hexBinary")
+# TR-069's "base64" goes on the wire as xsi:type="xsd:base64", as ACSs and CPEs write it (GenieACS
+# among them), although XML Schema calls the type base64Binary [I]: both are read.
+TYPE_ALIASES = {"base64Binary": "base64"}
 XSD_TYPES = ("string", "boolean", "dateTime", *INT_RANGES, *BINARY_TYPES)
 
 # TR-069 §A.2.1: the "Unknown Time" value, 0001-01-01T00:00:00Z
@@ -159,6 +162,7 @@ class Value:
     @classmethod
     def parse(cls, type_: str, text: str) -> Value:
         """The value `text` stands for as an xsd:`type_`; CwmpError when it is not one."""
+        type_ = TYPE_ALIASES.get(type_, type_)
         what = f"xsd:{type_[:40]} value"
         if type_ == "string":
             return cls(type_, text)
