@@ -15,7 +15,7 @@ from aiohttp import web
 
 from labkit.phone.clients import HttpClient, _digest_header
 from labkit.phone.core import Outcome, PhoneConfig
-from labkit.phone.cwmp import CwmpSettings
+from labkit.phone.cwmp import CwmpSettings, vendor_class
 from labkit.phone.cwmp_driver import ConnectionRequests, run_cwmp
 from labkit.phone.driver import LabAccess, PhoneRun, VirtualClock
 from labkit.phone.effects import Lease
@@ -186,3 +186,14 @@ def test_connection_request_listener_wants_digest() -> None:
             await listener.close()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(("mode", "sent"), [("append", b"CP-8851-3PCC dslforum.org"),
+                                            ("replace", b"dslforum.org"), (None, b"CP-8851-3PCC")])
+def test_the_dhcp_vendor_class_says_dslforum_org_when_tr069_is_on(mode: str | None, sent: bytes) -> None:
+    network = NetworkMap()
+    access = LabAccess(network, DhcpSettings(("127.0.0.1", 9)))
+    config = PhoneConfig(MAC, "CP-8851-3PCC")
+    run = PhoneRun(config, access, DhcpClient(access.dhcp), HttpClient(network, None), VirtualClock(),
+                   vendor_class=vendor_class(config.model, mode) if mode else None)  # type: ignore[arg-type]
+    assert run._identity().options()[60] == sent
