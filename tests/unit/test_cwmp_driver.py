@@ -5,8 +5,10 @@ listener with Digest, a wrong ACS password."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -24,6 +26,7 @@ from labkit.protocols.cwmp import rpc
 from labkit.protocols.cwmp.acs_session import AcsSession
 from labkit.protocols.dhcp.options import Tr069
 from labkit.protocols.http import DigestAuth
+from labkit.tls import ensure_server_certificate, server_ssl_context
 
 MAC = "00:56:2b:04:36:15"
 LAB = "10.42.0.1"
@@ -33,7 +36,9 @@ FIRMWARE = b"a firmware image"
 class TinyAcs:
     """One AcsSession per session cookie, Digest on every POST, a firmware file."""
 
-    def __init__(self, scripts: list[list[rpc.Rpc]], digest: DigestAuth) -> None:
+    def __init__(self, scripts: list[list[rpc.Rpc]], digest: DigestAuth,
+                 tls: ssl.SSLContext | None = None) -> None:
+        self.tls = tls
         self.scripts = scripts
         self.digest = digest
         self.sessions: dict[str, AcsSession] = {}
@@ -78,7 +83,7 @@ class TinyAcs:
         app.router.add_get("/fw/{name}", self.firmware)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        site = web.TCPSite(self.runner, "127.0.0.1", 0, ssl_context=self.tls)
         await site.start()
         self.port = self.runner.addresses[0][1]
         return self
@@ -95,15 +100,17 @@ class TinyAcs:
                 await self.changed.wait()
 
 
-async def _phone(acs: TinyAcs, password: str, body: Callable[[PhoneRun, asyncio.Task[Any]], Any]) -> None:
+async def _phone(acs: TinyAcs, password: str, body: Callable[[PhoneRun, asyncio.Task[Any]], Any],
+                 ca: str | None = None) -> None:
     network = NetworkMap(frozenset({LAB}), "127.0.0.1", 0)
     access = LabAccess(network, DhcpSettings(("127.0.0.1", 9)))
     config = PhoneConfig(MAC, "CP-8851-3PCC", "FCH2203001", seed=1)
-    lease = Lease("10.42.0.50", LAB, {43: Tr069(f"http://{LAB}:{acs.port}/acs").to_suboptions()}, 3600)
+    scheme = "https" if acs.tls is not None else "http"
+    lease = Lease("10.42.0.50", LAB, {43: Tr069(f"{scheme}://{LAB}:{acs.port}/acs").to_suboptions()}, 3600)
     outcome = Outcome(MAC, lease=lease, params={"Enable_TR-069": "Yes"}, firmware=config.load)
     settings = CwmpSettings(cr_port=0, duration=1e7, periodic_interval=10**8, username="cpe",
                             password=password, cr_username="acs", cr_password="crpw")
-    async with HttpClient(network, None) as http:
+    async with HttpClient(network, ca) as http:
         run = PhoneRun(config, access, DhcpClient(access.dhcp), http, VirtualClock(scale=100))
         task = asyncio.create_task(run_cwmp(run, outcome, settings))
         try:
@@ -158,6 +165,24 @@ def test_a_wrong_acs_password_is_refused_and_retried() -> None:
                 assert acs.informs == [] and not task.done()
 
             await _phone(acs, "wrong", body)
+
+    asyncio.run(scenario())
+
+
+def test_an_https_acs_with_the_lab_ca(tmp_path: Path) -> None:
+    credentials = ensure_server_certificate(tmp_path, "cwmp", ["acs.lab.example"], [LAB])
+    assert credentials.ca_path is not None
+
+    async def scenario() -> None:
+        tls = server_ssl_context(credentials)
+        async with TinyAcs([[rpc.GetParameterValues(("Device.DeviceInfo.SerialNumber",))]],
+                           DigestAuth("cpe", "secret", "acs-realm"), tls) as acs:
+            async def body(run: PhoneRun, task: asyncio.Task[Any]) -> None:
+                await acs.until(lambda: bool(acs.sessions) and acs.sessions["s1"].done)
+                assert acs.informs[0].event_codes() == ("0 BOOTSTRAP", "1 BOOT")
+                assert "SerialNumber=FCH2203001" in acs.sessions["s1"].log[1].answer
+
+            await _phone(acs, "secret", body, ca=str(credentials.ca_path))
 
     asyncio.run(scenario())
 
