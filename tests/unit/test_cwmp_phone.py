@@ -329,3 +329,21 @@ def test_settings_from_the_profile(mode: str) -> None:
     assert (settings.enabled, settings.username, settings.password) == (True, "cpe", "pw")
     assert (settings.periodic_interval, settings.periodic_enable) == (120, False)
     assert settings.vendor_class_mode == mode
+
+
+def test_every_message_the_phone_sends_is_valid_against_cwmp_1_2() -> None:
+    from tests.unit.test_cwmp_schema import _validate
+
+    class Checked(World):
+        def perform(self, effect: Any) -> Any:
+            if isinstance(effect, CwmpPost) and effect.body:
+                _validate(effect.body)
+            return super().perform(effect)
+
+    phone = make_phone(CwmpSettings(duration=5000, periodic_interval=3600))
+    world = Checked(scripts=[[rpc.GetParameterNames("", False), rpc.GetParameterAttributes(("Device.",)),
+                              rpc.Download("fw", rpc.FIRMWARE, FIRMWARE_URL), rpc.AddObject("Device.Nope.")],
+                             [rpc.Reboot("r")]],
+                    files={FIRMWARE_URL: FetchResult(200, b"LOAD")})
+    world.run(phone)
+    assert len(world.informs) >= 3
