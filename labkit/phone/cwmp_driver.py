@@ -24,7 +24,7 @@ import aiohttp
 from aiohttp import web
 
 from labkit.phone.clients import _digest_header
-from labkit.phone.core import Outcome
+from labkit.phone.core import Outcome, Step
 from labkit.phone.cwmp import AwaitConnectionRequest, CwmpAnswer, CwmpEnd, CwmpPost, CwmpSettings
 from labkit.phone.cwmp_flow import CwmpState
 from labkit.phone.cwmp_setup import Identity, prepare
@@ -150,7 +150,8 @@ def _authorization(challenge: str, path: str, uid: str, pwd: str) -> str:
 async def run_cwmp(run: PhoneRun, outcome: Outcome, base: CwmpSettings, *,
                    state: CwmpState | None = None) -> tuple[CwmpState | None, str]:
     """The phone's CWMP life after its provisioning `outcome`: (its state, or None when TR-069
-    is off or no ACS is known; and what was decided)."""
+    is off or no ACS is known; and what was decided). The CWMP steps join `outcome.timeline`
+    (the decision, then one step per RPC and per download/reboot), also when cancelled."""
     if outcome.lease is None:
         return None, "no lease"
     settings = CwmpSettings.from_profile(outcome.params, base)
@@ -166,6 +167,7 @@ async def run_cwmp(run: PhoneRun, outcome: Outcome, base: CwmpSettings, *,
     who = Identity(config.mac, config.model, config.serial, load, config.user_agent)
     setup = prepare(who, outcome.lease, outcome.params, settings, seed=config.seed, state=state)
     link = AcsLink(run)
+    outcome.timeline.append(Step.of(run.clock.now(), "cwmp", setup.why, setup.phone is not None, config.mac))
     try:
         if setup.phone is None:
             return None, setup.why
@@ -177,6 +179,8 @@ async def run_cwmp(run: PhoneRun, outcome: Outcome, base: CwmpSettings, *,
                 return stop.value, setup.why
             reply = await _perform(effect, run, link, listener)
     finally:
+        if setup.phone is not None:
+            outcome.timeline.extend(Step(when, fact) for when, fact in setup.phone.state.timeline)
         await link.close()
         await listener.close()
 

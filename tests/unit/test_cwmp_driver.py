@@ -101,7 +101,7 @@ class TinyAcs:
 
 
 async def _phone(acs: TinyAcs, password: str, body: Callable[[PhoneRun, asyncio.Task[Any]], Any],
-                 ca: str | None = None) -> None:
+                 ca: str | None = None) -> Outcome:
     network = NetworkMap(frozenset({LAB}), "127.0.0.1", 0)
     access = LabAccess(network, DhcpSettings(("127.0.0.1", 9)))
     config = PhoneConfig(MAC, "CP-8851-3PCC", "FCH2203001", seed=1)
@@ -119,6 +119,7 @@ async def _phone(acs: TinyAcs, password: str, body: Callable[[PhoneRun, asyncio.
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
+    return outcome
 
 
 def test_sessions_download_and_connection_request_over_loopback() -> None:
@@ -182,7 +183,10 @@ def test_an_https_acs_with_the_lab_ca(tmp_path: Path) -> None:
                 assert acs.informs[0].event_codes() == ("0 BOOTSTRAP", "1 BOOT")
                 assert "SerialNumber=FCH2203001" in acs.sessions["s1"].log[1].answer
 
-            await _phone(acs, "secret", body, ca=str(credentials.ca_path))
+            outcome = await _phone(acs, "secret", body, ca=str(credentials.ca_path))
+            steps = [(s.kind, s.ok) for s in outcome.timeline]
+            assert steps[0] == ("cwmp", True)
+            assert ("Inform", True) in steps and ("GetParameterValues", True) in steps
 
     asyncio.run(scenario())
 
