@@ -303,6 +303,20 @@ class ParameterTree:
         if node is not None:
             node.value = Value.string(key)
 
+    def factory_reset(self) -> None:
+        """Back to the factory: the profile's parameters, added objects, attributes and the
+        ParameterKey are gone; the device's own parameters stay."""
+        for name in [n for n, node in self.nodes.items() if node.source is not None]:
+            del self.nodes[name]
+        for path, table in self.tables.items():
+            for number in list(table):
+                self.delete_object(rpc.DeleteObject(f"{path}{number}."))
+        for name, node in self.nodes.items():
+            node.notification = 2 if name in FORCED_ACTIVE else 0
+            node.access_list = ()
+        self._set_key("")
+        self.changed.clear()
+
     # ------------------------------------------------------------------ Inform
 
     def inform_parameters(self) -> tuple[rpc.ParameterValueStruct, ...]:

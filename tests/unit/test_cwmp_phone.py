@@ -280,6 +280,8 @@ def test_reboot_and_factory_reset() -> None:
     assert world.informs[1].event_codes() == ("1 BOOT", "M Reboot")
     assert dict((e.code, e.command_key) for e in world.informs[1].events)["M Reboot"] == "rb-7"
     assert world.informs[2].event_codes() == ("0 BOOTSTRAP", "1 BOOT")
+    assert phone.tree.profile_values() == {}  # the profile is gone, the device's own values stay
+    assert phone.tree.text("Device.DeviceInfo.SerialNumber") == "FCH2203001"
 
 
 def test_periodic_inform_and_connection_request() -> None:

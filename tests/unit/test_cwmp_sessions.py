@@ -225,6 +225,18 @@ def test_http_errors_end_the_cpe_session() -> None:
     assert step.done and step.facts[0].result == "malformed"
 
 
+def test_an_envelope_with_an_empty_body_is_an_empty_answer() -> None:
+    cpe = CpeSession(inform("1 BOOT"), Device())
+    post = cpe.start()
+    acs = AcsSession()
+    reply = acs.receive(post.body)
+    assert cpe.receive(reply.status, reply.body).post == Post(b"")
+    empty_envelope = encode(Envelope("x", False, rpc.Reboot())).replace(
+        b"<cwmp:Reboot><CommandKey></CommandKey></cwmp:Reboot>", b"")
+    assert decode(empty_envelope).body is None
+    assert cpe.receive(200, empty_envelope).done
+
+
 def test_the_cpe_post_names_its_soap_action() -> None:
     post = CpeSession(inform("1 BOOT"), Device()).start()
     headers = dict(post.headers)
