@@ -217,6 +217,9 @@ def test_names_attributes_and_objects() -> None:
     assert phone.handle(rpc.AddObject(table)) == rpc.AddObjectResponse(2, 0)
     assert phone.tree.text(f"{table}2.Enable") == "Enabled"
     assert phone.handle(rpc.DeleteObject(f"{table}1.")) == rpc.DeleteObjectResponse(0)
+    for _ in range(9):
+        assert isinstance(phone.handle(rpc.AddObject(table)), rpc.AddObjectResponse)
+    assert _fault_of(phone, rpc.AddObject(table))[0] == 9004  # ten lines at most
     assert f"{table}1.Enable" not in phone.tree.nodes
     attrs = rpc.SetParameterAttributes((rpc.SetParameterAttributesStruct(
         "Device.X_CISCO_COM_Display_Name_1_", True, 2, True, ("Subscriber",)),))
