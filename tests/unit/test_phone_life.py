@@ -4,6 +4,7 @@ scheduled resyncs, error retries, upgrades, 301s remembered."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -13,9 +14,9 @@ import pytest
 from labkit.phone.core import Phone, PhoneConfig
 from labkit.phone.drive import ScriptClock, run_sync
 from labkit.phone.effects import (
+    DhcpOffer,
     DhcpTransmit,
     DnsAnswer,
-    DhcpOffer,
     Fetch,
     FetchResult,
     Lease,
@@ -86,7 +87,8 @@ def boot_files(**phone_params: Any) -> dict[str, Answer]:
             PHONE_URL: profile(Profile_Rule=PHONE_URL, **phone_params)}
 
 
-def live(world_files: dict[str, Answer], clock: ScriptClock | None = None, **changes: Any) -> tuple[Any, World]:
+def live(world_files: dict[str, Answer], clock: ScriptClock | None = None,
+         **changes: Any) -> tuple[Any, World]:
     clock = clock or ScriptClock()
     world = World(clock, world_files)
     return run_sync(Phone(config(**changes)).run(), world, clock), world
@@ -199,7 +201,7 @@ def test_a_corrupt_profile_is_category_b() -> None:
 
 
 def test_a_rule_without_server_uses_the_host_the_phone_last_talked_to() -> None:
-    outcome, world = live({BOOT_URL: profile(Profile_Rule="/Cisco/$MA.cfg")}, rounds=1)
+    _, world = live({BOOT_URL: profile(Profile_Rule="/Cisco/$MA.cfg")}, rounds=1)
     # option 66 held a URL: the host is prov.lab.example, never `tftp://http://...`
     assert "tftp://prov.lab.example/Cisco/00562b00033c.cfg" in world.urls()
     assert not any("tftp://http" in u for u in world.urls())
@@ -233,7 +235,7 @@ def test_periodic_resync_picks_up_a_changed_profile() -> None:
     assert outcome.params["GPP_A"] == "after"
     assert outcome.resyncs == 6  # every 600 s for 3700 s
     times = world.times(PHONE_URL)
-    assert [b - a for a, b in zip(times[1:], times[2:], strict=False)] == [600] * 5
+    assert [b - a for a, b in itertools.pairwise(times[1:])] == [600] * 5
 
 
 def test_random_delay_spreads_100_phones_resyncs() -> None:
@@ -241,8 +243,8 @@ def test_random_delay_spreads_100_phones_resyncs() -> None:
     for n in range(100):
         mac = f"00:56:2b:00:10:{n:02x}"
         url = f"http://prov.lab.example/Cisco/CP-8851-3PCC/00562b0010{n:02x}.cfg"
-        files: dict[str, Answer] = {BOOT_URL: profile(Profile_Rule=url),
-                                    url: profile(Profile_Rule=url, Resync_Periodic=3600, Resync_Random_Delay=30)}
+        own = profile(Profile_Rule=url, Resync_Periodic=3600, Resync_Random_Delay=30)
+        files: dict[str, Answer] = {BOOT_URL: profile(Profile_Rule=url), url: own}
         clock = ScriptClock()
         world = World(clock, files)
         run_sync(Phone(config(mac=mac, duration=4300)).run(), world, clock)
@@ -300,7 +302,7 @@ def test_a_301_is_remembered_for_the_next_resync() -> None:
 
 def test_user_agent_name_and_resync_at() -> None:
     files = boot_files(HTTP_User_Agent_Name="Lab-$PN ($MA)", Resync_At="0130", Resync_At_Random_Delay=0)
-    outcome, world = live(files, duration=86400 + 7200)
+    _, world = live(files, duration=86400 + 7200)
     agents = [f.user_agent for _, f in world.fetches]
     assert agents[0] == "Cisco-CP-8851-3PCC/11.3.1 (00562b00033c)"
     assert agents[-1] == "Lab-CP-8851-3PCC (00562b00033c)"
