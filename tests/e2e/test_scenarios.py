@@ -17,8 +17,18 @@ def test_the_issue_s_scenarios_are_all_there() -> None:
             "no-dhcp-options-srv", "srv-first-target-down", "wrong-key-then-fixed"} <= set(SCENARIOS)
 
 
+# Scenarios that need an inventory section another branch adds (issue 11: the kit's emulated
+# cloud is kithttp's); they run once it is merged.
+NEEDS_SECTION = {"dhcp-server-down-cloud-acquired": "cloud"}
+
+
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_scenario(name: str) -> None:
+    from labkit.inventory.model import Inventory
+
+    section = NEEDS_SECTION.get(name)
+    if section is not None and section not in Inventory.model_fields:
+        pytest.skip(f"needs the inventory's `{section}` section (kithttp branch)")
     result = run_scenario(name)
     timeline = [f"{s.kind}: {s.detail}" for s in result.outcome.timeline] if result.outcome else []
     assert result.passed, "\n".join(result.problems + timeline)
