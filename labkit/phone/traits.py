@@ -28,7 +28,7 @@ PSN_XML = "/$PSN.xml"
 PN_CFG = "/$PN.cfg"
 CISCO_MA = "/Cisco/$MA.cfg"
 CISCO_PN_MA = "/Cisco/$PN/$MA.cfg"
-FACTORY_NAMES: tuple[str, ...] = (PSN_XML, PN_CFG, CISCO_MA, CISCO_PN_MA)
+FACTORY_NAMES: tuple[str, ...] = (PSN_XML, PN_CFG, CISCO_PN_MA, CISCO_MA)  # main names first
 MODEL_NAMES = frozenset({PSN_XML, PN_CFG})  # one file per model: the bootstrap profile
 PHONE_NAMES = frozenset({CISCO_MA, CISCO_PN_MA})  # one file per phone: its full profile
 
