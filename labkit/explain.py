@@ -112,8 +112,8 @@ def explain_phone(plan: Plan, mac: str, generation: str = traits.DEFAULT_GENERAT
         lines.append("  nothing usable from DHCP: DNS SRV next")
         candidates = discovery.srv_candidates(found, identity, tails=firmware.factory_names)
     if not candidates:
-        lines.append("  no SRV records either: remote customization - the phone asks the cloud "
-                     "activation names, then starts again from DHCP, with growing delays")
+        lines.append("  no SRV records either: the phone tries the cloud activation names, which "
+                     "this lab sinkholes, and stays unprovisioned")
     first = _walk(plan, candidates, lines)
     if first is not None and first.file is not None:
         _follow(plan, phone_plan, first.file, lines, identity, offered)
