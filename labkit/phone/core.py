@@ -74,6 +74,10 @@ class Phone(Life):
         self.rules_ok = yield from self._boot_rules()
         self.firmware_ok = (yield from self._boot_upgrade()) if self.rules_ok else False
         self._settle()
+        # Merge point (cross-helper contract): Report_Rule uploads after provisioning come from
+        # `labkit.phone.reports.report_flow(self.outcome.params, self.identity, server=self.last_host,
+        # user_agent=self.user_agent, ikm=self.config.ikm)` (owner: phonehttp, not on this branch);
+        # each upload becomes a "report" step. Wire it here when provisioned.
         if self.config.duration > 0:
             yield from self._live(lease)
         else:

@@ -83,17 +83,13 @@ class PhoneBase:
         yield Log(f"{self.config.model} {self.identity['MAC']} -- {text}")
 
     # -- one request -----------------------------------------------------------------------------
-    def _proxy(self, url: str) -> tuple[str | None, str | None, str | None]:
-        """Proxy, user and password for `url`. Merge point (cross-helper contract): the phone's
-        proxy settings come from `labkit.phone.proxy.proxy_for(params, url)` (owner: phonehttp),
-        which is not on this branch; until it is wired here the phone fetches directly."""
-        return None, None, None
-
     def _request(self, url: str, method: str, body: bytes, uid: str | None, pwd: str | None,
                  tls: Tls) -> Fetch:
-        proxy, proxy_uid, proxy_pwd = self._proxy(url)
-        return Fetch(url, method, body, uid, pwd, self.user_agent, proxy=proxy, proxy_uid=proxy_uid,
-                     proxy_pwd=proxy_pwd, cert_domain=tls.cert_domain,
+        """Every request the phone makes is built here. Merge point (cross-helper contract): the
+        proxy fields come from `labkit.phone.proxy.proxy_for(self.outcome.params, url)` (owner:
+        phonehttp, not on this branch): wire it here (its `with_wire(fetch, params, cert_domain,
+        check_names)` sets proxy and certificate fields at once). Until then: direct."""
+        return Fetch(url, method, body, uid, pwd, self.user_agent, cert_domain=tls.cert_domain,
                      check_cert_address=tls.check_cert_address)
 
     def _fetch(self, url: str, *, method: str = "GET", body: bytes = b"", uid: str | None = None,
