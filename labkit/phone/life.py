@@ -35,6 +35,8 @@ class Life(RuleRunner):
         self.outcome.provisioned = self.rules_ok and self.firmware_ok
         if self.outcome.provisioned:
             self.outcome.reason = None
+            if self.outcome.provisioned_at is None and self.outcome.timeline:
+                self.outcome.provisioned_at = self.outcome.timeline[-1].time
 
     def _try_upgrade(self, now: float) -> Flow:
         """One upgrade look; on failure the retry waits Upgrade_Error_Retry_Delay. True when a new

@@ -106,6 +106,7 @@ class Outcome:
     resync_failures: int = 0  # failed ones (each followed by Resync_Error_Retry_Delay)
     upgrades: int = 0  # firmware upgrades done
     moved: dict[str, str] = field(default_factory=dict)  # 301s remembered: old URL -> new URL
+    provisioned_at: float | None = None  # phone clock when first provisioned (its life goes on)
 
     @property
     def facts(self) -> tuple[Fact, ...]:

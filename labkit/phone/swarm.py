@@ -49,7 +49,8 @@ def _reason_key(outcome: Outcome) -> str:
 def time_to_provisioned(outcome: Outcome) -> float | None:
     if not outcome.provisioned or not outcome.timeline:
         return None
-    return outcome.timeline[-1].time - outcome.timeline[0].time
+    end = outcome.provisioned_at if outcome.provisioned_at is not None else outcome.timeline[-1].time
+    return end - outcome.timeline[0].time
 
 
 def _percentile(values: list[float], fraction: float) -> float:

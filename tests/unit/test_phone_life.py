@@ -349,3 +349,34 @@ def test_resync_failures_retry_with_the_error_delays_during_life() -> None:
     outcome, world = live(files, duration=1350)
     assert world.times(PHONE_URL) == [0, 1000, 1100, 1300]
     assert outcome.resync_failures == 2 and outcome.resyncs == 1
+
+
+def test_the_summary_counts_resyncs_per_phone_and_time_to_provisioned_ignores_the_life() -> None:
+    from labkit.phone.swarm import Summary, outcome_json, time_to_provisioned
+
+    outcomes = []
+    for mac, periodic in (("00:56:2b:00:03:3c", 1000), ("00:56:2b:00:03:3d", 2000)):
+        outcome, _ = live(boot_files(Resync_Periodic=periodic, Resync_Random_Delay=0), duration=6000,
+                          mac=mac)
+        outcomes.append(outcome)
+    summary = Summary.of(outcomes)
+    # resyncs at 1000 .. 5000, and at 2000 and 4000 (the life ends at 6000)
+    assert summary.resyncs == {"00:56:2b:00:03:3c": 5, "00:56:2b:00:03:3d": 2}
+    assert summary.resync_spread == (2, 3.5, 5)
+    assert summary.customization == {"Aborted": 2}
+    assert time_to_provisioned(outcomes[0]) == 0  # provisioned at boot; the life after doesn't count
+    shown = outcome_json(outcomes[0])
+    assert (shown["customization"], shown["resyncs"], shown["resync_failures"]) == ("Aborted", 5, 0)
+
+
+def test_simulate_reads_durations_and_generations() -> None:
+    import typer
+
+    from labkit.cli.phones import parse_duration, parse_generations
+
+    assert [parse_duration(t) for t in ("6h", "90m", "45s", "2d", "3600")] == [21600, 5400, 45, 172800, 3600]
+    with pytest.raises(typer.BadParameter):
+        parse_duration("soon")
+    assert parse_generations(["pn-cfg", "CP-7841-3PCC=mpp-11"]) == {"*": "pn-cfg", "CP-7841-3PCC": "mpp-11"}
+    with pytest.raises(typer.BadParameter):
+        parse_generations(["mpp-99"])
