@@ -30,6 +30,7 @@ class Life(RuleRunner):
     next_upgrade: float | None = None  # when a failed upgrade is tried again
     rules_ok: bool = False
     firmware_ok: bool = False
+    rebooted: bool = False  # the boot ended with the reboot of an upgrade
 
     def _settle(self) -> None:
         self.outcome.provisioned = self.rules_ok and self.firmware_ok
@@ -52,6 +53,7 @@ class Life(RuleRunner):
         self.firmware_ok, self.next_upgrade = True, None
         if self.outcome.firmware != before:
             yield from self._step("reboot", f"after the upgrade to {self.outcome.firmware}")
+            self.rebooted = True
             return True
         return False
 
@@ -65,10 +67,15 @@ class Life(RuleRunner):
     def _live(self, lease: Lease) -> Flow:
         start = yield Now()
         end = start + self.config.duration
-        index, errors = 0, 0
+        index, errors, reset = 0, 0, False
         settings = self.settings()
-        next_resync = (settings.next_resync(start, index, self.random) if self.rules_ok
-                       else start + pick(settings.error_delays, 0))
+        if self.rebooted:  # the boot's upgrade ended with a reboot
+            next_resync = self._after_reboot(start, index)
+            reset = self.settings().resync_on_reset
+        elif self.rules_ok:
+            next_resync = settings.next_resync(start, index, self.random)
+        else:
+            next_resync = start + pick(settings.error_delays, 0)
         t1 = renewal_interval(lease)
         renew_at = start + t1 if t1 is not None else None
         for _ in range(MAX_EVENTS):
@@ -95,9 +102,11 @@ class Life(RuleRunner):
             elif at == self.next_upgrade:
                 if (yield from self._try_upgrade(now)):
                     next_resync = self._after_reboot(now, index)
+                    reset = self.settings().resync_on_reset
                 self._settle()
             else:
-                kind = "retry" if errors else "scheduled"
+                kind = "retry" if errors else "Resync_On_Reset" if reset else "scheduled"
+                reset = False
                 yield from self._step("resync", f"{kind} resync (Profile_Rule, _B, _C, _D)")
                 result = yield from self._sequence()
                 now = yield Now()
@@ -113,4 +122,5 @@ class Life(RuleRunner):
                 next_resync = self.settings().next_resync(now, index, self.random)
                 if self.next_upgrade is None and (yield from self._try_upgrade(now)):
                     next_resync = self._after_reboot(now, index)
+                    reset = self.settings().resync_on_reset
                 self._settle()

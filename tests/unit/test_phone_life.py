@@ -323,6 +323,8 @@ def test_a_failed_upgrade_is_retried_after_upgrade_error_retry_delay() -> None:
     assert waits == ["Upgrade_Error_Retry_Delay 1800 s"]
     # Resync_On_Reset (default Yes): the reboot that ends the upgrade is followed by a resync
     assert 1800 in world.times(PHONE_URL)
+    assert any(s.kind == "resync" and s.detail.startswith("Resync_On_Reset") and s.time == 1800
+               for s in outcome.timeline)
 
 
 def test_resync_on_reset_no_waits_for_the_schedule_after_the_upgrade_reboot() -> None:
