@@ -111,6 +111,7 @@ class Phone(Life):
 
     def _srv(self, lease: Lease) -> Flow:
         domain = self.srv_domain or "cisco.com"  # no DHCP domain: the phone's default (reference §2)
+        self.srv_domain = domain  # what the SRV targets' certificates must name
         found: dict[str, list[discovery.SrvTarget]] = {}
         for service, _scheme in discovery.SRV_SERVICES:
             name = f"{service}.{domain}"
