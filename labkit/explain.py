@@ -6,13 +6,15 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from urllib.parse import urlsplit
 
+from labkit import macros
 from labkit.errors import CodecError
 from labkit.formats import flat_profile
 from labkit.inventory import names
-from labkit.phone import discovery
+from labkit.phone import discovery, traits
 from labkit.phone.discovery import MPP_PARAMETER_REQUEST_LIST, Candidate, SrvTarget
+from labkit.phone.fetching import host_of
 from labkit.plan.build import PhonePlan, Plan
-from labkit.plan.profiles import DEFAULT_PORTS, PlannedFile, phone_identity
+from labkit.plan.profiles import DEFAULT_PORTS, PlannedFile, phone_identity, served_names
 from labkit.protocols.dhcp.explain import hexdump
 
 
@@ -70,7 +72,7 @@ def srv_found(plan: Plan, domain: str | None) -> dict[str, list[SrvTarget]]:
     return found
 
 
-def explain_phone(plan: Plan, mac: str) -> str:
+def explain_phone(plan: Plan, mac: str, generation: str = traits.DEFAULT_GENERATION) -> str:
     phone_plan = plan.phones[mac]
     phone = phone_plan.phone
     identity = phone_identity(phone)
@@ -80,6 +82,8 @@ def explain_phone(plan: Plan, mac: str) -> str:
     lines.append(f"sends option 60 {phone_plan.vendor_class!r}, asks (option 55) for "
                  + ",".join(map(str, MPP_PARAMETER_REQUEST_LIST)))
     lines.append(f"gets address {phone.ip or 'from the pool'}")
+    firmware = traits.traits(generation)
+    lines += factory_names_lines(plan, phone.model, identity, firmware)
     lines += ["", "DHCP options in its ACK (server identifier first, then what it asked for in its"
               " order, then forced ones):"]
     sent = phone_plan.options.for_request(list(MPP_PARAMETER_REQUEST_LIST))
@@ -96,7 +100,7 @@ def explain_phone(plan: Plan, mac: str) -> str:
     offered = {code: value for code, value in decoded.items() if code in sent_codes}
     lines += ["", "Where it looks for its profile (DHCP_Option_To_Use "
               + ",".join(map(str, discovery.DEFAULT_OPTION_ORDER)) + "):"]
-    candidates = discovery.dhcp_candidates(offered, identity)
+    candidates = discovery.dhcp_candidates(offered, identity, tails=firmware.factory_names)
     domain = offered.get(15)
     found = srv_found(plan, domain if isinstance(domain, str) else None)
     if found:
@@ -106,7 +110,7 @@ def explain_phone(plan: Plan, mac: str) -> str:
                 lines.append(f"    {service}.{domain} SRV {r.priority} {r.weight} {r.port} {r.target}")
     if not candidates:
         lines.append("  nothing usable from DHCP: DNS SRV next")
-        candidates = discovery.srv_candidates(found, identity)
+        candidates = discovery.srv_candidates(found, identity, tails=firmware.factory_names)
     if not candidates:
         lines.append("  no SRV records either: the phone tries the cloud activation names, which "
                      "this lab sinkholes, and stays unprovisioned")
@@ -140,7 +144,8 @@ def _follow(plan: Plan, phone_plan: PhonePlan, first: PlannedFile, lines: list[s
             identity: dict[str, str], offered: dict[int, object]) -> None:
     """Follow the Profile_Rule and Upgrade_Rule the first profile sets (one hop each)."""
     option66 = offered.get(66)
-    server = option66 if isinstance(option66, str) else None
+    # a rule without a server: "the host that requests the URL is used" (reference §3.1)
+    server = host_of(option66) if isinstance(option66, str) else None
     try:
         params = flat_profile.parse(first.data or b"") if not first.encrypted else {}
     except CodecError as exc:
@@ -159,3 +164,19 @@ def _follow(plan: Plan, phone_plan: PhonePlan, first: PlannedFile, lines: list[s
         res = resolve_url(plan, parsed.url)
         lines += ["", "And upgrades per its Upgrade_Rule (when the load differs from the running one):",
                   f"  {parsed.url}", f"    {res.detail}"]
+
+
+def factory_names_lines(plan: Plan, model: str, identity: dict[str, str],
+                        firmware: traits.Traits) -> list[str]:
+    """The documented factory names this lab serves for the phone, and the ones its firmware
+    generation asks for, in its order (issue 11)."""
+    served = served_names(plan.inventory, model)
+    lines = ["", "Factory profile names this lab serves for it (profiles.factory_names):"]
+    for name in traits.FACTORY_NAMES:
+        path = macros.expand(name, identity)
+        state = f"served as {path}" if name in served else "not served (404 / TFTP error 1)"
+        lines.append(f"  {name:<20} {state}")
+    asked = ", ".join(f"{n} ({macros.expand(n, identity)})" for n in firmware.factory_names)
+    lines.append(f"Its firmware generation {firmware.name} ({firmware.description}) requests, in "
+                 f"order: {asked}")
+    return lines

@@ -44,7 +44,43 @@ def summary_table(outcomes: list[Outcome], wall: float,
     table.add_row("requests", ", ".join(f"{k} {v}" for k, v in sorted(requests.items())))
     for reason, count in summary.failures.items():
         table.add_row(f"failed: {reason}", str(count))
+    spread = summary.resync_spread
+    if spread is not None:
+        table.add_row("resyncs per phone min / median / max", f"{spread[0]} / {spread[1]:g} / {spread[2]}")
+        table.add_row("failed resyncs (all phones)", str(summary.resync_failures))
+    if set(summary.customization) - {"Open"}:
+        table.add_row("remote customization", ", ".join(f"{state} {n}" for state, n in
+                                                         summary.customization.items()))
     return table, summary
+
+
+def parse_duration(text: str) -> float:
+    """`6h`, `90m`, `45s`, `2d` or plain seconds -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    value = text.strip().lower()
+    factor = units.get(value[-1:])
+    number = value[:-1] if factor is not None else value
+    try:
+        seconds = float(number) * (factor or 1)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}: expected a duration like 6h, 90m, 45s or 3600") from None
+    if seconds < 0:
+        raise typer.BadParameter(f"{text!r}: a duration is not negative")
+    return seconds
+
+
+def parse_generations(values: list[str]) -> dict[str, str]:
+    """`--generation NAME` (every phone) or `--generation MODEL=NAME`, checked against the table."""
+    from labkit.phone.traits import GENERATIONS
+
+    chosen: dict[str, str] = {}
+    for value in values:
+        model, _, name = value.rpartition("=")
+        if name not in GENERATIONS:
+            raise typer.BadParameter(f"{name!r} is not a firmware generation; known: "
+                                     + ", ".join(GENERATIONS))
+        chosen[model or "*"] = name
+    return chosen
 
 
 async def _swarm_with_progress(configs: list[PhoneConfig], access: LabAccess, concurrency: int,
@@ -81,9 +117,15 @@ def simulate(
         "--phone", metavar="MAC", help="Boot only this inventory phone.")] = None,
     concurrency: Annotated[int, typer.Option(
         "--concurrency", min=1, help="Phones booting at the same time.")] = 64,
-    time_scale: Annotated[float, typer.Option(
-        "--time-scale", metavar="FACTOR", help="Phone seconds per wall second (retry delays shrink by it).",
-        min=0.001)] = 60.0,
+    time_scale: Annotated[float | None, typer.Option(
+        "--time-scale", metavar="FACTOR", help="Phone seconds per wall second (retry delays shrink by "
+        "it); default 60, with --duration enough to live it in about a minute.", min=0.001)] = None,
+    duration: Annotated[str | None, typer.Option(
+        "--duration", metavar="TIME", help="Phone time each phone lives after its boot (6h, 90m, "
+        "3600): resyncs, upgrades and retries as its profile sets them.")] = None,
+    generation: Annotated[list[str] | None, typer.Option(
+        "--generation", metavar="[MODEL=]NAME", help="Firmware generation of the phones (or of one "
+        "model's): mpp-11, mpp-12 (default), pn-cfg, cisco-ma. Repeatable.")] = None,
     rounds: Annotated[int, typer.Option(
         "--rounds", min=1, help="Failed rounds before a phone gives up.")] = 3,
     interface: Annotated[str | None, typer.Option(
@@ -106,7 +148,11 @@ def simulate(
     """Boot virtual phones against a running lab and report what each achieved."""
     loaded = load_inventory(inventory)
     inv = loaded.inventory
-    configs = _configs(inv, phones, phone, rounds=rounds, hold=hold)
+    lifetime = parse_duration(duration) if duration is not None else 0.0
+    if time_scale is None:
+        time_scale = max(60.0, lifetime / 60)  # a lifetime in about a wall minute
+    configs = _configs(inv, phones, phone, rounds=rounds, hold=hold, duration=lifetime,
+                       generations=parse_generations(generation or []))
     try:
         with _segment(against, interface, join, len(configs)) as segment:
             access = _access(inv, against, port_offset, segment, ca or state / "ca" / "ca.pem")
@@ -158,7 +204,8 @@ def _run(configs: list[PhoneConfig], access: LabAccess, concurrency: int, time_s
 
 
 def _configs(inv: Inventory, phones: int | None, phone: str | None, *, rounds: int,
-             hold: float) -> list[PhoneConfig]:
+             hold: float, duration: float = 0.0,
+             generations: dict[str, str] | None = None) -> list[PhoneConfig]:
     from labkit.phone.swarm import generated_configs, inventory_configs
 
     if phones is not None:
@@ -167,9 +214,11 @@ def _configs(inv: Inventory, phones: int | None, phone: str | None, *, rounds: i
                  f"answers only its inventory's phones (lab.answer: {inv.lab.answer}), so none would get "
                  "a lease; give the lab `answer: any` and a `pool`, or leave --phones out to boot the "
                  "inventory's phones")
-        return generated_configs(inv, phones, rounds=rounds, hold=hold)
+        return generated_configs(inv, phones, rounds=rounds, hold=hold, duration=duration,
+                                 generations=generations)
     only = normalize_mac(phone) if phone else None
-    configs = inventory_configs(inv, only=only, rounds=rounds, hold=hold)
+    configs = inventory_configs(inv, only=only, rounds=rounds, hold=hold, duration=duration,
+                                generations=generations)
     if only and not configs:
         err.print(f"--phone: {only} is not in the inventory", markup=False)
         raise typer.Exit(1)

@@ -86,6 +86,8 @@ def explain(
     inventory: InventoryArg = None,
     phone: Annotated[str | None, typer.Option("--phone", metavar="MAC",
         help="MAC of the phone to explain.")] = None,
+    generation: Annotated[str, typer.Option("--generation", metavar="NAME",
+        help="The phone's firmware generation: mpp-11, mpp-12, pn-cfg, cisco-ma.")] = "mpp-12",
     as_json: JsonOption = False,
 ) -> None:
     """Show what a phone gets by DHCP (annotated bytes), finds in DNS, and fetches, in order."""
@@ -110,7 +112,12 @@ def explain(
         if mac not in plan.phones:
             err.print(f"--phone: {mac} is not in the inventory", markup=False)
             raise typer.Exit(1)
-    text = explain_phone(plan, mac)
+    from labkit.phone.traits import GENERATIONS
+
+    if generation not in GENERATIONS:
+        err.print(f"--generation: {generation!r} is not one of {', '.join(GENERATIONS)}", markup=False)
+        raise typer.Exit(2)
+    text = explain_phone(plan, mac, generation)
     if as_json:
         from labkit.cli.shapes import emit, explain_shape
 

@@ -23,6 +23,23 @@ ParamValue = Annotated[
 Params = dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")], ParamValue]
 
 
+# The profile names the vendor chapter tells an administrator to place on a server (reference
+# §1.3, §2; issue 11): two per model (the bootstrap profile), two per phone (its full profile).
+FactoryName = Literal["/$PSN.xml", "/$PN.cfg", "/Cisco/$MA.cfg", "/Cisco/$PN/$MA.cfg"]
+ALL_FACTORY_NAMES: tuple[FactoryName, ...] = ("/$PSN.xml", "/$PN.cfg", "/Cisco/$MA.cfg", "/Cisco/$PN/$MA.cfg")
+
+
+def _factory_names(value: list[FactoryName] | None) -> list[FactoryName] | None:
+    if value is None:
+        return None
+    if len(set(value)) != len(value):
+        raise ValueError("a name is listed twice")
+    if not {"/Cisco/$MA.cfg", "/Cisco/$PN/$MA.cfg"} & set(value):
+        raise ValueError("serve at least one per-phone name (/Cisco/$MA.cfg or /Cisco/$PN/$MA.cfg): "
+                         "the phone's full profile lives there")
+    return value
+
+
 class Encryption(Strict):
     key: Text
     digest: Literal["md5", "sha256"] = "md5"
@@ -36,6 +53,10 @@ class Profiles(Strict):
     params: Params = Field(default_factory=dict)
     encryption: Encryption | None = None
     gzip: bool = False
+    # which of the documented factory names exist on the kit's TFTP and HTTP(S) servers
+    factory_names: list[FactoryName] = Field(default_factory=lambda: list(ALL_FACTORY_NAMES))
+
+    _names = field_validator("factory_names")(classmethod(lambda cls, v: _factory_names(v)))
 
 
 class Line(Strict):
@@ -53,6 +74,9 @@ class PhoneModel(Strict):
     options: Options = Field(default_factory=Options)
     force: CodeList = Field(default_factory=list)
     params: Params = Field(default_factory=dict)
+    factory_names: list[FactoryName] | None = None  # this model's phones; None: profiles.factory_names
+
+    _names = field_validator("factory_names")(classmethod(lambda cls, v: _factory_names(v)))
 
     @field_validator("firmware")
     @classmethod

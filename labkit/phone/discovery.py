@@ -49,8 +49,10 @@ def _join(base: str, tail: str) -> str:
     return base.rstrip("/") + tail
 
 
-def value_candidates(value: str, identity: Mapping[str, str], source: str) -> list[Candidate]:
-    """Candidates for one option value (`url`, `host`, `ip`, or `a;b` of those)."""
+def value_candidates(value: str, identity: Mapping[str, str], source: str,
+                     tails: tuple[str, ...] = TAILS) -> list[Candidate]:
+    """Candidates for one option value (`url`, `host`, `ip`, or `a;b` of those); `tails`: the
+    factory names the phone's firmware generation requests (labkit.phone.traits)."""
     out: list[Candidate] = []
     for part in (p.strip() for p in value.split(";")):
         if not part:
@@ -64,19 +66,20 @@ def value_candidates(value: str, identity: Mapping[str, str], source: str) -> li
                 continue  # an unparseable URL is skipped, as the phone would fail it
             if path not in ("", "/"):
                 out.append(Candidate(macros.expand(url, identity), source))
-            out += [Candidate(macros.expand(_join(url, t), identity), source) for t in TAILS]
+            out += [Candidate(macros.expand(_join(url, t), identity), source) for t in tails]
         else:
             for scheme in BARE_SCHEMES:
                 base = f"{scheme}://{part}"
                 out += [
                     Candidate(macros.expand(_join(base, t), identity), f"{source} (bare, {scheme})")
-                    for t in TAILS
+                    for t in tails
                 ]
     return out
 
 
 def dhcp_candidates(options: Mapping[int, Any], identity: Mapping[str, str],
-                    order: Iterable[int] = DEFAULT_OPTION_ORDER) -> list[Candidate]:
+                    order: Iterable[int] = DEFAULT_OPTION_ORDER,
+                    tails: tuple[str, ...] = TAILS) -> list[Candidate]:
     """Every URL the phone tries from its DHCP options, in order. `options`: decoded values."""
     out: list[Candidate] = []
     for code in order:
@@ -85,11 +88,11 @@ def dhcp_candidates(options: Mapping[int, Any], identity: Mapping[str, str],
             continue
         if code == 150:
             for address in value:
-                out += value_candidates(str(address), identity, "option 150")
+                out += value_candidates(str(address), identity, "option 150", tails)
         elif code in TEXT_OPTIONS and isinstance(value, str):
             if code == 60 and "://" not in value:
                 continue  # an echoed vendor class is no location; only a URL there is used [I]
-            out += value_candidates(value, identity, f"option {code}")
+            out += value_candidates(value, identity, f"option {code}", tails)
         # 43 and 125 carry TR-069 ACS discovery, not a profile location: no candidate [I]
     return out
 
@@ -104,14 +107,15 @@ def order_srv(records: Iterable[SrvTarget],
 
 
 def srv_candidates(found: Mapping[str, list[SrvTarget]], identity: Mapping[str, str],
-                   weight_order: Literal["cisco", "rfc2782"] = "cisco") -> list[Candidate]:
+                   weight_order: Literal["cisco", "rfc2782"] = "cisco",
+                   tails: tuple[str, ...] = TAILS) -> list[Candidate]:
     """URLs from SRV answers: `found` maps the service label to the records it answered."""
     out: list[Candidate] = []
     for service, scheme in SRV_SERVICES:
         for record in order_srv(found.get(service, []), weight_order):
             base = f"{scheme}://{record.target.rstrip('.')}:{record.port}"
             out += [
-                Candidate(macros.expand(_join(base, t), identity), f"SRV {service}") for t in TAILS
+                Candidate(macros.expand(_join(base, t), identity), f"SRV {service}") for t in tails
             ]
     return out
 

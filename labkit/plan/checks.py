@@ -107,9 +107,14 @@ def _option_urls(plan: Plan) -> Iterator[Problem]:
 def _profile_urls(plan: Plan) -> Iterator[Problem]:
     loaded = plan.loaded
     inv = plan.inventory
+    first: dict[tuple[str, str | None, str | None, bytes | None], str] = {}
+    for rel, planned in plan.files.items():  # the plan's order: a profile's main name first
+        first.setdefault((planned.kind, planned.mac, planned.model, planned.data), rel)
     for rel, planned in sorted(plan.files.items()):
         if planned.data is None or planned.encrypted or planned.gzipped or planned.kind == "firmware":
             continue
+        if first[(planned.kind, planned.mac, planned.model, planned.data)] != rel:
+            continue  # the same profile served under another factory name: said once
         text = planned.data.decode("utf-8", errors="replace")
         if planned.mac is not None:
             phones = [p for p in inv.phones if p.mac == planned.mac]

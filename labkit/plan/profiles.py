@@ -1,8 +1,12 @@
 """Profiles and firmware: the file tree TFTP and HTTP serve.
 
-A factory phone fetches `/$PSN.xml` first (reference §1.3). That per-model profile points its
-Profile_Rule at the per-phone file `/Cisco/$PN/$MA.cfg` (macros left for the phone to expand,
-so one file serves every phone of the model) and its Upgrade_Rule at the model's firmware.
+A factory phone fetches `/$PSN.xml` first (reference §1.3); other firmware asks for `/$PN.cfg`,
+or for its own file `/Cisco/$MA.cfg` (issue 11). The kit serves every documented name by
+default (`profiles.factory_names`, per model `models.X.factory_names`): the per-model names hold
+the bootstrap profile, the per-phone names the phone's full profile. The bootstrap profile
+points its Profile_Rule at a per-phone name (`/Cisco/$PN/$MA.cfg` when served, macros left for
+the phone to expand, so one file serves every phone of the model) and its Upgrade_Rule at the
+model's firmware.
 The per-phone file carries the full configuration: global -> model -> phone parameters and
 the lines. Only the per-phone file is compressed or encrypted: a factory phone has no key.
 """
@@ -26,12 +30,26 @@ from labkit.formats.flat_profile import Param
 from labkit.inventory import names
 from labkit.inventory.load import LoadedInventory, default_lab_dir
 from labkit.inventory.model import Inventory, ParamSpec, Phone
+from labkit.phone import traits
 
 DEFAULT_PHONE_TEMPLATE = "phone.xml.j2"
 DEFAULT_MODEL_TEMPLATE = "model.xml.j2"
 DEFAULT_PORTS = {"tftp": 69, "http": 80, "https": 443}
-PHONE_PROFILE_PATH = "/Cisco/$PN/$MA.cfg"
-MODEL_PROFILE_PATH = "/$PSN.xml"
+PHONE_PROFILE_PATH = traits.CISCO_PN_MA
+MODEL_PROFILE_PATH = traits.PSN_XML
+
+
+def served_names(inv: Inventory, model: str) -> tuple[str, ...]:
+    """The factory names the kit serves for `model`'s phones, in the documented order."""
+    m = inv.models.get(model)
+    chosen = m.factory_names if m is not None and m.factory_names is not None else inv.profiles.factory_names
+    return tuple(name for name in traits.FACTORY_NAMES if name in chosen)
+
+
+def phone_profile_path(inv: Inventory, model: str) -> str:
+    """Where the kit's Profile_Rule sends the model's phones: `/Cisco/$PN/$MA.cfg` when served."""
+    served = served_names(inv, model)
+    return PHONE_PROFILE_PATH if PHONE_PROFILE_PATH in served else traits.CISCO_MA
 
 
 @dataclass(frozen=True)
@@ -83,9 +101,9 @@ def rule_url(inv: Inventory, path: str) -> str:
     return f"{scheme}://{host}{port_text}{path}"
 
 
-def profile_rule(inv: Inventory) -> str:
+def profile_rule(inv: Inventory, model: str | None = None) -> str:
     """The Profile_Rule every phone is given: its own file, with `--key` when encrypted."""
-    url = rule_url(inv, PHONE_PROFILE_PATH)
+    url = rule_url(inv, phone_profile_path(inv, model) if model is not None else PHONE_PROFILE_PATH)
     enc = inv.profiles.encryption
     return f"[--key {quote_rule_value(enc.key)}]{url}" if enc else url
 
@@ -152,7 +170,7 @@ def phone_params(inv: Inventory, phone: Phone) -> list[Param]:
 
 
 def _rules(inv: Inventory, model: str) -> dict[str, Param]:
-    rules = {"Profile_Rule": Param("Profile_Rule", profile_rule(inv))}
+    rules = {"Profile_Rule": Param("Profile_Rule", profile_rule(inv, model))}
     upgrade = upgrade_rule(inv, model)
     if upgrade:
         rules["Upgrade_Rule"] = Param("Upgrade_Rule", upgrade)
@@ -197,12 +215,14 @@ def plan_files(loaded: LoadedInventory) -> dict[str, PlannedFile]:
     files: dict[str, PlannedFile] = {}
     for model in inv.models:
         identity = {"PN": model, "PSN": macros.psn_for_model(model)}
-        path = macros.expand(MODEL_PROFILE_PATH, identity).lstrip("/")
         context = {"lab": inv.lab, "inventory": inv, "model": model, "phone": None,
                    "params": model_params(inv, model), "identity": identity,
                    "kind": "model profile"}
         data = renderer.render(inv.profiles.model_template or DEFAULT_MODEL_TEMPLATE, context, identity)
-        files[path] = PlannedFile(path, "model profile", data=data, model=model)
+        for name in served_names(inv, model):
+            if name in traits.MODEL_NAMES:
+                path = macros.expand(name, identity).lstrip("/")
+                files[path] = PlannedFile(path, "model profile", data=data, model=model)
         m = inv.models[model]
         if m.firmware:
             disk = loaded.firmware_dir / m.firmware
@@ -210,22 +230,36 @@ def plan_files(loaded: LoadedInventory) -> dict[str, PlannedFile]:
                 files[m.firmware] = PlannedFile(m.firmware, "firmware", disk_path=disk, model=model)
     for phone in inv.phones:
         identity = phone_identity(phone)
-        path = macros.expand(PHONE_PROFILE_PATH, identity).lstrip("/")
-        context = {"lab": inv.lab, "inventory": inv, "model": phone.model, "phone": phone,
-                   "params": phone_params(inv, phone), "identity": identity,
-                   "kind": "phone profile"}
-        data = renderer.render(inv.profiles.template or DEFAULT_PHONE_TEMPLATE, context, identity)
-        gzipped = inv.profiles.gzip
-        if gzipped:
-            data = gzip.compress(data, mtime=0)  # mtime 0: the same inventory renders the same bytes
-        enc = inv.profiles.encryption
-        if enc is not None:
-            # salt from the content: the same inventory renders the same bytes
-            salt = hashlib.sha256(enc.key.encode() + path.encode() + data).digest()[:8]
-            data = openssl_enc.encrypt(data, enc.key, digest=enc.digest, salt=salt)
-        files[path] = PlannedFile(path, "phone profile", data=data, model=phone.model,
-                                  mac=phone.mac, encrypted=enc is not None, gzipped=gzipped)
+        rendered: bytes | None = None  # rendered once, whatever the number of names it is served at
+        for name in served_names(inv, phone.model):
+            if name in traits.PHONE_NAMES:
+                path = macros.expand(name, identity).lstrip("/")
+                if rendered is None:
+                    rendered = _render_phone(inv, renderer, phone, identity)
+                files[path] = _phone_file(inv, phone, path, rendered)
     return files
+
+
+def _render_phone(inv: Inventory, renderer: ProfileRenderer, phone: Phone, identity: dict[str, str]) -> bytes:
+    context = {"lab": inv.lab, "inventory": inv, "model": phone.model, "phone": phone,
+               "params": phone_params(inv, phone), "identity": identity,
+               "kind": "phone profile"}
+    data = renderer.render(inv.profiles.template or DEFAULT_PHONE_TEMPLATE, context, identity)
+    if inv.profiles.gzip:
+        data = gzip.compress(data, mtime=0)  # mtime 0: the same inventory renders the same bytes
+    return data
+
+
+def _phone_file(inv: Inventory, phone: Phone, path: str, data: bytes) -> PlannedFile:
+    """The phone's full profile at `path`, encrypted when the inventory says so."""
+    gzipped = inv.profiles.gzip
+    enc = inv.profiles.encryption
+    if enc is not None:
+        # salt from the content: the same inventory renders the same bytes
+        salt = hashlib.sha256(enc.key.encode() + path.encode() + data).digest()[:8]
+        data = openssl_enc.encrypt(data, enc.key, digest=enc.digest, salt=salt)
+    return PlannedFile(path, "phone profile", data=data, model=phone.model,
+                       mac=phone.mac, encrypted=enc is not None, gzipped=gzipped)
 
 
 def phone_identity(phone: Phone) -> dict[str, str]:

@@ -4,7 +4,8 @@ A scenario file (`NAME.yaml` beside this module, in `labkit/scenarios/`, shipped
 holds `description`, `lab` (top-level inventory sections laid over a one-phone base lab), optional
 `phone` settings, and `expect`: `provisioned`, `steps` (an ordered subsequence of the phone's
 timeline, each `kind` or `kind: text in the detail`), optional `last_error` (text it contains) and
-`faults` (how many fault events fired).
+`faults` (how many fault events fired), `customization` (the remote customization state at the
+end), `resyncs` (at least this many resyncs after provisioning, with a `duration`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ BASE: dict[str, Any] = {
     "models": {"CP-8851-3PCC": {"firmware": "sip88xx.12-0-1MPP-0001.loads"}},
     "phones": [{"mac": MAC, "model": "CP-8851-3PCC", "ip": "10.42.0.60", "serial": "FCH0001"}],
 }
-PHONE_SETTINGS = {"rounds", "retry_delays", "uid", "pwd", "option_order", "weight_order", "ikm", "load"}
+PHONE_SETTINGS = {"rounds", "retry_delays", "uid", "pwd", "option_order", "weight_order", "ikm", "load",
+                  "generation", "duration", "activation_code", "remote_customization", "check_cert_names"}
 
 
 class ScenarioError(LabkitError):
@@ -84,6 +86,10 @@ def _check(expect: dict[str, Any], outcome: Outcome, fault_events: int) -> list[
     if "last_error" in expect and str(expect["last_error"]) not in str(outcome.last_error):
         problems.append(f"last_error is {outcome.last_error!r}, expected it to contain "
                         f"{expect['last_error']!r}")
+    if "customization" in expect and outcome.customization != expect["customization"]:
+        problems.append(f"customization state is {outcome.customization}, expected {expect['customization']}")
+    if "resyncs" in expect and outcome.resyncs < int(expect["resyncs"]):
+        problems.append(f"{outcome.resyncs} resyncs, expected at least {expect['resyncs']}")
     if "faults" in expect and fault_events != expect["faults"]:
         problems.append(f"{fault_events} fault events, expected {expect['faults']}")
     return problems

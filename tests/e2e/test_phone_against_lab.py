@@ -64,7 +64,10 @@ def test_timeline_dhcp_profile_phone_profile_firmware_in_order(tmp_path: Path) -
 dhcp: {options: {tftp_server_name: "10.42.0.1"}}
 """)
     assert outcome.provisioned, outcome
-    assert [s.kind for s in outcome.timeline] == ["dhcp", "profile", "profile", "firmware"]
+    # the DHCP-supplied server worked: remote customization stops (Aborted); the upgrade reboots
+    assert [s.kind for s in outcome.timeline] == ["dhcp", "profile", "customization", "profile",
+                                                  "firmware", "reboot"]
+    assert outcome.customization == "Aborted"
     assert urls(fetches) == ["tftp://10.42.0.1/8851-3PCC.xml",
                              "http://prov.lab.example/Cisco/CP-8851-3PCC/00562b000001.cfg",
                              "http://prov.lab.example/sip88xx.12-0-1MPP-0001.loads"]
@@ -138,8 +141,10 @@ def test_no_source_hits_the_sinkhole_and_is_not_provisioned(tmp_path: Path) -> N
     outcome, fetches, recorder = run_lab(tmp_path, HEAD + PHONES)
     assert not outcome.provisioned and outcome.sinkhole_hit and fetches == []
     cloud = [s.detail for s in outcome.timeline if s.kind == "cloud"]
+    # each of the two rounds: the activation names, then DHCP again (remote customization, Pending)
     assert cloud == ["activate.cisco.com: NXDOMAIN", "webapps.cisco.com: NXDOMAIN",
-                     "activation.webex.com: NXDOMAIN"]
+                     "activation.webex.com: NXDOMAIN"] * 2
+    assert outcome.customization == "Pending"
     assert any(e.service == "dns" and e.result == "nxdomain" and "activate.cisco.com" in e.request
                for e in recorder.events)
 

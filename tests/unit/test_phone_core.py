@@ -81,7 +81,10 @@ def test_default_phone_provisions_through_model_and_phone_profiles_and_firmware(
     assert outcome.firmware == "sip88xx.12-0-1MPP-0001"
     assert outcome.params["User_ID_1_"] == "1060"
     kinds = [s.kind for s in outcome.timeline]
-    assert kinds == ["dhcp", "profile", "profile", "firmware"]
+    # the DHCP-supplied server worked: remote customization stops ("Aborted", S12); the
+    # upgrade ends with a reboot (reference §6)
+    assert kinds == ["dhcp", "profile", "customization", "profile", "firmware", "reboot"]
+    assert outcome.customization == "Aborted"
     assert "tftp://10.42.0.1/8851-3PCC.xml" in outcome.timeline[1].detail
     assert logs[0] == "CP-8851-3PCC 00:56:2b:00:03:3c -- Requesting resync tftp://10.42.0.1/8851-3PCC.xml"
     assert any("Successful upgrade" in line for line in logs)
@@ -100,8 +103,12 @@ def test_no_source_at_all_hits_the_cloud_sinkhole_and_stops() -> None:
     outcome = run_sync(Phone(config()).run(), plan_world(drop={66, 150, 159, 160, 15}))
     assert not outcome.provisioned and outcome.sinkhole_hit
     assert "no profile source" in (outcome.reason or "")
+    # each round: the activation names in order, then DHCP again (three rounds)
     assert [s.detail.split(":")[0] for s in outcome.timeline if s.kind == "cloud"] == [
-        "activate.cisco.com", "webapps.cisco.com", "activation.webex.com"]
+        "activate.cisco.com", "webapps.cisco.com", "activation.webex.com"] * 3
+    assert [s.kind for s in outcome.timeline].count("dhcp") == 3
+    assert outcome.customization == "Pending"
+    assert outcome.last_error == "cloud activation unreachable (sinkholed)"
 
 
 def test_redirect_then_auth_then_success() -> None:
@@ -200,6 +207,7 @@ def test_discover_and_request_are_retransmitted_with_the_rfc_2131_backoff_in_pho
     world = DhcpWorld(clock, lambda effect, n: n <= 3 or (effect.kind == "REQUEST" and effect.attempt == 1))
     outcome = run_sync(Phone(config()).run(), world, clock)
     assert outcome.lease == ACK_60
+    del world.sent[6:]  # the first acquisition; later rounds (DHCP again after the cloud) are alike
     kinds = [(e.kind, e.attempt) for _, e in world.sent]
     assert kinds == [("DISCOVER", 1), ("DISCOVER", 2), ("DISCOVER", 3), ("DISCOVER", 4),
                      ("REQUEST", 1), ("REQUEST", 2)]
@@ -250,7 +258,7 @@ def test_no_ack_and_nak_send_the_phone_back_to_init() -> None:
     world = DhcpWorld(clock, lambda effect, n: False, answer)
     outcome = run_sync(Phone(config()).run(), world, clock)
     assert outcome.lease == ACK_60
-    assert [e.kind for _, e in world.sent] == ["DISCOVER", "REQUEST", "DISCOVER", "REQUEST"]
+    assert [e.kind for _, e in world.sent][:4] == ["DISCOVER", "REQUEST", "DISCOVER", "REQUEST"]
     assert world.sent[0][1].xid != world.sent[2][1].xid
     # a REQUEST never answered: after its 5 transmissions, INIT again; with one round, no ACK
     clock = ScriptClock()
