@@ -17,6 +17,7 @@ from labkit.inventory.model import Options, Phone
 from labkit.inventory.source import Path_, Problem
 from labkit.plan.build import Plan
 from labkit.plan.profiles import phone_identity
+from labkit.services.http_dynamic import glob_regex
 
 URL = re.compile(r"\b(https?|tftp)://([^/\s\"'<>\]\[|;]+)(/[^\s\"'<>|;?#\]\[]*)?")
 URL_OPTIONS = {66: "tftp_server_name", 159: "provisioning_server", 160: "provisioning_url"}
@@ -42,8 +43,10 @@ def _served(plan: Plan, scheme: str, path: str) -> bool:
     path = unquote(path)
     if path.lstrip("/") in plan.files:
         return True
-    redirects = plan.https.redirects if scheme == "https" else plan.http.redirects
-    return scheme != "tftp" and path in redirects
+    service = plan.https if scheme == "https" else plan.http
+    if scheme != "tftp" and any(glob_regex(r.pattern).match(path) for r in service.routes):
+        return True  # a dynamic route answers it
+    return scheme != "tftp" and path in service.redirects
 
 
 def missing_urls(plan: Plan, text: str, phones: Iterable[Phone],
