@@ -16,8 +16,8 @@ from labkit.inventory.load import field_name
 from labkit.inventory.model import Options, Phone
 from labkit.inventory.source import Path_, Problem
 from labkit.plan.build import Plan
+from labkit.plan.http import glob_regex
 from labkit.plan.profiles import phone_identity
-from labkit.services.http_dynamic import glob_regex
 
 URL = re.compile(r"\b(https?|tftp)://([^/\s\"'<>\]\[|;]+)(/[^\s\"'<>|;?#\]\[]*)?")
 URL_OPTIONS = {66: "tftp_server_name", 159: "provisioning_server", 160: "provisioning_url"}

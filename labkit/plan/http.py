@@ -6,6 +6,7 @@ the service (labkit.services.http) never reads the inventory.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -155,6 +156,13 @@ def plan_http(config: HttpService, scheme: Scheme, loaded: LoadedInventory | Non
     inv = loaded.inventory
     return replace(plan, routes=plan_routes(loaded, scheme), reports=plan_reports(inv, config),
                    cloud=plan_cloud(inv), phones=known_phones(inv))
+
+
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """`*` matches within one path segment, `**` across segments; the rest is literal."""
+    parts = re.split(r"(\*\*|\*)", pattern)
+    body = "".join(".*" if p == "**" else "[^/]*" if p == "*" else re.escape(p) for p in parts)
+    return re.compile(body + r"\Z")
 
 
 SQLITE_SUFFIXES = (".sqlite", ".sqlite3", ".db")

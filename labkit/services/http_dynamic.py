@@ -12,7 +12,6 @@ never a traceback.
 from __future__ import annotations
 
 import csv
-import re
 import sqlite3
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from labkit import macros
 from labkit.errors import CodecError
 from labkit.plan.cloud import KnownPhone
-from labkit.plan.http import LookupPlan, RoutePlan
+from labkit.plan.http import LookupPlan, RoutePlan, glob_regex
 from labkit.services.http_send import content_type
 
 MAX_FIELDS = 1000  # query or form fields read from one request
@@ -35,13 +34,6 @@ MAX_ROWS = 1_000_000  # rows a lookup reads before giving up
 
 class RouteFailed(Exception):
     """A route that cannot answer this request: a template, lookup or size problem (-> 500)."""
-
-
-def glob_regex(pattern: str) -> re.Pattern[str]:
-    """`*` matches within one path segment, `**` across segments; the rest is literal."""
-    parts = re.split(r"(\*\*|\*)", pattern)
-    body = "".join(".*" if p == "**" else "[^/]*" if p == "*" else re.escape(p) for p in parts)
-    return re.compile(body + r"\Z")
 
 
 @dataclass(frozen=True)

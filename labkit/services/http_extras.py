@@ -11,11 +11,11 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from labkit.plan.cloud import ACTIVATION_PATH, activation
-from labkit.plan.http import HttpPlan, RoutePlan
+from labkit.plan.http import HttpPlan, RoutePlan, glob_regex
 from labkit.protocols.http import parse_user_agent
 from labkit.services.cloud import CloudTls, asking_mac
 from labkit.services.context import StartContext
-from labkit.services.http_dynamic import DynamicRoutes, RequestFacts, form_fields, glob_regex, parse_fields
+from labkit.services.http_dynamic import DynamicRoutes, RequestFacts, form_fields, parse_fields
 from labkit.services.http_send import SERVER_HEADER, Exchange
 from labkit.services.reports import ReportStore, Upload, UploadRefused
 
