@@ -55,7 +55,8 @@ class Reports(Strict):
     """Where `Report_Rule` uploads land: `<state dir>/reports/<MA>/`, bounded."""
 
     enabled: bool = True
-    # PUT to any path is an upload; POST is one only to these paths (a POST elsewhere is a resync)
+    # POST or PUT to these paths is an upload; so is a PUT to any path the service does not serve
+    # (a file or a route: 405); a POST elsewhere is a resync (`--post`)
     paths: list[RoutePath] = Field(default_factory=lambda: ["/report/**", "/reports/**"])
     max_bytes: Annotated[int, Field(ge=1, le=64 * MIB)] = MIB  # one upload; larger: 413
     per_phone: Annotated[int, Field(ge=1, le=100_000)] = 100  # kept per phone; the oldest go first

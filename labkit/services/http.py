@@ -135,10 +135,10 @@ class _Handler:
         if denied is not None:
             self.emit(exchange, "401", "unauthorized")
             return denied
-        if self.extras.is_report(exchange):
+        if self.extras.is_report(exchange, self._serves):
             return await self._fault(exchange, None) or await self.extras.report(exchange)
         if request.method == "PUT":
-            self.emit(exchange, "405 (reports are off)", "method-not-allowed")
+            self.emit(exchange, "405 (a served path, or reports are off)", "method-not-allowed")
             return web.Response(status=405, headers={"Allow": "GET, HEAD, POST", "Server": SERVER_HEADER})
         moved = self.config.redirects.get(exchange.path)
         if moved is not None:
@@ -159,6 +159,13 @@ class _Handler:
             self.emit(exchange, "404", "not-found")
             return web.Response(status=404, text="not found\n", headers={"Server": SERVER_HEADER})
         return self._serve(exchange, served)
+
+    def _serves(self, path: str) -> bool:
+        """Does this service answer GET `path` (a file or a dynamic route)?"""
+        try:
+            return self.tree.lookup(path) is not None or self.extras.routes.match(path, "GET") is not None
+        except ForbiddenPath:
+            return True
 
     async def _fault(self, exchange: Exchange, served: ServedFile | None) -> web.StreamResponse | None:
         """The answer the fault rules give this request (an event sent), or None to answer normally."""

@@ -59,11 +59,15 @@ class Extras:
                             headers={"Server": SERVER_HEADER})
 
     # -- reports -----------------------------------------------------------------------------
-    def is_report(self, exchange: Exchange) -> bool:
+    def is_report(self, exchange: Exchange, serves: Callable[[str], bool]) -> bool:
+        """An upload: a POST to a report path, or a PUT to a report path or to any path this
+        service does not serve (a file or a route is never overwritten: 405)."""
         reports = self.config.reports
         if not reports.enabled or exchange.method not in ("PUT", "POST"):
             return False
-        return exchange.method == "PUT" or any(r.match(exchange.path) for r in self.report_paths)
+        if any(r.match(exchange.path) for r in self.report_paths):
+            return True
+        return exchange.method == "PUT" and not serves(exchange.path)
 
     async def report(self, exchange: Exchange) -> web.Response:
         """Keep one upload under `<state>/reports/<MA>/`; 413/507 when a bound says no."""

@@ -114,6 +114,12 @@ def test_report_uploads_are_stored_and_listed(lab: LabProcess, tmp_path: Path) -
     put = curl("-A", UA, "-T", str(report), "-w", "%{http_code}",
                f"http://127.0.0.1:{lab.port('http')}/report/00562b000001.xml")
     assert put.stdout.endswith(b"200"), put
+    anywhere = curl("-A", UA, "-T", str(report), "-w", "%{http_code}",  # a path nothing serves
+                    f"http://127.0.0.1:{lab.port('http')}/status-00562b000001.xml")
+    assert anywhere.stdout.endswith(b"200"), anywhere
+    served = curl("-A", UA, "-T", str(report), "-w", "%{http_code}",  # a served path is never written
+                  f"http://127.0.0.1:{lab.port('http')}/dyn/00562b000001.cfg")
+    assert served.stdout.endswith(b"405"), served
     sealed = aes128gcm.encrypt(b"<status>sealed</status>", b"report-key")
     result = subprocess.run([require_tool("curl"), "-s", "-S", "--cacert", str(lab.state / "ca" / "ca.pem"),
                              "-A", UA, "-H", "Content-Encoding: aes128gcm", "--data-binary", "@-",
@@ -126,7 +132,8 @@ def test_report_uploads_are_stored_and_listed(lab: LabProcess, tmp_path: Path) -
     assert listed.returncode == 0, listed.stderr
     rows = json.loads(listed.stdout)["reports"]
     assert [(r["method"], r["path"]) for r in rows] == [("PUT", "/report/00562b000001.xml"),
+                                                        ("PUT", "/status-00562b000001.xml"),
                                                         ("POST", "/reports/x.xml")]
-    assert rows[1]["encoding"] == "aes128gcm" and rows[1]["decoded"] is True
-    shown = labkit("reports", "--state", str(lab.state), "--show", rows[1]["name"], "--json")
+    assert rows[2]["encoding"] == "aes128gcm" and rows[2]["decoded"] is True
+    shown = labkit("reports", "--state", str(lab.state), "--show", rows[2]["name"], "--json")
     assert json.loads(shown.stdout)["text"] == "<status>sealed</status>"
