@@ -58,6 +58,6 @@ class Reports(Strict):
     # POST or PUT to these paths is an upload; so is a PUT to any path the service does not serve
     # (a file or a route: 405); a POST elsewhere is a resync (`--post`)
     paths: list[RoutePath] = Field(default_factory=lambda: ["/report/**", "/reports/**"])
-    max_bytes: Annotated[int, Field(ge=1, le=64 * MIB)] = MIB  # one upload; larger: 413
+    max_bytes: Annotated[int, Field(ge=1, le=4 * MIB)] = MIB  # one upload; larger: 413 (4 MiB: any body)
     per_phone: Annotated[int, Field(ge=1, le=100_000)] = 100  # kept per phone; the oldest go first
     total_bytes: Annotated[int, Field(ge=1, le=2**40)] = 256 * MIB  # all phones; beyond it: 507

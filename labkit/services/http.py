@@ -44,6 +44,7 @@ from labkit.services.http_send import (
     send_shaped,
 )
 
+MAX_BODY = 4 * 1024 * 1024  # a POST or PUT body (reports.max_bytes bounds uploads below it)
 PROFILE_KINDS = {"phone profile"}  # RFC 8188 applies to per-phone files: a factory phone has no IKM
 
 
@@ -192,6 +193,9 @@ class _Handler:
         except web.RequestPayloadError as exc:
             self.emit(exchange, f"400 {exc}", "malformed")
             return await close_with(exchange.request, 400)
+        except web.HTTPRequestEntityTooLarge:
+            self.emit(exchange, f"413 (a body over {MAX_BODY} bytes)", "refused")
+            return await close_with(exchange.request, 413)
         except ConnectionError as exc:  # the client went away in the middle of its body
             self.emit(exchange, f"- ({type(exc).__name__} while reading the body)", "aborted")
             return web.Response(status=400, headers={"Server": SERVER_HEADER, "Connection": "close"})
@@ -280,7 +284,7 @@ async def start_http(config: HttpPlan, endpoint: Endpoint, ctx: StartContext, *,
     handler = _Handler(config, ctx, clock)
     if ssl_context is not None:
         handler.extras.cloud_tls.install(ssl_context)  # the cloud's names get the cloud's certificate
-    app = web.Application(client_max_size=4 * 1024 * 1024)
+    app = web.Application(client_max_size=MAX_BODY)
     app.router.add_route("*", "/{tail:.*}", handler.handle)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
