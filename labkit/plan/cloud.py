@@ -9,6 +9,7 @@ answered 200 text/plain with one line (the URL: customization state Acquired) or
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -98,6 +99,10 @@ def _own_url(plan: CloudPlan, mac: str, model: str) -> tuple[str | None, str]:
     return None, "no entry for this phone in cloud.phones, groups, models nor default"
 
 
+def _plain(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "", text)[:64]
+
+
 def activation(plan: CloudPlan, query: Mapping[str, str]) -> Activation:
     """What the emulated cloud answers an activation request with these query fields."""
     try:
@@ -105,8 +110,10 @@ def activation(plan: CloudPlan, query: Mapping[str, str]) -> Activation:
     except CodecError:
         return Activation(400, "the request names no MAC (mac=$MA)", "no mac in the request")
     known = plan.known.get(mac)
-    model = query.get("model") or (known.model if known else "")
-    serial = query.get("serial") or (known.serial if known else None)
+    # the inventory knows its phones better than a query says; what a query says is kept to the
+    # characters a model or serial has, so the answer stays one line of a URL
+    model = known.model if known else _plain(query.get("model", ""))
+    serial = (known.serial if known else None) or _plain(query.get("serial", "")) or None
     code = query.get("code")
     if code:
         entry = plan.codes.get(code)

@@ -252,3 +252,19 @@ def test_report_bounds(tmp_path: Path) -> None:
         for n in range(20):
             store.store(plan, _upload(b"y" * 10, mac=f"00:56:2b:00:01:{n:02x}"))
     assert full.value.status == 507
+
+
+@given(st.binary(max_size=300), st.sampled_from(["", "text/plain", "application/x-www-form-urlencoded",
+                                                 "application/xml"]))
+def test_any_body_reads_as_fields_or_none(body: bytes, kind: str) -> None:
+    fields = form_fields(body, kind)
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in fields.items())
+
+
+QUERY_VALUES = st.one_of(st.text(max_size=20), st.sampled_from(["00562b000001", "00562b0000aa", "4444"]))
+
+
+@given(st.dictionaries(st.sampled_from(["mac", "model", "serial", "code", "x"]), QUERY_VALUES))
+def test_any_activation_query_gets_an_answer(cloud_plan, query: dict[str, str]) -> None:
+    answer = activation(cloud_plan.https.cloud, query)
+    assert answer.status in (200, 400, 404) and "\n" not in answer.body
