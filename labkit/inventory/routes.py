@@ -55,8 +55,9 @@ class Reports(Strict):
     """Where `Report_Rule` uploads land: `<state dir>/reports/<MA>/`, bounded."""
 
     enabled: bool = True
-    # POST or PUT to these paths is an upload; so is a PUT to any path the service does not serve
-    # (a file or a route: 405); a POST elsewhere is a resync (`--post`)
+    # POST or PUT to these paths is an upload; so is, where nothing is served (no file, no route),
+    # a PUT, or a POST whose body is a report (XML, `Salted__`, or Content-Encoding aes128gcm);
+    # any other POST is a resync (`--post`)
     paths: list[RoutePath] = Field(default_factory=lambda: ["/report/**", "/reports/**"])
     max_bytes: Annotated[int, Field(ge=1, le=4 * MIB)] = MIB  # one upload; larger: 413 (4 MiB: any body)
     per_phone: Annotated[int, Field(ge=1, le=100_000)] = 100  # kept per phone; the oldest go first

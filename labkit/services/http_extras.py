@@ -60,14 +60,18 @@ class Extras:
 
     # -- reports -----------------------------------------------------------------------------
     def is_report(self, exchange: Exchange, serves: Callable[[str], bool]) -> bool:
-        """An upload: a POST to a report path, or a PUT to a report path or to any path this
-        service does not serve (a file or a route is never overwritten: 405)."""
+        """An upload: a POST or PUT to a report path; a PUT to any path this service does not
+        serve (a file or a route is never overwritten: 405); a POST there whose body is a report
+        (`HTTP_Report_Method` defaults to POST and the Report_Rule's URL is the admin's choice),
+        not the `--post` body of a resync."""
         reports = self.config.reports
         if not reports.enabled or exchange.method not in ("PUT", "POST"):
             return False
         if any(r.match(exchange.path) for r in self.report_paths):
             return True
-        return exchange.method == "PUT" and not serves(exchange.path)
+        if serves(exchange.path):
+            return False
+        return exchange.method == "PUT" or _report_body(exchange)
 
     async def report(self, exchange: Exchange) -> web.Response:
         """Keep one upload under `<state>/reports/<MA>/`; 413/507 when a bound says no."""
@@ -108,6 +112,14 @@ class Extras:
         # aiohttp sends no body to HEAD, with the Content-Length of the GET's
         return web.Response(status=rendered.status, body=rendered.body,
                             headers={"Server": SERVER_HEADER, "Content-Type": rendered.content_type})
+
+
+def _report_body(exchange: Exchange) -> bool:
+    """A report's body: RFC 8188 (Content-Encoding aes128gcm), `openssl enc` (`Salted__`) or XML
+    (the flat profile the phone reports); a resync's `--post` body is a GPP value, `a=b&...`."""
+    encoding = exchange.request.headers.get("Content-Encoding", "").strip().lower()
+    body = exchange.body.lstrip()
+    return encoding == "aes128gcm" or body.startswith((b"<", b"Salted__"))
 
 
 def request_facts(exchange: Exchange) -> RequestFacts:

@@ -117,6 +117,12 @@ def test_report_uploads_are_stored_and_listed(lab: LabProcess, tmp_path: Path) -
     anywhere = curl("-A", UA, "-T", str(report), "-w", "%{http_code}",  # a path nothing serves
                     f"http://127.0.0.1:{lab.port('http')}/status-00562b000001.xml")
     assert anywhere.stdout.endswith(b"200"), anywhere
+    posted = curl("-A", UA, "-H", "Content-Type: application/xml", "--data-binary", f"@{report}", "-w",
+                  "%{http_code}", f"http://127.0.0.1:{lab.port('http')}/post-00562b000001.xml")
+    assert posted.stdout.endswith(b"200"), posted  # a report's body, POSTed where nothing is served
+    resync = curl("-A", UA, "--data-binary", "a=b", "-w", "%{http_code}",
+                  f"http://127.0.0.1:{lab.port('http')}/post-00562b000001.xml")
+    assert resync.stdout.endswith(b"404"), resync  # a `--post` resync body there: not found, as before
     served = curl("-A", UA, "-T", str(report), "-w", "%{http_code}",  # a served path is never written
                   f"http://127.0.0.1:{lab.port('http')}/dyn/00562b000001.cfg")
     assert served.stdout.endswith(b"405"), served
@@ -133,7 +139,8 @@ def test_report_uploads_are_stored_and_listed(lab: LabProcess, tmp_path: Path) -
     rows = json.loads(listed.stdout)["reports"]
     assert [(r["method"], r["path"]) for r in rows] == [("PUT", "/report/00562b000001.xml"),
                                                         ("PUT", "/status-00562b000001.xml"),
+                                                        ("POST", "/post-00562b000001.xml"),
                                                         ("POST", "/reports/x.xml")]
-    assert rows[2]["encoding"] == "aes128gcm" and rows[2]["decoded"] is True
-    shown = labkit("reports", "--state", str(lab.state), "--show", rows[2]["name"], "--json")
+    assert rows[3]["encoding"] == "aes128gcm" and rows[3]["decoded"] is True
+    shown = labkit("reports", "--state", str(lab.state), "--show", rows[3]["name"], "--json")
     assert json.loads(shown.stdout)["text"] == "<status>sealed</status>"
