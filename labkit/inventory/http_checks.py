@@ -43,6 +43,9 @@ def cloud_problems(loaded: LoadedInventory) -> Iterator[Found]:
         return
     if not inv.services.https.enabled:
         yield ("cloud", "mode"), "the emulated cloud answers over HTTPS, which this lab disables", "error"
+    if cloud.address is not None and cloud.address not in names.kit_addresses(inv):
+        yield ("cloud", "address"), f"{cloud.address} is not an address of this kit: the cloud names will " \
+            "point where no lab activation service answers", "warning"
     urls: list[tuple[Path_, str]] = [(("cloud", k, key), url) for k in ("phones", "groups", "models")
                                      for key, url in getattr(cloud, k).items()]
     if cloud.default is not None:

@@ -97,6 +97,8 @@ def test_a_dynamic_profile_from_a_csv_row_with_the_post_body(lab: LabProcess) ->
     assert b"<Station_Name>Reception</Station_Name>" in got.stdout and b"- 11.3.1" in got.stdout, got
     posted = curl("-A", UA, "--data-binary", "status=booting", url)  # the phone's `--post` body, as sent
     assert b"<Text_Logo>booting 11.3.1</Text_Logo>" in posted.stdout, posted
+    head = curl("-A", UA, "-I", url)
+    assert f"Content-Length: {len(got.stdout)}".encode() in head.stdout, head  # HEAD: the GET's length
     other = curl("-A", "Cisco-CP-8851-3PCC/11.3.1 (00562b000002)", "-w", "%{http_code}", url)
     assert other.stdout.endswith(b"404")
 
