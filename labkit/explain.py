@@ -7,7 +7,7 @@ from ipaddress import IPv4Address
 from urllib.parse import urlsplit
 
 from labkit.errors import CodecError
-from labkit.explain_http import cloud_lines, route_for, route_lines
+from labkit.explain_http import cloud_lines, rendered_file, route_for, route_lines
 from labkit.formats import flat_profile
 from labkit.inventory import names
 from labkit.phone import discovery
@@ -117,6 +117,9 @@ def explain_phone(plan: Plan, mac: str) -> str:
         lines += told
         candidates = [Candidate(acquired, "the emulated cloud's answer")] if acquired else []
     first = _walk(plan, candidates, lines)
+    if first is not None and first.file is None:  # a dynamic route: follow what it renders for the phone
+        taken = next((c.url for c in candidates if resolve_url(plan, c.url).ok), None)
+        first = Resolution(True, first.detail, rendered_file(plan, mac, taken) if taken else None)
     if first is not None and first.file is not None:
         _follow(plan, phone_plan, first.file, lines, identity, offered)
     lines += route_lines(plan, mac, [c.url for c in candidates])

@@ -10,6 +10,7 @@ from labkit.phone.core import PhoneConfig
 from labkit.plan.build import Plan
 from labkit.plan.cloud import ACTIVATION_PATH, activation
 from labkit.plan.http import HttpPlan, RoutePlan
+from labkit.plan.profiles import PlannedFile
 from labkit.services.http_dynamic import DynamicRoutes, RequestFacts
 
 MAX_SHOWN_LINES = 40  # of one rendering
@@ -78,6 +79,21 @@ def route_lines(plan: Plan, mac: str, requested: list[str]) -> list[str]:
             if len(text) > MAX_SHOWN_LINES:
                 lines.append(f"    | ... ({len(text) - MAX_SHOWN_LINES} more lines)")
     return lines
+
+
+def rendered_file(plan: Plan, mac: str, url: str) -> PlannedFile | None:
+    """What the dynamic route at `url` renders for this phone, as a file `explain` can follow;
+    None when no route answers there or it does not answer 200."""
+    found = route_for(plan, url)
+    if found is None:
+        return None
+    service, route = found
+    path = urlsplit(url).path
+    rendered = DynamicRoutes(service.routes, service.phones).render(route, phone_facts(plan, mac, path,
+                                                                                       service.scheme))
+    if rendered.status != 200:
+        return None
+    return PlannedFile(path.lstrip("/"), "dynamic profile", rendered.body, mac=mac)
 
 
 def phone_facts(plan: Plan, mac: str, path: str, scheme: str) -> RequestFacts:

@@ -268,3 +268,22 @@ QUERY_VALUES = st.one_of(st.text(max_size=20), st.sampled_from(["00562b000001", 
 def test_any_activation_query_gets_an_answer(cloud_plan, query: dict[str, str]) -> None:
     answer = activation(cloud_plan.https.cloud, query)
     assert answer.status in (200, 400, 404) and "\n" not in answer.body
+
+
+def test_explain_says_what_the_cloud_answers_each_phone(cloud_plan) -> None:
+    from labkit.explain import explain_phone
+
+    told = explain_phone(cloud_plan, MAC1)
+    assert "-> 200 https://prov.t.example/Cisco/CP-8851-3PCC/00562b000001.cfg?sn=FCH1" in told
+    assert "[the emulated cloud's answer]" in told and "gds://4444" in told
+    nobody = explain_phone(cloud_plan, MAC3)
+    assert "-> 404 no service provider" in nobody and "Unavailable" in nobody and "gds://3333" in nobody
+
+
+def test_explain_renders_each_route_for_the_phone(routes_plan) -> None:
+    from labkit.explain import explain_phone
+
+    told = explain_phone(routes_plan, MAC1)
+    assert "Dynamic route routes[0] /csv/*.cfg (row.xml.j2), GET http://…/csv/00562b000001.cfg" in told
+    assert "| <flat-profile><Station_Name>Reception</Station_Name><!-- 11.3.1 desk  -->" in told
+    assert "500 escape.j2 line 1: SecurityError" in told
