@@ -42,7 +42,12 @@ class Extras:
 
     # -- the emulated cloud ------------------------------------------------------------------
     def is_activation(self, exchange: Exchange) -> bool:
-        return self.config.cloud is not None and exchange.path == ACTIVATION_PATH
+        """A request for the emulated cloud; its phone is then the MAC it names (fault rules
+        match it by `mac`, `model` and `group`, the path `/lab/v1/activation`)."""
+        if self.config.cloud is None or exchange.path != ACTIVATION_PATH:
+            return False
+        exchange.phone = exchange.phone or asking_mac(parse_fields(exchange.request.query_string))
+        return True
 
     def activation(self, exchange: Exchange) -> web.Response:
         """The lab activation service's answer [I]: 200 and the URL, or 404 `no service provider`."""
@@ -50,7 +55,6 @@ class Extras:
         query = parse_fields(exchange.request.query_string)
         answer = activation(self.config.cloud, query)
         exchange.action = "activation"
-        exchange.phone = exchange.phone or asking_mac(query)
         exchange.path = exchange.request.path_qs
         exchange.detail.update({"host": exchange.request.host, "decided_by": answer.why})
         result = {200: "ok", 404: "no-service-provider"}.get(answer.status, "bad-request")

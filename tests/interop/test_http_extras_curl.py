@@ -29,6 +29,9 @@ cloud:
   mode: emulate
   phones: {"00:56:2b:00:00:01": "https://prov.lab.example/Cisco/$PN/$MA.cfg"}
   codes: {"2222-3333": "http://prov.lab.example/coded.cfg"}
+faults:
+  - {name: cloud down for one phone, match: {path: /lab/v1/activation, mac: "00:56:2b:00:00:03"},
+     http: {status: 503}}
 routes:
   - path: /dyn/*.cfg
     template: dynamic.xml.j2
@@ -89,6 +92,14 @@ def test_a_phone_the_cloud_does_not_know_gets_no_service_provider(lab: LabProces
     event = wait_for_event(lab, lambda e: e["action"] == "activation" and e["phone"] == "00:56:2b:00:00:02"
                            and e["result"] == "no-service-provider")
     assert event["service"] == "https"
+
+
+def test_a_fault_rule_takes_the_cloud_down_for_one_phone(lab: LabProcess) -> None:
+    down = _cloud(lab, "activate.cisco.com", "mac=00562b000003&model=CP-8851-3PCC")
+    assert down.stdout.endswith(b"503"), down
+    assert _cloud(lab, "activate.cisco.com", "mac=00562b000001&model=CP-8851-3PCC").stdout.endswith(b"200")
+    event = wait_for_event(lab, lambda e: e["phone"] == "00:56:2b:00:00:03" and e["result"] == "fault")
+    assert str(event["request"]).endswith("/lab/v1/activation")
 
 
 def test_a_dynamic_profile_from_a_csv_row_with_the_post_body(lab: LabProcess) -> None:
