@@ -162,9 +162,11 @@ class _Handler:
         return self._serve(exchange, served)
 
     def _serves(self, path: str) -> bool:
-        """Does this service answer GET `path` (a file or a dynamic route)?"""
+        """Does this service answer GET `path` (a file, a redirect or a dynamic route)?"""
+        if path in self.config.redirects or self.extras.routes.match(path, "GET") is not None:
+            return True
         try:
-            return self.tree.lookup(path) is not None or self.extras.routes.match(path, "GET") is not None
+            return self.tree.lookup(path) is not None
         except ForbiddenPath:
             return True
 
