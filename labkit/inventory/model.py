@@ -57,8 +57,8 @@ __all__ = [
     "ConnectionLimits", "ContentEncryption",
     "Dhcp", "Dns", "Encryption", "FaultRule", "HttpAuth", "HttpService", "Inventory", "LabSection",
     "Line", "Lookup", "Option43", "Options", "OrRaw", "ParamSpec", "ParamValue", "Params", "Phone",
-    "PhoneModel", "Pool", "Profiles", "Raw", "Redirect", "Reports", "Route", "Service", "Services", "Sinkhole",
-    "Srv", "SubValue",
+    "PhoneModel", "Pool", "Profiles", "Raw", "Redirect", "Reports", "Route", "Service", "Services",
+    "Sinkhole", "Srv", "SubValue",
     "TftpService", "Tls", "Tr069Model", "Tr111Model", "VendorBlockModel", "VendorClass",
 ]
 
