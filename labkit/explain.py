@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from labkit import macros
 from labkit.errors import CodecError
+from labkit.explain_http import cloud_lines, rendered_file, route_for, route_lines
 from labkit.formats import flat_profile
 from labkit.inventory import names
 from labkit.phone import discovery, traits
@@ -53,6 +54,10 @@ def resolve_url(plan: Plan, url: str) -> Resolution:
     if (port or DEFAULT_PORTS[scheme]) != expected:
         return Resolution(False, f"port {port} is not where {scheme.upper()} listens ({expected})")
     path = parts.path.lstrip("/")
+    dynamic = route_for(plan, url) if scheme != "tftp" else None
+    if dynamic is not None:
+        route = dynamic[1]
+        return Resolution(True, f"dynamic route {route.pattern} ({route.name}), rendered per request")
     planned = plan.files.get(path)
     if planned is None:
         return Resolution(False, "not in the plan: " + ("TFTP error 1" if scheme == "tftp" else "404"))
@@ -112,11 +117,16 @@ def explain_phone(plan: Plan, mac: str, generation: str = traits.DEFAULT_GENERAT
         lines.append("  nothing usable from DHCP: DNS SRV next")
         candidates = discovery.srv_candidates(found, identity, tails=firmware.factory_names)
     if not candidates:
-        lines.append("  no SRV records either: the phone tries the cloud activation names, which "
-                     "this lab sinkholes, and stays unprovisioned")
+        told, acquired = cloud_lines(plan, mac)
+        lines += told
+        candidates = [Candidate(acquired, "the emulated cloud's answer")] if acquired else []
     first = _walk(plan, candidates, lines)
+    if first is not None and first.file is None:  # a dynamic route: follow what it renders for the phone
+        taken = next((c.url for c in candidates if resolve_url(plan, c.url).ok), None)
+        first = Resolution(True, first.detail, rendered_file(plan, mac, taken) if taken else None)
     if first is not None and first.file is not None:
         _follow(plan, phone_plan, first.file, lines, identity, offered)
+    lines += route_lines(plan, mac, [c.url for c in candidates])
     return "\n".join(lines)
 
 

@@ -92,13 +92,26 @@ def ensure_ca(state_dir: Path, lab_name: str) -> tuple[x509.Certificate, rsa.RSA
 def ensure_server_certificate(state_dir: Path, lab_name: str, names: Sequence[str],
                               addresses: Iterable[str]) -> ServerCredentials:
     """A server certificate from the lab CA for `names` and `addresses`, reissued on change."""
+    return ensure_named_certificate(state_dir, lab_name, "server", names, addresses)
+
+
+def ensure_cloud_certificate(state_dir: Path, lab_name: str, names: Sequence[str]) -> ServerCredentials:
+    """A certificate from the lab CA for the emulated cloud's names (`cloud: {mode: emulate}`),
+    presented when a client asks for one of them by SNI; kept beside the server's."""
+    return ensure_named_certificate(state_dir, lab_name, "cloud", names, ())
+
+
+def ensure_named_certificate(state_dir: Path, lab_name: str, stem: str, names: Sequence[str],
+                             addresses: Iterable[str]) -> ServerCredentials:
+    """A leaf certificate from the lab CA kept as `<stem>.pem`/`<stem>.key` in the CA folder,
+    for `names` (the first is the CN) and `addresses`, reissued when they change."""
     folder = state_dir / CA_DIR
     ca_cert, ca_key = ensure_ca(state_dir, lab_name)
     # names keep their order: the first is the CN, the name phones look up (reference §5)
     wanted = {"names": list(dict.fromkeys(names)), "addresses": sorted(set(addresses)),
               "ca": ca_cert.fingerprint(hashes.SHA256()).hex()}
-    names_file = folder / SERVER_NAMES
-    cert_file, key_file = folder / SERVER_CERT, folder / SERVER_KEY
+    names_file = folder / f"{stem}.names.json"
+    cert_file, key_file = folder / f"{stem}.pem", folder / f"{stem}.key"
     if cert_file.is_file() and key_file.is_file() and names_file.is_file():
         try:
             if json.loads(names_file.read_text()) == wanted:

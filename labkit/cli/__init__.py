@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from labkit import __version__
-from labkit.cli import export, phones, plan, reload, serve, state
+from labkit.cli import export, phones, plan, reload, reports, serve, state
 from labkit.cli.words import WordsCommand, WordsGroup
 
 app = typer.Typer(
@@ -42,7 +42,8 @@ def _top(
 
 
 for command in (plan.check, plan.render, plan.explain, plan.init, serve.up, reload.reload, state.status,
-                state.ca, state.leases, phones.simulate, serve.demo, state.timeline, state.scenario):
+                state.ca, state.leases, phones.simulate, serve.demo, state.timeline, state.scenario,
+                reports.reports):
     app.command(cls=WordsCommand)(command)
 app.command("export", cls=WordsCommand)(export.export_plan)
 

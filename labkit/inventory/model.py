@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from labkit.inventory.cloud import ActivationCode, Cloud
 from labkit.inventory.dhcp import (
     OPTION_FIELDS,
     OPTION_NAMES,
@@ -38,6 +39,7 @@ from labkit.inventory.phones import (
     PhoneModel,
     Profiles,
 )
+from labkit.inventory.routes import Lookup, Reports, Route
 from labkit.inventory.services import (
     ConnectionLimits,
     ContentEncryption,
@@ -51,11 +53,12 @@ from labkit.inventory.services import (
 from labkit.inventory.types import Strict
 
 __all__ = [
-    "OPTION_FIELDS", "OPTION_NAMES", "RESERVED_CODES", "UNION_TAGS", "CodeList", "ConnectionLimits",
-    "ContentEncryption",
+    "OPTION_FIELDS", "OPTION_NAMES", "RESERVED_CODES", "UNION_TAGS", "ActivationCode", "Cloud", "CodeList",
+    "ConnectionLimits", "ContentEncryption",
     "Dhcp", "Dns", "Encryption", "FaultRule", "HttpAuth", "HttpService", "Inventory", "LabSection",
-    "Line", "Option43", "Options", "OrRaw", "ParamSpec", "ParamValue", "Params", "Phone", "PhoneModel",
-    "Pool", "Profiles", "Raw", "Redirect", "Service", "Services", "Sinkhole", "Srv", "SubValue",
+    "Line", "Lookup", "Option43", "Options", "OrRaw", "ParamSpec", "ParamValue", "Params", "Phone",
+    "PhoneModel", "Pool", "Profiles", "Raw", "Redirect", "Reports", "Route", "Service", "Services",
+    "Sinkhole", "Srv", "SubValue",
     "TftpService", "Tls", "Tr069Model", "Tr111Model", "VendorBlockModel", "VendorClass",
 ]
 
@@ -70,3 +73,6 @@ class Inventory(Strict):
     models: dict[str, PhoneModel] = Field(default_factory=dict)
     phones: list[Phone] = Field(default_factory=list)
     faults: list[FaultRule] = Field(default_factory=list)  # misbehave on purpose (labkit.faults)
+    cloud: Cloud = Field(default_factory=Cloud)  # the activation names: sinkhole or emulate
+    routes: list[Route] = Field(default_factory=list)  # dynamic HTTP(S) answers (Jinja, per request)
+    reports: Reports = Field(default_factory=Reports)  # Report_Rule uploads kept in the state folder

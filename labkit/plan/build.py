@@ -145,6 +145,6 @@ def build_plan(loaded: LoadedInventory) -> Plan:
         fixed_ips=_frozen({str(p.ip): p.mac for p in inv.phones if p.ip is not None}),
         known_macs=frozenset(p.mac for p in inv.phones),
         tftp=plan_tftp(loaded),
-        http=plan_http(inv.services.http, "http"),
-        https=plan_http(inv.services.https, "https"),
+        http=plan_http(inv.services.http, "http", loaded),
+        https=plan_http(inv.services.https, "https", loaded),
     )

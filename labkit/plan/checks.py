@@ -16,6 +16,7 @@ from labkit.inventory.load import field_name
 from labkit.inventory.model import Options, Phone
 from labkit.inventory.source import Path_, Problem
 from labkit.plan.build import Plan
+from labkit.plan.http import glob_regex
 from labkit.plan.profiles import phone_identity
 
 URL = re.compile(r"\b(https?|tftp)://([^/\s\"'<>\]\[|;]+)(/[^\s\"'<>|;?#\]\[]*)?")
@@ -42,8 +43,10 @@ def _served(plan: Plan, scheme: str, path: str) -> bool:
     path = unquote(path)
     if path.lstrip("/") in plan.files:
         return True
-    redirects = plan.https.redirects if scheme == "https" else plan.http.redirects
-    return scheme != "tftp" and path in redirects
+    service = plan.https if scheme == "https" else plan.http
+    if scheme != "tftp" and any(glob_regex(r.pattern).match(path) for r in service.routes):
+        return True  # a dynamic route answers it
+    return scheme != "tftp" and path in service.redirects
 
 
 def missing_urls(plan: Plan, text: str, phones: Iterable[Phone],

@@ -25,6 +25,7 @@ from labkit.protocols.dns.zone import DnsZone
 ZONE_TEMPLATES = Path(str(resources.files("labkit") / "zones"))  # package data, as installed
 LAB_TEMPLATE = "lab.zone.j2"
 SINKHOLE_TEMPLATE = "sinkhole.zone.j2"
+CLOUD_TEMPLATE = "cloud.zone.j2"
 
 
 class ZoneError(LabkitError):
@@ -100,13 +101,21 @@ def plan_zones(inv: Inventory, template_dir: Path = ZONE_TEMPLATES) -> dict[str,
     lab_context = {"zone": domain, "a": a, "srv": srv, **common}
     serial = _serial(inv, repr(sorted(lab_context.items(), key=str)))
     zones[domain] = _render(env, LAB_TEMPLATE, domain, {**lab_context, "serial": serial})
-    address = inv.dns.sinkhole.address
-    for name in inv.dns.sinkhole.names:
+    emulated = cloud_names(inv)
+    for name in dict.fromkeys([*inv.dns.sinkhole.names, *emulated]):
+        # an emulated cloud name points at the kit (or cloud.address); the others stay sinkholed
+        address = (inv.cloud.address or inv.lab.address.ip) if name in emulated else inv.dns.sinkhole.address
+        template = CLOUD_TEMPLATE if name in emulated else SINKHOLE_TEMPLATE
         context = {"zone": name, "address": str(address) if address else None, **common}
         serial = _serial(inv, repr(sorted(context.items(), key=str)))
-        zones[name] = _render(env, SINKHOLE_TEMPLATE, name, {**context, "serial": serial},
+        zones[name] = _render(env, template, name, {**context, "serial": serial},
                               sinkhole=True, sinkhole_address=address)
     return zones
+
+
+def cloud_names(inv: Inventory) -> tuple[str, ...]:
+    """The activation names the kit answers itself (none unless `cloud.mode` is emulate)."""
+    return tuple(inv.cloud.names) if inv.cloud.mode == "emulate" else ()
 
 
 def _render(env: jinja2.Environment, template: str, zone: str, context: dict[str, object], *,

@@ -2,6 +2,7 @@
 
 A scenario file (`NAME.yaml` beside this module, in `labkit/scenarios/`, shipped with the package)
 holds `description`, `lab` (top-level inventory sections laid over a one-phone base lab), optional
+`files` (name -> text, written beside the lab: templates/..., a CSV a route looks up), optional
 `phone` settings, and `expect`: `provisioned`, `steps` (an ordered subsequence of the phone's
 timeline, each `kind` or `kind: text in the detail`), optional `last_error` (text it contains) and
 `faults` (how many fault events fired), `customization` (the remote customization state at the
@@ -62,7 +63,7 @@ def load_scenario(name: str, folder: Path = SCENARIO_DIR) -> dict[str, Any]:
     if not path.is_file():
         raise ScenarioError(f"no scenario {name!r}; there are: {', '.join(names(folder))}")
     data = yaml.safe_load(path.read_text())
-    unknown = set(data) - {"description", "lab", "phone", "expect"}
+    unknown = set(data) - {"description", "lab", "files", "phone", "expect"}
     if unknown:
         raise ScenarioError(f"{path}: unknown keys {sorted(unknown)}")
     phone_unknown = set(data.get("phone") or {}) - PHONE_SETTINGS
@@ -125,6 +126,12 @@ def run_scenario(name: str, folder: Path = SCENARIO_DIR) -> ScenarioResult:
     with tempfile.TemporaryDirectory(prefix="labkit-scenario-") as tmp:
         work = Path(tmp)
         (work / "lab.yaml").write_text(yaml.safe_dump(inventory, sort_keys=False))
+        for relative, text in (data.get("files") or {}).items():
+            target = work / str(relative)
+            if work.resolve() not in target.resolve().parents:
+                raise ScenarioError(f"{name}: files: {relative!r} is outside the lab folder")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(str(text))
         (work / "firmware").mkdir()
         source = default_lab_dir() / "firmware" / "sip88xx.12-0-1MPP-0001.loads"
         (work / "firmware" / source.name).write_bytes(source.read_bytes())

@@ -13,12 +13,12 @@ import asyncio
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import unquote
 
 from aiohttp import web
 
-from labkit.events import Event, make_event
+from labkit.events import make_event
 from labkit.faults.hooks import ServiceFaults
 from labkit.formats import aes128gcm, openssl_enc
 from labkit.plan.http import HttpPlan
@@ -34,8 +34,17 @@ from labkit.protocols.http_faults import HttpFaultAction
 from labkit.services.context import Endpoint, StartContext
 from labkit.services.filetree import ForbiddenPath, ServedFile
 from labkit.services.http_conn import ConnectionGate, Listener, Peer
+from labkit.services.http_extras import Extras
+from labkit.services.http_send import (
+    SERVER_HEADER,
+    Exchange,
+    close_with,
+    content_type,
+    fault_status,
+    send_shaped,
+)
 
-SERVER_HEADER = "labkit"
+MAX_BODY = 4 * 1024 * 1024  # a POST or PUT body (reports.max_bytes bounds uploads below it)
 PROFILE_KINDS = {"phone profile"}  # RFC 8188 applies to per-phone files: a factory phone has no IKM
 
 
@@ -56,31 +65,11 @@ class HttpServer:
         await self.listener.close()
 
 
-@dataclass
-class _Exchange:
-    """One request as the event log sees it: who asked what, and the detail learnt on the way."""
-
-    scheme: str
-    request: web.Request
-    phone: str | None
-    client: str
-    path: str
-    clock: Callable[[], float]
-    detail: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def method(self) -> str:
-        return self.request.method
-
-    def event(self, answer: str, result: str) -> Event:
-        return make_event(self.scheme, self.client, self.phone, self.method.lower(), self.path, answer,
-                          result, self.clock, **self.detail)
-
-
 class _Handler:
     def __init__(self, config: HttpPlan, ctx: StartContext, clock: Callable[[], float]) -> None:
         self.scheme, self.clock, self.sink = config.scheme, clock, ctx.bus
         self.config, self.digest = config, _digest(config)
+        self.extras = Extras(self.emit)
         self.take(config, ctx)
 
     def take(self, config: HttpPlan, ctx: StartContext) -> None:
@@ -91,6 +80,7 @@ class _Handler:
         self.config, self.tree, self.directory = config, ctx.tree, ctx.directory
         self.known_macs = ctx.known_macs
         self.faults: ServiceFaults[HttpFaultAction] | None = ctx.faults.http
+        self.extras.take(config, ctx)
 
     def _identify(self, request: web.Request) -> tuple[str | None, dict[str, str]]:
         agent = parse_user_agent(request.headers.get("User-Agent"))
@@ -125,64 +115,97 @@ class _Handler:
             challenge = basic_challenge(auth.realm)
         return web.Response(status=401, headers={"WWW-Authenticate": challenge, "Server": SERVER_HEADER})
 
-    def emit(self, exchange: _Exchange, answer: str, result: str) -> None:
+    def emit(self, exchange: Exchange, answer: str, result: str) -> None:
         self.sink(exchange.event(answer, result))
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         phone, detail = self._identify(request)
-        exchange = _Exchange(self.scheme, request, phone, f"{request.remote}:{_peer_port(request)}",
-                             unquote(request.raw_path.split("?", 1)[0]), self.clock, detail)
-        if request.method == "POST":
+        exchange = Exchange(self.scheme, request, phone, f"{request.remote}:{_peer_port(request)}",
+                            unquote(request.raw_path.split("?", 1)[0]), self.clock, detail)
+        if request.method in ("POST", "PUT"):
             cut = await self._read_body(exchange)
             if cut is not None:
                 return cut
-        if request.method not in ("GET", "HEAD", "POST"):
+        if request.method not in ("GET", "HEAD", "POST", "PUT"):
             self.emit(exchange, "405", "method-not-allowed")
-            return web.Response(status=405, headers={"Allow": "GET, HEAD, POST", "Server": SERVER_HEADER})
+            return web.Response(status=405, headers={"Allow": "GET, HEAD, POST, PUT",
+                                                     "Server": SERVER_HEADER})
+        if self.extras.is_activation(exchange):  # the emulated cloud asks for no lab credentials
+            return await self._fault(exchange, None) or self.extras.activation(exchange)
         denied = self._authorized(request)
         if denied is not None:
             self.emit(exchange, "401", "unauthorized")
             return denied
+        if self.extras.is_report(exchange, self._serves):
+            return await self._fault(exchange, None) or await self.extras.report(exchange)
+        if request.method == "PUT":
+            self.emit(exchange, "405 (a served path, or reports are off)", "method-not-allowed")
+            return web.Response(status=405, headers={"Allow": "GET, HEAD, POST", "Server": SERVER_HEADER})
         moved = self.config.redirects.get(exchange.path)
         if moved is not None:
             self.emit(exchange, f"{moved.status} -> {moved.to}", "redirect")
             return web.Response(status=moved.status, headers={"Location": moved.to, "Server": SERVER_HEADER})
+        route = self.extras.route_for(exchange)
+        if route is not None:
+            return await self._fault(exchange, None) or await self.extras.render(exchange, route)
         try:
             served = self.tree.lookup(exchange.path)
         except ForbiddenPath as exc:
             self.emit(exchange, f"403 {exc}", "forbidden")
             return web.Response(status=403, text=f"forbidden: {exc}\n", headers={"Server": SERVER_HEADER})
-        if self.faults is not None:
-            fired = self.faults.check(mac=phone, client=exchange.client,
-                                      request=f"{request.method} {exchange.path}", path=exchange.path)
-            if fired:
-                faulty = await self._faulty(request, served, [hit.action for hit in fired])
-                if faulty is not None:
-                    self.emit(exchange, f"{faulty.status} (fault)", "fault")
-                    return faulty
+        faulty = await self._fault(exchange, served)
+        if faulty is not None:
+            return faulty
         if served is None:
             self.emit(exchange, "404", "not-found")
             return web.Response(status=404, text="not found\n", headers={"Server": SERVER_HEADER})
         return self._serve(exchange, served)
 
-    async def _read_body(self, exchange: _Exchange) -> web.StreamResponse | None:
-        """Read a POST body within the body timeout; None when it came, else the answer sent."""
+    def _serves(self, path: str) -> bool:
+        """Does this service answer GET `path` (a file, a redirect or a dynamic route)?"""
+        if path in self.config.redirects or self.extras.routes.match(path, "GET") is not None:
+            return True
+        try:
+            return self.tree.lookup(path) is not None
+        except ForbiddenPath:
+            return True
+
+    async def _fault(self, exchange: Exchange, served: ServedFile | None) -> web.StreamResponse | None:
+        """The answer the fault rules give this request (an event sent), or None to answer normally."""
+        if self.faults is None:
+            return None
+        request = exchange.request
+        fired = self.faults.check(mac=exchange.phone, client=exchange.client,
+                                  request=f"{request.method} {exchange.path}", path=exchange.path)
+        if not fired:
+            return None
+        faulty = await self._faulty(request, served, [hit.action for hit in fired])
+        if faulty is not None:
+            self.emit(exchange, f"{faulty.status} (fault)", "fault")
+        return faulty
+
+    async def _read_body(self, exchange: Exchange) -> web.StreamResponse | None:
+        """Read a POST or PUT body within the body timeout; None when it came, else the answer sent."""
         timeout = self.config.limits.body_timeout
         try:
             body = await asyncio.wait_for(exchange.request.read(), timeout)
         except TimeoutError:
             self.emit(exchange, f"408 (no body within {timeout:g} s)", "timeout")
-            return await _close_with(exchange.request, 408)
+            return await close_with(exchange.request, 408)
         except web.RequestPayloadError as exc:
             self.emit(exchange, f"400 {exc}", "malformed")
-            return await _close_with(exchange.request, 400)
+            return await close_with(exchange.request, 400)
+        except web.HTTPRequestEntityTooLarge:
+            self.emit(exchange, f"413 (a body over {MAX_BODY} bytes)", "refused")
+            return await close_with(exchange.request, 413)
         except ConnectionError as exc:  # the client went away in the middle of its body
             self.emit(exchange, f"- ({type(exc).__name__} while reading the body)", "aborted")
             return web.Response(status=400, headers={"Server": SERVER_HEADER, "Connection": "close"})
-        exchange.detail["post_bytes"] = str(len(body))
+        exchange.detail["post_bytes" if exchange.method == "POST" else "put_bytes"] = str(len(body))
+        exchange.body = body
         return None
 
-    def _serve(self, exchange: _Exchange, served: ServedFile) -> web.StreamResponse:
+    def _serve(self, exchange: Exchange, served: ServedFile) -> web.StreamResponse:
         asked = exchange.request.headers.get("Range")
         if served.kind in PROFILE_KINDS and self.config.encrypt is not None:
             response = self._encrypted(served)
@@ -208,7 +231,7 @@ class _Handler:
                 await asyncio.sleep(action.delay)
         for action in actions:
             if action.status is not None:
-                return _fault_status(action)
+                return fault_status(action)
         shaping = [a for a in actions if a.slow or a.truncate is not None or a.wrong_length is not None
                    or a.corrupt or a.wrong_key]
         if not shaping or served is None:
@@ -223,12 +246,12 @@ class _Handler:
         announced = next((a.wrong_length for a in shaping if a.wrong_length is not None), len(body))
         cut = next((a.truncate for a in shaping if a.truncate is not None), None)
         rate = next((a.slow for a in shaping if a.slow), None)
-        return await _send_shaped(request, served, body if cut is None else body[:cut], announced, rate)
+        return await send_shaped(request, served, body if cut is None else body[:cut], announced, rate)
 
     def _memory(self, served: ServedFile, range_header: str | None) -> web.Response:
         data = served.data or b""
         headers = {"Server": SERVER_HEADER, "Accept-Ranges": "bytes",
-                   "Content-Type": _content_type(served.path)}
+                   "Content-Type": content_type(served.path)}
         span = parse_range(range_header, len(data))
         if span is None:
             return web.Response(body=data, headers=headers)
@@ -241,7 +264,7 @@ class _Handler:
         assert enc is not None
         body = aes128gcm.encrypt(served.data or b"", enc.ikm, record_size=enc.record_size, keyid=enc.keyid)
         return web.Response(body=body, headers={"Server": SERVER_HEADER, "Content-Encoding": "aes128gcm",
-                                                "Content-Type": _content_type(served.path)})
+                                                "Content-Type": content_type(served.path)})
 
 
 def _digest(config: HttpPlan) -> DigestAuth | None:
@@ -251,57 +274,9 @@ def _digest(config: HttpPlan) -> DigestAuth | None:
     return DigestAuth(auth.user, auth.password, auth.realm)
 
 
-def _fault_status(action: HttpFaultAction) -> web.Response:
-    assert action.status is not None
-    headers = {"Server": SERVER_HEADER}
-    if action.location:
-        headers["Location"] = action.location
-    if action.authenticate:
-        key = "Proxy-Authenticate" if action.status == 407 else "WWW-Authenticate"
-        headers[key] = action.authenticate
-    return web.Response(status=action.status, headers=headers)
-
-
-async def _send_shaped(request: web.Request, served: ServedFile, sent: bytes, announced: int,
-                       rate: int | None) -> web.StreamResponse:
-    """Send `sent` announcing `announced` bytes, at `rate` bytes/s if given (a fault's body)."""
-    response = web.StreamResponse(status=200, headers={"Server": SERVER_HEADER,
-                                                       "Content-Type": _content_type(served.path)})
-    response.content_length = announced
-    await response.prepare(request)
-    if rate is None:
-        await response.write(sent)
-    else:
-        step = max(1, rate // 10)
-        for offset in range(0, len(sent), step):
-            await response.write(sent[offset : offset + step])
-            await asyncio.sleep(0.1)
-    if len(sent) < announced and request.transport is not None:
-        request.transport.close()  # the client is left waiting for bytes that never come
-    else:
-        await response.write_eof()
-    return response
-
-
-async def _close_with(request: web.Request, status: int) -> web.StreamResponse:
-    """Answer `status` and close: the rest of the request body is not worth waiting for."""
-    response = web.Response(status=status, headers={"Server": SERVER_HEADER, "Connection": "close"})
-    await response.prepare(request)
-    await response.write_eof()
-    if request.transport is not None:
-        request.transport.close()
-    return response
-
-
 def _peer_port(request: web.Request) -> int | str:
     peer = request.transport.get_extra_info("peername") if request.transport else None
     return peer[1] if peer else "?"
-
-
-def _content_type(path: str) -> str:
-    if path.endswith(".xml"):
-        return "application/xml"
-    return "application/octet-stream"
 
 
 async def start_http(config: HttpPlan, endpoint: Endpoint, ctx: StartContext, *,
@@ -309,7 +284,9 @@ async def start_http(config: HttpPlan, endpoint: Endpoint, ctx: StartContext, *,
                      clock: Callable[[], float] = time.time) -> HttpServer:
     """Serve `ctx.tree` over HTTP (or HTTPS with `ssl_context`) at `endpoint`."""
     handler = _Handler(config, ctx, clock)
-    app = web.Application(client_max_size=4 * 1024 * 1024)
+    if ssl_context is not None:
+        handler.extras.cloud_tls.install(ssl_context)  # the cloud's names get the cloud's certificate
+    app = web.Application(client_max_size=MAX_BODY)
     app.router.add_route("*", "/{tail:.*}", handler.handle)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
