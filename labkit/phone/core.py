@@ -31,6 +31,7 @@ from labkit.phone.effects import (
     Now,
     Sleep,
 )
+from labkit.phone.proxy import with_wire
 from labkit.protocols.result import Fact
 
 DEFAULT_RETRY_DELAYS = (60, 120, 240, 480, 960, 1920, 3840, 7680, 15360, 30720, 61440, 86400)
@@ -57,6 +58,7 @@ class PhoneConfig:
     cloud_names: tuple[str, ...] = CLOUD_NAMES
     hold: float = 0.0  # stay up this long after provisioning, renewing the lease at T1
     seed: int = 0  # the phone's random choices (xids, RFC 2131 backoff jitter) follow (mac, seed)
+    check_cert_names: bool = True  # HTTPS certificate name checks (reference §2, §5); False: off
 
     @property
     def identity(self) -> dict[str, str]:
@@ -129,6 +131,7 @@ class Phone:
         self.outcome = Outcome(config.mac, firmware=config.load)
         self.identity = config.identity
         self.random = random.Random(f"{config.mac}/{config.seed}")
+        self.cert_domains: dict[str, str] = {}  # SRV-found URL -> the domain its certificate must name
 
     # -- helpers ---------------------------------------------------------------------------------
     def _step(self, kind: str, detail: str, ok: bool = True) -> Flow:
@@ -145,8 +148,11 @@ class Phone:
         current, redirects, auth_tries = url, 0, 0
         while True:
             send_auth = auth_tries > 0
-            result: FetchResult = yield Fetch(current, method, body, uid if send_auth else None,
-                                              pwd if send_auth else None, self.config.user_agent)
+            fetch = Fetch(current, method, body, uid if send_auth else None, pwd if send_auth else None,
+                          self.config.user_agent)
+            result: FetchResult = yield with_wire(fetch, self.outcome.params,
+                                                  cert_domain=self.cert_domains.get(url),
+                                                  check_names=self.config.check_cert_names)
             status = result.status
             if status is None:
                 return _Failure("C", result.error or "no answer")
@@ -263,7 +269,9 @@ class Phone:
                                   ok=answer.rcode == "NOERROR")
             if answer.srv:
                 found[service] = list(answer.srv)
-        return discovery.srv_candidates(found, self.identity, self.config.weight_order)
+        candidates = discovery.srv_candidates(found, self.identity, self.config.weight_order)
+        self.cert_domains.update({c.url: str(domain) for c in candidates if c.url.startswith("https:")})
+        return candidates
 
     def _cloud(self) -> Flow:
         for name in self.config.cloud_names:

@@ -202,7 +202,8 @@ class ResponseReader:
         self.framing, self.remaining = _framing(version, status, headers, self.method)
         if self.remaining > self.max_body:
             raise FramingError(f"Content-Length {self.remaining} over the {self.max_body}-byte bound")
-        self.state = {"none": "done", "length": "body", "close": "body", "chunked": "chunk-size"}[self.framing]
+        states = {"none": "done", "length": "body", "close": "body", "chunked": "chunk-size"}
+        self.state = states[self.framing]
         if self.framing == "length" and self.remaining == 0:
             self.state = "done"
         return True
@@ -267,7 +268,7 @@ class ResponseReader:
             del self.buffer[:2]
         elif self.buffer[:1] == b"\n":
             del self.buffer[:1]
-        elif self.buffer in (b"", b"\r"):
+        elif bytes(self.buffer) in (b"", b"\r"):
             return False
         else:
             raise FramingError(f"chunk data longer than its size (then {bytes(self.buffer[:20])!r})")
@@ -287,7 +288,8 @@ class ResponseReader:
         return False
 
 
-_REQUEST = re.compile(rb"^(?P<method>[A-Z]{1,20}) (?P<target>[^ \x00-\x1f]{1,8000}) HTTP/(?P<version>1\.[01])$")
+_REQUEST = re.compile(
+    rb"^(?P<method>[A-Z]{1,20}) (?P<target>[^ \x00-\x1f]{1,8000}) HTTP/(?P<version>1\.[01])$")
 
 
 @dataclass(frozen=True)
