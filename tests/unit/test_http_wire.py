@@ -3,6 +3,8 @@ trailers, bounds, and malformed framing as a FramingError (never another excepti
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -36,7 +38,7 @@ def test_chunked_round_trip(body: bytes, sizes: list[int], extensions: list[tupl
     response = read_response(wire)
     assert response.body == body and response.framing == "chunked"
     assert response.trailers == tuple(trailers)
-    assert set(response.extensions) <= set(extensions) or not body and not extensions
+    assert set(response.extensions) <= set(extensions) or (not body and not extensions)
 
 
 @given(bodies, st.integers(1, 64))
@@ -126,18 +128,14 @@ def test_bounds() -> None:
 
 @given(st.binary(max_size=300), st.sampled_from(["GET", "HEAD", "CONNECT"]))
 def test_arbitrary_bytes_raise_only_codec_errors(data: bytes, method: str) -> None:
-    try:
+    with contextlib.suppress(CodecError):
         read_response(data, method)
-    except CodecError:
-        pass
 
 
 @given(st.binary(max_size=200))
 def test_arbitrary_request_heads(data: bytes) -> None:
-    try:
+    with contextlib.suppress(CodecError):
         parse_request_head(data)
-    except CodecError:
-        pass
 
 
 def test_request_head_forms() -> None:
