@@ -32,6 +32,7 @@ from labkit.phone.effects import (
     Sleep,
 )
 from labkit.phone.proxy import with_wire
+from labkit.phone.reports import report_flow
 from labkit.protocols.result import Fact
 
 DEFAULT_RETRY_DELAYS = (60, 120, 240, 480, 960, 1920, 3840, 7680, 15360, 30720, 61440, 86400)
@@ -150,9 +151,8 @@ class Phone:
             send_auth = auth_tries > 0
             fetch = Fetch(current, method, body, uid if send_auth else None, pwd if send_auth else None,
                           self.config.user_agent)
-            result: FetchResult = yield with_wire(fetch, self.outcome.params,
-                                                  cert_domain=self.cert_domains.get(url),
-                                                  check_names=self.config.check_cert_names)
+            domain, check = self.cert_domains.get(url), self.config.check_cert_names
+            result: FetchResult = yield with_wire(fetch, self.outcome.params, domain, check)
             status = result.status
             if status is None:
                 return _Failure("C", result.error or "no answer")
@@ -237,8 +237,15 @@ class Phone:
         ok = yield from self._follow_rules(params, server)
         if ok:
             self.outcome.provisioned = True
+            yield from self._report(server)
         yield from self._hold(lease)
         return self.outcome
+
+    def _report(self, server: str | None) -> Flow:  # Report_Rule uploads, as after a restart
+        uploads = yield from report_flow(self.outcome.params, self.identity, server=server,
+                                         user_agent=self.config.user_agent, ikm=self.config.ikm)
+        for upload in uploads:
+            yield from self._step("report", upload.detail, upload.ok)
 
     def _hold(self, lease: Lease) -> Flow:
         """Stay up for `hold` seconds, renewing at T1 (option 58, else half the lease)."""

@@ -228,7 +228,7 @@ class HttpClient:
     def _headers(self, effect: Fetch, route: _Route, target: str) -> list[tuple[str, str]]:
         parts = urlsplit(effect.url)
         headers = [("Host", parts.netloc), ("User-Agent", effect.user_agent), ("Accept", "*/*"),
-                   ("Connection", "close")]
+                   ("Connection", "close"), *effect.headers]
         if effect.uid is not None and effect.pwd is not None:
             challenge = self.challenges.get(parts.netloc, "")
             headers.append(("Authorization", credentials(challenge, effect.method, target, effect.uid,

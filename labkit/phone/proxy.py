@@ -73,7 +73,7 @@ def proxy_for(params: Mapping[str, str], url: str) -> ProxySettings | None:
 
 
 
-def with_wire(fetch: Fetch, params: Mapping[str, str], *, cert_domain: str | None = None,
+def with_wire(fetch: Fetch, params: Mapping[str, str], cert_domain: str | None = None,
               check_names: bool = True) -> Fetch:
     """`fetch` with the fields the phone core sets for its URL: the proxy of its profile, and the
     certificate-name checks (`cert_domain` under SRV; `check_names` False turns both off)."""
