@@ -195,7 +195,8 @@ class PhoneRun:
     async def _fetch(self, effect: Fetch) -> FetchResult:
         parts = urlsplit(effect.url)
         scheme, host = parts.scheme.lower(), parts.hostname or ""
-        address = await self._resolve(host)
+        # through a proxy the proxy resolves the server's name, not the phone
+        address = host if effect.proxy and scheme in ("http", "https") else await self._resolve(host)
         if address is None:
             return FetchResult(None, error=f"DNS: {host} does not resolve")
         self._count(scheme)
