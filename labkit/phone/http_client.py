@@ -186,8 +186,8 @@ class HttpClient:
         return [("Proxy-Authorization", answer)]
 
     def _remember(self, response: Response, route: _Route, origin: str) -> None:
-        if response.status == 407 and route.proxy is not None:
-            self.proxy_challenges[route.proxy] = response.header("Proxy-Authenticate") or ""
+        if response.status == 407:  # by the proxy's name, or the server's when none was configured
+            self.proxy_challenges[route.proxy or origin] = response.header("Proxy-Authenticate") or ""
         elif response.status == 401:
             self.challenges[origin] = response.header("WWW-Authenticate") or ""
 
@@ -230,9 +230,13 @@ class HttpClient:
         headers = [("Host", parts.netloc), ("User-Agent", effect.user_agent), ("Accept", "*/*"),
                    ("Connection", "close"), *effect.headers]
         if effect.uid is not None and effect.pwd is not None:
-            challenge = self.challenges.get(parts.netloc, "")
-            headers.append(("Authorization", credentials(challenge, effect.method, target, effect.uid,
-                                                         effect.pwd)))
+            # a 407 from the server's own address (an intercepting proxy the phone was not told
+            # about) is answered with Proxy-Authorization too, never Authorization (RFC 9110 §11.7)
+            intercepted = route.proxy is None and parts.netloc in self.proxy_challenges \
+                and parts.netloc not in self.challenges
+            challenge = (self.proxy_challenges if intercepted else self.challenges).get(parts.netloc, "")
+            header = "Proxy-Authorization" if intercepted else "Authorization"
+            headers.append((header, credentials(challenge, effect.method, target, effect.uid, effect.pwd)))
         if route.proxy is not None and parts.scheme.lower() == "http":
             headers += self._proxy_authorization(effect, route, effect.method, target)
         return headers

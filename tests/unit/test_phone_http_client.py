@@ -259,3 +259,28 @@ def test_cert_address_checked_against_dns(tmp_path: Path) -> None:
 def test_hostname_still_verified_without_cert_domain(tmp_path: Path) -> None:
     result = _https(tmp_path, ["elsewhere.example"])
     assert result.status is None and result.error is not None and result.error.startswith("TLS: ")
+
+
+def test_407_from_the_server_itself_is_answered_with_proxy_authorization() -> None:
+    """An intercepting proxy the phone was not told about: its credentials go in Proxy-Authorization."""
+    heads: list[bytes] = []
+
+    async def handler(head: bytes, body: bytes) -> bytes:
+        heads.append(head)
+        if b"Proxy-Authorization: Basic " + base64.b64encode(b"u:p") in head:
+            return encode_response(200, (), b"ok")
+        return encode_response(407, (("Proxy-Authenticate", 'Basic realm="in the way"'),), b"")
+
+    async def go() -> list[FetchResult]:
+        server = await _serve(handler)
+        try:
+            client = HttpClient(NetworkMap(frozenset({"10.42.0.1"}), "127.0.0.1", _port(server) - 80), None)
+            first = await client.fetch(Fetch("http://prov.lab.example/a.xml", user_agent=UA), "10.42.0.1")
+            again = Fetch("http://prov.lab.example/a.xml", uid="u", pwd="p", user_agent=UA)
+            return [first, await client.fetch(again, "10.42.0.1")]
+        finally:
+            server.close()
+
+    first, second = asyncio.run(go())
+    assert (first.status, second.status) == (407, 200)
+    assert b"\r\nAuthorization:" not in heads[1]
