@@ -220,12 +220,12 @@ class _Handler:
                 body = bytes(b ^ 0x5A if i % 61 == 0 else b for i, b in enumerate(body))
             if action.wrong_key:
                 body = openssl_enc.encrypt(body, action.wrong_key)
+        cut = next((a.truncate for a in shaping if a.truncate is not None), None)
         framing = framing_of(shaping)
         if framing is not None:  # HTTP/1.0, chunked, or to the close, as the rule says
             headers = (("Server", SERVER_HEADER), ("Content-Type", _content_type(served.path)))
-            return RawResponse(200, headers, body, framing)
+            return RawResponse(200, headers, body, framing, cut=cut)
         announced = next((a.wrong_length for a in shaping if a.wrong_length is not None), len(body))
-        cut = next((a.truncate for a in shaping if a.truncate is not None), None)
         rate = next((a.slow for a in shaping if a.slow), None)
         return await _send_shaped(request, served, body if cut is None else body[:cut], announced, rate)
 

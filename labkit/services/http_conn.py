@@ -258,10 +258,14 @@ class RawResponse(web.StreamResponse):
     aiohttp frames every answer its own way (and as the request's version); a firmware's framing
     bug is only reproduced by bytes labkit chooses."""
 
-    def __init__(self, status: int, headers: Fields, body: bytes, framing: Framing) -> None:
+    def __init__(self, status: int, headers: Fields, body: bytes, framing: Framing, *,
+                 cut: int | None = None) -> None:
+        """`cut`: send only this many bytes after the head (a chunked or 1.0 body cut short)."""
         super().__init__(status=status)
         self.force_close()
         self.raw = encode_response(status, headers, body, framing)
+        if cut is not None:
+            self.raw = self.raw[: self.raw.index(b"\r\n\r\n") + 4 + cut]
         self.sent = False
 
     async def prepare(self, request: web.BaseRequest) -> None:
