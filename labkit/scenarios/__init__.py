@@ -30,7 +30,8 @@ BASE: dict[str, Any] = {
     "models": {"CP-8851-3PCC": {"firmware": "sip88xx.12-0-1MPP-0001.loads"}},
     "phones": [{"mac": MAC, "model": "CP-8851-3PCC", "ip": "10.42.0.60", "serial": "FCH0001"}],
 }
-PHONE_SETTINGS = {"rounds", "retry_delays", "uid", "pwd", "option_order", "weight_order", "ikm", "load"}
+PHONE_SETTINGS = {"rounds", "retry_delays", "uid", "pwd", "option_order", "weight_order", "ikm", "load",
+                  "check_cert_names"}
 
 
 class ScenarioError(LabkitError):
