@@ -70,6 +70,10 @@ class ProxyServer:
         for task in list(self.tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self.server is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5):
+                    await self.server.wait_closed()
 
     # -- one connection ------------------------------------------------------------------------------
     async def accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
