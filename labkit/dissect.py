@@ -38,6 +38,7 @@ DISSECTORS: dict[str, Dissector] = {
     "http": Dissector(("tcp",), 80, "http", "HTTP"),
     "https": Dissector(("tcp",), 443, "tls", "TLS"),
     "syslog": Dissector(("udp",), 514, "syslog", "Syslog"),
+    "proxy": Dissector(("tcp",), 3128, "http", "HTTP"),
 }
 HTTP_IN_TLS = Dissector(("tls",), 443, "http", "HTTP")  # what TLS carries, by the server's port
 DHCP_CLIENT_PORT = 68

@@ -130,7 +130,7 @@ class _Checker:
 
     def check_tls(self) -> None:
         required = [srv.target for srv in self.inv.dns.srv if "https" in srv.service]
-        if any("https" in srv.service for srv in self.inv.dns.srv):
+        if any("https" in srv.service for srv in self.inv.dns.srv) and self.inv.tls.require_domain:
             # the phone validates SRV-found servers against the DHCP domain (reference §2)
             required.append(self.inv.lab.domain)
         if self.inv.tls.cert is not None:

@@ -64,6 +64,9 @@ class TftpFault(Strict):
     refuse_options: bool = False
 
 
+ChunkExtension = Annotated[str, Field(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+(=[^\r\n;\"]*)?$")]
+
+
 class HttpFault(Strict):
     status: Annotated[int, Field(ge=100, le=599)] | None = None
     location: Text | None = None  # for 301/302
@@ -74,6 +77,13 @@ class HttpFault(Strict):
     wrong_length: Annotated[int, Field(ge=0)] | None = None  # announce this Content-Length
     corrupt: bool = False  # flip bytes in the body
     wrong_key: Text | None = None  # re-encrypt the profile with this key
+    # framing of the answer (reference §5: phones take HTTP/1.0, 1.1 and chunked on 1.1)
+    version: Literal["1.0", "1.1"] | None = None  # answer in this HTTP version
+    chunked: bool = False  # Transfer-Encoding: chunked (1.1 only)
+    chunk_size: Annotated[int, Field(ge=1, le=1 << 20)] | None = None
+    chunk_extension: ChunkExtension | None = None  # "name" or "name=value" on every chunk
+    trailers: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9-]+$")], Text] = Field(default_factory=dict)
+    no_length: bool = False  # no Content-Length: the body ends when the connection closes
 
 
 class FaultRule(Strict):

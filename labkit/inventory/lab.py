@@ -83,6 +83,9 @@ class Tls(Strict):
     names: list[Domain] | None = None  # default: SRV targets, provisioning hosts and the domain
     cert: str | None = None  # a PEM certificate of your own (else the lab CA issues one)
     key: str | None = None
+    # False: let the certificate miss the lab domain on purpose, to reproduce an SRV phone's
+    # refusal (reference §2: the certificate must contain the DHCP provided domain name)
+    require_domain: bool = True
 
     @model_validator(mode="after")
     def _pair(self) -> Tls:

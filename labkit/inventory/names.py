@@ -35,7 +35,7 @@ def kit_address(inv: Inventory) -> IPv4Address:
 def kit_addresses(inv: Inventory) -> set[IPv4Address]:
     """Every address a kit service listens on (the lab address and any service `bind`)."""
     addresses = {inv.lab.address.ip}
-    for name in ("dhcp", "dns", "tftp", "http", "https", "syslog"):
+    for name in ("dhcp", "dns", "tftp", "http", "https", "syslog", "proxy"):
         bind = getattr(inv.services, name).bind
         if bind is not None and not bind.is_unspecified:
             addresses.add(bind)

@@ -18,9 +18,9 @@ if TYPE_CHECKING:
 
 # where each service listens unless the inventory says otherwise (labkit.services.supervisor
 # holds the same table for starting them; a unit test keeps the two equal)
-STANDARD_PORTS = {"dns": 53, "tftp": 69, "http": 80, "https": 443, "syslog": 514, "dhcp": 67}
+STANDARD_PORTS = {"dns": 53, "tftp": 69, "http": 80, "https": 443, "syslog": 514, "dhcp": 67, "proxy": 3128}
 TRANSPORTS = {"dns": ("udp", "tcp"), "tftp": ("udp",), "http": ("tcp",), "https": ("tcp",),
-              "syslog": ("udp",), "dhcp": ("udp",)}
+              "syslog": ("udp",), "dhcp": ("udp",), "proxy": ("tcp",)}
 IFNAMSIZ = 16  # the kernel's limit on an interface name, its terminating NUL included
 
 

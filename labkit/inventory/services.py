@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from labkit.inventory.proxy import ProxyService
 from labkit.inventory.types import Port, Strict, Text
 
 
@@ -66,3 +67,4 @@ class Services(Strict):
     http: HttpService = Field(default_factory=HttpService)
     https: HttpService = Field(default_factory=HttpService)
     syslog: Service = Field(default_factory=Service)
+    proxy: ProxyService = Field(default_factory=ProxyService)  # a forward HTTP proxy (labkit.inventory.proxy)

@@ -21,6 +21,7 @@ from labkit.phone import dhcp, discovery
 from labkit.phone.effects import DnsAnswer, Lease, LeaseFailed, LookupSrv, Now, Sleep
 from labkit.phone.fetching import Failure, Flow, host_of
 from labkit.phone.life import Life
+from labkit.phone.reports import report_flow
 from labkit.phone.settings import pick
 from labkit.phone.state import (
     ABORTED,
@@ -74,15 +75,20 @@ class Phone(Life):
         self.rules_ok = yield from self._boot_rules()
         self.firmware_ok = (yield from self._boot_upgrade()) if self.rules_ok else False
         self._settle()
-        # Merge point (cross-helper contract): Report_Rule uploads after provisioning come from
-        # `labkit.phone.reports.report_flow(self.outcome.params, self.identity, server=self.last_host,
-        # user_agent=self.user_agent, ikm=self.config.ikm)` (owner: phonehttp, not on this branch);
-        # each upload becomes a "report" step. Wire it here when provisioned.
+        if self.outcome.provisioned:  # Report_Rule uploads, as after a restart (reports.py)
+            yield from self._report()
         if self.config.duration > 0:
             yield from self._live(lease)
         else:
             yield from self._hold(lease)
         return self.outcome
+
+    def _report(self) -> Flow:
+        uploads = yield from report_flow(self.outcome.params, self.identity, server=self.last_host,
+                                         user_agent=self.user_agent, ikm=self.config.ikm,
+                                         check_names=self.config.check_cert_names)
+        for upload in uploads:
+            yield from self._step("report", upload.detail, upload.ok)
 
     def _lease(self) -> Flow:
         lease = yield from dhcp.acquire(self.random, self.config.rounds)

@@ -23,12 +23,12 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import web
 
-from labkit.phone.clients import HttpClient, _digest_header
 from labkit.phone.core import Outcome, Step
 from labkit.phone.cwmp import AwaitConnectionRequest, CwmpAnswer, CwmpEnd, CwmpPost, CwmpSettings
 from labkit.phone.cwmp_flow import CwmpPhone, CwmpState
 from labkit.phone.cwmp_setup import Identity, prepare
 from labkit.phone.driver import PhoneRun
+from labkit.phone.http_client import digest_header
 from labkit.protocols.http import DigestAuth
 
 MAX_AUTH_TRIES = 2  # the POST, then once more with credentials after a 401
@@ -143,7 +143,7 @@ class AcsLink:
 
 def _authorization(challenge: str, path: str, uid: str, pwd: str) -> str:
     if challenge.lower().startswith("digest"):
-        return _digest_header(challenge, "POST", path, uid, pwd)
+        return digest_header(challenge, "POST", path, uid, pwd)
     return "Basic " + base64.b64encode(f"{uid}:{pwd}".encode()).decode("ascii")
 
 
@@ -183,10 +183,7 @@ async def run_cwmp(run: PhoneRun, outcome: Outcome, base: CwmpSettings, *,
 
 
 async def _drive(phone: CwmpPhone, run: PhoneRun, listener: ConnectionRequests) -> CwmpState:
-    link, own_http = AcsLink(run), run.http.session is None or run.http.session.closed
-    if own_http:  # the phone's run closed the client it opened for its own address
-        run.http = HttpClient(run.access.network, run.access.ca_file, run.local_ip)
-        await run.http.__aenter__()
+    link = AcsLink(run)  # the phone's HTTP client holds no connection between fetches
     flow, reply = phone.run(), None
     try:
         while True:
@@ -198,8 +195,6 @@ async def _drive(phone: CwmpPhone, run: PhoneRun, listener: ConnectionRequests) 
             reply = await _perform(effect, run, link, listener)
     finally:
         await link.close()
-        if own_http:
-            await run.http.__aexit__(None, None, None)
 
 
 async def _perform(effect: Any, run: PhoneRun, link: AcsLink, listener: ConnectionRequests) -> Any:

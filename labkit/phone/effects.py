@@ -89,6 +89,7 @@ class Fetch:
     # domain, and the address of the certificate's name (a DNS lookup) must be the server's.
     cert_domain: str | None = None
     check_cert_address: bool = False
+    headers: tuple[tuple[str, str], ...] = ()  # more request headers (a report's Content-Encoding)
 
 
 @dataclass(frozen=True)

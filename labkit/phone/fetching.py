@@ -10,7 +10,7 @@ from __future__ import annotations
 import gzip
 import random
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -18,6 +18,7 @@ from labkit import macros
 from labkit.errors import CodecError
 from labkit.formats import aes128gcm, flat_profile, openssl_enc
 from labkit.phone.effects import Fetch, FetchResult, Log, Now
+from labkit.phone.proxy import with_wire
 from labkit.phone.state import Outcome, PhoneConfig, Step
 
 MAX_REDIRECTS = 5
@@ -85,12 +86,10 @@ class PhoneBase:
     # -- one request -----------------------------------------------------------------------------
     def _request(self, url: str, method: str, body: bytes, uid: str | None, pwd: str | None,
                  tls: Tls) -> Fetch:
-        """Every request the phone makes is built here. Merge point (cross-helper contract): the
-        proxy fields come from `labkit.phone.proxy.proxy_for(self.outcome.params, url)` (owner:
-        phonehttp, not on this branch): wire it here (its `with_wire(fetch, params, cert_domain,
-        check_names)` sets proxy and certificate fields at once). Until then: direct."""
-        return Fetch(url, method, body, uid, pwd, self.user_agent, cert_domain=tls.cert_domain,
-                     check_cert_address=tls.check_cert_address)
+        """Every request the phone makes is built here: the proxy of its profile (the chapter's
+        proxy set-up, `proxy.with_wire`) and the certificate checks this fetch needs (SRV only)."""
+        fetch = with_wire(Fetch(url, method, body, uid, pwd, self.user_agent), self.outcome.params)
+        return replace(fetch, cert_domain=tls.cert_domain, check_cert_address=tls.check_cert_address)
 
     def _fetch(self, url: str, *, method: str = "GET", body: bytes = b"", uid: str | None = None,
                pwd: str | None = None, tls: Tls = NO_TLS_CHECKS) -> Flow:

@@ -22,10 +22,11 @@ from labkit.plan.dhcp import DhcpPlan, OptionSet, class_option_set, option_set, 
 from labkit.plan.faults import plan_faults
 from labkit.plan.http import HttpPlan, plan_http
 from labkit.plan.profiles import PlannedFile, plan_files
+from labkit.plan.proxy import ProxyPlan, plan_proxy
 from labkit.plan.tftp import TftpPlan, plan_tftp
 from labkit.plan.zones import DnsPlan, Zone, plan_dns, plan_zones
 
-SERVICES = ("dhcp", "dns", "tftp", "http", "https", "syslog")
+SERVICES = ("dhcp", "dns", "tftp", "http", "https", "syslog", "proxy")
 
 
 def _frozen(mapping: Mapping[Any, Any]) -> Mapping[Any, Any]:
@@ -87,6 +88,7 @@ class Plan:
     tftp: TftpPlan = field(default_factory=TftpPlan)
     http: HttpPlan = field(default_factory=lambda: HttpPlan("http"))
     https: HttpPlan = field(default_factory=lambda: HttpPlan("https"))
+    proxy: ProxyPlan = field(default_factory=ProxyPlan)
 
     @property
     def inventory(self) -> Inventory:
@@ -147,4 +149,5 @@ def build_plan(loaded: LoadedInventory) -> Plan:
         tftp=plan_tftp(loaded),
         http=plan_http(inv.services.http, "http", loaded),
         https=plan_http(inv.services.https, "https", loaded),
+        proxy=plan_proxy(inv),
     )

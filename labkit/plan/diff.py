@@ -107,7 +107,7 @@ def _option_changes(old: Plan, new: Plan) -> dict[str, tuple[int, ...]]:
 
 
 def _services(old: Plan, new: Plan) -> tuple[str, ...]:
-    names = ("dhcp", "dns", "tftp", "http", "https")
+    names = ("dhcp", "dns", "tftp", "http", "https", "proxy")
     return tuple(name for name in names if getattr(old, name) != getattr(new, name))
 
 

@@ -35,7 +35,7 @@ def tftp_action(fault: TftpFault) -> TftpFaultAction:
 
 
 def http_action(fault: HttpFault) -> HttpFaultAction:
-    return HttpFaultAction(**fault.model_dump())
+    return HttpFaultAction(**{**fault.model_dump(), "trailers": tuple(fault.trailers.items())})
 
 
 def action_of(rule: FaultRule) -> Any:

@@ -16,3 +16,15 @@ class HttpFaultAction:
     wrong_length: int | None = None  # announce this Content-Length
     corrupt: bool = False  # flip bytes in the body
     wrong_key: str | None = None  # re-encrypt the profile with this key
+    # framing (labkit.protocols.http_wire.Framing): version, chunked coding, no Content-Length
+    version: str | None = None  # "1.0" or "1.1"
+    chunked: bool = False
+    chunk_size: int | None = None
+    chunk_extension: str | None = None  # "name" or "name=value", on every chunk-size line
+    trailers: tuple[tuple[str, str], ...] = ()
+    no_length: bool = False
+
+    @property
+    def frames(self) -> bool:
+        """Does this action change how the answer is framed?"""
+        return self.version is not None or self.chunked or self.no_length

@@ -33,7 +33,7 @@ from labkit.protocols.http import (
 from labkit.protocols.http_faults import HttpFaultAction
 from labkit.services.context import Endpoint, StartContext
 from labkit.services.filetree import ForbiddenPath, ServedFile
-from labkit.services.http_conn import ConnectionGate, Listener, Peer
+from labkit.services.http_conn import ConnectionGate, Listener, Peer, RawResponse, framing_of
 from labkit.services.http_extras import Extras
 from labkit.services.http_send import (
     SERVER_HEADER,
@@ -233,7 +233,7 @@ class _Handler:
             if action.status is not None:
                 return fault_status(action)
         shaping = [a for a in actions if a.slow or a.truncate is not None or a.wrong_length is not None
-                   or a.corrupt or a.wrong_key]
+                   or a.corrupt or a.wrong_key or a.frames]
         if not shaping or served is None:
             return None
         with served.open() as reader:
@@ -243,8 +243,12 @@ class _Handler:
                 body = bytes(b ^ 0x5A if i % 61 == 0 else b for i, b in enumerate(body))
             if action.wrong_key:
                 body = openssl_enc.encrypt(body, action.wrong_key)
-        announced = next((a.wrong_length for a in shaping if a.wrong_length is not None), len(body))
         cut = next((a.truncate for a in shaping if a.truncate is not None), None)
+        framing = framing_of(shaping)
+        if framing is not None:  # HTTP/1.0, chunked, or to the close, as the rule says
+            headers = (("Server", SERVER_HEADER), ("Content-Type", content_type(served.path)))
+            return RawResponse(200, headers, body, framing, cut=cut)
+        announced = next((a.wrong_length for a in shaping if a.wrong_length is not None), len(body))
         rate = next((a.slow for a in shaping if a.slow), None)
         return await send_shaped(request, served, body if cut is None else body[:cut], announced, rate)
 

@@ -21,6 +21,9 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from labkit.protocols.http_faults import HttpFaultAction
+from labkit.protocols.http_wire import Fields, Framing, encode_response
+
 Peer = tuple[str, int]
 OnRefused = Callable[[Peer, str], None]  # (peer, why) for a connection closed at once
 OnMalformed = Callable[[Peer, str], None]  # (peer, what aiohttp could not parse)
@@ -229,3 +232,50 @@ def _short(exc: HttpProcessingError) -> str:
     """The parser's complaint in one line (it quotes the offending bytes)."""
     text = " ".join(str(exc.message or type(exc).__name__).split())
     return text if len(text) <= 160 else text[:157] + "..."
+
+
+# -- answers framed by the kit itself (HTTP/1.0, chunked with extensions and trailers, to the close) --
+
+
+def framing_of(actions: list[HttpFaultAction]) -> Framing | None:
+    """The framing fault actions ask for (the first that says each thing), or None."""
+    framers = [a for a in actions if a.frames]
+    if not framers:
+        return None
+    version = next((a.version for a in framers if a.version), "1.1")
+    extension = next((a.chunk_extension for a in framers if a.chunk_extension), None)
+    name, _, value = (extension or "").partition("=")
+    return Framing(version=version, chunked=any(a.chunked for a in framers),
+                   chunk_size=next((a.chunk_size for a in framers if a.chunk_size), 1024),
+                   extensions=((name, value),) if extension else (),
+                   trailers=next((a.trailers for a in framers if a.trailers), ()),
+                   length=not any(a.no_length for a in framers))
+
+
+class RawResponse(web.StreamResponse):
+    """An answer whose bytes the kit framed itself, written as they are; the connection then closes.
+
+    aiohttp frames every answer its own way (and as the request's version); a firmware's framing
+    bug is only reproduced by bytes labkit chooses."""
+
+    def __init__(self, status: int, headers: Fields, body: bytes, framing: Framing, *,
+                 cut: int | None = None) -> None:
+        """`cut`: send only this many bytes after the head (a chunked or 1.0 body cut short)."""
+        super().__init__(status=status)
+        self.force_close()
+        self.raw = encode_response(status, headers, body, framing)
+        if cut is not None:
+            self.raw = self.raw[: self.raw.index(b"\r\n\r\n") + 4 + cut]
+        self.sent = False
+
+    async def prepare(self, request: web.BaseRequest) -> None:
+        if self.sent:
+            return
+        self.sent = True
+        transport = request.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(self.raw)
+            transport.close()
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        return None

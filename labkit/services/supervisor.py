@@ -43,11 +43,12 @@ if TYPE_CHECKING:
     from labkit.inventory.faults import FaultRule
     from labkit.services.admin import AdminSettings
 
-STANDARD_PORTS = {"dns": 53, "tftp": 69, "http": 80, "https": 443, "syslog": 514, "dhcp": 67, "admin": 8080}
+STANDARD_PORTS = {"dns": 53, "tftp": 69, "http": 80, "https": 443, "syslog": 514, "dhcp": 67, "proxy": 3128,
+                  "admin": 8080}
 LOOPBACK = "127.0.0.1"
 LOOPBACK_OFFSET = 10000
 # DHCP last: phones arrive only once everything they will ask for next is up
-START_ORDER = ("syslog", "dns", "tftp", "http", "https", "dhcp")
+START_ORDER = ("syslog", "dns", "tftp", "http", "https", "proxy", "dhcp")
 
 
 def free_port_offset(host: str = LOOPBACK) -> int:
@@ -79,7 +80,7 @@ class StartError(LabkitError):
 
 
 TRANSPORTS = {"dns": "udp+tcp", "tftp": "udp", "http": "tcp", "https": "tcp", "syslog": "udp",
-              "dhcp": "udp"}
+              "dhcp": "udp", "proxy": "tcp"}
 
 
 def endpoints(plan: Plan, *, loopback: bool = False, port_offset: int | None = None) -> dict[str, Endpoint]:
@@ -228,12 +229,17 @@ async def _start_syslog(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable
     return await start_syslog(None, ep, ctx)
 
 
+async def _start_proxy(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable:
+    from labkit.services.proxy import start_proxy  # started when the inventory turns it on
+    return await start_proxy(plan.proxy, ep, ctx)
+
+
 STARTERS: dict[str, Starter] = {
     "syslog": _start_syslog,
     "dns": _start_dns,
     "tftp": _start_tftp,
     "http": _start_http,
-    "https": _start_https,
+    "https": _start_https, "proxy": _start_proxy,
     "dhcp": _start_dhcp,
 }
 

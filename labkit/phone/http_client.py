@@ -1,0 +1,278 @@
+"""The virtual phone's HTTP(S) client: its own HTTP/1.1 wire, as a phone's is its own.
+
+One request per connection (`Connection: close`); the answer is read by
+`labkit.protocols.http_wire.ResponseReader`: HTTP/1.0 or 1.1, by Content-Length, chunked, or to
+the close (reference §5: "HTTP/1.0 and 1.1, chunked accepted on 1.1"); framing it cannot trust
+is a fetch error saying what was wrong.
+
+Through a proxy (`Fetch.proxy`, from `labkit.phone.proxy.proxy_for`): http:// URLs go in
+absolute form to the proxy, https:// ones through a `CONNECT` tunnel. A 407 is answered with
+`Proxy-Authorization` (Basic or Digest, as the proxy's challenge asks; RFC 9110 §11.7), never
+with `Authorization`, retried at once at most twice (reference §5: "401/407 → immediate retry
+with credentials, max 2 retries").
+
+HTTPS: the lab CA; the certificate's names are checked as `labkit.phone.certs` says (the DHCP
+domain under SRV, and its address against a DNS lookup of its name), each switched by a Fetch field.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import os
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from labkit.errors import CodecError
+from labkit.phone import certs
+from labkit.phone.effects import Fetch, FetchResult
+from labkit.phone.loss import CURRENT
+from labkit.phone.network import NetworkMap
+from labkit.protocols.http import parse_digest
+from labkit.protocols.http_wire import MAX_BODY, Response, ResponseReader
+
+Resolve = Callable[[str], Awaitable[tuple[str, tuple[str, ...]]]]  # name -> (rcode, addresses)
+TOTAL_TIMEOUT = 30.0
+CONNECT_TIMEOUT = 5.0
+MAX_PROXY_AUTH_RETRIES = 2  # reference §5
+_NOTHING: tuple[str, ...] = ()
+
+
+class FetchError(Exception):
+    """A fetch that got no usable answer; the text is the phone's error."""
+
+
+def digest_header(challenge: str, method: str, uri: str, user: str, password: str,
+                  *, cnonce: str | None = None, scheme: str = "Digest") -> str:
+    params = parse_digest(challenge)
+    realm, nonce = params.get("realm", ""), params.get("nonce", "")
+    cnonce, nc = cnonce or os.urandom(8).hex(), "00000001"
+
+    def md5(text: str) -> str:
+        return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
+
+    ha1, ha2 = md5(f"{user}:{realm}:{password}"), md5(f"{method}:{uri}")
+    if "auth" in [q.strip() for q in params.get("qop", "").split(",")]:
+        response = md5(f"{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}")
+        tail = f', qop=auth, nc={nc}, cnonce="{cnonce}"'
+    else:
+        response, tail = md5(f"{ha1}:{nonce}:{ha2}"), ""
+    opaque = f', opaque="{params["opaque"]}"' if "opaque" in params else ""
+    return (f'{scheme} username="{user}", realm="{realm}", nonce="{nonce}", uri="{uri}", '
+            f'algorithm=MD5, response="{response}"{tail}{opaque}')
+
+
+def credentials(challenge: str, method: str, uri: str, user: str, password: str) -> str:
+    """Basic or Digest, as the challenge (WWW- or Proxy-Authenticate) asks; Basic without one."""
+    if challenge.lower().startswith("digest"):
+        return digest_header(challenge, method, uri, user, password)
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return f"Basic {token}"
+
+
+def request_bytes(method: str, target: str, headers: list[tuple[str, str]], body: bytes = b"") -> bytes:
+    lines = [f"{method} {target} HTTP/1.1", *(f"{k}: {v}" for k, v in headers)]
+    if body or method in ("POST", "PUT"):
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+@dataclass
+class _Route:
+    """Where the bytes go: the server itself, or a proxy (and the tunnel's authority for https)."""
+
+    endpoint: tuple[str, int]  # the real (possibly loopback-mapped) address to connect to
+    proxy: str | None = None  # "host:port" as the phone knows the proxy
+    authority: str = ""  # host:port of the origin (CONNECT target, Host header)
+
+
+async def read_answer(reader: asyncio.StreamReader, method: str, max_body: int = MAX_BODY) -> Response:
+    parser = ResponseReader(method, max_body=max_body)
+    while not parser.done:
+        data = await reader.read(65536)
+        if not data:
+            parser.eof()
+            break
+        parser.feed(data)
+    return parser.response()
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(OSError, ssl.SSLError, ConnectionError):
+        await writer.wait_closed()
+
+
+class HttpClient:
+    """HTTP(S) as the phone does it: its User-Agent, the lab CA, Basic or Digest on request."""
+
+    def __init__(self, network: NetworkMap, ca_file: str | None, local_ip: str | None = None) -> None:
+        self.network = network
+        self.local_ip = local_ip
+        self.ssl = ssl.create_default_context(cafile=ca_file)
+        self.ssl_any_name = ssl.create_default_context(cafile=ca_file)
+        self.ssl_any_name.check_hostname = False  # still verified against the CA; names by certs.py
+        self.challenges: dict[str, str] = {}  # origin host -> the last WWW-Authenticate seen
+        self.proxy_challenges: dict[str, str] = {}  # proxy host:port -> the last Proxy-Authenticate
+
+    async def __aenter__(self) -> HttpClient:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        return None
+
+    async def fetch(self, effect: Fetch, address: str, resolve: Resolve | None = None) -> FetchResult:
+        """`address`: what the URL's host resolved to in the lab; `resolve` looks names up with
+        the phone's DNS (the proxy's name, the certificate's name)."""
+        scheme = urlsplit(effect.url).scheme.lower()
+        loss = CURRENT.get()
+        if loss is not None:  # TCP recovers a lost segment itself, after its retransmission timeout
+            await asyncio.sleep(loss.tcp_delay())
+        try:
+            async with asyncio.timeout(TOTAL_TIMEOUT):
+                return await self._fetch(effect, address, resolve)
+        except FetchError as exc:
+            return FetchResult(None, error=str(exc))
+        except ssl.SSLCertVerificationError as exc:
+            return FetchResult(None, error=f"TLS: {exc.verify_message or exc}")
+        except ssl.SSLError as exc:
+            return FetchResult(None, error=f"TLS: {exc.reason or exc}")
+        except CodecError as exc:
+            return FetchResult(None, error=f"{scheme.upper()}: malformed response: {exc}")
+        except TimeoutError:
+            return FetchResult(None, error=f"{scheme.upper()}: no complete answer in {TOTAL_TIMEOUT:g} s")
+        except OSError as exc:
+            return FetchResult(None, error=f"{scheme.upper()}: {type(exc).__name__}: {exc.strerror or exc}")
+
+    async def _route(self, effect: Fetch, address: str, resolve: Resolve | None) -> _Route:
+        parts = urlsplit(effect.url)
+        port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+        authority = f"{parts.hostname}:{port}"
+        if not effect.proxy:
+            return _Route(self.network.endpoint(address, port), authority=authority)
+        proxy = urlsplit(effect.proxy if "://" in effect.proxy else f"http://{effect.proxy}")
+        host, proxy_port = proxy.hostname or "", proxy.port or 3128
+        proxy_address = host
+        if not certs.is_address(host):
+            if resolve is None:
+                raise FetchError(f"HTTP: proxy {host}: no resolver")
+            rcode, found = await resolve(host)
+            if not found:
+                raise FetchError(f"HTTP: proxy {host} does not resolve ({rcode})")
+            proxy_address = found[0]
+        return _Route(self.network.endpoint(proxy_address, proxy_port), f"{host}:{proxy_port}", authority)
+
+    async def _fetch(self, effect: Fetch, address: str, resolve: Resolve | None) -> FetchResult:
+        route = await self._route(effect, address, resolve)
+        tries = 0
+        while True:
+            result = await self._once(effect, route, address, resolve)
+            if result.status != 407 or route.proxy is None or effect.proxy_uid is None \
+                    or tries >= MAX_PROXY_AUTH_RETRIES:
+                return result
+            tries += 1  # answer the proxy's challenge at once, on a new connection
+
+    def _proxy_authorization(self, effect: Fetch, route: _Route, method: str,
+                             uri: str) -> list[tuple[str, str]]:
+        assert route.proxy is not None
+        challenge = self.proxy_challenges.get(route.proxy)
+        if challenge is None or effect.proxy_uid is None or effect.proxy_pwd is None:
+            return []
+        answer = credentials(challenge, method, uri, effect.proxy_uid, effect.proxy_pwd)
+        return [("Proxy-Authorization", answer)]
+
+    def _remember(self, response: Response, route: _Route, origin: str) -> None:
+        if response.status == 407:  # by the proxy's name, or the server's when none was configured
+            self.proxy_challenges[route.proxy or origin] = response.header("Proxy-Authenticate") or ""
+        elif response.status == 401:
+            self.challenges[origin] = response.header("WWW-Authenticate") or ""
+
+    async def _once(self, effect: Fetch, route: _Route, address: str, resolve: Resolve | None) -> FetchResult:
+        parts = urlsplit(effect.url)
+        https = parts.scheme.lower() == "https"
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                reader, writer = await asyncio.open_connection(
+                    *route.endpoint, local_addr=(self.local_ip, 0) if self.local_ip else None)
+        except TimeoutError:
+            raise FetchError(f"{self._who(route)}: no connection in {CONNECT_TIMEOUT:g} s") from None
+        except OSError as exc:
+            raise FetchError(f"{self._who(route)}: {type(exc).__name__}: {exc.strerror or exc}") from None
+        try:
+            if https and route.proxy is not None:
+                refused = await self._tunnel(effect, route, reader, writer)
+                if refused is not None:
+                    return refused
+            names: tuple[str, ...] = ()
+            if https:
+                names = await self._start_tls(effect, writer, parts.hostname or "", address, route, resolve)
+            target = effect.url if route.proxy is not None and not https else path
+            request = request_bytes(effect.method, target, self._headers(effect, route, target), effect.body)
+            writer.write(request)
+            await writer.drain()
+            response = await read_answer(reader, effect.method)
+        finally:
+            await _close(writer)
+        self._remember(response, route, parts.netloc)
+        headers = {k: v for k, v in response.headers}
+        return FetchResult(response.status, response.body, headers, tls_names=names)
+
+    def _who(self, route: _Route) -> str:
+        return f"HTTP: proxy {route.proxy}" if route.proxy else "HTTP"
+
+    def _headers(self, effect: Fetch, route: _Route, target: str) -> list[tuple[str, str]]:
+        parts = urlsplit(effect.url)
+        headers = [("Host", parts.netloc), ("User-Agent", effect.user_agent), ("Accept", "*/*"),
+                   ("Connection", "close"), *effect.headers]
+        if effect.uid is not None and effect.pwd is not None:
+            # a 407 from the server's own address (an intercepting proxy the phone was not told
+            # about) is answered with Proxy-Authorization too, never Authorization (RFC 9110 §11.7)
+            intercepted = route.proxy is None and parts.netloc in self.proxy_challenges \
+                and parts.netloc not in self.challenges
+            challenge = (self.proxy_challenges if intercepted else self.challenges).get(parts.netloc, "")
+            header = "Proxy-Authorization" if intercepted else "Authorization"
+            headers.append((header, credentials(challenge, effect.method, target, effect.uid, effect.pwd)))
+        if route.proxy is not None and parts.scheme.lower() == "http":
+            headers += self._proxy_authorization(effect, route, effect.method, target)
+        return headers
+
+    async def _tunnel(self, effect: Fetch, route: _Route, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> FetchResult | None:
+        """CONNECT through the proxy; None once the tunnel is up, else the proxy's answer."""
+        headers = [("Host", route.authority), ("User-Agent", effect.user_agent),
+                   *self._proxy_authorization(effect, route, "CONNECT", route.authority)]
+        writer.write(request_bytes("CONNECT", route.authority, headers))
+        await writer.drain()
+        try:
+            answer = await read_answer(reader, "CONNECT")
+        except CodecError as exc:
+            raise FetchError(f"HTTP: proxy {route.proxy}: CONNECT {route.authority}: {exc}") from None
+        if 200 <= answer.status < 300:
+            return None
+        self._remember(answer, route, "")
+        return FetchResult(answer.status, answer.body, {k: v for k, v in answer.headers})
+
+    async def _start_tls(self, effect: Fetch, writer: asyncio.StreamWriter, host: str, address: str,
+                         route: _Route, resolve: Resolve | None) -> tuple[str, ...]:
+        context = self.ssl_any_name if effect.cert_domain else self.ssl
+        await writer.start_tls(context, server_hostname=host)
+        cert = writer.get_extra_info("peercert") or {}
+        names = certs.certificate_names(cert)
+        if effect.cert_domain:
+            problem = certs.domain_problem(names, effect.cert_domain)
+            if problem is not None:
+                raise FetchError(problem)
+        if effect.check_cert_address and route.proxy is None:  # through a tunnel the phone knows no
+            name = certs.lookup_name(names)  # server address to compare with [I]
+            rcode, found = "", _NOTHING
+            if name is not None and not certs.is_address(name) and resolve is not None:
+                rcode, found = await resolve(name)
+            problem = certs.address_problem(name, found, address, rcode)
+            if problem is not None:
+                raise FetchError(problem)
+        return names
