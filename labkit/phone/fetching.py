@@ -10,7 +10,7 @@ from __future__ import annotations
 import gzip
 import random
 from collections.abc import Generator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -87,9 +87,10 @@ class PhoneBase:
     def _request(self, url: str, method: str, body: bytes, uid: str | None, pwd: str | None,
                  tls: Tls) -> Fetch:
         """Every request the phone makes is built here: the proxy of its profile (the chapter's
-        proxy set-up, `proxy.with_wire`) and the certificate checks this fetch needs (SRV only)."""
-        fetch = with_wire(Fetch(url, method, body, uid, pwd, self.user_agent), self.outcome.params)
-        return replace(fetch, cert_domain=tls.cert_domain, check_cert_address=tls.check_cert_address)
+        proxy set-up, `proxy.with_wire`) and its certificate checks: every HTTPS name is checked
+        against a DNS lookup (reference §9.6), under SRV against the DHCP domain too (`tls`)."""
+        fetch = Fetch(url, method, body, uid, pwd, self.user_agent)
+        return with_wire(fetch, self.outcome.params, tls.cert_domain, self.config.check_cert_names)
 
     def _fetch(self, url: str, *, method: str = "GET", body: bytes = b"", uid: str | None = None,
                pwd: str | None = None, tls: Tls = NO_TLS_CHECKS) -> Flow:
