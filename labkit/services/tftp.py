@@ -97,6 +97,8 @@ class _Listener(asyncio.DatagramProtocol):
 class TftpService:
     """A running TFTP server. `port` is the bound port (useful when started with port 0)."""
 
+    batched_reads = True  # session sockets read through one epoll (False: one loop reader each)
+
     def __init__(self, config: TftpPlan, endpoint: Endpoint, ctx: StartContext) -> None:
         self.config = config
         self.tree: FileTree = ctx.tree
@@ -145,7 +147,7 @@ class TftpService:
             raise
         self.host, self.port = sock.getsockname()[:2]
         self._family = sock.family
-        self._pump = SessionPump(loop)
+        self._pump = SessionPump(loop, use_epoll=self.batched_reads)
 
     async def close(self) -> None:
         """Stop listening and end every transfer (clients get error 0 "server shutting down")."""
