@@ -114,7 +114,8 @@ def test_transfers_through_either_reader(tmp_path: Path, monkeypatch: pytest.Mon
                 await asyncio.sleep(0.1)
             assert service.stats.completed == 3 and service.active == 0
             ends = [e for e in recorder.events if e.detail.get("phase") == "end"]
-            assert sorted(e.answer for e in ends) == ["50000 bytes in 35 blocks"] + ["50000 bytes in 98 blocks"] * 2
+            answers = sorted(e.answer for e in ends)
+            assert answers == ["50000 bytes in 35 blocks"] + ["50000 bytes in 98 blocks"] * 2
         finally:
             await service.close()
 
