@@ -19,6 +19,7 @@ import asyncio
 import hashlib
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -72,8 +73,9 @@ def free_port() -> int:
         return port
 
 
-def serve_labkit(root: Path, port: int) -> None:
-    """The child process: labkit's asyncio TFTP service until SIGTERM."""
+def serve_labkit(root: Path, port: int, reuse_port: bool = False) -> None:
+    """The child process: labkit's asyncio TFTP service until SIGTERM (with reuse_port, one of
+    several workers sharing the port, as `labkit up --workers N` runs it)."""
     from labkit.events import StaticDirectory
     from labkit.plan.tftp import TftpPlan
     from labkit.services.context import Endpoint, StartContext
@@ -84,7 +86,8 @@ def serve_labkit(root: Path, port: int) -> None:
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         ctx = StartContext(FileTree({}, root), lambda event: None, StaticDirectory(), frozenset(), root)
-        service = await start_tftp(TftpPlan(), Endpoint("tftp", "127.0.0.1", port, "udp"), ctx)
+        endpoint = Endpoint("tftp", "127.0.0.1", port, "udp", reuse_port=reuse_port)
+        service = await start_tftp(TftpPlan(), endpoint, ctx)
         print("ready", flush=True)
         await stop.wait()
         await service.close()
@@ -99,15 +102,22 @@ class Server:
         self.root = root
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        self.workers: list[subprocess.Popen[bytes]] = []
 
     def start(self) -> None:
-        if self.kind == "labkit":
+        if self.kind.startswith("labkit"):
+            # "labkit": one process; "labkit:N": N processes on one port with SO_REUSEPORT.
+            count = int(self.kind.partition(":")[2] or 1)
             argv = [sys.executable, __file__, "--serve", str(self.root), "--port", str(self.port)]
-            self.process = subprocess.Popen(argv, stdout=subprocess.PIPE)
-            assert self.process.stdout is not None
-            line = self.process.stdout.readline()
-            if line.strip() != b"ready":
-                raise RuntimeError("labkit TFTP server did not start")
+            if count > 1:
+                argv.append("--reuse-port")
+            for _ in range(count):
+                worker = subprocess.Popen(argv, stdout=subprocess.PIPE)
+                self.workers.append(worker)
+                assert worker.stdout is not None
+                if worker.stdout.readline().strip() != b"ready":
+                    self.stop()
+                    raise RuntimeError("labkit TFTP server did not start")
         else:  # tftpd-hpa in the foreground, confined to root
             argv = [self.tftpd, "--foreground", "--address", f"127.0.0.1:{self.port}", "--secure",
                     "--user", "root", str(self.root)]
@@ -117,14 +127,17 @@ class Server:
                 raise RuntimeError("in.tftpd did not start")
 
     def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
+        processes = self.workers + ([self.process] if self.process is not None else [])
+        for process in processes:
+            process.terminate()
+        for process in processes:
             try:
-                self.process.wait(10)
+                process.wait(10)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-            self.process = None
+                process.kill()
+                process.wait()
+        self.process = None
+        self.workers = []
 
 
 # --------------------------------------------------------------------------- clients
@@ -192,15 +205,18 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="no 32 MiB x 50, one repetition")
     parser.add_argument("--reps", type=int, default=None, help="repetitions per case (default 3; 1 quick)")
     parser.add_argument("--servers", default="labkit,tftpd-hpa",
-                        help="comma list among labkit, tftpd-hpa (skipped when in.tftpd is absent)")
+                        help="comma list among labkit, labkit:N (N worker processes sharing the port "
+                             "with SO_REUSEPORT), tftpd-hpa (skipped when in.tftpd is absent)")
     parser.add_argument("--tftpd", default="in.tftpd",
                         help="the in.tftpd to compare with (e.g. one extracted from the .deb)")
-    parser.add_argument("--only", default="", help="run only cases whose label contains this text")
+    parser.add_argument("--only", default="", help="run only cases whose label matches this regular "
+                                                    "expression (e.g. 'curl|tftp ' for the lock-step cases)")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve_labkit(Path(args.serve), args.port)
+        serve_labkit(Path(args.serve), args.port, args.reuse_port)
         return 0
 
     servers = [s for s in args.servers.split(",") if s]
@@ -208,7 +224,7 @@ def main() -> int:
         print(f"{args.tftpd} not found: tftpd-hpa column skipped")
         servers.remove("tftpd-hpa")
     reps = args.reps or (1 if args.quick else 3)
-    cases = [c for c in all_cases(args.quick) if args.only in c.label]
+    cases = [c for c in all_cases(args.quick) if re.search(args.only, c.label)]
     for tool in {c.client for c in cases}:
         if shutil.which(tool) is None:
             print(f"{tool} not installed: its cases are skipped")
@@ -229,7 +245,9 @@ def main() -> int:
             path.write_bytes(os.urandom(size * MIB))
             path.chmod(0o644)
             digests[path.name] = sha256(path)
-        header = f"{'case':45} " + " ".join(f"{s:>24}" for s in servers)
+        ratios = [s for s in servers if s.startswith("labkit")] if "tftpd-hpa" in servers else []
+        header = (f"{'case':45} " + " ".join(f"{s:>24}" for s in servers)
+                  + "".join(f" {s + '/hpa':>12}" for s in ratios))
         print(header)
         for case in cases:
             rates: dict[str, list[float]] = {server: [] for server in servers}
@@ -242,6 +260,9 @@ def main() -> int:
                         print(f"  {server} {case.label}: {exc}")
             cells = [f"{statistics.median(r):7.1f} [{min(r):.1f}-{max(r):.1f}]" if r else "failed"
                      for r in rates.values()]
+            # The figure to read: the ratio of the medians, both taken in the same run.
+            cells += [f"{statistics.median(rates[s]) / statistics.median(rates['tftpd-hpa']):12.2f}"
+                      if rates[s] and rates["tftpd-hpa"] else f"{'-':>12}" for s in ratios]
             print(f"{case.label:45} " + " ".join(f"{c:>24}" for c in cells), flush=True)
     print(f"# load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0

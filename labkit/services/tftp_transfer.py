@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 Peer = tuple[Any, ...]
 BATCH = 256  # ready sessions handled per loop callback; the loop comes back for the rest
+LINGER = 0.001  # seconds
+LINGER_BUDGET = 0.002  # seconds
 READ_BUFFER = 1024  # a read session hears ACKs and ERRORs (RFC 2347 keeps them short)
 
 
@@ -55,8 +57,10 @@ class TransferOwner(Protocol):
 class SessionPump:
     """Reads ready session sockets in batches for the asyncio loop (see the module text)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, *, use_epoll: bool = True) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, *, use_epoll: bool = True,
+                 linger: float = LINGER, linger_budget: float = LINGER_BUDGET) -> None:
         self.loop = loop
+        self.linger, self.linger_budget = linger, linger_budget
         self._readers: dict[int, Callable[[], None]] = {}
         self._epoll: Any = None
         if use_epoll and hasattr(select, "epoll"):
@@ -83,15 +87,21 @@ class SessionPump:
             self.loop.remove_reader(fd)
 
     def _ready(self) -> None:
-        readers = self._readers
-        for fd, _ in self._epoll.poll(0, BATCH):
-            reader = readers.get(fd)
-            if reader is None:
-                continue
-            try:
-                reader()
-            except Exception:  # one session's bug must not stop the others
-                log.exception("tftp: session on fd %d crashed", fd)
+        readers, poll = self._readers, self._epoll.poll
+        events = poll(0, BATCH)
+        budget = self.loop.time() + self.linger_budget
+        while events:
+            for fd, _ in events:
+                reader = readers.get(fd)
+                if reader is None:
+                    continue
+                try:
+                    reader()
+                except Exception:  # one session's bug must not stop the others
+                    log.exception("tftp: session on fd %d crashed", fd)
+            if self.linger <= 0 or self.loop.time() >= budget:
+                return
+            events = poll(self.linger, BATCH)
 
     def close(self) -> None:
         for fd in list(self._readers):
