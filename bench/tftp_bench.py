@@ -103,6 +103,7 @@ class Server:
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.workers: list[subprocess.Popen[bytes]] = []
+        self.perf_out: Path | None = None
 
     def start(self) -> None:
         if self.kind.startswith("labkit"):
@@ -121,6 +122,11 @@ class Server:
         else:  # tftpd-hpa in the foreground, confined to root
             argv = [self.tftpd, "--foreground", "--address", f"127.0.0.1:{self.port}", "--secure",
                     "--user", "root", str(self.root)]
+            if PERF is not None:
+                # tftpd-hpa's children are reaped with SIGCHLD ignored: their CPU never reaches
+                # the parent's cutime. perf stat counts the whole process tree (C: no startup cost).
+                self.perf_out = Path(tempfile.mkstemp(prefix="tftpbench-perf-")[1])
+                argv = [PERF, "stat", "-x,", "-e", "task-clock", "-o", str(self.perf_out), "--", *argv]
             self.process = subprocess.Popen(argv)
             time.sleep(0.5)
             if self.process.poll() is not None:
@@ -128,9 +134,15 @@ class Server:
 
     def stop(self) -> None:
         processes = self.workers + ([self.process] if self.process is not None else [])
+        if self.perf_out is not None and self.process is not None:
+            # Stop in.tftpd under perf (perf then writes its count and exits), not perf itself.
+            pid = self.process.pid
+            for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+                os.kill(int(child), signal.SIGTERM)
+            processes = []
         for process in processes:
             process.terminate()
-        for process in processes:
+        for process in self.workers + ([self.process] if self.process is not None else []):
             try:
                 process.wait(10)
             except subprocess.TimeoutExpired:
@@ -138,6 +150,40 @@ class Server:
                 process.wait()
         self.process = None
         self.workers = []
+
+
+    def cpu(self) -> float:
+        """CPU seconds used so far by labkit's processes (after start-up: imports excluded)."""
+        return sum(process_cpu(p.pid) for p in self.workers)
+
+    def tree_cpu(self) -> float | None:
+        """After stop: tftpd-hpa's CPU seconds in all, from perf stat (None without perf)."""
+        if self.perf_out is None:
+            return None
+        try:
+            for line in self.perf_out.read_text().splitlines():
+                fields = line.split(",")
+                if len(fields) > 2 and fields[2].startswith("task-clock"):
+                    return float(fields[0]) / 1e3  # msec
+            return None
+        finally:
+            self.perf_out.unlink()
+            self.perf_out = None
+
+
+TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+PERF = shutil.which("perf")
+
+
+def process_cpu(pid: int) -> float:
+    """user + system time of `pid`, of its waited-for children and of its live children."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return 0.0
+    own = sum(int(x) for x in fields[11:15]) / TICK  # utime stime cutime cstime
+    return own + sum(process_cpu(int(child)) for child in children)
 
 
 # --------------------------------------------------------------------------- clients
@@ -180,20 +226,28 @@ def sha256(path: Path) -> str:
 
 
 def measure(server_kind: str, case: Case, root: Path, outdir: Path, digests: dict[str, str],
-            tftpd: str) -> float:
+            tftpd: str) -> tuple[float, float]:
+    """(aggregate MB/s, server CPU µs per DATA block or NaN when not measurable)."""
     name = f"file{case.size_mib}.bin"
     server = Server(server_kind, root, tftpd)
     server.start()
     try:
+        before = server.cpu()
         elapsed, outs = asyncio.run(run_clients(case, server.port, name, outdir))
+        time.sleep(0.3)  # tftpd-hpa's children exit (and are reaped) after the last ACK
+        used: float | None = server.cpu() - before
     finally:
         server.stop()
+    if server.kind == "tftpd-hpa":
+        used = server.tree_cpu()
     bad = [out.name for out in outs if sha256(out) != digests[name]]
     for out in outs:
         out.unlink()
     if bad:
         raise RuntimeError(f"{len(bad)} corrupted downloads: {bad[:5]}")
-    return case.clients * case.size_mib * MIB / elapsed / 1e6
+    blocks = case.clients * (case.size_mib * MIB // case.blksize + 1)
+    cpu = used / blocks * 1e6 if used is not None else float("nan")
+    return case.clients * case.size_mib * MIB / elapsed / 1e6, cpu
 
 
 # --------------------------------------------------------------------------- main
@@ -247,15 +301,19 @@ def main() -> int:
             digests[path.name] = sha256(path)
         ratios = [s for s in servers if s.startswith("labkit")] if "tftpd-hpa" in servers else []
         header = (f"{'case':45} " + " ".join(f"{s:>24}" for s in servers)
-                  + "".join(f" {s + '/hpa':>12}" for s in ratios))
+                  + "".join(f" {s + '/hpa':>12}" for s in ratios)
+                  + "".join(f" {'µs/blk ' + s:>12}" for s in servers))
         print(header)
         for case in cases:
             rates: dict[str, list[float]] = {server: [] for server in servers}
+            cpus: dict[str, list[float]] = {server: [] for server in servers}
             for rep in range(reps):
                 # Alternate the order: on a shared machine, load drifts; ratios stay fair.
                 for server in servers[rep % len(servers):] + servers[: rep % len(servers)]:
                     try:
-                        rates[server].append(measure(server, case, root, outdir, digests, args.tftpd))
+                        rate, cpu = measure(server, case, root, outdir, digests, args.tftpd)
+                        rates[server].append(rate)
+                        cpus[server].append(cpu)
                     except (RuntimeError, TimeoutError) as exc:
                         print(f"  {server} {case.label}: {exc}")
             cells = [f"{statistics.median(r):7.1f} [{min(r):.1f}-{max(r):.1f}]" if r else "failed"
@@ -263,7 +321,9 @@ def main() -> int:
             # The figure to read: the ratio of the medians, both taken in the same run.
             cells += [f"{statistics.median(rates[s]) / statistics.median(rates['tftpd-hpa']):12.2f}"
                       if rates[s] and rates["tftpd-hpa"] else f"{'-':>12}" for s in ratios]
-            print(f"{case.label:45} " + " ".join(f"{c:>24}" for c in cells), flush=True)
+            cells += [f"{statistics.median(c):8.1f}" if c else f"{'-':>8}" for c in cpus.values()]
+            print(f"{case.label:45} " + " ".join(f"{c:>24}" for c in cells[:len(servers)])
+                  + "".join(f" {c:>12}" for c in cells[len(servers):]), flush=True)
     print(f"# load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
 
