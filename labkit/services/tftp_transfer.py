@@ -9,6 +9,10 @@ the Python time. Here:
   descriptor is the only thing the asyncio loop watches. One loop callback reads every session
   that is ready (up to `BATCH`), so fifty clients cost one wakeup, not fifty Handles. Where
   epoll is missing (not Linux), each socket gets its own `loop.add_reader`: same behaviour.
+- Lingering: after a batch the pump waits up to LINGER in its own epoll for the next ACKs, for
+  at most LINGER_BUDGET per loop turn, then gives the loop back (timers, other services, new
+  requests): in lock-step the next ACK is a round trip away, and a loop turn per block cost
+  more than the session's own work.
 - `Transfer.readable`: a 4-byte in-order ACK in lock-step goes through `ReadSession.fast_ack`
   (plain bytes, no Result) and `sendto`; the retransmission timer is one deadline moved per
   block and one `TimerHandle` that re-arms itself lazily. Everything else goes to the core's
@@ -41,8 +45,11 @@ log = logging.getLogger(__name__)
 
 Peer = tuple[Any, ...]
 BATCH = 256  # ready sessions handled per loop callback; the loop comes back for the rest
+# While sessions keep answering, wait for them in the pump's own epoll (up to LINGER each time,
+# LINGER_BUDGET in all per loop turn) rather than through a whole asyncio turn per block: the
+# other services sharing the loop wait at most that long, TFTP saves a loop turn per block.
 LINGER = 0.001  # seconds
-LINGER_BUDGET = 0.002  # seconds
+LINGER_BUDGET = 0.005  # seconds
 READ_BUFFER = 1024  # a read session hears ACKs and ERRORs (RFC 2347 keeps them short)
 
 
