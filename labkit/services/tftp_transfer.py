@@ -163,11 +163,20 @@ class Transfer:
                 self._sendto(encode_error(ErrorCode.UNKNOWN_TID, "unknown transfer ID"), addr)
             return
         fast = self._fast
-        if fast is not None:
+        if fast is not None and not self._queue:
             out = fast(data)
-            if out is not None:
-                self._send(out)
-                self._arm(RETRANSMIT, self.session.timeout)
+            if out is not None:  # _send and _arm, inlined: this runs once per block
+                try:
+                    self.sock.sendto(out, self.peer)
+                except (BlockingIOError, InterruptedError):
+                    self._queue.append(out)
+                    self.loop.add_writer(self.sock.fileno(), self._flush)
+                except OSError as exc:
+                    log.debug("tftp session %s: %s", self.peer, exc)
+                deadline = self.loop.time() + self.session.timeout
+                self._deadlines[RETRANSMIT] = deadline
+                if RETRANSMIT not in self._handles:
+                    self._handles[RETRANSMIT] = self.loop.call_at(deadline, self._on_timer, RETRANSMIT)
                 return
         self.apply(self.session.receive(data))
 
