@@ -2,7 +2,11 @@
 
 One listening socket takes requests and hands each to the core's `accept`, which refuses it
 (an ERROR from the listening port) or returns a session. Every accepted transfer gets its own
-socket (a new TID, RFC 1350) and the timers the session asks for. The tree is served
+socket (a new TID, RFC 1350) and the timers the session asks for; `tftp_transfer` holds that
+per-transfer I/O (one shared epoll for all session sockets, the lock-step fast step). With
+`endpoint.reuse_port` the listening socket sets SO_REUSEPORT, so that `labkit up --workers N`
+can serve TFTP from N processes: the kernel sends a client's datagrams (one address and port)
+to one of them, and each process keeps its own limits and counters. The tree is served
 read-only; uploads are accepted only when the plan names an upload folder, and then never
 overwrite a file.
 
