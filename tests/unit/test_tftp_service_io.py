@@ -120,3 +120,84 @@ def test_transfers_through_either_reader(tmp_path: Path, monkeypatch: pytest.Mon
             await service.close()
 
     asyncio.run(asyncio.wait_for(scenario(), BOUND))
+
+
+class FullOnce:
+    """A UDP socket whose first `full` sends fail with EAGAIN (a send buffer full), recording the
+    datagrams it did send."""
+
+    def __init__(self, full: int) -> None:
+        self.real = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.real.bind(("127.0.0.1", 0))
+        self.real.setblocking(False)
+        self.full = full
+        self.sent: list[bytes] = []
+
+    def fileno(self) -> int:
+        return self.real.fileno()
+
+    def sendto(self, data: bytes, addr: object) -> int:
+        if self.full > 0:
+            self.full -= 1
+            raise BlockingIOError
+        self.sent.append(data)
+        return len(data)
+
+    def recvfrom(self, size: int) -> tuple[bytes, object]:
+        return self.real.recvfrom(size)
+
+    def close(self) -> None:
+        self.real.close()
+
+
+class Owner:
+    def __init__(self) -> None:
+        self.endings: list[object] = []
+
+    def unknown_tid(self) -> None:
+        raise AssertionError("no other TID in this test")
+
+    def ended(self, transfer: object, facts: object) -> None:
+        self.endings.append(transfer)
+
+
+def test_datagrams_the_kernel_cannot_take_yet_wait_in_order(tmp_path: Path) -> None:
+    """EAGAIN on the OACK: it and the window after it go out in order once the socket is
+    writable again (nothing overtakes a queued datagram)."""
+    from labkit.protocols.tftp.negotiate import negotiate
+    from labkit.protocols.tftp.read import ReadSession
+    from labkit.services.tftp_transfer import SessionPump, Transfer
+
+    content = os.urandom(512 * 6 + 100)
+
+    class File:
+        def read_at(self, offset: int, size: int) -> bytes:
+            return content[offset : offset + size]
+
+        def close(self) -> None:
+            pass
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        pump = SessionPump(loop)
+        sock = FullOnce(full=1)
+        negotiated = negotiate((("windowsize", "3"),), write=False, size=len(content), netascii=False,
+                               default_timeout=2.0)
+        session = ReadSession(File(), negotiated)
+        owner = Owner()
+        transfer = Transfer(owner, pump, sock, ("127.0.0.1", 9), session, None)  # type: ignore[arg-type]
+        transfer.apply(session.start())  # the OACK: refused once, queued
+        transfer.apply(session.receive(encode_ack(0)))  # blocks 1-3 queue behind it
+        assert sock.sent == []
+        for _ in range(1000):  # bounded: the loop runs the writer callback
+            if not transfer._queue:
+                break
+            await asyncio.sleep(0)
+        kinds = [decode(d) for d in sock.sent]
+        assert isinstance(kinds[0], OptionAck)
+        assert [p.block for p in kinds[1:]] == [1, 2, 3]  # type: ignore[union-attr]
+        transfer.abort("shutdown", "test over")
+        assert owner.endings == [transfer] and transfer.finished
+        pump.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), BOUND))
