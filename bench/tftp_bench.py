@@ -122,7 +122,7 @@ class Server:
         else:  # tftpd-hpa in the foreground, confined to root
             argv = [self.tftpd, "--foreground", "--address", f"127.0.0.1:{self.port}", "--secure",
                     "--user", "root", str(self.root)]
-            if PERF is not None:
+            if PERF is not None and USE_PERF:
                 # tftpd-hpa's children are reaped with SIGCHLD ignored: their CPU never reaches
                 # the parent's cutime. perf stat counts the whole process tree (C: no startup cost).
                 self.perf_out = Path(tempfile.mkstemp(prefix="tftpbench-perf-")[1])
@@ -173,6 +173,7 @@ class Server:
 
 TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 PERF = shutil.which("perf")
+USE_PERF = True  # --no-perf: tftpd-hpa runs bare (perf's counting adds a little per context switch)
 
 
 def process_cpu(pid: int) -> float:
@@ -261,6 +262,8 @@ def main() -> int:
     parser.add_argument("--servers", default="labkit,tftpd-hpa",
                         help="comma list among labkit, labkit:N (N worker processes sharing the port "
                              "with SO_REUSEPORT), tftpd-hpa (skipped when in.tftpd is absent)")
+    parser.add_argument("--no-perf", action="store_true",
+                        help="do not run tftpd-hpa under perf stat (no CPU figure for it)")
     parser.add_argument("--tftpd", default="in.tftpd",
                         help="the in.tftpd to compare with (e.g. one extracted from the .deb)")
     parser.add_argument("--only", default="", help="run only cases whose label matches this regular "
@@ -269,6 +272,8 @@ def main() -> int:
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global USE_PERF
+    USE_PERF = not args.no_perf
     if args.serve:
         serve_labkit(Path(args.serve), args.port, args.reuse_port)
         return 0
