@@ -137,9 +137,13 @@ class Server:
         if self.perf_out is not None and self.process is not None:
             # Stop in.tftpd under perf (perf then writes its count and exits), not perf itself.
             pid = self.process.pid
-            for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            try:
+                children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            except OSError:  # perf already gone
+                children = []
+            for child in children:
                 os.kill(int(child), signal.SIGTERM)
-            processes = []
+            processes = [] if children else [self.process]
         for process in processes:
             process.terminate()
         for process in self.workers + ([self.process] if self.process is not None else []):
