@@ -19,6 +19,7 @@ import asyncio
 import hashlib
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -38,7 +39,7 @@ CLIENT_TIMEOUT = 600  # seconds: a bound for one client, never expected
 class Case:
     size_mib: int
     clients: int
-    client: str  # "curl" or "atftp"
+    client: str  # "curl", "tftp" (tftp-hpa: RFC 1350 only, always 512-byte blocks) or "atftp"
     blksize: int
     windowsize: int = 1
 
@@ -54,6 +55,7 @@ def all_cases(quick: bool) -> list[Case]:
     for size, clients in shapes:
         for blksize in (512, 1468):
             cases.append(Case(size, clients, "curl", blksize))
+        cases.append(Case(size, clients, "tftp", 512))  # tftp-hpa's client negotiates no option
     for size, clients in shapes:
         cases.append(Case(size, clients, "atftp", 1468, 8))
         if not quick:
@@ -71,8 +73,9 @@ def free_port() -> int:
         return port
 
 
-def serve_labkit(root: Path, port: int) -> None:
-    """The child process: labkit's asyncio TFTP service until SIGTERM."""
+def serve_labkit(root: Path, port: int, reuse_port: bool = False) -> None:
+    """The child process: labkit's asyncio TFTP service until SIGTERM (with reuse_port, one of
+    several workers sharing the port, as `labkit up --workers N` runs it)."""
     from labkit.events import StaticDirectory
     from labkit.plan.tftp import TftpPlan
     from labkit.services.context import Endpoint, StartContext
@@ -83,7 +86,8 @@ def serve_labkit(root: Path, port: int) -> None:
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         ctx = StartContext(FileTree({}, root), lambda event: None, StaticDirectory(), frozenset(), root)
-        service = await start_tftp(TftpPlan(), Endpoint("tftp", "127.0.0.1", port, "udp"), ctx)
+        endpoint = Endpoint("tftp", "127.0.0.1", port, "udp", reuse_port=reuse_port)
+        service = await start_tftp(TftpPlan(), endpoint, ctx)
         print("ready", flush=True)
         await stop.wait()
         await service.close()
@@ -98,32 +102,93 @@ class Server:
         self.root = root
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        self.workers: list[subprocess.Popen[bytes]] = []
+        self.perf_out: Path | None = None
 
     def start(self) -> None:
-        if self.kind == "labkit":
+        if self.kind.startswith("labkit"):
+            # "labkit": one process; "labkit:N": N processes on one port with SO_REUSEPORT.
+            count = int(self.kind.partition(":")[2] or 1)
             argv = [sys.executable, __file__, "--serve", str(self.root), "--port", str(self.port)]
-            self.process = subprocess.Popen(argv, stdout=subprocess.PIPE)
-            assert self.process.stdout is not None
-            line = self.process.stdout.readline()
-            if line.strip() != b"ready":
-                raise RuntimeError("labkit TFTP server did not start")
+            if count > 1:
+                argv.append("--reuse-port")
+            for _ in range(count):
+                worker = subprocess.Popen(argv, stdout=subprocess.PIPE)
+                self.workers.append(worker)
+                assert worker.stdout is not None
+                if worker.stdout.readline().strip() != b"ready":
+                    self.stop()
+                    raise RuntimeError("labkit TFTP server did not start")
         else:  # tftpd-hpa in the foreground, confined to root
             argv = [self.tftpd, "--foreground", "--address", f"127.0.0.1:{self.port}", "--secure",
                     "--user", "root", str(self.root)]
+            if PERF is not None and USE_PERF:
+                # tftpd-hpa's children are reaped with SIGCHLD ignored: their CPU never reaches
+                # the parent's cutime. perf stat counts the whole process tree (C: no startup cost).
+                self.perf_out = Path(tempfile.mkstemp(prefix="tftpbench-perf-")[1])
+                argv = [PERF, "stat", "-x,", "-e", "task-clock", "-o", str(self.perf_out), "--", *argv]
             self.process = subprocess.Popen(argv)
             time.sleep(0.5)
             if self.process.poll() is not None:
                 raise RuntimeError("in.tftpd did not start")
 
     def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
+        processes = self.workers + ([self.process] if self.process is not None else [])
+        if self.perf_out is not None and self.process is not None:
+            # Stop in.tftpd under perf (perf then writes its count and exits), not perf itself.
+            pid = self.process.pid
             try:
-                self.process.wait(10)
+                children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            except OSError:  # perf already gone
+                children = []
+            for child in children:
+                os.kill(int(child), signal.SIGTERM)
+            processes = [] if children else [self.process]
+        for process in processes:
+            process.terminate()
+        for process in self.workers + ([self.process] if self.process is not None else []):
+            try:
+                process.wait(10)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-            self.process = None
+                process.kill()
+                process.wait()
+        self.process = None
+        self.workers = []
+
+
+    def cpu(self) -> float:
+        """CPU seconds used so far by labkit's processes (after start-up: imports excluded)."""
+        return sum(process_cpu(p.pid) for p in self.workers)
+
+    def tree_cpu(self) -> float | None:
+        """After stop: tftpd-hpa's CPU seconds in all, from perf stat (None without perf)."""
+        if self.perf_out is None:
+            return None
+        try:
+            for line in self.perf_out.read_text().splitlines():
+                fields = line.split(",")
+                if len(fields) > 2 and fields[2].startswith("task-clock"):
+                    return float(fields[0]) / 1e3  # msec
+            return None
+        finally:
+            self.perf_out.unlink()
+            self.perf_out = None
+
+
+TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+PERF = shutil.which("perf")
+USE_PERF = True  # --no-perf: tftpd-hpa runs bare (perf's counting adds a little per context switch)
+
+
+def process_cpu(pid: int) -> float:
+    """user + system time of `pid`, of its waited-for children and of its live children."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return 0.0
+    own = sum(int(x) for x in fields[11:15]) / TICK  # utime stime cutime cstime
+    return own + sum(process_cpu(int(child)) for child in children)
 
 
 # --------------------------------------------------------------------------- clients
@@ -133,6 +198,8 @@ def client_argv(case: Case, port: int, name: str, out: Path) -> list[str]:
     if case.client == "curl":
         return ["curl", "-sS", "--max-time", str(CLIENT_TIMEOUT), "--tftp-blksize", str(case.blksize),
                 "-o", str(out), f"tftp://127.0.0.1:{port}/{name}"]
+    if case.client == "tftp":  # exits 0 even on a server error: the sha256 check catches it
+        return ["tftp", "127.0.0.1", str(port), "-m", "binary", "-c", "get", name, str(out)]
     argv = ["atftp", "--option", f"blksize {case.blksize}"]
     if case.windowsize > 1:
         argv += ["--option", f"windowsize {case.windowsize}"]
@@ -164,20 +231,28 @@ def sha256(path: Path) -> str:
 
 
 def measure(server_kind: str, case: Case, root: Path, outdir: Path, digests: dict[str, str],
-            tftpd: str) -> float:
+            tftpd: str) -> tuple[float, float]:
+    """(aggregate MB/s, server CPU µs per DATA block or NaN when not measurable)."""
     name = f"file{case.size_mib}.bin"
     server = Server(server_kind, root, tftpd)
     server.start()
     try:
+        before = server.cpu()
         elapsed, outs = asyncio.run(run_clients(case, server.port, name, outdir))
+        time.sleep(0.3)  # tftpd-hpa's children exit (and are reaped) after the last ACK
+        used: float | None = server.cpu() - before
     finally:
         server.stop()
+    if server.kind == "tftpd-hpa":
+        used = server.tree_cpu()
     bad = [out.name for out in outs if sha256(out) != digests[name]]
     for out in outs:
         out.unlink()
     if bad:
         raise RuntimeError(f"{len(bad)} corrupted downloads: {bad[:5]}")
-    return case.clients * case.size_mib * MIB / elapsed / 1e6
+    blocks = case.clients * (case.size_mib * MIB // case.blksize + 1)
+    cpu = used / blocks * 1e6 if used is not None else float("nan")
+    return case.clients * case.size_mib * MIB / elapsed / 1e6, cpu
 
 
 # --------------------------------------------------------------------------- main
@@ -189,15 +264,22 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="no 32 MiB x 50, one repetition")
     parser.add_argument("--reps", type=int, default=None, help="repetitions per case (default 3; 1 quick)")
     parser.add_argument("--servers", default="labkit,tftpd-hpa",
-                        help="comma list among labkit, tftpd-hpa (skipped when in.tftpd is absent)")
+                        help="comma list among labkit, labkit:N (N worker processes sharing the port "
+                             "with SO_REUSEPORT), tftpd-hpa (skipped when in.tftpd is absent)")
+    parser.add_argument("--no-perf", action="store_true",
+                        help="do not run tftpd-hpa under perf stat (no CPU figure for it)")
     parser.add_argument("--tftpd", default="in.tftpd",
                         help="the in.tftpd to compare with (e.g. one extracted from the .deb)")
-    parser.add_argument("--only", default="", help="run only cases whose label contains this text")
+    parser.add_argument("--only", default="", help="run only cases whose label matches this regular "
+                                                    "expression (e.g. 'curl|tftp ' for the lock-step cases)")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global USE_PERF
+    USE_PERF = not args.no_perf
     if args.serve:
-        serve_labkit(Path(args.serve), args.port)
+        serve_labkit(Path(args.serve), args.port, args.reuse_port)
         return 0
 
     servers = [s for s in args.servers.split(",") if s]
@@ -205,7 +287,7 @@ def main() -> int:
         print(f"{args.tftpd} not found: tftpd-hpa column skipped")
         servers.remove("tftpd-hpa")
     reps = args.reps or (1 if args.quick else 3)
-    cases = [c for c in all_cases(args.quick) if args.only in c.label]
+    cases = [c for c in all_cases(args.quick) if re.search(args.only, c.label)]
     for tool in {c.client for c in cases}:
         if shutil.which(tool) is None:
             print(f"{tool} not installed: its cases are skipped")
@@ -226,20 +308,31 @@ def main() -> int:
             path.write_bytes(os.urandom(size * MIB))
             path.chmod(0o644)
             digests[path.name] = sha256(path)
-        header = f"{'case':45} " + " ".join(f"{s:>24}" for s in servers)
+        ratios = [s for s in servers if s.startswith("labkit")] if "tftpd-hpa" in servers else []
+        header = (f"{'case':45} " + " ".join(f"{s:>24}" for s in servers)
+                  + "".join(f" {s + '/hpa':>12}" for s in ratios)
+                  + "".join(f" {'µs/blk ' + s:>12}" for s in servers))
         print(header)
         for case in cases:
             rates: dict[str, list[float]] = {server: [] for server in servers}
+            cpus: dict[str, list[float]] = {server: [] for server in servers}
             for rep in range(reps):
                 # Alternate the order: on a shared machine, load drifts; ratios stay fair.
                 for server in servers[rep % len(servers):] + servers[: rep % len(servers)]:
                     try:
-                        rates[server].append(measure(server, case, root, outdir, digests, args.tftpd))
+                        rate, cpu = measure(server, case, root, outdir, digests, args.tftpd)
+                        rates[server].append(rate)
+                        cpus[server].append(cpu)
                     except (RuntimeError, TimeoutError) as exc:
                         print(f"  {server} {case.label}: {exc}")
             cells = [f"{statistics.median(r):7.1f} [{min(r):.1f}-{max(r):.1f}]" if r else "failed"
                      for r in rates.values()]
-            print(f"{case.label:45} " + " ".join(f"{c:>24}" for c in cells), flush=True)
+            # The figure to read: the ratio of the medians, both taken in the same run.
+            cells += [f"{statistics.median(rates[s]) / statistics.median(rates['tftpd-hpa']):12.2f}"
+                      if rates[s] and rates["tftpd-hpa"] else f"{'-':>12}" for s in ratios]
+            cells += [f"{statistics.median(c):8.1f}" if c else f"{'-':>8}" for c in cpus.values()]
+            print(f"{case.label:45} " + " ".join(f"{c:>24}" for c in cells[:len(servers)])
+                  + "".join(f" {c:>12}" for c in cells[len(servers):]), flush=True)
     print(f"# load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
 

@@ -2,7 +2,11 @@
 
 One listening socket takes requests and hands each to the core's `accept`, which refuses it
 (an ERROR from the listening port) or returns a session. Every accepted transfer gets its own
-socket (a new TID, RFC 1350) and the timers the session asks for. The tree is served
+socket (a new TID, RFC 1350) and the timers the session asks for; `tftp_transfer` holds that
+per-transfer I/O (one shared epoll for all session sockets, the lock-step fast step). With
+`endpoint.reuse_port` the listening socket sets SO_REUSEPORT, so that `labkit up --workers N`
+can serve TFTP from N processes: the kernel sends a client's datagrams (one address and port)
+to one of them, and each process keeps its own limits and counters. The tree is served
 read-only; uploads are accepted only when the plan names an upload folder, and then never
 overwrite a file.
 
@@ -14,19 +18,18 @@ blocks" or the error, result "ok", "not-found", "forbidden", "timeout", "refused
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from labkit.errors import CodecError
 from labkit.events import EventSink, PhoneDirectory, events_from
 from labkit.faults.hooks import ServiceFaults
 from labkit.plan.tftp import TftpPlan
-from labkit.protocols.result import Fact, Result
+from labkit.protocols.result import Fact
 from labkit.protocols.tftp.accept import (
     Accept,
     Exists,
@@ -37,13 +40,20 @@ from labkit.protocols.tftp.accept import (
     TftpFile,
     accept,
 )
-from labkit.protocols.tftp.faults import SendFilter, TftpFaultAction, merge
+from labkit.protocols.tftp.faults import TftpFaultAction, merge
 from labkit.protocols.tftp.packets import ErrorCode, Opcode, ReadRequest, WriteRequest, decode, encode_error
-from labkit.protocols.tftp.read import ReadSession
-from labkit.protocols.tftp.write import Writable, WriteSession
+from labkit.protocols.tftp.write import Writable
 from labkit.services.context import Endpoint, StartContext
 from labkit.services.filetree import FileTree, ForbiddenPath, UploadExists, UploadFolder
-from labkit.services.sockets import UDP_RECEIVE_BUFFER, DropCounter, listen_udp, small_read_buffer
+from labkit.services.sockets import (
+    UDP_RECEIVE_BUFFER,
+    DropCounter,
+    RecvmsgTransport,
+    count_drops,
+    grow_receive_buffer,
+    small_read_buffer,
+)
+from labkit.services.tftp_transfer import SessionPump, Transfer, session_socket
 
 log = logging.getLogger(__name__)
 
@@ -69,92 +79,6 @@ class TftpStats:
     results: dict[str, int] = field(default_factory=dict)
 
 
-class _Transfer(asyncio.DatagramProtocol):
-    """One session's socket and timers; carries out the session's Results."""
-
-    def __init__(self, service: TftpService, peer: Peer, session: ReadSession | WriteSession,
-                 fault: TftpFaultAction | None) -> None:
-        self.service = service
-        self.peer = peer
-        self.session = session
-        self.send_filter = SendFilter(fault) if fault is not None else None
-        self.transport: asyncio.DatagramTransport | None = None
-        self.loop = asyncio.get_running_loop()
-        self.started = self.loop.time()
-        # Lazily re-armed timers by key: a Result only moves a deadline, so the hot path does
-        # not create and cancel a TimerHandle per block.
-        self._deadlines: dict[str, float] = {}
-        self._handles: dict[str, asyncio.TimerHandle] = {}
-        self.finished = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)  # a datagram endpoint's
-        # A read session only ever hears ACKs and ERRORs; an upload, blocks of blksize.
-        biggest = 1024 if isinstance(self.session, ReadSession) else self.session.blksize + 5
-        small_read_buffer(transport, biggest)
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        if self.finished:
-            return
-        if addr != self.peer:
-            # RFC 1350: a packet from another TID gets error 5 and leaves the transfer alone.
-            self.service.stats.unknown_tid += 1
-            if self.transport is not None and len(data) >= 2 and data[1] != Opcode.ERROR:
-                self.transport.sendto(encode_error(ErrorCode.UNKNOWN_TID, "unknown transfer ID"), addr)
-            return
-        self.apply(self.session.receive(data))
-
-    def error_received(self, exc: Exception) -> None:
-        log.debug("tftp session %s: %s", self.peer, exc)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.finished:
-            self.apply(self.session.abort("aborted", "socket closed"))
-
-    def apply(self, result: Result) -> None:
-        transport = self.transport
-        if transport is not None:
-            for datagram in result.send:
-                if self.send_filter is None:
-                    transport.sendto(datagram.data, self.peer)
-                else:
-                    for faulty in self.send_filter(datagram.data):
-                        transport.sendto(faulty, self.peer)
-        if result.done:
-            self.finish(result.facts)
-            return
-        for timer in result.timers:
-            if timer.after is None:
-                self._deadlines.pop(timer.key, None)
-                continue
-            self._deadlines[timer.key] = self.loop.time() + timer.after
-            if timer.key not in self._handles:
-                self._handles[timer.key] = self.loop.call_at(self._deadlines[timer.key],
-                                                             self._on_timer, timer.key)
-
-    def _on_timer(self, key: str) -> None:
-        del self._handles[key]
-        deadline = self._deadlines.get(key)
-        if self.finished or deadline is None:
-            return
-        if self.loop.time() < deadline:  # moved by a Result since: sleep the rest
-            self._handles[key] = self.loop.call_at(deadline, self._on_timer, key)
-            return
-        del self._deadlines[key]
-        self.apply(self.session.expire(key))
-
-    def finish(self, facts: Iterable[Fact]) -> None:
-        if self.finished:
-            return
-        self.finished = True
-        for handle in self._handles.values():
-            handle.cancel()
-        self._handles.clear()
-        if self.transport is not None:
-            self.transport.close()
-        self.service._ended(self, facts)
-
-
 class _Listener(asyncio.DatagramProtocol):
     def __init__(self, service: TftpService) -> None:
         self.service = service
@@ -177,6 +101,8 @@ class _Listener(asyncio.DatagramProtocol):
 class TftpService:
     """A running TFTP server. `port` is the bound port (useful when started with port 0)."""
 
+    batched_reads = True  # session sockets read through one epoll (False: one loop reader each)
+
     def __init__(self, config: TftpPlan, endpoint: Endpoint, ctx: StartContext) -> None:
         self.config = config
         self.tree: FileTree = ctx.tree
@@ -192,8 +118,9 @@ class TftpService:
         self.host = ""
         self.port = 0
         self._listener: asyncio.DatagramTransport | None = None
-        self._transfers: set[_Transfer] = set()
-        self._opening: set[asyncio.Task[None]] = set()
+        self._transfers: set[Transfer] = set()
+        self._pump: SessionPump | None = None
+        self.reuse_port = endpoint.reuse_port
         self._running: set[tuple[Any, ...]] = set()  # (peer, action, filename) of live transfers
         self._per_address: dict[str, int] = {}  # live transfers by client address
         self._closed = False
@@ -209,13 +136,22 @@ class TftpService:
 
     @property
     def active(self) -> int:
-        return len(self._transfers) + len(self._opening)
+        return len(self._transfers)
 
     async def _listen(self, host: str, port: int) -> None:
-        self._listener, sock = await listen_udp(lambda: _Listener(self), host, port,
-                                                buffer=UDP_RECEIVE_BUFFER, drops=self.drops)
+        loop = asyncio.get_running_loop()
+        sock = listening_socket(host, port, reuse_port=self.reuse_port)
+        try:
+            if count_drops(sock):
+                self._listener = RecvmsgTransport(loop, sock, _Listener(self), self.drops)
+            else:
+                self._listener, _ = await loop.create_datagram_endpoint(lambda: _Listener(self), sock=sock)
+        except BaseException:
+            sock.close()
+            raise
         self.host, self.port = sock.getsockname()[:2]
         self._family = sock.family
+        self._pump = SessionPump(loop, use_epoll=self.batched_reads)
 
     async def close(self) -> None:
         """Stop listening and end every transfer (clients get error 0 "server shutting down")."""
@@ -223,13 +159,10 @@ class TftpService:
         self.drops.stop()
         if self._listener is not None:
             self._listener.close()
-        for task in list(self._opening):
-            task.cancel()
-        for task in list(self._opening):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
         for transfer in list(self._transfers):
-            transfer.apply(transfer.session.abort("shutdown", "server shut down", "server shutting down"))
+            transfer.abort("shutdown", "server shut down", "server shutting down")
+        if self._pump is not None:
+            self._pump.close()
         await asyncio.sleep(0)  # let the transports run their close callbacks
 
     # -- requests
@@ -326,55 +259,68 @@ class TftpService:
         self._emit(peer, decision.result.facts)
         self._running.add(key)
         self._per_address[peer[0]] = self._per_address.get(peer[0], 0) + 1
-        transfer = _Transfer(self, peer, decision.session, decision.fault)
-        task = asyncio.get_running_loop().create_task(self._start_transfer(transfer))
-        self._opening.add(task)
-        task.add_done_callback(self._opening.discard)
-
-    async def _start_transfer(self, transfer: _Transfer) -> None:
-        loop = asyncio.get_running_loop()
-        session = transfer.session
         try:
-            # Our own socket, bound to the listener's address: create_datagram_endpoint with
-            # local_addr would run getaddrinfo in a thread for every transfer.
-            sock = socket.socket(self._family, socket.SOCK_DGRAM)
-            try:
-                sock.bind((self.host, 0))
-                sock.setblocking(False)
-            except OSError:
-                sock.close()
-                raise
-            await loop.create_datagram_endpoint(lambda: transfer, sock=sock)
-        except asyncio.CancelledError:
-            transfer.apply(session.abort("shutdown", "server shut down"))
-            raise
+            sock = session_socket(self._family, self.host)
         except OSError as exc:
             # EMFILE and friends: tell the client now rather than let it time out.
-            self._listener_send(encode_error(ErrorCode.NOT_DEFINED, "server busy, try again"), transfer.peer)
-            transfer.apply(session.abort("busy", f"no socket for the transfer: {exc}"))
+            self._listener_send(encode_error(ErrorCode.NOT_DEFINED, "server busy, try again"), peer)
+            aborted = decision.session.abort("busy", f"no socket for the transfer: {exc}")
+            self._ended_early(peer, key, aborted.facts)
             return
+        assert self._pump is not None  # listening, hence a pump
+        transfer = Transfer(self, self._pump, sock, peer, decision.session, decision.fault)
         self._transfers.add(transfer)
-        transfer.apply(session.start())
+        transfer.apply(decision.session.start())
 
-    def _ended(self, transfer: _Transfer, facts: Iterable[Fact]) -> None:
+    # -- what a Transfer reports (TransferOwner)
+
+    def unknown_tid(self) -> None:
+        self.stats.unknown_tid += 1
+
+    def ended(self, transfer: Transfer, facts: Iterable[Fact]) -> None:
         self._transfers.discard(transfer)
         session = transfer.session
-        self._running.discard((transfer.peer, session.label.action, session.label.request))
-        address = transfer.peer[0]
-        left = self._per_address.get(address, 1) - 1
-        if left > 0:
-            self._per_address[address] = left
-        else:
-            self._per_address.pop(address, None)
+        self._release(transfer.peer, (transfer.peer, session.label.action, session.label.request))
         self.stats.retransmits += session.retransmits
-        end = session.done
-        result = end.result if end is not None else "aborted"
+        self._count(session.done.result if session.done is not None else "aborted")
+        self._emit(transfer.peer, facts, seconds=round(transfer.loop.time() - transfer.started, 3))
+
+    def _ended_early(self, peer: Peer, key: tuple[Any, ...], facts: Iterable[Fact]) -> None:
+        self._release(peer, key)
+        self._count("busy")
+        self._emit(peer, facts, seconds=0.0)
+
+    def _release(self, peer: Peer, key: tuple[Any, ...]) -> None:
+        self._running.discard(key)
+        left = self._per_address.get(peer[0], 1) - 1
+        if left > 0:
+            self._per_address[peer[0]] = left
+        else:
+            self._per_address.pop(peer[0], None)
+
+    def _count(self, result: str) -> None:
         self.stats.results[result] = self.stats.results.get(result, 0) + 1
         if result == "ok":
             self.stats.completed += 1
         else:
             self.stats.failed += 1
-        self._emit(transfer.peer, facts, seconds=round(transfer.loop.time() - transfer.started, 3))
+
+
+def listening_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """The request socket: a large receive buffer and, for `labkit up --workers N`, SO_REUSEPORT
+    before bind so that N processes share the port (the kernel spreads clients by address)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        grow_receive_buffer(sock, UDP_RECEIVE_BUFFER)
+        sock.bind((host, port))
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 async def start_tftp(config: TftpPlan, endpoint: Endpoint, ctx: StartContext) -> TftpService:

@@ -8,10 +8,15 @@
   the window restarts the window after that block (RFC 7440 section 4).
 - Block numbers wrap from 65535 to 0 (what tftp-hpa, curl, atftp and dnsmasq expect).
 - netascii converted on the fly; the file is read block by block through `file.read_at`.
+- `fast_ack`: the steady-state lock-step step (the in-order ACK of the block in flight, not the
+  last one) as plain bytes, with exactly the state changes `receive` makes for it; anything
+  else returns None and the caller asks `receive`. tests/unit/test_tftp_fast.py holds the two
+  byte for byte against each other (lost blocks, lost ACKs, rollover, errors).
 """
 
 from __future__ import annotations
 
+import struct
 from typing import Protocol
 
 from labkit.errors import CodecError
@@ -20,6 +25,9 @@ from labkit.protocols.tftp.base import DEFAULT_LIMITS, READ_LABEL, Label, Sessio
 from labkit.protocols.tftp.negotiate import Negotiated
 from labkit.protocols.tftp.netascii import NetasciiReader
 from labkit.protocols.tftp.packets import Error, ErrorCode, decode, encode_data, encode_error, encode_oack
+
+_HEAD = struct.Struct("!HH")  # opcode, block: the ACK compared and the DATA header built by fast_ack
+_ACK, _DATA = 4, 3
 
 
 class Readable(Protocol):
@@ -42,6 +50,36 @@ class ReadSession(SessionBase):
         self._final: int | None = None  # absolute index of the short (last) block, once read
         self._lengths: dict[int, int] = {}  # payload size of blocks sent but not yet acknowledged
         self.bytes_acked = 0
+
+    @property
+    def lock_step(self) -> bool:
+        """A transfer `fast_ack` can carry: windowsize 1, octet."""
+        return self.windowsize == 1 and self._netascii is None
+
+    def fast_ack(self, datagram: bytes) -> bytes | None:
+        """The next DATA datagram for the ACK of the block in flight (lock-step, octet), the
+        retransmission timer to be re-armed as `Timer(self.timeout, "retransmit")`; None when
+        `datagram` is anything else, a final ACK or a failing read: call `receive` then."""
+        index = self._acked + 1
+        if (self._sent_hi != index or self._final == index or self._waiting_oack
+                or self.done is not None or datagram != _HEAD.pack(_ACK, index & 0xFFFF)
+                or self.windowsize != 1 or self._netascii is not None):
+            return None
+        blksize = self.blksize
+        try:
+            payload = self._read_at(index * blksize, blksize)
+        except OSError:  # receive() reads again and ends the session as "read-error"
+            return None
+        self.bytes_acked += self._lengths.pop(index)
+        self._acked = index
+        self._tries = 0
+        index += 1
+        size = len(payload)
+        self._lengths[index] = size
+        if size < blksize:
+            self._final = index
+        self._sent_hi = index
+        return _HEAD.pack(_DATA, index & 0xFFFF) + payload
 
     def start(self) -> Result:
         if self._oack is not None:
