@@ -11,6 +11,7 @@ from labkit.formats import flat_profile
 from labkit.inventory import names
 from labkit.phone import discovery
 from labkit.phone.discovery import MPP_PARAMETER_REQUEST_LIST, Candidate, SrvTarget
+from labkit.plan.acs import explain_lines as acs_lines
 from labkit.plan.build import PhonePlan, Plan
 from labkit.plan.profiles import DEFAULT_PORTS, PlannedFile, phone_identity
 from labkit.protocols.dhcp.explain import hexdump
@@ -113,6 +114,7 @@ def explain_phone(plan: Plan, mac: str) -> str:
     first = _walk(plan, candidates, lines)
     if first is not None and first.file is not None:
         _follow(plan, phone_plan, first.file, lines, identity, offered)
+    lines += acs_lines(plan.acs, mac)
     return "\n".join(lines)
 
 

@@ -10,6 +10,7 @@ from ipaddress import IPv4Address
 from typing import TYPE_CHECKING
 
 from labkit.inventory import names
+from labkit.inventory.acs import acs_problems
 from labkit.inventory.folders import declared_folders, scan
 from labkit.inventory.model import Options
 from labkit.inventory.runtime_checks import runtime_problems
@@ -55,6 +56,8 @@ class _Checker:
         self.check_links()
         for path, message in runtime_problems(self.loaded):
             self.error(path, message)
+        for path, message, severity in acs_problems(self.inv):
+            (self.error if severity == "error" else self.warn)(path, message)
 
     # -- addresses ---------------------------------------------------------------------------
     def check_network(self) -> None:

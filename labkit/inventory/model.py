@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from labkit.inventory.acs import AcsSection
 from labkit.inventory.dhcp import (
     OPTION_FIELDS,
     OPTION_NAMES,
@@ -51,8 +52,8 @@ from labkit.inventory.services import (
 from labkit.inventory.types import Strict
 
 __all__ = [
-    "OPTION_FIELDS", "OPTION_NAMES", "RESERVED_CODES", "UNION_TAGS", "CodeList", "ConnectionLimits",
-    "ContentEncryption",
+    "OPTION_FIELDS", "OPTION_NAMES", "RESERVED_CODES", "UNION_TAGS", "AcsSection", "CodeList",
+    "ConnectionLimits", "ContentEncryption",
     "Dhcp", "Dns", "Encryption", "FaultRule", "HttpAuth", "HttpService", "Inventory", "LabSection",
     "Line", "Option43", "Options", "OrRaw", "ParamSpec", "ParamValue", "Params", "Phone", "PhoneModel",
     "Pool", "Profiles", "Raw", "Redirect", "Service", "Services", "Sinkhole", "Srv", "SubValue",
@@ -70,3 +71,4 @@ class Inventory(Strict):
     models: dict[str, PhoneModel] = Field(default_factory=dict)
     phones: list[Phone] = Field(default_factory=list)
     faults: list[FaultRule] = Field(default_factory=list)  # misbehave on purpose (labkit.faults)
+    acs: AcsSection | None = None  # the TR-069 ACS (labkit.inventory.acs); None: no ACS

@@ -49,6 +49,7 @@ CONFIGS: Mapping[str, Callable[[Plan], Any]] = {
     "http": lambda plan: plan.http,
     "https": lambda plan: plan.https,
     "syslog": lambda plan: None,
+    "acs": lambda plan: plan.acs,
 }
 
 
