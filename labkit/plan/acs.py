@@ -160,6 +160,11 @@ class AcsPlan:
     limits: AcsLimitsPlan = AcsLimitsPlan()
     actions: Mapping[str, tuple[AcsRpc, ...]] = field(default_factory=_no_actions)  # by MAC, in order
     ca_path: str = CA_PATH
+    serials: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))  # serial -> MAC
+
+    @property
+    def connection_request_url_name(self) -> str:
+        return f"{self.root}.ManagementServer.ConnectionRequestURL"
 
 
 def xsd_value(value: TypedValue | str | int | bool) -> ParamValue:
@@ -274,6 +279,7 @@ def plan_acs(loaded: LoadedInventory, sizes: Mapping[str, int] | None = None) ->
         hold_requests=acs.hold_requests,
         limits=AcsLimitsPlan(limits.sessions, limits.queue, limits.session_timeout, limits.body_bytes),
         actions=MappingProxyType(actions),
+        serials=MappingProxyType({p.serial: p.mac for p in inv.phones if p.serial}),
     )
 
 

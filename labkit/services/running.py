@@ -70,6 +70,8 @@ async def run_lab(plan: Plan, *, log: LogSettings | None = None,
                               tls_keylog=tls_keylog)
         stack.push_async_callback(lab.close)
         lab.stack, lab.journal = stack, journal
+        if lab.ops is not None:  # the admin API's ACS routes (labkit.services.acs_admin)
+            lab.ops.acs = lab.services.get("acs")
         if journal is not None and limiter is not None:
             flusher = asyncio.create_task(journal.flush_periodically(before=[limiter]))
             stack.push_async_callback(_cancel, flusher)
