@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from labkit import __version__
-from labkit.cli import export, phones, plan, reload, serve, state
+from labkit.cli import acs, export, phones, plan, reload, serve, state
 from labkit.cli.words import WordsCommand, WordsGroup
 
 app = typer.Typer(
@@ -45,6 +45,7 @@ for command in (plan.check, plan.render, plan.explain, plan.init, serve.up, relo
                 state.ca, state.leases, phones.simulate, serve.demo, state.timeline, state.scenario):
     app.command(cls=WordsCommand)(command)
 app.command("export", cls=WordsCommand)(export.export_plan)
+app.add_typer(acs.app, name="acs")
 
 
 def main() -> None:
