@@ -42,8 +42,9 @@ def test_labkit_acs_commands_against_a_running_lab(tmp_path: Path) -> None:
             try:
                 first = await cpe.session("0 BOOTSTRAP", "1 BOOT")
                 assert [type(r).__name__ for r in first.received] == ["SetParameterValues"]
-                queued = await asyncio.to_thread(labkit, "acs", "get", MAC, "Device.DeviceInfo.ProvisioningCode",
-                                                 "--now", "--state", str(state), "--json")
+                asked = ("acs", "get", MAC, "Device.DeviceInfo.ProvisioningCode", "--now",
+                         "--state", str(state), "--json")
+                queued = await asyncio.to_thread(labkit, *asked)
                 assert queued.returncode == 0, queued.stderr
                 answer = json.loads(queued.stdout)
                 assert answer["queued"] == "GetParameterValues" and answer["connection_request"]["ok"]
