@@ -84,21 +84,20 @@ def test_levels_merge_and_the_rpcs_come_in_their_fixed_order(tmp_path: Path) -> 
 
 
 def test_no_acs_section_no_acs(tmp_path: Path) -> None:
-    plan = build_plan(default_inventory())
+    plan = plan_of(tmp_path, LAB[:LAB.index("acs:")])
     assert "acs" not in plan.listen and not plan.acs.enabled and plan.acs.actions == {}
     assert "TR-069" not in explain_phone(plan, next(iter(plan.phones)))
 
 
-def test_the_default_labs_option_43_names_port_7547() -> None:
-    tr069 = default_inventory().inventory.dhcp.classes[1].options.vendor_specific.tr069  # type: ignore[union-attr]
-    assert tr069 is not None and tr069.acs_url.endswith(":7547/")
-    assert planned.acs_url(default_inventory().inventory, _section()).endswith(":7547/")
-
-
-def _section():  # type: ignore[no-untyped-def]
-    from labkit.inventory.acs import AcsSection
-
-    return AcsSection()
+def test_the_default_lab_runs_the_acs_its_option_43_names() -> None:
+    inv = default_inventory().inventory
+    tr069 = inv.dhcp.classes[1].options.vendor_specific.tr069  # type: ignore[union-attr]
+    assert tr069 is not None and tr069.acs_url == "http://acs.lab.example:7547/"
+    plan = build_plan(default_inventory())
+    assert plan.listen["acs"].enabled and plan.listen["acs"].port == 7547 and not plan.acs.https
+    mac = next(iter(plan.phones))
+    assert [type(r).__name__ for r in plan.acs.actions[mac]] == ["SetValues"]
+    assert "TR-069: the ACS at http://prov.lab.example:7547/" in explain_phone(plan, mac)
 
 
 def test_explain_lists_what_the_acs_will_do_in_order(tmp_path: Path) -> None:
