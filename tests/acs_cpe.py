@@ -52,6 +52,10 @@ class LabCpe:
         return rpc.Inform(device, tuple(rpc.EventStruct(code) for code in events), retry_count=retry_count,
                           parameters=listed)
 
+    def start_body(self, *events: str) -> bytes:
+        """The first POST of a session (its Inform), for tests that speak HTTP themselves."""
+        return CpeSession(self.inform(*events), self.handle).start().body
+
     def handle(self, request: rpc.Rpc) -> rpc.Rpc:
         if self.on_request is not None:
             own = self.on_request(request)

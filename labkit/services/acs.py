@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 HEADER_TIMEOUT = 10.0  # seconds to a complete request head (slowloris), and the TLS handshake
 PER_CLIENT_LAN = 16  # connections one address may hold (a CPE holds one per session)
+SPARE_CONNECTIONS = 16
 
 
 @dataclass
@@ -120,11 +121,14 @@ async def start_acs(config: AcsPlan, endpoint: Endpoint, ctx: StartContext, *,
     app.router.add_route("*", "/{tail:.*}", handler.handle)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    per_client = config.limits.sessions if endpoint.loopback else PER_CLIENT_LAN
+    # connections: the sessions' and a few more, so that one over the bound hears 503, not a reset
+    total = config.limits.sessions + SPARE_CONNECTIONS
+    per_client = total if endpoint.loopback else PER_CLIENT_LAN
+
     def malformed(peer: tuple[str, int], what: str) -> None:
         ctx.bus(make_event("acs", f"{peer[0]}:{peer[1]}", None, "malformed", what, "400", "malformed", clock))
 
-    listener = Listener(runner, gate=ConnectionGate(config.limits.sessions, per_client),
+    listener = Listener(runner, gate=ConnectionGate(total, per_client),
                         header_timeout=HEADER_TIMEOUT, body_timeout=config.limits.session_timeout,
                         ssl_context=ssl_context, on_refused=refused_event(ctx.bus, clock),
                         on_malformed=malformed)
