@@ -5,6 +5,8 @@
     labkit acs names MAC [PATH] [--next-level] [--now]
     labkit acs reboot MAC [--now]
     labkit acs download MAC URL [--file-type firmware|config|ca|"1 Firmware Upgrade Image"] [--now]
+    labkit acs attributes MAC Name=2 [...] [--now]
+    labkit acs rpc MAC get_attributes|add|delete|factory_reset|rpc_methods [NAME...] [--now]
     labkit acs connect MAC
     labkit acs sessions [MAC]
 
@@ -139,6 +141,45 @@ def download(
 ) -> None:
     """Queue Download (TransferComplete follows in a later session)."""
     _queue(state, mac, {"kind": "download", "url": url, "file_type": file_type}, now, as_json)
+
+
+@app.command("attributes", cls=WordsCommand)
+def set_attributes(
+    mac: MacArg,
+    levels: Annotated[list[str], typer.Argument(help="Name=notification (0 off, 1 passive, 2 active).")],
+    now: NowOption = False, state: StateOption = Path(".labkit"), as_json: JsonOption = False,
+) -> None:
+    """Queue SetParameterAttributes (a parameter with active notification comes back as VALUE CHANGE)."""
+    given = {}
+    for text in levels:
+        name, _, level = text.partition("=")
+        if not name or level not in ("0", "1", "2"):
+            fail(f"acs attributes: {text!r}: expected Name=0, Name=1 or Name=2", 2)
+        given[name] = int(level)
+    _queue(state, mac, {"kind": "attributes", "attributes": given}, now, as_json)
+
+
+@app.command("rpc", cls=WordsCommand)
+def other_rpc(
+    mac: MacArg,
+    kind: Annotated[str, typer.Argument(help="get_attributes NAME..., add OBJECT., delete OBJECT., "
+                                        "factory_reset or rpc_methods.")],
+    names: Annotated[list[str] | None, typer.Argument(help="The names or the object.")] = None,
+    now: NowOption = False, state: StateOption = Path(".labkit"), as_json: JsonOption = False,
+) -> None:
+    """Queue any other request the ACS sends: GetParameterAttributes, AddObject, DeleteObject,
+    FactoryReset, GetRPCMethods."""
+    given = list(names or [])
+    body: dict[str, Any] = {"kind": kind}
+    if kind == "get_attributes":
+        body["names"] = given
+    elif kind in ("add", "delete"):
+        if len(given) != 1:
+            fail(f"acs rpc {kind}: expected one object name ending in '.'", 2)
+        body["object"] = given[0]
+    elif kind not in ("factory_reset", "rpc_methods"):
+        fail(f"acs rpc: {kind!r}: expected get_attributes, add, delete, factory_reset or rpc_methods", 2)
+    _queue(state, mac, body, now, as_json)
 
 
 @app.command("connect", cls=WordsCommand)

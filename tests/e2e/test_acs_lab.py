@@ -61,6 +61,14 @@ def test_labkit_acs_commands_against_a_running_lab(tmp_path: Path) -> None:
                 "GetParameterValuesResponse Device.DeviceInfo.ProvisioningCode=bench"
             human = await asyncio.to_thread(labkit, "acs", "sessions", "--state", str(state))
             assert "GetParameterValues Device.DeviceInfo.ProvisioningCode -> " in human.stdout
+            for args, queued_name, waiting in (
+                    (("attributes", MAC, "Device.A=2"), "SetParameterAttributes", 1),
+                    (("rpc", MAC, "add", "Device.Services.X."), "AddObject", 2),
+                    (("set", MAC, "Device.A:unsignedInt=5", "Device.B=x"), "SetParameterValues", 3)):
+                said = await asyncio.to_thread(labkit, "acs", *args, "--state", str(state), "--json")
+                assert said.returncode == 0, said.stderr
+                assert (json.loads(said.stdout)["queued"], json.loads(said.stdout)["waiting"]) == (
+                    queued_name, waiting)
             bad = await asyncio.to_thread(labkit, "acs", "set", MAC, "NoEquals", "--state", str(state))
             assert bad.returncode == 2 and "expected Name=value" in bad.stderr
             snapshot = await asyncio.to_thread(ask, state)
