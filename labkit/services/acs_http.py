@@ -128,10 +128,14 @@ class AcsHandler:
         self.live[token] = live
         return live
 
-    def _on_inform(self, live: Live, inform: rpc.Inform, address: str, client: str) -> list[rpc.Rpc]:
+    def _identify(self, live: Live, inform: rpc.Inform, address: str) -> tuple[str, str | None]:
         key, mac = identify(inform, self.config.serials, self.phone_at, address)
         live.key, live.mac = key, mac
         live.record.key, live.record.mac, live.record.events = key, mac, inform.event_codes()
+        return key, mac
+
+    def _on_inform(self, live: Live, inform: rpc.Inform, address: str, client: str) -> list[rpc.Rpc]:
+        key, mac = self._identify(live, inform, address)
         url_name = self.config.connection_request_url_name
         cpe = self.state.heard(key, mac, inform, self.clock(), client, url_name)
         return [*self.state.planned(cpe, self.config, inform.event_codes()), *self.state.take(key)]
@@ -216,6 +220,8 @@ class AcsHandler:
         except CwmpError:
             return []  # the core says what is wrong with it
         name = envelope.body.ELEMENT if envelope.body is not None else "empty"
+        if isinstance(envelope.body, rpc.Inform) and live.key is None:  # a rule may match its MAC
+            self._identify(live, envelope.body, client.rsplit(":", 1)[0])
         fired = self.faults.check(mac=live.mac, client=client, request=f"POST {name}", name=name)
         return [hit.action for hit in fired]
 
