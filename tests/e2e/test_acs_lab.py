@@ -12,7 +12,7 @@ from labkit.inventory.load import load
 from labkit.plan.build import build_plan
 from labkit.protocols.cwmp.values import Value
 from labkit.services.admin import AdminSettings, ask
-from labkit.services.running import run_lab
+from labkit.services.running import LogSettings, run_lab
 from labkit.services.supervisor import STANDARD_PORTS, free_port_offset
 from tests.acs_cpe import ConnectionRequestListener, LabCpe
 from tests.helpers import labkit, write_lab
@@ -32,9 +32,11 @@ def test_labkit_acs_commands_against_a_running_lab(tmp_path: Path) -> None:
     plan = build_plan(load(write_lab(tmp_path / "lab", LAB, firmware=False)))
     state = tmp_path / "state"
     offset = free_port_offset()
+    log = tmp_path / "events.jsonl"
 
     async def main() -> None:
-        async with run_lab(plan, port_offset=offset, state_dir=state, admin=AdminSettings()) as lab:
+        async with run_lab(plan, port_offset=offset, state_dir=state, admin=AdminSettings(),
+                           log=LogSettings(log)) as lab:
             assert lab.endpoints["acs"].port == STANDARD_PORTS["acs"] + offset
             cpe = LabCpe(f"http://127.0.0.1:{lab.endpoints['acs'].port}/", "FCH0001")
             listener = ConnectionRequestListener("acs", "knock")
@@ -78,6 +80,12 @@ def test_labkit_acs_commands_against_a_running_lab(tmp_path: Path) -> None:
             assert actions[:2] == ["Inform", "SetParameterValues"] and "connection-request" in actions
 
     asyncio.run(main())
+    told = labkit("timeline", MAC, "--log", str(log), "--json")  # the TR-069 story in the timeline
+    assert told.returncode == 0, told.stderr
+    acs = [(e["action"], e["request"]) for e in json.loads(told.stdout)["events"] if e["service"] == "acs"]
+    assert ("Inform", "Inform 0 BOOTSTRAP,1 BOOT") in acs and ("Inform", "Inform 6 CONNECTION REQUEST") in acs
+    text = labkit("timeline", MAC, "--log", str(log)).stdout
+    assert "acs    SetParameterValues SetParameterValues Device.DeviceInfo.ProvisioningCode=bench" in text
 
 
 def test_labkit_acs_without_an_acs_says_so(tmp_path: Path) -> None:
