@@ -237,6 +237,7 @@ class CwmpPhone:
         if state.factory_reset:
             state.factory_reset, state.bootstrapped = False, False
             state.requests.clear()
+            self.tree.factory_reset()
             yield from self._reboot("factory reset")
         if state.reboot is not None:
             key, state.reboot = state.reboot, None

@@ -51,6 +51,7 @@ class TreeRules:
          (("Enable", Value.string("Enabled")), ("DirectoryNumber", Value.string("")))),
     )
     acs_changes_notify: bool = False  # TR-069: a change the ACS made itself is not reported back
+    max_instances: int = 10  # per table (an 8851 has at most 10 lines [I]); AddObject beyond: 9004
 
     def name_for(self, flat: str) -> str:
         return self.names.get(flat) or self.template.format(name=_UNSAFE.sub("_", flat))
@@ -279,6 +280,9 @@ class ParameterTree:
         table = self.tables.get(request.object_name)
         if table is None:
             return rpc.Fault(codes.INVALID_NAME, f"no multi-instance object {request.object_name}"[:200])
+        if len(table) >= self.rules.max_instances:
+            limit = self.rules.max_instances
+            return rpc.Fault(codes.RESOURCES_EXCEEDED, f"{request.object_name}: at most {limit}"[:200])
         number = max(table, default=0) + 1
         table[number] = None
         for param, default in self.templates[request.object_name]:
@@ -302,6 +306,20 @@ class ParameterTree:
         node = self.nodes.get("Device.ManagementServer.ParameterKey")
         if node is not None:
             node.value = Value.string(key)
+
+    def factory_reset(self) -> None:
+        """Back to the factory: the profile's parameters, added objects, attributes and the
+        ParameterKey are gone; the device's own parameters stay."""
+        for name in [n for n, node in self.nodes.items() if node.source is not None]:
+            del self.nodes[name]
+        for path, table in self.tables.items():
+            for number in list(table):
+                self.delete_object(rpc.DeleteObject(f"{path}{number}."))
+        for name, node in self.nodes.items():
+            node.notification = 2 if name in FORCED_ACTIVE else 0
+            node.access_list = ()
+        self._set_key("")
+        self.changed.clear()
 
     # ------------------------------------------------------------------ Inform
 

@@ -89,6 +89,8 @@ class PhoneRun:
     loss: Loss | None = None  # the phone's own lossy link (bench knob)
     addresses: InterfaceAddresses | None = None  # what this swarm added to the interface
     _xid: int | None = None  # the DHCP transaction whose answers this phone still listens for
+    # option 60 when it is not the model (TR-069 on: labkit.phone.cwmp.vendor_class(model, mode))
+    vendor_class: str | None = None
 
     def _count(self, kind: str) -> None:
         self.requests[kind] = self.requests.get(kind, 0) + 1
@@ -134,7 +136,7 @@ class PhoneRun:
 
     def _identity(self) -> Identity:
         mac = bytes.fromhex(normalize_mac(self.config.mac).replace(":", ""))
-        return Identity(mac, "SEP" + mac.hex().upper(), self.config.model)
+        return Identity(mac, "SEP" + mac.hex().upper(), self.vendor_class or self.config.model)
 
     async def _dhcp(self, effect: DhcpTransmit) -> DhcpOffer | DhcpNak | Lease | None:
         """One transmission of the core's DHCP message, and what came back for it in time."""

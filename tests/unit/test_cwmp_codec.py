@@ -230,3 +230,34 @@ def test_lexical_forms_xml_schema_allows(kind: str, text: str, expected: object)
 def test_values_that_are_not_their_type_are_refused(kind: str, text: str) -> None:
     with pytest.raises(CwmpError):
         Value.parse(kind, text)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(ENVELOPES, st.data())
+def test_structurally_mutated_messages_raise_only_cwmp_error(envelope: Envelope, data: st.DataObject) -> None:
+    """Well-formed XML with a field's text, an element, or a type changed: read or refused."""
+    root = etree.fromstring(encode(envelope))
+    elements = list(root.iter())
+    for _ in range(data.draw(st.integers(1, 3))):
+        target = data.draw(st.sampled_from(elements))
+        action = data.draw(st.sampled_from(["text", "drop", "twice", "type", "child", "rename"]))
+        parent = target.getparent()
+        if action == "text":
+            target.text = data.draw(text(12) | st.sampled_from(["-1", "99999999999", "true", "x", ""]))
+        elif action == "drop" and parent is not None:
+            parent.remove(target)
+        elif action == "twice" and parent is not None:
+            parent.append(etree.fromstring(etree.tostring(target)))
+        elif action == "type":
+            target.set("{http://www.w3.org/2001/XMLSchema-instance}type",
+                       data.draw(st.sampled_from(["xsd:int", "xsd:boolean", "xsd:dateTime", "xsd:nope",
+                                                  "other:string", "xsd:base64", "xsd:unsignedInt"])))
+        elif action == "child":
+            etree.SubElement(target, data.draw(st.sampled_from(["string", "Name", "x"]))).text = "1"
+        elif action == "rename" and isinstance(target.tag, str):
+            target.tag = data.draw(st.sampled_from(["Name", "Value", "{urn:x}Inform", "string"]))
+    try:
+        decoded = decode(etree.tostring(root))
+    except CwmpError:
+        return
+    assert isinstance(decoded, Envelope)

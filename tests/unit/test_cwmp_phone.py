@@ -217,6 +217,9 @@ def test_names_attributes_and_objects() -> None:
     assert phone.handle(rpc.AddObject(table)) == rpc.AddObjectResponse(2, 0)
     assert phone.tree.text(f"{table}2.Enable") == "Enabled"
     assert phone.handle(rpc.DeleteObject(f"{table}1.")) == rpc.DeleteObjectResponse(0)
+    for _ in range(9):
+        assert isinstance(phone.handle(rpc.AddObject(table)), rpc.AddObjectResponse)
+    assert _fault_of(phone, rpc.AddObject(table))[0] == 9004  # ten lines at most
     assert f"{table}1.Enable" not in phone.tree.nodes
     attrs = rpc.SetParameterAttributes((rpc.SetParameterAttributesStruct(
         "Device.X_CISCO_COM_Display_Name_1_", True, 2, True, ("Subscriber",)),))
@@ -280,6 +283,8 @@ def test_reboot_and_factory_reset() -> None:
     assert world.informs[1].event_codes() == ("1 BOOT", "M Reboot")
     assert dict((e.code, e.command_key) for e in world.informs[1].events)["M Reboot"] == "rb-7"
     assert world.informs[2].event_codes() == ("0 BOOTSTRAP", "1 BOOT")
+    assert phone.tree.profile_values() == {}  # the profile is gone, the device's own values stay
+    assert phone.tree.text("Device.DeviceInfo.SerialNumber") == "FCH2203001"
 
 
 def test_periodic_inform_and_connection_request() -> None:
@@ -329,3 +334,21 @@ def test_settings_from_the_profile(mode: str) -> None:
     assert (settings.enabled, settings.username, settings.password) == (True, "cpe", "pw")
     assert (settings.periodic_interval, settings.periodic_enable) == (120, False)
     assert settings.vendor_class_mode == mode
+
+
+def test_every_message_the_phone_sends_is_valid_against_cwmp_1_2() -> None:
+    from tests.unit.test_cwmp_schema import _validate
+
+    class Checked(World):
+        def perform(self, effect: Any) -> Any:
+            if isinstance(effect, CwmpPost) and effect.body:
+                _validate(effect.body)
+            return super().perform(effect)
+
+    phone = make_phone(CwmpSettings(duration=5000, periodic_interval=3600))
+    world = Checked(scripts=[[rpc.GetParameterNames("", False), rpc.GetParameterAttributes(("Device.",)),
+                              rpc.Download("fw", rpc.FIRMWARE, FIRMWARE_URL), rpc.AddObject("Device.Nope.")],
+                             [rpc.Reboot("r")]],
+                    files={FIRMWARE_URL: FetchResult(200, b"LOAD")})
+    world.run(phone)
+    assert len(world.informs) >= 3

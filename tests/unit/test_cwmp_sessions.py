@@ -7,12 +7,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from labkit.protocols.cwmp import rpc
 from labkit.protocols.cwmp.acs_session import AcsReply, AcsSession
 from labkit.protocols.cwmp.cpe_session import CpeSession, Post
 from labkit.protocols.cwmp.soap import Envelope, decode, encode
 from labkit.protocols.cwmp.values import CwmpError, Value
+from tests.unit.cwmp_strategies import rpcs
 
 DEVICE = rpc.DeviceIdStruct("Cisco Systems Inc.", "00562B", "CP-8851-3PCC", "FCH2203001")
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -222,7 +225,47 @@ def test_http_errors_end_the_cpe_session() -> None:
     assert step.done and step.facts[0].result == "malformed"
 
 
+def test_an_envelope_with_an_empty_body_is_an_empty_answer() -> None:
+    cpe = CpeSession(inform("1 BOOT"), Device())
+    post = cpe.start()
+    acs = AcsSession()
+    reply = acs.receive(post.body)
+    assert cpe.receive(reply.status, reply.body).post == Post(b"")
+    empty_envelope = encode(Envelope("x", False, rpc.Reboot())).replace(
+        b"<cwmp:Reboot><CommandKey></CommandKey></cwmp:Reboot>", b"")
+    assert decode(empty_envelope).body is None
+    assert cpe.receive(200, empty_envelope).done
+
+
 def test_the_cpe_post_names_its_soap_action() -> None:
     post = CpeSession(inform("1 BOOT"), Device()).start()
     headers = dict(post.headers)
     assert headers["SOAPAction"] == '"Inform"' and headers["Content-Type"].startswith("text/xml")
+
+
+def _generic(request: rpc.Rpc) -> rpc.Rpc:
+    if isinstance(request, rpc.Download):
+        return rpc.DownloadResponse(1)
+    if isinstance(request, rpc.AddObject):
+        return rpc.AddObjectResponse(1)
+    return rpc.RESPONSES[type(request)]()
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(rpcs().filter(lambda r: isinstance(r, rpc.REQUESTS_TO_CPE)), max_size=6), st.booleans(),
+       st.lists(st.builds(rpc.TransferComplete, st.text("abc", max_size=8)), max_size=2))
+def test_any_queue_is_sent_one_at_a_time_and_answered_in_order(
+        requests: list[rpc.Rpc], hold: bool, own: list[rpc.TransferComplete]) -> None:
+    acs = AcsSession(on_inform=lambda _: requests, hold_requests=hold)
+    cpe = CpeSession(inform("1 BOOT"), _generic, deque(own))
+    exchanged = run(acs, cpe)
+    sent_by_acs = [decode(r.body).body for _, r in exchanged if r.body]
+    assert [m for m in sent_by_acs if not isinstance(m, rpc.InformResponse | rpc.TransferCompleteResponse)
+            ] == requests
+    assert [f.result for f in acs.log if f.action != "cwmp"] == ["ok"] * (1 + len(requests) + len(own))
+    assert cpe.delivered == own and acs.done and cpe.informed
+    if hold and requests:  # held: the CPE's own requests only after the ACS's
+        kinds_sent = [e.body.ELEMENT if e.body else "" for e, _ in exchanged]
+        first_own = next((i for i, k in enumerate(kinds_sent) if k == "TransferComplete"), len(kinds_sent))
+        last_answer = max(i for i, k in enumerate(kinds_sent) if k.endswith("Response"))
+        assert first_own > last_answer

@@ -88,9 +88,10 @@ class CpeSession:
         except CwmpError as exc:
             return self._end(Fact("cwmp", "POST", "malformed", "malformed", detail={"error": str(exc)}),
                              retry=True)
+        if envelope.body is None:  # an Envelope with an empty Body: as an empty answer
+            return self._on_empty_answer(status)
         self.held = envelope.hold_requests
         message = envelope.body
-        assert message is not None  # an empty envelope decodes only from an empty body
         if isinstance(message, self.supported):
             return self._answer(envelope, message)
         if isinstance(message, rpc.Fault) or type(message) in rpc.RESPONSES.values():
