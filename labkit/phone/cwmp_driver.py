@@ -23,10 +23,10 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import web
 
-from labkit.phone.clients import _digest_header
+from labkit.phone.clients import HttpClient, _digest_header
 from labkit.phone.core import Outcome, Step
 from labkit.phone.cwmp import AwaitConnectionRequest, CwmpAnswer, CwmpEnd, CwmpPost, CwmpSettings
-from labkit.phone.cwmp_flow import CwmpState
+from labkit.phone.cwmp_flow import CwmpPhone, CwmpState
 from labkit.phone.cwmp_setup import Identity, prepare
 from labkit.phone.driver import PhoneRun
 from labkit.protocols.http import DigestAuth
@@ -159,30 +159,47 @@ async def run_cwmp(run: PhoneRun, outcome: Outcome, base: CwmpSettings, *,
         return None, "TR-069 is off"
     listener = ConnectionRequests(settings.cr_username, settings.cr_password, settings.cr_path)
     bind = settings.cr_listen or run.local_ip or "127.0.0.1"
-    port = await listener.start(bind, settings.cr_port)
-    advertised = settings.cr_host or (outcome.lease.ip if run.local_ip else bind)
-    settings = replace(settings, cr_port=port, cr_host=advertised)
-    config = run.config
-    load = outcome.firmware or config.load
-    who = Identity(config.mac, config.model, config.serial, load, config.user_agent)
-    setup = prepare(who, outcome.lease, outcome.params, settings, seed=config.seed, state=state)
-    link = AcsLink(run)
-    outcome.timeline.append(Step.of(run.clock.now(), "cwmp", setup.why, setup.phone is not None, config.mac))
     try:
+        port = await listener.start(bind, settings.cr_port)
+    except OSError:  # taken (another phone of the swarm, on loopback): an alternate port
+        port = await listener.start(bind, 0)
+    try:
+        advertised = settings.cr_host or (outcome.lease.ip if run.local_ip else bind)
+        settings = replace(settings, cr_port=port, cr_host=advertised)
+        config = run.config
+        who = Identity(config.mac, config.model, config.serial, outcome.firmware or config.load,
+                       config.user_agent)
+        setup = prepare(who, outcome.lease, outcome.params, settings, seed=config.seed, state=state)
+        outcome.timeline.append(Step.of(run.clock.now(), "cwmp", setup.why, setup.phone is not None,
+                                        config.mac))
         if setup.phone is None:
             return None, setup.why
-        flow, reply = setup.phone.run(), None
+        try:
+            return await _drive(setup.phone, run, listener), setup.why
+        finally:
+            outcome.timeline.extend(Step(when, fact) for when, fact in setup.phone.state.timeline)
+    finally:
+        await listener.close()
+
+
+async def _drive(phone: CwmpPhone, run: PhoneRun, listener: ConnectionRequests) -> CwmpState:
+    link, own_http = AcsLink(run), run.http.session is None or run.http.session.closed
+    if own_http:  # the phone's run closed the client it opened for its own address
+        run.http = HttpClient(run.access.network, run.access.ca_file, run.local_ip)
+        await run.http.__aenter__()
+    flow, reply = phone.run(), None
+    try:
         while True:
             try:
                 effect = flow.send(reply)
             except StopIteration as stop:
-                return stop.value, setup.why
+                state: CwmpState = stop.value
+                return state
             reply = await _perform(effect, run, link, listener)
     finally:
-        if setup.phone is not None:
-            outcome.timeline.extend(Step(when, fact) for when, fact in setup.phone.state.timeline)
         await link.close()
-        await listener.close()
+        if own_http:
+            await run.http.__aexit__(None, None, None)
 
 
 async def _perform(effect: Any, run: PhoneRun, link: AcsLink, listener: ConnectionRequests) -> Any:

@@ -50,7 +50,9 @@ class TreeRules:
         ("Device.Services.VoiceService.1.VoiceProfile.1.Line.",
          (("Enable", Value.string("Enabled")), ("DirectoryNumber", Value.string("")))),
     )
-    acs_changes_notify: bool = False  # TR-069: a change the ACS made itself is not reported back
+    # TR-069's notification rule as labkit reads it (the PDF was not at hand): a change the ACS
+    # made itself with SetParameterValues raises no VALUE CHANGE; True reports those too [I]
+    acs_changes_notify: bool = False
     max_instances: int = 10  # per table (an 8851 has at most 10 lines [I]); AddObject beyond: 9004
 
     def name_for(self, flat: str) -> str:

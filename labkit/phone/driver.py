@@ -19,6 +19,7 @@ from labkit.inventory.names import is_ip
 from labkit.macros import normalize_mac
 from labkit.phone.clients import HttpClient, dns_query, pick_address, tftp_get
 from labkit.phone.core import Outcome, Phone, PhoneConfig
+from labkit.phone.cwmp import CwmpSettings, vendor_class
 from labkit.phone.effects import (
     DhcpNak,
     DhcpOffer,
@@ -258,12 +259,13 @@ class SwarmResult:
 async def run_swarm(configs: list[PhoneConfig], access: LabAccess, *, concurrency: int = 64,
                     time_scale: float = 1.0, on_done: Callable[[Outcome], None] | None = None,
                     on_step: Callable[[str, Any], None] | None = None, loss: float = 0.0,
-                    seed: int = 0) -> SwarmResult:
+                    seed: int = 0, cwmp: CwmpSettings | None = None) -> SwarmResult:
     """Boot `configs` against the lab, at most `concurrency` at once; with `loss`, every phone
     loses that fraction of the datagrams it sends and receives (seeded by `seed` and its MAC).
 
     On a real interface the leased addresses put on it are taken off again however the run
-    ends: normally, by an error, or by SIGTERM/SIGINT/SIGHUP (then `Stopped` is raised)."""
+    ends: normally, by an error, or by SIGTERM/SIGINT/SIGHUP (then `Stopped` is raised).
+    With `cwmp`, each phone then speaks TR-069 when those settings or its profile enable it."""
     dhcp = DhcpClient(access.dhcp)
     try:
         await dhcp.open()
@@ -273,7 +275,7 @@ async def run_swarm(configs: list[PhoneConfig], access: LabAccess, *, concurrenc
     loop = asyncio.get_running_loop()
     syslog, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("0.0.0.0", 0))
     swarm = _Swarm(access, dhcp, VirtualClock(time_scale), syslog, addresses, asyncio.Semaphore(concurrency),
-                   on_done, on_step, loss, seed)
+                   on_done, on_step, loss, seed, cwmp=cwmp)
     started = time.monotonic()
     signals = CancelOnSignals(enabled=addresses is not None)
     try:
@@ -308,14 +310,21 @@ class _Swarm:
     seed: int
     requests: dict[str, int] = field(default_factory=dict)
     dropped: int = 0
+    cwmp: CwmpSettings | None = None  # TR-069 after provisioning (labkit.phone.cwmp_driver)
 
     async def one(self, config: PhoneConfig, http: HttpClient) -> Outcome:
         async with self.gate:
             lossy = phone_loss(self.loss, self.seed, config.mac)
             CURRENT.set(lossy)  # this phone's task only: its UDP and TCP clients read it
+            cwmp = self.cwmp
+            dslforum = vendor_class(config.model, cwmp.vendor_class_mode) if cwmp and cwmp.enabled else None
             run = PhoneRun(config, self.access, self.dhcp, http, self.clock, self.syslog,
-                           on_step=self.on_step, loss=lossy, addresses=self.addresses)
+                           on_step=self.on_step, loss=lossy, addresses=self.addresses, vendor_class=dslforum)
             outcome = await run.run()
+            if self.cwmp is not None:
+                from labkit.phone.cwmp_driver import run_cwmp  # it builds on this module
+
+                await run_cwmp(run, outcome, self.cwmp)
             for kind, count in run.requests.items():
                 self.requests[kind] = self.requests.get(kind, 0) + count
             self.dropped += lossy.dropped if lossy is not None else 0

@@ -5,6 +5,7 @@ listener with Digest, a wrong ACS password."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import time
 from collections.abc import Callable, Iterable
@@ -101,16 +102,18 @@ class TinyAcs:
 
 
 async def _phone(acs: TinyAcs, password: str, body: Callable[[PhoneRun, asyncio.Task[Any]], Any],
-                 ca: str | None = None) -> Outcome:
+                 ca: str | None = None, cr_port: int = 0, closed_http: bool = False) -> Outcome:
     network = NetworkMap(frozenset({LAB}), "127.0.0.1", 0)
     access = LabAccess(network, DhcpSettings(("127.0.0.1", 9)))
     config = PhoneConfig(MAC, "CP-8851-3PCC", "FCH2203001", seed=1)
     scheme = "https" if acs.tls is not None else "http"
     lease = Lease("10.42.0.50", LAB, {43: Tr069(f"{scheme}://{LAB}:{acs.port}/acs").to_suboptions()}, 3600)
     outcome = Outcome(MAC, lease=lease, params={"Enable_TR-069": "Yes"}, firmware=config.load)
-    settings = CwmpSettings(cr_port=0, duration=1e7, periodic_interval=10**8, username="cpe",
+    settings = CwmpSettings(cr_port=cr_port, duration=1e7, periodic_interval=10**8, username="cpe",
                             password=password, cr_username="acs", cr_password="crpw")
     async with HttpClient(network, ca) as http:
+        if closed_http:  # as PhoneRun.run leaves the client it opened for its own address
+            await http.__aexit__(None, None, None)
         run = PhoneRun(config, access, DhcpClient(access.dhcp), http, VirtualClock(scale=100))
         task = asyncio.create_task(run_cwmp(run, outcome, settings))
         try:
@@ -187,6 +190,31 @@ def test_an_https_acs_with_the_lab_ca(tmp_path: Path) -> None:
             steps = [(s.kind, s.ok) for s in outcome.timeline]
             assert steps[0] == ("cwmp", True)
             assert ("Inform", True) in steps and ("GetParameterValues", True) in steps
+
+    asyncio.run(scenario())
+
+
+def test_a_taken_listener_port_and_a_closed_client_are_worked_around() -> None:
+    async def scenario() -> None:
+        url = f"http://{LAB}:{{port}}/fw/sip88xx.12-0-1MPP-0001.loads"
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            busy = taken.getsockname()[1]
+            async with TinyAcs([], DigestAuth("cpe", "secret", "acs-realm")) as acs:
+                acs.scripts.append([rpc.Download("fw", rpc.FIRMWARE, url.format(port=acs.port))])
+
+                async def body(run: PhoneRun, task: asyncio.Task[Any]) -> None:
+                    await acs.until(lambda: len(acs.informs) >= 2)
+                    cr_url = {p.name: p.value.text() for p in acs.informs[0].parameters}[
+                        "Device.ManagementServer.ConnectionRequestURL"]
+                    assert not cr_url.startswith(f"http://127.0.0.1:{busy}/")
+                    assert "M Download" in acs.informs[1].event_codes()
+                    await acs.until(lambda: acs.sessions["s2"].done)
+                    done = [f.request for f in acs.sessions["s2"].log if f.action == "TransferComplete"]
+                    assert done == ["TransferComplete 'fw' fault 0"]  # fetched with a new client
+
+                await _phone(acs, "secret", body, cr_port=busy, closed_http=True)
 
     asyncio.run(scenario())
 
