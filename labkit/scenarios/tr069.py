@@ -1,12 +1,11 @@
 """TR-069 scenarios: the phone's whole life against the kit's ACS. A scenario with a `tr069`
 section boots the phone with the `dslforum.org` vendor class (DHCP gives it option 43 from the
-lab's classes), lets it provision, then runs its CWMP side (`labkit.phone.cwmp_driver`) against
+lab's classes), lets it provision, then runs its CWMP side (`run_swarm(cwmp=...)`) against
 the lab's ACS while an operator acts (queue a request, send a Connection Request) once the ACS
 has recorded a number of sessions.
 
     tr069:
       settings: {username: cpe, password: s3cret, duration: 7200}   # labkit.phone.cwmp.CwmpSettings
-      vendor_class_mode: append                                      # or replace
       operator:
         - {after: 1, queue: {kind: get, names: [Device.DeviceInfo.SoftwareVersion]}, connect: true}
     expect:
@@ -83,17 +82,12 @@ async def _operate(acs: Any, mac: str, steps: list[dict[str, Any]], watch: _Watc
 
 async def _life(inventory: Path, tr069: dict[str, Any], workdir: Path, mac: str,
                 serial: str) -> tuple[Outcome, EventRecorder, list[dict[str, Any]]]:
-    from labkit.phone.clients import HttpClient
-    from labkit.phone.cwmp import vendor_class
-    from labkit.phone.cwmp_driver import run_cwmp
-    from labkit.phone.driver import PhoneRun, VirtualClock, loopback_access
-    from labkit.phone.network import DhcpClient
+    from labkit.phone.driver import loopback_access, run_swarm
     from labkit.services.supervisor import free_port_offset, start_lab
 
     plan = build_plan(load(inventory))
     recorder, watch = EventRecorder(), _Watch()
     settings, steps = _settings(dict(tr069.get("settings") or {})), list(tr069.get("operator") or [])
-    option60 = vendor_class("CP-8851-3PCC", tr069.get("vendor_class_mode", "append"))
     offset = free_port_offset()
     lab = await start_lab(plan, port_offset=offset, state_dir=workdir / "state", sinks=[recorder, watch],
                           fault_seed=1)
@@ -101,22 +95,13 @@ async def _life(inventory: Path, tr069: dict[str, Any], workdir: Path, mac: str,
     try:
         access = loopback_access(plan.inventory, "127.0.0.1", offset, lab.ca_path)
         config = PhoneConfig(mac, "CP-8851-3PCC", serial, rounds=1, retry_delays=(60,), seed=1)
-        dhcp = DhcpClient(access.dhcp)
-        await dhcp.open()
-        try:
-            async with HttpClient(access.network, access.ca_file) as http:
-                # an hour a second
-                run = PhoneRun(config, access, dhcp, http, VirtualClock(3600), vendor_class=option60)
-                outcome = await run.run()
-                operator = asyncio.create_task(_operate(acs, mac, steps, watch))
-                try:
-                    await asyncio.wait_for(run_cwmp(run, outcome, settings), WAIT)
-                    await asyncio.wait_for(operator, WAIT)
-                finally:
-                    operator.cancel()
+        operator = asyncio.create_task(_operate(acs, mac, steps, watch))
+        try:  # an hour a second
+            result = await asyncio.wait_for(run_swarm([config], access, time_scale=3600, cwmp=settings), WAIT)
+            await asyncio.wait_for(operator, WAIT)
         finally:
-            dhcp.close()
-        return outcome, recorder, acs.sessions(mac)["sessions"]
+            operator.cancel()
+        return result.outcomes[0], recorder, acs.sessions(mac)["sessions"]
     finally:
         await lab.close()
 
