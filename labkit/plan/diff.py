@@ -124,5 +124,6 @@ def diff_plans(old: Plan, new: Plan) -> PlanDiff:
         faults=changed({r.label: r for r in old.faults}, {r.label: r for r in new.faults}),
         acs=changed(old.acs.actions, new.acs.actions),
         services=_services(old, new),
-        restart_only=tuple(name for name in RESTART_ONLY if getattr(old, name) != getattr(new, name)),
+        restart_only=tuple(name for name in RESTART_ONLY if getattr(old, name) != getattr(new, name))
+        + (("acs.https",) if old.acs.https != new.acs.https else ()),  # the ACS's listener keeps its TLS
     )

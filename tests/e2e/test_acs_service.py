@@ -21,8 +21,10 @@ from labkit.inventory.load import load
 from labkit.plan.build import Plan, build_plan
 from labkit.plan.faults import plan_faults
 from labkit.protocols.cwmp import rpc
+from labkit.protocols.cwmp.soap import decode
 from labkit.protocols.cwmp.values import Value
 from labkit.services.acs import AcsServer, start_acs, start_acs_service
+from labkit.services.acs_connreq import digest_authorization
 from labkit.services.context import Endpoint, StartContext
 from labkit.services.filetree import FileTree
 from tests.acs_cpe import ConnectionRequestListener, LabCpe
@@ -222,3 +224,19 @@ def test_https_with_the_lab_ca_and_the_ca_file_served(tmp_path: Path) -> None:
             await server.close()
 
     asyncio.run(main())
+
+
+def test_hold_requests_is_set_while_the_acs_has_requests_queued(tmp_path: Path) -> None:
+    text = LAB.replace("acs:\n", "acs:\n  hold_requests: true\n", 1)
+
+    async def check(server: AcsServer, cpe: LabCpe, bus: EventRecorder) -> None:
+        async with aiohttp.ClientSession() as client:
+            url = cpe.url
+            first = await client.post(url, data=cpe.start_body("0 BOOTSTRAP"))
+            header = digest_authorization(first.headers["WWW-Authenticate"], "POST", "/", "cpe", "right")
+            answer = await client.post(url, data=cpe.start_body("0 BOOTSTRAP"),
+                                       headers={"Authorization": header})
+            envelope = decode(await answer.read())
+            assert isinstance(envelope.body, rpc.InformResponse) and envelope.hold_requests
+
+    run(tmp_path, check, text=text)

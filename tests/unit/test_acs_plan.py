@@ -150,6 +150,8 @@ def test_reload_diff_names_the_phones_whose_acs_actions_changed(tmp_path: Path) 
     assert diff.acs.changed == (MAC,) and "acs" in diff.services
     assert any(line.startswith("ACS actions: 1 changed") for line in diff.lines())
     assert not diff_plans(old, replace(old)).acs
+    tls = diff_plans(old, replace(old, acs=replace(old.acs, https=True)))
+    assert "acs.https" in tls.restart_only and "not applied until a restart" in tls.lines()[-1]
 
 
 def test_acs_fault_rules_become_plain_actions() -> None:
