@@ -46,7 +46,7 @@ class AcsServer:
 
     def reload(self, config: AcsPlan, ctx: StartContext) -> None:
         """The new plan's actions, credentials and fault rules from the next session on; the
-        listener (port, TLS) stays as started."""
+        listener (port, TLS, the envelope size bound) stays as started."""
         self.ctx = ctx
         self.handler.take(config, ctx.directory.phone_at, ctx.faults.acs)
 
@@ -104,7 +104,7 @@ async def start_acs(config: AcsPlan, endpoint: Endpoint, ctx: StartContext, *,
     state = AcsState(config.limits.queue)
     handler = AcsHandler(config, state, ctx.bus, phone_at=ctx.directory.phone_at, faults=ctx.faults.acs,
                          clock=clock)
-    app = web.Application(client_max_size=config.limits.body_bytes + 1)
+    app = web.Application(client_max_size=config.limits.body_bytes)
     base = config.path.rstrip("/")
     state_dir = ctx.state_dir
 

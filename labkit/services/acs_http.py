@@ -150,14 +150,14 @@ class AcsHandler:
         if request.content_length is not None and request.content_length > self.config.limits.body_bytes:
             self.event(None, client, Fact("post", "POST", "413", "too-large"))
             return web.Response(status=413, headers={"Server": SERVER_HEADER, "Connection": "close"})
-        try:
-            body = await request.content.read(self.config.limits.body_bytes + 1)
-        except (ConnectionError, web.HTTPException) as exc:
-            self.event(None, client, Fact("post", "POST", f"- ({type(exc).__name__})", "aborted"))
-            return web.Response(status=400, headers={"Server": SERVER_HEADER})
-        if len(body) > self.config.limits.body_bytes:
+        try:  # the whole body (the app's client_max_size is the bound), within the session timeout
+            body = await asyncio.wait_for(request.read(), self.config.limits.session_timeout)
+        except web.HTTPRequestEntityTooLarge:
             self.event(None, client, Fact("post", "POST", "413", "too-large"))
             return web.Response(status=413, headers={"Server": SERVER_HEADER, "Connection": "close"})
+        except (ConnectionError, TimeoutError, web.HTTPException) as exc:
+            self.event(None, client, Fact("post", "POST", f"- ({type(exc).__name__})", "aborted"))
+            return web.Response(status=400, headers={"Server": SERVER_HEADER, "Connection": "close"})
         denied = self._denied(request)
         live = self.find(request)
         if denied is not None:
@@ -175,11 +175,15 @@ class AcsHandler:
     async def _exchange(self, request: web.Request, live: Live, body: bytes, client: str,
                         fresh: bool) -> web.StreamResponse:
         actions = self._faults(live, body, client)
-        for action in actions:
-            if action.delay:
-                await asyncio.sleep(action.delay)
+        delay = sum(a.delay or 0.0 for a in actions)
+        if delay:
+            live.last_seen = float("inf")  # not idle: no sweep ends it while it waits
+            await asyncio.sleep(delay)
+            live.last_seen = self.clock()
         if any(a.unauthorized for a in actions):
             self.event(live, client, Fact("auth", f"POST {len(body)} bytes", "401 (fault)", "fault"))
+            if fresh:  # no session began: the CPE starts over with its credentials
+                self.live.pop(live.token, None)
             return self._challenge_any()
         if any(a.drop for a in actions):
             self.event(live, client, Fact("post", f"POST {len(body)} bytes", "connection closed (fault)",
