@@ -11,6 +11,8 @@ import aiohttp
 
 from labkit.events import EventRecorder
 from labkit.plan.build import Plan
+from labkit.protocols.cwmp import rpc
+from labkit.protocols.cwmp.values import Value
 from labkit.services.acs import AcsServer, start_acs
 from labkit.services.context import Endpoint
 from tests.acs_cpe import LabCpe
@@ -84,6 +86,29 @@ def test_a_reload_gives_the_next_sessions_the_new_actions(tmp_path: Path) -> Non
             again = await cpe.session("1 BOOT")
             # the phone's actions changed: it gets them again (without the reboot now)
             assert [type(r).__name__ for r in again.received] == ["SetParameterValues", "AddObject"]
+        finally:
+            await server.close()
+
+    asyncio.run(main())
+
+
+def test_a_large_answer_is_read_whole(tmp_path: Path) -> None:
+    """A GetParameterValuesResponse of a few hundred KiB arrives in many TCP segments."""
+    plan = plan_of(tmp_path, LAB.replace("  auth: {user: cpe, password: right, scheme: digest}\n", ""))
+    bus = EventRecorder()
+
+    async def main() -> None:
+        server = await _start(tmp_path, plan, bus, Clock())
+        try:
+            cpe = LabCpe(f"http://127.0.0.1:{server.port}/", SERIAL)
+            names = tuple(f"Device.X_CISCO_COM_Parameter_{n:05d}" for n in range(3000))
+            cpe.params.update({name: Value.string("v" * 64) for name in names})
+            await cpe.session("0 BOOTSTRAP")
+            server.queue(MAC, rpc.GetParameterValues(names))
+            asked = await cpe.session("6 CONNECTION REQUEST")
+            assert [type(r).__name__ for r in asked.received] == ["GetParameterValues"]
+            exchange = server.sessions(MAC)["sessions"][-1]["exchanges"][1]
+            assert exchange["result"] == "ok" and exchange["action"] == "GetParameterValues"
         finally:
             await server.close()
 
