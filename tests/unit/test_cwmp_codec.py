@@ -33,24 +33,28 @@ def test_cwmp_error_is_a_codec_error() -> None:
     assert issubclass(CwmpError, CodecError)
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(ENVELOPES)
 def test_decode_encode_round_trip(envelope: Envelope) -> None:
     assert decode(encode(envelope)) == envelope
 
 
+@settings(deadline=None)
 @given(values())
 def test_every_value_type_reads_back(value: Value) -> None:
     assert Value.parse(value.type, value.text()) == value
 
 
+@settings(deadline=None)
 @given(st.binary(max_size=400))
 def test_arbitrary_bytes_raise_only_cwmp_error(data: bytes) -> None:
     with contextlib.suppress(CwmpError):
         decode(data)
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(ENVELOPES, st.data())
 def test_mutated_messages_raise_only_cwmp_error(envelope: Envelope, data: st.DataObject) -> None:
     """Valid messages with bytes cut, flipped or spliced: decoded or refused, never another error."""
@@ -74,6 +78,7 @@ def test_mutated_messages_raise_only_cwmp_error(envelope: Envelope, data: st.Dat
     assert isinstance(decoded, Envelope)
 
 
+@settings(deadline=None)
 @given(st.recursive(st.just(b"<a/>"), lambda inner: st.lists(inner, max_size=3).map(
     lambda kids: b"<e>" + b"".join(kids) + b"</e>"), max_leaves=12))
 def test_arbitrary_xml_raises_only_cwmp_error(body: bytes) -> None:
@@ -232,7 +237,8 @@ def test_values_that_are_not_their_type_are_refused(kind: str, text: str) -> Non
         Value.parse(kind, text)
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(ENVELOPES, st.data())
 def test_structurally_mutated_messages_raise_only_cwmp_error(envelope: Envelope, data: st.DataObject) -> None:
     """Well-formed XML with a field's text, an element, or a type changed: read or refused."""

@@ -251,7 +251,8 @@ def _generic(request: rpc.Rpc) -> rpc.Rpc:
     return rpc.RESPONSES[type(request)]()
 
 
-@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(st.lists(rpcs().filter(lambda r: isinstance(r, rpc.REQUESTS_TO_CPE)), max_size=6), st.booleans(),
        st.lists(st.builds(rpc.TransferComplete, st.text("abc", max_size=8)), max_size=2))
 def test_any_queue_is_sent_one_at_a_time_and_answered_in_order(
