@@ -18,11 +18,14 @@ from types import MappingProxyType
 from typing import Literal
 
 from labkit import macros
+from labkit.errors import CodecError
 from labkit.inventory import names
 from labkit.inventory.acs import AcsActions, AcsSection, Download, TypedValue
 from labkit.inventory.load import LoadedInventory
 from labkit.inventory.model import Inventory, Phone
+from labkit.plan.dhcp import option_set
 from labkit.plan.profiles import PHONE_PROFILE_PATH, phone_identity, rule_url
+from labkit.protocols.dhcp.vendor import Tr069
 
 CA_PATH = "labkit/ca.pem"  # the lab CA, served by the ACS itself under its own path
 # TR-069 A.3.2.8 file types; the custom CA file type is not in the standard's list, the vendor
@@ -161,6 +164,8 @@ class AcsPlan:
     actions: Mapping[str, tuple[AcsRpc, ...]] = field(default_factory=_no_actions)  # by MAC, in order
     ca_path: str = CA_PATH
     serials: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))  # serial -> MAC
+    # by MAC: the ACS URL DHCP option 43 gives the phone when it sends "<model> dslforum.org"
+    discovered: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def connection_request_url_name(self) -> str:
@@ -280,7 +285,21 @@ def plan_acs(loaded: LoadedInventory, sizes: Mapping[str, int] | None = None) ->
         limits=AcsLimitsPlan(limits.sessions, limits.queue, limits.session_timeout, limits.body_bytes),
         actions=MappingProxyType(actions),
         serials=MappingProxyType({p.serial: p.mac for p in inv.phones if p.serial}),
+        discovered=MappingProxyType({p.mac: url for p in inv.phones if (url := option43_url(inv, p))}),
     )
+
+
+def option43_url(inv: Inventory, phone: Phone) -> str | None:
+    """The ACS URL in the option 43 the lab gives `phone` when TR-069 is on (option 60
+    "<model> dslforum.org", labkit's default form [I]), or None."""
+    options = option_set(inv, vendor_class=f"{phone.model} dslforum.org", model=phone.model, phone=phone)
+    planned = options.options.get(43)
+    if planned is None:
+        return None
+    try:
+        return Tr069.from_suboptions(planned.decoded()).acs_url
+    except (CodecError, TypeError):
+        return None  # option 43 that is not TR-069's sub-options
 
 
 def explain_lines(acs: AcsPlan, mac: str) -> list[str]:
@@ -291,6 +310,9 @@ def explain_lines(acs: AcsPlan, mac: str) -> list[str]:
         return ["", "TR-069: the ACS is disabled in this lab (acs.enabled: false)"]
     auth = f", {acs.auth.scheme} authentication as {acs.auth.user!r}" if acs.auth else ""
     lines = ["", f"TR-069: the ACS at {acs.url}{auth}"]
+    found = acs.discovered.get(mac)
+    lines.append(f"  with TR-069 on, DHCP option 43 names {found}" if found else
+                 "  with TR-069 on, DHCP gives it no option 43 ACS URL: its profile's ACS_URL must name it")
     rpcs = acs.actions.get(mac, ())
     if not rpcs:
         lines.append("  answers its Informs and sends it nothing of its own (operator commands only)")

@@ -97,14 +97,17 @@ def test_the_default_lab_runs_the_acs_its_option_43_names() -> None:
     assert plan.listen["acs"].enabled and plan.listen["acs"].port == 7547 and not plan.acs.https
     mac = next(iter(plan.phones))
     assert [type(r).__name__ for r in plan.acs.actions[mac]] == ["SetValues"]
-    assert "TR-069: the ACS at http://prov.lab.example:7547/" in explain_phone(plan, mac)
+    said = explain_phone(plan, mac)
+    assert "TR-069: the ACS at http://prov.lab.example:7547/" in said
+    assert "with TR-069 on, DHCP option 43 names http://acs.lab.example:7547/" in said
 
 
 def test_explain_lists_what_the_acs_will_do_in_order(tmp_path: Path) -> None:
     text = explain_phone(plan_of(tmp_path), MAC)
     tail = text[text.index("TR-069: the ACS at http://prov.t.example:7547/"):].splitlines()
-    assert tail[2].startswith("   1. SetParameterValues Device.A='model' (string)")
-    assert tail[5] == "   4. DeleteObject Device.Y.1."
+    assert tail[1].startswith("  with TR-069 on, DHCP gives it no option 43 ACS URL")
+    assert tail[3].startswith("   1. SetParameterValues Device.A='model' (string)")
+    assert tail[6] == "   4. DeleteObject Device.Y.1."
     assert tail[-1] == "   8. Reboot"
 
 
