@@ -5,6 +5,7 @@ session dropped after the session timeout (a test clock), and a reload taking ne
 from __future__ import annotations
 
 import asyncio
+import random
 from pathlib import Path
 
 import aiohttp
@@ -111,5 +112,33 @@ def test_a_large_answer_is_read_whole(tmp_path: Path) -> None:
             assert exchange["result"] == "ok" and exchange["action"] == "GetParameterValues"
         finally:
             await server.close()
+
+    asyncio.run(main())
+
+
+def test_junk_bodies_end_their_sessions_and_the_acs_carries_on(tmp_path: Path) -> None:
+    plan = plan_of(tmp_path, LAB.replace("  auth: {user: cpe, password: right, scheme: digest}\n", ""))
+    bus = EventRecorder()
+    rng = random.Random(7)
+    valid = LabCpe("http://x/", SERIAL).start_body("0 BOOTSTRAP")
+    bodies = [rng.randbytes(rng.randrange(1, 400)) for _ in range(30)]
+    bodies += [valid[: rng.randrange(1, len(valid))] for _ in range(20)]  # cut short
+    bodies += [valid.replace(b"Inform", b"Infarm", 1),
+               b"<?xml version='1.0'?><!DOCTYPE x [<!ENTITY a 'b'>]><x/>"]
+
+    async def main() -> None:
+        server = await _start(tmp_path, plan, bus, Clock())
+        url = f"http://127.0.0.1:{server.port}/"
+        try:
+            async with aiohttp.ClientSession() as client:
+                for body in bodies:
+                    async with client.post(url, data=body) as answer:
+                        assert answer.status == 400, body[:60]
+            assert server.handler.live == {}
+            done = await LabCpe(url, SERIAL).session("0 BOOTSTRAP")
+            assert done.statuses[-1] == 204
+        finally:
+            await server.close()
+        assert sum(1 for e in bus.events if e.result == "malformed") == len(bodies)
 
     asyncio.run(main())
