@@ -39,6 +39,10 @@ DISSECTORS: dict[str, Dissector] = {
     "https": Dissector(("tcp",), 443, "tls", "TLS"),
     "syslog": Dissector(("udp",), 514, "syslog", "Syslog"),
     "proxy": Dissector(("tcp",), 3128, "http", "HTTP"),
+    # the TR-069 ACS: 7547 is no dissector's default port in Wireshark (port 0: always a rule);
+    # CWMP is HTTP carrying SOAP, which Wireshark's HTTP dissector hands to its CWMP one
+    "acs": Dissector(("tcp",), 0, "http", "HTTP"),
+    "acs_https": Dissector(("tcp",), 0, "tls", "TLS"),  # `acs.https: true`
 }
 HTTP_IN_TLS = Dissector(("tls",), 443, "http", "HTTP")  # what TLS carries, by the server's port
 DHCP_CLIENT_PORT = 68
@@ -76,7 +80,7 @@ def decode_as(ports: Mapping[str, int]) -> tuple[DecodeAs, ...]:
         rules += [DecodeAs(f"{transport}.port", port, dissector) for transport in dissector.transports]
         if service == "dhcp":
             rules.append(DecodeAs("udp.port", port + 1, dissector))
-        if service == "https":
+        if service in ("https", "acs_https"):
             rules.append(DecodeAs("tls.port", port, HTTP_IN_TLS))
     return tuple(rules)
 

@@ -14,6 +14,7 @@ from labkit.inventory import names
 from labkit.phone import discovery, traits
 from labkit.phone.discovery import MPP_PARAMETER_REQUEST_LIST, Candidate, SrvTarget
 from labkit.phone.fetching import host_of
+from labkit.plan.acs import explain_lines as acs_lines
 from labkit.plan.build import PhonePlan, Plan
 from labkit.plan.profiles import DEFAULT_PORTS, PlannedFile, phone_identity, served_names
 from labkit.protocols.dhcp.explain import hexdump
@@ -127,6 +128,7 @@ def explain_phone(plan: Plan, mac: str, generation: str = traits.DEFAULT_GENERAT
     if first is not None and first.file is not None:
         _follow(plan, phone_plan, first.file, lines, identity, offered)
     lines += route_lines(plan, mac, [c.url for c in candidates])
+    lines += acs_lines(plan.acs, mac)
     return "\n".join(lines)
 
 

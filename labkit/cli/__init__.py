@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from labkit import __version__
-from labkit.cli import export, phones, plan, reload, reports, serve, state
+from labkit.cli import acs, export, phones, plan, reload, reports, serve, state
 from labkit.cli.words import WordsCommand, WordsGroup
 
 app = typer.Typer(
@@ -46,6 +46,7 @@ for command in (plan.check, plan.render, plan.explain, plan.init, serve.up, relo
                 reports.reports):
     app.command(cls=WordsCommand)(command)
 app.command("export", cls=WordsCommand)(export.export_plan)
+app.add_typer(acs.app, name="acs")
 
 
 def main() -> None:

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Generic, Literal, TypeVar
 
-Service = Literal["dhcp", "dns", "tftp", "http"]
-SERVICES: tuple[Service, ...] = ("dhcp", "dns", "tftp", "http")
+Service = Literal["dhcp", "dns", "tftp", "http", "acs"]
+SERVICES: tuple[Service, ...] = ("dhcp", "dns", "tftp", "http", "acs")
 A = TypeVar("A")
 
 

@@ -10,6 +10,7 @@ from typing import Any, Generic, TypeVar, cast
 
 from labkit.events import EventSink, make_event
 from labkit.faults.engine import FaultEngine, Fired, Query, Service, describe
+from labkit.protocols.cwmp.faults import AcsFaultAction
 from labkit.protocols.dhcp.faults import DhcpFaultAction
 from labkit.protocols.dns.faults import DnsFaultAction
 from labkit.protocols.http_faults import HttpFaultAction
@@ -53,6 +54,7 @@ class Faults:
     tftp: ServiceFaults[TftpFaultAction] | None = None
     http: ServiceFaults[HttpFaultAction] | None = None
     engine: FaultEngine | None = None
+    acs: ServiceFaults[AcsFaultAction] | None = None
 
     @classmethod
     def build(cls, engine: FaultEngine, sink: EventSink, phones: Mapping[str, tuple[str, str | None]],
@@ -62,7 +64,7 @@ class Faults:
                 return None
             return ServiceFaults[Any](service, engine, sink, phones, started=started, clock=clock)
 
-        return cls(hook("dhcp"), hook("dns"), hook("tftp"), hook("http"), engine)
+        return cls(hook("dhcp"), hook("dns"), hook("tftp"), hook("http"), engine, hook("acs"))
 
 
 NO_FAULTS = Faults()

@@ -10,6 +10,7 @@ from ipaddress import IPv4Address
 from typing import TYPE_CHECKING
 
 from labkit.inventory import names
+from labkit.inventory.acs import acs_problems
 from labkit.inventory.folders import declared_folders, scan
 from labkit.inventory.http_checks import http_problems
 from labkit.inventory.model import Options
@@ -58,6 +59,8 @@ class _Checker:
             self.error(path, message)
         for path, message, severity in http_problems(self.loaded):
             (self.error if severity == "error" else self.warn)(path, message)
+        for path, message, level in acs_problems(self.inv):
+            (self.error if level == "error" else self.warn)(path, message)
 
     # -- addresses ---------------------------------------------------------------------------
     def check_network(self) -> None:

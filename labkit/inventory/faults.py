@@ -16,7 +16,8 @@ from pydantic import Field, ValidationError, model_validator
 from labkit.errors import LabkitError
 from labkit.inventory.types import HexBytes, Mac, Strict, Text
 
-Service = Literal["dhcp", "dns", "tftp", "http"]
+Service = Literal["dhcp", "dns", "tftp", "http", "acs"]
+SERVICE_NAMES: tuple[Service, ...] = ("dhcp", "dns", "tftp", "http", "acs")
 
 
 class FaultMatch(Strict):
@@ -24,7 +25,7 @@ class FaultMatch(Strict):
     model: Text | None = None
     group: Text | None = None
     path: Text | None = None  # shell pattern on the requested path, e.g. "/Cisco/*"
-    name: Text | None = None  # shell pattern on the DNS name asked for
+    name: Text | None = None  # shell pattern on the DNS name asked for; ACS: the CPE's message
     message: Literal["DISCOVER", "REQUEST", "INFORM"] | None = None  # DHCP: which request
 
 
@@ -86,6 +87,17 @@ class HttpFault(Strict):
     no_length: bool = False  # no Content-Length: the body ends when the connection closes
 
 
+class AcsFault(Strict):
+    """What the ACS does to a CPE message it matched (`match.name`: Inform, TransferComplete,
+    GetRPCMethods, a response such as GetParameterValuesResponse, or `empty` for an empty POST)."""
+
+    fault: Literal[8000, 8001, 8002, 8003, 8004, 8005] | None = None  # a CWMP fault instead
+    delay: Annotated[float, Field(ge=0, le=300)] | None = None
+    drop: bool = False  # close the connection unanswered
+    unauthorized: bool = False  # 401 whatever the credentials
+    wrong_id: bool = False  # answer with another cwmp:ID than the request's
+
+
 class FaultRule(Strict):
     name: Text | None = None
     match: FaultMatch = Field(default_factory=FaultMatch)
@@ -94,17 +106,18 @@ class FaultRule(Strict):
     dns: DnsFault | None = None
     tftp: TftpFault | None = None
     http: HttpFault | None = None
+    acs: AcsFault | None = None
 
     @model_validator(mode="after")
     def _one_service(self) -> FaultRule:
-        given = [s for s in ("dhcp", "dns", "tftp", "http") if getattr(self, s) is not None]
+        given = [s for s in SERVICE_NAMES if getattr(self, s) is not None]
         if len(given) != 1:
-            raise ValueError("a fault rule takes exactly one of dhcp, dns, tftp, http")
+            raise ValueError("a fault rule takes exactly one of " + ", ".join(SERVICE_NAMES))
         return self
 
     @property
     def service(self) -> Service:
-        return next(s for s in ("dhcp", "dns", "tftp", "http") if getattr(self, s) is not None)
+        return next(s for s in SERVICE_NAMES if getattr(self, s) is not None)
 
     @property
     def action(self) -> Any:

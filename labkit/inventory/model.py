@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from labkit.inventory.acs import AcsSection
 from labkit.inventory.cloud import ActivationCode, Cloud
 from labkit.inventory.dhcp import (
     OPTION_FIELDS,
@@ -53,7 +54,8 @@ from labkit.inventory.services import (
 from labkit.inventory.types import Strict
 
 __all__ = [
-    "OPTION_FIELDS", "OPTION_NAMES", "RESERVED_CODES", "UNION_TAGS", "ActivationCode", "Cloud", "CodeList",
+    "OPTION_FIELDS", "OPTION_NAMES", "RESERVED_CODES", "UNION_TAGS", "AcsSection", "ActivationCode", "Cloud",
+    "CodeList",
     "ConnectionLimits", "ContentEncryption",
     "Dhcp", "Dns", "Encryption", "FaultRule", "HttpAuth", "HttpService", "Inventory", "LabSection",
     "Line", "Lookup", "Option43", "Options", "OrRaw", "ParamSpec", "ParamValue", "Params", "Phone",
@@ -76,3 +78,4 @@ class Inventory(Strict):
     cloud: Cloud = Field(default_factory=Cloud)  # the activation names: sinkhole or emulate
     routes: list[Route] = Field(default_factory=list)  # dynamic HTTP(S) answers (Jinja, per request)
     reports: Reports = Field(default_factory=Reports)  # Report_Rule uploads kept in the state folder
+    acs: AcsSection | None = None  # the TR-069 ACS (labkit.inventory.acs); None: no ACS

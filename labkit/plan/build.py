@@ -18,6 +18,7 @@ from labkit.inventory import names
 from labkit.inventory.faults import FaultRule
 from labkit.inventory.load import LoadedInventory
 from labkit.inventory.model import Inventory, Phone
+from labkit.plan.acs import AcsPlan, plan_acs
 from labkit.plan.dhcp import DhcpPlan, OptionSet, class_option_set, option_set, phone_vendor_class, plan_dhcp
 from labkit.plan.faults import plan_faults
 from labkit.plan.http import HttpPlan, plan_http
@@ -89,6 +90,7 @@ class Plan:
     http: HttpPlan = field(default_factory=lambda: HttpPlan("http"))
     https: HttpPlan = field(default_factory=lambda: HttpPlan("https"))
     proxy: ProxyPlan = field(default_factory=ProxyPlan)
+    acs: AcsPlan = field(default_factory=AcsPlan)  # the TR-069 ACS (labkit.plan.acs)
 
     @property
     def inventory(self) -> Inventory:
@@ -115,6 +117,8 @@ def _listen(inv: Inventory) -> Mapping[str, Listen]:
     for service in SERVICES:
         config = getattr(inv.services, service)
         out[service] = Listen(bool(config.enabled), str(config.bind) if config.bind else None, config.port)
+    if inv.acs is not None:  # the ACS runs when the inventory has an `acs:` section
+        out["acs"] = Listen(inv.acs.enabled, str(inv.acs.bind) if inv.acs.bind else None, inv.acs.port)
     return _frozen(out)
 
 
@@ -127,9 +131,10 @@ def build_plan(loaded: LoadedInventory) -> Plan:
         phones[phone.mac] = PhonePlan(
             phone, vendor_class, option_set(inv, vendor_class=vendor_class, phone=phone)
         )
+    files = plan_files(loaded)
     return Plan(
         loaded=loaded,
-        files=_frozen(plan_files(loaded)),
+        files=_frozen(files),
         zones=_frozen(zones),
         dns=plan_dns(zones),
         phones=_frozen(phones),
@@ -150,4 +155,5 @@ def build_plan(loaded: LoadedInventory) -> Plan:
         http=plan_http(inv.services.http, "http", loaded),
         https=plan_http(inv.services.https, "https", loaded),
         proxy=plan_proxy(inv),
+        acs=plan_acs(loaded, {path: f.size for path, f in files.items()}),
     )

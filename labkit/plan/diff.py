@@ -59,17 +59,19 @@ class PlanDiff:
     files: Changed = Changed()
     zones: Changed = Changed()
     faults: Changed = Changed()  # by rule label
+    acs: Changed = Changed()  # by MAC: the phones whose planned ACS RPCs differ
     services: tuple[str, ...] = ()  # services whose own config changed (taken live)
     restart_only: tuple[str, ...] = ()  # what differs but a running lab keeps (endpoints, TLS)
 
     def __bool__(self) -> bool:
         return bool(self.phones or self.options or self.files or self.zones or self.faults
-                    or self.services or self.restart_only)
+                    or self.acs or self.services or self.restart_only)
 
     def lines(self) -> list[str]:
         """The change in a few lines, for people."""
         out = [part.text(noun) for noun, part in (("phones", self.phones), ("files", self.files),
-                                                  ("zones", self.zones), ("faults", self.faults)) if part]
+                                                  ("zones", self.zones), ("faults", self.faults),
+                                                  ("ACS actions", self.acs)) if part]
         out += [f"options of {who}: {', '.join(str(c) for c in codes)}"
                 for who, codes in self.options.items()]
         if self.services:
@@ -82,7 +84,7 @@ class PlanDiff:
         """The change as JSON data (an event's detail)."""
         out: dict[str, Any] = {noun: part.as_dict() for noun, part in
                                (("phones", self.phones), ("files", self.files), ("zones", self.zones),
-                                ("faults", self.faults)) if part}
+                                ("faults", self.faults), ("acs", self.acs)) if part}
         if self.options:
             out["options"] = {who: list(codes) for who, codes in self.options.items()}
         if self.services:
@@ -107,7 +109,7 @@ def _option_changes(old: Plan, new: Plan) -> dict[str, tuple[int, ...]]:
 
 
 def _services(old: Plan, new: Plan) -> tuple[str, ...]:
-    names = ("dhcp", "dns", "tftp", "http", "https", "proxy")
+    names = ("dhcp", "dns", "tftp", "http", "https", "proxy", "acs")
     return tuple(name for name in names if getattr(old, name) != getattr(new, name))
 
 
@@ -120,6 +122,8 @@ def diff_plans(old: Plan, new: Plan) -> PlanDiff:
         files=changed(old.files, new.files),
         zones=changed(old.zones, new.zones),
         faults=changed({r.label: r for r in old.faults}, {r.label: r for r in new.faults}),
+        acs=changed(old.acs.actions, new.acs.actions),
         services=_services(old, new),
-        restart_only=tuple(name for name in RESTART_ONLY if getattr(old, name) != getattr(new, name)),
+        restart_only=tuple(name for name in RESTART_ONLY if getattr(old, name) != getattr(new, name))
+        + (("acs.https",) if old.acs.https != new.acs.https else ()),  # the ACS's listener keeps its TLS
     )

@@ -12,7 +12,8 @@ from types import MappingProxyType
 from typing import Any
 
 from labkit.faults.engine import Match, Rule, When
-from labkit.inventory.faults import DhcpFault, DnsFault, FaultRule, HttpFault, TftpFault
+from labkit.inventory.faults import AcsFault, DhcpFault, DnsFault, FaultRule, HttpFault, TftpFault
+from labkit.protocols.cwmp.faults import AcsFaultAction
 from labkit.protocols.dhcp.faults import DhcpFaultAction
 from labkit.protocols.dns.faults import DnsFaultAction
 from labkit.protocols.http_faults import HttpFaultAction
@@ -38,6 +39,10 @@ def http_action(fault: HttpFault) -> HttpFaultAction:
     return HttpFaultAction(**{**fault.model_dump(), "trailers": tuple(fault.trailers.items())})
 
 
+def acs_action(fault: AcsFault) -> AcsFaultAction:
+    return AcsFaultAction(**fault.model_dump())
+
+
 def action_of(rule: FaultRule) -> Any:
     """The rule's action as its core's plain type."""
     if rule.dhcp is not None:
@@ -46,6 +51,8 @@ def action_of(rule: FaultRule) -> Any:
         return dns_action(rule.dns)
     if rule.tftp is not None:
         return tftp_action(rule.tftp)
+    if rule.acs is not None:
+        return acs_action(rule.acs)
     assert rule.http is not None  # the schema guarantees exactly one service
     return http_action(rule.http)
 

@@ -63,7 +63,7 @@ def load_scenario(name: str, folder: Path = SCENARIO_DIR) -> dict[str, Any]:
     if not path.is_file():
         raise ScenarioError(f"no scenario {name!r}; there are: {', '.join(names(folder))}")
     data = yaml.safe_load(path.read_text())
-    unknown = set(data) - {"description", "lab", "files", "phone", "expect"}
+    unknown = set(data) - {"description", "lab", "files", "phone", "expect", "tr069"}
     if unknown:
         raise ScenarioError(f"{path}: unknown keys {sorted(unknown)}")
     phone_unknown = set(data.get("phone") or {}) - PHONE_SETTINGS
@@ -122,6 +122,11 @@ async def _run(inventory: Path, phone: dict[str, Any], workdir: Path) -> tuple[O
 
 def run_scenario(name: str, folder: Path = SCENARIO_DIR) -> ScenarioResult:
     data = load_scenario(name, folder)
+    if "tr069" in data:  # the phone's CWMP life against the kit's ACS (labkit.scenarios.tr069)
+        from labkit.scenarios.tr069 import run_tr069
+
+        result: ScenarioResult = run_tr069(name, data)
+        return result
     inventory = {**BASE, **(data.get("lab") or {})}
     with tempfile.TemporaryDirectory(prefix="labkit-scenario-") as tmp:
         work = Path(tmp)

@@ -11,6 +11,7 @@ Routes (JSON shapes documented in `labkit.services.status` and `labkit.services.
   GET /api/phones/{mac}  one phone's status and its recent events (its timeline)
   GET /api/events        server-sent events: "phone" (one phone changed), "counters" (each second)
   GET /metrics           Prometheus text format
+  /api/acs/...           the TR-069 ACS's operator side (labkit.services.acs_admin)
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import Any
 from aiohttp import web
 
 from labkit.macros import normalize_mac
+from labkit.services.acs_admin import add_acs_routes
 from labkit.services.context import Endpoint
 from labkit.services.metrics import CONTENT_TYPE_LATEST
 from labkit.services.ops import LabOps
@@ -147,6 +149,7 @@ def make_app(ops: LabOps, token: str | None) -> web.Application:
     app.router.add_get("/api/phones/{mac}", _phone)
     app.router.add_get("/api/events", _events)
     app.router.add_get("/metrics", _metrics)
+    add_acs_routes(app)
     return app
 
 

@@ -67,6 +67,7 @@ class LabOps:
         self.admin_url = admin_url
         self.timelines: dict[str, deque[Event]] = {}
         self.subscribers: set[asyncio.Queue[Message]] = set()
+        self.acs: Any = None  # the ACS service (labkit.services.acs.AcsServer) when the lab runs one
 
     def __call__(self, event: Event) -> None:
         changed = self.status.apply(event)

@@ -50,6 +50,7 @@ CONFIGS: Mapping[str, Callable[[Plan], Any]] = {
     "https": lambda plan: plan.https,
     "syslog": lambda plan: None,
     "proxy": lambda plan: plan.proxy,
+    "acs": lambda plan: plan.acs,
 }
 
 

@@ -70,6 +70,8 @@ async def run_lab(plan: Plan, *, log: LogSettings | None = None,
                               tls_keylog=tls_keylog)
         stack.push_async_callback(lab.close)
         lab.stack, lab.journal = stack, journal
+        if lab.ops is not None:  # the admin API's ACS routes (labkit.services.acs_admin)
+            lab.ops.acs = lab.services.get("acs")
         if journal is not None and limiter is not None:
             flusher = asyncio.create_task(journal.flush_periodically(before=[limiter]))
             stack.push_async_callback(_cancel, flusher)
@@ -103,8 +105,9 @@ def _start_capture(lab: RunningLab, pcap: Path | None, per_phone: Path | None, *
         dhcp_ports = frozenset({lab.endpoints["dhcp"].port, lab.endpoints["dhcp"].port + 1})
         ports |= dhcp_ports
     tftp = lab.endpoints.get("tftp")
-    dissection = Dissection.for_ports({name: e.port for name, e in lab.endpoints.items()},
-                                      keylog if "https" in lab.endpoints else None)
+    named = {("acs_https" if name == "acs" and lab.plan.acs.https else name): e.port
+             for name, e in lab.endpoints.items()}
+    dissection = Dissection.for_ports(named, keylog if {"https", "acs_https"} & set(named) else None)
     try:
         capture = Capture(interface, ports, pcap, per_phone, lab.directory or StaticDirectory(), dhcp_ports,
                           dissection, tftp_port=tftp.port if tftp is not None else None)

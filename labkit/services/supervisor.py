@@ -24,6 +24,7 @@ from labkit.events import Event, EventSink, StaticDirectory
 from labkit.faults.engine import FaultEngine
 from labkit.faults.hooks import Faults
 from labkit.plan.build import Plan
+from labkit.services.acs_start import start_acs_service
 from labkit.services.context import Closable, Endpoint, StartContext
 from labkit.services.filetree import FileTree
 from labkit.services.journal import (
@@ -44,11 +45,11 @@ if TYPE_CHECKING:
     from labkit.services.admin import AdminSettings
 
 STANDARD_PORTS = {"dns": 53, "tftp": 69, "http": 80, "https": 443, "syslog": 514, "dhcp": 67, "proxy": 3128,
-                  "admin": 8080}
+                  "admin": 8080, "acs": 7547}
 LOOPBACK = "127.0.0.1"
 LOOPBACK_OFFSET = 10000
 # DHCP last: phones arrive only once everything they will ask for next is up
-START_ORDER = ("syslog", "dns", "tftp", "http", "https", "proxy", "dhcp")
+START_ORDER = ("syslog", "dns", "tftp", "http", "https", "proxy", "acs", "dhcp")
 
 
 def free_port_offset(host: str = LOOPBACK) -> int:
@@ -80,7 +81,7 @@ class StartError(LabkitError):
 
 
 TRANSPORTS = {"dns": "udp+tcp", "tftp": "udp", "http": "tcp", "https": "tcp", "syslog": "udp",
-              "dhcp": "udp", "proxy": "tcp"}
+              "dhcp": "udp", "proxy": "tcp", "acs": "tcp"}
 
 
 def endpoints(plan: Plan, *, loopback: bool = False, port_offset: int | None = None) -> dict[str, Endpoint]:
@@ -235,12 +236,8 @@ async def _start_proxy(plan: Plan, ep: Endpoint, ctx: StartContext) -> Closable:
 
 
 STARTERS: dict[str, Starter] = {
-    "syslog": _start_syslog,
-    "dns": _start_dns,
-    "tftp": _start_tftp,
-    "http": _start_http,
-    "https": _start_https, "proxy": _start_proxy,
-    "dhcp": _start_dhcp,
+    "syslog": _start_syslog, "dns": _start_dns, "tftp": _start_tftp, "http": _start_http,
+    "https": _start_https, "proxy": _start_proxy, "acs": start_acs_service, "dhcp": _start_dhcp,
 }
 
 

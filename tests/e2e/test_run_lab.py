@@ -46,7 +46,7 @@ def test_everything_is_released_when_the_block_fails(tmp_path: Path) -> None:
             lab.watch(view)
             seen["lab"] = lab
             assert lab.journal is not None and not lab.journal.file.closed
-            assert set(lab.services) == {"syslog", "dns", "tftp", "http", "https", "dhcp"}
+            assert set(lab.services) == {"syslog", "dns", "tftp", "http", "https", "acs", "dhcp"}
             raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):

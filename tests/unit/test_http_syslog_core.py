@@ -187,7 +187,8 @@ def test_endpoints_standard_loopback_and_offset() -> None:
     loop = endpoints(plan, loopback=True)
     assert {k: (e.host, e.port) for k, e in loop.items()} == {
         "syslog": ("127.0.0.1", 10514), "dns": ("127.0.0.1", 10053), "tftp": ("127.0.0.1", 10069),
-        "http": ("127.0.0.1", 10080), "https": ("127.0.0.1", 10443), "dhcp": ("127.0.0.1", 10067)}
+        "http": ("127.0.0.1", 10080), "https": ("127.0.0.1", 10443), "dhcp": ("127.0.0.1", 10067),
+        "acs": ("127.0.0.1", 17547)}  # the default lab's ACS (option 43's port 7547) moves with the others
     assert endpoints(plan, port_offset=20000)["tftp"].port == 20069
 
 
