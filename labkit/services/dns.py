@@ -38,6 +38,7 @@ from labkit.errors import LabkitError
 from labkit.events import EventSink, PhoneDirectory, fact_event
 from labkit.protocols.dns import AuthoritativeResolver, DnsFact
 from labkit.protocols.dns.faults import DnsFaultAction, apply_dns_fault, negative_probe
+from labkit.protocols.dns.replies import UdpReplies
 from labkit.protocols.result import Result
 from labkit.services.sockets import DropCounter, DropWatch
 
@@ -80,6 +81,7 @@ class DnsService:
                  directory: PhoneDirectory, *, faults: ServiceFaults[DnsFaultAction] | None = None,
                  limits: TcpLimits = TcpLimits()) -> None:
         self.resolver = resolver
+        self.replies = UdpReplies(resolver)  # whole UDP replies by query bytes (the hot path)
         self.host = host
         self.port = 0
         self._sink = sink
@@ -117,6 +119,7 @@ class DnsService:
     def reload(self, config: DnsPlan, ctx: StartContext) -> None:
         """Serve a new plan's zones and fault rules from the next datagram on (same sockets)."""
         self.resolver = AuthoritativeResolver(config.zones, max_udp=config.max_udp)
+        self.replies = UdpReplies(self.resolver)  # a new, empty table: nothing of the old zones
         self._faults = ctx.faults.dns
 
     @property
@@ -142,13 +145,21 @@ class DnsService:
         sock = self._udp
         if sock is None:
             return
+        if self._faults is not None:
+            self._drain_with_faults(sock)
+            return
         # locals: this loop runs once per datagram, attribute look-ups add up
-        recvfrom, sendto, answer = sock.recvfrom, sock.sendto, self.resolver.answer
-        sink, phone_at, now, event, faults = self._sink, self._phone_at, time.time, fact_event, self._faults
+        recvfrom, sendto, learn = sock.recvfrom, sock.sendto, self.replies.learn
+        get, tally = self.replies.table.get, self.replies.tally
+        sink, phone_at, event = self._sink, self._phone_at, fact_event
         # the directory cannot change while this loop runs (one event-loop callback), so the
-        # client text and phone of the previous datagram's address serve the next from it
+        # client text and phone of the previous datagram's address serve the next from it;
+        # one clock reading stamps the whole drain (it lasts well under a millisecond). Within a
+        # drain, one peer asking the same question again gets the same (frozen, equal) Event
+        # object: `token` changes with the peer and each drain, and a kept reply remembers the
+        # Event it last made under which token.
         peer: Any = None
-        client, phone = "", None
+        client, phone, when, token = "", None, time.time(), object()
         for _ in range(UDP_BATCH):
             try:
                 data, address = recvfrom(UDP_RECV_SIZE)
@@ -157,24 +168,54 @@ class DnsService:
             except OSError:  # e.g. an ICMP error queued on the socket: note it, keep reading
                 self.udp_receive_errors += 1
                 continue
-            result = answer(data)
             if address != peer:  # a burst from one socket names its client and phone once
                 peer, client, phone = address, f"{address[0]}:{address[1]}", phone_at(address[0])
-            if faults is None:
-                send = result.send
-                wire = send[0].data if send else None
+                token = object()
+            kept = get(data[2:])  # the reply to these exact bytes, if they were asked before
+            if kept is None:
+                wire, facts = learn(data)
+                made = None
             else:
-                wire = self._fault(data, result, address[0], client)
+                tail, facts, rcode, made_for, made = kept
+                tally[rcode] += 1
+                wire = data[:2] + tail
+                if made_for is not token:
+                    made = kept[4] = event(SERVICE, client, phone, facts[0], when, None)
+                    kept[3] = token
             # the event goes out before the answer, so whoever holds the answer can see the event
             try:
-                for fact in result.facts:
-                    sink(event(SERVICE, client, phone, fact, now(), None))
+                if made is not None:
+                    sink(made)
+                else:
+                    for fact in facts:
+                        sink(event(SERVICE, client, phone, fact, when, None))
             except Exception:  # a failing sink must not stop the answers
                 self.sink_errors += 1
             if wire is not None:
                 try:
                     sendto(wire, address)
                 except OSError:  # buffer full or peer unreachable: the client will retry
+                    self.udp_send_errors += 1
+
+    def _drain_with_faults(self, sock: socket.socket) -> None:
+        """The reference path, while some fault rule concerns DNS: every query goes through the
+        resolver and the fault hooks (a rule may fire on any query), none through the table."""
+        for _ in range(UDP_BATCH):
+            try:
+                data, address = sock.recvfrom(UDP_RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self.udp_receive_errors += 1
+                continue
+            result = self.resolver.answer(data)
+            client = f"{address[0]}:{address[1]}"
+            wire = self._fault(data, result, address[0], client)
+            self._emit(result, address[0], client, None)
+            if wire is not None:
+                try:
+                    sock.sendto(wire, address)
+                except OSError:
                     self.udp_send_errors += 1
 
     # -- TCP ----------------------------------------------------------------------------------
