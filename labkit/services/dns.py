@@ -277,12 +277,15 @@ class DnsService:
 
     # -- life cycle ---------------------------------------------------------------------------
 
-    async def _bind(self, port: int) -> None:
+    async def _bind(self, port: int, reuse_port: bool = False) -> None:
         family = _family(self.host)
         for _ in range(_PORT_ATTEMPTS if port == 0 else 1):
             udp = socket.socket(family, socket.SOCK_DGRAM)
             tcp = socket.socket(family, socket.SOCK_STREAM)
             try:
+                if reuse_port:  # worker processes share the port; the kernel spreads the clients
+                    udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                    tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
                 udp.setblocking(False)
                 with contextlib.suppress(OSError):
                     udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
@@ -341,9 +344,10 @@ def _family(host: str) -> socket.AddressFamily:
 
 async def start_dns(config: DnsPlan, endpoint: Endpoint, ctx: StartContext, *,
                     limits: TcpLimits = TcpLimits()) -> DnsService:
-    """Serve the plan's zones on the endpoint over UDP and TCP (port 0: a free port, see .port)."""
+    """Serve the plan's zones on the endpoint over UDP and TCP (port 0: a free port, see .port);
+    with `endpoint.reuse_port`, with SO_REUSEPORT on both sockets (`labkit up --workers N`)."""
     resolver = AuthoritativeResolver(config.zones, max_udp=config.max_udp)
     service = DnsService(resolver, endpoint.host, ctx.bus, ctx.directory, faults=ctx.faults.dns,
                          limits=limits)
-    await service._bind(endpoint.port)
+    await service._bind(endpoint.port, endpoint.reuse_port)
     return service
