@@ -104,13 +104,12 @@ def up(
     settings = LogSettings(log or state / "logs" / "events.jsonl", max_bytes=int(log_max_mb * 1024 * 1024),
                            backups=log_files)
     admin_settings = admin_option(admin, admin_token)
-    count = workers_option(workers)
     try:
         rules = [parse_cli_rule(text) for text in fault or []]
         asyncio.run(_up(plan, settings, quiet, Reloading(inventory, watch), pcaps=(pcap, pcap_per_phone),
                         loopback=loopback, port_offset=port_offset, state_dir=state,
                         allow_other_dhcp=allow_other_dhcp, faults=rules, admin=admin_settings,
-                        tls_keylog=tls_keylog, workers=count))
+                        tls_keylog=tls_keylog, workers=workers_option(workers)))
     except LabkitError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(1) from None
