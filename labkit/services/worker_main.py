@@ -20,7 +20,15 @@ from typing import Any
 from labkit.errors import LabkitError
 from labkit.events import Event
 from labkit.services.context import Closable, Endpoint, StartContext
-from labkit.services.workers import BATCH_EVENTS, FLUSH_SECONDS, PR_SET_PDEATHSIG, frame, read_frame
+from labkit.services.workers import (
+    BATCH_EVENTS,
+    FLUSH_SECONDS,
+    PR_SET_PDEATHSIG,
+    Row,
+    frame,
+    read_frame,
+    row_of,
+)
 
 
 class Batcher:
@@ -28,11 +36,11 @@ class Batcher:
 
     def __init__(self, write: Callable[[bytes], None]) -> None:
         self.write = write
-        self.pending: list[Event] = []
+        self.pending: list[Row] = []
         self._timer: asyncio.TimerHandle | None = None
 
     def __call__(self, event: Event) -> None:
-        self.pending.append(event)
+        self.pending.append(row_of(event))
         if len(self.pending) >= BATCH_EVENTS:
             self.flush()
         elif self._timer is None:

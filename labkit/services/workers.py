@@ -10,9 +10,9 @@ length, then a pickle; both ends are labkit's, so the pickles come from our own 
 - main → worker: ("start", name, config, endpoint, setup), ("reload", name, config, setup),
   ("counters", name), ("stop",). `setup` (a WorkerSetup): what the worker's StartContext needs.
 - worker → main: ("started", name, port), ("failed", name, message, errno or None),
-  ("counters", name, dict), ("events", [Event, ...]).
-Events are batched in the worker (sent every FLUSH_SECONDS or every BATCH_EVENTS events; equal
-Events the DNS fast path shares are pickled once per batch) and go into the main process's bus
+  ("counters", name, dict), ("events", [Row, ...]) (an Event's fields as a tuple).
+Events are batched in the worker (sent every FLUSH_SECONDS or every BATCH_EVENTS events, as
+tuples) and go into the main process's bus
 in the order they arrive, so the journal, status, metrics and board see every worker's events
 in one stream and count them per service as if one process had served them. A worker does not
 know the DHCP leases: an event without a phone gets it from the main process's directory.
@@ -36,7 +36,8 @@ import pickle
 import random
 import struct
 import sys
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -92,6 +93,41 @@ class WorkerSetup:
         faults = Faults.build(engine, sink, self.fault_phones, started=self.started)
         return StartContext(self.tree, sink, StaticDirectory(dict(self.fixed_ips)), self.known_macs,
                             self.state_dir, faults)
+
+
+# An Event as it travels from a worker: its fields in order (a tuple pickles 5-7 times faster
+# than the dataclass, and the strings the DNS fast path shares are pickled once per batch).
+Row = tuple[float, str, str | None, str | None, str, str, str, str, dict[str, Any]]
+_FIELDS = ("time", "service", "client", "phone", "action", "request", "answer", "result", "detail")
+
+
+def row_of(event: Event) -> Row:
+    return (event.time, event.service, event.client, event.phone, event.action, event.request,
+            event.answer, event.result, event.detail)
+
+
+def _event_factory() -> Callable[[Row, str | None], Event]:
+    """`EVENT_OF(row, phone)`: the Event again (with `phone`); filled through its __dict__ in one
+    step when Event is the plain dataclass with these fields (as labkit.events.fact_event does)."""
+    if tuple(f.name for f in fields(Event)) != _FIELDS or "__slots__" in vars(Event):
+
+        def construct(row: Row, phone: str | None) -> Event:
+            return Event(row[0], row[1], row[2], phone, *row[4:])
+
+        return construct
+    new, set_attribute = object.__new__, object.__setattr__
+
+    def fill(row: Row, phone: str | None) -> Event:
+        event = new(Event)
+        set_attribute(event, "__dict__", {
+            "time": row[0], "service": row[1], "client": row[2], "phone": phone, "action": row[4],
+            "request": row[5], "answer": row[6], "result": row[7], "detail": row[8]})
+        return event
+
+    return fill
+
+
+EVENT_OF = _event_factory()
 
 
 def frame(message: object) -> bytes:
@@ -163,20 +199,19 @@ class WorkerPool:
     def pids(self) -> list[int]:
         return [worker.pid for worker in self.workers]
 
-    def deliver(self, events: list[Event]) -> None:
+    def deliver(self, rows: list[Row]) -> None:
         """A worker's batch into the lab's bus, in order; a phone the worker did not know is
         looked up in the main process's directory (the DHCP leases live here)."""
-        bus, phone_at = self.ctx.bus, self.ctx.directory.phone_at
-        named: dict[int, Event] = {}
-        for event in events:
-            if event.phone is None and event.client:
-                done = named.get(id(event))  # the batch keeps every event alive: ids are unique
-                if done is None:
-                    phone = phone_at(event.client.rsplit(":", 1)[0])
-                    done = named[id(event)] = replace(event, phone=phone) if phone else event
-                event = done
-            bus(event)
-        self.delivered += len(events)
+        bus, phone_at, event_of = self.ctx.bus, self.ctx.directory.phone_at, EVENT_OF
+        phones: dict[str, str | None] = {}
+        for row in rows:
+            phone, client = row[3], row[2]
+            if phone is None and client:
+                phone = phones.get(client, "")
+                if phone == "":
+                    phone = phones[client] = phone_at(client.rsplit(":", 1)[0])
+            bus(event_of(row, phone))
+        self.delivered += len(rows)
 
     async def _spawn(self) -> None:
         env = dict(os.environ)
