@@ -19,6 +19,7 @@ from dnslib import DNSRecord
 from labkit.inventory.load import load
 from labkit.plan.build import build_plan
 from labkit.protocols.dns import AuthoritativeResolver
+from labkit.services.admin import AdminSettings
 from labkit.services.reload import apply_plan
 from labkit.services.running import LogSettings, run_lab
 from labkit.services.supervisor import STANDARD_PORTS, free_port_offset
@@ -74,7 +75,8 @@ def test_workers_serve_dns_log_events_reload_and_stop(tmp_path: Path) -> None:
 
     async def main() -> None:
         async with run_lab(before, log=LogSettings(tmp_path / "events.jsonl"), port_offset=offset,
-                           state_dir=tmp_path / "state", workers=2) as lab:
+                           state_dir=tmp_path / "state", admin=AdminSettings(enabled=False), workers=2
+                           ) as lab:
             dns = lab.services["dns"]
             assert isinstance(dns, PooledService) and len(dns.workers) == 2
             assert sorted(dns.workers) == sorted(children(os.getpid()))
@@ -88,6 +90,13 @@ def test_workers_serve_dns_log_events_reload_and_stop(tmp_path: Path) -> None:
                 assert await ask(port, "pbx.t.example", ident) == expected
             served = [c["queries"] for c in await dns.counters()]
             assert sum(served) == CLIENTS and all(n > 0 for n in served), served  # both workers answered
+            assert lab.ops is not None
+            for _ in range(int(WAIT / 0.01)):  # the workers' last batch is on its way (bounded wait)
+                if lab.ops.counters()["services"].get("dns", {}).get("requests", 0) >= CLIENTS:
+                    break
+                await asyncio.sleep(0.01)
+            counted = lab.ops.counters()["services"]["dns"]  # what the dashboard and /metrics show
+            assert counted["requests"] == CLIENTS, counted
             outcome = apply_plan(lab, after)
             assert outcome.ok
             changed = 0
