@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from labkit.errors import LabkitError
-from labkit.events import EventSink, PhoneDirectory, fact_event
+from labkit.events import Event, EventSink, PhoneDirectory, fact_event
 from labkit.protocols.dns import AuthoritativeResolver, DnsFact
 from labkit.protocols.dns.faults import DnsFaultAction, apply_dns_fault, negative_probe
 from labkit.protocols.dns.replies import UdpReplies
@@ -159,14 +159,14 @@ class DnsService:
         recvfrom, sendto, learn = sock.recvfrom, sock.sendto, self.replies.learn
         get, tally = self.replies.table.get, self.replies.tally
         sink, phone_at, event = self._sink, self._phone_at, fact_event
-        # the directory cannot change while this loop runs (one event-loop callback), so the
-        # client text and phone of the previous datagram's address serve the next from it;
-        # one clock reading stamps the whole drain (it lasts well under a millisecond). Within a
-        # drain, one peer asking the same question again gets the same (frozen, equal) Event
-        # object: `token` changes with the peer and each drain, and a kept reply remembers the
-        # Event it last made under which token.
+        # the directory cannot change while this loop runs (one event-loop callback), so each
+        # address's client text and phone are worked out once per drain; one clock reading stamps
+        # the whole drain (it lasts well under a millisecond). Within a drain, a peer asking the
+        # same question again gets the same (frozen, equal) Event object: `made` maps the kept
+        # reply (its bytes, which fix the question and the answer) to the peer's Event for it.
+        peers: dict[Any, tuple[str, str | None, dict[bytes, Event]]] = {}
         peer: Any = None
-        client, phone, when, token = "", None, time.time(), object()
+        client, phone, made, when = "", None, {}, time.time()
         for _ in range(UDP_BATCH):
             try:
                 data, address = recvfrom(UDP_RECV_SIZE)
@@ -175,24 +175,26 @@ class DnsService:
             except OSError:  # e.g. an ICMP error queued on the socket: note it, keep reading
                 self.udp_receive_errors += 1
                 continue
-            if address != peer:  # a burst from one socket names its client and phone once
-                peer, client, phone = address, f"{address[0]}:{address[1]}", phone_at(address[0])
-                token = object()
+            if address != peer:  # a burst from one socket skips even the look-up below
+                known = peers.get(address)
+                if known is None:
+                    known = peers[address] = (f"{address[0]}:{address[1]}", phone_at(address[0]), {})
+                peer, (client, phone, made) = address, known
             kept = get(data[2:])  # the reply to these exact bytes, if they were asked before
             if kept is None:
                 wire, facts = learn(data)
-                made = None
+                shared = None
             else:
-                tail, facts, rcode, made_for, made = kept
+                tail, facts, rcode = kept
                 tally[rcode] += 1
                 wire = data[:2] + tail
-                if made_for is not token:
-                    made = kept[4] = event(SERVICE, client, phone, facts[0], when, None)
-                    kept[3] = token
+                shared = made.get(tail)
+                if shared is None:
+                    shared = made[tail] = event(SERVICE, client, phone, facts[0], when, None)
             # the event goes out before the answer, so whoever holds the answer can see the event
             try:
-                if made is not None:
-                    sink(made)
+                if shared is not None:
+                    sink(shared)
                 else:
                     for fact in facts:
                         sink(event(SERVICE, client, phone, fact, when, None))

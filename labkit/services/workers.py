@@ -172,6 +172,10 @@ class Worker:
                 self.pool.deliver(message[1])
             else:
                 await self.replies.put(message)
+        if not self.pool.stopping:  # a worker that ends on its own: its share of clients goes unanswered
+            code = await self.process.wait()
+            self.pool.ctx.bus(make_event("kit", None, None, "workers", f"worker {self.index + 1} "
+                                         f"(pid {self.pid})", f"exited with status {code}", "error"))
         await self.replies.put(("exited", None, None))
 
     async def ask(self, message: object) -> tuple[Any, ...]:
@@ -191,6 +195,7 @@ class WorkerPool:
         self.workers: list[Worker] = []
         self.handles: dict[str, PooledService] = {}
         self.delivered = 0
+        self.stopping = False
         engine = ctx.faults.engine
         rng = engine.random if engine is not None else random.Random()
         self._seeds = [rng.getrandbits(64) for _ in range(count)]
@@ -274,6 +279,7 @@ class WorkerPool:
 
     async def stop(self) -> None:
         """Stop every worker: ask, close its stdin, wait; kill (by its PID) one that stays."""
+        self.stopping = True
         for worker in self.workers:
             worker.send(("stop",))
             if worker.process.stdin is not None:

@@ -17,8 +17,6 @@ resolver: a reload builds a new resolver and with it a new, empty table.
 
 from __future__ import annotations
 
-from typing import Any
-
 from labkit.protocols.dns.answers import DnsFact
 from labkit.protocols.dns.resolver import AuthoritativeResolver
 from labkit.protocols.dns.wire import SERVFAIL
@@ -27,9 +25,8 @@ from labkit.protocols.result import Fact
 REPLIES_MAX = 8192  # replies kept per resolver (a lab asks a few dozen distinct questions)
 KEY_MAX = 512  # longest query whose reply is kept
 
-# [the reply after its ID, the facts of the reply, its rcode for the tally, and two slots the
-# service may use to reuse what it made of the facts: a token and the thing it made]
-Kept = list[Any]
+# (the reply after its ID, the facts of the reply, its rcode for the tally)
+Kept = tuple[bytes, tuple[Fact, ...], int]
 
 
 class UdpReplies:
@@ -51,7 +48,7 @@ class UdpReplies:
         kept = self.table.get(query[2:])
         if kept is None:
             return self.learn(query)
-        tail, facts, rcode, _, _ = kept
+        tail, facts, rcode = kept
         self.tally[rcode] += 1
         return query[:2] + tail, facts
 
@@ -65,5 +62,5 @@ class UdpReplies:
             if isinstance(fact, DnsFact) and fact.rcode != SERVFAIL and wire[:2] == query[:2]:
                 if len(self.table) >= self.limit:
                     self.table.clear()
-                self.table[bytes(query[2:])] = [wire[2:], facts, fact.rcode, None, None]
+                self.table[bytes(query[2:])] = (wire[2:], facts, fact.rcode)
         return wire, facts
