@@ -166,7 +166,8 @@ class DnsService:
         # reply (its bytes, which fix the question and the answer) to the peer's Event for it.
         peers: dict[Any, tuple[str, str | None, dict[bytes, Event]]] = {}
         peer: Any = None
-        client, phone, made, when = "", None, {}, time.time()
+        made: dict[bytes, Event] = {}
+        client, phone, when = "", None, time.time()
         for _ in range(UDP_BATCH):
             try:
                 data, address = recvfrom(UDP_RECV_SIZE)
