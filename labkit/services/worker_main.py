@@ -32,15 +32,21 @@ from labkit.services.workers import (
 
 
 class Batcher:
-    """The worker's event sink: events go to the main process in batches."""
+    """The worker's event sink: events go to the main process in batches. The same Event object
+    twice in a batch (the DNS fast path shares them) becomes the same row, which the pickle
+    writes once and the main process turns into an Event once."""
 
     def __init__(self, write: Callable[[bytes], None]) -> None:
         self.write = write
         self.pending: list[Row] = []
+        self._rows: dict[int, tuple[Event, Row]] = {}  # by id(event); holding the event keeps ids unique
         self._timer: asyncio.TimerHandle | None = None
 
     def __call__(self, event: Event) -> None:
-        self.pending.append(row_of(event))
+        seen = self._rows.get(id(event))
+        if seen is None:
+            seen = self._rows[id(event)] = (event, row_of(event))
+        self.pending.append(seen[1])
         if len(self.pending) >= BATCH_EVENTS:
             self.flush()
         elif self._timer is None:
@@ -51,8 +57,8 @@ class Batcher:
             self._timer.cancel()
             self._timer = None
         if self.pending:
-            events, self.pending = self.pending, []
-            self.write(frame(("events", events)))
+            rows, self.pending, self._rows = self.pending, [], {}
+            self.write(frame(("events", rows)))
 
 
 async def _start_service(name: str, config: Any, endpoint: Endpoint, ctx: StartContext) -> Closable:

@@ -209,13 +209,17 @@ class WorkerPool:
         looked up in the main process's directory (the DHCP leases live here)."""
         bus, phone_at, event_of = self.ctx.bus, self.ctx.directory.phone_at, EVENT_OF
         phones: dict[str, str | None] = {}
+        made: dict[int, Event] = {}  # by id(row): `rows` holds every row, so ids are unique here
         for row in rows:
-            phone, client = row[3], row[2]
-            if phone is None and client:
-                phone = phones.get(client, "")
-                if phone == "":
-                    phone = phones[client] = phone_at(client.rsplit(":", 1)[0])
-            bus(event_of(row, phone))
+            event = made.get(id(row))
+            if event is None:
+                phone, client = row[3], row[2]
+                if phone is None and client:
+                    phone = phones.get(client, "")
+                    if phone == "":
+                        phone = phones[client] = phone_at(client.rsplit(":", 1)[0])
+                event = made[id(row)] = event_of(row, phone)
+            bus(event)
         self.delivered += len(rows)
 
     async def _spawn(self) -> None:
