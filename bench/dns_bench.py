@@ -42,6 +42,7 @@ from pathlib import Path
 HOST = "127.0.0.1"
 GENERATOR_CPU = "0"
 SERVER_CPU = "1"  # --server-cpus changes it (e.g. 0,1 to let the workers use both)
+BEFORE = ""  # --before DIR: a folder holding another labkit package, served as the row "before"
 CLIENTS = 1  # dnsperf -c: its sockets (SO_REUSEPORT spreads by source port: workers need several)
 
 
@@ -267,9 +268,12 @@ class Server:
                         raise SystemExit(f"dnsmasq did not start on port {self.port}: {log.read()[-2000:]}")
             return
         # our servers: `--serve` prints READY <port> and runs until its stdin closes
+        env = dict(os.environ)
+        if kind == "before":  # labkit's DNS as another checkout has it (--before DIR)
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (BEFORE, env.get("PYTHONPATH")) if p)
         self.process = subprocess.Popen(
-            pinned(SERVER_CPU, [sys.executable, __file__, "--serve", kind]),
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            pinned(SERVER_CPU, [sys.executable, __file__, "--serve", "labkit" if kind == "before" else kind]),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         assert self.process.stdout is not None
         line = self.process.stdout.readline().strip()
         if not line.startswith("READY "):
@@ -345,7 +349,7 @@ def latency_run(kind: str, data: Path) -> dict[str, float]:
 
 
 def main() -> None:
-    global SERVER_CPU, CLIENTS
+    global SERVER_CPU, CLIENTS, BEFORE
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--serve", choices=("labkit", "naive", "echo", "workers"), help=argparse.SUPPRESS)
     parser.add_argument("--duration", type=int, default=10, help="seconds per dnsperf run (max 60)")
@@ -356,7 +360,11 @@ def main() -> None:
     parser.add_argument("--server-cpus", default=SERVER_CPU,
                         help="CPUs the servers are pinned to (taskset list; default 1, dnsperf on 0)")
     parser.add_argument("--clients", type=int, default=CLIENTS, help="dnsperf -c: client sockets")
-    parser.add_argument("--only", choices=("labkit", "naive", "echo", "dnsmasq", "workers"), action="append",
+    parser.add_argument("--before", metavar="DIR", default="",
+                        help="also serve labkit's DNS from the labkit package in DIR (e.g. `git archive` "
+                        "of an older commit), as the row 'before', for a same-run comparison")
+    parser.add_argument("--only", choices=("labkit", "naive", "echo", "dnsmasq", "workers", "before"),
+                        action="append",
                         help="run only these servers (repeatable; e.g. --only labkit for a before/after)")
     parser.add_argument("--no-dnsmasq", action="store_true",
                         help="leave out dnsmasq (run as a reference when it is installed)")
@@ -369,6 +377,9 @@ def main() -> None:
     duration, runs = min(max(args.duration, 1), 60), min(max(args.runs, 1), 9)
     SERVER_CPU, CLIENTS = args.server_cpus, min(max(args.clients, 1), 256)
     kinds = ["labkit", "naive", "echo"]
+    if args.before:
+        BEFORE = str(Path(args.before).resolve())
+        kinds.insert(1, "before")
     if args.workers > 1:
         os.environ["DNS_BENCH_WORKERS"] = str(min(args.workers, 16))  # the --serve child reads it
         kinds.insert(1, "workers")
@@ -403,7 +414,7 @@ def main() -> None:
     medians = {kind: statistics.median(r["qps"] for r in results[kind]) for kind in kinds}
     for ours in ("labkit", "workers"):
         for kind in kinds if ours in medians else ():
-            if kind not in ("labkit", "workers"):
+            if kind not in ("labkit", "workers") or (ours, kind) == ("workers", "labkit"):
                 print(f"{ours} / {kind}: {medians[ours] / medians[kind]:.2f}× the queries per second")
 
 if __name__ == "__main__":
