@@ -1,6 +1,7 @@
 """DNS benchmark (on demand, not a test): labkit's DNS service, a naive dnslib server, dnsmasq.
 
     .venv/bin/python bench/dns_bench.py [--duration 10] [--runs 3] [--latency] [--no-dnsmasq] [--only labkit]
+        [--before DIR] [--workers 2 --clients 8 --server-cpus 0,1]
 
 Each server runs in its own process on 127.0.0.1, pinned to one CPU with taskset when there
 is one (the generator, dnsperf, on another), and is restarted for every run; the order
@@ -17,6 +18,13 @@ dnsmasq (Debian package dnsmasq-base), when installed, serves the same names as 
 the same run, since figures from different days on a shared machine do not compare. "echo" is
 the floor for any Python server here: the same add_reader loop, recvfrom and sendto of the query
 bytes unchanged, with no DNS work and no events.
+
+"workers" (--workers N) is labkit's DNS in N worker processes as `labkit up --workers N` runs
+it (SO_REUSEPORT; events sent back in batches to the parent, whose sink counts them); its CPU is
+the parent's and the workers'. SO_REUSEPORT spreads clients by source address and port, so give
+dnsperf several sockets (--clients) and the servers more than one CPU (--server-cpus).
+"before" (--before DIR) serves labkit's DNS from another labkit package (e.g. `git archive` of
+an older commit) in the same run, for a before/after ratio on a shared machine.
 
 Needs dnsperf (Debian package dnsperf). Traffic stays on loopback; every run is bounded by
 --duration, and the processes started here are stopped by their own PID.
