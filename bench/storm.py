@@ -179,7 +179,7 @@ def main() -> int:
         offset = free_port_offset()
         command = [sys.executable, "-m", "labkit", "up", str(work / "lab.yaml"), "--port-offset", str(offset),
                    "--state", str(work / "state"), "--log", str(work / "events.jsonl"), "--quiet",
-                   "--workers", args.workers]
+                   *(["--workers", args.workers] if args.workers != "1" else [])]
         lab = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         assert lab.stdout is not None
         for line in lab.stdout:
