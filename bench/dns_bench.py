@@ -1,6 +1,7 @@
 """DNS benchmark (on demand, not a test): labkit's DNS service, a naive dnslib server, dnsmasq.
 
     .venv/bin/python bench/dns_bench.py [--duration 10] [--runs 3] [--latency] [--no-dnsmasq] [--only labkit]
+        [--before DIR] [--workers 2 --clients 8 --server-cpus 0,1]
 
 Each server runs in its own process on 127.0.0.1, pinned to one CPU with taskset when there
 is one (the generator, dnsperf, on another), and is restarted for every run; the order
@@ -17,6 +18,13 @@ dnsmasq (Debian package dnsmasq-base), when installed, serves the same names as 
 the same run, since figures from different days on a shared machine do not compare. "echo" is
 the floor for any Python server here: the same add_reader loop, recvfrom and sendto of the query
 bytes unchanged, with no DNS work and no events.
+
+"workers" (--workers N) is labkit's DNS in N worker processes as `labkit up --workers N` runs
+it (SO_REUSEPORT; events sent back in batches to the parent, whose sink counts them); its CPU is
+the parent's and the workers'. SO_REUSEPORT spreads clients by source address and port, so give
+dnsperf several sockets (--clients) and the servers more than one CPU (--server-cpus).
+"before" (--before DIR) serves labkit's DNS from another labkit package (e.g. `git archive` of
+an older commit) in the same run, for a before/after ratio on a shared machine.
 
 Needs dnsperf (Debian package dnsperf). Traffic stays on loopback; every run is bounded by
 --duration, and the processes started here are stopped by their own PID.
@@ -40,7 +48,10 @@ import time
 from pathlib import Path
 
 HOST = "127.0.0.1"
-SERVER_CPU, GENERATOR_CPU = "1", "0"
+GENERATOR_CPU = "0"
+SERVER_CPU = "1"  # --server-cpus changes it (e.g. 0,1 to let the workers use both)
+BEFORE = ""  # --before DIR: a folder holding another labkit package, served as the row "before"
+CLIENTS = 1  # dnsperf -c: its sockets (SO_REUSEPORT spreads by source port: workers need several)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -62,6 +73,24 @@ def _zones() -> dict:
     from labkit.plan.build import build_plan
 
     return build_plan(load(None)).zones
+
+
+async def _serve_workers(ready: asyncio.Future[int]) -> object:
+    """labkit's DNS in WORKERS processes (`labkit up --workers N`): SO_REUSEPORT, each worker's
+    events sent back in batches to this process, whose sink counts them."""
+    from labkit.events import StaticDirectory
+    from labkit.inventory.load import load
+    from labkit.plan.build import build_plan
+    from labkit.services.context import Endpoint, StartContext
+    from labkit.services.filetree import FileTree
+    from labkit.services.workers import WorkerPool
+
+    state = Path(tempfile.gettempdir())
+    ctx = StartContext(FileTree({}), CountingSink(), StaticDirectory(), frozenset(), state)
+    pool = WorkerPool(int(os.environ.get("DNS_BENCH_WORKERS", "2")), ctx, started=time.time())
+    service = await pool.start("dns", build_plan(load(None)).dns, Endpoint("dns", HOST, 0, "udp+tcp"))
+    ready.set_result(service.port)
+    return service
 
 
 async def _serve_labkit(ready: asyncio.Future[int]) -> object:
@@ -161,7 +190,8 @@ async def serve(kind: str) -> None:
     """Serve until stdin closes."""
     loop = asyncio.get_running_loop()
     ready: asyncio.Future[int] = loop.create_future()
-    starter = {"labkit": _serve_labkit, "naive": _serve_naive, "echo": _serve_echo}[kind]
+    starter = {"labkit": _serve_labkit, "naive": _serve_naive, "echo": _serve_echo,
+               "workers": _serve_workers}[kind]
     handle = await starter(ready)
     print(f"READY {ready.result()}", flush=True)
     reader = asyncio.StreamReader()
@@ -246,9 +276,12 @@ class Server:
                         raise SystemExit(f"dnsmasq did not start on port {self.port}: {log.read()[-2000:]}")
             return
         # our servers: `--serve` prints READY <port> and runs until its stdin closes
+        env = dict(os.environ)
+        if kind == "before":  # labkit's DNS as another checkout has it (--before DIR)
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (BEFORE, env.get("PYTHONPATH")) if p)
         self.process = subprocess.Popen(
-            pinned(SERVER_CPU, [sys.executable, __file__, "--serve", kind]),
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            pinned(SERVER_CPU, [sys.executable, __file__, "--serve", "labkit" if kind == "before" else kind]),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         assert self.process.stdout is not None
         line = self.process.stdout.readline().strip()
         if not line.startswith("READY "):
@@ -257,9 +290,15 @@ class Server:
         self.port = int(line.split()[1])
 
     def cpu(self) -> float:
-        """User + system CPU seconds so far (taskset execs the server, so the PID is the server's)."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User + system CPU seconds so far of the server and its live children (the workers;
+        taskset execs the server, so the PID is the server's)."""
+        total = 0
+        pid = self.process.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        for each in (pid, *map(int, children)):
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         if self.process.stdin is not None:
@@ -274,7 +313,8 @@ class Server:
 
 
 def dnsperf(port: int, data: Path, duration: int, extra: list[str]) -> str:
-    argv = ["dnsperf", "-s", HOST, "-p", str(port), "-d", str(data), "-l", str(duration), "-t", "2", *extra]
+    argv = ["dnsperf", "-s", HOST, "-p", str(port), "-d", str(data), "-l", str(duration), "-t", "2",
+            "-c", str(CLIENTS), *extra]
     result = subprocess.run(pinned(GENERATOR_CPU, argv), capture_output=True, text=True,
                             timeout=duration + 60)
     return result.stdout + result.stderr
@@ -317,12 +357,22 @@ def latency_run(kind: str, data: Path) -> dict[str, float]:
 
 
 def main() -> None:
+    global SERVER_CPU, CLIENTS, BEFORE
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--serve", choices=("labkit", "naive", "echo"), help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=("labkit", "naive", "echo", "workers"), help=argparse.SUPPRESS)
     parser.add_argument("--duration", type=int, default=10, help="seconds per dnsperf run (max 60)")
     parser.add_argument("--runs", type=int, default=3, help="runs per server (max 9)")
     parser.add_argument("--latency", action="store_true", help="also measure p50/p99 at 2,000 q/s")
-    parser.add_argument("--only", choices=("labkit", "naive", "echo", "dnsmasq"), action="append",
+    parser.add_argument("--workers", type=int, default=0,
+                        help="also run labkit's DNS in this many worker processes (row 'workers')")
+    parser.add_argument("--server-cpus", default=SERVER_CPU,
+                        help="CPUs the servers are pinned to (taskset list; default 1, dnsperf on 0)")
+    parser.add_argument("--clients", type=int, default=CLIENTS, help="dnsperf -c: client sockets")
+    parser.add_argument("--before", metavar="DIR", default="",
+                        help="also serve labkit's DNS from the labkit package in DIR (e.g. `git archive` "
+                        "of an older commit), as the row 'before', for a same-run comparison")
+    parser.add_argument("--only", choices=("labkit", "naive", "echo", "dnsmasq", "workers", "before"),
+                        action="append",
                         help="run only these servers (repeatable; e.g. --only labkit for a before/after)")
     parser.add_argument("--no-dnsmasq", action="store_true",
                         help="leave out dnsmasq (run as a reference when it is installed)")
@@ -333,7 +383,14 @@ def main() -> None:
     if shutil.which("dnsperf") is None:
         raise SystemExit("dnsperf is not installed (Debian package dnsperf)")
     duration, runs = min(max(args.duration, 1), 60), min(max(args.runs, 1), 9)
+    SERVER_CPU, CLIENTS = args.server_cpus, min(max(args.clients, 1), 256)
     kinds = ["labkit", "naive", "echo"]
+    if args.before:
+        BEFORE = str(Path(args.before).resolve())
+        kinds.insert(1, "before")
+    if args.workers > 1:
+        os.environ["DNS_BENCH_WORKERS"] = str(min(args.workers, 16))  # the --serve child reads it
+        kinds.insert(1, "workers")
     if shutil.which("dnsmasq") and not args.no_dnsmasq:
         kinds.append("dnsmasq")
     if args.only:
@@ -350,7 +407,8 @@ def main() -> None:
         latency = {kind: latency_run(kind, data) for kind in measured}
     print(f"# {time.strftime('%Y-%m-%d')} · {platform.node()} · {os.cpu_count()} CPUs · "
           f"{platform.processor() or platform.machine()} · Python {platform.python_version()} · "
-          f"dnsperf -l {duration}, {runs} runs, server on CPU {SERVER_CPU}, dnsperf on CPU {GENERATOR_CPU}")
+          f"dnsperf -l {duration} -c {CLIENTS}, {runs} runs, servers on CPU {SERVER_CPU}, dnsperf on CPU "
+          f"{GENERATOR_CPU}" + (f", workers: {args.workers}" if args.workers > 1 else ""))
     print("| server | queries/s median [min–max] | server CPU µs/query | lost | p50 / p99 at 2k q/s |")
     print("|---|---|---|---|---|")
     for kind in kinds:
@@ -361,11 +419,11 @@ def main() -> None:
         print(f"| {kind} | {statistics.median(qps):,.0f} [{min(qps):,.0f}–{max(qps):,.0f}] | "
               f"{statistics.median(r['cpu_us'] for r in rows):.1f} | "
               f"{int(sum(r['lost'] for r in rows))} | {lat_text} |")
-    labkit = statistics.median(r["qps"] for r in results["labkit"]) if "labkit" in results else 0.0
-    for kind in kinds[1:] if "labkit" in results else ():
-        ratio = labkit / statistics.median(r["qps"] for r in results[kind])
-        print(f"labkit / {kind}: {ratio:.2f}× the queries per second")
-
+    medians = {kind: statistics.median(r["qps"] for r in results[kind]) for kind in kinds}
+    for ours in ("labkit", "workers"):
+        for kind in kinds if ours in medians else ():
+            if kind not in ("labkit", "workers") or (ours, kind) == ("workers", "labkit"):
+                print(f"{ours} / {kind}: {medians[ours] / medians[kind]:.2f}× the queries per second")
 
 if __name__ == "__main__":
     main()

@@ -1,11 +1,12 @@
 """Storm: N virtual phones against `labkit up` in a separate process, on loopback (run on demand).
 
-    .venv/bin/python bench/storm.py [--phones 500] [--concurrency 128] [--loss 0.05 --seed 1]
+    .venv/bin/python bench/storm.py [--phones 500] [--concurrency 128] [--loss 0.05 --seed 1] [--workers 2]
 
 Prints phones provisioned per second, p50/p95/max time to provisioned (wall clock), requests
-served per protocol, the kit's peak RSS and CPU seconds, the kernel's receive-buffer drops per
-socket (sampled from /proc/net/udp while the storm runs) and a check of the lease database (one
-lease per phone, no address twice, each phone's lease the one it was given).
+served per protocol, the kit's peak RSS and CPU seconds (and each worker's, with --workers N:
+`labkit up --workers N`), the kernel's receive-buffer drops per socket (sampled from
+/proc/net/udp while the storm runs) and a check of the lease database (one lease per phone, no
+address twice, each phone's lease the one it was given).
 
 `--loss P` loses packets in every direction: the kit's fault rules drop that fraction of DHCP
 replies and DNS answers, the first transmission of a TFTP block and answer HTTP requests with
@@ -101,6 +102,14 @@ def inventory(phones: int, loss: float) -> str:
     return text.replace("FAULTS\n", LOSSY.replace("P}", f"{loss}}}"))
 
 
+def children(pid: int) -> list[int]:
+    """The kit's worker processes (`--workers N`)."""
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
 class DropSampler(threading.Thread):
     """The largest kernel drop count seen per UDP socket (/proc/net/udp), every 0.2 s."""
 
@@ -155,6 +164,8 @@ def main() -> int:
     parser.add_argument("--loss", type=float, default=0.0,
                         help="Fraction of packets lost in every direction, kit side and phone side.")
     parser.add_argument("--seed", type=int, default=1, help="The phones' random choices and losses.")
+    parser.add_argument("--workers", default="1",
+                        help="`labkit up --workers`: DNS and TFTP in this many processes (or auto).")
     parser.add_argument("--rounds", type=int, default=None,
                         help="Failed rounds before a phone gives up (default 2, with --loss 6).")
     args = parser.parse_args()
@@ -167,7 +178,8 @@ def main() -> int:
             (work / "firmware" / load_file.name).write_bytes(load_file.read_bytes() * 2000)  # ~300 kB
         offset = free_port_offset()
         command = [sys.executable, "-m", "labkit", "up", str(work / "lab.yaml"), "--port-offset", str(offset),
-                   "--state", str(work / "state"), "--log", str(work / "events.jsonl"), "--quiet"]
+                   "--state", str(work / "state"), "--log", str(work / "events.jsonl"), "--quiet",
+                   *(["--workers", args.workers] if args.workers != "1" else [])]
         lab = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         assert lab.stdout is not None
         for line in lab.stdout:
@@ -191,6 +203,7 @@ def main() -> int:
             sampler.join()
             sampler.sample()
             peak_kib, cpu = proc_usage(lab.pid)
+            workers = [proc_usage(pid) for pid in children(lab.pid)]
         finally:
             lab.send_signal(signal.SIGTERM)
             lab.communicate(timeout=60)
@@ -217,6 +230,9 @@ def main() -> int:
         "lease_check": leases,
         "kit_peak_rss_mib": round(peak_kib / 1024, 1),
         "kit_cpu_seconds": round(cpu, 2),
+        "workers": args.workers,
+        "worker_peak_rss_mib": [round(kib / 1024, 1) for kib, _ in workers],
+        "worker_cpu_seconds": [round(seconds, 2) for _, seconds in workers],
         "failures": summary.failures,
     }
     print(json.dumps(report, indent=2))

@@ -84,6 +84,9 @@ def up(
     admin_token: AdminTokenOption = None,
     watch: Annotated[bool, typer.Option(
         "--watch", help="Reload when the inventory file or a file of its templates folder changes.")] = False,
+    workers: Annotated[str, typer.Option(
+        "--workers", metavar="N|auto", help="Serve DNS and TFTP in N processes (auto: one per CPU); "
+        "DHCP, HTTP(S), syslog and the event log stay in the main process.")] = "1",
 ) -> None:
     """Serve the plan: DHCP, DNS, TFTP, HTTP(S) and syslog in one process, until Ctrl-C or SIGTERM.
 
@@ -106,12 +109,23 @@ def up(
         asyncio.run(_up(plan, settings, quiet, Reloading(inventory, watch), pcaps=(pcap, pcap_per_phone),
                         loopback=loopback, port_offset=port_offset, state_dir=state,
                         allow_other_dhcp=allow_other_dhcp, faults=rules, admin=admin_settings,
-                        tls_keylog=tls_keylog))
+                        tls_keylog=tls_keylog, workers=workers_option(workers)))
     except LabkitError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(1) from None
     except OSError as exc:
         fail(f"error: {os_problem(exc)}")
+
+
+def workers_option(value: str) -> int:
+    """--workers: a count of 1 or more, or `auto` (the CPUs this process may use)."""
+    if value.strip().lower() == "auto":
+        from labkit.services.workers import auto_workers
+
+        return auto_workers()
+    if not value.strip().isdigit() or int(value) < 1:
+        fail(f"--workers takes a count of 1 or more, or auto, not {value!r}", 2)
+    return int(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,8 +202,10 @@ def _banner(lab: RunningLab, log_path: Path) -> None:
     inv = lab.plan.inventory
     out.print(f"labkit: lab {inv.lab.name!r} ({inv.lab.domain}), {len(inv.phones)} phones, "
               f"{len(lab.plan.files)} files; events to {log_path}", markup=False)
-    for endpoint in lab.endpoints.values():
-        out.print(f"  {endpoint}", markup=False)
+    for name, endpoint in lab.endpoints.items():
+        pids = getattr(lab.services.get(name), "workers", None)
+        shared = f"  ({len(pids)} worker processes: {' '.join(map(str, pids))})" if pids else ""
+        out.print(f"  {endpoint}{shared}", markup=False)
     if lab.ca_path is not None:
         out.print(f"  lab CA: {lab.ca_path} (curl --cacert {lab.ca_path})", markup=False)
     if lab.admin is not None:

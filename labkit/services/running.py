@@ -45,11 +45,13 @@ async def run_lab(plan: Plan, *, log: LogSettings | None = None,
                   loopback: bool = False, port_offset: int | None = None, state_dir: Path = Path(".labkit"),
                   allow_other_dhcp: bool = False, faults: list[FaultRule] | None = None,
                   fault_seed: int | None = None, admin: AdminSettings | None = None,
-                  tls_keylog: Path | None = None) -> AsyncIterator[RunningLab]:
+                  tls_keylog: Path | None = None, workers: int = 1) -> AsyncIterator[RunningLab]:
     """The running lab and everything it owns (journal, its flush task, services, pcap capture,
     views added by `watch`), released in reverse order on leaving, whatever happens. `admin`: the
     control socket in `state_dir` and the admin port (dashboard, /metrics); None: neither.
-    `tls_keylog`: where HTTPS logs its TLS session keys (the capture's decode-as notes name it)."""
+    `tls_keylog`: where HTTPS logs its TLS session keys (the capture's decode-as notes name it).
+    `workers` > 1: DNS and TFTP in that many processes (labkit.services.workers), their events
+    into this process's journal; DHCP and the rest stay here."""
     async with contextlib.AsyncExitStack() as stack:
         first: list[EventSink] = []
         limiter: MalformedLimiter | None = None
@@ -67,7 +69,7 @@ async def run_lab(plan: Plan, *, log: LogSettings | None = None,
         lab = await start_lab(plan, loopback=loopback, port_offset=port_offset, state_dir=state_dir,
                               sinks=[*first, *(sinks or [])], allow_other_dhcp=allow_other_dhcp,
                               faults=faults, fault_seed=fault_seed, admin=admin,
-                              tls_keylog=tls_keylog)
+                              tls_keylog=tls_keylog, workers=workers)
         stack.push_async_callback(lab.close)
         lab.stack, lab.journal = stack, journal
         if lab.ops is not None:  # the admin API's ACS routes (labkit.services.acs_admin)

@@ -35,6 +35,7 @@ from labkit.services.journal import (
 )
 from labkit.services.ops import LabOps, phone_rows
 from labkit.services.status import LabStatus
+from labkit.services.workers import POOLED, WorkerPool
 
 __all__ = ["EventBus", "JsonLinesLog", "RunningLab", "StartError", "endpoints", "free_port_offset",
            "serve_until_stopped", "start_lab", "wait_for_stop"]
@@ -267,12 +268,13 @@ async def start_lab(plan: Plan, *, loopback: bool = False, port_offset: int | No
                     state_dir: Path = Path(".labkit"), sinks: list[EventSink] | None = None,
                     allow_other_dhcp: bool = False, faults: list[FaultRule] | None = None,
                     fault_seed: int | None = None, admin: AdminSettings | None = None,
-                    tls_keylog: Path | None = None) -> RunningLab:
+                    tls_keylog: Path | None = None, workers: int = 1) -> RunningLab:
     """Start every enabled service; on any failure close what started and raise StartError.
 
     `faults`: rules from the command line, after the plan's own (`Plan.with_faults`). `admin`:
     where the control API listens besides STATE/control.sock (None: the socket only).
-    `tls_keylog`: where TLS servers log their session keys (NSS key log format)."""
+    `tls_keylog`: where TLS servers log their session keys (NSS key log format). `workers` > 1:
+    DNS and TFTP in that many processes (labkit.services.workers)."""
     plan = plan.with_faults(faults or [])
     lab = RunningLab(plan, endpoints(plan, loopback=loopback, port_offset=port_offset), loopback=loopback,
                      port_offset=port_offset, state_dir=state_dir, cli_faults=tuple(faults or ()),
@@ -289,9 +291,11 @@ async def start_lab(plan: Plan, *, loopback: bool = False, port_offset: int | No
     lab.faults = Faults.build(engine, lab.bus, plan.fault_phones, started=lab.started)
     ctx = StartContext(FileTree(plan.files), lab.bus, lab.directory, plan.known_macs, state_dir, lab.faults,
                        tls_keylog=tls_keylog)
+    pool = WorkerPool(workers, ctx, started=lab.started) if workers > 1 else None
     for name, ep in lab.endpoints.items():
         try:
-            lab.services[name] = await STARTERS[name](plan, ep, ctx)
+            lab.services[name] = await (pool.start(name, getattr(plan, name), ep) if pool and name in POOLED
+                                        else STARTERS[name](plan, ep, ctx))
         except StartError:
             await lab.close()
             raise

@@ -137,6 +137,11 @@ class AuthoritativeResolver:
                 "formerr": self._rcodes[FORMERR]}
 
     @property
+    def tally(self) -> list[int]:
+        """Answers by rcode (index), the list itself: the UDP reply table counts its hits in it."""
+        return self._rcodes
+
+    @property
     def queries(self) -> int:
         """Every message handed in: each is either answered (counted by rcode) or dropped."""
         return sum(self._rcodes) + self.dropped

@@ -1,0 +1,162 @@
+"""A worker process of `labkit up --workers N` (`python -m labkit.services.worker_main PARENT_PID`).
+
+It serves what the main process asks it to start (DNS, TFTP) on SO_REUSEPORT endpoints, sends
+its events back in batches, and ends when told to stop, when its stdin closes, on SIGTERM, or
+when its parent dies (PR_SET_PDEATHSIG). The protocol is described in labkit.services.workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import errno
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from labkit.errors import LabkitError
+from labkit.events import Event
+from labkit.services.context import Closable, Endpoint, StartContext
+from labkit.services.workers import (
+    BATCH_EVENTS,
+    FLUSH_SECONDS,
+    PR_SET_PDEATHSIG,
+    Row,
+    frame,
+    read_frame,
+    row_of,
+)
+
+
+class Batcher:
+    """The worker's event sink: events go to the main process in batches. The same Event object
+    twice in a batch (the DNS fast path shares them) becomes the same row, which the pickle
+    writes once and the main process turns into an Event once."""
+
+    def __init__(self, write: Callable[[bytes], None]) -> None:
+        self.write = write
+        self.pending: list[Row] = []
+        self._rows: dict[int, tuple[Event, Row]] = {}  # by id(event); holding the event keeps ids unique
+        self._timer: asyncio.TimerHandle | None = None
+
+    def __call__(self, event: Event) -> None:
+        seen = self._rows.get(id(event))
+        if seen is None:
+            seen = self._rows[id(event)] = (event, row_of(event))
+        self.pending.append(seen[1])
+        if len(self.pending) >= BATCH_EVENTS:
+            self.flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(FLUSH_SECONDS, self.flush)
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.pending:
+            rows, self.pending, self._rows = self.pending, [], {}
+            self.write(frame(("events", rows)))
+
+
+async def _start_service(name: str, config: Any, endpoint: Endpoint, ctx: StartContext) -> Closable:
+    starters: dict[str, Callable[[Any, Endpoint, StartContext], Awaitable[Closable]]] = {}
+    if name == "dns":
+        from labkit.services.dns import start_dns
+
+        starters["dns"] = start_dns
+    elif name == "tftp":
+        from labkit.services.tftp import start_tftp
+
+        starters["tftp"] = start_tftp
+    if name not in starters:
+        raise LabkitError(f"{name} is not served by workers")
+    return await starters[name](config, endpoint, ctx)
+
+
+async def _serve_commands(reader: asyncio.StreamReader, write: Callable[[bytes], None],
+                          batcher: Batcher, stop: asyncio.Event) -> None:
+    services: dict[str, Closable] = {}
+    try:
+        while not stop.is_set() and (message := await read_frame(reader)) is not None:
+            if message[0] == "start":
+                _, name, config, endpoint, setup = message
+                try:
+                    service = await _start_service(name, config, endpoint, setup.context(batcher))
+                except (LabkitError, OSError) as exc:
+                    cause = exc if isinstance(exc, OSError) else exc.__cause__ or exc.__context__
+                    code = cause.errno if isinstance(cause, OSError) else None
+                    if code is None and "in use" in str(exc):
+                        code = errno.EADDRINUSE  # a service that words its bind error itself
+                    write(frame(("failed", name, str(exc), code)))
+                    continue
+                services[name] = service
+                write(frame(("started", name, getattr(service, "port", endpoint.port))))
+            elif message[0] == "reload":
+                _, name, config, setup = message
+                target = services.get(name)
+                if target is not None and hasattr(target, "reload"):
+                    target.reload(config, setup.context(batcher))
+            elif message[0] == "counters":
+                counters = getattr(services.get(message[1]), "counters", None)
+                write(frame(("counters", message[1], dict(counters) if isinstance(counters, dict) else {})))
+            elif message[0] == "stop":
+                break
+    finally:
+        for service in reversed(list(services.values())):
+            with contextlib.suppress(Exception):
+                await service.close()
+        batcher.flush()
+
+
+def _die_with_parent(parent: int) -> None:
+    """SIGTERM when the parent dies (Linux); exit now if it is already gone."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:
+        raise SystemExit(0)
+
+
+async def _worker_main(out: int) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    reader = asyncio.StreamReader(limit=1 << 26)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
+    transport, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(out, "wb", buffering=0))
+
+    def write(data: bytes) -> None:
+        if not transport.is_closing():
+            transport.write(data)
+
+    batcher = Batcher(write)
+    commands = loop.create_task(_serve_commands(reader, write, batcher, stop))
+    stopping = loop.create_task(stop.wait())
+    await asyncio.wait({commands, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not commands.done():
+        commands.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await commands
+    batcher.flush()
+    for _ in range(200):  # the last events out before the process ends (bounded: 2 s)
+        if transport.is_closing() or not transport.get_write_buffer_size():
+            break
+        await asyncio.sleep(0.01)
+    transport.close()
+    await asyncio.sleep(0)
+
+
+def main(argv: list[str]) -> None:
+    _die_with_parent(int(argv[0]))
+    out = os.dup(1)  # the channel to the main process; stray prints go to stderr instead
+    os.dup2(2, 1)
+    asyncio.run(_worker_main(out))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

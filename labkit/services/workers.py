@@ -1,0 +1,319 @@
+"""DNS and TFTP over several processes (`labkit up --workers N`), one ordered event log.
+
+With N > 1 the main process starts N worker processes (labkit.services.worker_main);
+each serves the pooled services (DNS and TFTP) on the same endpoints with SO_REUSEPORT
+(`Endpoint(reuse_port=True)`), so the kernel spreads clients over them. DHCP (the single writer
+of the leases), HTTP(S), syslog and the admin API stay in the main process.
+
+The main process talks to each worker over the worker's stdin and stdout, in frames (a 4-byte
+length, then a pickle; both ends are labkit's, so the pickles come from our own child):
+- main → worker: ("start", name, config, endpoint, setup), ("reload", name, config, setup),
+  ("counters", name), ("stop",). `setup` (a WorkerSetup): what the worker's StartContext needs.
+- worker → main: ("started", name, port), ("failed", name, message, errno or None),
+  ("counters", name, dict), ("events", [Row, ...]) (an Event's fields as a tuple).
+Events are batched in the worker (sent every FLUSH_SECONDS or every BATCH_EVENTS events, as
+tuples) and go into the main process's bus
+in the order they arrive, so the journal, status, metrics and board see every worker's events
+in one stream and count them per service as if one process had served them. A worker does not
+know the DHCP leases: an event without a phone gets it from the main process's directory.
+
+Fault rules: each worker gets the plan's rules with a random source drawn from the lab's
+(seeded with --fault-seed), so `probability` holds overall; `first`/`every` count per worker.
+
+Life: a worker asks the kernel to SIGTERM it when its parent dies (PR_SET_PDEATHSIG) and also
+stops when its stdin closes; the pool stops workers with ("stop",), then closes their stdin,
+and kills by PID only a worker still running after STOP_SECONDS. Reload sends the new plan's
+part to every worker, which calls the service's own `reload`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import pickle
+import random
+import struct
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from labkit.events import Event, EventSink, StaticDirectory, make_event
+from labkit.faults.engine import FaultEngine, Rule
+from labkit.faults.hooks import Faults
+from labkit.services.context import Endpoint, StartContext
+
+if TYPE_CHECKING:
+    from labkit.services.filetree import FileTree
+
+POOLED = ("dns", "tftp")  # the services the workers serve; everything else stays in the main process
+FLUSH_SECONDS = 0.05  # a worker sends its events at least this often while it has some
+BATCH_EVENTS = 2048  # ... and at once when it has this many
+STOP_SECONDS = 10.0  # a worker still running this long after "stop" is killed (by its PID)
+START_SECONDS = 60.0  # a worker must have started a service within this
+PR_SET_PDEATHSIG = 1
+_LENGTH = struct.Struct("!I")
+
+
+def auto_workers() -> int:
+    """`--workers auto`: the CPUs this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class WorkerSetup:
+    """What a worker needs to build its StartContext (picklable; from the main process's ctx)."""
+
+    tree: FileTree
+    fixed_ips: dict[str, str]
+    known_macs: frozenset[str]
+    state_dir: Path
+    rules: tuple[Rule[Any], ...]
+    fault_seed: int
+    fault_phones: dict[str, tuple[str, str | None]]
+    started: float
+
+    @classmethod
+    def of(cls, ctx: StartContext, seed: int, started: float) -> WorkerSetup:
+        engine = ctx.faults.engine
+        hooks = [h for h in (ctx.faults.dhcp, ctx.faults.dns, ctx.faults.tftp, ctx.faults.http) if h]
+        directory = ctx.directory
+        return cls(ctx.tree, dict(directory.by_address) if isinstance(directory, StaticDirectory) else {},
+                   ctx.known_macs, ctx.state_dir, engine.rules if engine is not None else (), seed,
+                   dict(hooks[0].phones) if hooks else {}, hooks[0].started if hooks else started)
+
+    def context(self, sink: EventSink) -> StartContext:
+        engine = FaultEngine(self.rules, random.Random(self.fault_seed))
+        faults = Faults.build(engine, sink, self.fault_phones, started=self.started)
+        return StartContext(self.tree, sink, StaticDirectory(dict(self.fixed_ips)), self.known_macs,
+                            self.state_dir, faults)
+
+
+# An Event as it travels from a worker: its fields in order (a tuple pickles 5-7 times faster
+# than the dataclass, and the strings the DNS fast path shares are pickled once per batch).
+Row = tuple[float, str, str | None, str | None, str, str, str, str, dict[str, Any]]
+_FIELDS = ("time", "service", "client", "phone", "action", "request", "answer", "result", "detail")
+
+
+def row_of(event: Event) -> Row:
+    return (event.time, event.service, event.client, event.phone, event.action, event.request,
+            event.answer, event.result, event.detail)
+
+
+def _event_factory() -> Callable[[Row, str | None], Event]:
+    """`EVENT_OF(row, phone)`: the Event again (with `phone`); filled through its __dict__ in one
+    step when Event is the plain dataclass with these fields (as labkit.events.fact_event does)."""
+    if tuple(f.name for f in fields(Event)) != _FIELDS or "__slots__" in vars(Event):
+
+        def construct(row: Row, phone: str | None) -> Event:
+            return Event(row[0], row[1], row[2], phone, *row[4:])
+
+        return construct
+    new, set_attribute = object.__new__, object.__setattr__
+
+    def fill(row: Row, phone: str | None) -> Event:
+        event = new(Event)
+        set_attribute(event, "__dict__", {
+            "time": row[0], "service": row[1], "client": row[2], "phone": phone, "action": row[4],
+            "request": row[5], "answer": row[6], "result": row[7], "detail": row[8]})
+        return event
+
+    return fill
+
+
+EVENT_OF = _event_factory()
+
+
+def frame(message: object) -> bytes:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return _LENGTH.pack(len(data)) + data
+
+
+async def read_frame(reader: asyncio.StreamReader) -> Any:
+    """The next message; None at the end of the stream."""
+    try:
+        size = _LENGTH.unpack(await reader.readexactly(_LENGTH.size))[0]
+        return pickle.loads(await reader.readexactly(size))  # our own child (or parent) wrote it
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# the main process's side
+
+
+class Worker:
+    """One worker process and the task reading what it says."""
+
+    def __init__(self, index: int, process: asyncio.subprocess.Process, pool: WorkerPool) -> None:
+        self.index, self.process, self.pool = index, process, pool
+        self.replies: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+        assert process.stdout is not None
+        self.reader = asyncio.get_running_loop().create_task(self._read(process.stdout))
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def send(self, message: object) -> None:
+        stdin = self.process.stdin
+        if stdin is not None and not stdin.is_closing():
+            stdin.write(frame(message))
+
+    async def _read(self, stdout: asyncio.StreamReader) -> None:
+        while (message := await read_frame(stdout)) is not None:
+            if message[0] == "events":
+                self.pool.deliver(message[1])
+            else:
+                await self.replies.put(message)
+        if not self.pool.stopping:  # a worker that ends on its own: its share of clients goes unanswered
+            code = await self.process.wait()
+            self.pool.ctx.bus(make_event("kit", None, None, "workers", f"worker {self.index + 1} "
+                                         f"(pid {self.pid})", f"exited with status {code}", "error"))
+        await self.replies.put(("exited", None, None))
+
+    async def ask(self, message: object) -> tuple[Any, ...]:
+        self.send(message)
+        async with asyncio.timeout(START_SECONDS):
+            return await self.replies.get()
+
+
+class WorkerPool:
+    """N worker processes serving the pooled services; `start(name, config, endpoint)` gives the
+    lab a handle (closable, reloadable) per service. The processes end when the last handle closes."""
+
+    def __init__(self, count: int, ctx: StartContext, *, started: float) -> None:
+        self.count = count
+        self.ctx = ctx
+        self.started = started
+        self.workers: list[Worker] = []
+        self.handles: dict[str, PooledService] = {}
+        self.delivered = 0
+        self.stopping = False
+        engine = ctx.faults.engine
+        rng = engine.random if engine is not None else random.Random()
+        self._seeds = [rng.getrandbits(64) for _ in range(count)]
+
+    @property
+    def pids(self) -> list[int]:
+        return [worker.pid for worker in self.workers]
+
+    def deliver(self, rows: list[Row]) -> None:
+        """A worker's batch into the lab's bus, in order; a phone the worker did not know is
+        looked up in the main process's directory (the DHCP leases live here)."""
+        bus, phone_at, event_of = self.ctx.bus, self.ctx.directory.phone_at, EVENT_OF
+        phones: dict[str, str | None] = {}
+        made: dict[int, Event] = {}  # by id(row): `rows` holds every row, so ids are unique here
+        for row in rows:
+            event = made.get(id(row))
+            if event is None:
+                phone, client = row[3], row[2]
+                if phone is None and client:
+                    phone = phones.get(client, "")
+                    if phone == "":
+                        phone = phones[client] = phone_at(client.rsplit(":", 1)[0])
+                event = made[id(row)] = event_of(row, phone)
+            bus(event)
+        self.delivered += len(rows)
+
+    async def _spawn(self) -> None:
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parents[2])  # the folder holding the labkit package
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        for index in range(self.count):
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "labkit.services.worker_main", str(os.getpid()),
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env)
+            self.workers.append(Worker(index, process, self))
+
+    def _setup(self, ctx: StartContext, index: int) -> WorkerSetup:
+        return WorkerSetup.of(ctx, self._seeds[index], self.started)
+
+    async def start(self, name: str, config: object, endpoint: Endpoint) -> PooledService:
+        """Start `name` in every worker (port 0: the first worker's port for the others)."""
+        from labkit.services.supervisor import StartError  # (the supervisor imports this module)
+
+        if not self.workers:
+            await self._spawn()
+        shared = replace(endpoint, reuse_port=True)
+        serving: list[int] = []
+        try:
+            for worker in self.workers:
+                reply = await worker.ask(("start", name, config, shared, self._setup(self.ctx, worker.index)))
+                if reply[0] == "started":
+                    serving.append(worker.pid)
+                    shared = replace(shared, port=int(reply[2])) if shared.port == 0 else shared
+                elif serving and reply[0] == "failed" and reply[3] == errno.EADDRINUSE:
+                    # a service whose starter does not honour reuse_port: the first worker serves it
+                    self.ctx.bus(make_event("kit", None, None, "workers", name, f"served by {len(serving)} "
+                                            f"of {self.count} workers: {reply[2]}", "degraded"))
+                else:
+                    problem = reply[2] if reply[0] == "failed" else "the worker process ended"
+                    raise StartError(f"{name} worker {worker.index + 1}/{self.count}: {problem}")
+        except BaseException:
+            if not self.handles:
+                await self.stop()
+            raise
+        handle = PooledService(self, name, shared.port, serving)
+        self.handles[name] = handle
+        return handle
+
+    async def counters(self, name: str) -> list[dict[str, Any]]:
+        out = []
+        for worker in self.workers:
+            reply = await worker.ask(("counters", name))
+            out.append(reply[2] if reply[0] == "counters" else {})
+        return out
+
+    def reload(self, name: str, config: object, ctx: StartContext) -> None:
+        self.ctx = replace(ctx, bus=self.ctx.bus)
+        for worker in self.workers:
+            worker.send(("reload", name, config, self._setup(ctx, worker.index)))
+
+    async def release(self, name: str) -> None:
+        self.handles.pop(name, None)
+        if not self.handles:
+            await self.stop()
+
+    async def stop(self) -> None:
+        """Stop every worker: ask, close its stdin, wait; kill (by its PID) one that stays."""
+        self.stopping = True
+        for worker in self.workers:
+            worker.send(("stop",))
+            if worker.process.stdin is not None:
+                worker.process.stdin.close()
+        for worker in self.workers:
+            try:
+                async with asyncio.timeout(STOP_SECONDS):
+                    await worker.process.wait()
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    worker.process.kill()
+                await worker.process.wait()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker.reader  # its last events reach the bus before the lab closes the log
+        self.workers = []
+
+
+class PooledService:
+    """What the lab holds for a pooled service: close it, reload it, see where it listens."""
+
+    def __init__(self, pool: WorkerPool, name: str, port: int, pids: list[int]) -> None:
+        self.pool, self.name, self.port = pool, name, port
+        self.workers = pids  # the PIDs of the worker processes serving it
+
+    async def counters(self) -> list[dict[str, Any]]:
+        """Each worker's counters for this service (e.g. DNS queries and answers by rcode)."""
+        return await self.pool.counters(self.name)
+
+    def reload(self, config: object, ctx: StartContext) -> None:
+        self.pool.reload(self.name, config, ctx)
+
+    async def close(self) -> None:
+        await self.pool.release(self.name)

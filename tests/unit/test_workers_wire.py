@@ -1,0 +1,78 @@
+"""What travels between the main process and its workers (labkit.services.workers): frames of
+pickles, and Events as tuples that come back as equal Events; no processes here."""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from labkit.events import Event, EventRecorder, StaticDirectory
+from labkit.services.context import StartContext
+from labkit.services.filetree import FileTree
+from labkit.services.worker_main import Batcher
+from labkit.services.workers import EVENT_OF, WorkerPool, frame, read_frame, row_of
+
+texts = st.text(max_size=40)
+events = st.builds(Event, st.floats(0, 2e9), texts, st.none() | texts, st.none() | texts, texts, texts, texts,
+                   texts, st.dictionaries(texts, st.integers() | texts, max_size=3))
+
+
+@given(event=events)
+def test_an_event_comes_back_equal(event: Event) -> None:
+    assert EVENT_OF(row_of(event), event.phone) == event
+
+
+def test_frames_come_back_in_order_and_end_cleanly() -> None:
+    async def main() -> list[object]:
+        reader = asyncio.StreamReader()
+        messages = [("events", [row_of(Event(1.0, "dns", "1.2.3.4:5", None, "query", "A x", "NXDOMAIN",
+                                                 "nxdomain", {}))]), ("started", "dns", 53), ("stop",)]
+        for message in messages:
+            reader.feed_data(frame(message))
+        reader.feed_data(frame("cut")[:-1])  # a worker that died mid-frame
+        reader.feed_eof()
+        out = []
+        while (message := await read_frame(reader)) is not None:
+            out.append(message)
+        return out
+
+    out = asyncio.run(main())
+    assert out == [("events", [(1.0, "dns", "1.2.3.4:5", None, "query", "A x", "NXDOMAIN", "nxdomain", {})]),
+                   ("started", "dns", 53), ("stop",)]
+
+
+def test_the_main_process_names_the_phone_a_worker_did_not_know() -> None:
+    recorder = EventRecorder()
+    directory = StaticDirectory({"10.0.0.9": "00:11:22:33:44:55"})
+    ctx = StartContext(FileTree({}), recorder, directory, frozenset(), Path("/nonexistent"))
+    pool = WorkerPool(2, ctx, started=0.0)
+    known = Event(2.0, "dns", "10.0.0.9:1024", None, "query", "A x", "NOERROR 1 A", "ok", {})
+    stranger = Event(3.0, "tftp", "10.0.0.8:1024", None, "rrq", "f", "done", "ok", {"bytes": 1})
+    named = Event(4.0, "dns", "10.0.0.8:1", "aa:bb:cc:dd:ee:ff", "query", "A y", "NXDOMAIN", "nxdomain", {})
+    pool.deliver([row_of(known), row_of(stranger), row_of(named)])
+    assert recorder.events == [Event(2.0, "dns", "10.0.0.9:1024", "00:11:22:33:44:55", "query", "A x",
+                                     "NOERROR 1 A", "ok", {}), stranger, named]
+    assert pool.delivered == 3
+
+
+def test_the_batcher_sends_at_its_size_and_on_flush() -> None:
+    sent: list[bytes] = []
+
+    async def main() -> None:
+        batcher = Batcher(sent.append)
+        event = Event(1.0, "dns", None, None, "query", "A x", "REFUSED", "refused", {})
+        for _ in range(3):
+            batcher(event)
+        assert sent == []  # waiting for more, or for its timer
+        batcher.flush()
+        assert len(sent) == 1
+        batcher.flush()
+        assert len(sent) == 1  # nothing pending: nothing sent
+
+    asyncio.run(main())
+    assert pickle.loads(sent[0][4:]) == ("events", [(1.0, "dns", None, None, "query", "A x", "REFUSED",
+                                                      "refused", {})] * 3)
