@@ -223,6 +223,9 @@ def run_trial(kind: str, seg: Segment, workdir: Path, rate: int, duration: int,
              "-W", "1000000", SERVER_ADDRESS.split("/")[0]],
             capture_output=True, text=True, timeout=duration + 60)
         used = cpu_seconds(server.pid) - before
+        if os.environ.get("DHCP_BENCH_SPLIT"):
+            fields = Path(f"/proc/{server.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            print("utime/stime", fields[11], fields[12])
         server_overflow = udp_receive_errors(seg.server_ns) - overflows[0]
         generator_overflow = udp_receive_errors(seg.client_ns) - overflows[1]
     finally:
