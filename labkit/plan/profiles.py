@@ -195,6 +195,7 @@ def plan_files(loaded: LoadedInventory) -> dict[str, PlannedFile]:
     inv = loaded.inventory
     renderer = ProfileRenderer(loaded)
     files: dict[str, PlannedFile] = {}
+    bodies: dict[bytes, bytes] = {}
     for model in inv.models:
         identity = {"PN": model, "PSN": macros.psn_for_model(model)}
         path = macros.expand(MODEL_PROFILE_PATH, identity).lstrip("/")
@@ -223,6 +224,7 @@ def plan_files(loaded: LoadedInventory) -> dict[str, PlannedFile]:
             # salt from the content: the same inventory renders the same bytes
             salt = hashlib.sha256(enc.key.encode() + path.encode() + data).digest()[:8]
             data = openssl_enc.encrypt(data, enc.key, digest=enc.digest, salt=salt)
+        data = bodies.setdefault(data, data)  # phones whose profiles are identical share the bytes
         files[path] = PlannedFile(path, "phone profile", data=data, model=phone.model,
                                   mac=phone.mac, encrypted=enc is not None, gzipped=gzipped)
     return files
