@@ -34,7 +34,7 @@ PHONE_PROFILE_PATH = "/Cisco/$PN/$MA.cfg"
 MODEL_PROFILE_PATH = "/$PSN.xml"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: one per phone, ~350 -> ~120 bytes each
 class PlannedFile:
     """One file of the served tree: bytes in memory, or a file on disk streamed on demand."""
 
