@@ -1,16 +1,26 @@
-"""DHCP benchmark (on demand, not a test): `labkit up` (DHCP only) against perfdhcp, as root.
+"""DHCP benchmark (on demand, not a test): `labkit up` (DHCP only) and Kea against perfdhcp, as root.
 
-    .venv/bin/python bench/dhcp_bench.py [--duration 3] [--start-rate 250] [--repeat 1]
-    .venv/bin/python bench/dhcp_bench.py --profile 1000   # one trial under cProfile: where time goes
+    .venv/bin/python bench/dhcp_bench.py [--duration 3] [--start-rate 250] [--repeat 1] [--no-kea]
+    .venv/bin/python bench/dhcp_bench.py --profile 1000   # one labkit trial under cProfile: where time goes
 
 peer-benchmarks.md's method: the server and perfdhcp (Debian package kea-admin) each sit in a
 network namespace of their own, joined by a veth pair with addresses from 198.18.0.0/15, the server
 pinned to CPU 1 and perfdhcp to CPU 0 (taskset, when there is one). Every trial restarts the server
-on an empty lease store with a /16 pool and `answer: any`, runs perfdhcp for 3 s at a fixed rate,
-and passes when fewer than 1% of the exchanges it started failed (no ACK within its 1 s drop time).
-The rate doubles until a trial fails, then bisects. Leases are durable before each ACK, as always:
-SQLite in WAL mode with synchronous=FULL, one commit per batch of datagrams, on the state folder's
-disk (given in the output). The JSON event log is written as `labkit up` always does.
+on an empty lease store with a /16 pool, runs perfdhcp for 3 s at a fixed rate, and passes when
+fewer than 1% of the exchanges it started failed (no ACK within its 1 s drop time). The rate
+doubles until a trial fails, then bisects. With `--repeat N` each server gets N searches, the two
+alternating (which goes first alternates too), and the summary gives median [min-max] per server
+and the ratio of the medians.
+
+The servers and what "durable" means for each:
+- labkit (`answer: any`): SQLite in WAL mode with synchronous=FULL, one group commit (fsync) for
+  every batch of bindings, before any reply that depends on it leaves; the JSON event log is
+  written as `labkit up` always does. A lease survives a crash of the kit, of the kernel, and a
+  power cut.
+- Kea 2.2 (kea-dhcp4, when installed): memfile with `persist: true`, the same pool, lease time and
+  options, UDP sockets (perfdhcp is a relay), logging at WARN. Kea appends one CSV line per lease
+  change and flushes it to the kernel (write(2)) before replying, without fsync: a lease survives a
+  crash of Kea, not a kernel crash or a power cut before the page cache is written back.
 
 Printed: the highest passing rate (DORA/s), completed DORAs per second, and the server process's CPU
 time (user + system, /proc) per completed DORA. perfdhcp acts as a relay (giaddr = its address), so
@@ -223,9 +233,6 @@ def run_trial(kind: str, seg: Segment, workdir: Path, rate: int, duration: int,
              "-W", "1000000", SERVER_ADDRESS.split("/")[0]],
             capture_output=True, text=True, timeout=duration + 60)
         used = cpu_seconds(server.pid) - before
-        if os.environ.get("DHCP_BENCH_SPLIT"):
-            fields = Path(f"/proc/{server.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            print("utime/stime", fields[11], fields[12])
         server_overflow = udp_receive_errors(seg.server_ns) - overflows[0]
         generator_overflow = udp_receive_errors(seg.client_ns) - overflows[1]
     finally:
