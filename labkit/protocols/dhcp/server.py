@@ -41,7 +41,7 @@ __all__ = ["BROADCAST", "DhcpServerCore", "OptionPayloads", "PhoneEntry", "Serve
 
 BROADCAST = IPv4Address("255.255.255.255")
 LEASE_CODES = (51, 58, 59)
-TEXT_CACHE = 65536  # address texts kept
+TEXT_CACHE = 4096  # address texts kept (relay and server addresses hit; bounded memory)
 BLOCK_CACHE = 4096  # encoded option blocks kept (per option set, request list, with/without lease)
 
 
