@@ -1,16 +1,26 @@
-"""DHCP benchmark (on demand, not a test): `labkit up` (DHCP only) against perfdhcp, as root.
+"""DHCP benchmark (on demand, not a test): `labkit up` (DHCP only) and Kea against perfdhcp, as root.
 
-    .venv/bin/python bench/dhcp_bench.py [--duration 3] [--start-rate 250] [--repeat 1]
-    .venv/bin/python bench/dhcp_bench.py --profile 1000   # one trial under cProfile: where time goes
+    .venv/bin/python bench/dhcp_bench.py [--duration 3] [--start-rate 250] [--repeat 1] [--no-kea]
+    .venv/bin/python bench/dhcp_bench.py --profile 1000   # one labkit trial under cProfile: where time goes
 
 peer-benchmarks.md's method: the server and perfdhcp (Debian package kea-admin) each sit in a
 network namespace of their own, joined by a veth pair with addresses from 198.18.0.0/15, the server
 pinned to CPU 1 and perfdhcp to CPU 0 (taskset, when there is one). Every trial restarts the server
-on an empty lease store with a /16 pool and `answer: any`, runs perfdhcp for 3 s at a fixed rate,
-and passes when fewer than 1% of the exchanges it started failed (no ACK within its 1 s drop time).
-The rate doubles until a trial fails, then bisects. Leases are durable before each ACK, as always:
-SQLite in WAL mode with synchronous=FULL, one commit per batch of datagrams, on the state folder's
-disk (given in the output). The JSON event log is written as `labkit up` always does.
+on an empty lease store with a /16 pool, runs perfdhcp for 3 s at a fixed rate, and passes when
+fewer than 1% of the exchanges it started failed (no ACK within its 1 s drop time). The rate
+doubles until a trial fails, then bisects. With `--repeat N` each server gets N searches, the two
+alternating (which goes first alternates too), and the summary gives median [min-max] per server
+and the ratio of the medians.
+
+The servers and what "durable" means for each:
+- labkit (`answer: any`): SQLite in WAL mode with synchronous=FULL, one group commit (fsync) for
+  every batch of bindings, before any reply that depends on it leaves; the JSON event log is
+  written as `labkit up` always does. A lease survives a crash of the kit, of the kernel, and a
+  power cut.
+- Kea 2.2 (kea-dhcp4, when installed): memfile with `persist: true`, the same pool, lease time and
+  options, UDP sockets (perfdhcp is a relay), logging at WARN. Kea appends one CSV line per lease
+  change and flushes it to the kernel (write(2)) before replying, without fsync: a lease survives a
+  crash of Kea, not a kernel crash or a power cut before the page cache is written back.
 
 Printed: the highest passing rate (DORA/s), completed DORAs per second, and the server process's CPU
 time (user + system, /proc) per completed DORA. perfdhcp acts as a relay (giaddr = its address), so
@@ -23,6 +33,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import json
 import os
 import platform
 import pstats
@@ -62,6 +73,28 @@ dhcp:
 models: {{CP-8851-3PCC: {{}}}}
 phones: []
 """
+
+
+def kea_config(interface: str, workdir: Path) -> dict:
+    """Kea 2.2 as peer-benchmarks.md runs it: memfile with persist, the same /16 pool and lease time,
+    no lease file cleanup during a trial. Its memfile appends one CSV line per lease change and
+    flushes it to the kernel (write(2)) before the reply, without fsync (see bench/README.md)."""
+    return {"Dhcp4": {
+        # relayed traffic (perfdhcp is a relay): UDP sockets, as Kea advises for relayed-only servers
+        "interfaces-config": {"interfaces": [interface], "dhcp-socket-type": "udp"},
+        "lease-database": {"type": "memfile", "persist": True, "lfc-interval": 0,
+                           "name": str(workdir / "kea-leases4.csv")},
+        "valid-lifetime": 3600, "renew-timer": 1800, "rebind-timer": 3150,
+        "subnet4": [{"id": 1, "subnet": "198.18.0.0/16",
+                     "pools": [{"pool": "198.18.1.0 - 198.18.255.254"}],
+                     "option-data": [{"name": "routers", "data": "198.18.0.1"},
+                                     {"name": "domain-name-servers", "data": "198.18.0.1"},
+                                     {"name": "domain-name", "data": "bench.example"}]}],
+        # WARN, except the start-up line (kea-dhcp4.dhcp4 at INFO): lease logs (INFO) cost Kea time
+        "loggers": [{"name": "kea-dhcp4", "severity": "WARN", "output_options": [{"output": "stdout"}]},
+                    {"name": "kea-dhcp4.dhcp4", "severity": "INFO",
+                     "output_options": [{"output": "stdout"}]}],
+    }}
 
 
 def ip(*args: str) -> None:
@@ -160,24 +193,38 @@ def _stat(text: str, section: str, name: str) -> int:
     return int(match.group(1)) if match else 0
 
 
-def run_trial(seg: Segment, workdir: Path, rate: int, duration: int,
-              profile: Path | None = None) -> Trial:
-    state = Path(tempfile.mkdtemp(prefix="state-", dir=workdir))  # an empty lease store every time
-    inventory = workdir / "lab.yaml"
-    output = state / "up.out"
-    python = [sys.executable, *(["-m", "cProfile", "-o", str(profile)] if profile else [])]
-    with output.open("wb") as sink:
+def start_server(kind: str, seg: Segment, workdir: Path, state: Path,
+                 profile: Path | None) -> tuple[subprocess.Popen[bytes], Path]:
+    """Start labkit or Kea in the server namespace on an empty lease store; wait until it serves."""
+    output = state / "server.out"
+    if kind == "kea":
+        config = state / "kea-dhcp4.json"
+        config.write_text(json.dumps(kea_config(seg.server_if, state)))
+        argv, banner = ["kea-dhcp4", "-c", str(config)], "DHCP4_STARTED"
+        env = {**os.environ, "KEA_LOCKFILE_DIR": str(state), "KEA_PIDFILE_DIR": str(state)}
+    else:
+        python = [sys.executable, *(["-m", "cProfile", "-o", str(profile)] if profile else [])]
         # the preflight is skipped: the segment is ours, and its 2 s would only slow the trials
-        server = subprocess.Popen(
-            ["ip", "netns", "exec", seg.server_ns, *pinned(SERVER_CPU), *python, "-m", "labkit", "up",
-             str(inventory), "--state", str(state), "--log", str(state / "events.jsonl"), "--quiet",
-             "--allow-other-dhcp"], stdout=sink, stderr=subprocess.STDOUT, cwd=REPO)
+        argv = [*python, "-m", "labkit", "up", str(workdir / "lab.yaml"), "--state", str(state),
+                "--log", str(state / "events.jsonl"), "--quiet", "--allow-other-dhcp"]
+        banner, env = BANNER_END, dict(os.environ)
+    with output.open("wb") as sink:
+        server = subprocess.Popen(["ip", "netns", "exec", seg.server_ns, *pinned(SERVER_CPU), *argv],
+                                  stdout=sink, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+    deadline = time.monotonic() + 60
+    while banner not in output.read_text(errors="replace"):
+        if server.poll() is not None or time.monotonic() > deadline:
+            stop(server)
+            raise RuntimeError(f"{kind} did not start:\n{output.read_text(errors='replace')}")
+        time.sleep(0.05)
+    return server, output
+
+
+def run_trial(kind: str, seg: Segment, workdir: Path, rate: int, duration: int,
+              profile: Path | None = None) -> Trial:
+    state = Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=workdir))  # an empty lease store every time
+    server, _ = start_server(kind, seg, workdir, state, profile)
     try:
-        deadline = time.monotonic() + 60
-        while BANNER_END not in output.read_text(errors="replace"):
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"labkit up did not start:\n{output.read_text(errors='replace')}")
-            time.sleep(0.05)
         before = cpu_seconds(server.pid)
         overflows = udp_receive_errors(seg.server_ns), udp_receive_errors(seg.client_ns)
         generator = subprocess.run(
@@ -194,11 +241,23 @@ def run_trial(seg: Segment, workdir: Path, rate: int, duration: int,
     if "***Statistics for: DISCOVER-OFFER***" not in text:
         raise RuntimeError(f"perfdhcp failed ({generator.returncode}):\n{text}\n{generator.stderr}")
     acks = _stat(text, "REQUEST-ACK", "received packets")
-    check_leases(state, acks)
+    (check_kea_leases if kind == "kea" else check_leases)(state, acks)
     shutil.rmtree(state, ignore_errors=True)
     # perfdhcp's own "Rate:" divides by the run plus its exit wait; completed DORAs per second of load:
     return Trial(rate, _stat(text, "DISCOVER-OFFER", "sent packets"), acks, acks / duration,
                  1e6 * used / acks if acks else float("inf"), server_overflow, generator_overflow)
+
+
+def check_kea_leases(state: Path, acks: int) -> None:
+    """Kea's lease file holds every ACKed lease (one CSV line per change), no address for two MACs."""
+    owners: dict[str, str] = {}
+    with (state / "kea-leases4.csv").open() as rows:
+        next(rows)  # the header
+        for row in rows:
+            address, mac = row.split(",", 2)[:2]
+            owners[mac] = address
+    if len(set(owners.values())) != len(owners) or len(owners) < min(acks, 1):
+        raise RuntimeError(f"Kea lease file: {len(owners)} MACs over {len(set(owners.values()))} addresses")
 
 
 def check_leases(state: Path, acks: int) -> None:
@@ -209,14 +268,14 @@ def check_leases(state: Path, acks: int) -> None:
         raise RuntimeError(f"lease store: {rows} leases over {addresses} addresses after {acks} ACKs")
 
 
-def search(seg: Segment, workdir: Path, start: int, duration: int, steps: int,
+def search(kind: str, seg: Segment, workdir: Path, start: int, duration: int, steps: int,
            ceiling: int) -> tuple[Trial | None, list[Trial]]:
     """Double until a failure, then bisect: the best passing trial and every trial run."""
     trials: list[Trial] = []
     best: Trial | None = None
     rate, failed_at = start, None
     while rate <= ceiling:
-        trial = run_trial(seg, workdir, rate, duration)
+        trial = run_trial(kind, seg, workdir, rate, duration)
         trials.append(trial)
         print("  " + str(trial), flush=True)
         if not trial.passed:
@@ -228,7 +287,7 @@ def search(seg: Segment, workdir: Path, start: int, duration: int, steps: int,
         middle = (low + failed_at) // 2
         if failed_at - low <= max(50, low // 20):
             break
-        trial = run_trial(seg, workdir, middle, duration)
+        trial = run_trial(kind, seg, workdir, middle, duration)
         trials.append(trial)
         print("  " + str(trial), flush=True)
         if trial.passed:
@@ -236,6 +295,23 @@ def search(seg: Segment, workdir: Path, start: int, duration: int, steps: int,
         else:
             failed_at = middle
     return best, trials
+
+
+def report(best: dict[str, list[Trial]]) -> None:
+    """Median [min-max] of the best passing rate per server, and the same-run ratio to Kea."""
+    medians = {}
+    for kind, trials in best.items():
+        if not trials:
+            print(f"{kind}: no rate passed")
+            continue
+        rates = [t.rate for t in trials]
+        medians[kind] = statistics.median(rates)
+        print(f"{kind}: max DORA/s at < 1% failed: median {medians[kind]:.0f} [{min(rates)}-{max(rates)}] "
+              f"over {len(rates)} search(es); server CPU µs/DORA there: median "
+              f"{statistics.median(t.cpu_us for t in trials):.0f} "
+              f"[{min(t.cpu_us for t in trials):.0f}-{max(t.cpu_us for t in trials):.0f}]")
+    if "labkit" in medians and "kea" in medians:
+        print(f"labkit / Kea (ratio of medians): {medians['labkit'] / medians['kea']:.2f}x")
 
 
 def machine() -> str:
@@ -253,6 +329,8 @@ def main() -> int:
     parser.add_argument("--ceiling", type=int, default=64000, help="stop doubling here (64000)")
     parser.add_argument("--bisect", type=int, default=5, help="bisection steps after a failure (5)")
     parser.add_argument("--repeat", type=int, default=1, help="whole searches to run (1)")
+    parser.add_argument("--no-kea", action="store_true",
+                        help="leave out Kea (run as the reference when kea-dhcp4 is installed)")
     parser.add_argument("--profile", type=int, metavar="RATE",
                         help="run one trial at RATE under cProfile and print where the server's time goes")
     parser.add_argument("--workdir", type=Path, default=Path("/var/tmp"),
@@ -276,27 +354,27 @@ def main() -> int:
         (workdir / "lab.yaml").write_text(LAB.format(interface=seg.server_if, address=SERVER_ADDRESS))
         if args.profile:
             profile = workdir / "server.prof"
-            print("  " + str(run_trial(seg, workdir, args.profile, args.duration, profile)))
+            print("  " + str(run_trial("labkit", seg, workdir, args.profile, args.duration, profile)))
             stats = pstats.Stats(str(profile))
             stats.sort_stats("tottime").print_stats(25)
             # the server's own path, by cumulative time (the first line is the whole event loop)
             server_path = r"labkit/(services|protocols|plan|events)|sqlite|socket"
             stats.sort_stats("cumulative").print_stats(server_path, 40)
             return 0
-        best_rates, cpu = [], []
+        kinds = ["labkit", *(["kea"] if shutil.which("kea-dhcp4") and not args.no_kea else [])]
+        best: dict[str, list[Trial]] = {kind: [] for kind in kinds}
         for number in range(args.repeat):
-            print(f"search {number + 1}/{args.repeat}:", flush=True)
-            best, _ = search(seg, workdir, args.start_rate, args.duration, args.bisect, args.ceiling)
-            if best is not None:
-                best_rates.append(best.rate)
-                cpu.append(best.cpu_us)
-        if not best_rates:
-            print("no rate passed")
-            return 1
+            # alternate which server goes first: load drift on a shared machine hits both
+            for kind in kinds if number % 2 == 0 else kinds[::-1]:
+                print(f"{kind}, search {number + 1}/{args.repeat}:", flush=True)
+                found, _ = search(kind, seg, workdir, args.start_rate, args.duration, args.bisect,
+                                  args.ceiling)
+                if found is not None:
+                    best[kind].append(found)
         print("load average at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
-        print(f"max DORA/s at < 1% failed: median {statistics.median(best_rates):.0f} "
-              f"[{min(best_rates)}-{max(best_rates)}] over {len(best_rates)} search(es); "
-              f"server CPU µs/DORA there: median {statistics.median(cpu):.0f}")
+        report(best)
+        if not all(best.values()):
+            return 1
         return 0
     finally:
         seg.remove()

@@ -75,6 +75,7 @@ def load(path: Path | None = None, variables: dict[str, Any] | None = None) -> L
     if errors:
         raise InventoryError(errors + warnings, source.template_lines)
     loaded.warnings = warnings
+    source.data = None  # the parsed YAML, a second copy of the inventory: validated, no longer read
     return loaded
 
 

@@ -126,11 +126,16 @@ def build_plan(loaded: LoadedInventory) -> Plan:
     inv = loaded.inventory
     zones = plan_zones(inv)
     phones = {}
+    shared: dict[tuple[str, str], OptionSet] = {}  # phones without options of their own share one set
     for phone in inv.phones:
         vendor_class = phone_vendor_class(phone)
-        phones[phone.mac] = PhonePlan(
-            phone, vendor_class, option_set(inv, vendor_class=vendor_class, phone=phone)
-        )
+        if phone.options.typed() or phone.force:
+            options = option_set(inv, vendor_class=vendor_class, phone=phone)
+        else:
+            key = (vendor_class, phone.model)
+            options = shared.get(key) or shared.setdefault(key, option_set(inv, vendor_class=vendor_class,
+                                                                            phone=phone))
+        phones[phone.mac] = PhonePlan(phone, vendor_class, options)
     files = plan_files(loaded)
     return Plan(
         loaded=loaded,

@@ -42,6 +42,7 @@ RECEIVE_BUFFER = 4 << 20  # bytes of socket buffer (see _bind)
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 CHADDR = slice(28, 34)  # the client's Ethernet address in a BOOTP message
 RIVAL_EVENT_EVERY = 10.0  # seconds between two "rival" events about the same server
+Batch = tuple[list[tuple[Result, str]], list[LeaseChange]]  # one read's replies, the changes they need
 
 
 def ethernet_frame(dst_mac: bytes, src_mac: bytes, src_ip: IPv4Address, dst_ip: IPv4Address,
@@ -81,6 +82,9 @@ class DhcpService:
     rivals: dict[str, float] = field(default_factory=dict)  # server id -> when last told
     drops: DropCounter | None = None  # datagrams the kernel dropped on the server socket
     drop_watch: DropWatch | None = None
+    # batches whose bindings wait for the commit in flight to finish: (replies, their changes)
+    waiting: list[Batch] = field(default_factory=list)
+    committing: bool = False
 
     def start(self) -> None:
         asyncio.get_running_loop().add_reader(self.sock.fileno(), self._readable)
@@ -103,28 +107,42 @@ class DhcpService:
         if not changes:  # offers, NAKs, INFORMs: nothing to make durable, answer now
             self._deliver(results, changes)
             return
-        # the fsync runs on the lease thread (FIFO: commits stay in order), so a slow disk never
-        # stalls DNS, TFTP or HTTP; this batch's replies leave once its bindings are on disk
+        self.waiting.append((results, changes))
+        if not self.committing:
+            self._commit_waiting()
+
+    def _commit_waiting(self) -> None:
+        """Group commit: every batch read while the previous commit was on disk goes in one
+        transaction (one fsync), so a slow disk makes transactions larger, not the queue longer.
+        The fsync runs on the lease thread, so a slow disk never stalls DNS, TFTP or HTTP; each
+        batch's replies leave once its bindings are on disk."""
+        group, self.waiting = self.waiting, []
+        self.committing = True
+        changes = [change for _, batch in group for change in batch]
         loop = asyncio.get_running_loop()
         future = self.executor.submit(self.store.commit, changes)
-        future.add_done_callback(
-            lambda done: loop.call_soon_threadsafe(self._committed, done, results, changes))
+        future.add_done_callback(lambda done: loop.call_soon_threadsafe(self._committed, done, group))
 
-    def _committed(self, done: Future[None], results: list[tuple[Result, str]],
-                   changes: list[LeaseChange]) -> None:
+    def _committed(self, done: Future[None], group: list[Batch]) -> None:
+        self.committing = False
         if self.closed:
             return
         error = done.exception()
         if error is None:
-            self._deliver(results, changes)
+            for results, changes in group:
+                self._deliver(results, changes)
+            if self.waiting:
+                self._commit_waiting()
             return
         # a lease we cannot keep is a lease we must not promise
         now = self.clock()
-        for result, client in results:
-            facts = [replace(f, answer=f"not answered: lease store failed: {error}", result="store-error",
-                             detail=NO_DETAIL) for f in result.facts]
-            for event in events_from("dhcp", client, facts, now):
-                self.sink(event)
+        for results, _ in [*group, *self.waiting]:
+            for result, client in results:
+                facts = [replace(f, answer=f"not answered: lease store failed: {error}", result="store-error",
+                                 detail=NO_DETAIL) for f in result.facts]
+                for event in events_from("dhcp", client, facts, now):
+                    self.sink(event)
+        self.waiting = []  # decided on the table the reload below replaces
         reload = self.executor.submit(self.store.load)  # after every commit queued before it
         loop = asyncio.get_running_loop()
         reload.add_done_callback(lambda rows: loop.call_soon_threadsafe(self._reloaded, rows))
@@ -222,7 +240,11 @@ class DhcpService:
         self.sock.close()
         if self.l2 is not None:
             self.l2.close()
-        # commits already queued finish (their bindings were decided); then the store closes
+        # commits already queued finish, and the batches waiting for them are written too (their
+        # bindings were decided; their replies never leave); then the store closes
+        if self.waiting:
+            waiting, self.waiting = self.waiting, []
+            self.executor.submit(self.store.commit, [c for _, batch in waiting for c in batch])
         await asyncio.get_running_loop().run_in_executor(None, self.executor.shutdown, True)
         self.store.close()
 

@@ -54,23 +54,23 @@ class LeaseStore:
         cursor = self.db.cursor()
         cursor.execute("BEGIN IMMEDIATE")
         try:
+            bound: list[tuple[object, ...]] = []  # a run of plain upserts, written with executemany
             for change in changes:
                 lease = change.lease
+                if lease.state != "declined" and not change.delete:
+                    bound.append((lease.mac, str(lease.ip), lease.state, lease.expires, lease.hostname,
+                                  lease.vendor_class, lease.phone, now))
+                    continue
+                _upsert(cursor, bound)
                 ip = str(lease.ip)
                 if lease.state == "declined" and change.delete:
                     cursor.execute("DELETE FROM declined WHERE ip = ?", (ip,))
                 elif lease.state == "declined":
                     cursor.execute("INSERT OR REPLACE INTO declined (ip, until) VALUES (?, ?)",
                                    (ip, lease.expires))
-                elif change.delete:
-                    cursor.execute("DELETE FROM leases WHERE mac = ?", (lease.mac,))
                 else:
-                    cursor.execute("DELETE FROM declined WHERE ip = ?", (ip,))
-                    cursor.execute(
-                        "INSERT OR REPLACE INTO leases (mac, ip, state, expires, hostname, vendor_class,"
-                        " phone, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (lease.mac, ip, lease.state, lease.expires, lease.hostname, lease.vendor_class,
-                         lease.phone, now))
+                    cursor.execute("DELETE FROM leases WHERE mac = ?", (lease.mac,))
+            _upsert(cursor, bound)
             cursor.execute("COMMIT")
         except BaseException:
             cursor.execute("ROLLBACK")
@@ -78,6 +78,17 @@ class LeaseStore:
 
     def close(self) -> None:
         self.db.close()
+
+
+def _upsert(cursor: sqlite3.Cursor, rows: list[tuple[object, ...]]) -> None:
+    """Write a run of leases in order (and end any quarantine of their addresses: the declined
+    table and the leases table are independent, so its deletions may go first); empties `rows`."""
+    if not rows:
+        return
+    cursor.executemany("DELETE FROM declined WHERE ip = ?", [(row[1],) for row in rows])
+    cursor.executemany("INSERT OR REPLACE INTO leases (mac, ip, state, expires, hostname, vendor_class,"
+                       " phone, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    rows.clear()
 
 
 def read_leases(state_dir: Path) -> list[Lease]:

@@ -77,18 +77,22 @@ class ClientOptions:
     classes: tuple[tuple[str, OptionLayer], ...] = ()  # (pattern on option 60, layer)
     phones: Mapping[str, tuple[OptionLayer, ...]] = field(default_factory=lambda: MappingProxyType({}))
     always: frozenset[int] = ALWAYS_SENT
-    _cache: dict[tuple[str | None, str | None], OptionPayloads] = field(
+    _cache: dict[tuple[int | None, str | None], OptionPayloads] = field(
         default_factory=dict, compare=False, repr=False)
 
     def __call__(self, mac: str, vendor_class: str | None) -> OptionPayloads:
         # pool clients share one set per vendor class: keyed by their MAC, every new client of an
         # `answer: any` lab would miss the cache and merge the same options again
-        key = (mac if mac in self.phones else None, vendor_class)
+        # phones that share their layers (one model, no options of their own: the plan hands them
+        # one tuple) share one merged set too: keyed by the tuple, which `phones` keeps alive
+        own = self.phones.get(mac)
+        key = (id(own) if own is not None else None, vendor_class)
         found = self._cache.get(key)
         if found is None:
             if len(self._cache) >= CACHE_SIZE:
                 self._cache.clear()
-            found = self._cache[key] = merge(self.layers(key[0], vendor_class), self.always)
+            found = self._cache[key] = merge(self.layers(mac if own is not None else None, vendor_class),
+                                             self.always)
         return found
 
     def layers(self, mac: str | None, vendor_class: str | None) -> list[OptionLayer]:

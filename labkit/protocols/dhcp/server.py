@@ -7,8 +7,10 @@ after writing `LeaseTable.take_pending()` durably. Each datagram to send names w
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from ipaddress import IPv4Address
+from socket import inet_ntoa
 from types import MappingProxyType
 from typing import Any
 
@@ -29,16 +31,18 @@ from labkit.protocols.dhcp.message import (
     REQUEST,
     ZERO,
     Message,
-    build,
     parse,
-    reply_to,
+    reply_wire,
 )
+from labkit.protocols.dhcp.options import encode_options
 from labkit.protocols.result import NO_DETAIL, Datagram, Fact, Result
 
 __all__ = ["BROADCAST", "DhcpServerCore", "OptionPayloads", "PhoneEntry", "ServerConfig"]
 
 BROADCAST = IPv4Address("255.255.255.255")
 LEASE_CODES = (51, 58, 59)
+TEXT_CACHE = 4096  # address texts kept (relay and server addresses hit; bounded memory)
+BLOCK_CACHE = 4096  # encoded option blocks kept (per option set, request list, with/without lease)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +61,32 @@ class _Ask:
         return Result((datagram,) if datagram is not None else (), (), (fact,))
 
 
+_Block = tuple[object, bytes, frozenset[int], list[int]]  # (option set, TLVs, codes, codes in order)
+
+
+def _reply_codes(kind: int, codes: list[int], request: Message) -> list[int]:
+    """The option codes of a reply in wire order (what `reply_to` puts in its options)."""
+    out = [53, *(c for c in codes if c != 53)]
+    if 82 in request.options and 82 not in out:
+        out.append(82)
+    return out
+
+
 class DhcpServerCore:
     def __init__(self, config: ServerConfig, table: LeaseTable) -> None:
         self.config = config
         self.table = table
         self.counters: dict[str, int] = {}
+        network = config.network
+        self._hosts = int(network.network_address) + 1, int(network.broadcast_address) - 1
+        self._pool = (int(config.pool[0]), int(config.pool[1])) if config.pool is not None else None
         self._cursor = 0  # where the search for a never-used pool address resumes
         self._reservations = {p.ip: p.mac for p in config.phones.values() if p.ip is not None}
+        self._blocks: dict[tuple[int, bytes | None, bool], _Block] = {}
+        self._handlers: dict[int, Callable[[_Ask], Result]] = {
+            DISCOVER: self._discover, REQUEST: self._request, DECLINE: self._decline, RELEASE: self._release,
+            INFORM: self._inform}
+        self._texts: dict[IPv4Address, str] = {}  # address -> its text (str() costs more than a look-up)
         self.silenced: str | None = None  # why the server no longer answers anything (a rival, `stop`)
 
     def _count(self, key: str) -> None:
@@ -91,38 +114,43 @@ class DhcpServerCore:
         if phone is None and not self.config.answer_any:
             self._count("unknown-client")
             return ask.said("no answer (not in the inventory)", "unknown-client")
-        handler = {DISCOVER: self._discover, REQUEST: self._request, DECLINE: self._decline,
-                   RELEASE: self._release, INFORM: self._inform}.get(kind)
+        handler = self._handlers.get(kind)
         if handler is None:
             return ask.said("ignored", "ignored")
         return handler(ask)
 
-    @staticmethod
-    def _summary(request: Message) -> str:
+    def _text(self, ip: IPv4Address) -> str:
+        text = self._texts.get(ip)
+        if text is None:
+            if len(self._texts) >= TEXT_CACHE:
+                self._texts.clear()
+            text = self._texts[ip] = str(ip)
+        return text
+
+    def _summary(self, request: Message) -> str:
         parts = [request.type_name, request.mac]
         vendor = request.text_option(60)
         if vendor:
             parts.append(f"vendor {vendor!r}")
-        wanted = request.ip_option(50)
-        if wanted:
-            parts.append(f"wants {wanted}")
+        wanted = request.options.get(50)
+        if wanted is not None and len(wanted) == 4:
+            parts.append(f"wants {inet_ntoa(wanted)}")  # str(IPv4Address(...)), at C speed
         if request.ciaddr != ZERO:
-            parts.append(f"ciaddr {request.ciaddr}")
+            parts.append(f"ciaddr {self._text(request.ciaddr)}")
         if request.giaddr != ZERO:
-            parts.append(f"via relay {request.giaddr}")
+            parts.append(f"via relay {self._text(request.giaddr)}")
         return " ".join(parts)
 
     # -- address choice -------------------------------------------------------------------------
     def _usable(self, ip: IPv4Address, mac: str, now: float) -> bool:
-        if ip not in self.config.network or ip in (self.config.network.network_address,
-                                                   self.config.network.broadcast_address):
+        if not self._hosts[0] <= int(ip) <= self._hosts[1]:  # on the network, not its first or last
             return False
         holder = self.table.holder(ip, now)
         return (holder is None or holder == mac) and not self.table.is_quarantined(ip, now)
 
     def _in_pool(self, ip: IPv4Address) -> bool:
-        pool = self.config.pool
-        return pool is not None and int(pool[0]) <= int(ip) <= int(pool[1]) and ip not in self.config.reserved
+        pool = self._pool
+        return pool is not None and pool[0] <= int(ip) <= pool[1] and ip not in self.config.reserved
 
     def _choose(self, request: Message, phone: PhoneEntry | None, now: float) -> IPv4Address | None:
         mac = request.mac
@@ -166,36 +194,51 @@ class DhcpServerCore:
         return self._in_pool(ip) and self._usable(ip, mac, now)
 
     # -- replies --------------------------------------------------------------------------------
-    def _options(self, request: Message, *, with_lease: bool) -> list[tuple[int, bytes]]:
+    def _options(self, request: Message, *, with_lease: bool) -> tuple[bytes, frozenset[int], list[int]]:
+        """The client's options, encoded: (TLVs, their codes, codes in order). Cached per option
+        set and parameter request list: pool clients of one vendor class and phones of one model
+        send the same list, so a reply is one header and a join instead of an encoding."""
         option_set = self.config.options_for(request.mac, request.text_option(60))
-        chosen = option_set.for_request(request.requested_options())
-        return chosen if with_lease else [(c, p) for c, p in chosen if c not in LEASE_CODES]
+        key = (id(option_set), request.options.get(55), with_lease)
+        found = self._blocks.get(key)
+        if found is None or found[0] is not option_set:
+            chosen = option_set.for_request(request.requested_options())
+            if not with_lease:
+                chosen = [(c, p) for c, p in chosen if c not in LEASE_CODES]
+            codes = [c for c, _ in chosen]
+            if len(self._blocks) >= BLOCK_CACHE:
+                self._blocks.clear()
+            found = self._blocks[key] = (option_set, encode_options(chosen), frozenset(codes), codes)
+        return found[1], found[2], found[3]
 
-    def _destination(self, request: Message, reply: Message) -> tuple[tuple[str, int], bool]:
+    def _destination(self, request: Message, kind: int, yiaddr: IPv4Address) -> tuple[tuple[str, int], bool]:
         """RFC 2131 §4.1: relay first, then ciaddr, then broadcast, else unicast to yiaddr by L2."""
         if request.giaddr != ZERO:
-            return (str(request.giaddr), self.config.server_port), False
-        kind = reply.message_type
+            return (self._text(request.giaddr), self.config.server_port), False
         if kind == NAK:
             return (str(BROADCAST), self.config.client_port), False
         if request.ciaddr != ZERO:
-            return (str(request.ciaddr), self.config.client_port), False
-        if request.broadcast or reply.yiaddr == ZERO:
+            return (self._text(request.ciaddr), self.config.client_port), False
+        if request.broadcast or yiaddr == ZERO:
             return (str(BROADCAST), self.config.client_port), False
-        return (str(reply.yiaddr), self.config.client_port), True
+        return (self._text(yiaddr), self.config.client_port), True
 
     def _reply(self, request: Message, kind: int, yiaddr: IPv4Address = ZERO, *,
-               with_lease: bool = True) -> tuple[Message, Datagram]:
-        options = self._options(request, with_lease=with_lease) if kind != NAK else [
-            (54, self.config.server_id.packed)]
-        message = reply_to(request, kind, yiaddr=yiaddr, options=options)
+               with_lease: bool = True) -> tuple[list[int], Datagram]:
+        """The reply's datagram and the codes of the options it carries besides 53 and 82."""
+        if kind == NAK:
+            codes = [54]
+            block, code_set = encode_options([(54, self.config.server_id.packed)]), frozenset(codes)
+        else:
+            block, code_set, codes = self._options(request, with_lease=with_lease)
+        flags = request.flags
         if kind == NAK and request.giaddr != ZERO:
-            # a relay must broadcast a NAK to the client (RFC 2131 §4.3.2)
-            message = replace(message, flags=message.flags | BROADCAST_FLAG)
-        max_size = int.from_bytes(request.options.get(57, b""), "big") if len(
-            request.options.get(57, b"")) == 2 else 0
-        to, l2 = self._destination(request, message)
-        return message, Datagram(build(message, max_size=max_size), to, l2)
+            flags |= BROADCAST_FLAG  # a relay must broadcast a NAK to the client (RFC 2131 §4.3.2)
+        size = request.options.get(57, b"")
+        max_size = int.from_bytes(size, "big") if len(size) == 2 else 0
+        to, l2 = self._destination(request, kind, yiaddr)
+        wire = reply_wire(request, kind, block, code_set, yiaddr=yiaddr, flags=flags, max_size=max_size)
+        return codes, Datagram(wire, to, l2)
 
     # -- message types --------------------------------------------------------------------------
     def _discover(self, ask: _Ask) -> Result:
@@ -206,10 +249,11 @@ class DhcpServerCore:
             why = "fixed address in use by another client" if phone and phone.ip else "pool exhausted"
             return ask.said(f"no offer: {why}", "no-address")
         self.table.offer(request.mac, ip, ask.now + self.config.offer_hold)
-        message, datagram = self._reply(request, OFFER, ip)
+        codes, datagram = self._reply(request, OFFER, ip)
         to = datagram.to or ("", 0)
-        return ask.said(f"OFFER {ip} to {to[0]}:{to[1]}", "ok", datagram, ip=str(ip),
-                        options=list(message.options))
+        text = self._text(ip)
+        return ask.said(f"OFFER {text} to {to[0]}:{to[1]}", "ok", datagram, ip=text,
+                        options=_reply_codes(OFFER, codes, request))
 
     def _request_state(self, ask: _Ask) -> tuple[str, IPv4Address] | Result:
         """RFC 2131 §4.3.2: which state the client is in and the address it asks for, or the answer
@@ -252,8 +296,8 @@ class DhcpServerCore:
                                 hostname=request.text_option(12), vendor_class=request.text_option(60),
                                 phone=phone.name if phone is not None else None)
         _, datagram = self._reply(request, ACK, candidate)
-        return ask.said(f"ACK {candidate} until {int(lease.expires)}", "ok", datagram, state=state,
-                        ip=str(candidate))
+        text = self._text(candidate)
+        return ask.said(f"ACK {text} until {int(lease.expires)}", "ok", datagram, state=state, ip=text)
 
     def _nak(self, ask: _Ask, state: str, why: str) -> Result:
         self._count("nak")

@@ -1,0 +1,181 @@
+"""Memory of `labkit up` for generated inventories of N phones (run on demand, not a test).
+
+    .venv/bin/python bench/memory.py                                  # 1k, 10k, 100k: RSS after start
+    .venv/bin/python bench/memory.py --phones 10000 --storm 10000     # + RSS at the end of a storm
+    .venv/bin/python bench/memory.py --breakdown 10000                # where the plan's memory goes
+
+The inventory is bench/storm.py's (three models, a vendor class, an SRV record, a firmware file
+per model), with N phones whose MACs run 02:4c:xx:xx:xx:00. `labkit up` runs in its own process on
+loopback (free port offset); RSS is read from /proc (VmRSS, and VmHWM for the peak) once the banner
+is printed and, with --storm, after N virtual phones (in this process, as storm.py runs them) have
+booted against it. `--breakdown N` builds the plan in this process and prints the size of each of
+its structures (objects reachable from it, each counted once, in the order listed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import gc
+import json
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from labkit.inventory.load import default_lab_dir, load  # noqa: E402
+from labkit.services.supervisor import free_port_offset  # noqa: E402
+
+MODELS = ("CP-6841-3PCC", "CP-7841-3PCC", "CP-8851-3PCC")
+BANNER = "Ctrl-C stops the lab."
+SKIPPED = frozenset({"module", "function", "method", "builtin_function_or_method", "cell", "code"})
+
+
+def inventory(phones: int) -> str:
+    """storm.py's lab with `phones` phones (up to 2^24: three bytes of MAC)."""
+    from storm import INVENTORY
+
+    head = INVENTORY.split("\n", 1)[1].split("phones:")[0].replace("FAULTS\n", "")  # no Jinja loop
+    lines = [f'  - {{mac: "02:4c:{n >> 16:02x}:{(n >> 8) & 255:02x}:{n & 255:02x}:00", '
+             f'model: "{MODELS[n % 3]}"}}\n' for n in range(phones)]
+    return head + "phones:\n" + "".join(lines)
+
+
+def status(pid: int) -> dict[str, float]:
+    """VmRSS and VmHWM in MiB."""
+    out = {}
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                out[line.split(":")[0]] = int(line.split()[1]) / 1024
+    return out
+
+
+def prepare(work: Path, phones: int) -> Path:
+    lab = work / "lab.yaml"
+    lab.write_text(inventory(phones))
+    (work / "firmware").mkdir()
+    for load_file in (default_lab_dir() / "firmware").iterdir():
+        (work / "firmware" / load_file.name).write_bytes(load_file.read_bytes() * 2000)  # ~300 kB
+    return lab
+
+
+def measure(phones: int, storm: bool, concurrency: int, timeout: float) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="labkit-memory-") as tmp:
+        work = Path(tmp)
+        lab_file = prepare(work, phones)
+        offset = free_port_offset()
+        command = [sys.executable, "-m", "labkit", "up", str(lab_file), "--port-offset", str(offset),
+                   "--state", str(work / "state"), "--log", str(work / "events.jsonl"), "--quiet"]
+        started = time.monotonic()
+        lab = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+        assert lab.stdout is not None
+        row: dict[str, Any] = {"phones": phones}
+        try:
+            for line in lab.stdout:
+                if BANNER in line:
+                    break
+            else:
+                raise RuntimeError("the lab did not start")
+            row["start_s"] = round(time.monotonic() - started, 1)
+            time.sleep(1.0)  # let start-up garbage settle
+            after = status(lab.pid)
+            row["rss_after_start_mib"] = round(after["VmRSS"], 1)
+            if storm:
+                row.update(run_storm(lab_file, work, offset, concurrency, timeout))
+                end = status(lab.pid)
+                row["rss_after_storm_mib"] = round(end["VmRSS"], 1)
+            row["peak_rss_mib"] = round(status(lab.pid)["VmHWM"], 1)
+        finally:
+            lab.send_signal(signal.SIGTERM)
+            lab.communicate(timeout=120)
+    return row
+
+
+def run_storm(lab_file: Path, work: Path, offset: int, concurrency: int, timeout: float) -> dict[str, Any]:
+    from labkit.phone.driver import loopback_access, run_swarm
+    from labkit.phone.swarm import Summary, inventory_configs
+
+    inv = load(lab_file).inventory
+    access = loopback_access(inv, "127.0.0.1", offset, work / "state" / "ca" / "ca.pem")
+    configs = inventory_configs(inv, rounds=2, retry_delays=(5,), seed=1)
+    started = time.monotonic()
+    result = asyncio.run(asyncio.wait_for(run_swarm(configs, access, concurrency=concurrency, time_scale=1.0),
+                                          timeout))
+    summary = Summary.of(result.outcomes)
+    return {"provisioned": summary.provisioned, "storm_s": round(time.monotonic() - started, 1)}
+
+
+def deep_size(obj: object, seen: set[int]) -> int:
+    """Bytes of every object reachable from `obj` not already in `seen` (classes, modules and
+    functions left out)."""
+    total, stack = 0, [obj]
+    while stack:
+        item = stack.pop()
+        if id(item) in seen or isinstance(item, type) or type(item).__name__ in SKIPPED:
+            continue
+        seen.add(id(item))
+        total += sys.getsizeof(item)
+        stack.extend(gc.get_referents(item))
+    return total
+
+
+def breakdown(phones: int) -> None:
+    from labkit.plan.build import build_plan
+
+    with tempfile.TemporaryDirectory(prefix="labkit-memory-") as tmp:
+        lab_file = prepare(Path(tmp), phones)
+        base = status_self()
+        loaded = load(lab_file)
+        gc.collect()
+        after_load = status_self()
+        plan = build_plan(loaded)
+        gc.collect()
+        after_plan = status_self()
+    print(f"{phones} phones: RSS {base:.1f} MiB after imports, {after_load:.1f} after load, "
+          f"{after_plan:.1f} after the plan")
+    seen: set[int] = set()
+    # the inventory first: the plan's phone entries point into it
+    print(f"  inventory (pydantic models): {deep_size(loaded.inventory, seen) / 2**20:.1f} MiB")
+    source = deep_size(loaded.source, seen)
+    print(f"  inventory source map (file:line of every field): {source / 2**20:.1f} MiB")
+    for field in dataclasses.fields(plan):
+        if field.name == "loaded":
+            continue
+        size = deep_size(getattr(plan, field.name), seen)
+        if size >= 2**16:
+            print(f"  plan.{field.name}: {size / 2**20:.1f} MiB")
+
+
+def status_self() -> float:
+    with open("/proc/self/status", encoding="ascii") as f:
+        return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:"))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--phones", default="1000,10000,100000", help="comma-separated sizes")
+    parser.add_argument("--storm", default="", help="sizes (comma-separated) that also get a storm")
+    parser.add_argument("--concurrency", type=int, default=256)
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds a storm may take")
+    parser.add_argument("--breakdown", type=int, metavar="N", help="where the plan's memory goes, N phones")
+    args = parser.parse_args()
+    if args.breakdown:
+        breakdown(args.breakdown)
+        return 0
+    storms = {int(n) for n in args.storm.split(",") if n}
+    for phones in (int(n) for n in args.phones.split(",")):
+        print(json.dumps(measure(phones, phones in storms, args.concurrency, args.timeout)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Group commit: the bindings read while a lease commit is on disk go in ONE next transaction, and
+no ACK leaves before the commit that holds its lease has returned. On loopback, with the store's
+commit held at a gate (a slow disk), no timing assumptions: every wait is for a state."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+from ipaddress import IPv4Address
+from pathlib import Path
+
+from labkit.events import EventRecorder, StaticDirectory
+from labkit.plan.dhcp import DhcpPlan
+from labkit.protocols.dhcp.leases import LeaseChange
+from labkit.protocols.dhcp.message import ACK, REQUEST, build, parse, request_message
+from labkit.services.context import Endpoint, StartContext
+from labkit.services.dhcp import DhcpService, start_dhcp
+from labkit.services.filetree import FileTree
+from labkit.services.leases import read_leases
+from tests.unit.dhcp_configs import SERVER, default_lab
+from tests.unit.test_dhcp_service_rival import RELAY, free_udp_port
+
+MACS = [bytes([2, 0, 0, 0, 0, n]) for n in range(3)]
+ADDRESSES = [IPv4Address("10.42.0.100") + n for n in range(3)]
+
+
+class GatedCommits:
+    """The store's commit, held until `gate` opens the first time; records each batch's size."""
+
+    def __init__(self, service: DhcpService) -> None:
+        self.inner = service.store.commit
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        self.sizes: list[int] = []
+
+    def __call__(self, changes: list[LeaseChange]) -> None:
+        self.sizes.append(len(changes))
+        self.entered.set()
+        self.gate.wait(60)
+        self.inner(changes)
+
+
+def request(n: int) -> bytes:
+    return build(request_message(REQUEST, MACS[n], 100 + n, {50: ADDRESSES[n].packed, 54: SERVER.packed},
+                                 giaddr=IPv4Address(RELAY), hops=1))
+
+
+async def wait_for(condition: object, what: str) -> None:
+    for _ in range(600):  # at most 30 s, checked every 50 ms: waits for a state, asserts no duration
+        if callable(condition) and condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never: {what}")
+
+
+def test_batches_read_during_a_commit_share_the_next_one_and_acks_wait_for_it(tmp_path: Path) -> None:
+    async def main() -> tuple[list[int], list[bytes], list[bytes]]:
+        port = free_udp_port()
+        ctx = StartContext(FileTree({}), EventRecorder(), StaticDirectory(), frozenset(), tmp_path)
+        service = await start_dhcp(DhcpPlan(default_lab(answer_any=True), None),
+                                   Endpoint("dhcp", "127.0.0.1", port, "udp"), ctx)
+        gated = GatedCommits(service)
+        service.store.commit = gated  # type: ignore[method-assign]
+        loop = asyncio.get_running_loop()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as relay:
+            relay.bind((RELAY, port))
+            relay.setblocking(False)
+            try:
+                relay.sendto(request(0), ("127.0.0.1", port))
+                await wait_for(gated.entered.is_set, "the first commit started")
+                for n in (1, 2):  # two reads while the first commit is held
+                    relay.sendto(request(n), ("127.0.0.1", port))
+                    await wait_for(lambda n=n: ADDRESSES[n] in service.core.table.by_ip,
+                                   f"binding {n} decided")
+                early = []
+                with contextlib.suppress(BlockingIOError):
+                    early.append(relay.recv(4096))
+                gated.gate.set()
+                replies = [await asyncio.wait_for(loop.sock_recv(relay, 4096), 30) for _ in range(3)]
+            finally:
+                await service.close()
+        return gated.sizes, early, replies
+
+    sizes, early, replies = asyncio.run(main())
+    assert early == []  # nothing left before its lease was committed
+    assert sizes == [1, 2]  # the two later bindings: one transaction
+    acks = [parse(r) for r in replies]
+    assert all(a.options[53] == bytes([ACK]) for a in acks)
+    assert sorted(a.yiaddr for a in acks) == ADDRESSES
+    stored = {lease.ip for lease in read_leases(tmp_path) if lease.state == "bound"}
+    assert stored == set(ADDRESSES)
