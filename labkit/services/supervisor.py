@@ -27,12 +27,7 @@ from labkit.plan.build import Plan
 from labkit.services.acs_start import start_acs_service
 from labkit.services.context import Closable, Endpoint, StartContext
 from labkit.services.filetree import FileTree
-from labkit.services.journal import (
-    MALFORMED_PER_SECOND,
-    EventBus,
-    JsonLinesLog,
-    MalformedLimiter,
-)
+from labkit.services.journal import MALFORMED_PER_SECOND, EventBus, JsonLinesLog, MalformedLimiter
 from labkit.services.ops import LabOps, phone_rows
 from labkit.services.status import LabStatus
 from labkit.services.workers import POOLED, WorkerPool
