@@ -17,9 +17,8 @@ from aiohttp import web
 from labkit.protocols.cwmp import rpc
 from labkit.protocols.cwmp.cpe_session import CpeSession
 from labkit.protocols.cwmp.values import Value
-from labkit.protocols.http import DigestAuth
+from labkit.protocols.http import DigestAuth, digest_authorization
 from labkit.protocols.result import Fact
-from labkit.services.acs_connreq import digest_authorization
 
 MAX_POSTS = 64
 

@@ -21,7 +21,7 @@ from labkit.phone.cwmp_setup import Identity, prepare
 from labkit.phone.effects import Fetch, FetchResult, Lease, Log, Now, Sleep
 from labkit.plan.dhcp import option_set
 from labkit.protocols.dhcp.options import decode_value
-from labkit.services.acs_connreq import digest_authorization
+from labkit.protocols.http import digest_authorization
 from tests.acs_cpe import ConnectionRequestListener
 
 MAX_EFFECTS = 2000

@@ -28,8 +28,7 @@ from labkit.phone.cwmp import AwaitConnectionRequest, CwmpAnswer, CwmpEnd, CwmpP
 from labkit.phone.cwmp_flow import CwmpPhone, CwmpState
 from labkit.phone.cwmp_setup import Identity, prepare
 from labkit.phone.driver import PhoneRun
-from labkit.phone.http_client import digest_header
-from labkit.protocols.http import DigestAuth
+from labkit.protocols.http import DigestAuth, digest_authorization
 
 MAX_AUTH_TRIES = 2  # the POST, then once more with credentials after a 401
 REALM = "labkit CPE"
@@ -143,7 +142,7 @@ class AcsLink:
 
 def _authorization(challenge: str, path: str, uid: str, pwd: str) -> str:
     if challenge.lower().startswith("digest"):
-        return digest_header(challenge, "POST", path, uid, pwd)
+        return digest_authorization(challenge, "POST", path, uid, pwd)
     return "Basic " + base64.b64encode(f"{uid}:{pwd}".encode()).decode("ascii")
 
 

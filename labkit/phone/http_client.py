@@ -20,8 +20,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import hashlib
-import os
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -32,7 +30,7 @@ from labkit.phone import certs
 from labkit.phone.effects import Fetch, FetchResult
 from labkit.phone.loss import CURRENT
 from labkit.phone.network import NetworkMap
-from labkit.protocols.http import parse_digest
+from labkit.protocols.http import digest_authorization
 from labkit.protocols.http_wire import MAX_BODY, Response, ResponseReader
 
 Resolve = Callable[[str], Awaitable[tuple[str, tuple[str, ...]]]]  # name -> (rcode, addresses)
@@ -46,30 +44,10 @@ class FetchError(Exception):
     """A fetch that got no usable answer; the text is the phone's error."""
 
 
-def digest_header(challenge: str, method: str, uri: str, user: str, password: str,
-                  *, cnonce: str | None = None, scheme: str = "Digest") -> str:
-    params = parse_digest(challenge)
-    realm, nonce = params.get("realm", ""), params.get("nonce", "")
-    cnonce, nc = cnonce or os.urandom(8).hex(), "00000001"
-
-    def md5(text: str) -> str:
-        return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
-
-    ha1, ha2 = md5(f"{user}:{realm}:{password}"), md5(f"{method}:{uri}")
-    if "auth" in [q.strip() for q in params.get("qop", "").split(",")]:
-        response = md5(f"{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}")
-        tail = f', qop=auth, nc={nc}, cnonce="{cnonce}"'
-    else:
-        response, tail = md5(f"{ha1}:{nonce}:{ha2}"), ""
-    opaque = f', opaque="{params["opaque"]}"' if "opaque" in params else ""
-    return (f'{scheme} username="{user}", realm="{realm}", nonce="{nonce}", uri="{uri}", '
-            f'algorithm=MD5, response="{response}"{tail}{opaque}')
-
-
 def credentials(challenge: str, method: str, uri: str, user: str, password: str) -> str:
     """Basic or Digest, as the challenge (WWW- or Proxy-Authenticate) asks; Basic without one."""
     if challenge.lower().startswith("digest"):
-        return digest_header(challenge, method, uri, user, password)
+        return digest_authorization(challenge, method, uri, user, password)
     token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
     return f"Basic {token}"
 

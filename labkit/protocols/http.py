@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import os
 import re
 import secrets
 from dataclasses import dataclass
@@ -180,3 +181,31 @@ class DigestAuth:
         if now - issued > self.lifetime:
             return False, True
         return True, False
+
+
+def digest_authorization(challenge: str, method: str, uri: str, user: str, password: str,
+                         *, cnonce: str | None = None, scheme: str = "Digest") -> str:
+    """The client's answer to a Digest challenge (RFC 7616, MD5, qop=auth when offered);
+    `scheme` "Digest" for Authorization and Proxy-Authorization alike (the header name differs)."""
+    params = parse_digest(challenge)
+    realm, nonce = params.get("realm", ""), params.get("nonce", "")
+    cnonce, nc = cnonce or os.urandom(8).hex(), "00000001"
+    ha1, ha2 = _md5(f"{user}:{realm}:{password}"), _md5(f"{method}:{uri}")
+    if "auth" in [q.strip() for q in params.get("qop", "").split(",")]:
+        response = _md5(f"{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}")
+        tail = f', qop=auth, nc={nc}, cnonce="{cnonce}"'
+    else:
+        response, tail = _md5(f"{ha1}:{nonce}:{ha2}"), ""
+    opaque = f', opaque="{params["opaque"]}"' if "opaque" in params else ""
+    return (f'{scheme} username="{user}", realm="{realm}", nonce="{nonce}", uri="{uri}", '
+            f'algorithm=MD5, response="{response}"{tail}{opaque}')
+
+
+def auth_challenge(header: str | None, method: str, now: float, *, user: str, password: str,
+                   realm: str, digest: DigestAuth | None) -> str | None:
+    """A server's decision on an Authorization header: None when it passes, else the
+    WWW-Authenticate challenge to answer 401 with (Digest when `digest`, else Basic)."""
+    if digest is not None:
+        ok, stale = digest.check(header, method, now)
+        return None if ok else digest.challenge(now, stale=stale)
+    return None if check_basic(header, user, password) else basic_challenge(realm)

@@ -12,7 +12,6 @@ Answers are JSON; 404 when the lab runs no ACS, 400 for a request that makes no 
 
 from __future__ import annotations
 
-import http.client
 import json
 from pathlib import Path
 from typing import Any
@@ -89,29 +88,14 @@ class AcsCallError(Exception):
 def call(state_dir: Path, method: str, path: str, data: dict[str, Any] | None = None,
          timeout: float = 30.0) -> Any:
     """`method path` on the lab's control socket with a JSON body; the JSON answer."""
-    from labkit.services.admin import NoLab, _UnixConnection, control_socket
+    from labkit.services.admin import control_request
 
-    where = control_socket(state_dir)
-    if not where.exists():
-        raise NoLab(f"no lab runs with state folder {state_dir} (no {where}; start one with labkit up)")
-    connection = _UnixConnection(where, timeout)
-    body = json.dumps(data).encode() if data is not None else None
-    try:
-        connection.request(method, path, body=body, headers={"Content-Type": "application/json"})
-        response = connection.getresponse()
-        answer = response.read()
-    except (ConnectionRefusedError, FileNotFoundError):
-        raise NoLab(f"no lab runs with state folder {state_dir} ({where} is left from a lab that "
-                    "stopped; labkit up starts one)") from None
-    except (OSError, http.client.HTTPException) as exc:
-        raise NoLab(f"the lab at {where} does not answer: {exc}") from None
-    finally:
-        connection.close()
+    status, answer = control_request(state_dir, method, path, data, timeout)
     try:
         parsed = json.loads(answer)
     except ValueError:
         parsed = {"error": answer.decode(errors="replace").strip()}
-    if response.status != 200:
+    if status != 200:
         error = parsed.get("error") if isinstance(parsed, dict) else None
-        raise AcsCallError(f"{response.status}: {error or parsed}")
+        raise AcsCallError(f"{status}: {error or parsed}")
     return parsed

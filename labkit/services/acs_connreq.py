@@ -5,15 +5,13 @@ session ("6 CONNECTION REQUEST"). One GET, at most one more with credentials, ea
 
 from __future__ import annotations
 
-import hashlib
-import os
 import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import aiohttp
 
-from labkit.protocols.http import parse_digest
+from labkit.protocols.http import digest_authorization
 
 TIMEOUT = 10.0  # seconds for each GET
 
@@ -23,27 +21,6 @@ class Outcome:
     status: int | None  # the CPE's last HTTP status; None when it could not be reached
     detail: str
     ok: bool
-
-
-def digest_authorization(challenge: str, method: str, uri: str, user: str, password: str,
-                         cnonce: str | None = None) -> str:
-    """The Authorization header answering a Digest challenge (RFC 7616, MD5, qop=auth)."""
-    params = parse_digest(challenge)
-    realm, nonce = params.get("realm", ""), params.get("nonce", "")
-    cnonce, nc = cnonce or os.urandom(8).hex(), "00000001"
-
-    def md5(text: str) -> str:
-        return hashlib.md5(text.encode("utf-8", "surrogatepass"), usedforsecurity=False).hexdigest()
-
-    ha1, ha2 = md5(f"{user}:{realm}:{password}"), md5(f"{method}:{uri}")
-    if "auth" in [q.strip() for q in params.get("qop", "").split(",")]:
-        response = md5(f"{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}")
-        tail = f', qop=auth, nc={nc}, cnonce="{cnonce}"'
-    else:
-        response, tail = md5(f"{ha1}:{nonce}:{ha2}"), ""
-    opaque = f', opaque="{params["opaque"]}"' if "opaque" in params else ""
-    return (f'Digest username="{user}", realm="{realm}", nonce="{nonce}", uri="{uri}", '
-            f'algorithm=MD5, response="{response}"{tail}{opaque}')
 
 
 async def connection_request(url: str, credentials: tuple[str, str] | None, *, timeout: float = TIMEOUT,

@@ -25,7 +25,7 @@ from labkit.protocols.cwmp.acs_session import AcsSession
 from labkit.protocols.cwmp.faults import AcsFaultAction
 from labkit.protocols.cwmp.soap import decode, encode
 from labkit.protocols.cwmp.values import CwmpError
-from labkit.protocols.http import DigestAuth, basic_challenge, check_basic
+from labkit.protocols.http import DigestAuth, auth_challenge, basic_challenge
 from labkit.protocols.result import Fact
 from labkit.services.acs_state import AcsState, SessionRecord, identify
 
@@ -88,14 +88,12 @@ class AcsHandler:
         auth = self.config.auth
         if auth is None:
             return None
-        header = request.headers.get("Authorization")
-        if self.digest is not None:
-            ok, stale = self.digest.check(header, request.method, self.clock())
-            if ok:
-                return None
-            challenge = self.digest.challenge(self.clock(), stale=stale)
-            return web.Response(status=401, headers={"WWW-Authenticate": challenge, "Server": SERVER_HEADER})
-        return None if check_basic(header, auth.user, auth.password) else self._challenge()
+        challenge = auth_challenge(request.headers.get("Authorization"), request.method, self.clock(),
+                                   user=auth.user, password=auth.password, realm=auth.realm,
+                                   digest=self.digest)
+        if challenge is None:
+            return None
+        return web.Response(status=401, headers={"WWW-Authenticate": challenge, "Server": SERVER_HEADER})
 
     def sweep(self) -> None:
         """Drop sessions idle for longer than the session timeout."""

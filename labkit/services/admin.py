@@ -236,16 +236,20 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
-def ask(state_dir: Path, path: str = "/api/status", timeout: float = 10.0) -> Any:
-    """GET `path` from the lab running with `state_dir` (its control socket); the JSON answer."""
+def control_request(state_dir: Path, method: str, path: str, data: Any = None,
+                    timeout: float = 10.0) -> tuple[int, bytes]:
+    """`method path` on the control socket of the lab running with `state_dir` (a JSON body when
+    `data` is given): the answer's status and body; NoLab when no lab answers there."""
     where = control_socket(state_dir)
     if not where.exists():
         raise NoLab(f"no lab runs with state folder {state_dir} (no {where}; start one with labkit up)")
     connection = _UnixConnection(where, timeout)
+    body = json.dumps(data).encode() if data is not None else None
+    headers = {"Content-Type": "application/json"} if body is not None else {}
     try:
-        connection.request("GET", path)
+        connection.request(method, path, body=body, headers=headers)
         response = connection.getresponse()
-        body = response.read()
+        return response.status, response.read()
     except (ConnectionRefusedError, FileNotFoundError):
         raise NoLab(f"no lab runs with state folder {state_dir} ({where} is left from a lab that "
                     "stopped; labkit up starts one)") from None
@@ -253,6 +257,12 @@ def ask(state_dir: Path, path: str = "/api/status", timeout: float = 10.0) -> An
         raise NoLab(f"the lab at {where} does not answer: {exc}") from None
     finally:
         connection.close()
-    if response.status != 200:
-        raise NoLab(f"the lab at {where} answered {response.status}: {body.decode(errors='replace').strip()}")
+
+
+def ask(state_dir: Path, path: str = "/api/status", timeout: float = 10.0) -> Any:
+    """GET `path` from the lab running with `state_dir` (its control socket); the JSON answer."""
+    status, body = control_request(state_dir, "GET", path, timeout=timeout)
+    if status != 200:
+        where = control_socket(state_dir)
+        raise NoLab(f"the lab at {where} answered {status}: {body.decode(errors='replace').strip()}")
     return json.loads(body)

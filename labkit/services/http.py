@@ -25,8 +25,7 @@ from labkit.plan.http import HttpPlan
 from labkit.protocols.http import (
     DigestAuth,
     RangeNotSatisfiable,
-    basic_challenge,
-    check_basic,
+    auth_challenge,
     parse_range,
     parse_user_agent,
 )
@@ -103,16 +102,11 @@ class _Handler:
         auth = self.config.auth
         if auth is None:
             return None
-        header = request.headers.get("Authorization")
-        if self.digest is not None:
-            ok, stale = self.digest.check(header, request.method, self.clock())
-            if ok:
-                return None
-            challenge = self.digest.challenge(self.clock(), stale=stale)
-        else:
-            if check_basic(header, auth.user, auth.password):
-                return None
-            challenge = basic_challenge(auth.realm)
+        challenge = auth_challenge(request.headers.get("Authorization"), request.method, self.clock(),
+                                   user=auth.user, password=auth.password, realm=auth.realm,
+                                   digest=self.digest)
+        if challenge is None:
+            return None
         return web.Response(status=401, headers={"WWW-Authenticate": challenge, "Server": SERVER_HEADER})
 
     def emit(self, exchange: Exchange, answer: str, result: str) -> None:

@@ -23,8 +23,8 @@ from labkit.plan.faults import plan_faults
 from labkit.protocols.cwmp import rpc
 from labkit.protocols.cwmp.soap import decode
 from labkit.protocols.cwmp.values import Value
+from labkit.protocols.http import digest_authorization
 from labkit.services.acs import AcsServer, start_acs, start_acs_service
-from labkit.services.acs_connreq import digest_authorization
 from labkit.services.context import Endpoint, StartContext
 from labkit.services.filetree import FileTree
 from tests.acs_cpe import ConnectionRequestListener, LabCpe

@@ -22,12 +22,11 @@ from labkit.phone.cwmp import CwmpSettings, vendor_class
 from labkit.phone.cwmp_driver import ConnectionRequests, run_cwmp
 from labkit.phone.driver import LabAccess, PhoneRun, VirtualClock
 from labkit.phone.effects import Lease
-from labkit.phone.http_client import digest_header
 from labkit.phone.network import DhcpClient, DhcpSettings, NetworkMap
 from labkit.protocols.cwmp import rpc
 from labkit.protocols.cwmp.acs_session import AcsSession
 from labkit.protocols.dhcp.options import Tr069
-from labkit.protocols.http import DigestAuth
+from labkit.protocols.http import DigestAuth, digest_authorization
 from labkit.tls import ensure_server_certificate, server_ssl_context
 
 MAC = "00:56:2b:04:36:15"
@@ -149,7 +148,7 @@ def test_sessions_download_and_connection_request_over_loopback() -> None:
                         assert refused.status == 401
                         challenge = refused.headers["WWW-Authenticate"]
                     path = cr_url.split(":", 2)[2].partition("/")[2]
-                    auth = digest_header(challenge, "GET", "/" + path, "acs", "crpw")
+                    auth = digest_authorization(challenge, "GET", "/" + path, "acs", "crpw")
                     async with client.get(cr_url, headers={"Authorization": auth}) as accepted:
                         assert accepted.status == 200
                 await acs.until(lambda: len(acs.informs) >= 3)
@@ -230,13 +229,13 @@ def test_connection_request_listener_wants_digest() -> None:
                 async with client.get(url) as first:
                     challenge = first.headers["WWW-Authenticate"]
                     assert first.status == 401 and challenge.startswith("Digest ")
-                bad = digest_header(challenge, "GET", "/cr", "acs", "nope")
+                bad = digest_authorization(challenge, "GET", "/cr", "acs", "nope")
                 async with client.get(url, headers={"Authorization": bad}) as refused:
                     assert refused.status == 401
                 async with client.get(f"http://127.0.0.1:{port}/elsewhere") as missing:
                     assert missing.status == 404
                 assert not listener.event.is_set()
-                good = digest_header(challenge, "GET", "/cr", "acs", "pw")
+                good = digest_authorization(challenge, "GET", "/cr", "acs", "pw")
                 async with client.get(url, headers={"Authorization": good}) as ok:
                     assert ok.status == 200
             assert listener.event.is_set() and listener.received == 1 and listener.refused == 2

@@ -9,8 +9,8 @@ from pathlib import Path
 from types import MappingProxyType
 
 from labkit.events import EventRecorder, StaticDirectory
-from labkit.phone.http_client import digest_header
 from labkit.plan.proxy import ProxyPlan
+from labkit.protocols.http import digest_authorization
 from labkit.protocols.http_wire import encode_response, parse_request_head, read_response
 from labkit.services.context import Endpoint, StartContext
 from labkit.services.filetree import FileTree
@@ -59,7 +59,7 @@ def test_forward_digest_and_reload(tmp_path: Path) -> None:
             ask = f"GET {target} HTTP/1.1\r\nHost: prov.lab.example\r\nUser-Agent: {UA}\r\n"
             first = await _ask(proxy.port, (ask + "\r\n").encode())
             challenge = read_response(first).header("Proxy-Authenticate") or ""
-            answer = digest_header(challenge, "GET", target, "pu", "pp")
+            answer = digest_authorization(challenge, "GET", target, "pu", "pp")
             second = await _ask(proxy.port, (ask + f"Proxy-Authorization: {answer}\r\n\r\n").encode())
             proxy.reload(replace(plan, mode="fail"), ctx)
             third = await _ask(proxy.port, (ask + "\r\n").encode())

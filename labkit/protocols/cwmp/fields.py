@@ -9,6 +9,7 @@ struct type), `Nested(cls)` (one struct), `Typed()` (a `Value` with its xsi:type
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
@@ -19,9 +20,11 @@ UINT = (0, 2**32 - 1)
 INT = (-(2**31), 2**31 - 1)
 
 
-class Kind:
-    def check(self, value: object, what: str) -> object:
-        raise NotImplementedError
+class Kind(ABC):
+    """What a field may hold: `check` returns the value (normalised) or raises CwmpError."""
+
+    @abstractmethod
+    def check(self, value: object, what: str) -> object: ...
 
 
 @dataclass(frozen=True)
