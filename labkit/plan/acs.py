@@ -24,6 +24,7 @@ from labkit.inventory.acs import AcsActions, AcsSection, Download, TypedValue
 from labkit.inventory.load import LoadedInventory
 from labkit.inventory.model import Inventory, Phone
 from labkit.plan.dhcp import option_set
+from labkit.plan.http import HttpAuthPlan  # the ACS asks for credentials as the HTTP service does
 from labkit.plan.profiles import PHONE_PROFILE_PATH, phone_identity, rule_url
 from labkit.protocols.dhcp.vendor import Tr069
 
@@ -131,14 +132,6 @@ AcsRpc = SetValues | SetAttributes | AddObject | DeleteObject | DownloadFile | R
 
 
 @dataclass(frozen=True)
-class AcsAuthPlan:
-    scheme: Literal["basic", "digest"]
-    user: str
-    password: str
-    realm: str
-
-
-@dataclass(frozen=True)
 class AcsLimitsPlan:
     sessions: int = 256
     queue: int = 64
@@ -157,7 +150,7 @@ class AcsPlan:
     path: str = "/"
     https: bool = False
     root: str = "Device"
-    auth: AcsAuthPlan | None = None
+    auth: HttpAuthPlan | None = None
     connection_request: tuple[str, str] | None = None  # (user, password) for the phone's Digest
     hold_requests: bool = False
     limits: AcsLimitsPlan = AcsLimitsPlan()
@@ -278,7 +271,7 @@ def plan_acs(loaded: LoadedInventory, sizes: Mapping[str, int] | None = None) ->
     return AcsPlan(
         enabled=acs.enabled, url=acs_url(inv, acs),
         path=acs.path, https=acs.https, root=acs.root,
-        auth=AcsAuthPlan(auth.scheme, auth.user, auth.password, auth.realm) if auth else None,
+        auth=HttpAuthPlan(auth.scheme, auth.user, auth.password, auth.realm) if auth else None,
         connection_request=((acs.connection_request.user, acs.connection_request.password)
                             if acs.connection_request else None),
         hold_requests=acs.hold_requests,
