@@ -1,0 +1,34 @@
+"""The compiled fast paths (labkit/native): every C source builds into a module here (CI has a
+compiler, so a build that silently fell back to pure Python fails there), and LABKIT_NATIVE=0
+turns them all off."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from labkit import native
+
+SOURCES = sorted((Path(native.__file__).parent).glob("_*.c"))
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=[s.stem for s in SOURCES])
+def test_each_c_source_is_built_into_a_module(source: Path) -> None:
+    module = native.load(source.stem)
+    if module is None and os.environ.get("LABKIT_REQUIRE_INTEROP") != "1":
+        pytest.skip(f"{source.name} is not built here (no compiler when labkit was installed)")
+    assert module is not None, f"{source.name} was not built: run `make test` again after installing gcc"
+    assert native.available()[source.stem] is True
+
+
+def test_labkit_native_0_selects_the_pure_paths() -> None:
+    probe = ("from labkit import native; "
+             "print(native.enabled(), [n for n, ok in native.available().items() if ok])")
+    env = {**os.environ, "LABKIT_NATIVE": "0"}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
+                         check=True, timeout=60).stdout.split()
+    assert out == ["False", "[]"]
