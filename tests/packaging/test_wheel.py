@@ -125,3 +125,16 @@ def test_demo_in_loopback_mode_from_outside_the_checkout(installed: Path, outsid
     result = _run([installed / "labkit", "demo", "--mode", "loopback"], cwd=outside, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "every phone provisioned" in result.stdout + result.stderr
+
+
+def test_the_wheel_holds_every_compiled_fast_path(wheel: Path, installed: Path, outside: Path) -> None:
+    """setup.py builds each labkit/native/_NAME.c into the wheel (CI has gcc), and the installed
+    package loads them all."""
+    sources = {p.stem for p in (ROOT / "labkit" / "native").glob("_*.c")}
+    compiled = {Path(f).name.split(".")[0] for f in zipfile.ZipFile(wheel).namelist()
+                if re.fullmatch(r"labkit/native/_[a-z0-9_]+\.cpython-[^/]+\.so", f)}
+    assert compiled == sources
+    probe = "from labkit import native; print(sorted(n for n, ok in native.available().items() if ok))"
+    loaded = _run([installed / "python", "-c", probe], cwd=outside, timeout=60)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip() == repr(sorted(sources))
