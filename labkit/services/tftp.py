@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from labkit import native
 from labkit.errors import CodecError
 from labkit.events import EventSink, PhoneDirectory, events_from
 from labkit.faults.hooks import ServiceFaults
@@ -53,6 +54,7 @@ from labkit.services.sockets import (
     grow_receive_buffer,
     small_read_buffer,
 )
+from labkit.services.tftp_native import NativeReads
 from labkit.services.tftp_transfer import SessionPump, Transfer, session_socket
 
 log = logging.getLogger(__name__)
@@ -120,6 +122,7 @@ class TftpService:
         self._listener: asyncio.DatagramTransport | None = None
         self._transfers: set[Transfer] = set()
         self._pump: SessionPump | None = None
+        self.native: NativeReads | None = None  # the compiled steady phase, when built
         self.reuse_port = endpoint.reuse_port
         self._running: set[tuple[Any, ...]] = set()  # (peer, action, filename) of live transfers
         self._per_address: dict[str, int] = {}  # live transfers by client address
@@ -152,6 +155,9 @@ class TftpService:
         self.host, self.port = sock.getsockname()[:2]
         self._family = sock.family
         self._pump = SessionPump(loop, use_epoll=self.batched_reads)
+        module = native.load("_tftp")
+        if module is not None:  # chosen once; LABKIT_NATIVE=0 or no compiler: the pure path
+            self.native = NativeReads(module, loop, self.rules.max_sessions)
 
     async def close(self) -> None:
         """Stop listening and end every transfer (clients get error 0 "server shutting down")."""
@@ -159,6 +165,8 @@ class TftpService:
         self.drops.stop()
         if self._listener is not None:
             self._listener.close()
+        if self.native is not None:  # the compiled loops return their transfers to Python
+            await self.native.stop()
         for transfer in list(self._transfers):
             transfer.abort("shutdown", "server shut down", "server shutting down")
         if self._pump is not None:
@@ -268,9 +276,10 @@ class TftpService:
             self._ended_early(peer, key, aborted.facts)
             return
         assert self._pump is not None  # listening, hence a pump
-        transfer = Transfer(self, self._pump, sock, peer, decision.session, decision.fault)
+        transfer = Transfer(self, self._pump, sock, peer, decision.session, decision.fault, self.native)
         self._transfers.add(transfer)
         transfer.apply(decision.session.start())
+        transfer.hand_off()
 
     # -- what a Transfer reports (TransferOwner)
 

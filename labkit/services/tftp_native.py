@@ -1,0 +1,100 @@
+"""The compiled steady phase of TFTP read transfers (labkit/native/_tftp.c), and its threads.
+
+Profiled (bench/README.md, TFTP): with every block through Python, even the shared epoll pump
+with its linger sat near the cost of a bare Python loop per block, and in this VM the wake-ups
+of the one event-loop thread dominated. tftpd-hpa's model fits lock-step better: one scheduler
+entity per transfer, sleeping in the kernel until its client's ACK comes. So once a read
+transfer is past its RRQ/OACK decisions (octet, no fault rule), `Transfer` hands it to
+`_tftp.serve`, which runs in a thread of a pool bounded by the session cap with the GIL
+released: poll (session socket + a stop pipe), recvfrom, the ACK checks of the core, pread or
+a copy from the bytes, sendto. It hands the transfer back with the state reached and the one
+event the core must carry out (the final ACK, an ERROR or junk from the client, the last
+retransmission, the life timer, a read error, the stop pipe); Python's session then does
+exactly what the pure path does, so events and endings are the core's.
+
+`NativeReads.stop` (service close, which reload and shutdown go through) writes the stop pipe:
+every running loop returns at once, and the transfers end in Python ("shutdown").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from types import ModuleType
+from typing import Any
+
+from labkit.protocols.tftp.read import ReadSession, Steady
+
+log = logging.getLogger(__name__)
+
+Returned = tuple[Any, ...]  # what `_tftp.serve` returns (see labkit/native/_tftp.pyi)
+
+
+class NativeReads:
+    """The compiled loop, its thread pool (at most `max_threads` transfers at once: the
+    service's session cap) and the pipe that stops them all."""
+
+    def __init__(self, module: ModuleType, loop: asyncio.AbstractEventLoop, max_threads: int) -> None:
+        self.module = module
+        self.loop = loop
+        self.max_window_bytes: int = module.MAX_WINDOW_BYTES
+        self._pool = ThreadPoolExecutor(max_workers=max(1, max_threads), thread_name_prefix="tftp-native")
+        self._stop_read, self._stop_write = os.pipe()
+        self._running: set[asyncio.Future[Returned]] = set()
+        self.stopping = False
+
+    def fits(self, session: ReadSession) -> bool:
+        """A window the loop builds whole before sending (a hostile windowsize stays pure)."""
+        return session.windowsize * (4 + session.blksize) <= self.max_window_bytes
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    def run(self, session: ReadSession, fd: int, peer: tuple[Any, ...], state: Steady,
+            retransmit_in: float, life_in: float, done: Callable[[asyncio.Future[Returned]], None]) -> bool:
+        """Start the loop for one transfer; `done(future)` on the event loop when it returns.
+        False when stopping or the session's file has no source the loop can read."""
+        source = getattr(session.file, "source", None)
+        if self.stopping or not isinstance(source, bytes | int):
+            return False
+        serve = self.module.serve
+        future = self.loop.run_in_executor(self._pool, lambda: serve(
+            fd=fd, peer=peer, source=source, blksize=session.blksize, windowsize=session.windowsize,
+            retries=session.retries, timeout=session.timeout, acked=state.acked,
+            sent_hi=state.sent_hi, final=state.final, tries=state.tries, lengths=state.lengths,
+            retransmit_in=retransmit_in, life_in=life_in, stop_fd=self._stop_read))
+        self._running.add(future)
+        future.add_done_callback(self._running.discard)
+        future.add_done_callback(done)
+        return True
+
+    async def stop(self) -> None:
+        """Return every running loop to Python (their transfers resume there), then free the
+        threads and the pipe."""
+        if self.stopping:
+            return
+        self.stopping = True
+        os.write(self._stop_write, b"x")
+        while self._running:
+            await asyncio.wait(set(self._running))
+            await asyncio.sleep(0)  # the done callbacks run before this task goes on
+        self._pool.shutdown(wait=False)
+        os.close(self._stop_read)
+        os.close(self._stop_write)
+
+
+def life_left(deadline: float | None, now: float) -> float:
+    return math.inf if deadline is None else deadline - now
+
+
+def returned_state(returned: Returned) -> tuple[str, bytes | None, Steady, dict[str, int], int, float]:
+    """(event, datagram, state, the session's added counts, unknown TIDs, retransmit in s)."""
+    (event, datagram, acked, sent_hi, final, tries, lengths, bytes_acked, retransmits, ignored,
+     unknown_tids, retransmit_in) = returned
+    counts = {"bytes_acked": bytes_acked, "retransmits": retransmits, "ignored": ignored}
+    return event, datagram, Steady(acked, sent_hi, final, tries, lengths), counts, unknown_tids, retransmit_in
