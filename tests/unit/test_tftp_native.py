@@ -81,8 +81,8 @@ def client(port: int, name: str, script: Script) -> Trace:
             s.bind(("127.0.0.1", 0))
             s.settimeout(BOUND)
         request = b"\x00\x01" + name.encode() + b"\x00" + script.mode.encode() + b"\x00"
-        sock.sendto(request + b"".join(k.encode() + b"\x00" + v.encode() + b"\x00" for k, v in script.options),
-                    ("127.0.0.1", port))
+        options_wire = b"".join(k.encode() + b"\x00" + v.encode() + b"\x00" for k, v in script.options)
+        sock.sendto(request + options_wire, ("127.0.0.1", port))
         acked = have = 0
         final: int | None = None
         seen: Counter[int] = Counter()
@@ -266,6 +266,7 @@ def test_rollover_past_65535_with_losses_around_the_wrap(tmp_path: Path, monkeyp
     options = (("blksize", "8"), ("windowsize", str(window)))
     losses = (((65_535, 1), "lose"), ((65_536, 1), "lose"), ((65_537, 1), "dup"), ((65_540, 1), "stale"))
     trace, events = assert_same(tmp_path, content, Script(len(content), options, losses), monkeypatch)
+    assert body(trace, 8) == content
     assert events[-1][2] == f"{len(content)} bytes in 65541 blocks" and events[-1][3] == "ok"
 
 
@@ -300,7 +301,7 @@ def test_shutdown_stops_a_transfer_in_the_compiled_loop(tmp_path: Path) -> None:
         sock.settimeout(BOUND)
         try:
             sock.sendto(b"\x00\x01f.bin\x00octet\x00", ("127.0.0.1", service.port))
-            first, server = await asyncio.to_thread(sock.recvfrom, 1000)
+            _, server = await asyncio.to_thread(sock.recvfrom, 1000)
             sock.sendto(ack(1), server)
             await asyncio.to_thread(sock.recvfrom, 1000)  # block 2: the loop has it
             assert service.native is not None and service.native.running == 1
