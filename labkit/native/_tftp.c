@@ -56,6 +56,7 @@ typedef struct {
     /* counters since the hand-off */
     int64_t bytes_added, retransmits_added, ignored_added, unknown_tids;
     int read_errno;
+    double final_sent_at; /* when a window holding the last block was last sent, or 0 */
 } Run;
 
 static double now(void) {
@@ -149,6 +150,8 @@ static int wait_for(Run *r, short events, double deadline, int *stopped) {
  * like there: the retransmission timer decides. */
 static void send_window(Run *r, long count, int *stopped) {
     double deadline = now() + r->timeout;
+    if (r->sent_hi == r->final)
+        r->final_sent_at = deadline - r->timeout;
     for (long i = 0; i < count && !*stopped;) {
         ssize_t n = sendto(r->fd, r->window + i * (4 + r->blksize), r->sizes[i], 0,
                            (struct sockaddr *)&r->peer, r->peer_len);
@@ -382,10 +385,11 @@ static PyObject *serve(PyObject *self, PyObject *args, PyObject *kwargs) {
         PyTuple_SET_ITEM(left, i, PyLong_FromLongLong(r.lengths[(r.acked + 1 + i) % r.windowsize]));
     PyObject *payload = event == EV_DATAGRAM ? PyBytes_FromStringAndSize((char *)got, got_len)
                                              : (Py_INCREF(Py_None), Py_None);
-    result = Py_BuildValue("sNLLLlNLLLLd", EVENT_NAMES[event], payload, (long long)r.acked,
+    result = Py_BuildValue("sNLLLlNLLLLdd", EVENT_NAMES[event], payload, (long long)r.acked,
                            (long long)r.sent_hi, (long long)r.final, r.tries, left,
                            (long long)r.bytes_added, (long long)r.retransmits_added,
-                           (long long)r.ignored_added, (long long)r.unknown_tids, retransmit_left);
+                           (long long)r.ignored_added, (long long)r.unknown_tids, retransmit_left,
+                           r.final_sent_at);
 done:
     PyMem_RawFree(r.window);
     PyMem_RawFree(r.sizes);

@@ -124,7 +124,8 @@ class TftpService:
         self._pump: SessionPump | None = None
         self.native: NativeReads | None = None  # the compiled steady phase, when built
         self.reuse_port = endpoint.reuse_port
-        self._running: set[tuple[Any, ...]] = set()  # (peer, action, filename) of live transfers
+        # (peer, action, filename) of live transfers: the Transfer once its socket is open
+        self._running: dict[tuple[Any, ...], Transfer | None] = {}
         self._per_address: dict[str, int] = {}  # live transfers by client address
         self._closed = False
         self._family = 0
@@ -205,6 +206,11 @@ class TftpService:
             # running session's own retransmission answers it. A second session would only
             # double the load and then time out.
             self.stats.duplicates += 1
+            running = self._running[key]
+            if running is not None and running.in_native:
+                # Or the client finished and asks again, and the compiled loop has not handed
+                # the final ACK back yet: decided when it has (`ended`).
+                running.repeated = (data, peer, time.monotonic())
             return
         self.stats.requests += 1
         phone = self.directory.phone_at(peer[0])
@@ -265,7 +271,7 @@ class TftpService:
 
     def _open(self, peer: Peer, key: tuple[Any, ...], decision: Accept) -> None:
         self._emit(peer, decision.result.facts)
-        self._running.add(key)
+        self._running[key] = None
         self._per_address[peer[0]] = self._per_address.get(peer[0], 0) + 1
         try:
             sock = session_socket(self._family, self.host)
@@ -278,6 +284,7 @@ class TftpService:
         assert self._pump is not None  # listening, hence a pump
         transfer = Transfer(self, self._pump, sock, peer, decision.session, decision.fault, self.native)
         self._transfers.add(transfer)
+        self._running[key] = transfer
         transfer.apply(decision.session.start())
         transfer.hand_off()
 
@@ -293,6 +300,12 @@ class TftpService:
         self.stats.retransmits += session.retransmits
         self._count(session.done.result if session.done is not None else "aborted")
         self._emit(transfer.peer, facts, seconds=round(transfer.loop.time() - transfer.started, 3))
+        repeated, final_sent = transfer.repeated, transfer.final_sent_at
+        if (repeated is not None and session.done is not None and session.done.result == "ok"
+                and final_sent is not None and repeated[2] >= final_sent):
+            # It came after the last block: the pure path would have had the final ACK first.
+            self.stats.duplicates -= 1
+            self._on_request(repeated[0], repeated[1])
 
     def _ended_early(self, peer: Peer, key: tuple[Any, ...], facts: Iterable[Fact]) -> None:
         self._release(peer, key)
@@ -300,7 +313,7 @@ class TftpService:
         self._emit(peer, facts, seconds=0.0)
 
     def _release(self, peer: Peer, key: tuple[Any, ...]) -> None:
-        self._running.discard(key)
+        self._running.pop(key, None)
         left = self._per_address.get(peer[0], 1) - 1
         if left > 0:
             self._per_address[peer[0]] = left

@@ -92,9 +92,13 @@ def life_left(deadline: float | None, now: float) -> float:
     return math.inf if deadline is None else deadline - now
 
 
-def returned_state(returned: Returned) -> tuple[str, bytes | None, Steady, dict[str, int], int, float]:
-    """(event, datagram, state, the session's added counts, unknown TIDs, retransmit in s)."""
-    (event, datagram, acked, sent_hi, final, tries, lengths, bytes_acked, retransmits, ignored,
-     unknown_tids, retransmit_in) = returned
-    counts = {"bytes_acked": bytes_acked, "retransmits": retransmits, "ignored": ignored}
-    return event, datagram, Steady(acked, sent_hi, final, tries, lengths), counts, unknown_tids, retransmit_in
+class Handback:
+    """What the loop handed back, by name."""
+
+    __slots__ = ("counts", "datagram", "event", "final_sent_at", "retransmit_in", "state", "unknown_tids")
+
+    def __init__(self, returned: Returned) -> None:
+        (self.event, self.datagram, acked, sent_hi, final, tries, lengths, bytes_acked, retransmits,
+         ignored, self.unknown_tids, self.retransmit_in, self.final_sent_at) = returned
+        self.state = Steady(acked, sent_hi, final, tries, lengths)
+        self.counts = {"bytes_acked": bytes_acked, "retransmits": retransmits, "ignored": ignored}

@@ -34,6 +34,7 @@ import collections
 import logging
 import select
 import socket
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -43,7 +44,7 @@ from labkit.protocols.tftp.faults import SendFilter, TftpFaultAction
 from labkit.protocols.tftp.packets import ErrorCode, Opcode, encode_error
 from labkit.protocols.tftp.read import ReadSession
 from labkit.protocols.tftp.write import WriteSession
-from labkit.services.tftp_native import NativeReads, Returned, life_left, returned_state
+from labkit.services.tftp_native import Handback, NativeReads, Returned, life_left
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +146,10 @@ class Transfer:
         self._native = (native if isinstance(session, ReadSession) and fault is None
                         and native is not None and native.fits(session) else None)
         self.in_native = False
+        # A request repeated while the loop ran (see TftpService._on_request) and when the last
+        # block went out: a new RRQ after it is the client asking again, not a retransmission.
+        self.repeated: tuple[bytes, Peer, float] | None = None
+        self.final_sent_at: float | None = None
         # Lazily re-armed timers by key: a step only moves a deadline, so the hot path does not
         # create and cancel a TimerHandle per block.
         self._deadlines: dict[str, float] = {}
@@ -281,6 +286,8 @@ class Transfer:
             self._native = None
             return
         self.in_native = True
+        if state.final >= 0 and state.sent_hi == state.final:
+            self.final_sent_at = time.monotonic()
         self.pump.remove(fd)
         for handle in self._handles.values():
             handle.cancel()
@@ -291,7 +298,7 @@ class Transfer:
         then hand off again or go on here."""
         self.in_native = False
         try:
-            event, datagram, state, counts, unknown, retransmit_in = returned_state(future.result())
+            back = Handback(future.result())
         except Exception:  # never expected: go on in Python from where the loop started
             log.exception("tftp session %s: compiled loop failed", self.peer)
             self._native = None
@@ -299,16 +306,19 @@ class Transfer:
             return
         session = self.session
         assert isinstance(session, ReadSession)
-        session.resume(state, **counts)
-        for _ in range(unknown):
+        session.resume(back.state, **back.counts)
+        for _ in range(back.unknown_tids):
             self.owner.unknown_tid()
-        self._deadlines[RETRANSMIT] = self.loop.time() + retransmit_in
-        if event == "datagram" and datagram is not None:
-            self.apply(session.receive(datagram))
-        elif event in (RETRANSMIT, LIFE):
-            del self._deadlines[event]
-            self.apply(session.expire(event))
-        elif event == "error":
+        now = self.loop.time()
+        self._deadlines[RETRANSMIT] = now + back.retransmit_in
+        if back.final_sent_at > 0:  # time.monotonic's clock, as `repeated`
+            self.final_sent_at = back.final_sent_at
+        if back.event == "datagram" and back.datagram is not None:
+            self.apply(session.receive(back.datagram))
+        elif back.event in (RETRANSMIT, LIFE):
+            del self._deadlines[back.event]
+            self.apply(session.expire(back.event))
+        elif back.event == "error":
             self._native = None
         if self.finished:
             return

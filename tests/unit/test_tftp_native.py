@@ -335,3 +335,48 @@ def test_serve_refuses_inconsistent_state() -> None:
             MODULE.serve(**{**good, "peer": ("::1", 9)})
         with pytest.raises(TypeError):
             MODULE.serve(**{**good, "source": 1.5})
+
+
+@pytest.mark.parametrize("use_native", [True, False], ids=["native", "pure"])
+def test_asking_again_right_after_the_final_ack_starts_a_new_transfer(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, use_native: bool) -> None:
+    """The final ACK and the next RRQ arrive on two sockets at once; the compiled loop hands the
+    ACK back through a thread, so the listener may see the RRQ first: it is decided when the
+    transfer has ended (a request after the last block is the client asking again)."""
+    if use_native and MODULE is None:
+        pytest.skip("labkit/native/_tftp.c is not built here")
+    monkeypatch.setenv("LABKIT_NATIVE", "1" if use_native else "0")
+    content = os.urandom(3000)
+    (tmp_path / "p.cfg").write_bytes(content)
+
+    async def scenario() -> None:
+        recorder = EventRecorder()
+        ctx = StartContext(FileTree({}, tmp_path), recorder, StaticDirectory(), frozenset(), tmp_path)
+        service = await start_tftp(TftpPlan(), Endpoint("tftp", "127.0.0.1", 0, "udp"), ctx)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(BOUND)
+        try:
+            rrq = b"\x00\x01p.cfg\x00octet\x00"
+            for _ in range(2):
+                sock.sendto(rrq + b"blksize\x008\x00", ("127.0.0.1", service.port))
+                _, peer = await asyncio.to_thread(sock.recvfrom, 100)  # the OACK
+                sock.sendto(ack(0), peer)
+                got = b""
+                while True:
+                    data, _ = await asyncio.to_thread(sock.recvfrom, 100)
+                    got += data[4:]
+                    sock.sendto(b"\x00\x04" + data[2:4], peer)
+                    if len(data) < 12:
+                        break
+                assert got == content
+            for _ in range(int(BOUND * 100)):
+                if service.stats.completed == 2:
+                    break
+                await asyncio.sleep(0.01)
+            assert service.stats.completed == 2 and service.stats.duplicates == 0
+        finally:
+            sock.close()
+            await service.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), BOUND))
