@@ -19,9 +19,12 @@ every running loop returns at once, and the transfers end in Python ("shutdown")
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
+import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
@@ -34,6 +37,31 @@ log = logging.getLogger(__name__)
 Returned = tuple[Any, ...]  # what `_tftp.serve` returns (see labkit/native/_tftp.pyi)
 
 
+_LIVE: weakref.WeakSet[NativeReads] = weakref.WeakSet()
+
+
+def _stop_all_at_exit() -> None:
+    """At interpreter exit (a loop closed without the service's close()), the pool's threads
+    are joined: return every loop first, rather than wait for its transfer to end."""
+    for reads in list(_LIVE):
+        reads.signal_stop()
+
+
+_REGISTERED: list[bool] = []
+
+
+def _register_once() -> None:
+    # threading's exit hooks run in reverse order of registration: this one, registered after
+    # concurrent.futures' own, runs before that joins the pool's threads.
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None and not _REGISTERED:
+        try:
+            register(_stop_all_at_exit)
+            _REGISTERED.append(True)
+        except RuntimeError:  # the interpreter is already shutting down
+            pass
+
+
 class NativeReads:
     """The compiled loop, its thread pool (at most `max_threads` transfers at once: the
     service's session cap) and the pipe that stops them all."""
@@ -42,10 +70,19 @@ class NativeReads:
         self.module = module
         self.loop = loop
         self.max_window_bytes: int = module.MAX_WINDOW_BYTES
-        self._pool = ThreadPoolExecutor(max_workers=max(1, max_threads), thread_name_prefix="tftp-native")
+        self._pool: ThreadPoolExecutor | None = ThreadPoolExecutor(max_workers=max(1, max_threads),
+                                                                   thread_name_prefix="tftp-native")
         self._stop_read, self._stop_write = os.pipe()
         self._running: set[asyncio.Future[Returned]] = set()
         self.stopping = False
+        _register_once()
+        _LIVE.add(self)
+
+    def signal_stop(self) -> None:
+        """Make every running loop return (idempotent; the pipe stays readable)."""
+        self.stopping = True
+        with contextlib.suppress(OSError):  # already closed by stop()
+            os.write(self._stop_write, b"x")
 
     def fits(self, session: ReadSession) -> bool:
         """A window the loop builds whole before sending (a hostile windowsize stays pure)."""
@@ -60,7 +97,7 @@ class NativeReads:
         """Start the loop for one transfer; `done(future)` on the event loop when it returns.
         False when stopping or the session's file has no source the loop can read."""
         source = getattr(session.file, "source", None)
-        if self.stopping or not isinstance(source, bytes | int):
+        if self.stopping or self._pool is None or not isinstance(source, bytes | int):
             return False
         serve = self.module.serve
         future = self.loop.run_in_executor(self._pool, lambda: serve(
@@ -76,14 +113,15 @@ class NativeReads:
     async def stop(self) -> None:
         """Return every running loop to Python (their transfers resume there), then free the
         threads and the pipe."""
-        if self.stopping:
+        if self._pool is None:
             return
-        self.stopping = True
-        os.write(self._stop_write, b"x")
+        self.signal_stop()
         while self._running:
             await asyncio.wait(set(self._running))
             await asyncio.sleep(0)  # the done callbacks run before this task goes on
         self._pool.shutdown(wait=False)
+        self._pool = None
+        _LIVE.discard(self)
         os.close(self._stop_read)
         os.close(self._stop_write)
 
