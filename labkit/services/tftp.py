@@ -3,7 +3,9 @@
 One listening socket takes requests and hands each to the core's `accept`, which refuses it
 (an ERROR from the listening port) or returns a session. Every accepted transfer gets its own
 socket (a new TID, RFC 1350) and the timers the session asks for; `tftp_transfer` holds that
-per-transfer I/O (one shared epoll for all session sockets, the lock-step fast step). With
+per-transfer I/O (one shared epoll for all session sockets, the lock-step fast step), and
+`tftp_native` the compiled steady phase of reads (labkit/native/_tftp.c, one pool thread per
+transfer without the GIL) when it is built and LABKIT_NATIVE is not 0. With
 `endpoint.reuse_port` the listening socket sets SO_REUSEPORT, so that `labkit up --workers N`
 can serve TFTP from N processes: the kernel sends a client's datagrams (one address and port)
 to one of them, and each process keeps its own limits and counters. The tree is served
