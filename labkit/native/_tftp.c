@@ -396,8 +396,14 @@ static PyObject *serve(PyObject *self, PyObject *args, PyObject *kwargs) {
     PyObject *left = PyTuple_New(r.sent_hi - r.acked);
     if (left == NULL)
         goto done;
-    for (int64_t i = 0; i < r.sent_hi - r.acked; i++)
-        PyTuple_SET_ITEM(left, i, PyLong_FromLongLong(r.lengths[(r.acked + 1 + i) % r.windowsize]));
+    for (int64_t i = 0; i < r.sent_hi - r.acked; i++) {
+        PyObject *n = PyLong_FromLongLong(r.lengths[(r.acked + 1 + i) % r.windowsize]);
+        if (n == NULL) {
+            Py_DECREF(left);
+            goto done;
+        }
+        PyTuple_SET_ITEM(left, i, n);
+    }
     PyObject *payload = event == EV_DATAGRAM ? PyBytes_FromStringAndSize((char *)got, got_len)
                                              : (Py_INCREF(Py_None), Py_None);
     result = Py_BuildValue("sNLLLlNLLLLdd", EVENT_NAMES[event], payload, (long long)r.acked,
