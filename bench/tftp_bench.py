@@ -107,13 +107,15 @@ class Server:
 
     def start(self) -> None:
         if self.kind.startswith("labkit"):
-            # "labkit": one process; "labkit:N": N processes on one port with SO_REUSEPORT.
+            # "labkit": one process; "labkit:N": N processes on one port with SO_REUSEPORT;
+            # "labkit-pure[:N]": the same with LABKIT_NATIVE=0 (no compiled fast path).
             count = int(self.kind.partition(":")[2] or 1)
+            env = {**os.environ, "LABKIT_NATIVE": "0"} if self.kind.startswith("labkit-pure") else None
             argv = [sys.executable, __file__, "--serve", str(self.root), "--port", str(self.port)]
             if count > 1:
                 argv.append("--reuse-port")
             for _ in range(count):
-                worker = subprocess.Popen(argv, stdout=subprocess.PIPE)
+                worker = subprocess.Popen(argv, stdout=subprocess.PIPE, env=env)
                 self.workers.append(worker)
                 assert worker.stdout is not None
                 if worker.stdout.readline().strip() != b"ready":
@@ -265,7 +267,8 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=None, help="repetitions per case (default 3; 1 quick)")
     parser.add_argument("--servers", default="labkit,tftpd-hpa",
                         help="comma list among labkit, labkit:N (N worker processes sharing the port "
-                             "with SO_REUSEPORT), tftpd-hpa (skipped when in.tftpd is absent)")
+                             "with SO_REUSEPORT), labkit-pure[:N] (the same with LABKIT_NATIVE=0), "
+                             "tftpd-hpa (skipped when in.tftpd is absent)")
     parser.add_argument("--no-perf", action="store_true",
                         help="do not run tftpd-hpa under perf stat (no CPU figure for it)")
     parser.add_argument("--tftpd", default="in.tftpd",
@@ -296,6 +299,8 @@ def main() -> int:
     print(f"# {platform.node()} {platform.platform()} python {platform.python_version()} "
           f"cpus {os.cpu_count()} {time.strftime('%Y-%m-%d %H:%M')} "
           f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    from labkit import native
+    print(f"# labkit compiled fast paths: {native.available() or 'none'}")
     shm = Path("/dev/shm")
     out_parent = shm if shm.is_dir() else None
     with tempfile.TemporaryDirectory(prefix="tftpbench-root-") as root_dir, \

@@ -97,6 +97,14 @@ class FileReader:
         self._start = offset
         return self._data[:size]
 
+    @property
+    def source(self) -> bytes | int:
+        """What a compiled sender reads instead of calling read_at (labkit.native._tftp): the
+        bytes in memory, or the open file descriptor (read by offset, 64 KiB ahead, alike)."""
+        if self.served.data is not None:
+            return self.served.data
+        return self._fd if self._fd is not None else b""
+
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)

@@ -3,7 +3,9 @@
 One listening socket takes requests and hands each to the core's `accept`, which refuses it
 (an ERROR from the listening port) or returns a session. Every accepted transfer gets its own
 socket (a new TID, RFC 1350) and the timers the session asks for; `tftp_transfer` holds that
-per-transfer I/O (one shared epoll for all session sockets, the lock-step fast step). With
+per-transfer I/O (one shared epoll for all session sockets, the lock-step fast step), and
+`tftp_native` the compiled steady phase of reads (labkit/native/_tftp.c, one pool thread per
+transfer without the GIL) when it is built and LABKIT_NATIVE is not 0. With
 `endpoint.reuse_port` the listening socket sets SO_REUSEPORT, so that `labkit up --workers N`
 can serve TFTP from N processes: the kernel sends a client's datagrams (one address and port)
 to one of them, and each process keeps its own limits and counters. The tree is served
@@ -25,6 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from labkit import native
 from labkit.errors import CodecError
 from labkit.events import EventSink, PhoneDirectory, events_from
 from labkit.faults.hooks import ServiceFaults
@@ -53,6 +56,7 @@ from labkit.services.sockets import (
     grow_receive_buffer,
     small_read_buffer,
 )
+from labkit.services.tftp_native import NativeReads
 from labkit.services.tftp_transfer import SessionPump, Transfer, session_socket
 
 log = logging.getLogger(__name__)
@@ -120,8 +124,10 @@ class TftpService:
         self._listener: asyncio.DatagramTransport | None = None
         self._transfers: set[Transfer] = set()
         self._pump: SessionPump | None = None
+        self.native: NativeReads | None = None  # the compiled steady phase, when built
         self.reuse_port = endpoint.reuse_port
-        self._running: set[tuple[Any, ...]] = set()  # (peer, action, filename) of live transfers
+        # (peer, action, filename) of live transfers: the Transfer once its socket is open
+        self._running: dict[tuple[Any, ...], Transfer | None] = {}
         self._per_address: dict[str, int] = {}  # live transfers by client address
         self._closed = False
         self._family = 0
@@ -152,6 +158,9 @@ class TftpService:
         self.host, self.port = sock.getsockname()[:2]
         self._family = sock.family
         self._pump = SessionPump(loop, use_epoll=self.batched_reads)
+        module = native.load("_tftp")
+        if module is not None:  # chosen once; LABKIT_NATIVE=0 or no compiler: the pure path
+            self.native = NativeReads(module, loop, self.rules.max_sessions)
 
     async def close(self) -> None:
         """Stop listening and end every transfer (clients get error 0 "server shutting down")."""
@@ -159,6 +168,8 @@ class TftpService:
         self.drops.stop()
         if self._listener is not None:
             self._listener.close()
+        if self.native is not None:  # the compiled loops return their transfers to Python
+            await self.native.stop()
         for transfer in list(self._transfers):
             transfer.abort("shutdown", "server shut down", "server shutting down")
         if self._pump is not None:
@@ -197,6 +208,11 @@ class TftpService:
             # running session's own retransmission answers it. A second session would only
             # double the load and then time out.
             self.stats.duplicates += 1
+            running = self._running[key]
+            if running is not None and running.in_native:
+                # Or the client finished and asks again, and the compiled loop has not handed
+                # the final ACK back yet: decided when it has (`ended`).
+                running.repeated = (data, peer, time.monotonic())
             return
         self.stats.requests += 1
         phone = self.directory.phone_at(peer[0])
@@ -257,7 +273,7 @@ class TftpService:
 
     def _open(self, peer: Peer, key: tuple[Any, ...], decision: Accept) -> None:
         self._emit(peer, decision.result.facts)
-        self._running.add(key)
+        self._running[key] = None
         self._per_address[peer[0]] = self._per_address.get(peer[0], 0) + 1
         try:
             sock = session_socket(self._family, self.host)
@@ -268,9 +284,11 @@ class TftpService:
             self._ended_early(peer, key, aborted.facts)
             return
         assert self._pump is not None  # listening, hence a pump
-        transfer = Transfer(self, self._pump, sock, peer, decision.session, decision.fault)
+        transfer = Transfer(self, self._pump, sock, peer, decision.session, decision.fault, self.native)
         self._transfers.add(transfer)
+        self._running[key] = transfer
         transfer.apply(decision.session.start())
+        transfer.hand_off()
 
     # -- what a Transfer reports (TransferOwner)
 
@@ -284,6 +302,12 @@ class TftpService:
         self.stats.retransmits += session.retransmits
         self._count(session.done.result if session.done is not None else "aborted")
         self._emit(transfer.peer, facts, seconds=round(transfer.loop.time() - transfer.started, 3))
+        repeated, final_sent = transfer.repeated, transfer.final_sent_at
+        if (repeated is not None and session.done is not None and session.done.result == "ok"
+                and final_sent is not None and repeated[2] >= final_sent):
+            # It came after the last block: the pure path would have had the final ACK first.
+            self.stats.duplicates -= 1
+            self._on_request(repeated[0], repeated[1])
 
     def _ended_early(self, peer: Peer, key: tuple[Any, ...], facts: Iterable[Fact]) -> None:
         self._release(peer, key)
@@ -291,7 +315,7 @@ class TftpService:
         self._emit(peer, facts, seconds=0.0)
 
     def _release(self, peer: Peer, key: tuple[Any, ...]) -> None:
-        self._running.discard(key)
+        self._running.pop(key, None)
         left = self._per_address.get(peer[0], 1) - 1
         if left > 0:
             self._per_address[peer[0]] = left

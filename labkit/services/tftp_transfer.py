@@ -17,6 +17,9 @@ the Python time. Here:
   (plain bytes, no Result) and `sendto`; the retransmission timer is one deadline moved per
   block and one `TimerHandle` that re-arms itself lazily. Everything else goes to the core's
   `receive`/`expire` and the Result is carried out as before.
+- `labkit.services.tftp_native`: where the compiled loop is built (labkit/native/_tftp.c), a
+  read transfer in its steady phase runs there, in a thread, and comes back for the events the
+  core must carry out (`_hand_off`/`_returned`); the rest of this module is then its fallback.
 - A datagram the kernel cannot take now (EAGAIN: a window larger than the send buffer) waits
   in a queue flushed when the socket is writable, as asyncio's transport did.
 
@@ -31,15 +34,17 @@ import collections
 import logging
 import select
 import socket
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from labkit.protocols.result import Fact, Result
-from labkit.protocols.tftp.base import RETRANSMIT
+from labkit.protocols.tftp.base import LIFE, RETRANSMIT
 from labkit.protocols.tftp.faults import SendFilter, TftpFaultAction
 from labkit.protocols.tftp.packets import ErrorCode, Opcode, encode_error
 from labkit.protocols.tftp.read import ReadSession
 from labkit.protocols.tftp.write import WriteSession
+from labkit.services.tftp_native import Handback, NativeReads, Returned, life_left
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +128,8 @@ class Transfer:
     """One session's socket and timers; carries out the session's Results."""
 
     def __init__(self, owner: TransferOwner, pump: SessionPump, sock: socket.socket, peer: Peer,
-                 session: ReadSession | WriteSession, fault: TftpFaultAction | None) -> None:
+                 session: ReadSession | WriteSession, fault: TftpFaultAction | None,
+                 native: NativeReads | None = None) -> None:
         self.owner = owner
         self.pump = pump
         self.sock = sock
@@ -136,6 +142,14 @@ class Transfer:
         # The steady-state step without a Result: octet lock-step reads with no send fault.
         lock_step = isinstance(session, ReadSession) and session.lock_step
         self._fast = session.fast_ack if lock_step and fault is None else None  # type: ignore[union-attr]
+        # The compiled steady phase: octet reads with no fault rule, windows it builds whole.
+        self._native = (native if isinstance(session, ReadSession) and fault is None
+                        and native is not None and native.fits(session) else None)
+        self.in_native = False
+        # A request repeated while the loop ran (see TftpService._on_request) and when the last
+        # block went out: a new RRQ after it is the client asking again, not a retransmission.
+        self.repeated: tuple[bytes, Peer, float] | None = None
+        self.final_sent_at: float | None = None
         # Lazily re-armed timers by key: a step only moves a deadline, so the hot path does not
         # create and cancel a TimerHandle per block.
         self._deadlines: dict[str, float] = {}
@@ -179,6 +193,8 @@ class Transfer:
                     self._handles[RETRANSMIT] = self.loop.call_at(deadline, self._on_timer, RETRANSMIT)
                 return
         self.apply(self.session.receive(data))
+        if self._native is not None:
+            self.hand_off()
 
     # -- output
 
@@ -241,17 +257,90 @@ class Transfer:
     def _on_timer(self, key: str) -> None:
         del self._handles[key]
         deadline = self._deadlines.get(key)
-        if self.finished or deadline is None:
+        if self.finished or deadline is None or self.in_native:
             return
         if self.loop.time() < deadline:  # moved since: sleep the rest
             self._handles[key] = self.loop.call_at(deadline, self._on_timer, key)
             return
         del self._deadlines[key]
         self.apply(self.session.expire(key))
+        self.hand_off()
+
+    # -- the compiled steady phase (labkit.services.tftp_native)
+
+    def hand_off(self) -> None:
+        """After a step in Python: run the rest in the compiled loop if the transfer is in its
+        steady phase (past the OACK, nothing queued) and the loop is there."""
+        native, session = self._native, self.session
+        if native is None or self.finished or self.in_native or self._queue:
+            return
+        assert isinstance(session, ReadSession)  # _native is only set for reads
+        state = session.steady()
+        if state is None:
+            return
+        now = self.loop.time()
+        fd = self.sock.fileno()
+        retransmit_in = self._deadlines.get(RETRANSMIT, now + session.timeout) - now
+        if not native.run(session, fd, self.peer, state, retransmit_in,
+                          life_left(self._deadlines.get(LIFE), now), self._returned):
+            self._native = None
+            return
+        self.in_native = True
+        if state.final >= 0 and state.sent_hi == state.final:
+            self.final_sent_at = time.monotonic()
+        self.pump.remove(fd)
+        for handle in self._handles.values():
+            handle.cancel()
+        self._handles.clear()
+
+    def _returned(self, future: asyncio.Future[Returned]) -> None:
+        """The loop handed the transfer back: take its state, carry out its event in the core,
+        then hand off again or go on here."""
+        self.in_native = False
+        try:
+            back = Handback(future.result())
+        except Exception:  # never expected: go on in Python from where the loop started
+            log.exception("tftp session %s: compiled loop failed", self.peer)
+            self._native = None
+            self._resume()
+            return
+        session = self.session
+        assert isinstance(session, ReadSession)
+        session.resume(back.state, **back.counts)
+        for _ in range(back.unknown_tids):
+            self.owner.unknown_tid()
+        now = self.loop.time()
+        self._deadlines[RETRANSMIT] = now + back.retransmit_in
+        if back.final_sent_at > 0:  # time.monotonic's clock, as `repeated`
+            self.final_sent_at = back.final_sent_at
+        if back.event == "datagram" and back.datagram is not None:
+            self.apply(session.receive(back.datagram))
+        elif back.event in (RETRANSMIT, LIFE):
+            del self._deadlines[back.event]
+            self.apply(session.expire(back.event))
+        elif back.event == "error":
+            self._native = None
+        if self.finished:
+            return
+        if self._native is not None and not self._native.stopping:
+            self.hand_off()
+        if not self.in_native:
+            self._resume()
+
+    def _resume(self) -> None:
+        """Back on the pure path: the pump reads the socket, the loop keeps the timers."""
+        if self.finished:
+            return
+        self.pump.add(self.sock.fileno(), self.readable)
+        for key, deadline in self._deadlines.items():
+            if key not in self._handles:
+                self._handles[key] = self.loop.call_at(deadline, self._on_timer, key)
 
     # -- the end
 
     def abort(self, result: str, answer: str, error: str | None = None) -> None:
+        if self.in_native:  # the loop owns the socket and the state until it returns
+            raise RuntimeError("stop the compiled loop (NativeReads.stop) before aborting")
         self.apply(self.session.abort(result, answer, error))
 
     def finish(self, facts: Iterable[Fact]) -> None:

@@ -12,11 +12,15 @@
   last one) as plain bytes, with exactly the state changes `receive` makes for it; anything
   else returns None and the caller asks `receive`. tests/unit/test_tftp_fast.py holds the two
   byte for byte against each other (lost blocks, lost ACKs, rollover, errors).
+- `steady`/`resume`: the state a compiled loop (labkit.native._tftp) carries the steady phase
+  on with, and takes back when it hands an event to `receive`/`expire` (tests/unit/
+  test_tftp_native.py holds the wire byte for byte against this core).
 """
 
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 from typing import Protocol
 
 from labkit.errors import CodecError
@@ -34,6 +38,17 @@ class Readable(Protocol):
     def read_at(self, offset: int, size: int) -> bytes: ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Steady:
+    """Where an octet read transfer stands between two events (after the OACK phase)."""
+
+    acked: int  # absolute index of the last block acknowledged
+    sent_hi: int  # absolute index of the last block sent
+    final: int  # absolute index of the short (last) block, -1 while not read yet
+    tries: int  # retransmissions without progress so far
+    lengths: tuple[int, ...]  # payload sizes of blocks acked + 1 .. sent_hi
 
 
 class ReadSession(SessionBase):
@@ -80,6 +95,28 @@ class ReadSession(SessionBase):
             self._final = index
         self._sent_hi = index
         return _HEAD.pack(_DATA, index & 0xFFFF) + payload
+
+    @property
+    def file(self) -> Readable:
+        return self._file
+
+    def steady(self) -> Steady | None:
+        """The state to hand to a compiled loop, or None: over, still in the OACK phase, or
+        netascii (converted block by block here)."""
+        if self.done is not None or self._waiting_oack or self._netascii is not None:
+            return None
+        lengths = tuple(self._lengths[i] for i in range(self._acked + 1, self._sent_hi + 1))
+        return Steady(self._acked, self._sent_hi, -1 if self._final is None else self._final,
+                      self._tries, lengths)
+
+    def resume(self, state: Steady, *, bytes_acked: int, retransmits: int, ignored: int) -> None:
+        """Take back the state a compiled loop reached, and the counts it added."""
+        self._acked, self._sent_hi, self._tries = state.acked, state.sent_hi, state.tries
+        self._final = None if state.final < 0 else state.final
+        self._lengths = {state.acked + 1 + i: n for i, n in enumerate(state.lengths)}
+        self.bytes_acked += bytes_acked
+        self.retransmits += retransmits
+        self.ignored += ignored
 
     def start(self) -> Result:
         if self._oack is not None:

@@ -1,0 +1,443 @@
+/* The steady phase of a TFTP read transfer (octet mode, after the RRQ/OACK decisions), run
+ * without the GIL: the tftpd-hpa model, one scheduler entity per transfer (the caller runs
+ * `serve` in a bounded thread pool), no event-loop hop per block.
+ *
+ * It does only the non-terminal steps of labkit.protocols.tftp.read.ReadSession, with the same
+ * state (acked, sent_hi, final, tries, the lengths of the blocks in flight):
+ *   - an ACK of a block in flight: count the acknowledged bytes, send the next window
+ *     (lock-step: the next block); an ACK inside a window restarts it after that block and
+ *     counts the resent blocks as retransmissions (RFC 7440 section 4, as the core does);
+ *   - a duplicate or stale ACK: ignored, never answered (Sorcerer's Apprentice);
+ *   - the retransmission timer: resend the window from the first unacknowledged block;
+ *   - a datagram from another address (TID): TFTP error 5 to it unless it is an ERROR.
+ * Everything else hands the transfer back to Python with the state *before* that event and the
+ * event itself ("datagram" + the bytes, or the timer key), so that the pure core carries it
+ * out as it always does: the final ACK, any other datagram from the client (ERROR, junk), the
+ * last retransmission, the session's life timer, a read error, the stop fd (shutdown).
+ * Block numbers on the wire wrap at 65,536 like the core's (absolute indices in 64 bits here).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#define RECV_SIZE 1024 /* what the pure transfer reads: longer datagrams are truncated alike */
+#define CHUNK (64 * 1024) /* read-ahead per pread, as services.filetree.FileReader */
+#define MAX_WINDOW_BYTES (1 << 20) /* whole window built before sending (see window()) */
+
+typedef struct {
+    /* I/O */
+    int fd, stop_fd;
+    struct sockaddr_storage peer;
+    socklen_t peer_len;
+    const unsigned char *data; /* bytes source, or NULL */
+    Py_ssize_t data_len;
+    int file_fd; /* file source when data is NULL */
+    unsigned char *chunk;
+    int64_t chunk_start;
+    Py_ssize_t chunk_len;
+    unsigned char *window; /* windowsize packets of 4 + blksize bytes */
+    Py_ssize_t *sizes; /* wire size of each packet built */
+    struct iovec *iov; /* one per packet of the window, for sendmmsg */
+    struct mmsghdr *msgs;
+    int64_t *lengths; /* payload length by block index % windowsize */
+    /* session */
+    long blksize, windowsize, retries;
+    double timeout;
+    int64_t acked, sent_hi, final; /* final: -1 until the short block was read */
+    long tries;
+    /* counters since the hand-off */
+    int64_t bytes_added, retransmits_added, ignored_added, unknown_tids;
+    int read_errno;
+    double final_sent_at; /* when a window holding the last block was last sent, or 0 */
+} Run;
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Up to `size` bytes at `offset` into `out`: what FileReader.read_at / bytes slicing return. */
+static Py_ssize_t read_at(Run *r, int64_t offset, Py_ssize_t size, unsigned char *out) {
+    if (r->data != NULL) {
+        if (offset >= r->data_len)
+            return 0;
+        Py_ssize_t n = r->data_len - offset < size ? r->data_len - offset : size;
+        memcpy(out, r->data + offset, n);
+        return n;
+    }
+    if (offset < r->chunk_start || offset + size > r->chunk_start + r->chunk_len) {
+        ssize_t got = pread(r->file_fd, r->chunk, CHUNK, offset);
+        if (got < 0) {
+            r->read_errno = errno;
+            return -1;
+        }
+        r->chunk_start = offset;
+        r->chunk_len = got;
+    }
+    Py_ssize_t start = offset - r->chunk_start;
+    Py_ssize_t n = r->chunk_len - start < size ? r->chunk_len - start : size;
+    if (n < 0)
+        n = 0;
+    memcpy(out, r->chunk + start, n);
+    return n;
+}
+
+/* ReadSession._window(first) minus the sending: every block is read before any is sent, so a
+ * read error leaves nothing on the wire (the core then reads again and ends "read-error").
+ * Returns the number of packets, or -1 on a read error (state untouched but final/lengths). */
+static long window(Run *r, int64_t first) {
+    int64_t last = first + r->windowsize - 1;
+    if (r->final >= 0 && r->final < last)
+        last = r->final;
+    long count = 0;
+    int64_t final = r->final;
+    for (int64_t index = first; index <= last; index++, count++) {
+        unsigned char *packet = r->window + count * (4 + r->blksize);
+        Py_ssize_t n = read_at(r, (index - 1) * r->blksize, r->blksize, packet + 4);
+        if (n < 0)
+            return -1;
+        packet[0] = 0;
+        packet[1] = 3;
+        packet[2] = (unsigned char)((index >> 8) & 0xFF);
+        packet[3] = (unsigned char)(index & 0xFF);
+        r->sizes[count] = 4 + n;
+        if (n < r->blksize) {
+            final = index;
+            count++;
+            break;
+        }
+    }
+    for (long i = 0; i < count; i++)
+        r->lengths[(first + i) % r->windowsize] = r->sizes[i] - 4;
+    r->final = final;
+    r->sent_hi = first + count - 1;
+    return count;
+}
+
+/* Wait until fd is ready for `events`, the stop fd fires (1) or `deadline` passes (0). */
+static int wait_for(Run *r, short events, double deadline, int *stopped) {
+    for (;;) {
+        struct pollfd fds[2] = {{r->fd, events, 0}, {r->stop_fd, POLLIN, 0}};
+        double left = deadline - now();
+        int ms = left <= 0 ? 0 : (left > 3600 ? 3600000 : (int)ceil(left * 1000));
+        int n = poll(fds, 2, ms);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        if (fds[1].revents) {
+            *stopped = 1;
+            return 0;
+        }
+        if (n > 0 && fds[0].revents)
+            return 1;
+        if (left <= 0 || now() >= deadline)
+            return 0;
+    }
+}
+
+/* Send the packets built by window(), a window in one sendmmsg (the client then finds them
+ * queued together: fewer wake-ups). A full send buffer waits (up to the retransmission timeout)
+ * rather than drop, as the pure transfer's queue does; another error skips that datagram, as
+ * the pure transfer logs it and goes on (the retransmission timer decides). */
+static void send_window(Run *r, long count, int *stopped) {
+    double deadline = now() + r->timeout;
+    if (r->sent_hi == r->final)
+        r->final_sent_at = deadline - r->timeout;
+    for (long j = 0; j < count; j++) {
+        r->iov[j].iov_base = r->window + j * (4 + r->blksize);
+        r->iov[j].iov_len = r->sizes[j];
+        memset(&r->msgs[j], 0, sizeof r->msgs[j]);
+        r->msgs[j].msg_hdr.msg_name = &r->peer;
+        r->msgs[j].msg_hdr.msg_namelen = r->peer_len;
+        r->msgs[j].msg_hdr.msg_iov = &r->iov[j];
+        r->msgs[j].msg_hdr.msg_iovlen = 1;
+    }
+    for (long i = 0; i < count && !*stopped;) {
+        int n = count - i == 1 ? (sendmsg(r->fd, &r->msgs[i].msg_hdr, 0) < 0 ? -1 : 1)
+                               : sendmmsg(r->fd, r->msgs + i, (unsigned)(count - i), 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (wait_for(r, POLLOUT, deadline, stopped) == 1)
+                continue;
+            return;
+        }
+        i += n < 0 ? 1 : n;
+    }
+}
+
+static int same_peer(const Run *r, const struct sockaddr_storage *from, socklen_t len) {
+    if (from->ss_family != r->peer.ss_family)
+        return 0;
+    if (from->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const void *)from, *b = (const void *)&r->peer;
+        return a->sin_port == b->sin_port && a->sin_addr.s_addr == b->sin_addr.s_addr;
+    }
+    if (from->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const void *)from, *b = (const void *)&r->peer;
+        return a->sin6_port == b->sin6_port && a->sin6_flowinfo == b->sin6_flowinfo
+               && a->sin6_scope_id == b->sin6_scope_id
+               && memcmp(&a->sin6_addr, &b->sin6_addr, sizeof a->sin6_addr) == 0;
+    }
+    return len == r->peer_len && memcmp(from, &r->peer, len) == 0;
+}
+
+static const unsigned char UNKNOWN_TID[] = "\0\5\0\5unknown transfer ID"; /* + its NUL */
+
+/* The ACK of block `wire`: 1 handled, 0 hand back (final ACK or read error). */
+static int on_ack(Run *r, unsigned wire, int *stopped) {
+    int64_t delta = (int64_t)((wire - (unsigned)(r->acked & 0xFFFF)) & 0xFFFF);
+    if (delta == 0 || delta > r->sent_hi - r->acked) {
+        r->ignored_added++; /* duplicate or stale: never resend on it */
+        return 1;
+    }
+    int64_t acked = r->acked + delta;
+    if (acked == r->final)
+        return 0; /* the core ends the session ("ok") */
+    int64_t old_acked = r->acked, old_sent_hi = r->sent_hi, old_final = r->final, bytes = 0;
+    for (int64_t index = old_acked + 1; index <= acked; index++)
+        bytes += r->lengths[index % r->windowsize];
+    long count = window(r, acked + 1);
+    if (count < 0) {
+        r->final = old_final;
+        return 0;
+    }
+    r->bytes_added += bytes;
+    r->acked = acked;
+    r->tries = 0;
+    if (acked < old_sent_hi)
+        r->retransmits_added += count;
+    send_window(r, count, stopped);
+    return 1;
+}
+
+typedef enum { EV_DATAGRAM, EV_RETRANSMIT, EV_LIFE, EV_STOPPED, EV_ERROR } Event;
+
+/* The loop; runs without the GIL. `got`/`got_len`: the datagram handed back. */
+static Event run(Run *r, double retransmit_at, double life_at, unsigned char *got,
+                 Py_ssize_t *got_len, double *retransmit_left) {
+    int stopped = 0;
+    Event event = EV_ERROR;
+    for (;;) {
+        double deadline = retransmit_at < life_at ? retransmit_at : life_at;
+        int ready = wait_for(r, POLLIN, deadline, &stopped);
+        if (stopped) {
+            event = EV_STOPPED;
+            break;
+        }
+        if (ready < 0)
+            break;
+        if (ready == 0) {
+            if (life_at <= retransmit_at) {
+                event = EV_LIFE;
+                break;
+            }
+            if (r->tries + 1 > r->retries) {
+                event = EV_RETRANSMIT; /* the core sends error 0 "timeout" and ends */
+                break;
+            }
+            long count = window(r, r->acked + 1);
+            if (count < 0) {
+                event = EV_RETRANSMIT;
+                break;
+            }
+            r->tries++;
+            r->retransmits_added += count;
+            send_window(r, count, &stopped);
+            retransmit_at = now() + r->timeout;
+            continue;
+        }
+        struct sockaddr_storage from;
+        socklen_t from_len = sizeof from;
+        ssize_t n = recvfrom(r->fd, got, RECV_SIZE, 0, (struct sockaddr *)&from, &from_len);
+        if (n < 0)
+            continue; /* EAGAIN, EINTR, a queued ICMP error: as the pure transfer, go on */
+        if (!same_peer(r, &from, from_len)) {
+            r->unknown_tids++;
+            if (n >= 2 && got[1] != 5)
+                sendto(r->fd, UNKNOWN_TID, sizeof UNKNOWN_TID, 0, (struct sockaddr *)&from, from_len);
+            continue;
+        }
+        if (n == 4 && got[0] == 0 && got[1] == 4) {
+            if (on_ack(r, ((unsigned)got[2] << 8) | got[3], &stopped)) {
+                retransmit_at = now() + r->timeout;
+                if (stopped) {
+                    event = EV_STOPPED;
+                    break;
+                }
+                continue;
+            }
+        }
+        *got_len = n;
+        event = EV_DATAGRAM;
+        break;
+    }
+    *retransmit_left = retransmit_at - now();
+    return event;
+}
+
+/* The peer tuple of socket.recvfrom as a sockaddr of the session socket's family. */
+static int peer_address(Run *r, PyObject *peer) {
+    const char *host;
+    int port;
+    unsigned int flowinfo = 0, scope_id = 0;
+    struct sockaddr_storage own;
+    socklen_t own_len = sizeof own;
+    if (getsockname(r->fd, (struct sockaddr *)&own, &own_len) < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    if (!PyArg_ParseTuple(peer, "si|II", &host, &port, &flowinfo, &scope_id))
+        return -1;
+    char text[INET6_ADDRSTRLEN + 1];
+    strncpy(text, host, sizeof text - 1);
+    text[sizeof text - 1] = 0;
+    char *percent = strchr(text, '%'); /* the scope is in scope_id */
+    if (percent != NULL)
+        *percent = 0;
+    memset(&r->peer, 0, sizeof r->peer);
+    if (own.ss_family == AF_INET) {
+        struct sockaddr_in *a = (void *)&r->peer;
+        a->sin_family = AF_INET;
+        a->sin_port = htons((uint16_t)port);
+        r->peer_len = sizeof *a;
+        if (inet_pton(AF_INET, text, &a->sin_addr) == 1)
+            return 0;
+    } else if (own.ss_family == AF_INET6) {
+        struct sockaddr_in6 *a = (void *)&r->peer;
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons((uint16_t)port);
+        a->sin6_flowinfo = htonl(flowinfo);
+        a->sin6_scope_id = scope_id;
+        r->peer_len = sizeof *a;
+        if (inet_pton(AF_INET6, text, &a->sin6_addr) == 1)
+            return 0;
+    }
+    PyErr_Format(PyExc_ValueError, "peer %R is not an address of the socket's family", peer);
+    return -1;
+}
+
+static const char *const EVENT_NAMES[] = {"datagram", "retransmit", "life", "stopped", "error"};
+
+static PyObject *serve(PyObject *self, PyObject *args, PyObject *kwargs) {
+    (void)self;
+    static char *kwlist[] = {"fd", "peer", "source", "blksize", "windowsize", "retries",
+                             "timeout", "acked", "sent_hi", "final", "tries", "lengths",
+                             "retransmit_in", "life_in", "stop_fd", NULL};
+    Run r;
+    memset(&r, 0, sizeof r);
+    PyObject *peer, *source, *lengths;
+    long long acked, sent_hi, final;
+    double retransmit_in, life_in;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iOOllldLLLlOddi", kwlist, &r.fd, &peer,
+                                     &source, &r.blksize, &r.windowsize, &r.retries, &r.timeout,
+                                     &acked, &sent_hi, &final, &r.tries, &lengths, &retransmit_in,
+                                     &life_in, &r.stop_fd))
+        return NULL;
+    r.acked = acked, r.sent_hi = sent_hi, r.final = final;
+    if (r.blksize < 8 || r.blksize > 65464 || r.windowsize < 1 || r.windowsize > 65535
+        || r.windowsize * (4 + r.blksize) > MAX_WINDOW_BYTES || r.acked < 0
+        || r.sent_hi < r.acked || r.sent_hi - r.acked > r.windowsize || r.final < -1
+        || !(r.timeout > 0) || r.retries < 0 || !PyTuple_Check(lengths)
+        || PyTuple_GET_SIZE(lengths) != r.sent_hi - r.acked) {
+        PyErr_SetString(PyExc_ValueError, "inconsistent transfer state");
+        return NULL;
+    }
+    if (peer_address(&r, peer) < 0)
+        return NULL;
+    Py_buffer view = {0};
+    if (PyLong_Check(source)) {
+        r.file_fd = (int)PyLong_AsLong(source);
+        if (PyErr_Occurred())
+            return NULL;
+    } else if (PyObject_GetBuffer(source, &view, PyBUF_SIMPLE) == 0) {
+        r.data = view.buf, r.data_len = view.len;
+    } else {
+        return NULL;
+    }
+    PyObject *result = NULL;
+    r.window = PyMem_RawMalloc(r.windowsize * (4 + r.blksize));
+    r.sizes = PyMem_RawMalloc(r.windowsize * sizeof *r.sizes);
+    r.lengths = PyMem_RawMalloc(r.windowsize * sizeof *r.lengths);
+    r.iov = PyMem_RawMalloc(r.windowsize * sizeof *r.iov);
+    r.msgs = PyMem_RawMalloc(r.windowsize * sizeof *r.msgs);
+    r.chunk = r.data == NULL ? PyMem_RawMalloc(CHUNK) : NULL;
+    unsigned char *got = PyMem_RawMalloc(RECV_SIZE);
+    if (!r.window || !r.sizes || !r.lengths || !r.iov || !r.msgs || !got || (r.data == NULL && !r.chunk)) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (int64_t i = 0; i < r.sent_hi - r.acked; i++) {
+        r.lengths[(r.acked + 1 + i) % r.windowsize] = PyLong_AsLongLong(PyTuple_GET_ITEM(lengths, i));
+        if (PyErr_Occurred())
+            goto done;
+    }
+    Py_ssize_t got_len = 0;
+    double retransmit_left = 0;
+    Event event;
+    double start = now();
+    Py_BEGIN_ALLOW_THREADS
+    event = run(&r, start + retransmit_in, isfinite(life_in) ? start + life_in : INFINITY, got,
+                &got_len, &retransmit_left);
+    Py_END_ALLOW_THREADS
+    PyObject *left = PyTuple_New(r.sent_hi - r.acked);
+    if (left == NULL)
+        goto done;
+    for (int64_t i = 0; i < r.sent_hi - r.acked; i++) {
+        PyObject *n = PyLong_FromLongLong(r.lengths[(r.acked + 1 + i) % r.windowsize]);
+        if (n == NULL) {
+            Py_DECREF(left);
+            goto done;
+        }
+        PyTuple_SET_ITEM(left, i, n);
+    }
+    PyObject *payload = event == EV_DATAGRAM ? PyBytes_FromStringAndSize((char *)got, got_len)
+                                             : (Py_INCREF(Py_None), Py_None);
+    result = Py_BuildValue("sNLLLlNLLLLdd", EVENT_NAMES[event], payload, (long long)r.acked,
+                           (long long)r.sent_hi, (long long)r.final, r.tries, left,
+                           (long long)r.bytes_added, (long long)r.retransmits_added,
+                           (long long)r.ignored_added, (long long)r.unknown_tids, retransmit_left,
+                           r.final_sent_at);
+done:
+    PyMem_RawFree(r.window);
+    PyMem_RawFree(r.sizes);
+    PyMem_RawFree(r.lengths);
+    PyMem_RawFree(r.iov);
+    PyMem_RawFree(r.msgs);
+    PyMem_RawFree(r.chunk);
+    PyMem_RawFree(got);
+    if (view.obj != NULL)
+        PyBuffer_Release(&view);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"serve", (PyCFunction)(void (*)(void))serve, METH_VARARGS | METH_KEYWORDS,
+     "Run the steady phase of a TFTP read transfer until an event the core must handle."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_tftp", NULL, -1, methods,
+                                    NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__tftp(void) {
+    PyObject *m = PyModule_Create(&module);
+    if (m != NULL && PyModule_AddIntConstant(m, "MAX_WINDOW_BYTES", MAX_WINDOW_BYTES) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,14 @@
+"""labkit/native/_tftp.c: the steady phase of a TFTP read transfer, without the GIL."""
+
+MAX_WINDOW_BYTES: int  # windowsize x (4 + blksize) above this stays on the pure path
+
+def serve(*, fd: int, peer: tuple[object, ...], source: bytes | int, blksize: int,
+          windowsize: int, retries: int, timeout: float, acked: int, sent_hi: int, final: int,
+          tries: int, lengths: tuple[int, ...], retransmit_in: float, life_in: float,
+          stop_fd: int) -> tuple[str, bytes | None, int, int, int, int, tuple[int, ...], int, int,
+                                 int, int, float, float]:
+    """Run until an event the core must carry out. Returns (event, datagram, acked, sent_hi,
+    final, tries, lengths, bytes acked, retransmissions, ignored, unknown TIDs, seconds to the
+    retransmission, when the last block was last sent: time.monotonic's clock, 0 if not).
+    event: "datagram" (give it to receive), "retransmit" or "life" (expire that timer),
+    "stopped" (the stop fd), "error" (poll failed: go on in Python)."""

@@ -1,0 +1,142 @@
+"""The compiled steady phase of TFTP read transfers (labkit/native/_tftp.c), and its threads.
+
+Profiled (bench/README.md, TFTP): with every block through Python, even the shared epoll pump
+with its linger sat near the cost of a bare Python loop per block, and in this VM the wake-ups
+of the one event-loop thread dominated. tftpd-hpa's model fits lock-step better: one scheduler
+entity per transfer, sleeping in the kernel until its client's ACK comes. So once a read
+transfer is past its RRQ/OACK decisions (octet, no fault rule), `Transfer` hands it to
+`_tftp.serve`, which runs in a thread of a pool bounded by the session cap with the GIL
+released: poll (session socket + a stop pipe), recvfrom, the ACK checks of the core, pread or
+a copy from the bytes, sendto. It hands the transfer back with the state reached and the one
+event the core must carry out (the final ACK, an ERROR or junk from the client, the last
+retransmission, the life timer, a read error, the stop pipe); Python's session then does
+exactly what the pure path does, so events and endings are the core's.
+
+`NativeReads.stop` (service close, which reload and shutdown go through) writes the stop pipe:
+every running loop returns at once, and the transfers end in Python ("shutdown").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import threading
+import weakref
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from types import ModuleType
+from typing import Any
+
+from labkit.protocols.tftp.read import ReadSession, Steady
+
+log = logging.getLogger(__name__)
+
+Returned = tuple[Any, ...]  # what `_tftp.serve` returns (see labkit/native/_tftp.pyi)
+
+
+_LIVE: weakref.WeakSet[NativeReads] = weakref.WeakSet()
+
+
+def _stop_all_at_exit() -> None:
+    """At interpreter exit (a loop closed without the service's close()), the pool's threads
+    are joined: return every loop first, rather than wait for its transfer to end."""
+    for reads in list(_LIVE):
+        reads.signal_stop()
+
+
+_REGISTERED: list[bool] = []
+
+
+def _register_once() -> None:
+    # threading's exit hooks run in reverse order of registration: this one, registered after
+    # concurrent.futures' own, runs before that joins the pool's threads.
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None and not _REGISTERED:
+        try:
+            register(_stop_all_at_exit)
+            _REGISTERED.append(True)
+        except RuntimeError:  # the interpreter is already shutting down
+            pass
+
+
+class NativeReads:
+    """The compiled loop, its thread pool (at most `max_threads` transfers at once: the
+    service's session cap) and the pipe that stops them all."""
+
+    def __init__(self, module: ModuleType, loop: asyncio.AbstractEventLoop, max_threads: int) -> None:
+        self.module = module
+        self.loop = loop
+        self.max_window_bytes: int = module.MAX_WINDOW_BYTES
+        self._pool: ThreadPoolExecutor | None = ThreadPoolExecutor(max_workers=max(1, max_threads),
+                                                                   thread_name_prefix="tftp-native")
+        self._stop_read, self._stop_write = os.pipe()
+        self._running: set[asyncio.Future[Returned]] = set()
+        self.stopping = False
+        _register_once()
+        _LIVE.add(self)
+
+    def signal_stop(self) -> None:
+        """Make every running loop return (idempotent; the pipe stays readable)."""
+        self.stopping = True
+        with contextlib.suppress(OSError):  # already closed by stop()
+            os.write(self._stop_write, b"x")
+
+    def fits(self, session: ReadSession) -> bool:
+        """A window the loop builds whole before sending (a hostile windowsize stays pure)."""
+        return session.windowsize * (4 + session.blksize) <= self.max_window_bytes
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    def run(self, session: ReadSession, fd: int, peer: tuple[Any, ...], state: Steady,
+            retransmit_in: float, life_in: float, done: Callable[[asyncio.Future[Returned]], None]) -> bool:
+        """Start the loop for one transfer; `done(future)` on the event loop when it returns.
+        False when stopping or the session's file has no source the loop can read."""
+        source = getattr(session.file, "source", None)
+        if self.stopping or self._pool is None or not isinstance(source, bytes | int):
+            return False
+        serve = self.module.serve
+        future = self.loop.run_in_executor(self._pool, lambda: serve(
+            fd=fd, peer=peer, source=source, blksize=session.blksize, windowsize=session.windowsize,
+            retries=session.retries, timeout=session.timeout, acked=state.acked,
+            sent_hi=state.sent_hi, final=state.final, tries=state.tries, lengths=state.lengths,
+            retransmit_in=retransmit_in, life_in=life_in, stop_fd=self._stop_read))
+        self._running.add(future)
+        future.add_done_callback(self._running.discard)
+        future.add_done_callback(done)
+        return True
+
+    async def stop(self) -> None:
+        """Return every running loop to Python (their transfers resume there), then free the
+        threads and the pipe."""
+        if self._pool is None:
+            return
+        self.signal_stop()
+        while self._running:
+            await asyncio.wait(set(self._running))
+            await asyncio.sleep(0)  # the done callbacks run before this task goes on
+        self._pool.shutdown(wait=False)
+        self._pool = None
+        _LIVE.discard(self)
+        os.close(self._stop_read)
+        os.close(self._stop_write)
+
+
+def life_left(deadline: float | None, now: float) -> float:
+    return math.inf if deadline is None else deadline - now
+
+
+class Handback:
+    """What the loop handed back, by name."""
+
+    __slots__ = ("counts", "datagram", "event", "final_sent_at", "retransmit_in", "state", "unknown_tids")
+
+    def __init__(self, returned: Returned) -> None:
+        (self.event, self.datagram, acked, sent_hi, final, tries, lengths, bytes_acked, retransmits,
+         ignored, self.unknown_tids, self.retransmit_in, self.final_sent_at) = returned
+        self.state = Steady(acked, sent_hi, final, tries, lengths)
+        self.counts = {"bytes_acked": bytes_acked, "retransmits": retransmits, "ignored": ignored}
