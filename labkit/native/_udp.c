@@ -318,13 +318,13 @@ static PyObject *Drain_reply(Drain *self, PyObject *wire)
         PyErr_SetString(PyExc_RuntimeError, "reply() called more often than there were misses");
         return NULL;
     }
-    unsigned int i = self->misses[self->miss_next++];
-    if (wire == Py_None)
-        Py_RETURN_NONE;
-    if (!PyBytes_Check(wire)) {
+    if (wire != Py_None && !PyBytes_Check(wire)) {
         PyErr_SetString(PyExc_TypeError, "reply(wire): bytes or None");
         return NULL;
     }
+    unsigned int i = self->misses[self->miss_next++];
+    if (wire == Py_None)
+        Py_RETURN_NONE;
     self->tx_iov[2 * i] = (struct iovec){PyBytes_AS_STRING(wire), (size_t)PyBytes_GET_SIZE(wire)};
     self->held[i] = Py_NewRef(wire);
     self->tx_parts[i] = 1;

@@ -109,6 +109,7 @@ class DnsService:
         self.drops = DropCounter("dns", sink)  # datagrams the kernel dropped on the UDP socket
         self.drop_watch: DropWatch | None = None
         self._native: Any = None  # labkit.native._udp.Drain on the UDP socket, when built
+        self.native_udp = False  # whether the UDP socket is drained by the compiled module
 
     def _fault(self, query: bytes, result: Result, ip: str, client: str) -> bytes | None:
         """The answer to send once fault rules had their say (only called when some rule concerns DNS)."""
@@ -267,6 +268,7 @@ class DnsService:
             self._udp, self.port = udp, bound
             udp_module = load("_udp")  # None: not built here, or LABKIT_NATIVE=0
             self._native = udp_module.Drain(udp.fileno(), NATIVE_BATCH, KEY_MAX) if udp_module else None
+            self.native_udp = self._native is not None
             self._tcp = await asyncio.start_server(self._serve_tcp, sock=tcp)
             self._loop.add_reader(udp.fileno(), self._on_udp_readable)
             self.drop_watch = DropWatch(udp, self.drops)

@@ -42,7 +42,7 @@ def drain_pure(service: DnsService) -> None:
     recvfrom, sendto, learn = sock.recvfrom, sock.sendto, service.replies.learn
     get, tally = service.replies.table.get, service.replies.tally
     sink, phone_at, event = service._sink, service._phone_at, fact_event
-    # `made` maps a kept reply (its bytes fix the question and the answer) to this peer's Event
+    # `made` maps a kept reply's key (the query's bytes after its ID) to this peer's Event
     peers: Peers = {}
     peer: Any = None
     made: dict[bytes, Event] = {}
@@ -65,12 +65,12 @@ def drain_pure(service: DnsService) -> None:
             wire, facts = learn(data)
             shared = None
         else:
-            tail, facts, rcode = kept
+            tail, facts, rcode, key = kept
             tally[rcode] += 1
             wire = data[:2] + tail
-            shared = made.get(tail)
+            shared = made.get(key)
             if shared is None:
-                shared = made[tail] = event(SERVICE, client, phone, facts[0], when, None)
+                shared = made[key] = event(SERVICE, client, phone, facts[0], when, None)
         # the event goes out before the answer, so whoever holds the answer can see the event
         try:
             if shared is not None:
@@ -133,11 +133,11 @@ def _log_batch(service: DnsService, drain: Any, addresses: list[Any], values: li
             except Exception:  # a failing sink must not stop the answers
                 service.sink_errors += 1
             continue
-        tail, facts, rcode = value  # a hit: its reply is queued already
+        _, facts, rcode, key = value  # a hit: its reply is queued already
         tally[rcode] += 1
-        shared = made.get(tail)
+        shared = made.get(key)
         if shared is None:
-            shared = made[tail] = event(SERVICE, client, phone, facts[0], when, None)
+            shared = made[key] = event(SERVICE, client, phone, facts[0], when, None)
         try:
             sink(shared)
         except Exception:
