@@ -17,8 +17,8 @@ import socket
 import struct
 from pathlib import Path
 
-from dnslib import EDNS0, DNSRecord
 import pytest
+from dnslib import EDNS0, DNSRecord
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -58,7 +58,8 @@ def collect(client: socket.socket) -> list[bytes]:
             return out
 
 
-def test_hits_and_misses_are_answered_as_the_resolver_answers(pair: tuple[socket.socket, socket.socket]) -> None:
+def test_hits_and_misses_are_answered_as_the_resolver_answers(
+        pair: tuple[socket.socket, socket.socket]) -> None:
     server, client = pair
     assert udp is not None
     drain, replies = udp.Drain(server.fileno(), 16, KEY_MAX), UdpReplies(AuthoritativeResolver(zones()))
@@ -92,7 +93,7 @@ def test_a_reply_that_cannot_be_sent_is_counted(pair: tuple[socket.socket, socke
     client.sendto(TABLE["NXDOMAIN"], server.getsockname())  # a miss
     with pytest.raises(OSError):
         server.shutdown(socket.SHUT_WR)  # (unconnected UDP: ENOTCONN, but sends now fail: EPIPE)
-    addresses, values, failed = answer_batch(drain, replies)
+    _, values, failed = answer_batch(drain, replies)
     assert len(values) == 6 and failed == 6 and collect(client) == []
 
 
@@ -138,7 +139,7 @@ def test_ipv6_addresses_as_recvfrom_gives_them() -> None:
         drain = udp.Drain(server.fileno())
         for ident in (1, 2):
             client.sendto(with_id(TABLE["SRV https"], ident), server.getsockname()[:2])
-            addresses, values, failed = answer_batch(drain, replies)
+            addresses, _, failed = answer_batch(drain, replies)
             assert addresses == [client.getsockname()] and failed == 0
         assert collect(client) == [reference(with_id(TABLE["SRV https"], i))[0] for i in (1, 2)]
 
