@@ -198,6 +198,12 @@ async def serve(kind: str) -> None:
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     while await reader.readline():
         continue  # runs until the bench closes our stdin
+    counters = getattr(handle, "counters", None)
+    if isinstance(counters, dict):  # why a run lost queries, if it did (the service counts its failures)
+        said = {key: counters[key] for key in ("udp_send_errors", "udp_receive_errors", "sink_errors")}
+        drops = getattr(getattr(handle, "drops", None), "count", None)
+        print(f"{kind} counters: {said}" + (f", kernel drops {drops}" if drops is not None else ""),
+              file=sys.stderr)
     close = handle.close()  # type: ignore[attr-defined]
     if asyncio.iscoroutine(close):
         await close
