@@ -1,7 +1,7 @@
 """DNS benchmark (on demand, not a test): labkit's DNS service, a naive dnslib server, dnsmasq.
 
     .venv/bin/python bench/dns_bench.py [--duration 10] [--runs 3] [--latency] [--no-dnsmasq] [--only labkit]
-        [--before DIR] [--workers 2 --clients 8 --server-cpus 0,1]
+        [--before DIR] [--workers 2 --clients 8 --server-cpus 0,1] [--only pure]
 
 Each server runs in its own process on 127.0.0.1, pinned to one CPU with taskset when there
 is one (the generator, dnsperf, on another), and is restarted for every run; the order
@@ -23,6 +23,8 @@ bytes unchanged, with no DNS work and no events.
 it (SO_REUSEPORT; events sent back in batches to the parent, whose sink counts them); its CPU is
 the parent's and the workers'. SO_REUSEPORT spreads clients by source address and port, so give
 dnsperf several sockets (--clients) and the servers more than one CPU (--server-cpus).
+"labkit" uses the compiled UDP drain (labkit.native._udp) where it is built; "pure" is the same
+service with LABKIT_NATIVE=0 (the pure-Python drain it falls back to), for a same-run ratio.
 "before" (--before DIR) serves labkit's DNS from another labkit package (e.g. `git archive` of
 an older commit) in the same run, for a before/after ratio on a shared machine.
 
@@ -198,6 +200,13 @@ async def serve(kind: str) -> None:
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     while await reader.readline():
         continue  # runs until the bench closes our stdin
+    counters = getattr(handle, "counters", None)
+    if isinstance(counters, dict):  # why a run lost queries, if it did (the service counts its failures)
+        said = {key: counters[key] for key in ("udp_send_errors", "udp_receive_errors", "sink_errors")}
+        said["native"] = getattr(handle, "native_udp", None)
+        drops = getattr(getattr(handle, "drops", None), "count", None)
+        print(f"{kind} counters: {said}" + (f", kernel drops {drops}" if drops is not None else ""),
+              file=sys.stderr)
     close = handle.close()  # type: ignore[attr-defined]
     if asyncio.iscoroutine(close):
         await close
@@ -279,8 +288,11 @@ class Server:
         env = dict(os.environ)
         if kind == "before":  # labkit's DNS as another checkout has it (--before DIR)
             env["PYTHONPATH"] = os.pathsep.join(p for p in (BEFORE, env.get("PYTHONPATH")) if p)
+        if kind == "pure":  # labkit's DNS without its compiled fast path
+            env["LABKIT_NATIVE"] = "0"
+        serve = "labkit" if kind in ("before", "pure") else kind
         self.process = subprocess.Popen(
-            pinned(SERVER_CPU, [sys.executable, __file__, "--serve", "labkit" if kind == "before" else kind]),
+            pinned(SERVER_CPU, [sys.executable, __file__, "--serve", serve]),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         assert self.process.stdout is not None
         line = self.process.stdout.readline().strip()
@@ -371,7 +383,7 @@ def main() -> None:
     parser.add_argument("--before", metavar="DIR", default="",
                         help="also serve labkit's DNS from the labkit package in DIR (e.g. `git archive` "
                         "of an older commit), as the row 'before', for a same-run comparison")
-    parser.add_argument("--only", choices=("labkit", "naive", "echo", "dnsmasq", "workers", "before"),
+    parser.add_argument("--only", choices=("labkit", "pure", "naive", "echo", "dnsmasq", "workers", "before"),
                         action="append",
                         help="run only these servers (repeatable; e.g. --only labkit for a before/after)")
     parser.add_argument("--no-dnsmasq", action="store_true",
@@ -384,7 +396,7 @@ def main() -> None:
         raise SystemExit("dnsperf is not installed (Debian package dnsperf)")
     duration, runs = min(max(args.duration, 1), 60), min(max(args.runs, 1), 9)
     SERVER_CPU, CLIENTS = args.server_cpus, min(max(args.clients, 1), 256)
-    kinds = ["labkit", "naive", "echo"]
+    kinds = ["labkit", "pure", "naive", "echo"]
     if args.before:
         BEFORE = str(Path(args.before).resolve())
         kinds.insert(1, "before")

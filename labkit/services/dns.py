@@ -2,17 +2,19 @@
 
 UDP skips asyncio's datagram transport on purpose: that transport reads one datagram per
 event-loop turn and sends through its own buffering layer. We register the socket with
-`loop.add_reader` and drain up to UDP_BATCH datagrams per wake-up, answering each with a plain
-`sendto`: under dnsperf load this took the server's CPU per query from 12.8 to 9.6 µs with the
-same resolver and events, and it is still the loop's own readiness machinery. A reply that
-cannot be sent at once (socket buffer full) is dropped and counted: the client retries.
+`loop.add_reader` and drain up to UDP_BATCH datagrams per wake-up (labkit/services/dns_udp.py).
+A reply that cannot be sent at once (socket buffer full) is dropped and counted: the client
+retries.
 
 The UDP hot path (issue 15) answers from `UdpReplies`: the resolver's whole reply to a query
 seen before, kept by the query's bytes after its ID (byte-identical by construction; the
 resolver runs for the first asking only). Per datagram that leaves one dict look-up and one
 join; the Event is stamped with one clock reading per drain, and one peer asking the same
-question again within a drain gets the same (frozen, equal) Event object. While a fault rule
-concerns DNS every query takes the reference path (resolver, fault hooks), none the table.
+question again within a drain gets the same (frozen, equal) Event object. Where the compiled
+module labkit.native._udp is built (and LABKIT_NATIVE is not 0), the drain receives and sends
+in batches (recvmmsg/sendmmsg) and looks the kept replies up in C; the pure drain is the
+reference and the tests hold the two byte for byte. While a fault rule concerns DNS every query
+takes the reference path (resolver, fault hooks), none the table.
 
 TCP (RFC 7766) uses asyncio streams: 2-byte length framing, any number of queries per
 connection answered in order. Connections are bounded so that idle or hostile clients cannot
@@ -42,11 +44,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from labkit.errors import LabkitError
-from labkit.events import Event, EventSink, PhoneDirectory, fact_event
+from labkit.events import EventSink, PhoneDirectory, fact_event
+from labkit.native import load
 from labkit.protocols.dns import AuthoritativeResolver, DnsFact
 from labkit.protocols.dns.faults import DnsFaultAction, apply_dns_fault, negative_probe
-from labkit.protocols.dns.replies import UdpReplies
+from labkit.protocols.dns.replies import KEY_MAX, UdpReplies
 from labkit.protocols.result import Result
+from labkit.services.dns_udp import NATIVE_BATCH, SERVICE, UDP_BATCH, UDP_RECV_SIZE, drain_native, drain_pure
 from labkit.services.sockets import DropCounter, DropWatch
 
 if TYPE_CHECKING:  # annotations only: the service imports nothing of the plan or the inventory
@@ -54,8 +58,6 @@ if TYPE_CHECKING:  # annotations only: the service imports nothing of the plan o
     from labkit.plan.zones import DnsPlan
     from labkit.services.context import Endpoint, StartContext
 
-UDP_BATCH = 128  # datagrams answered per wake-up before yielding to the loop's other work
-UDP_RECV_SIZE = 65535  # a full datagram: a cut-off query would be misread
 UDP_RCVBUF = 1 << 20  # ask for 1 MiB of socket buffer to ride out bursts (the kernel may cap it)
 TCP_IDLE_TIMEOUT = 10.0  # seconds a connection may wait for its next query to start (RFC 7766 §6.2.3)
 TCP_PARTIAL_TIMEOUT = 3.0  # seconds to finish a message (length prefix and body) once it started
@@ -64,7 +66,6 @@ TCP_MAX_PER_CLIENT = 16  # open connections per client address: one address cann
 TCP_BACKLOG = 128
 _PORT_ATTEMPTS = 20  # port 0: tries at finding a port free for both UDP and TCP
 _TCP_DETAIL = {"transport": "tcp"}
-SERVICE = "dns"
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,8 @@ class DnsService:
         self._faults = faults  # None when no fault rule concerns DNS
         self.drops = DropCounter("dns", sink)  # datagrams the kernel dropped on the UDP socket
         self.drop_watch: DropWatch | None = None
+        self._native: Any = None  # labkit.native._udp.Drain on the UDP socket, when built
+        self.native_udp = False  # whether the UDP socket is drained by the compiled module
 
     def _fault(self, query: bytes, result: Result, ip: str, client: str) -> bytes | None:
         """The answer to send once fault rules had their say (only called when some rule concerns DNS)."""
@@ -149,63 +152,14 @@ class DnsService:
     # -- UDP ----------------------------------------------------------------------------------
 
     def _on_udp_readable(self) -> None:
-        sock = self._udp
-        if sock is None:
+        if self._udp is None:
             return
         if self._faults is not None:
-            self._drain_with_faults(sock)
-            return
-        # locals: this loop runs once per datagram, attribute look-ups add up
-        recvfrom, sendto, learn = sock.recvfrom, sock.sendto, self.replies.learn
-        get, tally = self.replies.table.get, self.replies.tally
-        sink, phone_at, event = self._sink, self._phone_at, fact_event
-        # the directory cannot change while this loop runs (one event-loop callback), so each
-        # address's client text and phone are worked out once per drain; one clock reading stamps
-        # the whole drain (it lasts well under a millisecond). Within a drain, a peer asking the
-        # same question again gets the same (frozen, equal) Event object: `made` maps the kept
-        # reply (its bytes, which fix the question and the answer) to the peer's Event for it.
-        peers: dict[Any, tuple[str, str | None, dict[bytes, Event]]] = {}
-        peer: Any = None
-        made: dict[bytes, Event] = {}
-        client, phone, when = "", None, time.time()
-        for _ in range(UDP_BATCH):
-            try:
-                data, address = recvfrom(UDP_RECV_SIZE)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:  # e.g. an ICMP error queued on the socket: note it, keep reading
-                self.udp_receive_errors += 1
-                continue
-            if address != peer:  # a burst from one socket skips even the look-up below
-                known = peers.get(address)
-                if known is None:
-                    known = peers[address] = (f"{address[0]}:{address[1]}", phone_at(address[0]), {})
-                peer, (client, phone, made) = address, known
-            kept = get(data[2:])  # the reply to these exact bytes, if they were asked before
-            if kept is None:
-                wire, facts = learn(data)
-                shared = None
-            else:
-                tail, facts, rcode = kept
-                tally[rcode] += 1
-                wire = data[:2] + tail
-                shared = made.get(tail)
-                if shared is None:
-                    shared = made[tail] = event(SERVICE, client, phone, facts[0], when, None)
-            # the event goes out before the answer, so whoever holds the answer can see the event
-            try:
-                if shared is not None:
-                    sink(shared)
-                else:
-                    for fact in facts:
-                        sink(event(SERVICE, client, phone, fact, when, None))
-            except Exception:  # a failing sink must not stop the answers
-                self.sink_errors += 1
-            if wire is not None:
-                try:
-                    sendto(wire, address)
-                except OSError:  # buffer full or peer unreachable: the client will retry
-                    self.udp_send_errors += 1
+            self._drain_with_faults(self._udp)
+        elif self._native is not None:
+            drain_native(self, self._native)
+        else:
+            drain_pure(self)
 
     def _drain_with_faults(self, sock: socket.socket) -> None:
         """The reference path, while some fault rule concerns DNS: every query goes through the
@@ -312,6 +266,9 @@ class DnsService:
             tcp.listen(TCP_BACKLOG)
             tcp.setblocking(False)
             self._udp, self.port = udp, bound
+            udp_module = load("_udp")  # None: not built here, or LABKIT_NATIVE=0
+            self._native = udp_module.Drain(udp.fileno(), NATIVE_BATCH, KEY_MAX) if udp_module else None
+            self.native_udp = self._native is not None
             self._tcp = await asyncio.start_server(self._serve_tcp, sock=tcp)
             self._loop.add_reader(udp.fileno(), self._on_udp_readable)
             self.drop_watch = DropWatch(udp, self.drops)
@@ -328,6 +285,7 @@ class DnsService:
             self._loop.remove_reader(self._udp.fileno())
             self._udp.close()
             self._udp = None
+            self._native = None
         if self._tcp is not None:
             self._tcp.close()
             for task in list(self._connections):

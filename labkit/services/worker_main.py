@@ -24,41 +24,57 @@ from labkit.services.workers import (
     BATCH_EVENTS,
     FLUSH_SECONDS,
     PR_SET_PDEATHSIG,
-    Row,
+    Template,
     frame,
     read_frame,
-    row_of,
 )
 
 
 class Batcher:
-    """The worker's event sink: events go to the main process in batches. The same Event object
-    twice in a batch (the DNS fast path shares them) becomes the same row, which the pickle
-    writes once and the main process turns into an Event once."""
+    """The worker's event sink: events go to the main process in batches, as columns (one time
+    and one template index per event; see labkit.services.workers). The same Event object twice
+    in a batch (the DNS fast path shares them) is looked at once; events with the same fields
+    but their time share one template."""
 
     def __init__(self, write: Callable[[bytes], None]) -> None:
         self.write = write
-        self.pending: list[Row] = []
-        self._rows: dict[int, tuple[Event, Row]] = {}  # by id(event); holding the event keeps ids unique
+        self.templates: list[Template] = []
+        self.times: list[float] = []
+        self.which: list[int] = []
+        self._index: dict[tuple[Any, ...], int] = {}  # template (empty detail only) -> its index
+        self._seen: dict[int, tuple[Event, int]] = {}  # by id(event); holding the event keeps ids unique
         self._timer: asyncio.TimerHandle | None = None
 
     def __call__(self, event: Event) -> None:
-        seen = self._rows.get(id(event))
+        seen = self._seen.get(id(event))
         if seen is None:
-            seen = self._rows[id(event)] = (event, row_of(event))
-        self.pending.append(seen[1])
-        if len(self.pending) >= BATCH_EVENTS:
+            seen = self._seen[id(event)] = (event, self._template(event))
+        self.times.append(event.time)
+        self.which.append(seen[1])
+        if len(self.times) >= BATCH_EVENTS:
             self.flush()
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(FLUSH_SECONDS, self.flush)
+
+    def _template(self, event: Event) -> int:
+        key = (event.service, event.client, event.phone, event.action, event.request, event.answer,
+               event.result)
+        index = None if event.detail else self._index.get(key)  # a detail is never shared
+        if index is None:
+            index = len(self.templates)
+            self.templates.append((*key, event.detail))
+            if not event.detail:
+                self._index[key] = index
+        return index
 
     def flush(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self.pending:
-            rows, self.pending, self._rows = self.pending, [], {}
-            self.write(frame(("events", rows)))
+        if self.times:
+            message = ("columns", self.templates, self.times, self.which)
+            self.templates, self.times, self.which, self._index, self._seen = [], [], [], {}, {}
+            self.write(frame(message))
 
 
 async def _start_service(name: str, config: Any, endpoint: Endpoint, ctx: StartContext) -> Closable:

@@ -10,9 +10,12 @@ length, then a pickle; both ends are labkit's, so the pickles come from our own 
 - main → worker: ("start", name, config, endpoint, setup), ("reload", name, config, setup),
   ("counters", name), ("stop",). `setup` (a WorkerSetup): what the worker's StartContext needs.
 - worker → main: ("started", name, port), ("failed", name, message, errno or None),
-  ("counters", name, dict), ("events", [Row, ...]) (an Event's fields as a tuple).
+  ("counters", name, dict), ("events", [Row, ...]) (an Event's fields as a tuple), and
+  ("columns", [Template, ...], [time, ...], [template index, ...]): one time and one index per
+  event, the rest of its fields in a template shared by every event that has them (a DNS peer
+  asking the same question again), so an event costs a float and an int on the wire.
 Events are batched in the worker (sent every FLUSH_SECONDS or every BATCH_EVENTS events, as
-tuples) and go into the main process's bus
+columns) and go into the main process's bus
 in the order they arrive, so the journal, status, metrics and board see every worker's events
 in one stream and count them per service as if one process had served them. A worker does not
 know the DHCP leases: an event without a phone gets it from the main process's directory.
@@ -98,6 +101,7 @@ class WorkerSetup:
 # An Event as it travels from a worker: its fields in order (a tuple pickles 5-7 times faster
 # than the dataclass, and the strings the DNS fast path shares are pickled once per batch).
 Row = tuple[float, str, str | None, str | None, str, str, str, str, dict[str, Any]]
+Template = tuple[str, str | None, str | None, str, str, str, str, dict[str, Any]]  # a Row minus its time
 _FIELDS = ("time", "service", "client", "phone", "action", "request", "answer", "result", "detail")
 
 
@@ -128,6 +132,24 @@ def _event_factory() -> Callable[[Row, str | None], Event]:
 
 
 EVENT_OF = _event_factory()
+
+
+def _fields_factory() -> Callable[[dict[str, Any]], Event]:
+    """`EVENT_FROM(fields)`: an Event from a dict of its fields (the dict becomes its __dict__
+    when Event is the plain dataclass, as in `_event_factory`)."""
+    if tuple(f.name for f in fields(Event)) != _FIELDS or "__slots__" in vars(Event):
+        return lambda values: Event(**values)
+    new, set_attribute = object.__new__, object.__setattr__
+
+    def fill(values: dict[str, Any]) -> Event:
+        event = new(Event)
+        set_attribute(event, "__dict__", values)
+        return event
+
+    return fill
+
+
+EVENT_FROM = _fields_factory()
 
 
 def frame(message: object) -> bytes:
@@ -168,7 +190,9 @@ class Worker:
 
     async def _read(self, stdout: asyncio.StreamReader) -> None:
         while (message := await read_frame(stdout)) is not None:
-            if message[0] == "events":
+            if message[0] == "columns":
+                self.pool.deliver_columns(*message[1:])
+            elif message[0] == "events":
                 self.pool.deliver(message[1])
             else:
                 await self.replies.put(message)
@@ -221,6 +245,26 @@ class WorkerPool:
                 event = made[id(row)] = event_of(row, phone)
             bus(event)
         self.delivered += len(rows)
+
+    def deliver_columns(self, templates: list[Template], times: list[float], which: list[int]) -> None:
+        """A worker's batch as columns (see the module's protocol) into the lab's bus, in order;
+        each event gets its own fields dict (and its own empty detail when the template's is)."""
+        bus, phone_at, event_from = self.ctx.bus, self.ctx.directory.phone_at, EVENT_FROM
+        phones: dict[str, str | None] = {}
+        bases = []
+        for service, client, phone, *rest in templates:
+            if phone is None and client:
+                phone = phones.get(client, "")
+                if phone == "":
+                    phone = phones[client] = phone_at(client.rsplit(":", 1)[0])
+            bases.append(dict(zip(_FIELDS, (0.0, service, client, phone, *rest), strict=True)))
+        for when, index in zip(times, which, strict=True):
+            values = bases[index].copy()
+            values["time"] = when
+            if not values["detail"]:
+                values["detail"] = {}
+            bus(event_from(values))
+        self.delivered += len(times)
 
     async def _spawn(self) -> None:
         env = dict(os.environ)

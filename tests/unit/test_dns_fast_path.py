@@ -3,18 +3,21 @@ byte for byte what the reference path (the resolver, today's answers) answers.
 
 Every query of the table is asked of a fresh resolver (the reference) and of the fast path,
 twice each with different IDs (the first asking fills the table, the second is served from
-it), in the pure form and through the running service on loopback. Faults: while a rule
-concerns DNS the service takes the reference path for every query and keeps nothing.
+it), in the pure form and through the running service on loopback, with both UDP drains (the
+compiled one, labkit.native._udp, and the pure one it falls back to: LABKIT_NATIVE=0). Faults:
+while a rule concerns DNS the service takes the reference path for every query and keeps nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import socket
 import struct
 from pathlib import Path
 
+import pytest
 from dnslib import EDNS0, DNSRecord
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -22,6 +25,7 @@ from hypothesis import strategies as st
 from labkit.events import EventRecorder, StaticDirectory
 from labkit.faults.engine import FaultEngine, Match, Rule, When
 from labkit.faults.hooks import Faults
+from labkit.native import load
 from labkit.plan.zones import DnsPlan
 from labkit.protocols.dns import AuthoritativeResolver, DnsZone
 from labkit.protocols.dns.faults import DnsFaultAction, apply_dns_fault, negative_probe
@@ -87,6 +91,7 @@ def with_id(query: bytes, ident: int) -> bytes:
     return ident.to_bytes(2, "big") + query[2:] if len(query) >= 2 else query
 
 
+@functools.cache
 def reference(query: bytes) -> tuple[bytes | None, tuple[str, str, str]]:
     """Today's path: a fresh resolver's UDP answer and its fact's (request, answer, result)."""
     result = AuthoritativeResolver(zones()).answer(query)
@@ -140,39 +145,125 @@ def test_arbitrary_bytes_get_the_same_answer(raw: bytes, ident: int) -> None:
 # through the service on loopback
 
 
-async def _ask_all(queries: list[bytes], faults: Faults | None = None) -> tuple[list[bytes | None], object]:
+@pytest.fixture(params=["native", "pure"])
+def drain(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Which UDP drain the service runs: the compiled one (skipped where it is not built) or the
+    pure reference (LABKIT_NATIVE=0). The service chooses when it binds."""
+    if request.param == "pure":
+        monkeypatch.setenv("LABKIT_NATIVE", "0")
+    elif load("_udp") is None:
+        pytest.skip("labkit.native._udp is not built here")
+    return str(request.param)
+
+
+async def _serve(faults: Faults | None = None, host: str = HOST) -> tuple[object, EventRecorder]:
     events = EventRecorder()
-    ctx = StartContext(FileTree({}), events, StaticDirectory({HOST: PHONE}), frozenset(),
+    ctx = StartContext(FileTree({}), events, StaticDirectory({host: PHONE}), frozenset(),
                        Path("/nonexistent-state-dir"), faults=faults or Faults())
-    service = await start_dns(DnsPlan(tuple(zones())), Endpoint("dns", HOST, 0, "udp+tcp"), ctx)
+    service = await start_dns(DnsPlan(tuple(zones())), Endpoint("dns", host, 0, "udp+tcp"), ctx)
+    return service, events
+
+
+async def _ask_all(queries: list[bytes], faults: Faults | None = None) -> tuple[list[bytes | None], object]:
+    service, events = await _serve(faults)
     loop = asyncio.get_running_loop()
     answers: list[bytes | None] = []
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
         client.setblocking(False)
         for query in queries:
-            await loop.sock_sendto(client, query, (HOST, service.port))
+            await loop.sock_sendto(client, query, (HOST, service.port))  # type: ignore[attr-defined]
             try:
                 async with asyncio.timeout(0.5 if len(query) < 12 or query[2] & 0x80 else 10):
                     answers.append(await loop.sock_recv(client, 65535))
             except TimeoutError:
                 answers.append(None)  # no answer is due for runts and responses
-    await service.close()
+    await service.close()  # type: ignore[attr-defined]
     return answers, (events, service)
 
 
-def test_the_service_answers_as_the_reference_path() -> None:
+def _said(events: EventRecorder) -> list[tuple[object, ...]]:
+    """Every field of every query event but the time (one clock reading per drain)."""
+    return [(e.service, e.client, e.phone, e.action, e.request, e.answer, e.result, e.detail)
+            for e in events.events if e.action == "query"]
+
+
+def test_the_service_answers_as_the_reference_path(drain: str) -> None:
     queries = [with_id(query, ident) for ident in (7, 8) for query in TABLE.values()]
     answers, (events, service) = asyncio.run(_ask_all(queries))  # type: ignore[misc]
+    assert service.native_udp == (drain == "native")  # type: ignore[attr-defined]
     for query, answer in zip(queries, answers, strict=True):
         expected, _ = reference(query)
         assert answer == expected, query
     said = [(e.request, e.answer, e.result) for e in events.events if e.action == "query"]
     assert said == [reference(query)[1] for query in queries]
     assert all(e.phone == PHONE and e.client and e.client.startswith(HOST) for e in events.events)
-    assert len(service.replies.table) > 10  # the second round came from the table
+    assert len(service.replies.table) > 10  # type: ignore[attr-defined]  # the second round came from the table
 
 
-def test_faults_bypass_the_table() -> None:
+async def _burst(queries: list[bytes], host: str = HOST) -> tuple[dict[bytes, bytes], EventRecorder, object]:
+    """All the queries sent at once (more than one batch of the compiled drain), then every
+    answer collected by ID until 0.5 s passes without one."""
+    service, events = await _serve(host=host)
+    loop = asyncio.get_running_loop()
+    answers: dict[bytes, bytes] = {}
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as client:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        client.setblocking(False)
+        for query in queries:
+            client.sendto(query, (host, service.port))  # type: ignore[attr-defined]
+        while True:
+            try:
+                async with asyncio.timeout(0.5):
+                    answer = await loop.sock_recv(client, 65535)
+            except TimeoutError:
+                break
+            answers[answer[:2]] = answer
+    await service.close()  # type: ignore[attr-defined]
+    return answers, events, service
+
+
+def test_a_burst_is_answered_and_logged_as_the_reference_path(drain: str) -> None:
+    """Three rounds of the table in one burst, each query with its own ID: hits and misses mixed
+    in each batch, the same question asked twice in one batch, runts and responses among them."""
+    queries = [with_id(query, n) for n, query in enumerate(list(TABLE.values()) * 3, 1)]
+    answers, events, _ = asyncio.run(_burst(queries))
+    for query in queries:
+        expected, _ = reference(query)
+        assert answers.get(query[:2]) == expected, query
+    assert len(answers) == sum(1 for q in queries if reference(q)[0] is not None)
+    said = _said(events)
+    assert [s[4:7] for s in said] == [reference(query)[1] for query in queries]  # order kept
+    assert {s[1] for s in said} == {said[0][1]} and all(s[2] == PHONE and s[7] == {} for s in said)
+
+
+def test_both_drains_log_the_same_events(monkeypatch: pytest.MonkeyPatch) -> None:
+    if load("_udp") is None:
+        pytest.skip("labkit.native._udp is not built here")
+    queries = [with_id(query, n) for n, query in enumerate(list(TABLE.values()) * 2, 1)]
+    fast = asyncio.run(_burst(queries))
+    monkeypatch.setenv("LABKIT_NATIVE", "0")
+    slow = asyncio.run(_burst(queries))
+    assert fast[0] == slow[0]
+    strip = [s[:1] + s[2:] for s in _said(fast[1])]  # all but the client's port
+    assert strip == [s[:1] + s[2:] for s in _said(slow[1])] and len(strip) == len(queries)
+    assert fast[2].resolver.counters == slow[2].resolver.counters  # type: ignore[attr-defined]
+
+
+def test_ipv6_peers(drain: str) -> None:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    queries = [with_id(PROV_A, 1), with_id(PROV_A, 2), with_id(TABLE["NXDOMAIN"], 3)]
+    answers, events, _ = asyncio.run(_burst(queries, host="::1"))
+    assert [answers.get(q[:2]) for q in queries] == [reference(q)[0] for q in queries]
+    clients = {s[1] for s in _said(events)}
+    assert len(clients) == 1 and next(iter(clients)).startswith("::1:")
+
+
+def test_faults_bypass_the_table(drain: str) -> None:
     action = DnsFaultAction(rcode="NXDOMAIN")
     rule = Rule("every 2nd prov", "dns", action, Match(name="prov.lab.example"), When(every=2))
     engine = FaultEngine([rule], random.Random(1))
@@ -187,4 +278,4 @@ def test_faults_bypass_the_table() -> None:
             assert probe is not None
             plain = apply_dns_fault(query, plain, action, resolver.answer(probe).send[0].data)
         assert answer == plain, n
-    assert service.replies.table == {}  # nothing kept while a rule concerns DNS
+    assert service.replies.table == {}  # type: ignore[attr-defined]  # nothing kept while a rule concerns DNS

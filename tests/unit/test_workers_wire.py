@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import pickle
+from dataclasses import replace
 from pathlib import Path
 
 from hypothesis import given
@@ -74,5 +75,33 @@ def test_the_batcher_sends_at_its_size_and_on_flush() -> None:
         assert len(sent) == 1  # nothing pending: nothing sent
 
     asyncio.run(main())
-    assert pickle.loads(sent[0][4:]) == ("events", [(1.0, "dns", None, None, "query", "A x", "REFUSED",
-                                                      "refused", {})] * 3)
+    template = ("dns", None, None, "query", "A x", "REFUSED", "refused", {})
+    assert pickle.loads(sent[0][4:]) == ("columns", [template], [1.0] * 3, [0] * 3)
+
+
+@given(batch=st.lists(st.tuples(st.sampled_from([1.0, 2.5]), events), max_size=12), repeat=st.integers(0, 3))
+def test_events_come_back_equal_and_in_order_through_the_columns(batch: list[tuple[float, Event]],
+                                                                 repeat: int) -> None:
+    """Worker side (Batcher) to main side (deliver_columns): the same events in the same order,
+    an Event sent twice and events differing only in time included; each with its own detail."""
+    sent: list[bytes] = []
+    originals = [replace(event, time=when) for when, event in batch]
+    originals += originals[:repeat]  # the same Event objects again (the DNS drains share them)
+
+    async def main() -> None:
+        batcher = Batcher(sent.append)
+        for event in originals:
+            batcher(event)
+        batcher.flush()
+
+    asyncio.run(main())
+    recorder = EventRecorder()
+    ctx = StartContext(FileTree({}), recorder, StaticDirectory(), frozenset(), Path("/nonexistent"))
+    pool = WorkerPool(2, ctx, started=0.0)
+    for data in sent:
+        kind, *columns = pickle.loads(data[4:])
+        assert kind == "columns"
+        pool.deliver_columns(*columns)
+    assert recorder.events == originals and pool.delivered == len(originals)
+    details = [id(event.detail) for event in recorder.events if not event.detail]
+    assert len(set(details)) == len(details)  # no two events share an empty detail dict

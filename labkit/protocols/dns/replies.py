@@ -25,8 +25,10 @@ from labkit.protocols.result import Fact
 REPLIES_MAX = 8192  # replies kept per resolver (a lab asks a few dozen distinct questions)
 KEY_MAX = 512  # longest query whose reply is kept
 
-# (the reply after its ID, the facts of the reply, its rcode for the tally)
-Kept = tuple[bytes, tuple[Fact, ...], int]
+# (the reply after its ID, the facts of the reply, its rcode for the tally, the key itself): the
+# key names the question exactly (two FORMERR replies have the same bytes for different
+# queries), so the drains share one Event per peer and key within a wake-up, never per reply
+Kept = tuple[bytes, tuple[Fact, ...], int, bytes]
 
 
 class UdpReplies:
@@ -48,7 +50,7 @@ class UdpReplies:
         kept = self.table.get(query[2:])
         if kept is None:
             return self.learn(query)
-        tail, facts, rcode = kept
+        tail, facts, rcode, _ = kept
         self.tally[rcode] += 1
         return query[:2] + tail, facts
 
@@ -62,5 +64,6 @@ class UdpReplies:
             if isinstance(fact, DnsFact) and fact.rcode != SERVFAIL and wire[:2] == query[:2]:
                 if len(self.table) >= self.limit:
                     self.table.clear()
-                self.table[bytes(query[2:])] = (wire[2:], facts, fact.rcode)
+                key = bytes(query[2:])
+                self.table[key] = (wire[2:], facts, fact.rcode, key)
         return wire, facts

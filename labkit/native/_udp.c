@@ -1,0 +1,385 @@
+/* labkit.native._udp: batched UDP receive and send for the DNS service (issue 15).
+ *
+ * The pure loop (labkit/services/dns.py) pays one recvfrom and one sendto system call per
+ * datagram, which costs as much as dnsmasq's whole answer. `Drain` does the same steps with
+ * one recvmmsg and one sendmmsg per batch:
+ *
+ *   receive(table) -> (addresses, values)
+ *       reads up to `batch` datagrams without blocking; for each, looks the bytes after the
+ *       2-byte ID up in `table` (UdpReplies.table: {query[2:]: (tail, facts, rcode)}). A hit's
+ *       value is the table's tuple, and its reply (the query's ID, then `tail`) is queued at
+ *       once; a miss's value is the whole query (bytes) for the reference path.
+ *   reply(wire or None)
+ *       the reply to the next miss, in order (Python's resolver answered it; None: no reply).
+ *   send() -> int
+ *       sends every queued reply in datagram order (sendmmsg, partial sends resumed) and
+ *       returns how many could not be sent (each counted, never dropped silently).
+ *
+ * Python keeps every decision: what is kept in the table (and so what a hit may answer), the
+ * events, the counters, faults (while a rule concerns DNS, Python does not use this at all).
+ * Replies are not copied: a reply is two iovecs, the ID in the receive buffer and the kept
+ * tail, whose reference is held until it was sent.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#define RECV_SIZE 65536 /* a whole datagram, as the pure path's recvfrom(65535): never cut off */
+#define BATCH_MAX 256
+#define ADDRESS_CACHE 16 /* peers' address tuples, reused: a burst from one socket is one object */
+
+typedef struct {
+    struct sockaddr_storage name;
+    socklen_t length;
+    PyObject *address; /* the (host, port[, flowinfo, scope_id]) tuple socket.recvfrom gives */
+} CachedAddress;
+
+typedef struct {
+    PyObject_HEAD
+    int fd;
+    unsigned int batch;
+    Py_ssize_t key_max;                /* longer queries are never kept: no look-up */
+    struct mmsghdr *rx;
+    struct iovec *rx_iov;
+    struct sockaddr_storage *names;
+    unsigned char *buffers;            /* batch x RECV_SIZE, touched only as far as datagrams reach */
+    unsigned int received;             /* datagrams of the current batch */
+    struct iovec *tx_iov;              /* two per datagram: ID, rest */
+    int *tx_parts;                     /* per datagram: 0 no reply, 1 or 2 iovecs */
+    PyObject **held;                   /* per datagram: the bytes its reply points into */
+    unsigned int *misses;              /* datagram indexes Python answers, in order */
+    unsigned int miss_count, miss_next;
+    struct mmsghdr *tx;
+    Py_ssize_t failed;                 /* replies not sent since the last send() returned */
+    int busy;                          /* a system call is running without the GIL */
+    CachedAddress cache[ADDRESS_CACHE];
+} Drain;
+
+static void release_batch(Drain *self)
+{
+    for (unsigned int i = 0; i < self->received; i++) {
+        Py_CLEAR(self->held[i]);
+        self->tx_parts[i] = 0;
+    }
+    self->received = self->miss_count = self->miss_next = 0;
+}
+
+/* The address as Python's socket module gives it (IPv4: (host, port); IPv6: (host, port,
+ * flowinfo, scope_id), the host through getnameinfo(NI_NUMERICHOST) as socket does). */
+static PyObject *make_address(const struct sockaddr_storage *name, socklen_t length)
+{
+    char host[NI_MAXHOST];
+    if (name->ss_family == AF_INET && length >= sizeof(struct sockaddr_in)) {
+        const struct sockaddr_in *v4 = (const struct sockaddr_in *)name;
+        if (!inet_ntop(AF_INET, &v4->sin_addr, host, sizeof host))
+            return PyErr_SetFromErrno(PyExc_OSError);
+        return Py_BuildValue("(si)", host, ntohs(v4->sin_port));
+    }
+    if (name->ss_family == AF_INET6 && length >= sizeof(struct sockaddr_in6)) {
+        const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)name;
+        int error = getnameinfo((const struct sockaddr *)name, length, host, sizeof host, NULL, 0,
+                                NI_NUMERICHOST);
+        if (error)
+            return PyErr_Format(PyExc_OSError, "getnameinfo: %s", gai_strerror(error));
+        return Py_BuildValue("(siII)", host, ntohs(v6->sin6_port), ntohl(v6->sin6_flowinfo),
+                             v6->sin6_scope_id);
+    }
+    PyErr_Format(PyExc_OSError, "unexpected address family %d", name->ss_family);
+    return NULL;
+}
+
+/* A new reference to the address of `name`, from the small cache when it was seen before. */
+static PyObject *address_of(Drain *self, const struct sockaddr_storage *name, socklen_t length)
+{
+    unsigned int slot = 0;
+    if (name->ss_family == AF_INET)
+        slot = ((const struct sockaddr_in *)name)->sin_port ^ ((const struct sockaddr_in *)name)->sin_addr.s_addr;
+    else if (name->ss_family == AF_INET6)
+        slot = ((const struct sockaddr_in6 *)name)->sin6_port;
+    slot = (slot ^ (slot >> 8)) % ADDRESS_CACHE;
+    CachedAddress *entry = &self->cache[slot];
+    if (entry->address && entry->length == length && memcmp(&entry->name, name, length) == 0) {
+        Py_INCREF(entry->address);
+        return entry->address;
+    }
+    PyObject *address = make_address(name, length);
+    if (!address)
+        return NULL;
+    Py_XSETREF(entry->address, Py_NewRef(address));
+    memcpy(&entry->name, name, length);
+    entry->length = length;
+    return address;
+}
+
+static int Drain_init(Drain *self, PyObject *args, PyObject *kwds)
+{
+    static char *keywords[] = {"fd", "batch", "key_max", NULL};
+    int fd;
+    unsigned int batch = 64;
+    Py_ssize_t key_max = 512;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "i|In", keywords, &fd, &batch, &key_max))
+        return -1;
+    if (fd < 0 || batch < 1 || batch > BATCH_MAX || key_max < 0) {
+        PyErr_SetString(PyExc_ValueError, "Drain needs fd >= 0, 1 <= batch <= 256, key_max >= 0");
+        return -1;
+    }
+    if (self->rx) {
+        PyErr_SetString(PyExc_RuntimeError, "Drain is already initialised");
+        return -1;
+    }
+    self->fd = fd;
+    self->batch = batch;
+    self->key_max = key_max;
+    self->rx = PyMem_Calloc(batch, sizeof *self->rx);
+    self->rx_iov = PyMem_Calloc(batch, sizeof *self->rx_iov);
+    self->names = PyMem_Calloc(batch, sizeof *self->names);
+    self->buffers = PyMem_RawMalloc((size_t)batch * RECV_SIZE); /* large: the OS maps it lazily */
+    self->tx_iov = PyMem_Calloc(2 * (size_t)batch, sizeof *self->tx_iov);
+    self->tx_parts = PyMem_Calloc(batch, sizeof *self->tx_parts);
+    self->held = PyMem_Calloc(batch, sizeof *self->held);
+    self->misses = PyMem_Calloc(batch, sizeof *self->misses);
+    self->tx = PyMem_Calloc(batch, sizeof *self->tx);
+    if (!self->rx || !self->rx_iov || !self->names || !self->buffers || !self->tx_iov ||
+        !self->tx_parts || !self->held || !self->misses || !self->tx) {
+        PyErr_NoMemory();
+        return -1; /* dealloc frees what was allocated */
+    }
+    for (unsigned int i = 0; i < batch; i++) {
+        self->rx_iov[i].iov_base = self->buffers + (size_t)i * RECV_SIZE;
+        self->rx_iov[i].iov_len = RECV_SIZE;
+    }
+    return 0;
+}
+
+static void Drain_dealloc(Drain *self)
+{
+    if (self->held)
+        release_batch(self);
+    for (int i = 0; i < ADDRESS_CACHE; i++)
+        Py_CLEAR(self->cache[i].address);
+    PyMem_Free(self->rx);
+    PyMem_Free(self->rx_iov);
+    PyMem_Free(self->names);
+    PyMem_RawFree(self->buffers);
+    PyMem_Free(self->tx_iov);
+    PyMem_Free(self->tx_parts);
+    PyMem_Free(self->held);
+    PyMem_Free(self->misses);
+    PyMem_Free(self->tx);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int ready(Drain *self)
+{
+    if (!self->rx) {
+        PyErr_SetString(PyExc_RuntimeError, "Drain is not initialised");
+        return 0;
+    }
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "Drain is in use by another thread");
+        return 0;
+    }
+    return 1;
+}
+
+/* Sends every queued reply in datagram order; those that could not be sent add to `failed`. */
+static void send_batch(Drain *self)
+{
+    unsigned int count = 0;
+    for (unsigned int i = 0; i < self->received; i++) {
+        if (!self->tx_parts[i])
+            continue;
+        struct msghdr *header = &self->tx[count++].msg_hdr;
+        memset(header, 0, sizeof *header);
+        header->msg_name = &self->names[i];
+        header->msg_namelen = self->rx[i].msg_hdr.msg_namelen;
+        header->msg_iov = &self->tx_iov[2 * i];
+        header->msg_iovlen = (size_t)self->tx_parts[i];
+    }
+    Py_ssize_t failed = 0;
+    unsigned int done = 0;
+    if (!count) {
+        release_batch(self);
+        return;
+    }
+    self->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    while (done < count) { /* bounded: every turn sends or skips at least one reply */
+        int sent = sendmmsg(self->fd, self->tx + done, count - done, MSG_DONTWAIT);
+        if (sent > 0) {
+            done += (unsigned int)sent;
+        } else if (sent < 0 && errno == EINTR) {
+            continue;
+        } else { /* this reply cannot go (buffer full, unreachable): counted, the client retries */
+            failed++;
+            done++;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    self->busy = 0;
+    self->failed += failed;
+    release_batch(self);
+}
+
+/* Looks datagram i up and records it as a hit (reply queued) or a miss; the value for Python. */
+static PyObject *classify(Drain *self, PyObject *table, unsigned int i)
+{
+    const unsigned char *data = self->rx_iov[i].iov_base;
+    Py_ssize_t length = (Py_ssize_t)self->rx[i].msg_len;
+    if (length > 2 && length - 2 <= self->key_max) {
+        PyObject *key = PyBytes_FromStringAndSize((const char *)data + 2, length - 2);
+        if (!key)
+            return NULL;
+        PyObject *kept = PyDict_GetItemWithError(table, key); /* borrowed */
+        Py_DECREF(key);
+        if (kept) {
+            PyObject *tail;
+            if (!PyTuple_Check(kept) || PyTuple_GET_SIZE(kept) < 1 ||
+                !PyBytes_Check(tail = PyTuple_GET_ITEM(kept, 0))) {
+                PyErr_SetString(PyExc_TypeError, "table values must be (bytes, ...) tuples");
+                return NULL;
+            }
+            self->tx_iov[2 * i] = (struct iovec){(void *)data, 2};
+            self->tx_iov[2 * i + 1] = (struct iovec){PyBytes_AS_STRING(tail), (size_t)PyBytes_GET_SIZE(tail)};
+            self->held[i] = Py_NewRef(tail);
+            self->tx_parts[i] = 2;
+            return Py_NewRef(kept);
+        }
+        if (PyErr_Occurred())
+            return NULL;
+    }
+    self->misses[self->miss_count++] = i;
+    return PyBytes_FromStringAndSize((const char *)data, length);
+}
+
+static PyObject *Drain_receive(Drain *self, PyObject *table)
+{
+    if (!ready(self))
+        return NULL;
+    if (!PyDict_Check(table)) {
+        PyErr_SetString(PyExc_TypeError, "receive(table): table must be a dict");
+        return NULL;
+    }
+    if (self->received) /* replies of a batch nobody sent go now (the caller always sends) */
+        send_batch(self);
+    for (unsigned int i = 0; i < self->batch; i++) {
+        struct msghdr *header = &self->rx[i].msg_hdr;
+        memset(header, 0, sizeof *header);
+        header->msg_name = &self->names[i];
+        header->msg_namelen = sizeof self->names[i];
+        header->msg_iov = &self->rx_iov[i];
+        header->msg_iovlen = 1;
+    }
+    int got;
+    self->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    do {
+        got = recvmmsg(self->fd, self->rx, self->batch, MSG_DONTWAIT, NULL);
+    } while (got < 0 && errno == EINTR);
+    Py_END_ALLOW_THREADS
+    self->busy = 0;
+    if (got < 0)
+        return PyErr_SetFromErrno(PyExc_OSError); /* EAGAIN: BlockingIOError, as recvfrom raises */
+    PyObject *addresses = PyList_New(got), *values = PyList_New(got);
+    if (!addresses || !values)
+        goto failed;
+    self->received = (unsigned int)got;
+    for (unsigned int i = 0; i < (unsigned int)got; i++) {
+        PyObject *address = address_of(self, &self->names[i], self->rx[i].msg_hdr.msg_namelen);
+        if (!address)
+            goto failed;
+        PyList_SET_ITEM(addresses, i, address);
+        PyObject *value = classify(self, table, i);
+        if (!value)
+            goto failed;
+        PyList_SET_ITEM(values, i, value);
+    }
+    return Py_BuildValue("(NN)", addresses, values);
+failed:
+    Py_XDECREF(addresses);
+    Py_XDECREF(values);
+    if (got > 0) /* (only on MemoryError or a table of the wrong shape) */
+        self->failed += got; /* this batch gets no reply: counted as not sent */
+    release_batch(self);
+    return NULL;
+}
+
+static PyObject *Drain_reply(Drain *self, PyObject *wire)
+{
+    if (!ready(self))
+        return NULL;
+    if (self->miss_next >= self->miss_count) {
+        PyErr_SetString(PyExc_RuntimeError, "reply() called more often than there were misses");
+        return NULL;
+    }
+    if (wire != Py_None && !PyBytes_Check(wire)) {
+        PyErr_SetString(PyExc_TypeError, "reply(wire): bytes or None");
+        return NULL;
+    }
+    unsigned int i = self->misses[self->miss_next++];
+    if (wire == Py_None)
+        Py_RETURN_NONE;
+    self->tx_iov[2 * i] = (struct iovec){PyBytes_AS_STRING(wire), (size_t)PyBytes_GET_SIZE(wire)};
+    self->held[i] = Py_NewRef(wire);
+    self->tx_parts[i] = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Drain_send(Drain *self, PyObject *Py_UNUSED(ignored))
+{
+    if (!ready(self))
+        return NULL;
+    send_batch(self);
+    Py_ssize_t failed = self->failed;
+    self->failed = 0;
+    return PyLong_FromSsize_t(failed);
+}
+
+static PyMethodDef Drain_methods[] = {
+    {"receive", (PyCFunction)Drain_receive, METH_O,
+     "receive(table) -> (addresses, values): up to `batch` datagrams; a hit's value is the "
+     "table's tuple (its reply queued), a miss's the query bytes."},
+    {"reply", (PyCFunction)Drain_reply, METH_O, "reply(wire or None): the reply to the next miss."},
+    {"send", (PyCFunction)Drain_send, METH_NOARGS,
+     "send() -> int: send the queued replies in order; how many replies could not be sent "
+     "since the last send()."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject DrainType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "labkit.native._udp.Drain",
+    .tp_doc = "Drain(fd, batch=64, key_max=512): recvmmsg/sendmmsg batches on a UDP socket.",
+    .tp_basicsize = sizeof(Drain),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Drain_init,
+    .tp_dealloc = (destructor)Drain_dealloc,
+    .tp_methods = Drain_methods,
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_udp", "Batched UDP receive/send for labkit's DNS service.", -1, NULL,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__udp(void)
+{
+    if (PyType_Ready(&DrainType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (!m)
+        return NULL;
+    if (PyModule_AddObjectRef(m, "Drain", (PyObject *)&DrainType) < 0 ||
+        PyModule_AddIntConstant(m, "BATCH_MAX", BATCH_MAX) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
