@@ -119,7 +119,8 @@ class DhcpServerCore:
             return ask.said("ignored", "ignored")
         return handler(ask)
 
-    def _text(self, ip: IPv4Address) -> str:
+    def address_text(self, ip: IPv4Address) -> str:
+        """str(ip), from a bounded cache (relay, server and recent client addresses hit)."""
         text = self._texts.get(ip)
         if text is None:
             if len(self._texts) >= TEXT_CACHE:
@@ -136,9 +137,9 @@ class DhcpServerCore:
         if wanted is not None and len(wanted) == 4:
             parts.append(f"wants {inet_ntoa(wanted)}")  # str(IPv4Address(...)), at C speed
         if request.ciaddr != ZERO:
-            parts.append(f"ciaddr {self._text(request.ciaddr)}")
+            parts.append(f"ciaddr {self.address_text(request.ciaddr)}")
         if request.giaddr != ZERO:
-            parts.append(f"via relay {self._text(request.giaddr)}")
+            parts.append(f"via relay {self.address_text(request.giaddr)}")
         return " ".join(parts)
 
     # -- address choice -------------------------------------------------------------------------
@@ -214,14 +215,14 @@ class DhcpServerCore:
     def _destination(self, request: Message, kind: int, yiaddr: IPv4Address) -> tuple[tuple[str, int], bool]:
         """RFC 2131 §4.1: relay first, then ciaddr, then broadcast, else unicast to yiaddr by L2."""
         if request.giaddr != ZERO:
-            return (self._text(request.giaddr), self.config.server_port), False
+            return (self.address_text(request.giaddr), self.config.server_port), False
         if kind == NAK:
             return (str(BROADCAST), self.config.client_port), False
         if request.ciaddr != ZERO:
-            return (self._text(request.ciaddr), self.config.client_port), False
+            return (self.address_text(request.ciaddr), self.config.client_port), False
         if request.broadcast or yiaddr == ZERO:
             return (str(BROADCAST), self.config.client_port), False
-        return (self._text(yiaddr), self.config.client_port), True
+        return (self.address_text(yiaddr), self.config.client_port), True
 
     def _reply(self, request: Message, kind: int, yiaddr: IPv4Address = ZERO, *,
                with_lease: bool = True) -> tuple[list[int], Datagram]:
@@ -251,7 +252,7 @@ class DhcpServerCore:
         self.table.offer(request.mac, ip, ask.now + self.config.offer_hold)
         codes, datagram = self._reply(request, OFFER, ip)
         to = datagram.to or ("", 0)
-        text = self._text(ip)
+        text = self.address_text(ip)
         return ask.said(f"OFFER {text} to {to[0]}:{to[1]}", "ok", datagram, ip=text,
                         options=_reply_codes(OFFER, codes, request))
 
@@ -296,7 +297,7 @@ class DhcpServerCore:
                                 hostname=request.text_option(12), vendor_class=request.text_option(60),
                                 phone=phone.name if phone is not None else None)
         _, datagram = self._reply(request, ACK, candidate)
-        text = self._text(candidate)
+        text = self.address_text(candidate)
         return ask.said(f"ACK {text} until {int(lease.expires)}", "ok", datagram, state=state, ip=text)
 
     def _nak(self, ask: _Ask, state: str, why: str) -> Result:
