@@ -186,8 +186,8 @@ class Trial:
         verdict = "pass" if self.passed else "FAIL"
         return (f"rate {self.rate:>6}/s: {self.discovers:>6} DISCOVERs, {self.acks:>6} ACKs, "
                 f"{100 * self.failed:5.2f}% failed, achieved {self.achieved:8.1f}/s, "
-                f"server {self.cpu_us:7.1f} µs CPU/DORA ({self.system_us:.0f} system), buffer drops {self.server_overflow} at the "
-                f"server, {self.generator_overflow} at perfdhcp  {verdict}")
+                f"server {self.cpu_us:7.1f} µs CPU/DORA ({self.system_us:.0f} system), buffer drops "
+                f"{self.server_overflow} at the server, {self.generator_overflow} at perfdhcp  {verdict}")
 
 
 def _stat(text: str, section: str, name: str) -> int:
@@ -372,7 +372,8 @@ def main() -> int:
         if args.fixed:
             for number in range(args.repeat):
                 for kind in kinds if number % 2 == 0 else kinds[::-1]:
-                    print(f"  {kind:6} " + str(run_trial(kind, seg, workdir, args.fixed, args.duration)), flush=True)
+                    trial = run_trial(kind, seg, workdir, args.fixed, args.duration)
+                    print(f"  {kind:6} {trial}", flush=True)
             print("load average at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
             return 0
         best: dict[str, list[Trial]] = {kind: [] for kind in kinds}

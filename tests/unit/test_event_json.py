@@ -26,7 +26,8 @@ CASES: list[Event] = [
     Event(1764524000.123456, "dhcp", "198.18.0.2:67", "00:0c:00:00:00:01", "discover",
           "DISCOVER 00:0c:00:00:00:01 via relay 198.18.0.2", "OFFER 198.18.1.0 to 198.18.0.2:67", "ok",
           {"ip": "198.18.1.0", "options": [53, 54, 1, 3, 15, 6, 51, 58, 59]}),
-    Event(1.5, "dns", None, None, "query", 'quote " backslash \\ newline \n tab \t', "é ü \u2028 \x00", "ok", {}),
+    Event(1.5, "dns", None, None, "query", 'quote " backslash \\ newline \n tab \t', "é ü \u2028 \x00", "ok",
+          {}),
     Event(0, "kit", None, None, "start", "int time", "", "ok"),  # an int time: the general path
     Event(True, "kit", None, None, "start", "bool time", "", "ok"),  # type: ignore[arg-type]
     Event(math.nan, "kit", None, None, "x", "nan", "", "ok"),
