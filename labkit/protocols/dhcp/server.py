@@ -45,7 +45,7 @@ TEXT_CACHE = 4096  # address texts kept (relay and server addresses hit; bounded
 BLOCK_CACHE = 4096  # encoded option blocks kept (per option set, request list, with/without lease)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Ask:
     """One request being answered: what the event log says about it comes from here."""
 
@@ -61,6 +61,7 @@ class _Ask:
         return Result((datagram,) if datagram is not None else (), (), (fact,))
 
 
+_ACTIONS = {kind: name.lower() for kind, name in MESSAGE_TYPES.items()}  # the events' action per type
 _Block = tuple[object, bytes, frozenset[int], list[int]]  # (option set, TLVs, codes, codes in order)
 
 
@@ -105,8 +106,9 @@ class DhcpServerCore:
                         MappingProxyType({"error": str(exc)}))
             return Result((), (), (fact,))
         kind = request.message_type
-        name = MESSAGE_TYPES.get(kind or 0, "BOOTP").lower()
-        self._count(name)
+        name = _ACTIONS.get(kind, "bootp")
+        counters = self.counters
+        counters[name] = counters.get(name, 0) + 1
         phone = self.config.phones.get(request.mac)
         ask = _Ask(request, phone, name, self._summary(request), now)
         if request.op != BOOTREQUEST or kind is None:
@@ -136,9 +138,9 @@ class DhcpServerCore:
         wanted = request.options.get(50)
         if wanted is not None and len(wanted) == 4:
             parts.append(f"wants {inet_ntoa(wanted)}")  # str(IPv4Address(...)), at C speed
-        if request.ciaddr != ZERO:
+        if request.ciaddr is not ZERO:
             parts.append(f"ciaddr {self.address_text(request.ciaddr)}")
-        if request.giaddr != ZERO:
+        if request.giaddr is not ZERO:
             parts.append(f"via relay {self.address_text(request.giaddr)}")
         return " ".join(parts)
 
@@ -214,11 +216,11 @@ class DhcpServerCore:
 
     def _destination(self, request: Message, kind: int, yiaddr: IPv4Address) -> tuple[tuple[str, int], bool]:
         """RFC 2131 §4.1: relay first, then ciaddr, then broadcast, else unicast to yiaddr by L2."""
-        if request.giaddr != ZERO:
+        if request.giaddr is not ZERO:
             return (self.address_text(request.giaddr), self.config.server_port), False
         if kind == NAK:
             return (str(BROADCAST), self.config.client_port), False
-        if request.ciaddr != ZERO:
+        if request.ciaddr is not ZERO:
             return (self.address_text(request.ciaddr), self.config.client_port), False
         if request.broadcast or yiaddr == ZERO:
             return (str(BROADCAST), self.config.client_port), False
@@ -233,7 +235,7 @@ class DhcpServerCore:
         else:
             block, code_set, codes = self._options(request, with_lease=with_lease)
         flags = request.flags
-        if kind == NAK and request.giaddr != ZERO:
+        if kind == NAK and request.giaddr is not ZERO:
             flags |= BROADCAST_FLAG  # a relay must broadcast a NAK to the client (RFC 2131 §4.3.2)
         size = request.options.get(57, b"")
         max_size = int.from_bytes(size, "big") if len(size) == 2 else 0
@@ -274,8 +276,8 @@ class DhcpServerCore:
                 return ask.said("no record of this client (silent, RFC 2131 §4.3.2)", "ignored",
                                 state="init-reboot")
             return "init-reboot", wanted
-        if request.ciaddr != ZERO:  # RENEWING (unicast) or REBINDING (broadcast)
-            state = "rebinding" if request.broadcast or request.giaddr != ZERO else "renewing"
+        if request.ciaddr is not ZERO:  # RENEWING (unicast) or REBINDING (broadcast)
+            state = "rebinding" if request.broadcast or request.giaddr is not ZERO else "renewing"
             candidate = request.ciaddr
             lease = self.table.by_mac.get(mac)
             if (lease is None or lease.ip != candidate) and not (phone and phone.ip == candidate):
