@@ -87,7 +87,7 @@ class DhcpServerCore:
         self._handlers: dict[int, Callable[[_Ask], Result]] = {
             DISCOVER: self._discover, REQUEST: self._request, DECLINE: self._decline, RELEASE: self._release,
             INFORM: self._inform}
-        self._texts: dict[IPv4Address, str] = {}  # address -> its text (str() costs more than a look-up)
+        self._texts: dict[int, str] = {}  # address (as int) -> its text (str() costs more than a look-up)
         self.silenced: str | None = None  # why the server no longer answers anything (a rival, `stop`)
 
     def _count(self, key: str) -> None:
@@ -106,7 +106,7 @@ class DhcpServerCore:
                         MappingProxyType({"error": str(exc)}))
             return Result((), (), (fact,))
         kind = request.message_type
-        name = _ACTIONS.get(kind, "bootp")
+        name = _ACTIONS.get(kind or 0, "bootp")
         counters = self.counters
         counters[name] = counters.get(name, 0) + 1
         phone = self.config.phones.get(request.mac)
@@ -122,12 +122,14 @@ class DhcpServerCore:
         return handler(ask)
 
     def address_text(self, ip: IPv4Address) -> str:
-        """str(ip), from a bounded cache (relay, server and recent client addresses hit)."""
-        text = self._texts.get(ip)
+        """str(ip), from a bounded cache keyed by the address's integer: an IPv4Address hashes in
+        Python (hex, then a string hash), its `_ip` int in C; relay and server addresses hit."""
+        key = ip._ip  # type: ignore[attr-defined]  # CPython's int behind int(ip), without a call
+        text = self._texts.get(key)
         if text is None:
             if len(self._texts) >= TEXT_CACHE:
                 self._texts.clear()
-            text = self._texts[ip] = str(ip)
+            text = self._texts[key] = str(ip)
         return text
 
     def _summary(self, request: Message) -> str:
