@@ -240,7 +240,7 @@ def reply_wire(request: Message, message_type: int, options: bytes, codes: froze
     path of a server that caches a client's encoded option block. Falls back to the general build
     whenever the shortcut could differ (overload needed, or codes 52, 53 or 82 in the block)."""
     relay_info = request.options.get(82)
-    head = bytes((53, 1, message_type))
+    head = _TYPE_TLVS.get(message_type) or bytes((53, 1, message_type))
     tail = b"" if relay_info is None else encode_options([(82, relay_info)])
     room = max(max_size, DEFAULT_MAX_SIZE) - HEADER_SIZE - 1
     if len(head) + len(options) + len(tail) > room or not codes.isdisjoint(_SPECIAL):
@@ -253,10 +253,11 @@ def reply_wire(request: Message, message_type: int, options: bytes, codes: froze
     header = FIXED.pack(BOOTREPLY, request.htype, len(request.chaddr), 0, request.xid, 0,
                         request.flags if flags is None else flags, _packed(ciaddr), _packed(yiaddr),
                         _ZERO_BYTES, _packed(giaddr), request.chaddr.ljust(16, b"\x00"), b"", b"")
-    return (header + MAGIC + head + options + tail + b"\xff").ljust(BOOTP_MIN, b"\x00")
+    return b"".join((header, MAGIC, head, options, tail, b"\xff")).ljust(BOOTP_MIN, b"\x00")
 
 
 _SPECIAL = frozenset({OVERLOAD, 53, 82})
+_TYPE_TLVS = {kind: bytes((53, 1, kind)) for kind in MESSAGE_TYPES}  # option 53 of each reply type
 
 
 def _packed(address: IPv4Address) -> bytes:

@@ -83,6 +83,7 @@ class DhcpServerCore:
         self._pool = (int(config.pool[0]), int(config.pool[1])) if config.pool is not None else None
         self._cursor = 0  # where the search for a never-used pool address resumes
         self._reservations = {p.ip: p.mac for p in config.phones.values() if p.ip is not None}
+        self._reserved_numbers = frozenset(int(ip) for ip in config.reserved)  # ints hash in C
         self._blocks: dict[tuple[int, bytes | None, bool], _Block] = {}
         self._handlers: dict[int, Callable[[_Ask], Result]] = {
             DISCOVER: self._discover, REQUEST: self._request, DECLINE: self._decline, RELEASE: self._release,
@@ -148,14 +149,18 @@ class DhcpServerCore:
 
     # -- address choice -------------------------------------------------------------------------
     def _usable(self, ip: IPv4Address, mac: str, now: float) -> bool:
-        if not self._hosts[0] <= int(ip) <= self._hosts[1]:  # on the network, not its first or last
+        number = ip._ip  # type: ignore[attr-defined]  # int(ip) without a Python call
+        if not self._hosts[0] <= number <= self._hosts[1]:  # on the network, not its first or last
             return False
-        holder = self.table.holder(ip, now)
-        return (holder is None or holder == mac) and not self.table.is_quarantined(ip, now)
+        table = self.table
+        holder = table.holder(ip, now)
+        # an empty quarantine (almost always) needs no look-up: an address hashes in Python
+        return (holder is None or holder == mac) and not (table.declined and table.is_quarantined(ip, now))
 
     def _in_pool(self, ip: IPv4Address) -> bool:
         pool = self._pool
-        return pool is not None and pool[0] <= int(ip) <= pool[1] and ip not in self.config.reserved
+        number = ip._ip  # type: ignore[attr-defined]
+        return pool is not None and pool[0] <= number <= pool[1] and number not in self._reserved_numbers
 
     def _choose(self, request: Message, phone: PhoneEntry | None, now: float) -> IPv4Address | None:
         mac = request.mac
@@ -176,15 +181,24 @@ class DhcpServerCore:
     def _free_pool_address(self, mac: str, now: float) -> IPv4Address | None:
         """A never-used pool address (found from a moving cursor: O(1) amortized on a fresh pool),
         else the usable address whose lease ended longest ago."""
-        pool = self.config.pool
-        if pool is None:
+        if self._pool is None:
             return None
-        first, last = int(pool[0]), int(pool[1])
+        first, last = self._pool
         size = last - first + 1
+        table, reserved, (low, high) = self.table, self._reserved_numbers, self._hosts
+        by_ip, offered, declined = table.by_ip, table.offered, table.declined
         for step in range(size):
             number = first + (self._cursor + step) % size
+            if number in reserved or not low <= number <= high:
+                continue
             ip = IPv4Address(number)
-            if ip in self.table.by_ip or ip in self.config.reserved or not self._usable(ip, mac, now):
+            if ip in by_ip:
+                continue
+            # `_usable` for an address without a lease, each look-up once (an address hashes in Python)
+            offer = offered.get(ip)
+            if offer is not None and offer[1] > now and offer[0] != mac:
+                continue
+            if declined and table.is_quarantined(ip, now):
                 continue
             self._cursor = (number - first + 1) % size
             return ip
