@@ -31,6 +31,7 @@ from labkit.protocols.dhcp.message import (
     REQUEST,
     ZERO,
     Message,
+    address,
     parse,
     reply_wire,
 )
@@ -83,6 +84,7 @@ class DhcpServerCore:
         self._pool = (int(config.pool[0]), int(config.pool[1])) if config.pool is not None else None
         self._cursor = 0  # where the search for a never-used pool address resumes
         self._reservations = {p.ip: p.mac for p in config.phones.values() if p.ip is not None}
+        self._server_id = address(config.server_id.packed)  # what option 54 parses to (`is`: no __eq__)
         self._reserved_numbers = frozenset(int(ip) for ip in config.reserved)  # ints hash in C
         self._blocks: dict[tuple[int, bytes | None, bool], _Block] = {}
         self._handlers: dict[int, Callable[[_Ask], Result]] = {
@@ -111,7 +113,7 @@ class DhcpServerCore:
         counters = self.counters
         counters[name] = counters.get(name, 0) + 1
         phone = self.config.phones.get(request.mac)
-        ask = _Ask(request, phone, name, self._summary(request), now)
+        ask = _Ask(request, phone, name, self._summary(request, kind), now)
         if request.op != BOOTREQUEST or kind is None:
             return ask.said("ignored (not a DHCP request)", "ignored")
         if phone is None and not self.config.answer_any:
@@ -133,8 +135,10 @@ class DhcpServerCore:
             text = self._texts[key] = str(ip)
         return text
 
-    def _summary(self, request: Message) -> str:
-        parts = [request.type_name, request.mac]
+    def _summary(self, request: Message, kind: int | None) -> str:
+        # request.type_name, from the type handle() has read already
+        type_name = "BOOTP" if kind is None else MESSAGE_TYPES.get(kind) or f"type {kind}"
+        parts = [type_name, request.mac]
         vendor = request.text_option(60)
         if vendor:
             parts.append(f"vendor {vendor!r}")
@@ -281,7 +285,7 @@ class DhcpServerCore:
         server_id = request.ip_option(54)
         wanted = request.ip_option(50)
         if server_id is not None:  # SELECTING
-            if server_id != self.config.server_id:
+            if server_id is not self._server_id and server_id != self.config.server_id:
                 self.table.drop_offer(mac)  # the client took another server's offer
                 return ask.said(f"chose server {server_id}", "ignored")
             return "selecting", wanted or request.ciaddr
