@@ -68,7 +68,7 @@ _Block = tuple[object, bytes, frozenset[int], list[int]]  # (option set, TLVs, c
 
 def _reply_codes(kind: int, codes: list[int], request: Message) -> list[int]:
     """The option codes of a reply in wire order (what `reply_to` puts in its options)."""
-    out = [53, *(c for c in codes if c != 53)]
+    out = [53, *codes] if 53 not in codes else [53, *(c for c in codes if c != 53)]
     if 82 in request.options and 82 not in out:
         out.append(82)
     return out
