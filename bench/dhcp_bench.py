@@ -26,7 +26,8 @@ Printed: the highest passing rate (DORA/s), completed DORAs per second, and the 
 time (user + system, /proc, all threads) per completed DORA, its system part in brackets. `--fixed
 RATE` runs one trial per server (and repeat) at RATE instead of a search: CPU per DORA side by side.
 perfdhcp acts as a relay (giaddr = its address), so replies are ordinary unicast UDP to port 67.
-Nothing leaves the two namespaces, which are removed at the end (also on failure or Ctrl-C); the processes started here are stopped by their own PID.
+Nothing leaves the two namespaces, which are removed at the end (also on failure or Ctrl-C); the
+processes started here are stopped by their own PID.
 """
 
 from __future__ import annotations
