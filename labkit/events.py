@@ -44,9 +44,9 @@ def _plain_json(event: Event) -> str:
     when = event.time
     if type(when) is not float or when != when or when in _INFINITE:
         return _general_json(event)
-    kept = _TIME_TEXT
-    if kept[0] != when or kept[1] is None:
-        kept[0], kept[1] = when, repr(when)
+    kept = _TIME_TEXT[0]  # one (time, text) pair, replaced whole: safe if two threads log at once
+    if kept[0] != when or not kept[1]:
+        kept = _TIME_TEXT[0] = (when, repr(when))
     client, phone, detail = event.client, event.phone, event.detail
     quote = _quote
     try:
@@ -88,7 +88,7 @@ def _kept_encoder() -> Callable[[Any], str]:
 _quote = json.encoder.encode_basestring_ascii  # json.dumps' own quoting (ensure_ascii), in C
 _detail_json = _kept_encoder()
 _INFINITE = (float("inf"), float("-inf"))
-_TIME_TEXT: list[Any] = [0.0, None]  # the last time turned into text, and its text
+_TIME_TEXT: list[tuple[float, str]] = [(0.0, "")]  # the last time turned into text, and its text
 _event_json = _plain_json
 
 
