@@ -23,9 +23,11 @@ The servers and what "durable" means for each:
   crash of Kea, not a kernel crash or a power cut before the page cache is written back.
 
 Printed: the highest passing rate (DORA/s), completed DORAs per second, and the server process's CPU
-time (user + system, /proc) per completed DORA. perfdhcp acts as a relay (giaddr = its address), so
-replies are ordinary unicast UDP to port 67. Nothing leaves the two namespaces, which are removed
-at the end (also on failure or Ctrl-C); the processes started here are stopped by their own PID.
+time (user + system, /proc, all threads) per completed DORA, its system part in brackets. `--fixed
+RATE` runs one trial per server (and repeat) at RATE instead of a search: CPU per DORA side by side.
+perfdhcp acts as a relay (giaddr = its address), so replies are ordinary unicast UDP to port 67.
+Nothing leaves the two namespaces, which are removed at the end (also on failure or Ctrl-C); the
+processes started here are stopped by their own PID.
 """
 
 from __future__ import annotations
@@ -138,9 +140,11 @@ def pinned(cpu: str) -> list[str]:
     return ["taskset", "-c", cpu] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 else []
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """The process's (user, system) CPU seconds so far, all its threads."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def stop(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
@@ -168,6 +172,7 @@ class Trial:
     acks: int
     achieved: float
     cpu_us: float  # server CPU per completed DORA
+    system_us: float = 0.0  # of which in the kernel (system time)
     server_overflow: int = 0  # requests the server's socket buffer dropped
     generator_overflow: int = 0  # replies perfdhcp's socket buffer dropped
 
@@ -183,8 +188,8 @@ class Trial:
         verdict = "pass" if self.passed else "FAIL"
         return (f"rate {self.rate:>6}/s: {self.discovers:>6} DISCOVERs, {self.acks:>6} ACKs, "
                 f"{100 * self.failed:5.2f}% failed, achieved {self.achieved:8.1f}/s, "
-                f"server {self.cpu_us:7.1f} µs CPU/DORA, buffer drops {self.server_overflow} at the "
-                f"server, {self.generator_overflow} at perfdhcp  {verdict}")
+                f"server {self.cpu_us:7.1f} µs CPU/DORA ({self.system_us:.0f} system), buffer drops "
+                f"{self.server_overflow} at the server, {self.generator_overflow} at perfdhcp  {verdict}")
 
 
 def _stat(text: str, section: str, name: str) -> int:
@@ -232,7 +237,8 @@ def run_trial(kind: str, seg: Segment, workdir: Path, rate: int, duration: int,
              "-l", seg.client_if, "-r", str(rate), "-p", str(duration), "-R", str(CLIENTS),
              "-W", "1000000", SERVER_ADDRESS.split("/")[0]],
             capture_output=True, text=True, timeout=duration + 60)
-        used = cpu_seconds(server.pid) - before
+        after = cpu_seconds(server.pid)
+        user, system = after[0] - before[0], after[1] - before[1]
         server_overflow = udp_receive_errors(seg.server_ns) - overflows[0]
         generator_overflow = udp_receive_errors(seg.client_ns) - overflows[1]
     finally:
@@ -244,8 +250,9 @@ def run_trial(kind: str, seg: Segment, workdir: Path, rate: int, duration: int,
     (check_kea_leases if kind == "kea" else check_leases)(state, acks)
     shutil.rmtree(state, ignore_errors=True)
     # perfdhcp's own "Rate:" divides by the run plus its exit wait; completed DORAs per second of load:
+    per_ack = 1e6 / acks if acks else float("inf")
     return Trial(rate, _stat(text, "DISCOVER-OFFER", "sent packets"), acks, acks / duration,
-                 1e6 * used / acks if acks else float("inf"), server_overflow, generator_overflow)
+                 (user + system) * per_ack, system * per_ack, server_overflow, generator_overflow)
 
 
 def check_kea_leases(state: Path, acks: int) -> None:
@@ -333,6 +340,8 @@ def main() -> int:
                         help="leave out Kea (run as the reference when kea-dhcp4 is installed)")
     parser.add_argument("--profile", type=int, metavar="RATE",
                         help="run one trial at RATE under cProfile and print where the server's time goes")
+    parser.add_argument("--fixed", type=int, metavar="RATE",
+                        help="no search: one trial per server and repeat at RATE (CPU per DORA side by side)")
     parser.add_argument("--workdir", type=Path, default=Path("/var/tmp"),
                         help="where state folders go (a disk, like a real lab's; default /var/tmp)")
     args = parser.parse_args()
@@ -362,6 +371,13 @@ def main() -> int:
             stats.sort_stats("cumulative").print_stats(server_path, 40)
             return 0
         kinds = ["labkit", *(["kea"] if shutil.which("kea-dhcp4") and not args.no_kea else [])]
+        if args.fixed:
+            for number in range(args.repeat):
+                for kind in kinds if number % 2 == 0 else kinds[::-1]:
+                    trial = run_trial(kind, seg, workdir, args.fixed, args.duration)
+                    print(f"  {kind:6} {trial}", flush=True)
+            print("load average at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+            return 0
         best: dict[str, list[Trial]] = {kind: [] for kind in kinds}
         for number in range(args.repeat):
             # alternate which server goes first: load drift on a shared machine hits both

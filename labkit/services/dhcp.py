@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Literal
 
-from labkit.events import EventSink, StaticDirectory, events_from, make_event
+from labkit.events import EventSink, StaticDirectory, events_from, fact_event, make_event
 from labkit.faults.hooks import ServiceFaults
 from labkit.plan.dhcp import DhcpPlan
 from labkit.protocols.dhcp.faults import DhcpFaultAction, apply_dhcp_fault
@@ -152,18 +152,21 @@ class DhcpService:
             self.core.table = LeaseTable.from_rows(rows.result())
 
     def _deliver(self, results: list[tuple[Result, str]], changes: list[LeaseChange]) -> None:
+        text = self.core.address_text
         for change in changes:
             if change.lease.state == "bound":
-                self.leases_seen[str(change.lease.ip)] = change.lease.mac
+                self.leases_seen[text(change.lease.ip)] = change.lease.mac
         now = self.clock()
+        sink, send, hooks = self.sink, self._send, self.hooks
         for result, client in results:
             facts = result.facts
             for datagram in result.send:
-                error = self._out(datagram, facts[0] if facts else None, client)
+                error = send(datagram) if hooks is None else self._out(datagram, facts[0] if facts else None,
+                                                                         client)
                 if error is not None:
                     facts = tuple(replace(f, detail={**f.detail, "send_error": error}) for f in facts)
-            for event in events_from("dhcp", client, facts, now):
-                self.sink(event)
+            for fact in facts:  # events_from's Events, made without a generator or dataclass __init__
+                sink(fact_event("dhcp", client, None, fact, now, None))
 
     def _out(self, datagram: Datagram, fact: Fact | None, client: str) -> str | None:
         """Send one reply through the fault rules (drop, NAK, rewrite, or send later); the send

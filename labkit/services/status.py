@@ -74,12 +74,17 @@ class ServiceCounters:
                 "errors_by_reason": dict(sorted(self.errors_by_reason.items()))}
 
 
+_ALL_STEPS = frozenset({"lease", "profile", "own profile", "firmware"})
+_PROFILES = frozenset({"profile", "own profile"})
+
+
 def _stage(reached: set[str], heard: bool) -> str:
-    if {"lease", "profile", "own profile", "firmware"} <= reached:
+    # the step sets are made once (a set display here was built again for every event)
+    if reached >= _ALL_STEPS:
         return "provisioned"
     if "lease" not in reached:
         return "dhcp" if heard else "waiting"
-    if not {"profile", "own profile"} <= reached:
+    if not reached >= _PROFILES:
         return "profile"
     return "firmware"
 

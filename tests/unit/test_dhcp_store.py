@@ -63,3 +63,37 @@ def test_quarantines_stay_bounded_and_managed_over_restarts(tmp_path: Path) -> N
     core, store = start(MAX_QUARANTINE)  # a second start changes nothing
     assert {r.ip for r in store.load() if r.state == "declined"} == set(on_disk) == set(core.table.declined)
     store.close()
+
+
+def test_a_binding_ends_its_address_quarantine_on_disk_in_this_store_and_the_next(tmp_path: Path) -> None:
+    """The store deletes a quarantine row only for addresses it knows are quarantined (read at
+    open, kept through its commits): a binding of a quarantined address still ends it on disk,
+    whether the quarantine was written by this store or found by a new one; a failed commit
+    leaves nothing behind and the store reads its quarantines again."""
+    import sqlite3
+
+    import pytest
+
+    from labkit.protocols.dhcp.leases import Lease, LeaseChange
+
+    path = tmp_path / "leases.sqlite3"
+    first, second, third = (IPv4Address(f"10.42.0.{n}") for n in (101, 102, 103))
+    store = LeaseStore(path)
+    store.commit([LeaseChange(Lease(f"declined {ip}", ip, "declined", NOW + 600)) for ip in (first, second)])
+    store.commit([LeaseChange(Lease("02:00:00:00:00:01", first, "bound", NOW + 3600))])
+    assert {r.ip for r in store.load() if r.state == "declined"} == {second}
+    store.close()
+    again = LeaseStore(path)  # a new store finds the remaining quarantine on disk
+    again.commit([LeaseChange(Lease("02:00:00:00:00:02", second, "bound", NOW + 3600)),
+                  LeaseChange(Lease("02:00:00:00:00:03", third, "bound", NOW + 3600))])
+    rows = again.load()
+    assert not [r for r in rows if r.state == "declined"]
+    assert {r.ip for r in rows if r.state == "bound"} == {first, second, third}
+    again.commit([LeaseChange(Lease(f"declined {third}", third, "declined", NOW + 600))])
+    with pytest.raises(sqlite3.IntegrityError):  # a state the schema refuses: the whole batch goes
+        again.commit([LeaseChange(Lease(f"declined {first}", first, "declined", NOW + 600)),
+                      LeaseChange(Lease("02:00:00:00:00:09", second, "bogus", NOW + 3600))])  # type: ignore[arg-type]
+    assert {r.ip for r in again.load() if r.state == "declined"} == {third}
+    again.commit([LeaseChange(Lease("02:00:00:00:00:03", third, "bound", NOW + 3600))])
+    assert not [r for r in again.load() if r.state == "declined"]
+    again.close()

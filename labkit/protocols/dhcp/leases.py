@@ -40,6 +40,36 @@ class LeaseChange:
     delete: bool = False
 
 
+def _factories() -> tuple[Callable[..., Lease], Callable[[Lease], LeaseChange]]:
+    """Lease(...) and LeaseChange(lease) for the binding hot path, filled in one step each instead of
+    the frozen __init__'s object.__setattr__ per field; the constructors themselves if the classes
+    ever stop being the plain frozen dataclasses this relies on."""
+    lease_fields = ("mac", "ip", "state", "expires", "hostname", "vendor_class", "phone")
+    plain = (tuple(Lease.__dataclass_fields__) == lease_fields and "__slots__" not in vars(Lease)
+             and tuple(LeaseChange.__dataclass_fields__) == ("lease", "delete")
+             and "__slots__" not in vars(LeaseChange))
+    if not plain:
+        return Lease, LeaseChange
+    new, set_attribute = object.__new__, object.__setattr__
+
+    def lease(mac: str, ip: IPv4Address, state: LeaseState, expires: float, hostname: str | None,
+              vendor_class: str | None, phone: str | None) -> Lease:
+        made = new(Lease)
+        set_attribute(made, "__dict__", {"mac": mac, "ip": ip, "state": state, "expires": expires,
+                                         "hostname": hostname, "vendor_class": vendor_class, "phone": phone})
+        return made
+
+    def change(lease: Lease) -> LeaseChange:
+        made = new(LeaseChange)
+        set_attribute(made, "__dict__", {"lease": lease, "delete": False})
+        return made
+
+    return lease, change
+
+
+_lease, _change = _factories()
+
+
 @dataclass
 class LeaseTable:
     by_mac: dict[str, Lease] = field(default_factory=dict)
@@ -95,16 +125,19 @@ class LeaseTable:
 
     def drop_offer(self, mac: str) -> None:
         previous = self.offers.pop(mac, None)
-        if previous is not None and self.offered.get(previous[0], ("", 0.0))[0] == mac:
-            del self.offered[previous[0]]
+        if previous is not None:
+            held = self.offered.pop(previous[0], None)  # one look-up: an address hashes in Python
+            if held is not None and held[0] != mac:
+                self.offered[previous[0]] = held  # another client's offer of that address stays
 
     def bind(self, mac: str, ip: IPv4Address, expires: float, *, hostname: str | None,
              vendor_class: str | None, phone: str | None) -> Lease:
-        lease = Lease(mac, ip, "bound", expires, hostname, vendor_class, phone)
+        lease = _lease(mac, ip, "bound", expires, hostname, vendor_class, phone)
         self._put(lease)
         self.drop_offer(mac)
-        self.declined.pop(ip, None)
-        self.pending.append(LeaseChange(lease))
+        if self.declined:
+            self.declined.pop(ip, None)
+        self.pending.append(_change(lease))
         return lease
 
     def release(self, mac: str, now: float) -> Lease | None:

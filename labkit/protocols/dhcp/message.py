@@ -11,7 +11,9 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from ipaddress import IPv4Address
+from typing import Any
 
 from labkit.errors import CodecError
 from labkit.protocols.dhcp.options import decode_options, encode_options
@@ -30,6 +32,8 @@ MESSAGE_TYPES = {DISCOVER: "DISCOVER", OFFER: "OFFER", REQUEST: "REQUEST", DECLI
 OVERLOAD = 52
 ZERO = IPv4Address(0)
 _ZERO_BYTES = bytes(4)
+ADDRESS_CACHE = 4096  # address fields kept as objects (relays and renewing clients repeat)
+_ADDRESS_FIELDS = ("ciaddr", "yiaddr", "siaddr", "giaddr")
 
 
 class DhcpDecodeError(CodecError):
@@ -53,6 +57,12 @@ class Message:
     file: bytes = b""
     options: dict[int, bytes] = field(default_factory=dict)  # code -> payload, in wire order
 
+    def __post_init__(self) -> None:
+        # a zero address field is always the ZERO object, so a core may ask `is ZERO` (no __eq__)
+        for name in _ADDRESS_FIELDS:
+            if getattr(self, name) == ZERO:
+                object.__setattr__(self, name, ZERO)
+
     @property
     def message_type(self) -> int | None:
         value = self.options.get(53)
@@ -67,13 +77,13 @@ class Message:
     def broadcast(self) -> bool:
         return bool(self.flags & BROADCAST_FLAG)
 
-    @property
+    @cached_property
     def mac(self) -> str:
-        return self.chaddr.hex(":")  # C speed: asked several times per message on the hot path
+        return self.chaddr.hex(":")  # asked several times per message on the hot path: made once
 
     def ip_option(self, code: int) -> IPv4Address | None:
         value = self.options.get(code)
-        return IPv4Address(value) if value is not None and len(value) == 4 else None
+        return address(value) if value is not None and len(value) == 4 else None
 
     def text_option(self, code: int) -> str | None:
         value = self.options.get(code)
@@ -111,13 +121,46 @@ def parse(data: bytes) -> Message:
             _continue(options, _tlvs(sname, "sname"))
             sname_field = b""
         del options[OVERLOAD]  # a wire-level detail: `build` decides overload again
-    return Message(op, xid, chaddr[:hlen], htype, hops, secs, flags, _address(ciaddr),
-                   _address(yiaddr), _address(siaddr), _address(giaddr),
-                   sname_field.split(b"\x00", 1)[0], file_field.split(b"\x00", 1)[0], options)
+    hardware = chaddr[:hlen]
+    return _message({"op": op, "xid": xid, "chaddr": hardware, "htype": htype, "hops": hops, "secs": secs,
+                     "flags": flags, "ciaddr": address(ciaddr), "yiaddr": address(yiaddr),
+                     "siaddr": address(siaddr), "giaddr": address(giaddr),
+                     "sname": sname_field.split(b"\x00", 1)[0], "file": file_field.split(b"\x00", 1)[0],
+                     "options": options, "mac": hardware.hex(":")})
 
 
-def _address(raw: bytes) -> IPv4Address:
-    return ZERO if raw == _ZERO_BYTES else IPv4Address(raw)  # most address fields are 0.0.0.0
+def _message_factory() -> Any:
+    """`_message(fields)`: the Message `Message(**fields)` makes, without the frozen __init__'s one
+    object.__setattr__ per field (14 of them, a quarter of parsing). Falls back to the constructor
+    if Message is ever not the plain frozen dataclass this relies on."""
+    names = tuple(Message.__dataclass_fields__)
+    if "__slots__" in vars(Message) or len(names) != 14:
+        return lambda fields: Message(**{k: v for k, v in fields.items() if k != "mac"})
+    new, set_attribute = object.__new__, object.__setattr__
+
+    def make(fields: dict[str, Any]) -> Message:
+        message = new(Message)
+        set_attribute(message, "__dict__", fields)  # "mac" too: the cached property's value
+        return message
+
+    return make
+
+
+_message = _message_factory()
+_addresses: dict[bytes, IPv4Address] = {}
+
+
+def address(raw: bytes) -> IPv4Address:
+    """The address object for 4 bytes: ZERO itself for 0.0.0.0 (most fields), else from a bounded
+    cache (building an IPv4Address costs more than parsing the rest of the header)."""
+    if raw == _ZERO_BYTES:
+        return ZERO
+    found = _addresses.get(raw)
+    if found is None:
+        if len(_addresses) >= ADDRESS_CACHE:
+            _addresses.clear()
+        found = _addresses[raw] = IPv4Address(raw)
+    return found
 
 
 def _tlvs(region: bytes, where: str) -> dict[int, bytes]:
@@ -197,7 +240,7 @@ def reply_wire(request: Message, message_type: int, options: bytes, codes: froze
     path of a server that caches a client's encoded option block. Falls back to the general build
     whenever the shortcut could differ (overload needed, or codes 52, 53 or 82 in the block)."""
     relay_info = request.options.get(82)
-    head = bytes((53, 1, message_type))
+    head = _TYPE_TLVS.get(message_type) or bytes((53, 1, message_type))
     tail = b"" if relay_info is None else encode_options([(82, relay_info)])
     room = max(max_size, DEFAULT_MAX_SIZE) - HEADER_SIZE - 1
     if len(head) + len(options) + len(tail) > room or not codes.isdisjoint(_SPECIAL):
@@ -206,13 +249,20 @@ def reply_wire(request: Message, message_type: int, options: bytes, codes: froze
             message = replace(message, flags=flags)
         return build(message, max_size=max_size)
     ciaddr = request.ciaddr if message_type == ACK else ZERO
+    giaddr = request.giaddr
     header = FIXED.pack(BOOTREPLY, request.htype, len(request.chaddr), 0, request.xid, 0,
-                        request.flags if flags is None else flags, ciaddr.packed, yiaddr.packed,
-                        _ZERO_BYTES, request.giaddr.packed, request.chaddr.ljust(16, b"\x00"), b"", b"")
-    return (header + MAGIC + head + options + tail + b"\xff").ljust(BOOTP_MIN, b"\x00")
+                        request.flags if flags is None else flags, _packed(ciaddr), _packed(yiaddr),
+                        _ZERO_BYTES, _packed(giaddr), request.chaddr.ljust(16, b"\x00"), b"", b"")
+    return b"".join((header, MAGIC, head, options, tail, b"\xff")).ljust(BOOTP_MIN, b"\x00")
 
 
 _SPECIAL = frozenset({OVERLOAD, 53, 82})
+_TYPE_TLVS = {kind: bytes((53, 1, kind)) for kind in MESSAGE_TYPES}  # option 53 of each reply type
+
+
+def _packed(address: IPv4Address) -> bytes:
+    # address.packed, without the property's two Python calls
+    return _ZERO_BYTES if address is ZERO else address._ip.to_bytes(4, "big")  # type: ignore[attr-defined]
 
 
 def request_message(message_type: int, mac: bytes, xid: int, options: Mapping[int, bytes], *,

@@ -31,6 +31,7 @@ from labkit.protocols.dhcp.message import (
     REQUEST,
     ZERO,
     Message,
+    address,
     parse,
     reply_wire,
 )
@@ -45,7 +46,7 @@ TEXT_CACHE = 4096  # address texts kept (relay and server addresses hit; bounded
 BLOCK_CACHE = 4096  # encoded option blocks kept (per option set, request list, with/without lease)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Ask:
     """One request being answered: what the event log says about it comes from here."""
 
@@ -61,12 +62,13 @@ class _Ask:
         return Result((datagram,) if datagram is not None else (), (), (fact,))
 
 
+_ACTIONS = {kind: name.lower() for kind, name in MESSAGE_TYPES.items()}  # the events' action per type
 _Block = tuple[object, bytes, frozenset[int], list[int]]  # (option set, TLVs, codes, codes in order)
 
 
 def _reply_codes(kind: int, codes: list[int], request: Message) -> list[int]:
     """The option codes of a reply in wire order (what `reply_to` puts in its options)."""
-    out = [53, *(c for c in codes if c != 53)]
+    out = [53, *codes] if 53 not in codes else [53, *(c for c in codes if c != 53)]
     if 82 in request.options and 82 not in out:
         out.append(82)
     return out
@@ -82,11 +84,13 @@ class DhcpServerCore:
         self._pool = (int(config.pool[0]), int(config.pool[1])) if config.pool is not None else None
         self._cursor = 0  # where the search for a never-used pool address resumes
         self._reservations = {p.ip: p.mac for p in config.phones.values() if p.ip is not None}
+        self._server_id = address(config.server_id.packed)  # what option 54 parses to (`is`: no __eq__)
+        self._reserved_numbers = frozenset(int(ip) for ip in config.reserved)  # ints hash in C
         self._blocks: dict[tuple[int, bytes | None, bool], _Block] = {}
         self._handlers: dict[int, Callable[[_Ask], Result]] = {
             DISCOVER: self._discover, REQUEST: self._request, DECLINE: self._decline, RELEASE: self._release,
             INFORM: self._inform}
-        self._texts: dict[IPv4Address, str] = {}  # address -> its text (str() costs more than a look-up)
+        self._texts: dict[int, str] = {}  # address (as int) -> its text (str() costs more than a look-up)
         self.silenced: str | None = None  # why the server no longer answers anything (a rival, `stop`)
 
     def _count(self, key: str) -> None:
@@ -105,10 +109,11 @@ class DhcpServerCore:
                         MappingProxyType({"error": str(exc)}))
             return Result((), (), (fact,))
         kind = request.message_type
-        name = MESSAGE_TYPES.get(kind or 0, "BOOTP").lower()
-        self._count(name)
+        name = _ACTIONS.get(kind or 0, "bootp")
+        counters = self.counters
+        counters[name] = counters.get(name, 0) + 1
         phone = self.config.phones.get(request.mac)
-        ask = _Ask(request, phone, name, self._summary(request), now)
+        ask = _Ask(request, phone, name, self._summary(request, kind), now)
         if request.op != BOOTREQUEST or kind is None:
             return ask.said("ignored (not a DHCP request)", "ignored")
         if phone is None and not self.config.answer_any:
@@ -119,38 +124,47 @@ class DhcpServerCore:
             return ask.said("ignored", "ignored")
         return handler(ask)
 
-    def _text(self, ip: IPv4Address) -> str:
-        text = self._texts.get(ip)
+    def address_text(self, ip: IPv4Address) -> str:
+        """str(ip), from a bounded cache keyed by the address's integer: an IPv4Address hashes in
+        Python (hex, then a string hash), its `_ip` int in C; relay and server addresses hit."""
+        key = ip._ip  # type: ignore[attr-defined]  # CPython's int behind int(ip), without a call
+        text = self._texts.get(key)
         if text is None:
             if len(self._texts) >= TEXT_CACHE:
                 self._texts.clear()
-            text = self._texts[ip] = str(ip)
+            text = self._texts[key] = str(ip)
         return text
 
-    def _summary(self, request: Message) -> str:
-        parts = [request.type_name, request.mac]
+    def _summary(self, request: Message, kind: int | None) -> str:
+        # request.type_name, from the type handle() has read already
+        type_name = "BOOTP" if kind is None else MESSAGE_TYPES.get(kind) or f"type {kind}"
+        parts = [type_name, request.mac]
         vendor = request.text_option(60)
         if vendor:
             parts.append(f"vendor {vendor!r}")
         wanted = request.options.get(50)
         if wanted is not None and len(wanted) == 4:
             parts.append(f"wants {inet_ntoa(wanted)}")  # str(IPv4Address(...)), at C speed
-        if request.ciaddr != ZERO:
-            parts.append(f"ciaddr {self._text(request.ciaddr)}")
-        if request.giaddr != ZERO:
-            parts.append(f"via relay {self._text(request.giaddr)}")
+        if request.ciaddr is not ZERO:
+            parts.append(f"ciaddr {self.address_text(request.ciaddr)}")
+        if request.giaddr is not ZERO:
+            parts.append(f"via relay {self.address_text(request.giaddr)}")
         return " ".join(parts)
 
     # -- address choice -------------------------------------------------------------------------
     def _usable(self, ip: IPv4Address, mac: str, now: float) -> bool:
-        if not self._hosts[0] <= int(ip) <= self._hosts[1]:  # on the network, not its first or last
+        number = ip._ip  # type: ignore[attr-defined]  # int(ip) without a Python call
+        if not self._hosts[0] <= number <= self._hosts[1]:  # on the network, not its first or last
             return False
-        holder = self.table.holder(ip, now)
-        return (holder is None or holder == mac) and not self.table.is_quarantined(ip, now)
+        table = self.table
+        holder = table.holder(ip, now)
+        # an empty quarantine (almost always) needs no look-up: an address hashes in Python
+        return (holder is None or holder == mac) and not (table.declined and table.is_quarantined(ip, now))
 
     def _in_pool(self, ip: IPv4Address) -> bool:
         pool = self._pool
-        return pool is not None and pool[0] <= int(ip) <= pool[1] and ip not in self.config.reserved
+        number = ip._ip  # type: ignore[attr-defined]
+        return pool is not None and pool[0] <= number <= pool[1] and number not in self._reserved_numbers
 
     def _choose(self, request: Message, phone: PhoneEntry | None, now: float) -> IPv4Address | None:
         mac = request.mac
@@ -171,15 +185,24 @@ class DhcpServerCore:
     def _free_pool_address(self, mac: str, now: float) -> IPv4Address | None:
         """A never-used pool address (found from a moving cursor: O(1) amortized on a fresh pool),
         else the usable address whose lease ended longest ago."""
-        pool = self.config.pool
-        if pool is None:
+        if self._pool is None:
             return None
-        first, last = int(pool[0]), int(pool[1])
+        first, last = self._pool
         size = last - first + 1
+        table, reserved, (low, high) = self.table, self._reserved_numbers, self._hosts
+        by_ip, offered, declined = table.by_ip, table.offered, table.declined
         for step in range(size):
             number = first + (self._cursor + step) % size
+            if number in reserved or not low <= number <= high:
+                continue
             ip = IPv4Address(number)
-            if ip in self.table.by_ip or ip in self.config.reserved or not self._usable(ip, mac, now):
+            if ip in by_ip:
+                continue
+            # `_usable` for an address without a lease, each look-up once (an address hashes in Python)
+            offer = offered.get(ip)
+            if offer is not None and offer[1] > now and offer[0] != mac:
+                continue
+            if declined and table.is_quarantined(ip, now):
                 continue
             self._cursor = (number - first + 1) % size
             return ip
@@ -213,15 +236,15 @@ class DhcpServerCore:
 
     def _destination(self, request: Message, kind: int, yiaddr: IPv4Address) -> tuple[tuple[str, int], bool]:
         """RFC 2131 §4.1: relay first, then ciaddr, then broadcast, else unicast to yiaddr by L2."""
-        if request.giaddr != ZERO:
-            return (self._text(request.giaddr), self.config.server_port), False
+        if request.giaddr is not ZERO:
+            return (self.address_text(request.giaddr), self.config.server_port), False
         if kind == NAK:
             return (str(BROADCAST), self.config.client_port), False
-        if request.ciaddr != ZERO:
-            return (self._text(request.ciaddr), self.config.client_port), False
+        if request.ciaddr is not ZERO:
+            return (self.address_text(request.ciaddr), self.config.client_port), False
         if request.broadcast or yiaddr == ZERO:
             return (str(BROADCAST), self.config.client_port), False
-        return (self._text(yiaddr), self.config.client_port), True
+        return (self.address_text(yiaddr), self.config.client_port), True
 
     def _reply(self, request: Message, kind: int, yiaddr: IPv4Address = ZERO, *,
                with_lease: bool = True) -> tuple[list[int], Datagram]:
@@ -232,7 +255,7 @@ class DhcpServerCore:
         else:
             block, code_set, codes = self._options(request, with_lease=with_lease)
         flags = request.flags
-        if kind == NAK and request.giaddr != ZERO:
+        if kind == NAK and request.giaddr is not ZERO:
             flags |= BROADCAST_FLAG  # a relay must broadcast a NAK to the client (RFC 2131 §4.3.2)
         size = request.options.get(57, b"")
         max_size = int.from_bytes(size, "big") if len(size) == 2 else 0
@@ -251,7 +274,7 @@ class DhcpServerCore:
         self.table.offer(request.mac, ip, ask.now + self.config.offer_hold)
         codes, datagram = self._reply(request, OFFER, ip)
         to = datagram.to or ("", 0)
-        text = self._text(ip)
+        text = self.address_text(ip)
         return ask.said(f"OFFER {text} to {to[0]}:{to[1]}", "ok", datagram, ip=text,
                         options=_reply_codes(OFFER, codes, request))
 
@@ -262,7 +285,7 @@ class DhcpServerCore:
         server_id = request.ip_option(54)
         wanted = request.ip_option(50)
         if server_id is not None:  # SELECTING
-            if server_id != self.config.server_id:
+            if server_id is not self._server_id and server_id != self.config.server_id:
                 self.table.drop_offer(mac)  # the client took another server's offer
                 return ask.said(f"chose server {server_id}", "ignored")
             return "selecting", wanted or request.ciaddr
@@ -273,8 +296,8 @@ class DhcpServerCore:
                 return ask.said("no record of this client (silent, RFC 2131 §4.3.2)", "ignored",
                                 state="init-reboot")
             return "init-reboot", wanted
-        if request.ciaddr != ZERO:  # RENEWING (unicast) or REBINDING (broadcast)
-            state = "rebinding" if request.broadcast or request.giaddr != ZERO else "renewing"
+        if request.ciaddr is not ZERO:  # RENEWING (unicast) or REBINDING (broadcast)
+            state = "rebinding" if request.broadcast or request.giaddr is not ZERO else "renewing"
             candidate = request.ciaddr
             lease = self.table.by_mac.get(mac)
             if (lease is None or lease.ip != candidate) and not (phone and phone.ip == candidate):
@@ -296,7 +319,7 @@ class DhcpServerCore:
                                 hostname=request.text_option(12), vendor_class=request.text_option(60),
                                 phone=phone.name if phone is not None else None)
         _, datagram = self._reply(request, ACK, candidate)
-        text = self._text(candidate)
+        text = self.address_text(candidate)
         return ask.said(f"ACK {text} until {int(lease.expires)}", "ok", datagram, state=state, ip=text)
 
     def _nak(self, ask: _Ask, state: str, why: str) -> Result:
