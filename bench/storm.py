@@ -156,6 +156,19 @@ def check_leases(state: Path, outcomes: list[Outcome]) -> dict[str, Any]:
             "phones_whose_lease_differs": len(mismatched)}
 
 
+def profiled(path: str | None, swarm: Any) -> Any:
+    """asyncio.run(swarm), under cProfile when `path` is given (stats written there)."""
+    if not path:
+        return asyncio.run(swarm)
+    import cProfile
+
+    profile = cProfile.Profile()
+    try:
+        return profile.runcall(asyncio.run, swarm)
+    finally:
+        profile.dump_stats(path)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--phones", type=int, default=500)
@@ -168,6 +181,8 @@ def main() -> int:
                         help="`labkit up --workers`: DNS and TFTP in this many processes (or auto).")
     parser.add_argument("--rounds", type=int, default=None,
                         help="Failed rounds before a phone gives up (default 2, with --loss 6).")
+    parser.add_argument("--profile-phones", metavar="FILE", help="cProfile the phones' process into FILE.")
+    parser.add_argument("--keep-events", metavar="FILE", help="Copy the kit's journal (JSON lines) to FILE.")
     args = parser.parse_args()
     rounds = args.rounds or (6 if args.loss > 0 else 2)
     with tempfile.TemporaryDirectory(prefix="labkit-storm-") as tmp:
@@ -194,11 +209,12 @@ def main() -> int:
             configs = inventory_configs(inv, rounds=rounds, retry_delays=(5,), seed=args.seed)
             sampler = DropSampler()
             sampler.start()
-            started = time.monotonic()
-            result = asyncio.run(asyncio.wait_for(run_swarm(configs, access, concurrency=args.concurrency,
-                                                            time_scale=1.0, loss=args.loss, seed=args.seed),
-                                                  args.timeout))
-            wall = time.monotonic() - started
+            _, kit_cpu_before = proc_usage(lab.pid)
+            started, phones_cpu = time.monotonic(), time.process_time()
+            swarm = asyncio.wait_for(run_swarm(configs, access, concurrency=args.concurrency, time_scale=1.0,
+                                               loss=args.loss, seed=args.seed), args.timeout)
+            result = profiled(args.profile_phones, swarm)
+            wall, phones_cpu = time.monotonic() - started, time.process_time() - phones_cpu
             sampler.stopping.set()
             sampler.join()
             sampler.sample()
@@ -207,6 +223,8 @@ def main() -> int:
         finally:
             lab.send_signal(signal.SIGTERM)
             lab.communicate(timeout=60)
+        if args.keep_events:
+            Path(args.keep_events).write_bytes((work / "events.jsonl").read_bytes())
         events = [json.loads(line) for line in (work / "events.jsonl").open()]
         served = Counter(e["service"] for e in events if e["action"] != "fault")
         faults = Counter((e.get("detail") or {}).get("rule", "?") for e in events if e["action"] == "fault")
@@ -230,6 +248,11 @@ def main() -> int:
         "lease_check": leases,
         "kit_peak_rss_mib": round(peak_kib / 1024, 1),
         "kit_cpu_seconds": round(cpu, 2),
+        "kit_cpu_seconds_during_swarm": round(cpu - kit_cpu_before, 2),
+        "phones_process_cpu_seconds": round(phones_cpu, 2),
+        "cpu_ms_per_phone": {"kit_main": round(1000 * (cpu - kit_cpu_before) / max(1, summary.total), 2),
+                             "workers": round(1000 * sum(s for _, s in workers) / max(1, summary.total), 2),
+                             "phones": round(1000 * phones_cpu / max(1, summary.total), 2)},
         "workers": args.workers,
         "worker_peak_rss_mib": [round(kib / 1024, 1) for kib, _ in workers],
         "worker_cpu_seconds": [round(seconds, 2) for _, seconds in workers],

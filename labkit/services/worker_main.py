@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import ctypes
 import errno
+import functools
 import os
 import signal
 import sys
@@ -25,6 +26,7 @@ from labkit.services.workers import (
     FLUSH_SECONDS,
     PR_SET_PDEATHSIG,
     Row,
+    WorkerSetup,
     frame,
     read_frame,
     row_of,
@@ -61,7 +63,9 @@ class Batcher:
             self.write(frame(("events", rows)))
 
 
-async def _start_service(name: str, config: Any, endpoint: Endpoint, ctx: StartContext) -> Closable:
+async def _start_service(name: str, config: Any, endpoint: Endpoint, setup: WorkerSetup,
+                         batcher: Batcher) -> Closable:
+    ctx = setup.context(batcher)
     starters: dict[str, Callable[[Any, Endpoint, StartContext], Awaitable[Closable]]] = {}
     if name == "dns":
         from labkit.services.dns import start_dns
@@ -71,6 +75,10 @@ async def _start_service(name: str, config: Any, endpoint: Endpoint, ctx: StartC
         from labkit.services.tftp import start_tftp
 
         starters["tftp"] = start_tftp
+    elif name == "http":  # files here; what needs the main process goes there
+        from labkit.services.http import start_http
+
+        starters["http"] = functools.partial(start_http, link=setup.http, forwarding=True)
     if name not in starters:
         raise LabkitError(f"{name} is not served by workers")
     return await starters[name](config, endpoint, ctx)
@@ -84,7 +92,7 @@ async def _serve_commands(reader: asyncio.StreamReader, write: Callable[[bytes],
             if message[0] == "start":
                 _, name, config, endpoint, setup = message
                 try:
-                    service = await _start_service(name, config, endpoint, setup.context(batcher))
+                    service = await _start_service(name, config, endpoint, setup, batcher)
                 except (LabkitError, OSError) as exc:
                     cause = exc if isinstance(exc, OSError) else exc.__cause__ or exc.__context__
                     code = cause.errno if isinstance(cause, OSError) else None
