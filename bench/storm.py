@@ -210,6 +210,7 @@ def main() -> int:
             sampler = DropSampler()
             sampler.start()
             _, kit_cpu_before = proc_usage(lab.pid)
+            workers_before = sum(proc_usage(pid)[1] for pid in children(lab.pid))
             started, phones_cpu = time.monotonic(), time.process_time()
             swarm = asyncio.wait_for(run_swarm(configs, access, concurrency=args.concurrency, time_scale=1.0,
                                                loss=args.loss, seed=args.seed), args.timeout)
@@ -251,7 +252,8 @@ def main() -> int:
         "kit_cpu_seconds_during_swarm": round(cpu - kit_cpu_before, 2),
         "phones_process_cpu_seconds": round(phones_cpu, 2),
         "cpu_ms_per_phone": {"kit_main": round(1000 * (cpu - kit_cpu_before) / max(1, summary.total), 2),
-                             "workers": round(1000 * sum(s for _, s in workers) / max(1, summary.total), 2),
+                             "workers": round(1000 * (sum(s for _, s in workers) - workers_before)
+                                              / max(1, summary.total), 2),
                              "phones": round(1000 * phones_cpu / max(1, summary.total), 2)},
         "workers": args.workers,
         "worker_peak_rss_mib": [round(kib / 1024, 1) for kib, _ in workers],

@@ -55,6 +55,11 @@ class HttpServer:
     port: int  # the bound port (the endpoint's, or the kernel's choice for 0)
     handler: _Handler | None = None
 
+    @property
+    def counters(self) -> dict[str, int]:
+        """Requests this service answered (each worker's own, with `--workers N`)."""
+        return {"requests": self.handler.handled if self.handler is not None else 0}
+
     def reload(self, config: HttpPlan, ctx: StartContext) -> None:
         """Requests from now on see the new plan's tree, authentication, redirects, encryption and
         fault rules; connection limits stay those the listener started with."""
@@ -78,6 +83,7 @@ class _Handler:
         self.forward = Forwarder(link) if link is not None and forwarding else None
         self.trust = link if not forwarding else None
         self.config, self.digest = config, _digest(config, self.secret)
+        self.handled = 0
         self.extras = Extras(self.emit)
         self.take(config, ctx)
 
@@ -143,6 +149,7 @@ class _Handler:
                                 headers={"Server": SERVER_HEADER})
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.handled += 1
         exchange = self._exchange(request)
         request = exchange.request
         if request.method in ("POST", "PUT"):
