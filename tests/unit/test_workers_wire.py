@@ -76,3 +76,31 @@ def test_the_batcher_sends_at_its_size_and_on_flush() -> None:
     asyncio.run(main())
     assert pickle.loads(sent[0][4:]) == ("events", [(1.0, "dns", None, None, "query", "A x", "REFUSED",
                                                       "refused", {})] * 3)
+
+
+def test_read_only_mappings_travel_as_such() -> None:
+    """Plans hold MappingProxyType (HTTP redirects, phones), which pickle alone refuses."""
+    from types import MappingProxyType
+
+    from labkit.plan.http import HttpPlan, HttpRedirectPlan
+
+    plan = HttpPlan("http", redirects=MappingProxyType({"/old": HttpRedirectPlan("/new", 301)}))
+    back = pickle.loads(frame(("start", "http", plan))[4:])[2]
+    assert back == plan and isinstance(back.redirects, MappingProxyType)
+
+
+def test_an_http_event_named_by_the_main_process_says_by_address() -> None:
+    """A worker named no phone (not its User-Agent, no fixed address); the main process names it
+    by its leased address, as the main process's own HTTP service would have said."""
+    recorder = EventRecorder()
+    directory = StaticDirectory({"10.0.0.9": "00:11:22:33:44:55"})
+    ctx = StartContext(FileTree({}), recorder, directory, frozenset(), Path("/nonexistent"))
+    pool = WorkerPool(2, ctx, started=0.0)
+    leased = Event(2.0, "http", "10.0.0.9:40000", None, "get", "/a.cfg", "200 3 bytes", "ok",
+                   {"identified_by": "unknown"})
+    stranger = Event(3.0, "http", "10.0.0.8:40000", None, "get", "/a.cfg", "200 3 bytes", "ok",
+                     {"identified_by": "unknown"})
+    pool.deliver([row_of(leased), row_of(stranger)])
+    assert recorder.events[0].phone == "00:11:22:33:44:55"
+    assert recorder.events[0].detail == {"identified_by": "address"}
+    assert recorder.events[1] == stranger
