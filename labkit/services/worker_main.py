@@ -1,6 +1,6 @@
 """A worker process of `labkit up --workers N` (`python -m labkit.services.worker_main PARENT_PID`).
 
-It serves what the main process asks it to start (DNS, TFTP) on SO_REUSEPORT endpoints, sends
+It serves what the main process asks it to start (DNS, TFTP, HTTP) on SO_REUSEPORT endpoints, sends
 its events back in batches, and ends when told to stop, when its stdin closes, on SIGTERM, or
 when its parent dies (PR_SET_PDEATHSIG). The protocol is described in labkit.services.workers.
 """

@@ -1,9 +1,11 @@
-"""DNS and TFTP over several processes (`labkit up --workers N`), one ordered event log.
+"""DNS, TFTP and HTTP over several processes (`labkit up --workers N`), one ordered event log.
 
 With N > 1 the main process starts N worker processes (labkit.services.worker_main);
-each serves the pooled services (DNS and TFTP) on the same endpoints with SO_REUSEPORT
+each serves the pooled services (DNS, TFTP, HTTP) on the same endpoints with SO_REUSEPORT
 (`Endpoint(reuse_port=True)`), so the kernel spreads clients over them. DHCP (the single writer
-of the leases), HTTP(S), syslog and the admin API stay in the main process.
+of the leases), HTTPS, syslog and the admin API stay in the main process. An HTTP worker serves
+files and forwards what needs the main process (activation, reports, dynamic routes) to the main
+process's own HTTP service on a private port (labkit.services.http_forward).
 
 The main process talks to each worker over the worker's stdin and stdout, in frames (a 4-byte
 length, then a pickle; both ends are labkit's, so the pickles come from our own child):
