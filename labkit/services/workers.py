@@ -19,6 +19,9 @@ in the order they arrive, so the journal, status, metrics and board see every wo
 in one stream and count them per service as if one process had served them. A worker does not
 know the DHCP leases: an event without a phone gets it from the main process's directory.
 
+Bounds: a worker's HTTP and TFTP bounds (connections, sessions) are its own, so N workers hold
+at most N times each bound.
+
 Fault rules: each worker gets the plan's rules with a random source drawn from the lab's
 (seeded with --fault-seed), so `probability` holds overall; `first`/`every` count per worker.
 
