@@ -156,7 +156,33 @@ def check_leases(state: Path, outcomes: list[Outcome]) -> dict[str, Any]:
             "phones_whose_lease_differs": len(mismatched)}
 
 
+def cpu_set(text: str | None) -> set[int]:
+    """`0`, `0,1` or `0-1` as a set of CPU numbers (empty: not pinned)."""
+    out: set[int] = set()
+    for part in (text or "").split(","):
+        if "-" in part:
+            first, last = part.split("-")
+            out.update(range(int(first), int(last) + 1))
+        elif part.strip():
+            out.add(int(part))
+    return out
+
+
+def profiled(path: str | None, swarm: Any) -> Any:
+    """asyncio.run(swarm), under cProfile when `path` is given (stats written there)."""
+    if not path:
+        return asyncio.run(swarm)
+    import cProfile
+
+    profile = cProfile.Profile()
+    try:
+        return profile.runcall(asyncio.run, swarm)
+    finally:
+        profile.dump_stats(path)
+
+
 def main() -> int:
+    load_at_start = " ".join(f"{x:.2f}" for x in os.getloadavg())
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--phones", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=128)
@@ -168,6 +194,11 @@ def main() -> int:
                         help="`labkit up --workers`: DNS and TFTP in this many processes (or auto).")
     parser.add_argument("--rounds", type=int, default=None,
                         help="Failed rounds before a phone gives up (default 2, with --loss 6).")
+    parser.add_argument("--kit-cpus", metavar="LIST",
+                        help="Pin the kit (main process and workers) to these CPUs, e.g. 0 (one core).")
+    parser.add_argument("--phones-cpus", metavar="LIST", help="Pin the phones' process to these CPUs.")
+    parser.add_argument("--profile-phones", metavar="FILE", help="cProfile the phones' process into FILE.")
+    parser.add_argument("--keep-events", metavar="FILE", help="Copy the kit's journal (JSON lines) to FILE.")
     args = parser.parse_args()
     rounds = args.rounds or (6 if args.loss > 0 else 2)
     with tempfile.TemporaryDirectory(prefix="labkit-storm-") as tmp:
@@ -180,7 +211,11 @@ def main() -> int:
         command = [sys.executable, "-m", "labkit", "up", str(work / "lab.yaml"), "--port-offset", str(offset),
                    "--state", str(work / "state"), "--log", str(work / "events.jsonl"), "--quiet",
                    *(["--workers", args.workers] if args.workers != "1" else [])]
-        lab = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        kit_cpus = cpu_set(args.kit_cpus)
+        lab = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               preexec_fn=(lambda: os.sched_setaffinity(0, kit_cpus)) if kit_cpus else None)
+        if args.phones_cpus:
+            os.sched_setaffinity(0, cpu_set(args.phones_cpus))
         assert lab.stdout is not None
         for line in lab.stdout:
             if "Ctrl-C stops the lab." in line:
@@ -194,11 +229,13 @@ def main() -> int:
             configs = inventory_configs(inv, rounds=rounds, retry_delays=(5,), seed=args.seed)
             sampler = DropSampler()
             sampler.start()
-            started = time.monotonic()
-            result = asyncio.run(asyncio.wait_for(run_swarm(configs, access, concurrency=args.concurrency,
-                                                            time_scale=1.0, loss=args.loss, seed=args.seed),
-                                                  args.timeout))
-            wall = time.monotonic() - started
+            _, kit_cpu_before = proc_usage(lab.pid)
+            workers_before = sum(proc_usage(pid)[1] for pid in children(lab.pid))
+            started, phones_cpu = time.monotonic(), time.process_time()
+            swarm = asyncio.wait_for(run_swarm(configs, access, concurrency=args.concurrency, time_scale=1.0,
+                                               loss=args.loss, seed=args.seed), args.timeout)
+            result = profiled(args.profile_phones, swarm)
+            wall, phones_cpu = time.monotonic() - started, time.process_time() - phones_cpu
             sampler.stopping.set()
             sampler.join()
             sampler.sample()
@@ -207,6 +244,8 @@ def main() -> int:
         finally:
             lab.send_signal(signal.SIGTERM)
             lab.communicate(timeout=60)
+        if args.keep_events:
+            Path(args.keep_events).write_bytes((work / "events.jsonl").read_bytes())
         events = [json.loads(line) for line in (work / "events.jsonl").open()]
         served = Counter(e["service"] for e in events if e["action"] != "fault")
         faults = Counter((e.get("detail") or {}).get("rule", "?") for e in events if e["action"] == "fault")
@@ -230,7 +269,17 @@ def main() -> int:
         "lease_check": leases,
         "kit_peak_rss_mib": round(peak_kib / 1024, 1),
         "kit_cpu_seconds": round(cpu, 2),
+        "kit_cpu_seconds_during_swarm": round(cpu - kit_cpu_before, 2),
+        "phones_process_cpu_seconds": round(phones_cpu, 2),
+        "cpu_ms_per_phone": {"kit_main": round(1000 * (cpu - kit_cpu_before) / max(1, summary.total), 2),
+                             "workers": round(1000 * (sum(s for _, s in workers) - workers_before)
+                                              / max(1, summary.total), 2),
+                             "phones": round(1000 * phones_cpu / max(1, summary.total), 2)},
+        "load_average_at_start": load_at_start,
         "workers": args.workers,
+        "kit_cpus": args.kit_cpus or "any",
+        "phones_cpus": args.phones_cpus or "any",
+        "load_average_at_end": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         "worker_peak_rss_mib": [round(kib / 1024, 1) for kib, _ in workers],
         "worker_cpu_seconds": [round(seconds, 2) for _, seconds in workers],
         "failures": summary.failures,

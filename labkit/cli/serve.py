@@ -85,8 +85,8 @@ def up(
     watch: Annotated[bool, typer.Option(
         "--watch", help="Reload when the inventory file or a file of its templates folder changes.")] = False,
     workers: Annotated[str, typer.Option(
-        "--workers", metavar="N|auto", help="Serve DNS and TFTP in N processes (auto: one per CPU); "
-        "DHCP, HTTP(S), syslog and the event log stay in the main process.")] = "1",
+        "--workers", metavar="N|auto", help="Serve DNS, TFTP and HTTP in N processes (auto: one per "
+        "CPU); DHCP, HTTPS, syslog and the event log stay in the main process.")] = "1",
 ) -> None:
     """Serve the plan: DHCP, DNS, TFTP, HTTP(S) and syslog in one process, until Ctrl-C or SIGTERM.
 

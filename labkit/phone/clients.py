@@ -56,17 +56,18 @@ async def dns_query(server: tuple[str, int], name: str, qtype: str, *, timeout: 
     of `timeout`, then twice, then four times as long; an answer to any transmission counts."""
     query = DNSRecord.question(name, qtype)
     query.header.rd = 0
+    wire = query.pack()  # the same bytes every transmission (packed once: dnslib's pack is not cheap)
     loop = asyncio.get_running_loop()
     transport, proto = await loop.create_datagram_endpoint(_Datagrams, remote_addr=server,
                                                            local_addr=_local(local_ip))
     try:
         for attempt in range(tries):
-            transport.sendto(query.pack())
+            transport.sendto(wire)
             try:
                 async with asyncio.timeout(timeout * 2 ** attempt):
                     while True:
                         data, _addr = await proto.queue.get()
-                        if data[:2] == query.pack()[:2]:
+                        if data[:2] == wire[:2]:
                             break
             except TimeoutError:
                 continue

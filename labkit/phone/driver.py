@@ -97,6 +97,7 @@ class PhoneRun:
         self.requests[kind] = self.requests.get(kind, 0) + 1
 
     _own_http: bool = False
+    _who: Identity | None = None
 
     async def run(self) -> Outcome:
         logic = Phone(self.config).run()
@@ -136,8 +137,11 @@ class PhoneRun:
         raise TypeError(f"unknown effect {effect!r}")
 
     def _identity(self) -> Identity:
-        mac = bytes.fromhex(normalize_mac(self.config.mac).replace(":", ""))
-        return Identity(mac, "SEP" + mac.hex().upper(), self.vendor_class or self.config.model)
+        """Who the phone says it is (made once: every DHCP message and syslog line uses it)."""
+        if self._who is None:
+            mac = bytes.fromhex(normalize_mac(self.config.mac).replace(":", ""))
+            self._who = Identity(mac, "SEP" + mac.hex().upper(), self.vendor_class or self.config.model)
+        return self._who
 
     async def _dhcp(self, effect: DhcpTransmit) -> DhcpOffer | DhcpNak | Lease | None:
         """One transmission of the core's DHCP message, and what came back for it in time."""
@@ -225,7 +229,7 @@ class PhoneRun:
         endpoint = self.access.network.endpoint(address, self.access.syslog_port)
         # RFC 3164 framing, facility local0, severity info, as an embedded device would
         stamp = time.strftime("%b %d %H:%M:%S", time.gmtime(self.clock.now()))
-        host = "SEP" + normalize_mac(self.config.mac).replace(":", "").upper()
+        host = self._identity().hostname  # "SEP" and the MAC's hex digits, upper case
         data = f"<134>{stamp} {host} prov: {message}".encode("ascii", "replace")
         if self.local_ip is not None:
             # from the phone's own address, so the lab tags the line with this phone

@@ -34,6 +34,7 @@ from labkit.services.context import Endpoint, StartContext
 from labkit.services.filetree import ForbiddenPath, ServedFile
 from labkit.services.http_conn import ConnectionGate, Listener, Peer, RawResponse, framing_of
 from labkit.services.http_extras import Extras
+from labkit.services.http_forward import Forwarder, ForwardFailed, HttpLink, as_forwarded, forwarded_peer
 from labkit.services.http_send import (
     SERVER_HEADER,
     Exchange,
@@ -54,6 +55,11 @@ class HttpServer:
     port: int  # the bound port (the endpoint's, or the kernel's choice for 0)
     handler: _Handler | None = None
 
+    @property
+    def counters(self) -> dict[str, int]:
+        """Requests this service answered (each worker's own, with `--workers N`)."""
+        return {"requests": self.handler.handled if self.handler is not None else 0}
+
     def reload(self, config: HttpPlan, ctx: StartContext) -> None:
         """Requests from now on see the new plan's tree, authentication, redirects, encryption and
         fault rules; connection limits stay those the listener started with."""
@@ -62,12 +68,22 @@ class HttpServer:
 
     async def close(self) -> None:
         await self.listener.close()
+        if self.handler is not None and self.handler.forward is not None:
+            await self.handler.forward.close()
 
 
 class _Handler:
-    def __init__(self, config: HttpPlan, ctx: StartContext, clock: Callable[[], float]) -> None:
+    """`link`: HTTP served by worker processes; in a worker (`forwarding`) what needs the main
+    process goes there, in the main process the worker's forwarded requests are trusted."""
+
+    def __init__(self, config: HttpPlan, ctx: StartContext, clock: Callable[[], float],
+                 link: HttpLink | None = None, *, forwarding: bool = False) -> None:
         self.scheme, self.clock, self.sink = config.scheme, clock, ctx.bus
-        self.config, self.digest = config, _digest(config)
+        self.secret = link.digest_secret if link is not None else None
+        self.forward = Forwarder(link) if link is not None and forwarding else None
+        self.trust = link if not forwarding else None
+        self.config, self.digest = config, _digest(config, self.secret)
+        self.handled = 0
         self.extras = Extras(self.emit)
         self.take(config, ctx)
 
@@ -75,7 +91,7 @@ class _Handler:
         """Use `config` and the context's tree, phones and fault hooks (at start and on reload;
         digest nonces already given stay valid while the credentials stay)."""
         if config.auth != self.config.auth:
-            self.digest = _digest(config)
+            self.digest = _digest(config, self.secret)
         self.config, self.tree, self.directory = config, ctx.tree, ctx.directory
         self.known_macs = ctx.known_macs
         self.faults: ServiceFaults[HttpFaultAction] | None = ctx.faults.http
@@ -112,10 +128,30 @@ class _Handler:
     def emit(self, exchange: Exchange, answer: str, result: str) -> None:
         self.sink(exchange.event(answer, result))
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
+    def _exchange(self, request: web.Request) -> Exchange:
+        port = _peer_port(request)
+        peer = forwarded_peer(request, self.trust) if self.trust is not None else None
+        if peer is not None:  # a worker's client: named, logged and answered as if it came here
+            request, port = as_forwarded(request, peer[0]), peer[1]
         phone, detail = self._identify(request)
-        exchange = Exchange(self.scheme, request, phone, f"{request.remote}:{_peer_port(request)}",
-                            unquote(request.raw_path.split("?", 1)[0]), self.clock, detail)
+        return Exchange(self.scheme, request, phone, f"{request.remote}:{port}",
+                        unquote(request.raw_path.split("?", 1)[0]), self.clock, detail)
+
+    async def _main(self, exchange: Exchange) -> web.StreamResponse | None:
+        """In a worker: the main process's answer to a request only it can answer (else None)."""
+        if self.forward is None:
+            return None
+        try:
+            return await self.forward(exchange, (exchange.request.remote or "", _peer_port(exchange.request)))
+        except ForwardFailed as exc:
+            self.emit(exchange, str(exc), "error")
+            return web.Response(status=502, text="the lab's main process did not answer\n",
+                                headers={"Server": SERVER_HEADER})
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.handled += 1
+        exchange = self._exchange(request)
+        request = exchange.request
         if request.method in ("POST", "PUT"):
             cut = await self._read_body(exchange)
             if cut is not None:
@@ -125,13 +161,15 @@ class _Handler:
             return web.Response(status=405, headers={"Allow": "GET, HEAD, POST, PUT",
                                                      "Server": SERVER_HEADER})
         if self.extras.is_activation(exchange):  # the emulated cloud asks for no lab credentials
-            return await self._fault(exchange, None) or self.extras.activation(exchange)
+            return (await self._main(exchange) or await self._fault(exchange, None)
+                    or self.extras.activation(exchange))
         denied = self._authorized(request)
         if denied is not None:
             self.emit(exchange, "401", "unauthorized")
             return denied
         if self.extras.is_report(exchange, self._serves):
-            return await self._fault(exchange, None) or await self.extras.report(exchange)
+            return (await self._main(exchange) or await self._fault(exchange, None)
+                    or await self.extras.report(exchange))
         if request.method == "PUT":
             self.emit(exchange, "405 (a served path, or reports are off)", "method-not-allowed")
             return web.Response(status=405, headers={"Allow": "GET, HEAD, POST", "Server": SERVER_HEADER})
@@ -141,7 +179,8 @@ class _Handler:
             return web.Response(status=moved.status, headers={"Location": moved.to, "Server": SERVER_HEADER})
         route = self.extras.route_for(exchange)
         if route is not None:
-            return await self._fault(exchange, None) or await self.extras.render(exchange, route)
+            return (await self._main(exchange) or await self._fault(exchange, None)
+                    or await self.extras.render(exchange, route))
         try:
             served = self.tree.lookup(exchange.path)
         except ForbiddenPath as exc:
@@ -265,11 +304,11 @@ class _Handler:
                                                 "Content-Type": content_type(served.path)})
 
 
-def _digest(config: HttpPlan) -> DigestAuth | None:
+def _digest(config: HttpPlan, secret: bytes | None = None) -> DigestAuth | None:
     auth = config.auth
     if auth is None or auth.scheme != "digest":
         return None
-    return DigestAuth(auth.user, auth.password, auth.realm)
+    return DigestAuth(auth.user, auth.password, auth.realm, secret=secret)
 
 
 def _peer_port(request: web.Request) -> int | str:
@@ -279,9 +318,11 @@ def _peer_port(request: web.Request) -> int | str:
 
 async def start_http(config: HttpPlan, endpoint: Endpoint, ctx: StartContext, *,
                      ssl_context: ssl.SSLContext | None = None,
-                     clock: Callable[[], float] = time.time) -> HttpServer:
-    """Serve `ctx.tree` over HTTP (or HTTPS with `ssl_context`) at `endpoint`."""
-    handler = _Handler(config, ctx, clock)
+                     clock: Callable[[], float] = time.time, link: HttpLink | None = None,
+                     forwarding: bool = False) -> HttpServer:
+    """Serve `ctx.tree` over HTTP (or HTTPS with `ssl_context`) at `endpoint`. `link`: served by
+    worker processes (labkit.services.http_forward); `forwarding`: this is one of the workers."""
+    handler = _Handler(config, ctx, clock, link, forwarding=forwarding)
     if ssl_context is not None:
         handler.extras.cloud_tls.install(ssl_context)  # the cloud's names get the cloud's certificate
     app = web.Application(client_max_size=MAX_BODY)
@@ -303,7 +344,7 @@ async def start_http(config: HttpPlan, endpoint: Endpoint, ctx: StartContext, *,
                         header_timeout=limits.header_timeout, body_timeout=limits.body_timeout,
                         ssl_context=ssl_context, on_refused=refused, on_malformed=malformed)
     try:
-        await listener.start(endpoint.host, endpoint.port)
+        await listener.start(endpoint.host, endpoint.port, reuse_port=endpoint.reuse_port)
     except BaseException:
         await runner.cleanup()
         raise

@@ -197,9 +197,11 @@ class Listener:
         assert manager is not None
         return _RequestHandler(manager, loop=asyncio.get_running_loop(), **self.handler_options)
 
-    async def start(self, host: str, port: int) -> None:
+    async def start(self, host: str, port: int, *, reuse_port: bool = False) -> None:
+        """Listen; `reuse_port`: beside other worker processes on the same port (SO_REUSEPORT)."""
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(lambda: _Connection(self), host, port, reuse_address=True)
+        self.server = await loop.create_server(lambda: _Connection(self), host, port, reuse_address=True,
+                                               reuse_port=reuse_port or None)
 
     @property
     def port(self) -> int:

@@ -1,6 +1,6 @@
 """A worker process of `labkit up --workers N` (`python -m labkit.services.worker_main PARENT_PID`).
 
-It serves what the main process asks it to start (DNS, TFTP) on SO_REUSEPORT endpoints, sends
+It serves what the main process asks it to start (DNS, TFTP, HTTP) on SO_REUSEPORT endpoints, sends
 its events back in batches, and ends when told to stop, when its stdin closes, on SIGTERM, or
 when its parent dies (PR_SET_PDEATHSIG). The protocol is described in labkit.services.workers.
 """
@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import ctypes
 import errno
+import functools
 import os
 import signal
 import sys
@@ -25,6 +26,7 @@ from labkit.services.workers import (
     FLUSH_SECONDS,
     PR_SET_PDEATHSIG,
     Template,
+    WorkerSetup,
     frame,
     read_frame,
 )
@@ -77,7 +79,9 @@ class Batcher:
             self.write(frame(message))
 
 
-async def _start_service(name: str, config: Any, endpoint: Endpoint, ctx: StartContext) -> Closable:
+async def _start_service(name: str, config: Any, endpoint: Endpoint, setup: WorkerSetup,
+                         batcher: Batcher) -> Closable:
+    ctx = setup.context(batcher)
     starters: dict[str, Callable[[Any, Endpoint, StartContext], Awaitable[Closable]]] = {}
     if name == "dns":
         from labkit.services.dns import start_dns
@@ -87,6 +91,10 @@ async def _start_service(name: str, config: Any, endpoint: Endpoint, ctx: StartC
         from labkit.services.tftp import start_tftp
 
         starters["tftp"] = start_tftp
+    elif name == "http":  # files here; what needs the main process goes there
+        from labkit.services.http import start_http
+
+        starters["http"] = functools.partial(start_http, link=setup.http, forwarding=True)
     if name not in starters:
         raise LabkitError(f"{name} is not served by workers")
     return await starters[name](config, endpoint, ctx)
@@ -100,7 +108,7 @@ async def _serve_commands(reader: asyncio.StreamReader, write: Callable[[bytes],
             if message[0] == "start":
                 _, name, config, endpoint, setup = message
                 try:
-                    service = await _start_service(name, config, endpoint, setup.context(batcher))
+                    service = await _start_service(name, config, endpoint, setup, batcher)
                 except (LabkitError, OSError) as exc:
                     cause = exc if isinstance(exc, OSError) else exc.__cause__ or exc.__context__
                     code = cause.errno if isinstance(cause, OSError) else None

@@ -1,9 +1,11 @@
-"""DNS and TFTP over several processes (`labkit up --workers N`), one ordered event log.
+"""DNS, TFTP and HTTP over several processes (`labkit up --workers N`), one ordered event log.
 
 With N > 1 the main process starts N worker processes (labkit.services.worker_main);
-each serves the pooled services (DNS and TFTP) on the same endpoints with SO_REUSEPORT
+each serves the pooled services (DNS, TFTP, HTTP) on the same endpoints with SO_REUSEPORT
 (`Endpoint(reuse_port=True)`), so the kernel spreads clients over them. DHCP (the single writer
-of the leases), HTTP(S), syslog and the admin API stay in the main process.
+of the leases), HTTPS, syslog and the admin API stay in the main process. An HTTP worker serves
+files and forwards what needs the main process (activation, reports, dynamic routes) to the main
+process's own HTTP service on a private port (labkit.services.http_forward).
 
 The main process talks to each worker over the worker's stdin and stdout, in frames (a 4-byte
 length, then a pickle; both ends are labkit's, so the pickles come from our own child):
@@ -20,6 +22,9 @@ in the order they arrive, so the journal, status, metrics and board see every wo
 in one stream and count them per service as if one process had served them. A worker does not
 know the DHCP leases: an event without a phone gets it from the main process's directory.
 
+Bounds: a worker's HTTP and TFTP bounds (connections, sessions) are its own, so N workers hold
+at most N times each bound.
+
 Fault rules: each worker gets the plan's rules with a random source drawn from the lab's
 (seeded with --fault-seed), so `probability` holds overall; `first`/`every` count per worker.
 
@@ -33,7 +38,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copyreg
 import errno
+import io
 import os
 import pickle
 import random
@@ -42,7 +49,8 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, cast
 
 from labkit.events import Event, EventSink, StaticDirectory, make_event
 from labkit.faults.engine import FaultEngine, Rule
@@ -51,8 +59,12 @@ from labkit.services.context import Endpoint, StartContext
 
 if TYPE_CHECKING:
     from labkit.services.filetree import FileTree
+    from labkit.services.http import HttpServer
+    from labkit.services.http_forward import HttpLink
 
-POOLED = ("dns", "tftp")  # the services the workers serve; everything else stays in the main process
+# the services the workers serve; everything else stays in the main process (HTTP: the workers
+# serve files and forward what needs the main process there, labkit.services.http_forward)
+POOLED = ("dns", "tftp", "http")
 FLUSH_SECONDS = 0.05  # a worker sends its events at least this often while it has some
 BATCH_EVENTS = 2048  # ... and at once when it has this many
 STOP_SECONDS = 10.0  # a worker still running this long after "stop" is killed (by its PID)
@@ -81,6 +93,7 @@ class WorkerSetup:
     fault_seed: int
     fault_phones: dict[str, tuple[str, str | None]]
     started: float
+    http: HttpLink | None = None  # HTTP: the way to the main process (labkit.services.http_forward)
 
     @classmethod
     def of(cls, ctx: StartContext, seed: int, started: float) -> WorkerSetup:
@@ -152,9 +165,28 @@ def _fields_factory() -> Callable[[dict[str, Any]], Event]:
 EVENT_FROM = _fields_factory()
 
 
+def read_only(mapping: dict[Any, Any]) -> MappingProxyType[Any, Any]:
+    return MappingProxyType(mapping)
+
+
+def _mapping_proxy(proxy: MappingProxyType[Any, Any]) -> tuple[Any, tuple[dict[Any, Any]]]:
+    return read_only, (dict(proxy),)
+
+
+# plans hold read-only mappings (HTTP redirects, phones): they travel as such
+_DISPATCH = {**copyreg.dispatch_table, MappingProxyType: _mapping_proxy}
+
+
 def frame(message: object) -> bytes:
-    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    return _LENGTH.pack(len(data)) + data
+    out = io.BytesIO()
+    out.write(b"\0\0\0\0")
+    pickler = pickle.Pickler(out, protocol=pickle.HIGHEST_PROTOCOL)
+    pickler.dispatch_table = _DISPATCH
+    pickler.dump(message)
+    data = out.getbuffer()
+    _LENGTH.pack_into(data, 0, len(data) - _LENGTH.size)
+    del data
+    return out.getvalue()
 
 
 async def read_frame(reader: asyncio.StreamReader) -> Any:
@@ -164,6 +196,9 @@ async def read_frame(reader: asyncio.StreamReader) -> Any:
         return pickle.loads(await reader.readexactly(size))  # our own child (or parent) wrote it
     except (asyncio.IncompleteReadError, ConnectionError):
         return None
+
+
+_NAMED_BY_ADDRESS = ("http",)  # its events say how the phone was named: here, by its leased address
 
 
 # ---------------------------------------------------------------------------------------------
@@ -220,6 +255,8 @@ class WorkerPool:
         self.handles: dict[str, PooledService] = {}
         self.delivered = 0
         self.stopping = False
+        self.inner: dict[str, HttpServer] = {}  # HTTP: the main process's own service
+        self.links: dict[str, HttpLink] = {}
         engine = ctx.faults.engine
         rng = engine.random if engine is not None else random.Random()
         self._seeds = [rng.getrandbits(64) for _ in range(count)]
@@ -242,6 +279,8 @@ class WorkerPool:
                     phone = phones.get(client, "")
                     if phone == "":
                         phone = phones[client] = phone_at(client.rsplit(":", 1)[0])
+                    if phone is not None and row[1] in _NAMED_BY_ADDRESS:
+                        row = (*row[:8], {**row[8], "identified_by": "address"})
                 event = made[id(row)] = event_of(row, phone)
             bus(event)
         self.delivered += len(rows)
@@ -257,6 +296,8 @@ class WorkerPool:
                 phone = phones.get(client, "")
                 if phone == "":
                     phone = phones[client] = phone_at(client.rsplit(":", 1)[0])
+                if phone is not None and service in _NAMED_BY_ADDRESS:
+                    rest[-1] = {**cast(dict[str, Any], rest[-1]), "identified_by": "address"}
             bases.append(dict(zip(_FIELDS, (0.0, service, client, phone, *rest), strict=True)))
         for when, index in zip(times, which, strict=True):
             values = bases[index].copy()
@@ -276,8 +317,20 @@ class WorkerPool:
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env)
             self.workers.append(Worker(index, process, self))
 
-    def _setup(self, ctx: StartContext, index: int) -> WorkerSetup:
-        return WorkerSetup.of(ctx, self._seeds[index], self.started)
+    def _setup(self, ctx: StartContext, index: int, name: str) -> WorkerSetup:
+        return replace(WorkerSetup.of(ctx, self._seeds[index], self.started), http=self.links.get(name))
+
+    async def _start_inner(self, name: str, config: Any) -> None:
+        """HTTP: the main process's own service on a private loopback port, for what the workers
+        forward (labkit.services.http_forward)."""
+        if name != "http":
+            return
+        from labkit.services.http import start_http
+        from labkit.services.http_forward import HttpLink
+
+        link = HttpLink()
+        inner = await start_http(config, Endpoint("http", "127.0.0.1", 0, "tcp"), self.ctx, link=link)
+        self.inner[name], self.links[name] = inner, replace(link, port=inner.port)
 
     async def start(self, name: str, config: object, endpoint: Endpoint) -> PooledService:
         """Start `name` in every worker (port 0: the first worker's port for the others)."""
@@ -288,8 +341,10 @@ class WorkerPool:
         shared = replace(endpoint, reuse_port=True)
         serving: list[int] = []
         try:
+            await self._start_inner(name, config)
             for worker in self.workers:
-                reply = await worker.ask(("start", name, config, shared, self._setup(self.ctx, worker.index)))
+                setup = self._setup(self.ctx, worker.index, name)
+                reply = await worker.ask(("start", name, config, shared, setup))
                 if reply[0] == "started":
                     serving.append(worker.pid)
                     shared = replace(shared, port=int(reply[2])) if shared.port == 0 else shared
@@ -301,6 +356,7 @@ class WorkerPool:
                     problem = reply[2] if reply[0] == "failed" else "the worker process ended"
                     raise StartError(f"{name} worker {worker.index + 1}/{self.count}: {problem}")
         except BaseException:
+            await self._close_inner(name)
             if not self.handles:
                 await self.stop()
             raise
@@ -317,11 +373,21 @@ class WorkerPool:
 
     def reload(self, name: str, config: object, ctx: StartContext) -> None:
         self.ctx = replace(ctx, bus=self.ctx.bus)
+        inner = self.inner.get(name)
+        if inner is not None:
+            inner.reload(config, self.ctx)  # type: ignore[arg-type]  # the HTTP plan
         for worker in self.workers:
-            worker.send(("reload", name, config, self._setup(ctx, worker.index)))
+            worker.send(("reload", name, config, self._setup(ctx, worker.index, name)))
+
+    async def _close_inner(self, name: str) -> None:
+        inner = self.inner.pop(name, None)
+        self.links.pop(name, None)
+        if inner is not None:
+            await inner.close()
 
     async def release(self, name: str) -> None:
         self.handles.pop(name, None)
+        await self._close_inner(name)
         if not self.handles:
             await self.stop()
 

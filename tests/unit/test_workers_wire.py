@@ -105,3 +105,58 @@ def test_events_come_back_equal_and_in_order_through_the_columns(batch: list[tup
     assert recorder.events == originals and pool.delivered == len(originals)
     details = [id(event.detail) for event in recorder.events if not event.detail]
     assert len(set(details)) == len(details)  # no two events share an empty detail dict
+
+
+def test_read_only_mappings_travel_as_such() -> None:
+    """Plans hold MappingProxyType (HTTP redirects, phones), which pickle alone refuses."""
+    from types import MappingProxyType
+
+    from labkit.plan.http import HttpPlan, HttpRedirectPlan
+
+    plan = HttpPlan("http", redirects=MappingProxyType({"/old": HttpRedirectPlan("/new", 301)}))
+    back = pickle.loads(frame(("start", "http", plan))[4:])[2]
+    assert back == plan and isinstance(back.redirects, MappingProxyType)
+
+
+def test_an_http_event_named_by_the_main_process_says_by_address() -> None:
+    """A worker named no phone (not its User-Agent, no fixed address); the main process names it
+    by its leased address, as the main process's own HTTP service would have said."""
+    recorder = EventRecorder()
+    directory = StaticDirectory({"10.0.0.9": "00:11:22:33:44:55"})
+    ctx = StartContext(FileTree({}), recorder, directory, frozenset(), Path("/nonexistent"))
+    pool = WorkerPool(2, ctx, started=0.0)
+    leased = Event(2.0, "http", "10.0.0.9:40000", None, "get", "/a.cfg", "200 3 bytes", "ok",
+                   {"identified_by": "unknown"})
+    stranger = Event(3.0, "http", "10.0.0.8:40000", None, "get", "/a.cfg", "200 3 bytes", "ok",
+                     {"identified_by": "unknown"})
+    pool.deliver([row_of(leased), row_of(stranger)])
+    assert recorder.events[0].phone == "00:11:22:33:44:55"
+    assert recorder.events[0].detail == {"identified_by": "address"}
+    assert recorder.events[1] == stranger
+
+
+def test_an_http_event_in_columns_named_by_the_main_process_says_by_address() -> None:
+    """The same naming when the worker's batch travels as columns (the Batcher's format)."""
+    sent: list[bytes] = []
+    leased = Event(2.0, "http", "10.0.0.9:40000", None, "get", "/a.cfg", "200 3 bytes", "ok",
+                   {"identified_by": "unknown"})
+    stranger = Event(3.0, "http", "10.0.0.8:40000", None, "get", "/a.cfg", "200 3 bytes", "ok",
+                     {"identified_by": "unknown"})
+
+    async def main() -> None:
+        batcher = Batcher(sent.append)
+        batcher(leased)
+        batcher(stranger)
+        batcher.flush()
+
+    asyncio.run(main())
+    recorder = EventRecorder()
+    directory = StaticDirectory({"10.0.0.9": "00:11:22:33:44:55"})
+    ctx = StartContext(FileTree({}), recorder, directory, frozenset(), Path("/nonexistent"))
+    pool = WorkerPool(2, ctx, started=0.0)
+    kind, *columns = pickle.loads(sent[0][4:])
+    assert kind == "columns"
+    pool.deliver_columns(*columns)
+    assert recorder.events[0].phone == "00:11:22:33:44:55"
+    assert recorder.events[0].detail == {"identified_by": "address"}
+    assert recorder.events[1] == stranger
