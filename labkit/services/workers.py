@@ -38,24 +38,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copyreg
 import errno
-import io
 import os
-import pickle
 import random
-import struct
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, cast
 
 from labkit.events import Event, EventSink, StaticDirectory, make_event
 from labkit.faults.engine import FaultEngine, Rule
 from labkit.faults.hooks import Faults
 from labkit.services.context import Endpoint, StartContext
+from labkit.services.workers_wire import (  # noqa: F401  (re-exported: worker_main, tests)
+    _FIELDS,
+    EVENT_FROM,
+    EVENT_OF,
+    Row,
+    Template,
+    frame,
+    read_frame,
+    read_only,
+    row_of,
+)
 
 if TYPE_CHECKING:
     from labkit.services.filetree import FileTree
@@ -70,7 +75,6 @@ BATCH_EVENTS = 2048  # ... and at once when it has this many
 STOP_SECONDS = 10.0  # a worker still running this long after "stop" is killed (by its PID)
 START_SECONDS = 60.0  # a worker must have started a service within this
 PR_SET_PDEATHSIG = 1
-_LENGTH = struct.Struct("!I")
 
 
 def auto_workers() -> int:
@@ -110,92 +114,6 @@ class WorkerSetup:
         return StartContext(self.tree, sink, StaticDirectory(dict(self.fixed_ips)), self.known_macs,
                             self.state_dir, faults)
 
-
-# An Event as it travels from a worker: its fields in order (a tuple pickles 5-7 times faster
-# than the dataclass, and the strings the DNS fast path shares are pickled once per batch).
-Row = tuple[float, str, str | None, str | None, str, str, str, str, dict[str, Any]]
-Template = tuple[str, str | None, str | None, str, str, str, str, dict[str, Any]]  # a Row minus its time
-_FIELDS = ("time", "service", "client", "phone", "action", "request", "answer", "result", "detail")
-
-
-def row_of(event: Event) -> Row:
-    return (event.time, event.service, event.client, event.phone, event.action, event.request,
-            event.answer, event.result, event.detail)
-
-
-def _event_factory() -> Callable[[Row, str | None], Event]:
-    """`EVENT_OF(row, phone)`: the Event again (with `phone`); filled through its __dict__ in one
-    step when Event is the plain dataclass with these fields (as labkit.events.fact_event does)."""
-    if tuple(f.name for f in fields(Event)) != _FIELDS or "__slots__" in vars(Event):
-
-        def construct(row: Row, phone: str | None) -> Event:
-            return Event(row[0], row[1], row[2], phone, *row[4:])
-
-        return construct
-    new, set_attribute = object.__new__, object.__setattr__
-
-    def fill(row: Row, phone: str | None) -> Event:
-        event = new(Event)
-        set_attribute(event, "__dict__", {
-            "time": row[0], "service": row[1], "client": row[2], "phone": phone, "action": row[4],
-            "request": row[5], "answer": row[6], "result": row[7], "detail": row[8]})
-        return event
-
-    return fill
-
-
-EVENT_OF = _event_factory()
-
-
-def _fields_factory() -> Callable[[dict[str, Any]], Event]:
-    """`EVENT_FROM(fields)`: an Event from a dict of its fields (the dict becomes its __dict__
-    when Event is the plain dataclass, as in `_event_factory`)."""
-    if tuple(f.name for f in fields(Event)) != _FIELDS or "__slots__" in vars(Event):
-        return lambda values: Event(**values)
-    new, set_attribute = object.__new__, object.__setattr__
-
-    def fill(values: dict[str, Any]) -> Event:
-        event = new(Event)
-        set_attribute(event, "__dict__", values)
-        return event
-
-    return fill
-
-
-EVENT_FROM = _fields_factory()
-
-
-def read_only(mapping: dict[Any, Any]) -> MappingProxyType[Any, Any]:
-    return MappingProxyType(mapping)
-
-
-def _mapping_proxy(proxy: MappingProxyType[Any, Any]) -> tuple[Any, tuple[dict[Any, Any]]]:
-    return read_only, (dict(proxy),)
-
-
-# plans hold read-only mappings (HTTP redirects, phones): they travel as such
-_DISPATCH = {**copyreg.dispatch_table, MappingProxyType: _mapping_proxy}
-
-
-def frame(message: object) -> bytes:
-    out = io.BytesIO()
-    out.write(b"\0\0\0\0")
-    pickler = pickle.Pickler(out, protocol=pickle.HIGHEST_PROTOCOL)
-    pickler.dispatch_table = _DISPATCH
-    pickler.dump(message)
-    data = out.getbuffer()
-    _LENGTH.pack_into(data, 0, len(data) - _LENGTH.size)
-    del data
-    return out.getvalue()
-
-
-async def read_frame(reader: asyncio.StreamReader) -> Any:
-    """The next message; None at the end of the stream."""
-    try:
-        size = _LENGTH.unpack(await reader.readexactly(_LENGTH.size))[0]
-        return pickle.loads(await reader.readexactly(size))  # our own child (or parent) wrote it
-    except (asyncio.IncompleteReadError, ConnectionError):
-        return None
 
 
 _NAMED_BY_ADDRESS = ("http",)  # its events say how the phone was named: here, by its leased address

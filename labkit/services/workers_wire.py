@@ -1,0 +1,104 @@
+"""The frames between labkit's main process and its worker processes (labkit.services.workers
+describes the protocol): length-prefixed pickles, and an Event's fields as a row or a template."""
+
+from __future__ import annotations
+
+import asyncio
+import copyreg
+import io
+import pickle
+import struct
+from collections.abc import Callable
+from dataclasses import fields
+from types import MappingProxyType
+from typing import Any
+
+from labkit.events import Event
+
+_LENGTH = struct.Struct("!I")
+
+# An Event as it travels from a worker: its fields in order (a tuple pickles 5-7 times faster
+# than the dataclass, and the strings the DNS fast path shares are pickled once per batch).
+Row = tuple[float, str, str | None, str | None, str, str, str, str, dict[str, Any]]
+Template = tuple[str, str | None, str | None, str, str, str, str, dict[str, Any]]  # a Row minus its time
+_FIELDS = ("time", "service", "client", "phone", "action", "request", "answer", "result", "detail")
+
+
+def row_of(event: Event) -> Row:
+    return (event.time, event.service, event.client, event.phone, event.action, event.request,
+            event.answer, event.result, event.detail)
+
+
+def _event_factory() -> Callable[[Row, str | None], Event]:
+    """`EVENT_OF(row, phone)`: the Event again (with `phone`); filled through its __dict__ in one
+    step when Event is the plain dataclass with these fields (as labkit.events.fact_event does)."""
+    if tuple(f.name for f in fields(Event)) != _FIELDS or "__slots__" in vars(Event):
+
+        def construct(row: Row, phone: str | None) -> Event:
+            return Event(row[0], row[1], row[2], phone, *row[4:])
+
+        return construct
+    new, set_attribute = object.__new__, object.__setattr__
+
+    def fill(row: Row, phone: str | None) -> Event:
+        event = new(Event)
+        set_attribute(event, "__dict__", {
+            "time": row[0], "service": row[1], "client": row[2], "phone": phone, "action": row[4],
+            "request": row[5], "answer": row[6], "result": row[7], "detail": row[8]})
+        return event
+
+    return fill
+
+
+EVENT_OF = _event_factory()
+
+
+def _fields_factory() -> Callable[[dict[str, Any]], Event]:
+    """`EVENT_FROM(fields)`: an Event from a dict of its fields (the dict becomes its __dict__
+    when Event is the plain dataclass, as in `_event_factory`)."""
+    if tuple(f.name for f in fields(Event)) != _FIELDS or "__slots__" in vars(Event):
+        return lambda values: Event(**values)
+    new, set_attribute = object.__new__, object.__setattr__
+
+    def fill(values: dict[str, Any]) -> Event:
+        event = new(Event)
+        set_attribute(event, "__dict__", values)
+        return event
+
+    return fill
+
+
+EVENT_FROM = _fields_factory()
+
+
+def read_only(mapping: dict[Any, Any]) -> MappingProxyType[Any, Any]:
+    return MappingProxyType(mapping)
+
+
+def _mapping_proxy(proxy: MappingProxyType[Any, Any]) -> tuple[Any, tuple[dict[Any, Any]]]:
+    return read_only, (dict(proxy),)
+
+
+# plans hold read-only mappings (HTTP redirects, phones): they travel as such
+_DISPATCH = {**copyreg.dispatch_table, MappingProxyType: _mapping_proxy}
+
+
+def frame(message: object) -> bytes:
+    out = io.BytesIO()
+    out.write(b"\0\0\0\0")
+    pickler = pickle.Pickler(out, protocol=pickle.HIGHEST_PROTOCOL)
+    pickler.dispatch_table = _DISPATCH
+    pickler.dump(message)
+    data = out.getbuffer()
+    _LENGTH.pack_into(data, 0, len(data) - _LENGTH.size)
+    del data
+    return out.getvalue()
+
+
+async def read_frame(reader: asyncio.StreamReader) -> Any:
+    """The next message; None at the end of the stream."""
+    try:
+        size = _LENGTH.unpack(await reader.readexactly(_LENGTH.size))[0]
+        return pickle.loads(await reader.readexactly(size))  # our own child (or parent) wrote it
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return None
