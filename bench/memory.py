@@ -98,11 +98,13 @@ def measure(phones: int, storm: int, concurrency: int, timeout: float,
         assert lab.stdout is not None
         row: dict[str, Any] = {"phones": phones}
         try:
+            said: list[str] = []
             for line in lab.stdout:
                 if BANNER in line:
                     break
+                said = [*said[-20:], line]
             else:
-                raise RuntimeError("the lab did not start")
+                raise RuntimeError("the lab did not start:\n" + "".join(said))
             row["start_s"] = round(time.monotonic() - started, 1)
             time.sleep(1.0)  # let start-up garbage settle
             after = status(lab.pid)

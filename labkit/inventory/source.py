@@ -10,7 +10,9 @@ by expressions) keep the rendered line and the error shows rendered context inst
 
 from __future__ import annotations
 
+import functools
 import re
+from array import array
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +23,7 @@ import yaml
 from jinja2.sandbox import SandboxedEnvironment
 
 from labkit.errors import LabkitError
+from labkit.inventory.positions import Positions
 
 MARK_OPEN = "\ue000"
 MARK_CLOSE = "\ue001"
@@ -148,15 +151,15 @@ def _mark_template(source: str) -> str:
     return "\n".join(out)
 
 
-def _split_markers(rendered: str) -> tuple[str, list[int | None]]:
-    """Strip markers; return the clean text and, per rendered line, the template line (or None)."""
+def _split_markers(rendered: str) -> tuple[str, array[int]]:
+    """Strip markers; return the clean text and, per rendered line, the template line (or 0)."""
     clean_lines: list[str] = []
-    line_map: list[int | None] = []
+    line_map = array("I")
     for raw in rendered.split("\n"):
         marks = _MARK_RE.findall(raw)
         clean_lines.append(_MARK_RE.sub("", raw))
         # the last marker on a rendered line is the template line whose newline ended it
-        line_map.append(int(marks[-1]) if marks else None)
+        line_map.append(int(marks[-1]) if marks else 0)
     return "\n".join(clean_lines), line_map
 
 
@@ -177,12 +180,16 @@ class Source:
     """A rendered inventory with its map back to the template."""
 
     file: str
-    template_lines: tuple[str, ...]
+    template: str  # the text the user wrote (its lines: `template_lines`, split when an error needs them)
     rendered: str
-    line_map: list[int | None]
+    line_map: array[int]  # per rendered line, its template line (0: not traced)
     data: Any = None
     # path -> (line of the key, line of the value) in rendered YAML, 1-based
-    positions: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    positions: Positions = field(default_factory=Positions)
+
+    @functools.cached_property
+    def template_lines(self) -> tuple[str, ...]:
+        return tuple(self.template.split("\n"))
 
     @property
     def rendered_lines(self) -> tuple[str, ...]:
@@ -191,8 +198,8 @@ class Source:
     def locate_rendered(self, rendered_line: int) -> Location:
         """Location of a 1-based rendered line: traced to the template when possible."""
         idx = rendered_line - 1
-        if 0 <= idx < len(self.line_map) and self.line_map[idx] is not None:
-            return Location(self.file, int(self.line_map[idx] or 0), traced=True)
+        if 0 <= idx < len(self.line_map) and self.line_map[idx]:
+            return Location(self.file, self.line_map[idx], traced=True)
         lines = self.rendered_lines
         first, last = max(0, idx - 2), min(len(lines), idx + 3)
         context = tuple(
@@ -235,7 +242,7 @@ def render_template(text: str, file: str, variables: Mapping[str, Any] | None = 
         where = Location(file, line, traced=True) if line else None
         raise InventoryError([Problem(where, "", f"template error: {exc}")], template_lines) from None
     clean, line_map = _split_markers(rendered)
-    return Source(file=file, template_lines=template_lines, rendered=clean, line_map=line_map)
+    return Source(file=file, template=text, rendered=clean, line_map=line_map)
 
 
 def _template_line_from_traceback(exc: BaseException) -> int | None:
