@@ -23,6 +23,7 @@ import yaml
 from jinja2.sandbox import SandboxedEnvironment
 
 from labkit.errors import LabkitError
+from labkit.inventory import yaml_events
 from labkit.inventory.positions import Positions
 
 MARK_OPEN = "\ue000"
@@ -262,6 +263,14 @@ def _template_line_from_traceback(exc: BaseException) -> int | None:
 
 def parse_yaml(source: Source) -> Source:
     """Parse the rendered YAML into plain data, recording the line of every key and value."""
+    constructor = yaml.SafeLoader("")  # only used to construct scalars with YAML 1.1 typing
+    if yaml_events.available():
+        try:
+            found, data = yaml_events.read(source.rendered, source.positions, constructor)
+            source.data = data if found else {}
+            return source
+        except (yaml_events.Fallback, yaml.YAMLError):
+            source.positions = Positions()  # the node path below says what is wrong, or reads it
     try:
         node = _compose(source.rendered)
     except yaml.MarkedYAMLError as exc:
@@ -277,7 +286,6 @@ def parse_yaml(source: Source) -> Source:
             source.template_lines,
         ) from None
     problems: list[Problem] = []
-    constructor = yaml.SafeLoader("")  # only used to construct scalars with YAML 1.1 typing
     if node is None:
         source.data = {}
         return source

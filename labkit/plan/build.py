@@ -34,7 +34,7 @@ def _frozen(mapping: Mapping[Any, Any]) -> Mapping[Any, Any]:
     return MappingProxyType(dict(mapping))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per phone for the whole run: no __dict__
 class PhonePlan:
     phone: Phone
     vendor_class: str  # the option 60 the phone is expected to send

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from labkit.events import Event
+from labkit.inventory import yaml_events
 from labkit.inventory.positions import Positions
-from labkit.inventory.source import load_source
+from labkit.inventory.source import _build, _compose, load_source, render_template
 from labkit.services import ops
 from labkit.services.ops import LabOps, Timeline
 from labkit.services.status import LabStatus
@@ -83,3 +86,64 @@ def test_all_timelines_together_stay_under_the_global_bound(monkeypatch: Any) ->
     assert lab.timeline_bytes == sum(len(t.data) for t in lab.timelines.values())
     shown = lab.phone(macs[-1])
     assert shown is not None and shown["events"][-1]["time"] == 1000.0 + 1999  # the newest kept
+
+
+def _node_way(text: str) -> tuple[Any, Positions]:
+    source = render_template(text, "lab.yaml")
+    node = _compose(source.rendered)
+    data = {} if node is None else _build(node, (), source, yaml.SafeLoader(""), [])
+    return data, source.positions
+
+
+def _paths(data: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [path]
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for key, value in items:
+        out += _paths(value, (*path, key))
+    return out
+
+
+CLEAN = [
+    "",
+    "a: 1\n",
+    "lab:\n  name: x\n  pool: {start: 10.0.0.1, end: 10.0.0.9}\nphones:\n  - {mac: '02:00', model: m}\n"
+    "  -\n    mac: 02:01\n    lines: [{extension: 1}, {}]\n  - []\n",
+    "opts: {66: tftp, 150: [1.5, true, null, ~, 0x1f, 2001-01-01, '010']}\nlist:\n- - - deep\n",
+    "text: |\n  one\n  two\nfolded: >\n  x\n  y\nempty:\nbin: !!binary aGk=\n",
+    "--- \n- 1\n- two\n...\n",
+    "k: !!str 12\nj: !!int '7'\n",
+]
+NEEDS_NODES = ["a: &x {b: 1}\nc: *x\n", "a: 1\na: 2\n", "<<: {a: 1}\n", "? [a]\n: 1\n", "--- 1\n--- 2\n",
+               "a: !!int nope\n", "a: !custom 1\n"]
+
+
+@pytest.mark.parametrize("text", CLEAN)
+def test_the_event_path_reads_what_the_node_path_reads(text: str) -> None:
+    positions = Positions()
+    found, data = yaml_events.read(text, positions, yaml.SafeLoader(""))
+    want, want_positions = _node_way(text)
+    assert (data if found else {}) == want
+    assert len(positions) == len(want_positions)
+    for path in _paths(want):
+        assert positions.setdefault(path, (1, 1)) == want_positions.setdefault(path, (1, 1))
+
+
+@pytest.mark.parametrize("text", NEEDS_NODES)
+def test_what_the_node_path_must_word_falls_back_to_it(text: str) -> None:
+    with pytest.raises((yaml_events.Fallback, yaml.YAMLError)):
+        yaml_events.read(text, Positions(), yaml.SafeLoader(""))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=8)),
+                    lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                            st.dictionaries(st.text(max_size=5), inner, max_size=4)),
+                    max_leaves=20), st.booleans())
+def test_any_dumped_document_reads_the_same_both_ways(value: Any, flow: bool) -> None:
+    text = yaml.safe_dump({"top": value}, default_flow_style=flow)
+    positions = Positions()
+    _, data = yaml_events.read(text, positions, yaml.SafeLoader(""))
+    want, want_positions = _node_way(text)
+    assert data == want
+    for path in _paths(want):
+        assert positions.setdefault(path, (1, 1)) == want_positions.setdefault(path, (1, 1))
