@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     from labkit.plan.build import Plan
 
 TIMELINE_EVENTS = 300  # events kept per phone for its timeline
-TIMELINE_BYTES = 64 << 20  # all timelines together (encoded): past it, every timeline keeps its newer half
+TIMELINE_BYTES = 32 << 20  # all timelines together (encoded): past it, every timeline keeps its newer half
+# (the journal keeps every event: these are the API's recent view; 32 MiB: ~30 rows a phone at 10,000)
 SUBSCRIBER_BACKLOG = 1000  # messages a slow dashboard may fall behind before it gets a fresh snapshot
 
 Message = tuple[str, Any]
