@@ -111,8 +111,13 @@ def measure(phones: int, storm: int, concurrency: int, timeout: float,
             row["rss_after_start_mib"] = round(after["VmRSS"], 1)
             if trace:
                 lab.send_signal(signal.SIGUSR1)
+            print(json.dumps({**row, "note": "after start; the storm follows"}), file=sys.stderr, flush=True)
             if storm:
-                row.update(run_storm(lab_file, work, offset, concurrency, timeout, storm))
+                try:
+                    row.update(run_storm(lab_file, work, offset, concurrency, timeout, storm))
+                except TimeoutError:  # a few phones still retrying: RSS is still the storm's end
+                    row["storm_timed_out_s"] = timeout
+                    row["stages"] = stages(work)
                 time.sleep(1.0)
                 end = status(lab.pid)
                 row["rss_after_storm_mib"] = round(end["VmRSS"], 1)
@@ -124,6 +129,13 @@ def measure(phones: int, storm: int, concurrency: int, timeout: float,
             lab.send_signal(signal.SIGTERM)
             lab.communicate(timeout=120)
     return row
+
+
+def stages(work: Path) -> dict[str, int]:
+    """Phones per stage, from the running lab (`labkit status`)."""
+    out = subprocess.run([sys.executable, "-m", "labkit", "status", "--state", str(work / "state"), "--json"],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT, check=True).stdout
+    return dict(json.loads(out)["stages"])
 
 
 def run_storm(lab_file: Path, work: Path, offset: int, concurrency: int, timeout: float,
