@@ -117,14 +117,16 @@ def measure(phones: int, storm: int, concurrency: int, timeout: float,
                     row.update(run_storm(lab_file, work, offset, concurrency, timeout, storm))
                 except TimeoutError:  # a few phones still retrying: RSS is still the storm's end
                     row["storm_timed_out_s"] = timeout
-                    row["stages"] = stages(work)
                 time.sleep(1.0)
                 end = status(lab.pid)
                 row["rss_after_storm_mib"] = round(end["VmRSS"], 1)
+                row["peak_rss_mib"] = round(end["VmHWM"], 1)
+                if "storm_timed_out_s" in row:  # asked after RSS was read: a status snapshot costs memory
+                    row["stages"] = stages(work)
                 if trace:
                     lab.send_signal(signal.SIGUSR1)
                     time.sleep(5.0)
-            row["peak_rss_mib"] = round(status(lab.pid)["VmHWM"], 1)
+            row.setdefault("peak_rss_mib", round(status(lab.pid)["VmHWM"], 1))
         finally:
             lab.send_signal(signal.SIGTERM)
             lab.communicate(timeout=120)
