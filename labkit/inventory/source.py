@@ -353,9 +353,10 @@ def _build(node: yaml.Node, path: Path_, source: Source, constructor: yaml.SafeL
         return items
     try:
         return constructor.construct_object(node, deep=True)
-    except yaml.constructor.ConstructorError as exc:
+    except (yaml.constructor.ConstructorError, ValueError) as exc:  # `!!int nope`: a ValueError
+        why = exc.problem if isinstance(exc, yaml.constructor.ConstructorError) else str(exc)
         problems.append(Problem(source.locate_rendered(node.start_mark.line + 1),
-                                _field_name(path), f"cannot read value: {exc.problem}"))
+                                _field_name(path), f"cannot read value: {why}"))
         return None
 
 

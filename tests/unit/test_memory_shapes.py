@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from labkit.events import Event
 from labkit.inventory import yaml_events
 from labkit.inventory.positions import Positions
-from labkit.inventory.source import _build, _compose, load_source, render_template
+from labkit.inventory.source import InventoryError, _build, _compose, load_source, render_template
 from labkit.services import ops
 from labkit.services.ops import LabOps, Timeline
 from labkit.services.status import LabStatus
@@ -147,3 +147,9 @@ def test_any_dumped_document_reads_the_same_both_ways(value: Any, flow: bool) ->
     assert data == want
     for path in _paths(want):
         assert positions.setdefault(path, (1, 1)) == want_positions.setdefault(path, (1, 1))
+
+
+def test_a_tagged_value_that_cannot_be_read_names_its_line() -> None:
+    with pytest.raises(InventoryError) as raised:
+        load_source("lab: {name: x}\nport: !!int nope\n", "lab.yaml")
+    assert raised.value.problems[0].render().startswith("lab.yaml:2: error: port: cannot read value: ")
