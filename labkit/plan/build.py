@@ -34,7 +34,7 @@ def _frozen(mapping: Mapping[Any, Any]) -> Mapping[Any, Any]:
     return MappingProxyType(dict(mapping))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per phone for the whole run: no __dict__
 class PhonePlan:
     phone: Phone
     vendor_class: str  # the option 60 the phone is expected to send
@@ -122,6 +122,12 @@ def _listen(inv: Inventory) -> Mapping[str, Listen]:
     return _frozen(out)
 
 
+def _fault_phones(inv: Inventory) -> dict[str, tuple[str, str | None]]:
+    """MAC -> (model, group), one tuple per distinct pair (held for the run: 56 bytes a phone)."""
+    pairs: dict[tuple[str, str | None], tuple[str, str | None]] = {}
+    return {p.mac: pairs.setdefault((p.model, p.group), (p.model, p.group)) for p in inv.phones}
+
+
 def build_plan(loaded: LoadedInventory) -> Plan:
     inv = loaded.inventory
     zones = plan_zones(inv)
@@ -153,7 +159,7 @@ def build_plan(loaded: LoadedInventory) -> Plan:
         interface=inv.lab.interface,
         kit_address=str(names.kit_address(inv)),
         kit_addresses=tuple(sorted(str(a) for a in names.kit_addresses(inv))),
-        fault_phones=_frozen({p.mac: (p.model, p.group) for p in inv.phones}),
+        fault_phones=_frozen(_fault_phones(inv)),
         fixed_ips=_frozen({str(p.ip): p.mac for p in inv.phones if p.ip is not None}),
         known_macs=frozenset(p.mac for p in inv.phones),
         tftp=plan_tftp(loaded),

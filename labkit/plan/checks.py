@@ -111,6 +111,11 @@ def _profile_urls(plan: Plan) -> Iterator[Problem]:
     loaded = plan.loaded
     inv = plan.inventory
     first: dict[tuple[str, str | None, str | None, bytes | None], str] = {}
+    by_mac: dict[str, list[Phone]] = {}
+    by_model: dict[str, list[Phone]] = {}
+    for phone in inv.phones:  # indexed once: a scan per profile is quadratic in phones
+        by_mac.setdefault(phone.mac, []).append(phone)
+        by_model.setdefault(phone.model, []).append(phone)
     for rel, planned in plan.files.items():  # the plan's order: a profile's main name first
         first.setdefault((planned.kind, planned.mac, planned.model, planned.data), rel)
     for rel, planned in sorted(plan.files.items()):
@@ -120,10 +125,10 @@ def _profile_urls(plan: Plan) -> Iterator[Problem]:
             continue  # the same profile served under another factory name: said once
         text = planned.data.decode("utf-8", errors="replace")
         if planned.mac is not None:
-            phones = [p for p in inv.phones if p.mac == planned.mac]
+            phones = by_mac.get(planned.mac, [])
             key = "template"
         else:
-            phones = [p for p in inv.phones if p.model == planned.model]
+            phones = by_model.get(planned.model or "", [])
             key = "model_template"
         at: Path_ = ("profiles", key) if getattr(inv.profiles, key) else ("profiles",)
         for url in missing_urls(plan, text, phones):

@@ -6,7 +6,8 @@ JSON shapes (stable; `version` grows when a field changes meaning):
   snapshot(): LabStatus.snapshot() + {"lab": {name, domain}, "faults_in_force": [{label, service,
               action, when, match}], "admin": url or null}
   phone(mac): {"phone": PhoneStatus.to_dict(), "events": [{time, service, action, request,
-              answer, result, client, rule}]} (oldest first, the last TIMELINE_EVENTS)
+              answer, result, client, rule}]} (oldest first, the last TIMELINE_EVENTS, fewer
+              once all timelines together pass TIMELINE_BYTES)
   counters(): {"events", "stages", "services", "faults_fired", "leases_in_use", "unknown_clients"}
 """
 
@@ -15,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import io
+import marshal
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -28,6 +31,8 @@ if TYPE_CHECKING:
     from labkit.plan.build import Plan
 
 TIMELINE_EVENTS = 300  # events kept per phone for its timeline
+TIMELINE_BYTES = 32 << 20  # all timelines together (encoded): past it, every timeline keeps its newer half
+# (the journal keeps every event: these are the API's recent view; 32 MiB: ~30 rows a phone at 10,000)
 SUBSCRIBER_BACKLOG = 1000  # messages a slow dashboard may fall behind before it gets a fresh snapshot
 
 Message = tuple[str, Any]
@@ -50,7 +55,9 @@ def phone_rows(plan: Plan) -> Iterator[tuple[str, str, str, str | None]]:
 
 # a timeline entry: (time, service, action, request, answer, result, client, rule). Only what
 # `phone()` shows is kept, not the Event with its detail: a 10,000-phone storm leaves ~14 events
-# per phone, and the whole Event (object, __dict__, detail dict) costs about twice the tuple
+# per phone. Each phone's rows are marshalled one after another into one bytearray (~half the
+# size of the tuples with their float and strings, ~30 MiB at 10,000 phones), read back only
+# when the API asks for that phone
 TimelineRow = tuple[float, str, str, str, str, str, str | None, Any]
 ROW_FIELDS = ("time", "service", "action", "request", "answer", "result", "client", "rule")
 
@@ -64,6 +71,41 @@ def event_row(event: Event) -> dict[str, Any]:
     return dict(zip(ROW_FIELDS, timeline_row(event), strict=True))
 
 
+class Timeline:
+    """One phone's rows, encoded: a row count and the marshalled rows back to back."""
+
+    __slots__ = ("data", "rows")
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.rows = 0
+
+    def append(self, row: TimelineRow) -> int:
+        """Add a row; the bytes it took."""
+        try:
+            encoded = marshal.dumps(row)
+        except ValueError:  # a rule label of a type marshal cannot write: kept as its text
+            encoded = marshal.dumps((*row[:-1], str(row[-1])))
+        self.data += encoded
+        self.rows += 1
+        return len(encoded)
+
+    def decoded(self) -> list[TimelineRow]:
+        stream = io.BytesIO(self.data)
+        return [marshal.load(stream) for _ in range(self.rows)]
+
+    def keep(self, rows: int) -> int:
+        """Keep the newest `rows`; the bytes freed."""
+        if self.rows <= rows:
+            return 0
+        before = len(self.data)
+        kept = self.decoded()[-rows:] if rows else []
+        self.data, self.rows = bytearray(), 0
+        for row in kept:
+            self.append(row)
+        return before - len(self.data)
+
+
 class LabOps:
     """An event sink: folds each event into the status and metrics and tells the subscribers."""
 
@@ -74,7 +116,8 @@ class LabOps:
         self.lab = lab or {}
         self.faults = [fault_in_force(rule) for rule in faults]
         self.admin_url = admin_url
-        self.timelines: dict[str, list[TimelineRow]] = {}
+        self.timelines: dict[str, Timeline] = {}
+        self.timeline_bytes = 0  # encoded bytes of all timelines (bounded by TIMELINE_BYTES)
         self.subscribers: set[asyncio.Queue[Message]] = set()
         self.acs: Any = None  # the ACS service (labkit.services.acs.AcsServer) when the lab runs one
 
@@ -83,13 +126,21 @@ class LabOps:
         if changed is None:
             return
         timeline = self.timelines.get(changed.mac)
-        if timeline is None:  # a list, trimmed now and then: a deque's first block alone is ~600 bytes
-            timeline = self.timelines[changed.mac] = []
-        timeline.append(timeline_row(event))
-        if len(timeline) >= 2 * TIMELINE_EVENTS:
-            del timeline[:-TIMELINE_EVENTS]
+        if timeline is None:
+            timeline = self.timelines[changed.mac] = Timeline()
+        self.timeline_bytes += timeline.append(timeline_row(event))
+        if timeline.rows >= 2 * TIMELINE_EVENTS:  # trimmed now and then, not at every event
+            self.timeline_bytes -= timeline.keep(TIMELINE_EVENTS)
+        if self.timeline_bytes > TIMELINE_BYTES:
+            self._halve_timelines()
         if self.subscribers:
             self._tell(("phone", changed.to_dict()))
+
+    def _halve_timelines(self) -> None:
+        """Past the global bound: every timeline keeps its newer half (a sweep that at least
+        halves the total, so it runs rarely). 100,000 phones of 300 rows would hold ~3 GB."""
+        for timeline in self.timelines.values():
+            self.timeline_bytes -= timeline.keep(timeline.rows // 2)
 
     def replan(self, plan: Plan) -> None:
         """After a reload: the new plan's phones join the table, its faults are the ones in force."""
@@ -127,5 +178,6 @@ class LabOps:
         found = self.status.phones.get(mac)
         if found is None:
             return None
-        rows = self.timelines.get(mac, [])[-TIMELINE_EVENTS:]
+        timeline = self.timelines.get(mac)
+        rows = timeline.decoded()[-TIMELINE_EVENTS:] if timeline is not None else []
         return {"phone": found.to_dict(), "events": [dict(zip(ROW_FIELDS, row, strict=True)) for row in rows]}
