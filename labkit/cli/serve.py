@@ -208,6 +208,7 @@ def _banner(lab: RunningLab, log_path: Path) -> None:
         out.print(f"  {endpoint}{shared}", markup=False)
     if lab.ca_path is not None:
         out.print(f"  lab CA: {lab.ca_path} (curl --cacert {lab.ca_path})", markup=False)
+    out.print(f"  fast paths: {_fast_paths()}", markup=False)
     if lab.admin is not None:
         url = f"http://{lab.admin.host}:{lab.admin.port}/"
         keyed = f"?token={lab.admin_token}" if lab.admin_token else ""
@@ -219,6 +220,20 @@ def _banner(lab: RunningLab, log_path: Path) -> None:
         when = {k: v for k, v in dataclasses.asdict(rule.when).items() if v is not None}
         match = {k: v for k, v in dataclasses.asdict(rule.match).items() if v is not None}
         out.print(f"  fault: {rule.label}: {rule.service} when {when} matching {match}", markup=False)
+
+
+def _fast_paths() -> str:
+    """Which compiled fast paths (labkit.native) this process runs with, in the banner's words."""
+    from labkit import native
+
+    names = {"_tftp": "TFTP steady phase", "_udp": "DNS UDP drain"}
+    built = native.available()
+    if not native.enabled():
+        return "off (LABKIT_NATIVE=0): pure Python"
+    running = [names.get(name, name) for name, ok in built.items() if ok]
+    missing = [names.get(name, name) for name, ok in built.items() if not ok]
+    text = ", ".join(running) if running else "none"
+    return text + (f"; not built here: {', '.join(missing)} (pure Python)" if missing else "")
 
 
 def _capture_banner(lab: RunningLab, keylog: Path | None) -> None:

@@ -32,3 +32,16 @@ def test_labkit_native_0_selects_the_pure_paths() -> None:
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
                          check=True, timeout=60).stdout.split()
     assert out == ["False", "[]"]
+
+
+def test_labkit_up_names_the_fast_paths_it_runs_with(monkeypatch: pytest.MonkeyPatch) -> None:
+    from labkit.cli.serve import _fast_paths
+
+    monkeypatch.setenv("LABKIT_NATIVE", "0")
+    assert _fast_paths() == "off (LABKIT_NATIVE=0): pure Python"
+    monkeypatch.delenv("LABKIT_NATIVE")
+    built = [name for name, ok in native.available().items() if ok]
+    text = _fast_paths()
+    assert ("TFTP steady phase" in text) == ("_tftp" in built)
+    assert ("DNS UDP drain" in text) == ("_udp" in built)
+    assert ("not built here" in text) == (len(built) < len(native.available()))
