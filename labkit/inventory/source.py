@@ -304,7 +304,7 @@ def _compose(text: str) -> yaml.Node | None:
         try:
             return yaml.compose(text, Loader=fast)
         except yaml.YAMLError:
-            pass
+            pass  # the pure parser below words the error (see the docstring)
     return yaml.compose(text, Loader=yaml.SafeLoader)
 
 

@@ -25,9 +25,10 @@ from labkit.protocols.cwmp.acs_session import AcsSession
 from labkit.protocols.cwmp.faults import AcsFaultAction
 from labkit.protocols.cwmp.soap import decode, encode
 from labkit.protocols.cwmp.values import CwmpError
-from labkit.protocols.http import DigestAuth, auth_challenge, basic_challenge
+from labkit.protocols.http import DigestAuth, basic_challenge
 from labkit.protocols.result import Fact
 from labkit.services.acs_state import AcsState, SessionRecord, identify
+from labkit.services.http_conn import unauthorized
 
 COOKIE = "labkit-acs"
 SERVER_HEADER = "labkit-acs"
@@ -85,15 +86,7 @@ class AcsHandler:
         return web.Response(status=401, headers={"WWW-Authenticate": header, "Server": SERVER_HEADER})
 
     def _denied(self, request: web.Request) -> web.Response | None:
-        auth = self.config.auth
-        if auth is None:
-            return None
-        challenge = auth_challenge(request.headers.get("Authorization"), request.method, self.clock(),
-                                   user=auth.user, password=auth.password, realm=auth.realm,
-                                   digest=self.digest)
-        if challenge is None:
-            return None
-        return web.Response(status=401, headers={"WWW-Authenticate": challenge, "Server": SERVER_HEADER})
+        return unauthorized(request, self.config.auth, self.clock(), self.digest, SERVER_HEADER)
 
     def sweep(self) -> None:
         """Drop sessions idle for longer than the session timeout."""

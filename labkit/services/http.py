@@ -25,14 +25,13 @@ from labkit.plan.http import HttpPlan
 from labkit.protocols.http import (
     DigestAuth,
     RangeNotSatisfiable,
-    auth_challenge,
     parse_range,
     parse_user_agent,
 )
 from labkit.protocols.http_faults import HttpFaultAction
 from labkit.services.context import Endpoint, StartContext
 from labkit.services.filetree import ForbiddenPath, ServedFile
-from labkit.services.http_conn import ConnectionGate, Listener, Peer, RawResponse, framing_of
+from labkit.services.http_conn import ConnectionGate, Listener, Peer, RawResponse, framing_of, unauthorized
 from labkit.services.http_extras import Extras
 from labkit.services.http_forward import Forwarder, ForwardFailed, HttpLink, as_forwarded, forwarded_peer
 from labkit.services.http_send import (
@@ -115,15 +114,7 @@ class _Handler:
         return phone, detail
 
     def _authorized(self, request: web.Request) -> web.Response | None:
-        auth = self.config.auth
-        if auth is None:
-            return None
-        challenge = auth_challenge(request.headers.get("Authorization"), request.method, self.clock(),
-                                   user=auth.user, password=auth.password, realm=auth.realm,
-                                   digest=self.digest)
-        if challenge is None:
-            return None
-        return web.Response(status=401, headers={"WWW-Authenticate": challenge, "Server": SERVER_HEADER})
+        return unauthorized(request, self.config.auth, self.clock(), self.digest, SERVER_HEADER)
 
     def emit(self, exchange: Exchange, answer: str, result: str) -> None:
         self.sink(exchange.event(answer, result))

@@ -16,13 +16,17 @@ import contextlib
 import ssl
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from labkit.protocols.http import DigestAuth, auth_challenge
 from labkit.protocols.http_faults import HttpFaultAction
 from labkit.protocols.http_wire import Fields, Framing, encode_response
+
+if TYPE_CHECKING:
+    from labkit.plan.http import HttpAuthPlan
 
 Peer = tuple[str, int]
 OnRefused = Callable[[Peer, str], None]  # (peer, why) for a connection closed at once
@@ -281,3 +285,17 @@ class RawResponse(web.StreamResponse):
 
     async def write_eof(self, data: bytes = b"") -> None:
         return None
+
+
+def unauthorized(request: web.Request, auth: HttpAuthPlan | None, now: float, digest: DigestAuth | None,
+                 server: str) -> web.Response | None:
+    """The 401 (with its challenge) for a request the service's credentials refuse; None when the
+    service asks for none or the request's Authorization is good (the decision is
+    protocols.http.auth_challenge's)."""
+    if auth is None:
+        return None
+    challenge = auth_challenge(request.headers.get("Authorization"), request.method, now, user=auth.user,
+                               password=auth.password, realm=auth.realm, digest=digest)
+    if challenge is None:
+        return None
+    return web.Response(status=401, headers={"WWW-Authenticate": challenge, "Server": server})

@@ -235,7 +235,7 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, idle
             writer.write(data)
             await writer.drain()
     except (ConnectionError, TimeoutError, OSError):
-        pass
+        pass  # one side closed, reset or stayed idle past the bound: the tunnel ends either way
     with contextlib.suppress(OSError, RuntimeError):
         if writer.can_write_eof():
             writer.write_eof()

@@ -186,36 +186,25 @@ class WorkerPool:
     def deliver(self, rows: list[Row]) -> None:
         """A worker's batch into the lab's bus, in order; a phone the worker did not know is
         looked up in the main process's directory (the DHCP leases live here)."""
-        bus, phone_at, event_of = self.ctx.bus, self.ctx.directory.phone_at, EVENT_OF
+        bus, event_of = self.ctx.bus, EVENT_OF
         phones: dict[str, str | None] = {}
         made: dict[int, Event] = {}  # by id(row): `rows` holds every row, so ids are unique here
         for row in rows:
             event = made.get(id(row))
             if event is None:
-                phone, client = row[3], row[2]
-                if phone is None and client:
-                    phone = phones.get(client, "")
-                    if phone == "":
-                        phone = phones[client] = phone_at(client.rsplit(":", 1)[0])
-                    if phone is not None and row[1] in _NAMED_BY_ADDRESS:
-                        row = (*row[:8], {**row[8], "identified_by": "address"})
-                event = made[id(row)] = event_of(row, phone)
+                phone, detail = self._phone_of(row[1], row[2], row[3], row[8], phones)
+                event = made[id(row)] = event_of((*row[:8], detail) if detail is not row[8] else row, phone)
             bus(event)
         self.delivered += len(rows)
 
     def deliver_columns(self, templates: list[Template], times: list[float], which: list[int]) -> None:
         """A worker's batch as columns (see the module's protocol) into the lab's bus, in order;
         each event gets its own fields dict (and its own empty detail when the template's is)."""
-        bus, phone_at, event_from = self.ctx.bus, self.ctx.directory.phone_at, EVENT_FROM
+        bus, event_from = self.ctx.bus, EVENT_FROM
         phones: dict[str, str | None] = {}
         bases = []
         for service, client, phone, *rest in templates:
-            if phone is None and client:
-                phone = phones.get(client, "")
-                if phone == "":
-                    phone = phones[client] = phone_at(client.rsplit(":", 1)[0])
-                if phone is not None and service in _NAMED_BY_ADDRESS:
-                    rest[-1] = {**cast(dict[str, Any], rest[-1]), "identified_by": "address"}
+            phone, rest[-1] = self._phone_of(service, client, phone, cast(dict[str, Any], rest[-1]), phones)
             bases.append(dict(zip(_FIELDS, (0.0, service, client, phone, *rest), strict=True)))
         for when, index in zip(times, which, strict=True):
             values = bases[index].copy()
@@ -224,6 +213,20 @@ class WorkerPool:
                 values["detail"] = {}
             bus(event_from(values))
         self.delivered += len(times)
+
+    def _phone_of(self, service: str, client: str | None, phone: str | None, detail: dict[str, Any],
+                  phones: dict[str, str | None]) -> tuple[str | None, dict[str, Any]]:
+        """A worker's event's phone: when the worker named none, the main process's directory's
+        phone at the client's address (looked up once per batch, cached in `phones`); the detail
+        then says so for the services whose events carry how the phone was named."""
+        if phone is not None or not client:
+            return phone, detail
+        phone = phones.get(client, "")
+        if phone == "":
+            phone = phones[client] = self.ctx.directory.phone_at(client.rsplit(":", 1)[0])
+        if phone is not None and service in _NAMED_BY_ADDRESS:
+            detail = {**detail, "identified_by": "address"}
+        return phone, detail
 
     async def _spawn(self) -> None:
         env = dict(os.environ)
