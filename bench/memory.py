@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from labkit.inventory.load import default_lab_dir, load  # noqa: E402
 from labkit.services.supervisor import free_port_offset  # noqa: E402
 
+POOL_16 = 60000  # phones storm.py's pool (10.42.1.1-10.42.250.254) can lease at once
 MODELS = ("CP-6841-3PCC", "CP-7841-3PCC", "CP-8851-3PCC")
 BANNER = "Ctrl-C stops the lab."
 # `labkit up` under tracemalloc (--trace): SIGUSR1 writes a snapshot to $LABKIT_TRACE_OUT.<n>
@@ -57,6 +58,9 @@ def inventory(phones: int) -> str:
     from storm import INVENTORY
 
     head = INVENTORY.split("\n", 1)[1].split("phones:")[0].replace("FAULTS\n", "")  # no Jinja loop
+    if phones > POOL_16:  # storm.py's /16 pool holds ~64,000 leases: a /15 lab so every phone boots
+        head = head.replace("10.42.0.1/16", "10.42.0.1/15")
+        head = head.replace("end: 10.42.250.254", "end: 10.43.250.254")
     lines = [f'  - {{mac: "02:4c:{n >> 16:02x}:{(n >> 8) & 255:02x}:{n & 255:02x}:00", '
              f'model: "{MODELS[n % 3]}"}}\n' for n in range(phones)]
     return head + "phones:\n" + "".join(lines)
