@@ -122,7 +122,7 @@ async def run(n: int, batch: int, sinks: str, work: Path, grind: bool) -> tuple[
         stand_in.queue.extend(discovers[first:first + batch])
         service._readable()
         await asyncio.sleep(0)
-    while service.committing or service.waiting:
+    while service.committing or service.waiting or service.outbox:
         await asyncio.sleep(0.002)
     journal.flush()
     used = time.process_time() - started

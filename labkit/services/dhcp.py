@@ -17,6 +17,7 @@ import os
 import socket
 import struct
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -37,7 +38,8 @@ from labkit.services.sockets import DropCounter, DropWatch, grow_receive_buffer
 if TYPE_CHECKING:
     from labkit.services.preflight import RivalServer, RivalWatch
 
-BATCH = 256  # datagrams read per wake-up: one lease transaction covers them all
+BATCH = 64  # datagrams read per wake-up (a group commit covers every batch read during the last)
+RELEASE_CHUNK = 32  # committed replies sent per loop turn (see DhcpService._release)
 RECEIVE_BUFFER = 4 << 20  # bytes of socket buffer (see _bind)
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 CHADDR = slice(28, 34)  # the client's Ethernet address in a BOOTP message
@@ -85,6 +87,8 @@ class DhcpService:
     # batches whose bindings wait for the commit in flight to finish: (replies, their changes)
     waiting: list[Batch] = field(default_factory=list)
     committing: bool = False
+    outbox: deque[tuple[Result, str]] = field(default_factory=deque)  # committed, not yet sent
+    releasing: bool = False  # a _release is scheduled on the loop
 
     def start(self) -> None:
         asyncio.get_running_loop().add_reader(self.sock.fileno(), self._readable)
@@ -93,21 +97,27 @@ class DhcpService:
         self.drop_watch.start()
 
     def _readable(self) -> None:
-        results: list[tuple[Result, str]] = []
+        """Read up to BATCH datagrams. A reply that needs nothing made durable (OFFER, NAK, INFORM's
+        ACK) leaves at once, one at a time as Kea answers; the others wait for their group commit."""
+        held: list[tuple[Result, str]] = []
+        table = self.core.table
+        pending, handle, recvfrom = table.pending, self.core.handle, self.sock.recvfrom
         now = self.clock()
         for _ in range(BATCH):
             try:
-                data, source = self.sock.recvfrom(4096)
+                data, source = recvfrom(4096)
             except OSError:  # BlockingIOError and InterruptedError included: the batch is over
                 break
-            results.append((self.core.handle(data, source, now), f"{source[0]}:{source[1]}"))
-        if not results:
+            before = len(pending)
+            result = handle(data, source, now)
+            if len(pending) == before:
+                self._answer(result, f"{source[0]}:{source[1]}", now)
+            else:
+                held.append((result, f"{source[0]}:{source[1]}"))
+        changes = table.take_pending()
+        if not changes:
             return
-        changes = self.core.table.take_pending()
-        if not changes:  # offers, NAKs, INFORMs: nothing to make durable, answer now
-            self._deliver(results, changes)
-            return
-        self.waiting.append((results, changes))
+        self.waiting.append((held, changes))
         if not self.committing:
             self._commit_waiting()
 
@@ -129,8 +139,14 @@ class DhcpService:
             return
         error = done.exception()
         if error is None:
+            text, seen = self.core.address_text, self.leases_seen
             for results, changes in group:
-                self._deliver(results, changes)
+                for change in changes:
+                    if change.lease.state == "bound":
+                        seen[text(change.lease.ip)] = change.lease.mac
+                self.outbox.extend(results)
+            if not self.releasing:
+                self._release()
             if self.waiting:
                 self._commit_waiting()
             return
@@ -151,22 +167,34 @@ class DhcpService:
         if not self.closed and rows.exception() is None:
             self.core.table = LeaseTable.from_rows(rows.result())
 
-    def _deliver(self, results: list[tuple[Result, str]], changes: list[LeaseChange]) -> None:
-        text = self.core.address_text
-        for change in changes:
-            if change.lease.state == "bound":
-                self.leases_seen[text(change.lease.ip)] = change.lease.mac
-        now = self.clock()
-        sink, send, hooks = self.sink, self._send, self.hooks
-        for result, client in results:
-            facts = result.facts
-            for datagram in result.send:
-                error = send(datagram) if hooks is None else self._out(datagram, facts[0] if facts else None,
-                                                                         client)
-                if error is not None:
-                    facts = tuple(replace(f, detail={**f.detail, "send_error": error}) for f in facts)
-            for fact in facts:  # events_from's Events, made without a generator or dataclass __init__
-                sink(fact_event("dhcp", client, None, fact, now, None))
+    def _release(self) -> None:
+        """Send up to RELEASE_CHUNK committed replies, and come back on the loop's next turn for
+        the rest: a commit that waited on the disk releases hundreds of ACKs at once, which one
+        client socket (a relay's, perfdhcp's) cannot absorb; between two chunks the loop reads
+        and answers new requests."""
+        self.releasing = False
+        if self.closed:
+            return
+        outbox, now = self.outbox, self.clock()
+        for _ in range(min(RELEASE_CHUNK, len(outbox))):
+            result, client = outbox.popleft()
+            self._answer(result, client, now)
+        if outbox:
+            self.releasing = True
+            asyncio.get_running_loop().call_soon(self._release)
+
+    def _answer(self, result: Result, client: str, now: float) -> None:
+        """Send a result's datagrams and log its facts (the events, made without a generator or
+        dataclass __init__)."""
+        facts = result.facts
+        for datagram in result.send:
+            error = self._send(datagram) if self.hooks is None else self._out(
+                datagram, facts[0] if facts else None, client)
+            if error is not None:
+                facts = tuple(replace(f, detail={**f.detail, "send_error": error}) for f in facts)
+        sink = self.sink
+        for fact in facts:
+            sink(fact_event("dhcp", client, None, fact, now, None))
 
     def _out(self, datagram: Datagram, fact: Fact | None, client: str) -> str | None:
         """Send one reply through the fault rules (drop, NAK, rewrite, or send later); the send
