@@ -9,7 +9,7 @@ size requires it, and pads to the 300-byte BOOTP minimum that old clients expect
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from ipaddress import IPv4Address
@@ -127,6 +127,18 @@ def parse(data: bytes) -> Message:
                      "siaddr": address(siaddr), "giaddr": address(giaddr),
                      "sname": sname_field.split(b"\x00", 1)[0], "file": file_field.split(b"\x00", 1)[0],
                      "options": options, "mac": hardware.hex(":")})
+
+
+def native_parser(module: Any) -> Callable[[bytes], Message]:
+    """`parse` through labkit.native._dhcp (`module`): the same Message, one C call for the common
+    case; anything else (malformed, overloaded, an option split in parts) goes to `parse` itself."""
+    fast, cache, make = module.parse, _addresses, _message
+
+    def parse_native(data: bytes) -> Message:
+        fields = fast(data, ZERO, cache, address)
+        return parse(data) if fields is None else make(fields)
+
+    return parse_native
 
 
 def _message_factory() -> Any:

@@ -92,6 +92,7 @@ class DhcpServerCore:
             INFORM: self._inform}
         self._texts: dict[int, str] = {}  # address (as int) -> its text (str() costs more than a look-up)
         self.silenced: str | None = None  # why the server no longer answers anything (a rival, `stop`)
+        self.parse: Callable[[bytes], Message] = parse  # the transport may give message.native_parser's
 
     def _count(self, key: str) -> None:
         self.counters[key] = self.counters.get(key, 0) + 1
@@ -102,7 +103,7 @@ class DhcpServerCore:
             return Result((), (), (Fact("dropped", f"{len(data)} bytes", f"not answered: {self.silenced}",
                                         "silenced"),))
         try:
-            request = parse(data)
+            request = self.parse(data)
         except CodecError as exc:
             self._count("malformed")
             fact = Fact("malformed", f"{len(data)} bytes", "dropped", "malformed", None,
