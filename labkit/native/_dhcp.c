@@ -15,6 +15,11 @@
  * else `cache[raw]`, else `make(raw)`, exactly what message.address does), sname and file up to
  * their first NUL, options {code: payload} in wire order (PAD skipped, stopping at END), and mac
  * (chaddr as lowercase hex joined by ':'). It only reads `data` (any bytes-like object).
+ *
+ * `reply(htype, chaddr, xid, flags, ciaddr, yiaddr, giaddr, head, options, tail)` is the last step
+ * of message.reply_wire's shortcut: the BOOTREPLY header (addresses as ints), the magic cookie,
+ * head + options + tail + END, zero-padded to 300 bytes, in one allocation. The caller has
+ * checked everything else (what fits, which codes): it builds the same bytes as the pure join.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -159,7 +164,63 @@ static PyObject *parse(PyObject *module, PyObject *const *args, Py_ssize_t nargs
     return out;
 }
 
+/* 4 bytes big-endian */
+static void put32(unsigned char *p, unsigned long value) {
+    p[0] = (unsigned char)(value >> 24);
+    p[1] = (unsigned char)(value >> 16);
+    p[2] = (unsigned char)(value >> 8);
+    p[3] = (unsigned char)value;
+}
+
+static PyObject *reply(PyObject *module, PyObject *args) {
+    (void)module;
+    unsigned int htype, flags;
+    unsigned long xid, ciaddr, yiaddr, giaddr;
+    Py_buffer chaddr, head, options, tail;
+    if (!PyArg_ParseTuple(args, "Iy*kIkkky*y*y*:reply", &htype, &chaddr, &xid, &flags, &ciaddr, &yiaddr,
+                          &giaddr, &head, &options, &tail))
+        return NULL;
+    PyObject *out = NULL;
+    Py_ssize_t size = HEADER + head.len + options.len + tail.len + 1;
+    if (chaddr.len > 16 || htype > 255 || flags > 0xFFFF || xid > 0xFFFFFFFFUL || ciaddr > 0xFFFFFFFFUL ||
+        yiaddr > 0xFFFFFFFFUL || giaddr > 0xFFFFFFFFUL) {
+        PyErr_SetString(PyExc_ValueError, "reply: a header field is out of range");
+        goto done;
+    }
+    out = PyBytes_FromStringAndSize(NULL, size < 300 ? 300 : size); /* BOOTP's minimum */
+    if (out == NULL)
+        goto done;
+    unsigned char *p = (unsigned char *)PyBytes_AS_STRING(out);
+    memset(p, 0, (size_t)PyBytes_GET_SIZE(out));
+    p[0] = 2; /* BOOTREPLY; hops, secs, siaddr, sname and file stay zero */
+    p[1] = (unsigned char)htype;
+    p[2] = (unsigned char)chaddr.len;
+    put32(p + 4, xid);
+    p[10] = (unsigned char)(flags >> 8);
+    p[11] = (unsigned char)flags;
+    put32(p + 12, ciaddr);
+    put32(p + 16, yiaddr);
+    put32(p + 24, giaddr);
+    memcpy(p + 28, chaddr.buf, (size_t)chaddr.len);
+    memcpy(p + 236, MAGIC, 4);
+    unsigned char *q = p + HEADER;
+    memcpy(q, head.buf, (size_t)head.len);
+    q += head.len;
+    memcpy(q, options.buf, (size_t)options.len);
+    q += options.len;
+    memcpy(q, tail.buf, (size_t)tail.len);
+    q[tail.len] = 255; /* END */
+done:
+    PyBuffer_Release(&chaddr);
+    PyBuffer_Release(&head);
+    PyBuffer_Release(&options);
+    PyBuffer_Release(&tail);
+    return out;
+}
+
 static PyMethodDef methods[] = {
+    {"reply", reply, METH_VARARGS,
+     "reply(htype, chaddr, xid, flags, ciaddr, yiaddr, giaddr, head, options, tail) -> the reply's bytes."},
     {"parse", (PyCFunction)(void (*)(void))parse, METH_FASTCALL,
      "parse(data, zero, cache, make) -> the Message fields dict, or None: the reference decides."},
     {NULL, NULL, 0, NULL}};

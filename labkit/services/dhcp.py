@@ -30,7 +30,6 @@ from labkit.faults.hooks import ServiceFaults
 from labkit.plan.dhcp import DhcpPlan
 from labkit.protocols.dhcp.faults import DhcpFaultAction, apply_dhcp_fault
 from labkit.protocols.dhcp.leases import Lease, LeaseChange, LeaseTable
-from labkit.protocols.dhcp.message import native_parser
 from labkit.protocols.dhcp.server import DhcpServerCore
 from labkit.protocols.result import NO_DETAIL, Datagram, Fact, Result
 from labkit.services.context import Endpoint, StartContext
@@ -259,7 +258,8 @@ class DhcpService:
         server = replace(config.server, server_port=self.core.config.server_port,
                          client_port=self.core.config.client_port)
         core = DhcpServerCore(server, self.core.table)
-        core.counters, core.silenced, core.parse = self.core.counters, self.core.silenced, self.core.parse
+        core.counters, core.silenced = self.core.counters, self.core.silenced
+        core.parse, core._pack = self.core.parse, self.core._pack  # the codec chosen at start
         self.core, self.hooks, self.on_rival = core, ctx.faults.dhcp, config.on_rival
 
     async def close(self) -> None:
@@ -336,7 +336,7 @@ async def start_dhcp(config: DhcpPlan, endpoint: Endpoint, ctx: StartContext) ->
         core = DhcpServerCore(server, LeaseTable.from_rows(store.load()))
         codec = native.load("_dhcp")  # None: not built here, or LABKIT_NATIVE=0 (the pure parse)
         if codec is not None:
-            core.parse = native_parser(codec)
+            core.use_native(codec)
         core.tidy(time.time())
         store.commit(core.table.take_pending())  # quarantines over or out of bounds end on disk too
     except Exception:

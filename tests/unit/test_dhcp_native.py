@@ -21,17 +21,23 @@ from labkit.errors import CodecError
 from labkit.protocols.dhcp import message as dhcp_message
 from labkit.protocols.dhcp.leases import LeaseTable
 from labkit.protocols.dhcp.message import (
+    ACK,
     DISCOVER,
     INFORM,
+    NAK,
+    OFFER,
     REQUEST,
     Message,
     build,
     native_parser,
     parse,
+    reply_wire,
     request_message,
 )
+from labkit.protocols.dhcp.options import encode_options
 from labkit.protocols.dhcp.server import DhcpServerCore
 from tests.unit.dhcp_configs import SERVER, default_lab
+from tests.unit.test_dhcp_reply_wire import addresses, option_lists, requests
 
 MODULE = native.load("_dhcp")
 fast = native_parser(MODULE) if MODULE is not None else parse
@@ -131,11 +137,30 @@ def test_the_server_answers_byte_identical_datagrams_with_either_parse() -> None
     datagrams += [build(request_message(DISCOVER, bytes([2, 0, 0, 0, 0, n]), n, {55: b"\x01\x03\x06"},
                                         giaddr=IPv4Address("10.42.0.2"))) for n in range(5)]
     answers = []
-    for parser in (parse, fast):
+    for compiled in (False, True):
         core = DhcpServerCore(default_lab(answer_any=True), LeaseTable())
-        core.parse = parser
+        if compiled and MODULE is not None:
+            core.use_native(MODULE)
         answers.append([core.handle(d, ("10.42.0.2", 67), 1000.0) for d in datagrams])
     assert answers[0] == answers[1]
+    assert sum(len(result.send) for result in answers[0]) >= 8  # replies were compared, not only silence
+
+
+@settings(max_examples=400, deadline=None)
+@given(requests(), st.sampled_from([OFFER, ACK, NAK, INFORM]), option_lists, addresses,
+       st.one_of(st.none(), st.integers(0, 65535)), st.integers(0, 1600))
+def test_the_compiled_reply_is_the_pure_reply_wire(request: Message, kind: int,
+                                                   options: list[tuple[int, bytes]], yiaddr: IPv4Address,
+                                                   flags: int | None, max_size: int) -> None:
+    block, codes = encode_options(options), frozenset(code for code, _ in options)
+    outcomes = []
+    for pack in (None, MODULE.reply if MODULE is not None else None):
+        try:
+            outcomes.append(reply_wire(request, kind, block, codes, yiaddr=yiaddr, flags=flags,
+                                       max_size=max_size, pack=pack))
+        except CodecError as exc:
+            outcomes.append(str(exc))
+    assert outcomes[0] == outcomes[1]
 
 
 def test_the_dhcp_tests_pass_on_the_pure_path_too() -> None:
