@@ -112,7 +112,7 @@ async def run(n: int, batch: int, sinks: str, work: Path, grind: bool) -> tuple[
     assert plan.dhcp is not None
     service = await start_dhcp(plan.dhcp, Endpoint("dhcp", "127.0.0.1", 0, "udp"), ctx)
     real, stand_in = service.sock, StandIn(service.sock.fileno())
-    service.sock = stand_in  # type: ignore[assignment]
+    service.sock, service.drain = stand_in, None  # type: ignore[assignment]  # recvfrom from the queue
     discovers, requests = packets(n)
     if grind:
         callgrind("on")

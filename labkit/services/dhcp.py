@@ -15,14 +15,13 @@ import asyncio
 import contextlib
 import os
 import socket
-import struct
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from labkit import native
 from labkit.events import EventSink, StaticDirectory, events_from, fact_event, make_event
@@ -33,32 +32,20 @@ from labkit.protocols.dhcp.leases import Lease, LeaseChange, LeaseTable
 from labkit.protocols.dhcp.server import DhcpServerCore
 from labkit.protocols.result import NO_DETAIL, Datagram, Fact, Result
 from labkit.services.context import Endpoint, StartContext
+from labkit.services.dhcp_sockets import bind_server, ethernet_frame, packet_socket
 from labkit.services.leases import LEASES_FILE, LeaseStore
-from labkit.services.sockets import DropCounter, DropWatch, grow_receive_buffer
+from labkit.services.sockets import DropCounter, DropWatch
 
 if TYPE_CHECKING:
     from labkit.services.preflight import RivalServer, RivalWatch
 
 BATCH = 64  # datagrams read per wake-up (a group commit covers every batch read during the last)
+RECEIVE_SIZE = 4096  # bytes read of a datagram (a DHCP message is at most a few hundred)
+NOTHING_KEPT: dict[bytes, Any] = {}  # the Drain's table of kept replies: DHCP keeps none
 RELEASE_CHUNK = 32  # committed replies sent per loop turn (see DhcpService._release)
-RECEIVE_BUFFER = 4 << 20  # bytes of socket buffer (see _bind)
-SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 CHADDR = slice(28, 34)  # the client's Ethernet address in a BOOTP message
 RIVAL_EVENT_EVERY = 10.0  # seconds between two "rival" events about the same server
 Batch = tuple[list[tuple[Result, str]], list[LeaseChange]]  # one read's replies, the changes they need
-
-
-def ethernet_frame(dst_mac: bytes, src_mac: bytes, src_ip: IPv4Address, dst_ip: IPv4Address,
-                   src_port: int, dst_port: int, payload: bytes) -> bytes:
-    """Ethernet + IPv4 + UDP around `payload` (UDP checksum 0: optional over IPv4, RFC 768)."""
-    udp = struct.pack("!HHHH", src_port, dst_port, 8 + len(payload), 0) + payload
-    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0, src_ip.packed,
-                         dst_ip.packed)
-    total = sum(struct.unpack("!10H", header))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    header = header[:10] + struct.pack("!H", ~total & 0xFFFF) + header[12:]
-    return dst_mac.ljust(6, b"\x00")[:6] + src_mac + b"\x08\x00" + header + udp
 
 
 @dataclass
@@ -90,6 +77,7 @@ class DhcpService:
     committing: bool = False
     outbox: deque[tuple[Result, str]] = field(default_factory=deque)  # committed, not yet sent
     releasing: bool = False  # a _release is scheduled on the loop
+    drain: Any = None  # labkit.native._udp's Drain on `sock` (recvmmsg), or None: recvfrom
 
     def start(self) -> None:
         asyncio.get_running_loop().add_reader(self.sock.fileno(), self._readable)
@@ -100,13 +88,15 @@ class DhcpService:
     def _readable(self) -> None:
         """Read up to BATCH datagrams. A reply that needs nothing made durable (OFFER, NAK, INFORM's
         ACK) leaves at once, one at a time as Kea answers; the others wait for their group commit."""
+        if self.drain is not None:
+            self._readable_native(self.drain)
+            return
         held: list[tuple[Result, str]] = []
-        table = self.core.table
-        pending, handle, recvfrom = table.pending, self.core.handle, self.sock.recvfrom
+        pending, handle, recvfrom = self.core.table.pending, self.core.handle, self.sock.recvfrom
         now = self.clock()
         for _ in range(BATCH):
             try:
-                data, source = recvfrom(4096)
+                data, source = recvfrom(RECEIVE_SIZE)
             except OSError:  # BlockingIOError and InterruptedError included: the batch is over
                 break
             before = len(pending)
@@ -115,7 +105,32 @@ class DhcpService:
                 self._answer(result, f"{source[0]}:{source[1]}", now)
             else:
                 held.append((result, f"{source[0]}:{source[1]}"))
-        changes = table.take_pending()
+        self._hold(held)
+
+    def _readable_native(self, drain: Any) -> None:
+        """`_readable` with one recvmmsg for the batch (labkit.native._udp's Drain, keeping no
+        replies: every datagram goes to the core, as above)."""
+        try:
+            sources, datagrams = drain.receive(NOTHING_KEPT)
+        except OSError:  # BlockingIOError: nothing waiting
+            return
+        held: list[tuple[Result, str]] = []
+        pending, handle = self.core.table.pending, self.core.handle
+        now, last, client = self.clock(), None, ""
+        for source, data in zip(sources, datagrams, strict=True):
+            if source is not last:  # the Drain hands out one address object per peer
+                last, client = source, f"{source[0]}:{source[1]}"
+            before = len(pending)
+            result = handle(data if len(data) <= RECEIVE_SIZE else data[:RECEIVE_SIZE], source, now)
+            if len(pending) == before:
+                self._answer(result, client, now)
+            else:
+                held.append((result, client))
+        self._hold(held)
+
+    def _hold(self, held: list[tuple[Result, str]]) -> None:
+        """The read's bindings go to the next group commit, with the replies that wait for it."""
+        changes = self.core.table.take_pending()
         if not changes:
             return
         self.waiting.append((held, changes))
@@ -282,50 +297,6 @@ class DhcpService:
         self.store.close()
 
 
-def _interface_mac(interface: str) -> bytes | None:
-    try:
-        with open(f"/sys/class/net/{interface}/address", encoding="ascii") as f:
-            return bytes.fromhex(f.read().strip().replace(":", ""))
-    except OSError:
-        return None
-
-
-def _bind(endpoint: Endpoint, interface: str | None) -> socket.socket:
-    """The server's UDP socket: on `interface` only (0.0.0.0, SO_BINDTODEVICE), else the endpoint."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-        # room for a few thousand requests: the commit's fsync can stall the loop for 300 ms on a
-        # busy disk, and with the default ~200 datagrams of buffer the requests of that time were lost
-        grow_receive_buffer(sock, RECEIVE_BUFFER)
-        if interface is not None:
-            sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, interface.encode() + b"\x00")
-            sock.bind(("0.0.0.0", endpoint.port))
-        else:
-            sock.bind((endpoint.host, endpoint.port))
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-def _packet_socket(interface: str) -> tuple[socket.socket, bytes] | None:
-    """A packet socket for L2 unicast replies (root only), with the interface's MAC."""
-    if os.geteuid() != 0:
-        return None
-    mac = _interface_mac(interface)
-    if mac is None:
-        return None
-    try:
-        l2 = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-        l2.bind((interface, 0))
-    except OSError:
-        return None  # no packet socket: replies to address-less clients are broadcast instead
-    return l2, mac
-
-
 async def start_dhcp(config: DhcpPlan, endpoint: Endpoint, ctx: StartContext) -> DhcpService:
     """Bind and start serving: on the plan's lab interface only, or on the loopback endpoint.
     Clients listen one port above the server (67/68, or both shifted under loopback)."""
@@ -347,14 +318,17 @@ async def start_dhcp(config: DhcpPlan, endpoint: Endpoint, ctx: StartContext) ->
         if lease.state == "bound":
             seen[str(lease.ip)] = lease.mac
     try:
-        sock = _bind(endpoint, interface)
+        sock = bind_server(endpoint, interface)
     except OSError:
         store.close()
         raise
     service = DhcpService(sock, core, store, ctx.bus, seen, endpoint.host, endpoint.port, interface,
                           hooks=ctx.faults.dhcp, on_rival=config.on_rival)
+    udp = native.load("_udp")  # None: not built here, or LABKIT_NATIVE=0 (recvfrom per datagram)
+    if udp is not None:
+        service.drain = udp.Drain(sock.fileno(), BATCH, 0)  # key_max 0: no look-ups, all to the core
     if interface is not None:
-        packet = _packet_socket(interface)
+        packet = packet_socket(interface)
         if packet is not None:
             service.l2, service.l2_mac = packet
         service.watch = _watch(interface, service)
