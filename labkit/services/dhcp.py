@@ -1,5 +1,11 @@
 """The DHCP transport: one UDP socket, drained in batches; leases committed before replies leave.
 
+A reply that needs nothing made durable (OFFER, NAK, INFORM's ACK) leaves as soon as it is decided;
+an ACK leaves after the group commit holding its lease returns, at most RELEASE_CHUNK per turn
+of the event loop, so a commit that waited on the disk does not release hundreds of replies into
+one client socket (a relay's) at once. With labkit.native built, a batch is read with one
+recvmmsg (_udp's Drain) and parsed in C (_dhcp); the pure paths stay the reference.
+
 On a real segment it also watches for another DHCP server (services.preflight.RivalWatch): each
 one heard is a "rival" event, and with `lab.on_rival_dhcp: stop` the kit stops answering.
 
