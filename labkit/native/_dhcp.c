@@ -70,7 +70,9 @@ static PyObject *options(const unsigned char *data, Py_ssize_t size) {
             break;
         if (code == OVERLOAD || i + 2 > size || i + 2 + data[i + 1] > size)
             goto give_up;
-        PyObject *key = PyLong_FromLong(code); /* a small int: cached by CPython, cannot fail */
+        PyObject *key = PyLong_FromLong(code); /* a small int, cached by CPython */
+        if (key == NULL)
+            goto error;
         int seen = PyDict_Contains(found, key);
         if (seen != 0) { /* seen again (RFC 3396 join), or an error */
             Py_DECREF(key);
