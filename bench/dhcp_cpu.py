@@ -9,7 +9,10 @@ perfdhcp's own DISCOVER and REQUEST (captured from `bench/dhcp_bench.py`: relaye
 the REQUESTs of the previous group and the DISCOVERs of the next (as under perfdhcp); the service is
 the one `labkit up` starts (start_dhcp: SQLite lease store with group commits on its thread) and
 its events go through the bus to the status/timelines (LabOps) and the JSON-lines journal, as in
-`labkit up`. `--sinks none|journal|ops` leaves parts out, to split the cost. With `--callgrind`
+`labkit up`. `--sinks none|journal|ops` leaves parts out, to split the cost; `--core` measures
+the pure core alone (DhcpServerCore.handle of each DISCOVER and REQUEST: no service, no store).
+The codec is the one `labkit up` would choose (labkit.native._dhcp when built; LABKIT_NATIVE=0 for
+the pure one); the reads are recvfrom from the stand-in socket either way. With `--callgrind`
 (under valgrind, instrumentation off at start) only the measured part is counted: the script turns
 callgrind on and off around it (callgrind_control), and prints the instructions per DORA.
 """
@@ -112,7 +115,7 @@ async def run(n: int, batch: int, sinks: str, work: Path, grind: bool) -> tuple[
     assert plan.dhcp is not None
     service = await start_dhcp(plan.dhcp, Endpoint("dhcp", "127.0.0.1", 0, "udp"), ctx)
     real, stand_in = service.sock, StandIn(service.sock.fileno())
-    service.sock = stand_in  # type: ignore[assignment]
+    service.sock, service.drain = stand_in, None  # type: ignore[assignment]  # recvfrom from the queue
     discovers, requests = packets(n)
     if grind:
         callgrind("on")
@@ -122,7 +125,7 @@ async def run(n: int, batch: int, sinks: str, work: Path, grind: bool) -> tuple[
         stand_in.queue.extend(discovers[first:first + batch])
         service._readable()
         await asyncio.sleep(0)
-    while service.committing or service.waiting:
+    while service.committing or service.waiting or service.outbox:
         await asyncio.sleep(0.002)
     journal.flush()
     used = time.process_time() - started
@@ -138,20 +141,55 @@ async def run(n: int, batch: int, sinks: str, work: Path, grind: bool) -> tuple[
     return used, stored
 
 
+def core_only(n: int, work: Path, grind: bool) -> float:
+    from labkit import native
+    from labkit.inventory.load import load
+    from labkit.plan.build import build_plan
+    from labkit.protocols.dhcp.leases import LeaseTable
+    from labkit.protocols.dhcp.server import DhcpServerCore
+
+    (work / "lab.yaml").write_text(LAB)
+    plan = build_plan(load(work / "lab.yaml"))
+    assert plan.dhcp is not None
+    core = DhcpServerCore(plan.dhcp.server, LeaseTable())
+    codec = native.load("_dhcp")
+    if codec is not None:
+        core.use_native(codec)
+    discovers, requests = packets(n)
+    source, now = ("198.18.0.2", 67), time.time()
+    if grind:
+        callgrind("on")
+    started = time.process_time()
+    for k in range(n):
+        core.handle(discovers[k], source, now)
+        core.handle(requests[k], source, now)
+        if k % 32 == 31:
+            core.table.take_pending()
+    used = time.process_time() - started
+    if grind:
+        callgrind("off")
+    return used
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("dora", type=int, help="DORAs (distinct clients)")
     parser.add_argument("--batch", type=int, default=32, help="DISCOVERs per read (32)")
     parser.add_argument("--sinks", choices=("all", "none", "journal", "ops"), default="all")
+    parser.add_argument("--core", action="store_true", help="the pure core alone (no service, store, events)")
     parser.add_argument("--callgrind", action="store_true", help="under callgrind: count the measured part")
     parser.add_argument("--workdir", type=Path, default=Path("/var/tmp"))
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="labkit-dhcp-cpu-", dir=args.workdir))
     try:
-        used, stored = asyncio.run(run(args.dora, args.batch, args.sinks, work, args.callgrind))
+        if args.core:
+            used, stored, what = core_only(args.dora, work, args.callgrind), 0, "the core alone"
+        else:
+            used, stored = asyncio.run(run(args.dora, args.batch, args.sinks, work, args.callgrind))
+            what = f"sinks {args.sinks}"
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"{args.dora} DORAs, {stored} leases stored, sinks {args.sinks}: "
+    print(f"{args.dora} DORAs, {stored} leases stored, {what}: "
           f"{1e6 * used / args.dora:.1f} µs CPU per DORA (process time, all threads)")
     if args.callgrind:
         print("instructions: see callgrind's 'Collected' total; divide by", args.dora)

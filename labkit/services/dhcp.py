@@ -1,5 +1,11 @@
 """The DHCP transport: one UDP socket, drained in batches; leases committed before replies leave.
 
+A reply that needs nothing made durable (OFFER, NAK, INFORM's ACK) leaves as soon as it is decided;
+an ACK leaves after the group commit holding its lease returns, at most RELEASE_CHUNK per turn
+of the event loop, so a commit that waited on the disk does not release hundreds of replies into
+one client socket (a relay's) at once. With labkit.native built, a batch is read with one
+recvmmsg (_udp's Drain) and parsed in C (_dhcp); the pure paths stay the reference.
+
 On a real segment it also watches for another DHCP server (services.preflight.RivalWatch): each
 one heard is a "rival" event, and with `lab.on_rival_dhcp: stop` the kit stops answering.
 
@@ -15,14 +21,15 @@ import asyncio
 import contextlib
 import os
 import socket
-import struct
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from labkit import native
 from labkit.events import EventSink, StaticDirectory, events_from, fact_event, make_event
 from labkit.faults.hooks import ServiceFaults
 from labkit.plan.dhcp import DhcpPlan
@@ -31,31 +38,20 @@ from labkit.protocols.dhcp.leases import Lease, LeaseChange, LeaseTable
 from labkit.protocols.dhcp.server import DhcpServerCore
 from labkit.protocols.result import NO_DETAIL, Datagram, Fact, Result
 from labkit.services.context import Endpoint, StartContext
+from labkit.services.dhcp_sockets import bind_server, ethernet_frame, packet_socket
 from labkit.services.leases import LEASES_FILE, LeaseStore
-from labkit.services.sockets import DropCounter, DropWatch, grow_receive_buffer
+from labkit.services.sockets import DropCounter, DropWatch
 
 if TYPE_CHECKING:
     from labkit.services.preflight import RivalServer, RivalWatch
 
-BATCH = 256  # datagrams read per wake-up: one lease transaction covers them all
-RECEIVE_BUFFER = 4 << 20  # bytes of socket buffer (see _bind)
-SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
+BATCH = 64  # datagrams read per wake-up (a group commit covers every batch read during the last)
+RECEIVE_SIZE = 4096  # bytes read of a datagram (a DHCP message is at most a few hundred)
+NOTHING_KEPT: dict[bytes, Any] = {}  # the Drain's table of kept replies: DHCP keeps none
+RELEASE_CHUNK = 32  # committed replies sent per loop turn (see DhcpService._release)
 CHADDR = slice(28, 34)  # the client's Ethernet address in a BOOTP message
 RIVAL_EVENT_EVERY = 10.0  # seconds between two "rival" events about the same server
 Batch = tuple[list[tuple[Result, str]], list[LeaseChange]]  # one read's replies, the changes they need
-
-
-def ethernet_frame(dst_mac: bytes, src_mac: bytes, src_ip: IPv4Address, dst_ip: IPv4Address,
-                   src_port: int, dst_port: int, payload: bytes) -> bytes:
-    """Ethernet + IPv4 + UDP around `payload` (UDP checksum 0: optional over IPv4, RFC 768)."""
-    udp = struct.pack("!HHHH", src_port, dst_port, 8 + len(payload), 0) + payload
-    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0, src_ip.packed,
-                         dst_ip.packed)
-    total = sum(struct.unpack("!10H", header))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    header = header[:10] + struct.pack("!H", ~total & 0xFFFF) + header[12:]
-    return dst_mac.ljust(6, b"\x00")[:6] + src_mac + b"\x08\x00" + header + udp
 
 
 @dataclass
@@ -85,6 +81,9 @@ class DhcpService:
     # batches whose bindings wait for the commit in flight to finish: (replies, their changes)
     waiting: list[Batch] = field(default_factory=list)
     committing: bool = False
+    outbox: deque[tuple[Result, str]] = field(default_factory=deque)  # committed, not yet sent
+    releasing: bool = False  # a _release is scheduled on the loop
+    drain: Any = None  # labkit.native._udp's Drain on `sock` (recvmmsg), or None: recvfrom
 
     def start(self) -> None:
         asyncio.get_running_loop().add_reader(self.sock.fileno(), self._readable)
@@ -93,21 +92,54 @@ class DhcpService:
         self.drop_watch.start()
 
     def _readable(self) -> None:
-        results: list[tuple[Result, str]] = []
+        """Read up to BATCH datagrams. A reply that needs nothing made durable (OFFER, NAK, INFORM's
+        ACK) leaves at once, one at a time as Kea answers; the others wait for their group commit."""
+        if self.drain is not None:
+            self._readable_native(self.drain)
+            return
+        held: list[tuple[Result, str]] = []
+        pending, handle, recvfrom = self.core.table.pending, self.core.handle, self.sock.recvfrom
         now = self.clock()
         for _ in range(BATCH):
             try:
-                data, source = self.sock.recvfrom(4096)
+                data, source = recvfrom(RECEIVE_SIZE)
             except OSError:  # BlockingIOError and InterruptedError included: the batch is over
                 break
-            results.append((self.core.handle(data, source, now), f"{source[0]}:{source[1]}"))
-        if not results:
+            before = len(pending)
+            result = handle(data, source, now)
+            if len(pending) == before:
+                self._answer(result, f"{source[0]}:{source[1]}", now)
+            else:
+                held.append((result, f"{source[0]}:{source[1]}"))
+        self._hold(held)
+
+    def _readable_native(self, drain: Any) -> None:
+        """`_readable` with one recvmmsg for the batch (labkit.native._udp's Drain, keeping no
+        replies: every datagram goes to the core, as above)."""
+        try:
+            sources, datagrams = drain.receive(NOTHING_KEPT)
+        except OSError:  # BlockingIOError: nothing waiting
             return
+        held: list[tuple[Result, str]] = []
+        pending, handle = self.core.table.pending, self.core.handle
+        now, last, client = self.clock(), None, ""
+        for source, data in zip(sources, datagrams, strict=True):
+            if source is not last:  # the Drain hands out one address object per peer
+                last, client = source, f"{source[0]}:{source[1]}"
+            before = len(pending)
+            result = handle(data if len(data) <= RECEIVE_SIZE else data[:RECEIVE_SIZE], source, now)
+            if len(pending) == before:
+                self._answer(result, client, now)
+            else:
+                held.append((result, client))
+        self._hold(held)
+
+    def _hold(self, held: list[tuple[Result, str]]) -> None:
+        """The read's bindings go to the next group commit, with the replies that wait for it."""
         changes = self.core.table.take_pending()
-        if not changes:  # offers, NAKs, INFORMs: nothing to make durable, answer now
-            self._deliver(results, changes)
+        if not changes:
             return
-        self.waiting.append((results, changes))
+        self.waiting.append((held, changes))
         if not self.committing:
             self._commit_waiting()
 
@@ -129,8 +161,14 @@ class DhcpService:
             return
         error = done.exception()
         if error is None:
+            text, seen = self.core.address_text, self.leases_seen
             for results, changes in group:
-                self._deliver(results, changes)
+                for change in changes:
+                    if change.lease.state == "bound":
+                        seen[text(change.lease.ip)] = change.lease.mac
+                self.outbox.extend(results)
+            if not self.releasing:
+                self._release()
             if self.waiting:
                 self._commit_waiting()
             return
@@ -151,22 +189,34 @@ class DhcpService:
         if not self.closed and rows.exception() is None:
             self.core.table = LeaseTable.from_rows(rows.result())
 
-    def _deliver(self, results: list[tuple[Result, str]], changes: list[LeaseChange]) -> None:
-        text = self.core.address_text
-        for change in changes:
-            if change.lease.state == "bound":
-                self.leases_seen[text(change.lease.ip)] = change.lease.mac
-        now = self.clock()
-        sink, send, hooks = self.sink, self._send, self.hooks
-        for result, client in results:
-            facts = result.facts
-            for datagram in result.send:
-                error = send(datagram) if hooks is None else self._out(datagram, facts[0] if facts else None,
-                                                                         client)
-                if error is not None:
-                    facts = tuple(replace(f, detail={**f.detail, "send_error": error}) for f in facts)
-            for fact in facts:  # events_from's Events, made without a generator or dataclass __init__
-                sink(fact_event("dhcp", client, None, fact, now, None))
+    def _release(self) -> None:
+        """Send up to RELEASE_CHUNK committed replies, and come back on the loop's next turn for
+        the rest: a commit that waited on the disk releases hundreds of ACKs at once, which one
+        client socket (a relay's, perfdhcp's) cannot absorb; between two chunks the loop reads
+        and answers new requests."""
+        self.releasing = False
+        if self.closed:
+            return
+        outbox, now = self.outbox, self.clock()
+        for _ in range(min(RELEASE_CHUNK, len(outbox))):
+            result, client = outbox.popleft()
+            self._answer(result, client, now)
+        if outbox:
+            self.releasing = True
+            asyncio.get_running_loop().call_soon(self._release)
+
+    def _answer(self, result: Result, client: str, now: float) -> None:
+        """Send a result's datagrams and log its facts (the events, made without a generator or
+        dataclass __init__)."""
+        facts = result.facts
+        for datagram in result.send:
+            error = self._send(datagram) if self.hooks is None else self._out(
+                datagram, facts[0] if facts else None, client)
+            if error is not None:
+                facts = tuple(replace(f, detail={**f.detail, "send_error": error}) for f in facts)
+        sink = self.sink
+        for fact in facts:
+            sink(fact_event("dhcp", client, None, fact, now, None))
 
     def _out(self, datagram: Datagram, fact: Fact | None, client: str) -> str | None:
         """Send one reply through the fault rules (drop, NAK, rewrite, or send later); the send
@@ -230,6 +280,7 @@ class DhcpService:
                          client_port=self.core.config.client_port)
         core = DhcpServerCore(server, self.core.table)
         core.counters, core.silenced = self.core.counters, self.core.silenced
+        core.parse, core._pack = self.core.parse, self.core._pack  # the codec chosen at start
         self.core, self.hooks, self.on_rival = core, ctx.faults.dhcp, config.on_rival
 
     async def close(self) -> None:
@@ -252,50 +303,6 @@ class DhcpService:
         self.store.close()
 
 
-def _interface_mac(interface: str) -> bytes | None:
-    try:
-        with open(f"/sys/class/net/{interface}/address", encoding="ascii") as f:
-            return bytes.fromhex(f.read().strip().replace(":", ""))
-    except OSError:
-        return None
-
-
-def _bind(endpoint: Endpoint, interface: str | None) -> socket.socket:
-    """The server's UDP socket: on `interface` only (0.0.0.0, SO_BINDTODEVICE), else the endpoint."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-        # room for a few thousand requests: the commit's fsync can stall the loop for 300 ms on a
-        # busy disk, and with the default ~200 datagrams of buffer the requests of that time were lost
-        grow_receive_buffer(sock, RECEIVE_BUFFER)
-        if interface is not None:
-            sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, interface.encode() + b"\x00")
-            sock.bind(("0.0.0.0", endpoint.port))
-        else:
-            sock.bind((endpoint.host, endpoint.port))
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-def _packet_socket(interface: str) -> tuple[socket.socket, bytes] | None:
-    """A packet socket for L2 unicast replies (root only), with the interface's MAC."""
-    if os.geteuid() != 0:
-        return None
-    mac = _interface_mac(interface)
-    if mac is None:
-        return None
-    try:
-        l2 = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-        l2.bind((interface, 0))
-    except OSError:
-        return None  # no packet socket: replies to address-less clients are broadcast instead
-    return l2, mac
-
-
 async def start_dhcp(config: DhcpPlan, endpoint: Endpoint, ctx: StartContext) -> DhcpService:
     """Bind and start serving: on the plan's lab interface only, or on the loopback endpoint.
     Clients listen one port above the server (67/68, or both shifted under loopback)."""
@@ -304,6 +311,9 @@ async def start_dhcp(config: DhcpPlan, endpoint: Endpoint, ctx: StartContext) ->
     store = LeaseStore(ctx.state_dir / LEASES_FILE)
     try:
         core = DhcpServerCore(server, LeaseTable.from_rows(store.load()))
+        codec = native.load("_dhcp")  # None: not built here, or LABKIT_NATIVE=0 (the pure parse)
+        if codec is not None:
+            core.use_native(codec)
         core.tidy(time.time())
         store.commit(core.table.take_pending())  # quarantines over or out of bounds end on disk too
     except Exception:
@@ -314,14 +324,17 @@ async def start_dhcp(config: DhcpPlan, endpoint: Endpoint, ctx: StartContext) ->
         if lease.state == "bound":
             seen[str(lease.ip)] = lease.mac
     try:
-        sock = _bind(endpoint, interface)
+        sock = bind_server(endpoint, interface)
     except OSError:
         store.close()
         raise
     service = DhcpService(sock, core, store, ctx.bus, seen, endpoint.host, endpoint.port, interface,
                           hooks=ctx.faults.dhcp, on_rival=config.on_rival)
+    udp = native.load("_udp")  # None: not built here, or LABKIT_NATIVE=0 (recvfrom per datagram)
+    if udp is not None:
+        service.drain = udp.Drain(sock.fileno(), BATCH, 0)  # key_max 0: no look-ups, all to the core
     if interface is not None:
-        packet = _packet_socket(interface)
+        packet = packet_socket(interface)
         if packet is not None:
             service.l2, service.l2_mac = packet
         service.watch = _watch(interface, service)

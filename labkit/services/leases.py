@@ -112,7 +112,7 @@ class LeaseStore:
 
 
 def _text(ip: IPv4Address) -> str:
-    return inet_ntoa(ip.packed)  # str(ip), at C speed
+    return inet_ntoa(ip._ip.to_bytes(4, "big"))  # type: ignore[attr-defined]  # str(ip), at C speed
 
 
 def read_leases(state_dir: Path) -> list[Lease]:

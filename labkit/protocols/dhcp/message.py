@@ -9,7 +9,7 @@ size requires it, and pads to the 300-byte BOOTP minimum that old clients expect
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from ipaddress import IPv4Address
@@ -129,6 +129,18 @@ def parse(data: bytes) -> Message:
                      "options": options, "mac": hardware.hex(":")})
 
 
+def native_parser(module: Any) -> Callable[[bytes], Message]:
+    """`parse` through labkit.native._dhcp (`module`): the same Message, one C call for the common
+    case; anything else (malformed, overloaded, an option split in parts) goes to `parse` itself."""
+    fast, cache, make = module.parse, _addresses, _message
+
+    def parse_native(data: bytes) -> Message:
+        fields = fast(data, ZERO, cache, address)
+        return parse(data) if fields is None else make(fields)
+
+    return parse_native
+
+
 def _message_factory() -> Any:
     """`_message(fields)`: the Message `Message(**fields)` makes, without the frozen __init__'s one
     object.__setattr__ per field (14 of them, a quarter of parsing). Falls back to the constructor
@@ -234,11 +246,12 @@ def reply_to(request: Message, message_type: int, *, yiaddr: IPv4Address = ZERO,
 
 def reply_wire(request: Message, message_type: int, options: bytes, codes: frozenset[int], *,
                yiaddr: IPv4Address = ZERO, flags: int | None = None,
-               max_size: int = DEFAULT_MAX_SIZE) -> bytes:
+               max_size: int = DEFAULT_MAX_SIZE, pack: Callable[..., bytes] | None = None) -> bytes:
     """`build(reply_to(request, message_type, yiaddr=yiaddr, options=...))` when `options` is those
     options already encoded (`codes` their codes), with `flags` for the request's flags: the hot
     path of a server that caches a client's encoded option block. Falls back to the general build
-    whenever the shortcut could differ (overload needed, or codes 52, 53 or 82 in the block)."""
+    whenever the shortcut could differ (overload needed, or codes 52, 53 or 82 in the block).
+    `pack`: labkit.native._dhcp's `reply`, which puts the same bytes together in one C call."""
     relay_info = request.options.get(82)
     head = _TYPE_TLVS.get(message_type) or bytes((53, 1, message_type))
     tail = b"" if relay_info is None else encode_options([(82, relay_info)])
@@ -250,6 +263,9 @@ def reply_wire(request: Message, message_type: int, options: bytes, codes: froze
         return build(message, max_size=max_size)
     ciaddr = request.ciaddr if message_type == ACK else ZERO
     giaddr = request.giaddr
+    if pack is not None:
+        return pack(request.htype, request.chaddr, request.xid, request.flags if flags is None else flags,
+                    ciaddr._ip, yiaddr._ip, giaddr._ip, head, options, tail)  # type: ignore[attr-defined]
     header = FIXED.pack(BOOTREPLY, request.htype, len(request.chaddr), 0, request.xid, 0,
                         request.flags if flags is None else flags, _packed(ciaddr), _packed(yiaddr),
                         _ZERO_BYTES, _packed(giaddr), request.chaddr.ljust(16, b"\x00"), b"", b"")

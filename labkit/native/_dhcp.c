@@ -1,0 +1,239 @@
+/* labkit.native._dhcp: the common case of reading a DHCP request in one call (issue 15).
+ *
+ * labkit/protocols/dhcp/message.py's `parse` (the reference) unpacks the header, walks the option
+ * TLVs in Python and builds a Message's fields; that is about a sixth of the server's work per
+ * DORA. `parse(data, zero, cache, make)` does the same steps for the messages servers see every
+ * time, and gives up (returns None: the caller runs the reference path) on anything else:
+ *
+ *   - shorter than the 240-byte header, op not 1 or 2, hlen over 16, no magic cookie,
+ *   - an option TLV that runs past the end, option 52 (overload: options in file/sname), or a
+ *     code seen twice (RFC 3396 concatenation): all rare, and all the reference's to decide,
+ *     with its own error text for the malformed ones.
+ *
+ * On success it returns the dict the reference builds for `Message.__dict__`: op, xid, chaddr
+ * (hlen bytes), htype, hops, secs, flags, the four address fields as objects (`zero` for 0.0.0.0,
+ * else `cache[raw]`, else `make(raw)`, exactly what message.address does), sname and file up to
+ * their first NUL, options {code: payload} in wire order (PAD skipped, stopping at END), and mac
+ * (chaddr as lowercase hex joined by ':'). It only reads `data` (any bytes-like object).
+ *
+ * `reply(htype, chaddr, xid, flags, ciaddr, yiaddr, giaddr, head, options, tail)` is the last step
+ * of message.reply_wire's shortcut: the BOOTREPLY header (addresses as ints), the magic cookie,
+ * head + options + tail + END, zero-padded to 300 bytes, in one allocation. The caller has
+ * checked everything else (what fits, which codes): it builds the same bytes as the pure join.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <string.h>
+
+#define HEADER 240 /* the fixed BOOTP fields (236) and the magic cookie */
+#define OVERLOAD 52
+
+static const unsigned char MAGIC[4] = {0x63, 0x82, 0x53, 0x63};
+static PyObject *names[15]; /* the dict's keys, interned once */
+static const char *NAMES[15] = {"op", "xid", "chaddr", "htype", "hops", "secs", "flags", "ciaddr",
+                                "yiaddr", "siaddr", "giaddr", "sname", "file", "options", "mac"};
+
+/* An address field: `zero` for 0.0.0.0, else the cached object, else make(raw) (a new reference). */
+static PyObject *address(const unsigned char *raw, PyObject *zero, PyObject *cache, PyObject *make) {
+    if (raw[0] == 0 && raw[1] == 0 && raw[2] == 0 && raw[3] == 0) {
+        Py_INCREF(zero);
+        return zero;
+    }
+    PyObject *key = PyBytes_FromStringAndSize((const char *)raw, 4);
+    if (key == NULL)
+        return NULL;
+    PyObject *found = PyDict_GetItemWithError(cache, key); /* borrowed */
+    if (found != NULL) {
+        Py_DECREF(key);
+        Py_INCREF(found);
+        return found;
+    }
+    found = PyErr_Occurred() ? NULL : PyObject_CallOneArg(make, key);
+    Py_DECREF(key);
+    return found;
+}
+
+/* The options region as {code: payload}; Py_None (new reference) when the reference must decide. */
+static PyObject *options(const unsigned char *data, Py_ssize_t size) {
+    PyObject *found = PyDict_New();
+    if (found == NULL)
+        return NULL;
+    Py_ssize_t i = HEADER;
+    while (i < size) {
+        unsigned char code = data[i];
+        if (code == 0) { /* PAD */
+            i++;
+            continue;
+        }
+        if (code == 255) /* END */
+            break;
+        if (code == OVERLOAD || i + 2 > size || i + 2 + data[i + 1] > size)
+            goto give_up;
+        PyObject *key = PyLong_FromLong(code); /* a small int, cached by CPython */
+        if (key == NULL)
+            goto error;
+        int seen = PyDict_Contains(found, key);
+        if (seen != 0) { /* seen again (RFC 3396 join), or an error */
+            Py_DECREF(key);
+            if (seen < 0)
+                goto error;
+            goto give_up;
+        }
+        PyObject *payload = PyBytes_FromStringAndSize((const char *)data + i + 2, data[i + 1]);
+        int failed = payload == NULL || PyDict_SetItem(found, key, payload) < 0;
+        Py_DECREF(key);
+        Py_XDECREF(payload);
+        if (failed)
+            goto error;
+        i += 2 + data[i + 1];
+    }
+    return found;
+give_up:
+    Py_DECREF(found);
+    Py_RETURN_NONE;
+error:
+    Py_DECREF(found);
+    return NULL;
+}
+
+/* bytes up to the first NUL of a fixed-size field */
+static PyObject *text_field(const unsigned char *field, size_t size) {
+    const unsigned char *nul = memchr(field, 0, size);
+    return PyBytes_FromStringAndSize((const char *)field, nul ? (Py_ssize_t)(nul - field) : (Py_ssize_t)size);
+}
+
+static PyObject *mac_text(const unsigned char *chaddr, unsigned int hlen) {
+    static const char HEX[] = "0123456789abcdef";
+    char text[16 * 3];
+    size_t length = 0;
+    for (unsigned int k = 0; k < hlen; k++) {
+        if (k)
+            text[length++] = ':';
+        text[length++] = HEX[chaddr[k] >> 4];
+        text[length++] = HEX[chaddr[k] & 15];
+    }
+    return PyUnicode_DecodeASCII(text, (Py_ssize_t)length, NULL);
+}
+
+static unsigned int be16(const unsigned char *p) { return ((unsigned int)p[0] << 8) | p[1]; }
+
+static PyObject *fields(const unsigned char *d, PyObject *opts, PyObject *zero, PyObject *cache,
+                        PyObject *make) {
+    unsigned long xid = ((unsigned long)d[4] << 24) | ((unsigned long)d[5] << 16) | ((unsigned long)d[6] << 8) | d[7];
+    PyObject *values[15] = {
+        PyLong_FromLong(d[0]), PyLong_FromUnsignedLong(xid),
+        PyBytes_FromStringAndSize((const char *)d + 28, d[2]), PyLong_FromLong(d[1]),
+        PyLong_FromLong(d[3]), PyLong_FromLong(be16(d + 8)), PyLong_FromLong(be16(d + 10)),
+        address(d + 12, zero, cache, make), address(d + 16, zero, cache, make),
+        address(d + 20, zero, cache, make), address(d + 24, zero, cache, make),
+        text_field(d + 44, 64), text_field(d + 108, 128), opts, mac_text(d + 28, d[2])};
+    Py_INCREF(opts); /* values[] owns one reference of everything */
+    PyObject *out = PyDict_New();
+    for (int k = 0; k < 15; k++) {
+        if (out != NULL && (values[k] == NULL || PyDict_SetItem(out, names[k], values[k]) < 0))
+            Py_CLEAR(out);
+    }
+    for (int k = 0; k < 15; k++)
+        Py_XDECREF(values[k]);
+    return out; /* NULL with the first error set */
+}
+
+static PyObject *parse(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != 4 || !PyDict_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "parse(data, zero, cache: dict, make)");
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    const unsigned char *d = view.buf;
+    PyObject *out = NULL;
+    if (view.len < HEADER || (d[0] != 1 && d[0] != 2) || d[2] > 16 || memcmp(d + 236, MAGIC, 4) != 0) {
+        out = Py_None; /* the reference raises its DhcpDecodeError */
+        Py_INCREF(out);
+    } else {
+        PyObject *opts = options(d, view.len);
+        if (opts == Py_None || opts == NULL)
+            out = opts;
+        else {
+            out = fields(d, opts, args[1], args[2], args[3]);
+            Py_DECREF(opts);
+        }
+    }
+    PyBuffer_Release(&view);
+    return out;
+}
+
+/* 4 bytes big-endian */
+static void put32(unsigned char *p, unsigned long value) {
+    p[0] = (unsigned char)(value >> 24);
+    p[1] = (unsigned char)(value >> 16);
+    p[2] = (unsigned char)(value >> 8);
+    p[3] = (unsigned char)value;
+}
+
+static PyObject *reply(PyObject *module, PyObject *args) {
+    (void)module;
+    unsigned int htype, flags;
+    unsigned long xid, ciaddr, yiaddr, giaddr;
+    Py_buffer chaddr, head, options, tail;
+    if (!PyArg_ParseTuple(args, "Iy*kIkkky*y*y*:reply", &htype, &chaddr, &xid, &flags, &ciaddr, &yiaddr,
+                          &giaddr, &head, &options, &tail))
+        return NULL;
+    PyObject *out = NULL;
+    Py_ssize_t size = HEADER + head.len + options.len + tail.len + 1;
+    if (chaddr.len > 16 || htype > 255 || flags > 0xFFFF || xid > 0xFFFFFFFFUL || ciaddr > 0xFFFFFFFFUL ||
+        yiaddr > 0xFFFFFFFFUL || giaddr > 0xFFFFFFFFUL) {
+        PyErr_SetString(PyExc_ValueError, "reply: a header field is out of range");
+        goto done;
+    }
+    out = PyBytes_FromStringAndSize(NULL, size < 300 ? 300 : size); /* BOOTP's minimum */
+    if (out == NULL)
+        goto done;
+    unsigned char *p = (unsigned char *)PyBytes_AS_STRING(out);
+    memset(p, 0, (size_t)PyBytes_GET_SIZE(out));
+    p[0] = 2; /* BOOTREPLY; hops, secs, siaddr, sname and file stay zero */
+    p[1] = (unsigned char)htype;
+    p[2] = (unsigned char)chaddr.len;
+    put32(p + 4, xid);
+    p[10] = (unsigned char)(flags >> 8);
+    p[11] = (unsigned char)flags;
+    put32(p + 12, ciaddr);
+    put32(p + 16, yiaddr);
+    put32(p + 24, giaddr);
+    memcpy(p + 28, chaddr.buf, (size_t)chaddr.len);
+    memcpy(p + 236, MAGIC, 4);
+    unsigned char *q = p + HEADER;
+    memcpy(q, head.buf, (size_t)head.len);
+    q += head.len;
+    memcpy(q, options.buf, (size_t)options.len);
+    q += options.len;
+    memcpy(q, tail.buf, (size_t)tail.len);
+    q[tail.len] = 255; /* END */
+done:
+    PyBuffer_Release(&chaddr);
+    PyBuffer_Release(&head);
+    PyBuffer_Release(&options);
+    PyBuffer_Release(&tail);
+    return out;
+}
+
+static PyMethodDef methods[] = {
+    {"reply", reply, METH_VARARGS,
+     "reply(htype, chaddr, xid, flags, ciaddr, yiaddr, giaddr, head, options, tail) -> the reply's bytes."},
+    {"parse", (PyCFunction)(void (*)(void))parse, METH_FASTCALL,
+     "parse(data, zero, cache, make) -> the Message fields dict, or None: the reference decides."},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_dhcp", NULL, -1, methods,
+                                        NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__dhcp(void) {
+    for (int k = 0; k < 15; k++) {
+        if (names[k] == NULL && (names[k] = PyUnicode_InternFromString(NAMES[k])) == NULL)
+            return NULL;
+    }
+    return PyModule_Create(&module_def);
+}

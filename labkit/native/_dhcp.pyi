@@ -1,0 +1,14 @@
+"""The common case of reading a DHCP message in one call (labkit/native/_dhcp.c)."""
+
+from collections.abc import Callable
+from typing import Any
+
+def parse(data: bytes, zero: Any, cache: dict[bytes, Any],
+          make: Callable[[bytes], Any]) -> dict[str, Any] | None:
+    """The fields of `labkit.protocols.dhcp.message.Message` as the pure `parse` makes them, or
+    None: the message needs the pure path (malformed, overloaded, a repeated option code)."""
+
+def reply(htype: int, chaddr: bytes, xid: int, flags: int, ciaddr: int, yiaddr: int, giaddr: int,
+          head: bytes, options: bytes, tail: bytes) -> bytes:
+    """A BOOTREPLY's bytes: header (addresses as ints), magic, head + options + tail + END, padded
+    to 300 bytes (reply_wire's shortcut, put together in C). ValueError: a field out of range."""
