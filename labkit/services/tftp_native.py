@@ -73,6 +73,9 @@ class NativeReads:
         self.max_window_bytes: int = module.MAX_WINDOW_BYTES
         self._pool: ThreadPoolExecutor | None = ThreadPoolExecutor(max_workers=max(1, max_threads),
                                                                    thread_name_prefix="tftp-native")
+        # One thread started now, idle until the first transfer: its creation is then not on
+        # that transfer's way from the OACK to its first window.
+        self._pool.submit(int)
         self._stop_read, self._stop_write = os.pipe()
         self._running: set[asyncio.Future[Returned]] = set()
         self.stopping = False
