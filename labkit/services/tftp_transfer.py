@@ -156,14 +156,11 @@ class Transfer:
         self._handles: dict[str, asyncio.TimerHandle] = {}
         self._queue: collections.deque[bytes] = collections.deque()
         self.finished = False
-        # A transfer the compiled loop may take is read by the pump only if it does not (see
-        # `begin`): an epoll registration and removal less per transfer.
-        self._pumped = False
-        if self._native is None:
+        self._pumped = False  # a transfer the compiled loop may take joins the pump only if
+        if self._native is None:  # it does not (`begin`): no epoll add and remove for nothing
             self._pump_add()
 
-    def begin(self, result: Result) -> None:
-        """Carry out the session's start (the OACK or the first window), then hand off."""
+    def begin(self, result: Result) -> None:  # the session's start: the OACK or first window
         self.apply(result)
         self.hand_off()
         if not self.in_native:
@@ -305,9 +302,8 @@ class Transfer:
         self.in_native = True
         if state.final >= 0 and state.sent_hi == state.final:
             self.final_sent_at = time.monotonic()
-        if self._pumped:
-            self.pump.remove(fd)
-            self._pumped = False
+        self.pump.remove(fd)  # a no-op when it was not there
+        self._pumped = False
         for handle in self._handles.values():
             handle.cancel()
         self._handles.clear()
