@@ -160,10 +160,6 @@ static int wait_for(Run *r, short events, double deadline, int *stopped) {
     }
 }
 
-/* Send the packets built by window(), a window in one sendmmsg (the client then finds them
- * queued together: fewer wake-ups). A full send buffer waits (up to the retransmission timeout)
- * rather than drop, as the pure transfer's queue does; another error skips that datagram, as
- * the pure transfer logs it and goes on (the retransmission timer decides). */
 /* How many packets from index i go out in one UDP_SEGMENT send: every one but the last full
  * size (only the final block of a transfer is short, and it ends its window), within the
  * kernel's segment and size limits; < 2 means datagram by datagram. */
@@ -205,6 +201,11 @@ static int send_segmented(Run *r, long i, long n) {
     return sendmsg(r->fd, &msg, 0) < 0 ? -1 : (int)n;
 }
 
+/* Send the packets built by window() (or the pending OACK): a window in one UDP_SEGMENT send
+ * where it can, else in one sendmmsg (the client then finds them queued together: fewer
+ * wake-ups). A full send buffer waits (up to the retransmission timeout) rather than drop, as
+ * the pure transfer's queue does; another error skips that datagram, as the pure transfer logs
+ * it and goes on (the retransmission timer decides). */
 static void send_window(Run *r, long count, int *stopped) {
     double deadline = now() + r->timeout;
     if (r->oack == NULL && r->sent_hi == r->final)
@@ -414,16 +415,17 @@ static PyObject *serve(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
     static char *kwlist[] = {"fd", "peer", "source", "blksize", "windowsize", "retries",
                              "timeout", "acked", "sent_hi", "final", "tries", "lengths",
-                             "retransmit_in", "life_in", "stop_fd", "oack", NULL};
+                             "retransmit_in", "life_in", "stop_fd", "oack", "segment", NULL};
     Run r;
     memset(&r, 0, sizeof r);
     PyObject *peer, *source, *lengths, *oack = Py_None;
+    int segment = 1;
     long long acked, sent_hi, final;
     double retransmit_in, life_in;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iOOllldLLLlOddi|O", kwlist, &r.fd, &peer,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iOOllldLLLlOddi|Op", kwlist, &r.fd, &peer,
                                      &source, &r.blksize, &r.windowsize, &r.retries, &r.timeout,
                                      &acked, &sent_hi, &final, &r.tries, &lengths, &retransmit_in,
-                                     &life_in, &r.stop_fd, &oack))
+                                     &life_in, &r.stop_fd, &oack, &segment))
         return NULL;
     r.acked = acked, r.sent_hi = sent_hi, r.final = final;
     if (r.blksize < 8 || r.blksize > 65464 || r.windowsize < 1 || r.windowsize > 65535
@@ -437,6 +439,7 @@ static PyObject *serve(PyObject *self, PyObject *args, PyObject *kwargs) {
         PyErr_SetString(PyExc_ValueError, "inconsistent transfer state");
         return NULL;
     }
+    r.gso_off = !segment; /* segment=False: datagram by datagram (the tests' fallback case) */
     if (oack != Py_None) { /* kept alive by the caller's arguments for the whole call */
         r.oack = (const unsigned char *)PyBytes_AS_STRING(oack);
         r.oack_len = PyBytes_GET_SIZE(oack);

@@ -67,6 +67,8 @@ class NativeReads:
     """The compiled loop, its thread pool (at most `max_threads` transfers at once: the
     service's session cap) and the pipe that stops them all."""
 
+    segment = True  # windows as one UDP_SEGMENT send (False: datagram by datagram, for the tests)
+
     def __init__(self, module: ModuleType, loop: asyncio.AbstractEventLoop, max_threads: int) -> None:
         self.module = module
         self.loop = loop
@@ -110,7 +112,7 @@ class NativeReads:
             retries=session.retries, timeout=session.timeout, acked=state.acked,
             sent_hi=state.sent_hi, final=state.final, tries=state.tries, lengths=state.lengths,
             retransmit_in=retransmit_in, life_in=life_in, stop_fd=self._stop_read,
-            oack=oack))
+            oack=oack, segment=self.segment))
         self._running.add(future)
         future.add_done_callback(self._running.discard)
         future.add_done_callback(done)

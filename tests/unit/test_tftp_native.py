@@ -297,6 +297,18 @@ def test_native_and_pure_are_identical_on_the_wire(tmp_path: Path, monkeypatch: 
 
 
 @needs_native
+@pytest.mark.parametrize("case", ["window 8 clean", "window 8 lost inside", "window 4 dup, stale, tid"])
+def test_the_datagram_by_datagram_fallback_is_identical_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            case: str) -> None:
+    """Where the kernel refuses UDP_SEGMENT the loop sends a window with sendmmsg: the same."""
+    monkeypatch.setattr(NativeReads, "segment", False)
+    script, _ = CASES[case]
+    content = os.urandom(script.size)
+    trace, events = assert_same(tmp_path, content, script, monkeypatch)
+    assert events[-1][3] == "ok" and body(trace, 1468 if "8" in case else 512) == content
+
+
+@needs_native
 @pytest.mark.parametrize("window", [1, 8])
 def test_rollover_past_65535_with_losses_around_the_wrap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                          window: int) -> None:
@@ -371,6 +383,12 @@ def test_serve_refuses_inconsistent_state() -> None:
                 MODULE.serve(**{**good, **bad})
         with pytest.raises(ValueError):
             MODULE.serve(**{**good, "peer": ("::1", 9)})
+        # The OACK phase: only from the start (nothing sent, nothing read), and only bytes.
+        start: dict[str, Any] = {"sent_hi": 0, "lengths": ()}
+        for bad in ({"oack": b"\x00\x06"}, {**start, "oack": "\x00\x06"}, {**start, "oack": b"\x06"},
+                    {**start, "oack": b"\x00\x06", "final": 3}):
+            with pytest.raises(ValueError):
+                MODULE.serve(**{**good, **bad})
         with pytest.raises(TypeError):
             MODULE.serve(**{**good, "source": 1.5})
 
