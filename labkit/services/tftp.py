@@ -287,8 +287,7 @@ class TftpService:
         transfer = Transfer(self, self._pump, sock, peer, decision.session, decision.fault, self.native)
         self._transfers.add(transfer)
         self._running[key] = transfer
-        transfer.apply(decision.session.start())
-        transfer.hand_off()
+        transfer.begin(decision.session.start())
 
     # -- what a Transfer reports (TransferOwner)
 

@@ -4,7 +4,8 @@ Profiled (bench/README.md, TFTP): with every block through Python, even the shar
 with its linger sat near the cost of a bare Python loop per block, and in this VM the wake-ups
 of the one event-loop thread dominated. tftpd-hpa's model fits lock-step better: one scheduler
 entity per transfer, sleeping in the kernel until its client's ACK comes. So once a read
-transfer is past its RRQ/OACK decisions (octet, no fault rule), `Transfer` hands it to
+transfer is past its RRQ/OACK decisions (octet, no fault rule; from the moment the OACK went
+out, so that ACK 0 and the first window cost no event-loop turn), `Transfer` hands it to
 `_tftp.serve`, which runs in a thread of a pool bounded by the session cap with the GIL
 released: poll (session socket + a stop pipe), recvfrom, the ACK checks of the core, pread or
 a copy from the bytes, sendto. It hands the transfer back with the state reached and the one
@@ -66,12 +67,17 @@ class NativeReads:
     """The compiled loop, its thread pool (at most `max_threads` transfers at once: the
     service's session cap) and the pipe that stops them all."""
 
+    segment = True  # windows as one UDP_SEGMENT send (False: datagram by datagram, for the tests)
+
     def __init__(self, module: ModuleType, loop: asyncio.AbstractEventLoop, max_threads: int) -> None:
         self.module = module
         self.loop = loop
         self.max_window_bytes: int = module.MAX_WINDOW_BYTES
         self._pool: ThreadPoolExecutor | None = ThreadPoolExecutor(max_workers=max(1, max_threads),
                                                                    thread_name_prefix="tftp-native")
+        # One thread started now, idle until the first transfer: its creation is then not on
+        # that transfer's way from the OACK to its first window.
+        self._pool.submit(int)
         self._stop_read, self._stop_write = os.pipe()
         self._running: set[asyncio.Future[Returned]] = set()
         self.stopping = False
@@ -100,11 +106,13 @@ class NativeReads:
         if self.stopping or self._pool is None or not isinstance(source, bytes | int):
             return False
         serve = self.module.serve
+        oack = session.pending_oack if state.waiting_oack else None
         future = self.loop.run_in_executor(self._pool, lambda: serve(
             fd=fd, peer=peer, source=source, blksize=session.blksize, windowsize=session.windowsize,
             retries=session.retries, timeout=session.timeout, acked=state.acked,
             sent_hi=state.sent_hi, final=state.final, tries=state.tries, lengths=state.lengths,
-            retransmit_in=retransmit_in, life_in=life_in, stop_fd=self._stop_read))
+            retransmit_in=retransmit_in, life_in=life_in, stop_fd=self._stop_read,
+            oack=oack, segment=self.segment))
         self._running.add(future)
         future.add_done_callback(self._running.discard)
         future.add_done_callback(done)
@@ -137,6 +145,6 @@ class Handback:
 
     def __init__(self, returned: Returned) -> None:
         (self.event, self.datagram, acked, sent_hi, final, tries, lengths, bytes_acked, retransmits,
-         ignored, self.unknown_tids, self.retransmit_in, self.final_sent_at) = returned
-        self.state = Steady(acked, sent_hi, final, tries, lengths)
+         ignored, self.unknown_tids, self.retransmit_in, self.final_sent_at, waiting_oack) = returned
+        self.state = Steady(acked, sent_hi, final, tries, lengths, waiting_oack)
         self.counts = {"bytes_acked": bytes_acked, "retransmits": retransmits, "ignored": ignored}

@@ -156,7 +156,20 @@ class Transfer:
         self._handles: dict[str, asyncio.TimerHandle] = {}
         self._queue: collections.deque[bytes] = collections.deque()
         self.finished = False
-        pump.add(sock.fileno(), self.readable)
+        self._pumped = False  # a transfer the compiled loop may take joins the pump only if
+        if self._native is None:  # it does not (`begin`): no epoll add and remove for nothing
+            self._pump_add()
+
+    def begin(self, result: Result) -> None:  # the session's start: the OACK or first window
+        self.apply(result)
+        self.hand_off()
+        if not self.in_native:
+            self._resume()
+
+    def _pump_add(self) -> None:
+        if not self._pumped:
+            self.pump.add(self.sock.fileno(), self.readable)
+            self._pumped = True
 
     # -- input
 
@@ -269,8 +282,9 @@ class Transfer:
     # -- the compiled steady phase (labkit.services.tftp_native)
 
     def hand_off(self) -> None:
-        """After a step in Python: run the rest in the compiled loop if the transfer is in its
-        steady phase (past the OACK, nothing queued) and the loop is there."""
+        """After a step in Python: run the rest in the compiled loop if the transfer can go
+        there (octet, not over, nothing queued; the OACK phase included) and the loop is
+        there."""
         native, session = self._native, self.session
         if native is None or self.finished or self.in_native or self._queue:
             return
@@ -288,7 +302,8 @@ class Transfer:
         self.in_native = True
         if state.final >= 0 and state.sent_hi == state.final:
             self.final_sent_at = time.monotonic()
-        self.pump.remove(fd)
+        self.pump.remove(fd)  # a no-op when it was not there
+        self._pumped = False
         for handle in self._handles.values():
             handle.cancel()
         self._handles.clear()
@@ -331,7 +346,7 @@ class Transfer:
         """Back on the pure path: the pump reads the socket, the loop keeps the timers."""
         if self.finished:
             return
-        self.pump.add(self.sock.fileno(), self.readable)
+        self._pump_add()
         for key, deadline in self._deadlines.items():
             if key not in self._handles:
                 self._handles[key] = self.loop.call_at(deadline, self._on_timer, key)
@@ -357,6 +372,7 @@ class Transfer:
         fd = self.sock.fileno()
         if fd >= 0:
             self.pump.remove(fd)
+            self._pumped = False
             if self._queue:
                 # The last datagrams (an ERROR, the final block's retransmission) go out if the
                 # kernel takes them now; a closing transfer does not wait for the send buffer.

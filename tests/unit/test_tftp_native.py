@@ -5,8 +5,10 @@ the same order (its stray second socket included), and the service must log the 
 and count the same. The table covers a clean transfer, lost blocks, lost ACKs, duplicate,
 stale and future ACKs, junk and an ERROR from another TID, a client ERROR, retries exhausted,
 block-number rollover past 65,535 with losses around the wrap, an empty last block, blksize
-512/1468, windowsize 4/8 with losses inside the window, and netascii (which stays pure);
-hypothesis adds arbitrary action sequences.
+512/1468, windowsize 4/8 with losses inside the window, and netascii (which stays pure); the
+OACK phase, which the loop takes too (OACK lost, junk and wrong ACKs, a duplicate ACK 0,
+another TID, a client ERROR, retries exhausted, a one-block file); hypothesis adds arbitrary
+action sequences. The sessions' counts of ignored datagrams are compared too.
 
 No assertion is timed. A run the scheduler disturbed (the client took longer than half the
 retransmission timeout to answer, so the server may have retransmitted on its own) is run
@@ -39,6 +41,7 @@ from labkit.services.tftp_native import NativeReads
 BOUND = 60.0  # seconds: a bound on every wait, never expected
 TIMEOUT = 0.4  # the server's retransmission timeout in these runs
 MODULE = native.load("_tftp")
+_ENDED = TftpService.ended  # before any test wraps it
 needs_native = pytest.mark.skipif(MODULE is None, reason="labkit/native/_tftp.c is not built here")
 
 
@@ -55,7 +58,8 @@ class Script:
     `block`: "lose" (as if it never came), "dup" (ACK twice), "stale"/"future" (an ACK the
     server must ignore first), "junk" (undecodable datagrams first), "tid" (another socket
     sends an ERROR then an ACK to the session port; its answer is recorded), "error" (a client
-    ERROR instead of the ACK), "silent" (no more ACKs: the server gives up)."""
+    ERROR instead of the ACK), "silent" (no more ACKs: the server gives up). Block 0 is the
+    OACK (the compiled loop takes the transfer from the moment the OACK went out)."""
 
     size: int
     options: tuple[tuple[str, str], ...] = ()
@@ -91,8 +95,27 @@ def client(port: int, name: str, script: Script) -> Trace:
             data, server = sock.recvfrom(70000)
             arrived = time.monotonic()
             trace.wire.append(data)
-            if data[:2] == b"\x00\x06":  # OACK
+            if data[:2] == b"\x00\x06":  # OACK: "block 0" for the script
+                seen[0] += 1
+                action = actions.get((0, seen[0]), "ack")
+                silent = silent or action == "silent"  # then error 0 "timeout" ends it
+                if action == "lose" or silent:
+                    continue
+                if action == "error":
+                    sock.sendto(ERROR, server)
+                    return trace
+                if action == "tid":
+                    stray.sendto(ERROR, server)
+                    stray.sendto(ack(0), server)
+                    trace.wire.append(b"stray:" + stray.recvfrom(70000)[0])
+                elif action in ("junk", "wrong"):
+                    for junk in (b"\x00", b"\x00\x04\x00", b"\x00\x09junk", ack(3), ack(65535)):
+                        sock.sendto(junk, server)
+                    if action == "wrong":
+                        continue  # no ACK 0: the OACK comes again
                 sock.sendto(ack(0), server)
+                if action == "dup":
+                    sock.sendto(ack(0), server)
                 continue
             if data[:2] != b"\x00\x03" or silent:
                 if data[:2] == b"\x00\x05":
@@ -152,6 +175,13 @@ def run(tmp_path: Path, content: bytes, script: Script, *, use_native: bool,
         return real_run(self, *args, **kwargs)
 
     monkeypatch.setattr(NativeReads, "run", counting)
+    ignored: list[int] = []  # the session's count of ignored datagrams (no event carries it)
+
+    def ending(self: TftpService, transfer: Any, facts: Any) -> None:
+        ignored.append(transfer.session.ignored)
+        _ENDED(self, transfer, facts)
+
+    monkeypatch.setattr(TftpService, "ended", ending)
 
     async def scenario() -> tuple[Trace, list[Any], dict[str, Any]]:
         recorder = EventRecorder()
@@ -165,7 +195,7 @@ def run(tmp_path: Path, content: bytes, script: Script, *, use_native: bool,
                 if service.stats.completed + service.stats.failed == 1 and service.active == 0:
                     break
                 await asyncio.sleep(0.01)
-            return trace, facts(recorder), stats(service)
+            return trace, facts(recorder), {**stats(service), "ignored": ignored}
         finally:
             await service.close()
 
@@ -234,6 +264,14 @@ CASES = {
     "window 4 dup, stale, tid": (Script(60_000, (("windowsize", "4"),),
                                         (((4, 1), "dup"), ((8, 1), "stale"), ((12, 1), "tid"))), None),
     "window 8 retries exhausted": (Script(200_000, W8, (((9, 1), "silent"),)), None),
+    "OACK lost twice": (Script(30_000, W8, (((0, 1), "lose"), ((0, 2), "lose"))), None),
+    "OACK junk and wrong ACKs": (Script(30_000, W8, (((0, 1), "junk"),)), None),
+    "OACK wrong ACKs only": (Script(30_000, W8, (((0, 1), "wrong"),)), None),
+    "OACK duplicate ACK 0": (Script(30_000, (("blksize", "1468"),), (((0, 1), "dup"),)), None),
+    "OACK another TID": (Script(30_000, W8, (((0, 1), "tid"),)), None),
+    "OACK client ERROR": (Script(30_000, W8, (((0, 1), "error"),)), None),
+    "OACK retries exhausted": (Script(30_000, W8, (((0, 1), "silent"),)), None),
+    "OACK small file": (Script(100, W8), None),
     "netascii stays pure": (Script(3_000, mode="netascii"), None),
 }
 
@@ -246,7 +284,7 @@ def test_native_and_pure_are_identical_on_the_wire(tmp_path: Path, monkeypatch: 
     content = os.urandom(script.size) if script.mode == "octet" else b"line\nnext\r\n" * (script.size // 11)
     trace, events = assert_same(tmp_path, content, script, monkeypatch)
     end = events[-1]
-    if case in ("client ERROR",):
+    if case in ("client ERROR", "OACK client ERROR"):
         assert end[3] == "aborted"
     elif "retries exhausted" in case:
         assert end[3] == "timeout" and trace.wire[-1] == b"\x00\x05\x00\x00timeout\x00"
@@ -256,6 +294,18 @@ def test_native_and_pure_are_identical_on_the_wire(tmp_path: Path, monkeypatch: 
         assert body(trace, blksize) == content
     if "TID" in case or "tid" in case:
         assert b"stray:\x00\x05\x00\x05unknown transfer ID\x00" in trace.wire
+
+
+@needs_native
+@pytest.mark.parametrize("case", ["window 8 clean", "window 8 lost inside", "window 4 dup, stale, tid"])
+def test_the_datagram_by_datagram_fallback_is_identical_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            case: str) -> None:
+    """Where the kernel refuses UDP_SEGMENT the loop sends a window with sendmmsg: the same."""
+    monkeypatch.setattr(NativeReads, "segment", False)
+    script, _ = CASES[case]
+    content = os.urandom(script.size)
+    trace, events = assert_same(tmp_path, content, script, monkeypatch)
+    assert events[-1][3] == "ok" and body(trace, 1468 if "8" in case else 512) == content
 
 
 @needs_native
@@ -333,6 +383,12 @@ def test_serve_refuses_inconsistent_state() -> None:
                 MODULE.serve(**{**good, **bad})
         with pytest.raises(ValueError):
             MODULE.serve(**{**good, "peer": ("::1", 9)})
+        # The OACK phase: only from the start (nothing sent, nothing read), and only bytes.
+        start: dict[str, Any] = {"sent_hi": 0, "lengths": ()}
+        for bad in ({"oack": b"\x00\x06"}, {**start, "oack": "\x00\x06"}, {**start, "oack": b"\x06"},
+                    {**start, "oack": b"\x00\x06", "final": 3}):
+            with pytest.raises(ValueError):
+                MODULE.serve(**{**good, **bad})
         with pytest.raises(TypeError):
             MODULE.serve(**{**good, "source": 1.5})
 

@@ -49,6 +49,7 @@ class Steady:
     final: int  # absolute index of the short (last) block, -1 while not read yet
     tries: int  # retransmissions without progress so far
     lengths: tuple[int, ...]  # payload sizes of blocks acked + 1 .. sent_hi
+    waiting_oack: bool = False  # the OACK went out and waits for its ACK 0 (acked = sent_hi = 0)
 
 
 class ReadSession(SessionBase):
@@ -100,18 +101,24 @@ class ReadSession(SessionBase):
     def file(self) -> Readable:
         return self._file
 
+    @property
+    def pending_oack(self) -> bytes | None:
+        """The OACK while it waits for its ACK 0 (what a retransmission resends), else None."""
+        return self._oack if self._waiting_oack else None
+
     def steady(self) -> Steady | None:
-        """The state to hand to a compiled loop, or None: over, still in the OACK phase, or
-        netascii (converted block by block here)."""
-        if self.done is not None or self._waiting_oack or self._netascii is not None:
+        """The state to hand to a compiled loop, or None: over, or netascii (converted block by
+        block here). In the OACK phase (`waiting_oack`) the loop resends `pending_oack`."""
+        if self.done is not None or self._netascii is not None:
             return None
         lengths = tuple(self._lengths[i] for i in range(self._acked + 1, self._sent_hi + 1))
         return Steady(self._acked, self._sent_hi, -1 if self._final is None else self._final,
-                      self._tries, lengths)
+                      self._tries, lengths, self._waiting_oack)
 
     def resume(self, state: Steady, *, bytes_acked: int, retransmits: int, ignored: int) -> None:
         """Take back the state a compiled loop reached, and the counts it added."""
         self._acked, self._sent_hi, self._tries = state.acked, state.sent_hi, state.tries
+        self._waiting_oack = state.waiting_oack
         self._final = None if state.final < 0 else state.final
         self._lengths = {state.acked + 1 + i: n for i, n in enumerate(state.lengths)}
         self.bytes_acked += bytes_acked
