@@ -94,6 +94,19 @@ class _Exchange(asyncio.Protocol):
     def __init__(self, method: str, answer: asyncio.Future[Response]) -> None:
         self.parser = ResponseReader(method, max_body=MAX_BODY)
         self.answer = answer
+        self.transport: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def abandon(self) -> None:
+        """The connect timed out after all (a loaded machine): close what came, drop the answer."""
+        if self.transport is not None:
+            self.transport.close()
+        if not self.answer.done():
+            self.answer.cancel()
+        elif not self.answer.cancelled():
+            self.answer.exception()  # retrieved: nobody waits for it
 
     def data_received(self, data: bytes) -> None:
         if self.answer.done():
@@ -240,8 +253,12 @@ class HttpClient:
         loop = asyncio.get_running_loop()
         exchange = _Exchange(effect.method, loop.create_future())
         local = (self.local_ip, 0) if self.local_ip else None
-        transport, _ = await self._connect(
-            route, lambda: loop.create_connection(lambda: exchange, *route.endpoint, local_addr=local))
+        try:
+            transport, _ = await self._connect(
+                route, lambda: loop.create_connection(lambda: exchange, *route.endpoint, local_addr=local))
+        except FetchError:
+            exchange.abandon()
+            raise
         try:
             headers = self._headers(effect, route, path)
             transport.write(request_bytes(effect.method, path, headers, effect.body))
