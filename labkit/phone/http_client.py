@@ -99,14 +99,16 @@ class _Exchange(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
 
-    def abandon(self) -> None:
-        """The connect timed out after all (a loaded machine): close what came, drop the answer."""
+    def finish(self) -> None:
+        """Close the connection (if it came), and drop an answer nobody will take: connecting
+        failed or was cancelled (SIGTERM), or the phone was cancelled as the answer came (no
+        'Future exception was never retrieved')."""
         if self.transport is not None:
             self.transport.close()
         if not self.answer.done():
             self.answer.cancel()
         elif not self.answer.cancelled():
-            self.answer.exception()  # retrieved: nobody waits for it
+            self.answer.exception()  # marks it retrieved
 
     def data_received(self, data: bytes) -> None:
         if self.answer.done():
@@ -256,15 +258,15 @@ class HttpClient:
         try:
             transport, _ = await self._connect(
                 route, lambda: loop.create_connection(lambda: exchange, *route.endpoint, local_addr=local))
-        except FetchError:
-            exchange.abandon()
+        except BaseException:  # no connection in time, or the phone stopped (SIGTERM) meanwhile
+            exchange.finish()
             raise
         try:
             headers = self._headers(effect, route, path)
             transport.write(request_bytes(effect.method, path, headers, effect.body))
             return await exchange.answer
         finally:
-            transport.close()
+            exchange.finish()
 
     async def _streamed(self, effect: Fetch, route: _Route, address: str,
                         resolve: Resolve | None) -> FetchResult | tuple[Response, tuple[str, ...]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import socket
 import struct
 from collections.abc import Awaitable, Callable
@@ -327,3 +328,32 @@ def test_reset_in_the_body_is_a_fetch_error() -> None:
     result = asyncio.run(go())
     assert result.status is None and result.error is not None
     assert result.error.startswith("HTTP: ")  # a reset (ConnectionResetError), or the short body
+
+
+def test_a_cancelled_fetch_closes_its_connection() -> None:
+    """The phone stopped (SIGTERM cancels its task) while waiting for an answer: the server
+    sees the connection closed, and the cancellation goes through."""
+    async def go() -> tuple[bytes, bool]:
+        asked, closed = asyncio.Event(), asyncio.get_running_loop().create_future()
+
+        async def one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await _read_request(reader)
+            asked.set()
+            closed.set_result(await reader.read())  # b"" at the client's close
+            writer.close()
+
+        server = await asyncio.start_server(one, "127.0.0.1", 0)
+        try:
+            network = NetworkMap(frozenset({"10.42.0.1"}), "127.0.0.1", _port(server) - 80)
+            fetch = Fetch("http://prov.lab.example/a.xml", user_agent=UA)
+            task = asyncio.create_task(HttpClient(network, None).fetch(fetch, "10.42.0.1"))
+            await asyncio.wait_for(asked.wait(), 30)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return await asyncio.wait_for(closed, 30), task.cancelled()
+        finally:
+            server.close()
+
+    rest, cancelled = asyncio.run(go())
+    assert rest == b"" and cancelled
