@@ -99,7 +99,8 @@ def read_answer(data: bytes) -> DnsAnswer:
 def _query_socket(server: tuple[str, int], local_ip: str | None) -> socket.socket:
     """A new connected UDP socket per query, as before; no asyncio transport around it (one
     question and one answer do not need its protocol, queue and buffers)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    family = socket.AF_INET6 if ":" in server[0] else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
         sock.setblocking(False)
         if local_ip:

@@ -150,3 +150,24 @@ def test_refused_port_times_out() -> None:
     spare.close()
     answer = asyncio.run(dns_query(address, "prov.lab.example", "A", timeout=0.01, tries=2))
     assert answer == DnsAnswer("TIMEOUT")
+
+
+def test_an_ipv6_server_is_asked_too() -> None:
+    async def go() -> DnsAnswer:
+        loop = asyncio.get_running_loop()
+        server = _Server()
+        server.seen.append(b"")  # answer the first transmission
+        transport, _ = await loop.create_datagram_endpoint(lambda: server, local_addr=("::1", 0))
+        try:
+            port = transport.get_extra_info("sockname")[1]
+            return await dns_query(("::1", port), "prov.lab.example", "A", timeout=5)
+        finally:
+            transport.close()
+
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 here")
+    try:
+        answer = asyncio.run(go())
+    except OSError as exc:  # ::1 not configured (a container without IPv6)
+        pytest.skip(f"no IPv6 loopback: {exc}")
+    assert answer == DnsAnswer("NOERROR", (), ("10.42.0.7",))
