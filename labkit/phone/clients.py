@@ -46,10 +46,6 @@ class _Datagrams(asyncio.DatagramProtocol):
             self.queue.put_nowait((b"", ("", 0)))
 
 
-def _local(local_ip: str | None) -> tuple[str, int] | None:
-    return (local_ip, 0) if local_ip else None
-
-
 QUESTION_CACHE = 256  # (name, type) -> the packed question: a swarm asks for a handful of names
 ANSWER_CACHE = 1024  # answers (less their id) -> what the phone reads from them
 _questions: dict[tuple[str, str], bytes] = {}
