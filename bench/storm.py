@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import gc
 import json
 import os
 import platform
@@ -168,13 +169,29 @@ def cpu_set(text: str | None) -> set[int]:
     return out
 
 
+class GcClock:
+    """CPU seconds the phones' process spends in Python's cyclic garbage collector, per generation."""
+
+    def __init__(self) -> None:
+        self.seconds = [0.0, 0.0, 0.0]
+        self.runs = [0, 0, 0]
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.process_time()
+            return
+        self.seconds[info["generation"]] += time.process_time() - self._started
+        self.runs[info["generation"]] += 1
+
+
 def profiled(path: str | None, swarm: Any) -> Any:
     """asyncio.run(swarm), under cProfile when `path` is given (stats written there)."""
     if not path:
         return asyncio.run(swarm)
     import cProfile
 
-    profile = cProfile.Profile()
+    profile = cProfile.Profile(time.process_time)  # CPU, not wall: the machine is shared
     try:
         return profile.runcall(asyncio.run, swarm)
     finally:
@@ -231,11 +248,15 @@ def main() -> int:
             sampler.start()
             _, kit_cpu_before = proc_usage(lab.pid)
             workers_before = sum(proc_usage(pid)[1] for pid in children(lab.pid))
-            started, phones_cpu = time.monotonic(), time.process_time()
+            started, phones_cpu, phones_times = time.monotonic(), time.process_time(), os.times()
             swarm = asyncio.wait_for(run_swarm(configs, access, concurrency=args.concurrency, time_scale=1.0,
                                                loss=args.loss, seed=args.seed), args.timeout)
+            gc_clock = GcClock()
+            gc.callbacks.append(gc_clock)
             result = profiled(args.profile_phones, swarm)
+            gc.callbacks.remove(gc_clock)
             wall, phones_cpu = time.monotonic() - started, time.process_time() - phones_cpu
+            phones_user = os.times().user - phones_times.user
             sampler.stopping.set()
             sampler.join()
             sampler.sample()
@@ -274,7 +295,10 @@ def main() -> int:
         "cpu_ms_per_phone": {"kit_main": round(1000 * (cpu - kit_cpu_before) / max(1, summary.total), 2),
                              "workers": round(1000 * (sum(s for _, s in workers) - workers_before)
                                               / max(1, summary.total), 2),
-                             "phones": round(1000 * phones_cpu / max(1, summary.total), 2)},
+                             "phones": round(1000 * phones_cpu / max(1, summary.total), 2),
+                             "phones_user": round(1000 * phones_user / max(1, summary.total), 2),
+                             "phones_gc": round(1000 * sum(gc_clock.seconds) / max(1, summary.total), 2)},
+        "phones_gc_runs_by_generation": gc_clock.runs,
         "load_average_at_start": load_at_start,
         "workers": args.workers,
         "kit_cpus": args.kit_cpus or "any",

@@ -46,43 +46,105 @@ class _Datagrams(asyncio.DatagramProtocol):
             self.queue.put_nowait((b"", ("", 0)))
 
 
-def _local(local_ip: str | None) -> tuple[str, int] | None:
-    return (local_ip, 0) if local_ip else None
+QUESTION_CACHE = 256  # (name, type) -> the packed question: a swarm asks for a handful of names
+ANSWER_CACHE = 1024  # answers (less their id) -> what the phone reads from them
+_questions: dict[tuple[str, str], bytes] = {}
+_answers: dict[bytes, DnsAnswer] = {}
+
+
+def dns_question(name: str, qtype: str) -> bytes:
+    """The query the phone sends: dnslib's `DNSRecord.question(name, qtype)` with RD clear,
+    packed. dnslib packs each (name, type) once; each query then takes a fresh random id
+    (as dnslib's header does: `random.randint(0, 65535)`), so the bytes are dnslib's."""
+    template = _questions.get((name, qtype))
+    if template is None:
+        query = DNSRecord.question(name, qtype)
+        query.header.rd = 0
+        template = bytes(query.pack())
+        if len(_questions) >= QUESTION_CACHE:
+            _questions.clear()
+        _questions[(name, qtype)] = template
+        return template  # with the id dnslib drew for it
+    return random.randint(0, 65535).to_bytes(2, "big") + template[2:]
+
+
+def read_answer(data: bytes) -> DnsAnswer:
+    """What the phone reads from an answer (dnslib parses it). The id is the one byte pair
+    that differs between the answers a swarm gets for a name, and it is not read here, so
+    the result is kept by the rest of the bytes: the same answer is parsed once."""
+    key = bytes(data[2:])
+    known = _answers.get(key)
+    if known is not None:
+        return known
+    try:
+        reply = DNSRecord.parse(data)
+    except Exception:  # dnslib raises assorted errors on bad bytes
+        answer = DnsAnswer("FORMERR")
+    else:
+        rcode = RCODE.get(reply.header.rcode, str(reply.header.rcode))
+        srv = tuple(SrvTarget(rr.rdata.priority, rr.rdata.weight, rr.rdata.port, str(rr.rdata.target))
+                    for rr in reply.rr if rr.rtype == QTYPE.SRV)
+        addresses = tuple(str(rr.rdata) for rr in reply.rr if rr.rtype == QTYPE.A)
+        answer = DnsAnswer(str(rcode), srv, addresses)
+    if len(_answers) >= ANSWER_CACHE:
+        _answers.clear()
+    _answers[key] = answer
+    return answer
+
+
+def _query_socket(server: tuple[str, int], local_ip: str | None) -> socket.socket:
+    """A new connected UDP socket per query, as before; no asyncio transport around it (one
+    question and one answer do not need its protocol, queue and buffers)."""
+    family = socket.AF_INET6 if ":" in server[0] else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        if local_ip:
+            sock.bind((local_ip, 0))
+        sock.connect(server)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+async def _receive(loop: asyncio.AbstractEventLoop, sock: socket.socket, query_id: bytes,
+                   loss: Loss | None) -> bytes:
+    """The next datagram whose id is the query's (others, and ICMP errors, are ignored: the
+    query then times out, as it did)."""
+    while True:
+        try:
+            data = await loop.sock_recv(sock, 65535)
+        except ConnectionRefusedError:
+            continue
+        if loss is not None and loss.drops():
+            continue
+        if data[:2] == query_id:
+            return data
 
 
 async def dns_query(server: tuple[str, int], name: str, qtype: str, *, timeout: float = 2.0,
                     tries: int = 3, local_ip: str | None = None) -> DnsAnswer:
     """One question over UDP, retransmitted with exponential backoff (RFC 1123 §6.1.3.3): waits
     of `timeout`, then twice, then four times as long; an answer to any transmission counts."""
-    query = DNSRecord.question(name, qtype)
-    query.header.rd = 0
-    wire = query.pack()  # the same bytes every transmission (packed once: dnslib's pack is not cheap)
+    wire = dns_question(name, qtype)  # the same bytes every transmission
     loop = asyncio.get_running_loop()
-    transport, proto = await loop.create_datagram_endpoint(_Datagrams, remote_addr=server,
-                                                           local_addr=_local(local_ip))
+    loss = CURRENT.get()  # the phone's own lossy link (a bench knob)
+    sock = _query_socket(server, local_ip)
     try:
         for attempt in range(tries):
-            transport.sendto(wire)
+            if loss is None or not loss.drops():
+                with contextlib.suppress(OSError):  # as the transport did: reported, not raised
+                    sock.send(wire)
             try:
                 async with asyncio.timeout(timeout * 2 ** attempt):
-                    while True:
-                        data, _addr = await proto.queue.get()
-                        if data[:2] == wire[:2]:
-                            break
+                    data = await _receive(loop, sock, wire[:2], loss)
             except TimeoutError:
                 continue
-            try:
-                reply = DNSRecord.parse(data)
-            except Exception:  # dnslib raises assorted errors on bad bytes
-                return DnsAnswer("FORMERR")
-            rcode = RCODE.get(reply.header.rcode, str(reply.header.rcode))
-            srv = tuple(SrvTarget(rr.rdata.priority, rr.rdata.weight, rr.rdata.port, str(rr.rdata.target))
-                        for rr in reply.rr if rr.rtype == QTYPE.SRV)
-            addresses = tuple(str(rr.rdata) for rr in reply.rr if rr.rtype == QTYPE.A)
-            return DnsAnswer(str(rcode), srv, addresses)
+            return read_answer(data)
         return DnsAnswer("TIMEOUT")
     finally:
-        transport.close()
+        sock.close()
 
 
 async def tftp_get(server: tuple[str, int], path: str, *, timeout: float = 2.0,

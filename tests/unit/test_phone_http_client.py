@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import socket
+import struct
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -284,3 +287,73 @@ def test_407_from_the_server_itself_is_answered_with_proxy_authorization() -> No
     first, second = asyncio.run(go())
     assert (first.status, second.status) == (407, 200)
     assert b"\r\nAuthorization:" not in heads[1]
+
+
+def test_refused_connection_is_a_fetch_error() -> None:
+    """Plain http:// (the protocol path): nothing listens there."""
+    async def go() -> FetchResult:
+        spare = await _serve(_answer(b""))
+        port = _port(spare)
+        spare.close()
+        await spare.wait_closed()
+        network = NetworkMap(frozenset({"10.42.0.1"}), "127.0.0.1", port - 80)
+        return await HttpClient(network, None).fetch(Fetch("http://prov.lab.example/a.xml", user_agent=UA),
+                                                      "10.42.0.1")
+
+    result = asyncio.run(go())
+    assert result.status is None and result.error is not None
+    assert result.error.startswith("HTTP: ConnectionRefusedError: ")  # as open_connection said it
+
+
+def test_reset_in_the_body_is_a_fetch_error() -> None:
+    """The server resets the connection inside a Content-Length body (SO_LINGER 0)."""
+    async def go() -> FetchResult:
+        async def one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await _read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\npart")
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+
+        server = await asyncio.start_server(one, "127.0.0.1", 0)
+        try:
+            network = NetworkMap(frozenset({"10.42.0.1"}), "127.0.0.1", _port(server) - 80)
+            fetch = Fetch("http://prov.lab.example/a.xml", user_agent=UA)
+            return await HttpClient(network, None).fetch(fetch, "10.42.0.1")
+        finally:
+            server.close()
+
+    result = asyncio.run(go())
+    assert result.status is None and result.error is not None
+    assert result.error.startswith("HTTP: ")  # a reset (ConnectionResetError), or the short body
+
+
+def test_a_cancelled_fetch_closes_its_connection() -> None:
+    """The phone stopped (SIGTERM cancels its task) while waiting for an answer: the server
+    sees the connection closed, and the cancellation goes through."""
+    async def go() -> tuple[bytes, bool]:
+        asked, closed = asyncio.Event(), asyncio.get_running_loop().create_future()
+
+        async def one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await _read_request(reader)
+            asked.set()
+            closed.set_result(await reader.read())  # b"" at the client's close
+            writer.close()
+
+        server = await asyncio.start_server(one, "127.0.0.1", 0)
+        try:
+            network = NetworkMap(frozenset({"10.42.0.1"}), "127.0.0.1", _port(server) - 80)
+            fetch = Fetch("http://prov.lab.example/a.xml", user_agent=UA)
+            task = asyncio.create_task(HttpClient(network, None).fetch(fetch, "10.42.0.1"))
+            await asyncio.wait_for(asked.wait(), 30)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return await asyncio.wait_for(closed, 30), task.cancelled()
+        finally:
+            server.close()
+
+    rest, cancelled = asyncio.run(go())
+    assert rest == b"" and cancelled
