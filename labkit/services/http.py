@@ -33,6 +33,7 @@ from labkit.services.context import Endpoint, StartContext
 from labkit.services.filetree import ForbiddenPath, ServedFile
 from labkit.services.http_conn import ConnectionGate, Listener, Peer, RawResponse, framing_of, unauthorized
 from labkit.services.http_extras import Extras
+from labkit.services.http_file import file_response
 from labkit.services.http_forward import Forwarder, ForwardFailed, HttpLink, as_forwarded, forwarded_peer
 from labkit.services.http_send import (
     SERVER_HEADER,
@@ -236,7 +237,7 @@ class _Handler:
         elif served.data is None and served.disk_path is not None:
             whole = f"200 {served.size} bytes"
             self.emit(exchange, f"206 {asked} of {served.size} bytes" if asked else whole, "ok")
-            return web.FileResponse(served.disk_path, headers={"Server": SERVER_HEADER})
+            return file_response(served.disk_path, {"Server": SERVER_HEADER})
         else:
             try:
                 response = self._memory(served, asked)
