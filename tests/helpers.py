@@ -7,6 +7,7 @@ Import only what a test needs; nothing here starts a service or touches the netw
 from __future__ import annotations
 
 import functools
+import json
 import subprocess
 import sys
 import textwrap
@@ -84,3 +85,12 @@ def write_lab(folder: Path, text: str = ONE_PHONE_LAB, *, firmware: bool = True,
     path = folder / "lab.yaml"
     path.write_text(textwrap.dedent(text))
     return path
+
+
+def journal_in_time_order(path: Path, service: str, action: str) -> list[dict[str, Any]]:
+    """The journal's events of one service and action, by their time: worker processes hand
+    their events over in batches, so the journal interleaves two workers by batch, not by request."""
+    with path.open() as lines:
+        events = [json.loads(line) for line in lines]
+    return sorted((e for e in events if e["service"] == service and e["action"] == action),
+                  key=lambda e: e["time"])

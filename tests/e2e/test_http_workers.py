@@ -6,7 +6,6 @@ worker; no worker is left when the lab stops."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from labkit.services.running import LogSettings, run_lab
 from labkit.services.supervisor import STANDARD_PORTS, free_port_offset
 from labkit.services.workers import PooledService
 from tests.e2e.test_workers import children, gone
-from tests.helpers import FIRMWARE, write_lab
+from tests.helpers import FIRMWARE, journal_in_time_order, write_lab
 
 MAC = "00:56:2b:00:00:01"
 LAB = f"""\
@@ -74,15 +73,11 @@ def test_http_in_workers_files_reports_events_reload_and_stop(tmp_path: Path) ->
     asyncio.run(main())
     pids = seen["pids"]
     assert isinstance(pids, list) and all(gone(pid) for pid in pids)
-    events = [json.loads(line) for line in (tmp_path / "events.jsonl").open()]
-    # by time: each worker hands its events over in batches, so the journal interleaves the two
-    # workers by batch, not by request (the curls ran one after another)
-    gets = sorted((e for e in events if e["service"] == "http" and e["action"] == "get"),
-                  key=lambda e: e["time"])
+    gets = journal_in_time_order(tmp_path / "events.jsonl", "http", "get")  # the curls ran one by one
     assert len(gets) == 2 * CLIENTS + 1  # each exchange once, from either worker, in the one journal
     assert all(e["answer"] == f"200 {len(firmware)} bytes" for e in gets[:CLIENTS])
     assert len({e["client"] for e in gets}) == len(gets)  # each curl's own address and port
-    uploads = [e for e in events if e["service"] == "http" and e["action"] == "report"]
+    uploads = journal_in_time_order(tmp_path / "events.jsonl", "http", "report")
     assert len(uploads) == 1, uploads
     _, local_port = seen["upload"]  # type: ignore[misc]
     assert uploads[0]["client"] == f"127.0.0.1:{local_port}" and uploads[0]["phone"] == MAC

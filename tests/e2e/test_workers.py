@@ -5,7 +5,6 @@ the main process is killed outright."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import socket
@@ -24,7 +23,7 @@ from labkit.services.reload import apply_plan
 from labkit.services.running import LogSettings, run_lab
 from labkit.services.supervisor import STANDARD_PORTS, free_port_offset
 from labkit.services.workers import PooledService
-from tests.helpers import FIRMWARE, write_lab
+from tests.helpers import FIRMWARE, journal_in_time_order, write_lab
 
 HOST = "127.0.0.1"
 MAC = "00:56:2b:00:00:01"
@@ -111,10 +110,7 @@ def test_workers_serve_dns_log_events_reload_and_stop(tmp_path: Path) -> None:
     asyncio.run(main())
     pids = seen["pids"]
     assert isinstance(pids, list) and all(gone(pid) for pid in pids)
-    events = [json.loads(line) for line in (tmp_path / "events.jsonl").open()]
-    # by time: the workers hand their events over in batches, interleaved by batch in the journal
-    queries = sorted((e for e in events if e["service"] == "dns" and e["action"] == "query"),
-                     key=lambda e: e["time"])
+    queries = journal_in_time_order(tmp_path / "events.jsonl", "dns", "query")
     assert len(queries) >= 2 * CLIENTS  # every answered query, from both workers, in the one log
     first = queries[:CLIENTS]
     assert all(e["request"] == "A pbx.t.example" and e["answer"] == "NOERROR 1 A" for e in first)

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import socket
 import threading
+from collections.abc import AsyncIterator
 from ipaddress import IPv4Address
 from itertools import pairwise
 from pathlib import Path
@@ -57,32 +58,43 @@ async def wait_for(condition: object, what: str) -> None:
     raise AssertionError(f"never: {what}")
 
 
+Gated = tuple[DhcpService, GatedCommits, socket.socket, int]
+
+
+@contextlib.asynccontextmanager
+async def gated_service(tmp_path: Path) -> AsyncIterator[Gated]:
+    """The DHCP service on loopback with its commits held at a gate, and a relay's socket to it:
+    (service, gated commits, relay socket, the service's port)."""
+    port = free_udp_port()
+    ctx = StartContext(FileTree({}), EventRecorder(), StaticDirectory(), frozenset(), tmp_path)
+    service = await start_dhcp(DhcpPlan(default_lab(answer_any=True), None),
+                               Endpoint("dhcp", "127.0.0.1", port, "udp"), ctx)
+    gated = GatedCommits(service)
+    service.store.commit = gated  # type: ignore[method-assign]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as relay:
+        relay.bind((RELAY, port))
+        relay.setblocking(False)
+        try:
+            yield service, gated, relay, port
+        finally:
+            await service.close()
+
+
 def test_batches_read_during_a_commit_share_the_next_one_and_acks_wait_for_it(tmp_path: Path) -> None:
     async def main() -> tuple[list[int], list[bytes], list[bytes]]:
-        port = free_udp_port()
-        ctx = StartContext(FileTree({}), EventRecorder(), StaticDirectory(), frozenset(), tmp_path)
-        service = await start_dhcp(DhcpPlan(default_lab(answer_any=True), None),
-                                   Endpoint("dhcp", "127.0.0.1", port, "udp"), ctx)
-        gated = GatedCommits(service)
-        service.store.commit = gated  # type: ignore[method-assign]
         loop = asyncio.get_running_loop()
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as relay:
-            relay.bind((RELAY, port))
-            relay.setblocking(False)
-            try:
-                relay.sendto(request(0), ("127.0.0.1", port))
-                await wait_for(gated.entered.is_set, "the first commit started")
-                for n in (1, 2):  # two reads while the first commit is held
-                    relay.sendto(request(n), ("127.0.0.1", port))
-                    await wait_for(lambda n=n: ADDRESSES[n] in service.core.table.by_ip,
-                                   f"binding {n} decided")
-                early = []
-                with contextlib.suppress(BlockingIOError):
-                    early.append(relay.recv(4096))
-                gated.gate.set()
-                replies = [await asyncio.wait_for(loop.sock_recv(relay, 4096), 30) for _ in range(3)]
-            finally:
-                await service.close()
+        async with gated_service(tmp_path) as (service, gated, relay, port):
+            relay.sendto(request(0), ("127.0.0.1", port))
+            await wait_for(gated.entered.is_set, "the first commit started")
+            for n in (1, 2):  # two reads while the first commit is held
+                relay.sendto(request(n), ("127.0.0.1", port))
+                await wait_for(lambda n=n: ADDRESSES[n] in service.core.table.by_ip,
+                               f"binding {n} decided")
+            early = []
+            with contextlib.suppress(BlockingIOError):
+                early.append(relay.recv(4096))
+            gated.gate.set()
+            replies = [await asyncio.wait_for(loop.sock_recv(relay, 4096), 30) for _ in range(3)]
         return gated.sizes, early, replies
 
     sizes, early, replies = asyncio.run(main())
@@ -104,26 +116,15 @@ def test_an_offer_leaves_at_once_while_a_commit_is_on_disk(tmp_path: Path) -> No
     """An OFFER needs nothing made durable: it does not wait for the group commit in flight (an
     ACK decided in the same read does)."""
     async def main() -> tuple[list[bytes], list[bytes]]:
-        port = free_udp_port()
-        ctx = StartContext(FileTree({}), EventRecorder(), StaticDirectory(), frozenset(), tmp_path)
-        service = await start_dhcp(DhcpPlan(default_lab(answer_any=True), None),
-                                   Endpoint("dhcp", "127.0.0.1", port, "udp"), ctx)
-        gated = GatedCommits(service)
-        service.store.commit = gated  # type: ignore[method-assign]
         loop = asyncio.get_running_loop()
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as relay:
-            relay.bind((RELAY, port))
-            relay.setblocking(False)
-            try:
-                relay.sendto(request(0), ("127.0.0.1", port))
-                await wait_for(gated.entered.is_set, "the first commit started")
-                relay.sendto(request(1), ("127.0.0.1", port))  # held: its binding waits
-                relay.sendto(discover(1), ("127.0.0.1", port))
-                offers = [await asyncio.wait_for(loop.sock_recv(relay, 4096), 30)]
-                gated.gate.set()
-                acks = [await asyncio.wait_for(loop.sock_recv(relay, 4096), 30) for _ in range(2)]
-            finally:
-                await service.close()
+        async with gated_service(tmp_path) as (_, gated, relay, port):
+            relay.sendto(request(0), ("127.0.0.1", port))
+            await wait_for(gated.entered.is_set, "the first commit started")
+            relay.sendto(request(1), ("127.0.0.1", port))  # held: its binding waits
+            relay.sendto(discover(1), ("127.0.0.1", port))
+            offers = [await asyncio.wait_for(loop.sock_recv(relay, 4096), 30)]
+            gated.gate.set()
+            acks = [await asyncio.wait_for(loop.sock_recv(relay, 4096), 30) for _ in range(2)]
         return offers, acks
 
     offers, acks = asyncio.run(main())

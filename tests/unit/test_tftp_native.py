@@ -73,6 +73,14 @@ class Trace:
     disturbed: bool = False
 
 
+def from_another_tid(stray: socket.socket, server: tuple[str, int], block: int, trace: Trace) -> None:
+    """An ERROR and an ACK from another port: the server answers that TID with error 5 (kept in
+    the trace) and carries on with the transfer."""
+    stray.sendto(ERROR, server)
+    stray.sendto(ack(block), server)
+    trace.wire.append(b"stray:" + stray.recvfrom(70000)[0])
+
+
 def client(port: int, name: str, script: Script) -> Trace:
     """A lock-step/RFC 7440 client on blocking sockets (run in a thread)."""
     options = dict(script.options)
@@ -105,9 +113,7 @@ def client(port: int, name: str, script: Script) -> Trace:
                     sock.sendto(ERROR, server)
                     return trace
                 if action == "tid":
-                    stray.sendto(ERROR, server)
-                    stray.sendto(ack(0), server)
-                    trace.wire.append(b"stray:" + stray.recvfrom(70000)[0])
+                    from_another_tid(stray, server, 0, trace)
                 elif action in ("junk", "wrong"):
                     for junk in (b"\x00", b"\x00\x04\x00", b"\x00\x09junk", ack(3), ack(65535)):
                         sock.sendto(junk, server)
@@ -142,9 +148,7 @@ def client(port: int, name: str, script: Script) -> Trace:
                 sock.sendto(ERROR, server)
                 return trace
             if action == "tid":
-                stray.sendto(ERROR, server)
-                stray.sendto(ack(block), server)
-                trace.wire.append(b"stray:" + stray.recvfrom(70000)[0])
+                from_another_tid(stray, server, block, trace)
             elif action == "junk":
                 for junk in (b"\x00", b"\x00\x04\x00", b"\x00\x09junk", b"\x00\x03\x00\x01" + b"x" * 2000):
                     sock.sendto(junk, server)
