@@ -13,8 +13,9 @@ from labkit.inventory.load import LoadedInventory, load
 from labkit.inventory.source import InventoryError
 from labkit.plan.build import Plan, build_plan
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# emoji=False: rich would turn the ":ab:" or ":cd:" of a MAC address into an emoji.
+out = Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 InventoryArg = Annotated[
     Path | None,

@@ -108,3 +108,14 @@ def test_timeline_command_reads_since_and_last_boot(tmp_path: Path) -> None:
     assert code == 0 and "1 of 3 events" in text
     code, _, err = run("timeline", mac, "--log", str(log), "--since", "soon")
     assert code == 2 and "--since" in err and "neither a duration" in err
+
+
+def test_a_mac_address_prints_as_written() -> None:
+    """rich reads ':ab:' and ':cd:' as emoji names by default; a MAC must come out unchanged."""
+    from labkit.cli.common import err, out
+
+    mac = "00:ab:cd:0e:ab:cd"
+    for console in (out, err):
+        with console.capture() as captured:
+            console.print(f"lease {mac} refused")
+        assert captured.get().strip() == f"lease {mac} refused"
