@@ -76,7 +76,7 @@ def test_the_batcher_sends_at_its_size_and_on_flush() -> None:
 
     asyncio.run(main())
     template = ("dns", None, None, "query", "A x", "REFUSED", "refused", {})
-    assert pickle.loads(sent[0][4:]) == ("columns", [template], [1.0] * 3, [0] * 3)
+    assert pickle.loads(sent[0][4:]) == ("columns", [template], [1.0], [3], [0] * 3)  # the time as a run
 
 
 @given(batch=st.lists(st.tuples(st.sampled_from([1.0, 2.5]), events), max_size=12), repeat=st.integers(0, 3))
