@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from labkit.events import Event
+from labkit.native import load
 
 _LENGTH = struct.Struct("!I")
 
@@ -79,17 +80,31 @@ Sink = Callable[[Event], None]
 Deliver = Callable[[Sink, list[dict[str, Any]], list[bool], list[float], list[int], list[int]], int]
 
 
-def _deliver_factory() -> Deliver:
+def _bound(compiled: Callable[..., int]) -> Deliver:
+    def deliver(bus: Sink, bases: list[dict[str, Any]], empty: list[bool], times: list[float],
+                counts: list[int], which: list[int]) -> int:
+        return compiled(bus, Event, bases, empty, times, counts, which)
+
+    return deliver
+
+
+def _deliver_factory(native: bool = True) -> Deliver:
     """`DELIVER(bus, bases, empty, times, counts, which)`: a batch of columns into `bus`, in order,
     as `EVENT_FROM` would make each event (a copy of its template's dict `bases[index]`, its run's
-    time, a fresh empty detail where `empty[index]`), but in one loop (no call per event but the
-    bus: this is the main process's per-event cost). Returns how many events it delivered."""
+    time, a fresh empty detail where `empty[index]`), in one loop: the main process's cost per
+    event. labkit.native._udp.deliver does the same steps in C where it is built (and Event is
+    the plain dataclass); this loop is the reference. Returns how many events it delivered."""
     plain = EVENT_FROM is not _FALLBACK_FROM
+    module = load("_udp") if native and plain else None
+    if module is not None:
+        return _bound(module.deliver)
 
     def deliver(bus: Sink, bases: list[dict[str, Any]], empty: list[bool], times: list[float],
                 counts: list[int], which: list[int]) -> int:
         new, set_attribute, cls, start = object.__new__, object.__setattr__, Event, 0
         for when, count in zip(times, counts, strict=True):
+            if count < 0:
+                raise ValueError("deliver: a negative count")
             for index in which[start:start + count]:
                 values = bases[index].copy()
                 values["time"] = when
