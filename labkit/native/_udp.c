@@ -374,10 +374,12 @@ static int deliver_one(PyObject *bus, PyTypeObject *cls, PyObject *bases, PyObje
         PyErr_SetString(PyExc_TypeError, "deliver: bases must hold dicts");
         return -1;
     }
-    Py_INCREF(blank); /* the bus may change the lists: hold what we use */
+    Py_INCREF(base); /* held: nothing below may free them under us */
+    Py_INCREF(blank);
     int fresh = PyObject_IsTrue(blank);
     Py_DECREF(blank);
     PyObject *values = fresh < 0 ? NULL : PyDict_Copy(base);
+    Py_DECREF(base);
     if (!values)
         return -1;
     PyObject *detail = fresh ? PyDict_New() : NULL;
@@ -410,8 +412,8 @@ static PyObject *deliver(PyObject *Py_UNUSED(module), PyObject *args)
     if (!PyArg_ParseTuple(args, "OO!O!O!O!O!O!:deliver", &bus, &PyType_Type, &cls, &PyList_Type, &bases,
                           &PyList_Type, &empty, &PyList_Type, &times, &PyList_Type, &counts, &PyList_Type, &which))
         return NULL;
-    if (PyList_GET_SIZE(times) != PyList_GET_SIZE(counts)) {
-        PyErr_SetString(PyExc_ValueError, "deliver: times and counts differ in length");
+    if (cls->tp_new != PyBaseObject_Type.tp_new) { /* object.__new__(cls) must be what makes it */
+        PyErr_SetString(PyExc_TypeError, "deliver: cls must be made by object.__new__");
         return NULL;
     }
     /* the lists are our own caller's (not the bus's), but hold them across the bus's calls */
@@ -438,6 +440,10 @@ static PyObject *deliver(PyObject *Py_UNUSED(module), PyObject *args)
         }
         Py_DECREF(when);
         start += count;
+    }
+    if (!failed && PyList_GET_SIZE(times) != PyList_GET_SIZE(counts)) { /* as zip(strict=True): at the end */
+        PyErr_SetString(PyExc_ValueError, "deliver: times and counts differ in length");
+        failed = 1;
     }
     Py_DECREF(bases); Py_DECREF(empty); Py_DECREF(times); Py_DECREF(counts); Py_DECREF(which);
     return failed ? NULL : PyLong_FromSsize_t(start);

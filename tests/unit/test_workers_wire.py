@@ -183,16 +183,20 @@ bases_st = st.lists(st.builds(lambda e: {**e.__dict__, "time": 0.0}, events), mi
 
 
 @given(bases=bases_st, runs=st.lists(st.tuples(st.floats(0, 2e9), st.lists(st.integers(-5, 5), max_size=5)),
-                                     max_size=4))
+                                     max_size=4), short=st.sampled_from(["", "times", "counts"]))
 def test_the_compiled_delivery_makes_the_reference_events(bases: list[dict[str, Any]],
-                                                          runs: list[tuple[float, list[int]]]) -> None:
+                                                          runs: list[tuple[float, list[int]]],
+                                                          short: str) -> None:
     """The same Events (every field, in order), each with its own dict and its own empty detail,
-    the same count, and the same error for an index out of range, as the Python loop."""
+    the same count, and the same error for an index out of range or columns of unequal length
+    (after the events both could deliver), as the Python loop."""
     if load("_udp") is None:
         pytest.skip("labkit.native._udp is not built here")
     empty = [not base["detail"] for base in bases]
-    columns = (bases, empty, [when for when, _ in runs], [len(which) for _, which in runs],
-               [index for _, which in runs for index in which])
+    times, counts = [when for when, _ in runs], [len(which) for _, which in runs]
+    if short and runs:
+        (times if short == "times" else counts).pop()
+    columns = (bases, empty, times, counts, [index for _, which in runs for index in which])
     pure, native = _deliver_factory(native=False), _deliver_factory()
     assert native is not pure
     expected, got = _delivered(pure, columns), _delivered(native, columns)
@@ -223,3 +227,5 @@ def test_the_compiled_delivery_stops_where_the_bus_raises() -> None:
         assert [e.time for e in seen] == [1.0, 1.0]
         with pytest.raises(ValueError):
             deliver(bus, [base], [True], [1.0], [-1], [0])
+    with pytest.raises(TypeError):  # only what object.__new__ makes
+        load("_udp").deliver(bus, int, [base], [True], [1.0], [1], [0])  # type: ignore[union-attr]
