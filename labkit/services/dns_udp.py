@@ -14,8 +14,8 @@ and phone once per wake-up, and give one peer asking the same question again the
 equal) Event object. In a worker process (`labkit up --workers N`) the sink is the worker's
 Batcher, which takes template indexes: the compiled drain then builds no Event per query at all
 (`_index_batch`: per peer and kept reply, the index of its event's template, kept until the
-Batcher flushes), and the main process makes the same Events from the frames. While a fault rule concerns DNS neither runs: the service takes its
-reference path (`DnsService._drain_with_faults`).
+Batcher flushes), and the main process makes the same Events from the frames. While a fault
+rule concerns DNS neither runs: the service takes its reference path (`_drain_with_faults`).
 """
 
 from __future__ import annotations
