@@ -304,13 +304,17 @@ class Server:
     def cpu(self) -> float:
         """User + system CPU seconds so far of the server and its live children (the workers;
         taskset execs the server, so the PID is the server's)."""
-        total = 0
+        return sum(self.cpu_split())
+
+    def cpu_split(self) -> tuple[float, float]:
+        """User + system CPU seconds so far of the server's own process, and of its children."""
         pid = self.process.pid
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        ticks = [0, 0]
         for each in (pid, *map(int, children)):
             fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        return total / os.sysconf("SC_CLK_TCK")
+            ticks[each != pid] += int(fields[11]) + int(fields[12])
+        return ticks[0] / os.sysconf("SC_CLK_TCK"), ticks[1] / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         if self.process.stdin is not None:
@@ -342,15 +346,16 @@ def _number(pattern: str, text: str) -> float:
 def throughput_run(kind: str, data: Path, duration: int) -> dict[str, float]:
     server = Server(kind)
     try:
-        before = server.cpu()
+        before = server.cpu_split()
         out = dnsperf(server.port, data, duration, [])
-        after = server.cpu()
+        after = server.cpu_split()
     finally:
         server.stop()
-    completed = _number(r"Queries completed:\s+(\d+)", out)
+    completed = max(_number(r"Queries completed:\s+(\d+)", out), 1)
+    main_us, children_us = ((a - b) / completed * 1e6 for a, b in zip(after, before, strict=True))
     return {"qps": _number(r"Queries per second:\s+([\d.]+)", out),
             "lost": _number(r"Queries lost:\s+(\d+)", out),
-            "cpu_us": (after - before) / max(completed, 1) * 1e6}
+            "cpu_us": main_us + children_us, "main_us": main_us, "children_us": children_us}
 
 
 def latency_run(kind: str, data: Path) -> dict[str, float]:
@@ -431,6 +436,11 @@ def main() -> None:
         print(f"| {kind} | {statistics.median(qps):,.0f} [{min(qps):,.0f}–{max(qps):,.0f}] | "
               f"{statistics.median(r['cpu_us'] for r in rows):.1f} | "
               f"{int(sum(r['lost'] for r in rows))} | {lat_text} |")
+    if "workers" in results:  # where the workers' CPU goes: the main process (their events) and the workers
+        rows = results["workers"]
+        main_us = statistics.median(r["main_us"] for r in rows)
+        print(f"workers: CPU µs/query in the main process {main_us:.1f}, "
+              f"in the worker processes {statistics.median(r['children_us'] for r in rows):.1f} (medians)")
     medians = {kind: statistics.median(r["qps"] for r in results[kind]) for kind in kinds}
     for ours in ("labkit", "workers"):
         for kind in kinds if ours in medians else ():

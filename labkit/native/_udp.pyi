@@ -4,6 +4,11 @@ from typing import Any
 
 BATCH_MAX: int
 
+def deliver(bus: Any, cls: type, bases: list[dict[str, Any]], empty: list[Any], times: list[float],
+            counts: list[int], which: list[int]) -> int:
+    """A worker's event columns as `cls` instances into `bus`, in order (see
+    labkit.services.workers_wire._deliver_factory, the reference); how many were delivered."""
+
 class Drain:
     """recvmmsg/sendmmsg batches on a non-blocking UDP socket (the fd is not owned)."""
 

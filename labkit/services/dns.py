@@ -110,6 +110,9 @@ class DnsService:
         self.drop_watch: DropWatch | None = None
         self._native: Any = None  # labkit.native._udp.Drain on the UDP socket, when built
         self.native_udp = False  # whether the UDP socket is drained by the compiled module
+        # a worker's drain: per peer its template indexes while the sink's generation and the
+        # reply table stay (labkit.services.dns_udp._index_peers)
+        self.index_peers: tuple[int, UdpReplies, Any] | None = None
 
     def _fault(self, query: bytes, result: Result, ip: str, client: str) -> bytes | None:
         """The answer to send once fault rules had their say (only called when some rule concerns DNS)."""

@@ -11,8 +11,11 @@ Two forms of the same steps, chosen once when the service binds:
 
 Both stamp every event of a wake-up with one clock reading, work out each address's client text
 and phone once per wake-up, and give one peer asking the same question again the same (frozen,
-equal) Event object. While a fault rule concerns DNS neither runs: the service takes its
-reference path (`DnsService._drain_with_faults`).
+equal) Event object. In a worker process (`labkit up --workers N`) the sink is the worker's
+Batcher, which takes template indexes: the compiled drain then builds no Event per query at all
+(`_index_batch`: per peer and kept reply, the index of its event's template, kept until the
+Batcher flushes), and the main process makes the same Events from the frames. While a fault
+rule concerns DNS neither runs: the service takes its reference path (`_drain_with_faults`).
 """
 
 from __future__ import annotations
@@ -89,7 +92,9 @@ def drain_pure(service: DnsService) -> None:
 
 def drain_native(service: DnsService, drain: Any) -> None:
     """Up to UDP_BATCH datagrams in batches of NATIVE_BATCH (`drain` is a `_udp.Drain`)."""
-    peers: Peers = {}
+    sink = service._sink
+    indexed = getattr(sink, "template_of", None) is not None  # a worker's Batcher
+    peers = _index_peers(service, sink) if indexed else {}
     when = time.time()
     for _ in range(UDP_BATCH // NATIVE_BATCH):
         try:
@@ -100,13 +105,28 @@ def drain_native(service: DnsService, drain: Any) -> None:
             service.udp_receive_errors += 1
             continue
         try:
-            _log_batch(service, drain, addresses, values, peers, when)
+            if indexed:
+                _index_batch(service, drain, addresses, values, peers, when)
+            else:
+                _log_batch(service, drain, addresses, values, peers, when)
         finally:  # every reply of the batch goes, even if logging failed half way
             failed = drain.send()
             if failed:
                 service.udp_send_errors += failed
         if len(values) < NATIVE_BATCH:
             return  # the socket was empty: the loop wakes us when more arrive
+        if indexed:
+            peers = _index_peers(service, sink)  # (the sink may have flushed)
+
+
+def _index_peers(service: DnsService, sink: Any) -> Peers:
+    """For a sink that takes template indexes: per peer its client text, phone and template index
+    per kept reply's key, kept while the sink's indexes hold (until it flushes: at most
+    BATCH_EVENTS events or FLUSH_SECONDS) and the reply table is the same (a reload)."""
+    kept = service.index_peers
+    if kept is None or kept[0] != sink.generation or kept[1] is not service.replies:
+        kept = service.index_peers = (sink.generation, service.replies, {})
+    return kept[2]
 
 
 def _log_batch(service: DnsService, drain: Any, addresses: list[Any], values: list[Any], peers: Peers,
@@ -140,5 +160,51 @@ def _log_batch(service: DnsService, drain: Any, addresses: list[Any], values: li
             shared = made[key] = event(SERVICE, client, phone, facts[0], when, None)
         try:
             sink(shared)
+        except Exception:
+            service.sink_errors += 1
+
+
+def _index_batch(service: DnsService, drain: Any, addresses: list[Any], values: list[Any], peers: Peers,
+                 when: float) -> None:
+    """`_log_batch` for a sink that takes template indexes (a worker's Batcher): the same events
+    in the same order, each hit an int (its template, kept per peer and key) instead of an Event;
+    the batch's events go in one `at()` call, before any reply of the batch is sent."""
+    replies, sink = service.replies, service._sink
+    learn, tally, reply = replies.learn, replies.tally, drain.reply
+    phone_at, event, template_of = service._phone_at, fact_event, sink.template_of  # type: ignore[attr-defined]
+    indexes: list[int] = []
+    add = indexes.append
+    peer: Any = None
+    made: dict[bytes, Any] = {}  # here: a kept reply's key -> this peer's template index
+    client, phone = "", None
+    try:
+        for address, value in zip(addresses, values, strict=True):
+            if address is not peer:
+                known = peers.get(address)
+                if known is None:
+                    known = peers[address] = (f"{address[0]}:{address[1]}", phone_at(address[0]), {})
+                peer, (client, phone, made) = address, known
+            if value.__class__ is bytes:
+                wire, facts = learn(value)
+                reply(wire)
+                for fact in facts:
+                    try:
+                        add(template_of(event(SERVICE, client, phone, fact, when, None)))
+                    except Exception:  # a failing sink must not stop the answers
+                        service.sink_errors += 1
+                continue
+            _, facts, rcode, key = value
+            tally[rcode] += 1
+            index = made.get(key)
+            if index is None:
+                try:
+                    index = made[key] = template_of(event(SERVICE, client, phone, facts[0], when, None))
+                except Exception:
+                    service.sink_errors += 1
+                    continue
+            add(index)
+    finally:  # what was looked at is logged, whatever failed
+        try:
+            sink.at(when, indexes)  # type: ignore[attr-defined]
         except Exception:
             service.sink_errors += 1

@@ -33,49 +33,69 @@ from labkit.services.workers import (
 
 
 class Batcher:
-    """The worker's event sink: events go to the main process in batches, as columns (one time
-    and one template index per event; see labkit.services.workers). The same Event object twice
-    in a batch (the DNS fast path shares them) is looked at once; events with the same fields
-    but their time share one template."""
+    """The worker's event sink: events go to the main process in batches, as columns (see
+    labkit.services.workers): a template per distinct set of fields but the time, per event the
+    index of its template, and the times as runs (a DNS drain stamps a whole wake-up with one).
+
+    Besides `sink(event)`, a hot path (the DNS drain, labkit.services.dns_udp) may skip the
+    Event per event: `template_of(event)` gives an index it may reuse for equal events until
+    `generation` changes (a flush), and `at(when, indexes)` takes one event per index, in order,
+    all at time `when`. No Event is held past the call that made it."""
 
     def __init__(self, write: Callable[[bytes], None]) -> None:
         self.write = write
+        self.generation = 0  # template indexes from template_of() hold while this stays
         self.templates: list[Template] = []
-        self.times: list[float] = []
-        self.which: list[int] = []
+        self.which: list[int] = []  # per event: its template's index
+        self.times: list[float] = []  # the events' times, as runs: times[k] for counts[k] events
+        self.counts: list[int] = []
         self._index: dict[tuple[Any, ...], int] = {}  # template (empty detail only) -> its index
-        self._seen: dict[int, tuple[Event, int]] = {}  # by id(event); holding the event keeps ids unique
         self._timer: asyncio.TimerHandle | None = None
 
     def __call__(self, event: Event) -> None:
-        seen = self._seen.get(id(event))
-        if seen is None:
-            seen = self._seen[id(event)] = (event, self._template(event))
-        self.times.append(event.time)
-        self.which.append(seen[1])
-        if len(self.times) >= BATCH_EVENTS:
+        self.which.append(self.template_of(event))
+        times = self.times
+        if times and times[-1] == event.time:
+            self.counts[-1] += 1
+        else:
+            times.append(event.time)
+            self.counts.append(1)
+        self._pending()
+
+    def at(self, when: float, indexes: list[int]) -> None:
+        """One event per template index (from template_of, this generation), in order, at `when`."""
+        if indexes:
+            self.which.extend(indexes)
+            self.times.append(when)
+            self.counts.append(len(indexes))
+            self._pending()
+
+    def template_of(self, event: Event) -> int:
+        key = (event.service, event.client, event.phone, event.action, event.request, event.answer,
+               event.result)
+        detail = event.detail
+        index = None if detail else self._index.get(key)  # a detail is never shared
+        if index is None:
+            index = len(self.templates)
+            self.templates.append((*key, detail))
+            if not detail:
+                self._index[key] = index
+        return index
+
+    def _pending(self) -> None:
+        if len(self.which) >= BATCH_EVENTS:
             self.flush()
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(FLUSH_SECONDS, self.flush)
-
-    def _template(self, event: Event) -> int:
-        key = (event.service, event.client, event.phone, event.action, event.request, event.answer,
-               event.result)
-        index = None if event.detail else self._index.get(key)  # a detail is never shared
-        if index is None:
-            index = len(self.templates)
-            self.templates.append((*key, event.detail))
-            if not event.detail:
-                self._index[key] = index
-        return index
 
     def flush(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self.times:
-            message = ("columns", self.templates, self.times, self.which)
-            self.templates, self.times, self.which, self._index, self._seen = [], [], [], {}, {}
+        if self.which:
+            message = ("columns", self.templates, self.times, self.counts, self.which)
+            self.templates, self.times, self.counts, self.which, self._index = [], [], [], [], {}
+            self.generation += 1
             self.write(frame(message))
 
 

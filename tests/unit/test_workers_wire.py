@@ -7,15 +7,19 @@ import asyncio
 import pickle
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from labkit.events import Event, EventRecorder, StaticDirectory
+from labkit.native import load
 from labkit.services.context import StartContext
 from labkit.services.filetree import FileTree
 from labkit.services.worker_main import Batcher
 from labkit.services.workers import EVENT_OF, WorkerPool, frame, read_frame, row_of
+from labkit.services.workers_wire import _deliver_factory
 
 texts = st.text(max_size=40)
 events = st.builds(Event, st.floats(0, 2e9), texts, st.none() | texts, st.none() | texts, texts, texts, texts,
@@ -76,7 +80,7 @@ def test_the_batcher_sends_at_its_size_and_on_flush() -> None:
 
     asyncio.run(main())
     template = ("dns", None, None, "query", "A x", "REFUSED", "refused", {})
-    assert pickle.loads(sent[0][4:]) == ("columns", [template], [1.0] * 3, [0] * 3)
+    assert pickle.loads(sent[0][4:]) == ("columns", [template], [1.0], [3], [0] * 3)  # the time as a run
 
 
 @given(batch=st.lists(st.tuples(st.sampled_from([1.0, 2.5]), events), max_size=12), repeat=st.integers(0, 3))
@@ -160,3 +164,68 @@ def test_an_http_event_in_columns_named_by_the_main_process_says_by_address() ->
     assert recorder.events[0].phone == "00:11:22:33:44:55"
     assert recorder.events[0].detail == {"identified_by": "address"}
     assert recorder.events[1] == stranger
+
+
+# ---------------------------------------------------------------------------------------------
+# the main process's loop: labkit.native._udp.deliver against the Python reference
+
+
+def _delivered(deliver: Any, columns: tuple[Any, ...]) -> tuple[list[Event], int | str]:
+    recorder = EventRecorder()
+    try:
+        count: int | str = deliver(recorder, *columns)
+    except (IndexError, ValueError, TypeError) as exc:
+        count = type(exc).__name__
+    return recorder.events, count
+
+
+bases_st = st.lists(st.builds(lambda e: {**e.__dict__, "time": 0.0}, events), min_size=1, max_size=4)
+
+
+@given(bases=bases_st, runs=st.lists(st.tuples(st.floats(0, 2e9), st.lists(st.integers(-5, 5), max_size=5)),
+                                     max_size=4), short=st.sampled_from(["", "times", "counts"]))
+def test_the_compiled_delivery_makes_the_reference_events(bases: list[dict[str, Any]],
+                                                          runs: list[tuple[float, list[int]]],
+                                                          short: str) -> None:
+    """The same Events (every field, in order), each with its own dict and its own empty detail,
+    the same count, and the same error for an index out of range or columns of unequal length
+    (after the events both could deliver), as the Python loop."""
+    if load("_udp") is None:
+        pytest.skip("labkit.native._udp is not built here")
+    empty = [not base["detail"] for base in bases]
+    times, counts = [when for when, _ in runs], [len(which) for _, which in runs]
+    if short and runs:
+        (times if short == "times" else counts).pop()
+    columns = (bases, empty, times, counts, [index for _, which in runs for index in which])
+    pure, native = _deliver_factory(native=False), _deliver_factory()
+    assert native is not pure
+    expected, got = _delivered(pure, columns), _delivered(native, columns)
+    assert got == expected
+    assert [type(e) for e in got[0]] == [Event] * len(got[0])
+    for event, twin in zip(got[0], expected[0], strict=True):
+        assert repr(event) == repr(twin) and event.to_json() == twin.to_json()
+    fresh = [id(e.detail) for e in got[0] if not e.detail]
+    assert len(set(fresh)) == len(fresh)  # no two events share an empty detail
+    assert all(e.__dict__ is not base for e in got[0] for base in bases)  # copies, never the template
+
+
+def test_the_compiled_delivery_stops_where_the_bus_raises() -> None:
+    if load("_udp") is None:
+        pytest.skip("labkit.native._udp is not built here")
+    base = {**Event(0.0, "dns", None, None, "query", "A x", "REFUSED", "refused", {}).__dict__}
+    seen: list[Event] = []
+
+    def bus(event: Event) -> None:
+        seen.append(event)
+        if len(seen) == 2:
+            raise RuntimeError("a broken bus")
+
+    for deliver in (_deliver_factory(native=False), _deliver_factory()):
+        seen.clear()
+        with pytest.raises(RuntimeError):
+            deliver(bus, [base], [True], [1.0, 2.0], [2, 1], [0, 0, 0])
+        assert [e.time for e in seen] == [1.0, 1.0]
+        with pytest.raises(ValueError):
+            deliver(bus, [base], [True], [1.0], [-1], [0])
+    with pytest.raises(TypeError):  # only what object.__new__ makes
+        load("_udp").deliver(bus, int, [base], [True], [1.0], [1], [0])  # type: ignore[union-attr]
