@@ -266,7 +266,85 @@ done:
     return out;
 }
 
+/* A str in marshal's format: 'z' len8 + bytes (ASCII under 256), 'a' len32 + bytes (longer
+ * ASCII), 'u' len32 + UTF-8 with surrogatepass (as marshal writes any other str). */
+static int put_marshal_str(Buffer *b, PyObject *s) {
+    if (PyUnicode_READY(s) < 0)
+        return -1;
+    if (PyUnicode_IS_ASCII(s)) {
+        Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+        if (n > 0x7fffffff) {
+            PyErr_SetString(PyExc_ValueError, "str too long");
+            return -1;
+        }
+        unsigned char head[5] = {n < 256 ? 'z' : 'a', (unsigned char)n, (unsigned char)(n >> 8),
+                                 (unsigned char)(n >> 16), (unsigned char)(n >> 24)};
+        if (put(b, (const char *)head, n < 256 ? 2 : 5) < 0)
+            return -1;
+        return put(b, (const char *)PyUnicode_DATA(s), n);
+    }
+    PyObject *utf8 = PyUnicode_AsEncodedString(s, "utf8", "surrogatepass");
+    if (utf8 == NULL)
+        return -1;
+    Py_ssize_t n = PyBytes_GET_SIZE(utf8);
+    int status = -1;
+    if (n > 0x7fffffff) {
+        PyErr_SetString(PyExc_ValueError, "str too long");
+    } else {
+        unsigned char head[5] = {'u', (unsigned char)n, (unsigned char)(n >> 8), (unsigned char)(n >> 16),
+                                 (unsigned char)(n >> 24)};
+        if (put(b, (const char *)head, 5) == 0)
+            status = put(b, PyBytes_AS_STRING(utf8), n);
+    }
+    Py_DECREF(utf8);
+    return status;
+}
+
+/* row(event): ops.timeline_row(event) marshalled (marshal.loads gives the same tuple back:
+ * (time, service, action, request, answer, result, client, None)), or None for a fault event (its
+ * rule label is any object: the caller marshals it) or fields of other types. Written without
+ * marshal's reference table, which cost more than the row. */
+static PyObject *row(PyObject *self, PyObject *event) {
+    (void)self;
+    static const int order[7] = {1, 4, 5, 6, 7, 2}; /* service, action, request, answer, result, client */
+    PyObject *values[9] = {NULL}, *out = NULL;
+    Buffer b = {NULL, 0, 0};
+    for (int k = 0; k < 8; k++) {
+        if (k != 3 && (values[k] = PyObject_GetAttr(event, names[k])) == NULL)
+            goto done;
+    }
+    if (!PyFloat_CheckExact(values[0]) || !PyUnicode_CheckExact(values[4]) ||
+        PyUnicode_CompareWithASCIIString(values[4], "fault") == 0) {
+        out = Py_NewRef(Py_None);
+        goto done;
+    }
+    unsigned char head[11] = {')', 8, 'g'};
+    if (PyFloat_Pack8(PyFloat_AS_DOUBLE(values[0]), (char *)head + 3, 1) < 0 || grow(&b, 256) < 0 ||
+        put(&b, (const char *)head, 11) < 0)
+        goto done;
+    for (int k = 0; k < 6; k++) {
+        PyObject *v = values[order[k]];
+        if (v == Py_None && order[k] == 2) {
+            if (PUT(&b, "N") < 0)
+                goto done;
+        } else if (!PyUnicode_CheckExact(v)) {
+            out = Py_NewRef(Py_None);
+            goto done;
+        } else if (put_marshal_str(&b, v) < 0) {
+            goto done;
+        }
+    }
+    if (PUT(&b, "N") == 0)
+        out = PyBytes_FromStringAndSize(b.data, b.len);
+done:
+    for (int k = 0; k < 9; k++)
+        Py_XDECREF(values[k]);
+    PyMem_Free(b.data);
+    return out;
+}
+
 static PyMethodDef methods[] = {
+    {"row", row, METH_O, "row(event) -> the event's timeline row, marshalled, or None (a fault event)."},
     {"line", (PyCFunction)(void (*)(void))line, METH_FASTCALL,
      "line(event, quote, detail_json) -> the event's journal line (with its newline), or None."},
     {NULL, NULL, 0, NULL}};

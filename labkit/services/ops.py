@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from labkit import native
 from labkit.events import Event
 from labkit.faults.engine import Rule, describe
 from labkit.services.metrics import LabMetrics
@@ -90,6 +91,12 @@ class Timeline:
         self.rows += 1
         return len(encoded)
 
+    def append_encoded(self, encoded: bytes) -> int:
+        """Add a row marshalled already (labkit.native._events.row); the bytes it took."""
+        self.data += encoded
+        self.rows += 1
+        return len(encoded)
+
     def decoded(self) -> list[TimelineRow]:
         stream = io.BytesIO(self.data)
         return [marshal.load(stream) for _ in range(self.rows)]
@@ -120,6 +127,8 @@ class LabOps:
         self.timeline_bytes = 0  # encoded bytes of all timelines (bounded by TIMELINE_BYTES)
         self.subscribers: set[asyncio.Queue[Message]] = set()
         self.acs: Any = None  # the ACS service (labkit.services.acs.AcsServer) when the lab runs one
+        # labkit.native._events.row marshals a row in one call (None: not built, or LABKIT_NATIVE=0)
+        self.native = native.load("_events")
 
     def __call__(self, event: Event) -> None:
         changed = self.status.apply(event)
@@ -128,7 +137,9 @@ class LabOps:
         timeline = self.timelines.get(changed.mac)
         if timeline is None:
             timeline = self.timelines[changed.mac] = Timeline()
-        self.timeline_bytes += timeline.append(timeline_row(event))
+        encoded = self.native.row(event) if self.native is not None and type(event) is Event else None
+        self.timeline_bytes += (timeline.append(timeline_row(event)) if encoded is None
+                                else timeline.append_encoded(encoded))
         if timeline.rows >= 2 * TIMELINE_EVENTS:  # trimmed now and then, not at every event
             self.timeline_bytes -= timeline.keep(TIMELINE_EVENTS)
         if self.timeline_bytes > TIMELINE_BYTES:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import enum
 import json
+import io
+import marshal
 import math
 from pathlib import Path
 from typing import Any
@@ -113,3 +115,57 @@ def test_a_journal_written_compiled_or_pure_is_the_same_file(tmp_path: Path) -> 
         written.append((tmp_path / f"{name}.jsonl").read_bytes())
     assert written[0] == written[1]
     assert len(written[0].splitlines()) == len(COMMON) + 5
+
+
+ROWS = [*COMMON, *CASES,
+        Event(1.0, "tftp", None, None, "rrq", "x" * 300, "é" * 300, "ok", {}),  # the long forms: 'a' and 'u'
+        Event(1.0, "dhcp", "198.18.0.2:67", None, "fault", "DISCOVER", "dropped", "fault", {"rule": ("any",)})]
+
+
+@needs_native
+@pytest.mark.parametrize("event", ROWS, ids=range(len(ROWS)))
+def test_the_compiled_timeline_row_reads_back_as_the_reference_row(event: Event) -> None:
+    from labkit.services.ops import timeline_row
+
+    assert events is not None
+    encoded = events.row(event)
+    simple = (type(event.time) is float and event.action != "fault"
+              and all(type(v) is str for v in (event.service, event.request, event.answer, event.result))
+              and type(event.client) in (str, type(None)))
+    if not simple:
+        assert encoded is None
+        return
+    assert encoded is not None
+    assert repr(marshal.loads(encoded)) == repr(timeline_row(event))  # repr: nan == nan
+    stream = io.BytesIO(encoded * 2)  # rows back to back, as a Timeline keeps them
+    assert repr([marshal.load(stream), marshal.load(stream)]) == repr([timeline_row(event)] * 2)
+
+
+@needs_native
+@given(st.floats(), texts, st.one_of(st.none(), texts), texts, texts, texts)
+def test_any_row_reads_back(when: float, service: str, client: str | None, request: str, answer: str,
+                            result: str) -> None:
+    from labkit.services.ops import timeline_row
+
+    assert events is not None
+    event = Event(when, service, client, None, "act", request, answer, result, {})
+    encoded = events.row(event)
+    assert encoded is not None
+    assert repr(marshal.loads(encoded)) == repr(timeline_row(event))  # repr: nan == nan
+
+
+def test_phone_timelines_are_the_same_compiled_or_pure() -> None:
+    from labkit.services.ops import LabOps
+    from labkit.services.status import LabStatus
+
+    shown = []
+    for pure in (False, True):
+        ops = LabOps(LabStatus())
+        if pure:
+            ops.native = None
+        for event in ROWS:
+            ops(Event(event.time, event.service, event.client, "00:0c:00:00:00:09", event.action, event.request,
+                      event.answer, event.result, event.detail))
+        shown.append(repr(ops.phone("00:0c:00:00:00:09")["events"]))  # type: ignore[index]
+    assert shown[0] == shown[1]
+    assert shown[0].count("'service'") == len(ROWS)
