@@ -6,8 +6,8 @@ written by the pure path."""
 from __future__ import annotations
 
 import enum
-import json
 import io
+import json
 import marshal
 import math
 from pathlib import Path
@@ -119,7 +119,8 @@ def test_a_journal_written_compiled_or_pure_is_the_same_file(tmp_path: Path) -> 
 
 ROWS = [*COMMON, *CASES,
         Event(1.0, "tftp", None, None, "rrq", "x" * 300, "é" * 300, "ok", {}),  # the long forms: 'a' and 'u'
-        Event(1.0, "dhcp", "198.18.0.2:67", None, "fault", "DISCOVER", "dropped", "fault", {"rule": ("any",)})]
+        Event(1.0, "dhcp", "198.18.0.2:67", None, "fault", "DISCOVER", "dropped", "fault",
+              {"rule": ("any",)})]
 
 
 @needs_native
@@ -164,8 +165,8 @@ def test_phone_timelines_are_the_same_compiled_or_pure() -> None:
         if pure:
             ops.native = None
         for event in ROWS:
-            ops(Event(event.time, event.service, event.client, "00:0c:00:00:00:09", event.action, event.request,
-                      event.answer, event.result, event.detail))
+            ops(Event(event.time, event.service, event.client, "00:0c:00:00:00:09", event.action,
+                      event.request, event.answer, event.result, event.detail))
         shown.append(repr(ops.phone("00:0c:00:00:00:09")["events"]))  # type: ignore[index]
     assert shown[0] == shown[1]
     assert shown[0].count("'service'") == len(ROWS)
