@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from labkit import native
@@ -94,6 +94,7 @@ details = st.dictionaries(st.one_of(st.text(max_size=8), st.integers()),
 
 
 @needs_native
+@settings(deadline=None)  # no timing: a loaded machine is slow, not wrong
 @given(st.floats(allow_nan=False, allow_infinity=False), texts, st.one_of(st.none(), texts),
        st.one_of(st.none(), texts), texts, texts, texts, details)
 def test_any_fields_give_the_reference_text(when: float, service: str, client: str | None, phone: str | None,
@@ -143,6 +144,7 @@ def test_the_compiled_timeline_row_reads_back_as_the_reference_row(event: Event)
 
 
 @needs_native
+@settings(deadline=None)  # no timing: a loaded machine is slow, not wrong
 @given(st.floats(), texts, st.one_of(st.none(), texts), texts, texts, texts)
 def test_any_row_reads_back(when: float, service: str, client: str | None, request: str, answer: str,
                             result: str) -> None:
