@@ -184,6 +184,29 @@ static const char *NAMES[9] = {"time", "service", "client", "phone", "action",
 static const char *KEYS[9] = {"{\"time\":", ",\"service\":", ",\"client\":", ",\"phone\":",
                               ",\"action\":", ",\"request\":", ",\"answer\":", ",\"result\":",
                               ",\"detail\":"};
+static PyObject *dict_name = NULL; /* "__dict__" */
+
+/* The event's fields 0..count-1 but `skip` (-1: none) into values[] (new references): from the
+ * instance dict when it has them (one look-up each), else by getattr. -1 on error. */
+static int get_fields(PyObject *event, PyObject **values, int count, int skip) {
+    PyObject *dict = PyObject_GetAttr(event, dict_name);
+    if (dict == NULL)
+        PyErr_Clear();
+    for (int k = 0; k < count; k++) {
+        if (k == skip)
+            continue;
+        PyObject *found = dict != NULL && PyDict_CheckExact(dict) ? PyDict_GetItemWithError(dict, names[k]) : NULL;
+        if (found != NULL) {
+            values[k] = Py_NewRef(found);
+        } else if (PyErr_Occurred() || (values[k] = PyObject_GetAttr(event, names[k])) == NULL) {
+            Py_XDECREF(dict);
+            return -1;
+        }
+    }
+    Py_XDECREF(dict);
+    return 0;
+}
+
 static double kept_time = 0.0; /* the last time written, and its repr (events of a batch share it) */
 static PyObject *kept_text = NULL;
 
@@ -215,10 +238,8 @@ static PyObject *line(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     PyObject *values[9] = {NULL};
     PyObject *out = NULL;
     Buffer b = {NULL, 0, 0};
-    for (int k = 0; k < 9; k++) {
-        if ((values[k] = PyObject_GetAttr(event, names[k])) == NULL)
-            goto done;
-    }
+    if (get_fields(event, values, 9, -1) < 0)
+        goto done;
     PyObject *when = values[0], *detail = values[8];
     if (!PyFloat_CheckExact(when) || !isfinite(PyFloat_AS_DOUBLE(when)) || !PyDict_CheckExact(detail)) {
         out = Py_NewRef(Py_None);
@@ -304,46 +325,81 @@ static int put_marshal_str(Buffer *b, PyObject *s) {
  * (time, service, action, request, answer, result, client, None)), or None for a fault event (its
  * rule label is any object: the caller marshals it) or fields of other types. Written without
  * marshal's reference table, which cost more than the row. */
-static PyObject *row(PyObject *self, PyObject *event) {
-    (void)self;
-    static const int order[7] = {1, 4, 5, 6, 7, 2}; /* service, action, request, answer, result, client */
-    PyObject *values[9] = {NULL}, *out = NULL;
-    Buffer b = {NULL, 0, 0};
-    for (int k = 0; k < 8; k++) {
-        if (k != 3 && (values[k] = PyObject_GetAttr(event, names[k])) == NULL)
-            goto done;
-    }
+/* The row into b: 1 written, 0 not this encoder's shape, -1 error. */
+static int put_row(Buffer *b, PyObject *event) {
+    static const int order[6] = {1, 4, 5, 6, 7, 2}; /* service, action, request, answer, result, client */
+    PyObject *values[9] = {NULL};
+    int status = -1;
+    if (get_fields(event, values, 8, 3) < 0)
+        goto done;
     if (!PyFloat_CheckExact(values[0]) || !PyUnicode_CheckExact(values[4]) ||
         PyUnicode_CompareWithASCIIString(values[4], "fault") == 0) {
-        out = Py_NewRef(Py_None);
+        status = 0;
         goto done;
     }
     unsigned char head[11] = {')', 8, 'g'};
-    if (PyFloat_Pack8(PyFloat_AS_DOUBLE(values[0]), (char *)head + 3, 1) < 0 || grow(&b, 256) < 0 ||
-        put(&b, (const char *)head, 11) < 0)
+    if (PyFloat_Pack8(PyFloat_AS_DOUBLE(values[0]), (char *)head + 3, 1) < 0 || grow(b, 256) < 0 ||
+        put(b, (const char *)head, 11) < 0)
         goto done;
     for (int k = 0; k < 6; k++) {
         PyObject *v = values[order[k]];
         if (v == Py_None && order[k] == 2) {
-            if (PUT(&b, "N") < 0)
+            if (PUT(b, "N") < 0)
                 goto done;
         } else if (!PyUnicode_CheckExact(v)) {
-            out = Py_NewRef(Py_None);
+            status = 0;
             goto done;
-        } else if (put_marshal_str(&b, v) < 0) {
+        } else if (put_marshal_str(b, v) < 0) {
             goto done;
         }
     }
-    if (PUT(&b, "N") == 0)
-        out = PyBytes_FromStringAndSize(b.data, b.len);
+    status = PUT(b, "N") < 0 ? -1 : 1;
 done:
     for (int k = 0; k < 9; k++)
         Py_XDECREF(values[k]);
+    return status;
+}
+
+/* row(event): ops.timeline_row(event) marshalled (marshal.loads gives the same tuple back:
+ * (time, service, action, request, answer, result, client, None)), or None for a fault event (its
+ * rule label is any object: the caller marshals it) or fields of other types. Written without
+ * marshal's reference table, which cost more than the row. */
+static PyObject *row(PyObject *self, PyObject *event) {
+    (void)self;
+    Buffer b = {NULL, 0, 0};
+    int status = put_row(&b, event);
+    PyObject *out = status < 0 ? NULL : status == 0 ? Py_NewRef(Py_None) : PyBytes_FromStringAndSize(b.data, b.len);
+    PyMem_Free(b.data);
+    return out;
+}
+
+/* append_row(data, event): row(event) added to the bytearray `data`; the bytes added, 0 (nothing
+ * added) when row would be None. */
+static PyObject *append_row(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 2 || !PyByteArray_CheckExact(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "append_row(data: bytearray, event)");
+        return NULL;
+    }
+    Buffer b = {NULL, 0, 0};
+    int status = put_row(&b, args[1]);
+    PyObject *out = NULL;
+    if (status == 0) {
+        out = PyLong_FromLong(0);
+    } else if (status == 1) {
+        Py_ssize_t size = PyByteArray_GET_SIZE(args[0]);
+        if (PyByteArray_Resize(args[0], size + b.len) == 0) {
+            memcpy(PyByteArray_AS_STRING(args[0]) + size, b.data, (size_t)b.len);
+            out = PyLong_FromSsize_t(b.len);
+        }
+    }
     PyMem_Free(b.data);
     return out;
 }
 
 static PyMethodDef methods[] = {
+    {"append_row", (PyCFunction)(void (*)(void))append_row, METH_FASTCALL,
+     "append_row(data, event) -> bytes of row(event) added to the bytearray data (0: none, as row's None)."},
     {"row", row, METH_O, "row(event) -> the event's timeline row, marshalled, or None (a fault event)."},
     {"line", (PyCFunction)(void (*)(void))line, METH_FASTCALL,
      "line(event, quote, detail_json) -> the event's journal line (with its newline), or None."},
@@ -353,6 +409,8 @@ static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_events", NULL, 
                                         NULL, NULL, NULL, NULL};
 
 PyMODINIT_FUNC PyInit__events(void) {
+    if (dict_name == NULL && (dict_name = PyUnicode_InternFromString("__dict__")) == NULL)
+        return NULL;
     for (int c = 0x20; c < 0x7f; c++)
         plain[c] = c != '"' && c != '\\';
     for (int k = 0; k < 9; k++) {

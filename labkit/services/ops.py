@@ -91,12 +91,6 @@ class Timeline:
         self.rows += 1
         return len(encoded)
 
-    def append_encoded(self, encoded: bytes) -> int:
-        """Add a row marshalled already (labkit.native._events.row); the bytes it took."""
-        self.data += encoded
-        self.rows += 1
-        return len(encoded)
-
     def decoded(self) -> list[TimelineRow]:
         stream = io.BytesIO(self.data)
         return [marshal.load(stream) for _ in range(self.rows)]
@@ -137,9 +131,14 @@ class LabOps:
         timeline = self.timelines.get(changed.mac)
         if timeline is None:
             timeline = self.timelines[changed.mac] = Timeline()
-        encoded = self.native.row(event) if self.native is not None and type(event) is Event else None
-        self.timeline_bytes += (timeline.append(timeline_row(event)) if encoded is None
-                                else timeline.append_encoded(encoded))
+        compiled, added = self.native, 0
+        if compiled is not None and type(event) is Event:
+            added = compiled.append_row(timeline.data, event)  # 0: a row it leaves to marshal
+        if added:
+            timeline.rows += 1
+        else:
+            added = timeline.append(timeline_row(event))
+        self.timeline_bytes += added
         if timeline.rows >= 2 * TIMELINE_EVENTS:  # trimmed now and then, not at every event
             self.timeline_bytes -= timeline.keep(TIMELINE_EVENTS)
         if self.timeline_bytes > TIMELINE_BYTES:
