@@ -156,7 +156,7 @@ class LabStatus:
                 counters.errors += 1
                 counters.errors_by_reason[result] += 1
         ip = event.detail.get("ip") if service == "dhcp" and result == "ok" else None
-        if ip and event.phone and event.answer.startswith("ACK"):
+        if ip and event.phone and event.answer[:3] == "ACK":  # startswith, without its argument parsing
             self.leases[str(ip)] = event.phone
         phone = self._phone_of(event)
         if phone is None:
@@ -184,7 +184,7 @@ class LabStatus:
             if step == "own profile" and "profile" not in phone.reached:
                 phone.reached += ("profile",)
             phone.problem = None
-        if step == "firmware" or (phone.firmware is None and event.request.endswith(".loads")):
+        if step == "firmware" or (phone.firmware is None and event.request[-6:] == ".loads"):
             phone.firmware = event.request.rsplit("/", 1)[-1]
         if not report and event.result not in FINE:
             phone.problem = f"{event.service} {event.request} -> {event.answer} [{event.result}]"
