@@ -158,7 +158,10 @@ class LabStatus:
         ip = event.detail.get("ip") if service == "dhcp" and result == "ok" else None
         if ip and event.phone and event.answer[:3] == "ACK":  # startswith, without its argument parsing
             self.leases[str(ip)] = event.phone
-        phone = self._phone_of(event)
+        mac = event.phone
+        phone = self.phones.get(mac) if mac is not None else None  # _phone_of's common case, inline
+        if phone is None:
+            phone = self._phone_of(event)
         if phone is None:
             if event.client and not report:
                 self.unknown_clients[event.client.rsplit(":", 1)[0]] += 1
@@ -179,7 +182,8 @@ class LabStatus:
         if ip:
             phone.address = str(ip)
         step = milestone(event)
-        if step is not None and step not in phone.reached:
+        stepped = step is not None and step not in phone.reached
+        if stepped:
             phone.reached += (step,)
             if step == "own profile" and "profile" not in phone.reached:
                 phone.reached += ("profile",)
@@ -188,10 +192,13 @@ class LabStatus:
             phone.firmware = event.request.rsplit("/", 1)[-1]
         if not report and event.result not in FINE:
             phone.problem = f"{event.service} {event.request} -> {event.answer} [{event.result}]"
-        before = phone.stage
-        phone.stage = _stage(phone.reached, heard=True)
-        if phone.stage == "provisioned" and before != "provisioned":
-            phone.provisioned_at = event.time
+        # the stage follows from `reached` (and having been heard): it can only change when a step
+        # was added, or on the first event ("waiting"); `stage` and `reached` change nowhere else
+        if stepped or phone.stage == "waiting":
+            before = phone.stage
+            phone.stage = _stage(phone.reached, heard=True)
+            if phone.stage == "provisioned" and before != "provisioned":
+                phone.provisioned_at = event.time
 
     def snapshot(self, now: float | None = None) -> dict[str, Any]:
         """The documented JSON shape of `labkit status --json` and GET /api/status."""
