@@ -182,8 +182,9 @@ class LabStatus:
         if ip:
             phone.address = str(ip)
         step = milestone(event)
-        stepped = step is not None and step not in phone.reached
-        if stepped:
+        stepped = False
+        if step is not None and step not in phone.reached:
+            stepped = True
             phone.reached += (step,)
             if step == "own profile" and "profile" not in phone.reached:
                 phone.reached += ("profile",)

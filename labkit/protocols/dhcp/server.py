@@ -116,7 +116,8 @@ class DhcpServerCore:
             fact = Fact("malformed", f"{len(data)} bytes", "dropped", "malformed", None,
                         MappingProxyType({"error": str(exc)}))
             return Result((), (), (fact,))
-        kind = request.message_type
+        value = request.options.get(53)  # request.message_type, without the property's call
+        kind = value[0] if value and len(value) == 1 else None
         name = _ACTIONS.get(kind or 0, "bootp")
         counters = self.counters
         counters[name] = counters.get(name, 0) + 1
@@ -207,7 +208,7 @@ class DhcpServerCore:
             offer = offered.get(number)
             if offer is not None and offer[1] > now and offer[0] != mac:
                 continue
-            ip = IPv4Address(number)
+            ip = address(number.to_bytes(4, "big"))  # from message's cache: the REQUEST's option 50 hits it
             if declined and table.is_quarantined(ip, now):
                 continue
             self._cursor = (number - first + 1) % size
