@@ -103,10 +103,12 @@ class JsonLinesLog:
     def __call__(self, event: Event) -> None:
         compiled, line = self.native, None
         if compiled is not None and type(event) is Event:
-            line = compiled.line(event, _quote, _detail_json)
+            line = compiled.line(event, _quote, _detail_json)  # ASCII: its length is its size
         if line is None:
             line = event.to_json() + "\n"
-        size = len(line.encode("utf-8")) if not line.isascii() else len(line)
+            size = len(line.encode("utf-8")) if not line.isascii() else len(line)
+        else:
+            size = len(line)
         if self.size and self.size + size > self.max_bytes:
             self._rotate()
         self.file.write(line)
