@@ -46,8 +46,8 @@ def read_events(path: Path) -> list[Event]:
 
 
 def _reached(event: Event) -> str | None:
-    if event.service == "dhcp" and event.answer.startswith("ACK") and event.result == "ok":
-        return "lease"
+    if event.service == "dhcp":  # (a slice compare: str.startswith parses its arguments every call)
+        return "lease" if event.answer[:3] == "ACK" and event.result == "ok" else None
     if event.service in ("tftp", "http", "https") and event.result == "ok":
         path = event.request
         if path.endswith(".loads"):

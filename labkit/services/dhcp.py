@@ -210,8 +210,16 @@ class DhcpService:
         dataclass __init__)."""
         facts = result.facts
         for datagram in result.send:
-            error = self._send(datagram) if self.hooks is None else self._out(
-                datagram, facts[0] if facts else None, client)
+            if self.hooks is None and not datagram.l2_unicast and datagram.to is not None:
+                try:  # _send's common case (a relay, a renewing client), without the call
+                    self.sock.sendto(datagram.data, datagram.to)
+                    self.sent += 1
+                    continue
+                except OSError as exc:
+                    error: str | None = str(exc)
+            else:
+                error = self._send(datagram) if self.hooks is None else self._out(
+                    datagram, facts[0] if facts else None, client)
             if error is not None:
                 facts = tuple(replace(f, detail={**f.detail, "send_error": error}) for f in facts)
         sink = self.sink

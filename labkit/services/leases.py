@@ -27,6 +27,9 @@ CREATE TABLE IF NOT EXISTS declined (
     until REAL NOT NULL
 );
 """
+FULL_UPSERT = ("INSERT OR REPLACE INTO leases (mac, ip, state, expires, hostname, vendor_class, phone,"
+               " updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+SHORT_UPSERT = "INSERT OR REPLACE INTO leases (mac, ip, state, expires, updated) VALUES (?, ?, ?, ?, ?)"
 
 
 class LeaseStore:
@@ -69,8 +72,10 @@ class LeaseStore:
                 lease = change.lease
                 ip = _text(lease.ip)
                 if lease.state != "declined" and not change.delete:
-                    bound.append((lease.mac, ip, lease.state, lease.expires, lease.hostname,
-                                  lease.vendor_class, lease.phone, now))
+                    hostname, vendor, phone = lease.hostname, lease.vendor_class, lease.phone
+                    bound.append((lease.mac, ip, lease.state, lease.expires, now)
+                                 if hostname is None and vendor is None and phone is None else
+                                 (lease.mac, ip, lease.state, lease.expires, hostname, vendor, phone, now))
                     continue
                 self._upsert(cursor, bound)
                 if lease.state == "declined" and change.delete:
@@ -103,8 +108,14 @@ class LeaseStore:
                 cursor.executemany("DELETE FROM declined WHERE ip = ?", ended)
             if declined is not None:
                 declined.difference_update(ip for (ip,) in ended)
-        cursor.executemany("INSERT OR REPLACE INTO leases (mac, ip, state, expires, hostname, vendor_class,"
-                           " phone, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        # a row without hostname, vendor class and phone (5 values) is written without those columns
+        # (a REPLACE leaves them NULL: the same row), because sqlite3 binds a None through its adapter
+        # look-up, which cost more than the rest of the row; runs of each kind keep their order
+        start = 0
+        for end in range(1, len(rows) + 1):
+            if end == len(rows) or len(rows[end]) != len(rows[start]):
+                cursor.executemany(SHORT_UPSERT if len(rows[start]) == 5 else FULL_UPSERT, rows[start:end])
+                start = end
         rows.clear()
 
     def close(self) -> None:

@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from labkit import native
 from labkit.events import Event
 from labkit.faults.engine import Rule, describe
 from labkit.services.metrics import LabMetrics
@@ -120,6 +121,8 @@ class LabOps:
         self.timeline_bytes = 0  # encoded bytes of all timelines (bounded by TIMELINE_BYTES)
         self.subscribers: set[asyncio.Queue[Message]] = set()
         self.acs: Any = None  # the ACS service (labkit.services.acs.AcsServer) when the lab runs one
+        # labkit.native._events.row marshals a row in one call (None: not built, or LABKIT_NATIVE=0)
+        self.native = native.load("_events")
 
     def __call__(self, event: Event) -> None:
         changed = self.status.apply(event)
@@ -128,7 +131,14 @@ class LabOps:
         timeline = self.timelines.get(changed.mac)
         if timeline is None:
             timeline = self.timelines[changed.mac] = Timeline()
-        self.timeline_bytes += timeline.append(timeline_row(event))
+        compiled, added = self.native, 0
+        if compiled is not None and type(event) is Event:
+            added = compiled.append_row(timeline.data, event)  # 0: a row it leaves to marshal
+        if added:
+            timeline.rows += 1
+        else:
+            added = timeline.append(timeline_row(event))
+        self.timeline_bytes += added
         if timeline.rows >= 2 * TIMELINE_EVENTS:  # trimmed now and then, not at every event
             self.timeline_bytes -= timeline.keep(TIMELINE_EVENTS)
         if self.timeline_bytes > TIMELINE_BYTES:

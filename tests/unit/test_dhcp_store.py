@@ -97,3 +97,37 @@ def test_a_binding_ends_its_address_quarantine_on_disk_in_this_store_and_the_nex
     again.commit([LeaseChange(Lease("02:00:00:00:00:03", third, "bound", NOW + 3600))])
     assert not [r for r in again.load() if r.state == "declined"]
     again.close()
+
+
+def test_runs_without_the_optional_columns_write_the_same_rows(tmp_path: Path) -> None:
+    """A binding whose hostname, vendor class or phone is None is written without those columns
+    (LeaseStore._upsert): the table is the one a full INSERT OR REPLACE of every row gives, in order
+    (the same MAC again, an address moving to another MAC, runs of each kind back to back)."""
+    from labkit.protocols.dhcp.leases import Lease, LeaseChange
+
+    def lease(mac: str, ip: str, hostname: str | None, vendor: str | None, phone: str | None) -> LeaseChange:
+        return LeaseChange(Lease(mac, IPv4Address(ip), "bound", NOW + 60, hostname, vendor, phone))
+
+    changes = [lease("02:00:00:00:00:01", "10.42.0.51", None, None, None),
+               lease("02:00:00:00:00:02", "10.42.0.52", "host", "Cisco-CP-8851", "desk"),
+               lease("02:00:00:00:00:01", "10.42.0.53", "h1", None, None),  # the same MAC, another run
+               lease("02:00:00:00:00:03", "10.42.0.52", None, None, None),  # .52 moves to another MAC
+               lease("02:00:00:00:00:04", "10.42.0.54", None, "vendor", None),
+               lease("02:00:00:00:00:05", "10.42.0.55", None, None, "phone five"),
+               lease("02:00:00:00:00:06", "10.42.0.56", None, None, None),
+               lease("02:00:00:00:00:04", "10.42.0.57", None, None, None)]
+    store = LeaseStore(tmp_path / "leases.sqlite3")
+    store.commit(changes)
+    reference = LeaseStore(tmp_path / "reference.sqlite3")
+    reference.db.executemany(
+        "INSERT OR REPLACE INTO leases (mac, ip, state, expires, hostname, vendor_class, phone, updated)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
+        [(c.lease.mac, str(c.lease.ip), c.lease.state, c.lease.expires, c.lease.hostname,
+          c.lease.vendor_class, c.lease.phone) for c in changes])
+    query = "SELECT mac, ip, state, expires, hostname, vendor_class, phone FROM leases ORDER BY mac"
+    written = store.db.execute(query).fetchall()
+    assert written == reference.db.execute(query).fetchall()
+    assert len(written) == 5  # .52 moved: 02's row is gone, as a REPLACE of the full row does
+    assert ("02:00:00:00:00:01", "10.42.0.53", "bound", NOW + 60, "h1", None, None) in written
+    store.close()
+    reference.close()

@@ -2,7 +2,11 @@
 
 Every change is also queued as a LeaseChange; the transport writes the queue to SQLite in one
 transaction and only then sends the replies that depend on it, so an ACK never leaves before
-its binding is durable. One address is never bound to two MACs: `by_ip` is the proof.
+its binding is durable. One address is never bound to two MACs: `by_number` is the proof.
+
+The per-request tables are keyed by the address's integer (`ip._ip`), not the IPv4Address: an
+IPv4Address hashes in Python (hex, then a string hash), an int in C; that was ~8 Python calls per
+DORA. `by_ip` is the same table keyed by address, made on demand (tests, tools).
 """
 
 from __future__ import annotations
@@ -73,10 +77,10 @@ _lease, _change = _factories()
 @dataclass
 class LeaseTable:
     by_mac: dict[str, Lease] = field(default_factory=dict)
-    by_ip: dict[IPv4Address, Lease] = field(default_factory=dict)
+    by_number: dict[int, Lease] = field(default_factory=dict)  # int(lease.ip) -> lease
     declined: dict[IPv4Address, float] = field(default_factory=dict)  # address -> quarantine end
     offers: dict[str, tuple[IPv4Address, float]] = field(default_factory=dict)  # mac -> (ip, until)
-    offered: dict[IPv4Address, tuple[str, float]] = field(default_factory=dict)  # ip -> (mac, until)
+    offered: dict[int, tuple[str, float]] = field(default_factory=dict)  # int(ip) -> (mac, until)
     pending: list[LeaseChange] = field(default_factory=list)
     max_declined: int = MAX_QUARANTINE
 
@@ -93,24 +97,34 @@ class LeaseTable:
         table._bound_quarantine()
         return table
 
+    @property
+    def by_ip(self) -> dict[IPv4Address, Lease]:
+        """The leases by address (a copy, made on demand: the core uses `by_number`)."""
+        return {lease.ip: lease for lease in self.by_number.values()}
+
+    def lease_at(self, ip: IPv4Address) -> Lease | None:
+        return self.by_number.get(ip._ip)  # type: ignore[attr-defined]  # int(ip) without a call
+
     def _put(self, lease: Lease) -> None:
+        by_number, number = self.by_number, lease.ip._ip  # type: ignore[attr-defined]
         old = self.by_mac.get(lease.mac)
-        if old is not None and self.by_ip.get(old.ip) is old:
-            del self.by_ip[old.ip]
-        holder = self.by_ip.get(lease.ip)
+        if old is not None and by_number.get(old.ip._ip) is old:  # type: ignore[attr-defined]
+            del by_number[old.ip._ip]  # type: ignore[attr-defined]
+        holder = by_number.get(number)
         if holder is not None and holder.mac != lease.mac:
             # the address moves to a new MAC only once its old lease is over: drop the old record
             del self.by_mac[holder.mac]
             self.pending.append(LeaseChange(holder, delete=True))
         self.by_mac[lease.mac] = lease
-        self.by_ip[lease.ip] = lease
+        by_number[number] = lease
 
     def holder(self, ip: IPv4Address, now: float) -> str | None:
         """The MAC that may not lose `ip` now: an active lease or an unexpired offer."""
-        lease = self.by_ip.get(ip)
+        number = ip._ip  # type: ignore[attr-defined]
+        lease = self.by_number.get(number)
         if lease is not None and lease.active(now):
             return lease.mac
-        offer = self.offered.get(ip)
+        offer = self.offered.get(number)
         if offer is not None and offer[1] > now:
             return offer[0]
         return None
@@ -121,14 +135,15 @@ class LeaseTable:
     def offer(self, mac: str, ip: IPv4Address, until: float) -> None:
         self.drop_offer(mac)
         self.offers[mac] = (ip, until)
-        self.offered[ip] = (mac, until)
+        self.offered[ip._ip] = (mac, until)  # type: ignore[attr-defined]
 
     def drop_offer(self, mac: str) -> None:
         previous = self.offers.pop(mac, None)
         if previous is not None:
-            held = self.offered.pop(previous[0], None)  # one look-up: an address hashes in Python
+            number = previous[0]._ip  # type: ignore[attr-defined]
+            held = self.offered.pop(number, None)
             if held is not None and held[0] != mac:
-                self.offered[previous[0]] = held  # another client's offer of that address stays
+                self.offered[number] = held  # another client's offer of that address stays
 
     def bind(self, mac: str, ip: IPv4Address, expires: float, *, hostname: str | None,
              vendor_class: str | None, phone: str | None) -> Lease:
@@ -159,8 +174,8 @@ class LeaseTable:
         lease = self.by_mac.get(mac)
         if lease is not None and lease.ip == ip:
             del self.by_mac[mac]
-            if self.by_ip.get(ip) is lease:
-                del self.by_ip[ip]
+            if self.by_number.get(ip._ip) is lease:  # type: ignore[attr-defined]
+                del self.by_number[ip._ip]  # type: ignore[attr-defined]
             self.pending.append(LeaseChange(lease, delete=True))
         self.pending.append(LeaseChange(Lease(f"declined {ip}", ip, "declined", until)))
 

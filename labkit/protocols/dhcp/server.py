@@ -116,7 +116,8 @@ class DhcpServerCore:
             fact = Fact("malformed", f"{len(data)} bytes", "dropped", "malformed", None,
                         MappingProxyType({"error": str(exc)}))
             return Result((), (), (fact,))
-        kind = request.message_type
+        value = request.options.get(53)  # request.message_type, without the property's call
+        kind = value[0] if value and len(value) == 1 else None
         name = _ACTIONS.get(kind or 0, "bootp")
         counters = self.counters
         counters[name] = counters.get(name, 0) + 1
@@ -198,24 +199,22 @@ class DhcpServerCore:
         first, last = self._pool
         size = last - first + 1
         table, reserved, (low, high) = self.table, self._reserved_numbers, self._hosts
-        by_ip, offered, declined = table.by_ip, table.offered, table.declined
+        by_number, offered, declined = table.by_number, table.offered, table.declined
         for step in range(size):
             number = first + (self._cursor + step) % size
-            if number in reserved or not low <= number <= high:
+            if number in reserved or not low <= number <= high or number in by_number:
                 continue
-            ip = IPv4Address(number)
-            if ip in by_ip:
-                continue
-            # `_usable` for an address without a lease, each look-up once (an address hashes in Python)
-            offer = offered.get(ip)
+            # `_usable` for an address without a lease, each look-up once (the tables are int-keyed)
+            offer = offered.get(number)
             if offer is not None and offer[1] > now and offer[0] != mac:
                 continue
+            ip = address(number.to_bytes(4, "big"))  # from message's cache: the REQUEST's option 50 hits it
             if declined and table.is_quarantined(ip, now):
                 continue
             self._cursor = (number - first + 1) % size
             return ip
-        reusable = [(lease.expires, ip) for ip, lease in self.table.by_ip.items()
-                    if self._in_pool(ip) and self._usable(ip, mac, now)]
+        reusable = [(lease.expires, lease.ip) for lease in self.table.by_number.values()
+                    if self._in_pool(lease.ip) and self._usable(lease.ip, mac, now)]
         return min(reusable)[1] if reusable else None
 
     def _allowed(self, ip: IPv4Address, phone: PhoneEntry | None, mac: str, now: float) -> bool:

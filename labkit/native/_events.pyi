@@ -1,0 +1,15 @@
+"""An event's journal line in one call (labkit/native/_events.c)."""
+
+from collections.abc import Callable
+from typing import Any
+
+def line(event: Any, quote: Callable[[str], str], detail_json: Callable[[Any], str]) -> str | None:
+    """`event.to_json() + "\\n"` for the common shape (a finite float time, str fields, client and
+    phone str or None, a dict detail), else None: the caller uses to_json."""
+
+def row(event: Any) -> bytes | None:
+    """The event's timeline row (labkit.services.ops.timeline_row) marshalled (marshal.load reads
+    the same tuple back), or None: a fault event (its rule is any object) or fields of other types."""
+
+def append_row(data: bytearray, event: Any) -> int:
+    """row(event) added to `data`: the bytes added, or 0 (nothing added) where row gives None."""
