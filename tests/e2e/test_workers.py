@@ -51,15 +51,16 @@ def children(pid: int) -> list[int]:
     return [int(child) for child in text.split()]
 
 
-async def ask(port: int, name: str, ident: int) -> bytes:
+async def ask(port: int, name: str, ident: int, client: socket.socket | None = None) -> bytes:
+    """One query from `client`, or from a new socket (a new source port each time)."""
     loop = asyncio.get_running_loop()
     query = DNSRecord.question(name, "A")
     query.header.id = ident
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:  # a new source port each time
-        client.setblocking(False)
-        await loop.sock_sendto(client, bytes(query.pack()), (HOST, port))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) if client is None else client as sock:
+        sock.setblocking(False)
+        await loop.sock_sendto(sock, bytes(query.pack()), (HOST, port))
         async with asyncio.timeout(WAIT):
-            return await loop.sock_recv(client, 65535)
+            return await loop.sock_recv(sock, 65535)
 
 
 def test_workers_serve_dns_log_events_reload_and_stop(tmp_path: Path) -> None:
@@ -82,11 +83,16 @@ def test_workers_serve_dns_log_events_reload_and_stop(tmp_path: Path) -> None:
             seen["pids"] = dns.workers
             assert lab.directory is not None
             lab.directory.by_address[HOST] = MAC  # as a DHCP lease would: the main process knows it
-            for ident in range(1, CLIENTS + 1):
+            # All bound before the first query: CLIENTS distinct source ports (a socket closed
+            # after its query could hand its port to the next one).
+            clients = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(CLIENTS)]
+            for client in clients:
+                client.bind((HOST, 0))
+            for ident, client in enumerate(clients, start=1):
                 query = DNSRecord.question("pbx.t.example", "A")
                 query.header.id = ident
                 expected = reference.answer(bytes(query.pack())).send[0].data
-                assert await ask(port, "pbx.t.example", ident) == expected
+                assert await ask(port, "pbx.t.example", ident, client) == expected
             served = [c["queries"] for c in await dns.counters()]
             assert sum(served) == CLIENTS and all(n > 0 for n in served), served  # both workers answered
             assert lab.ops is not None

@@ -44,4 +44,7 @@ def test_labkit_up_names_the_fast_paths_it_runs_with(monkeypatch: pytest.MonkeyP
     text = _fast_paths()
     assert ("TFTP steady phase" in text) == ("_tftp" in built)
     assert ("DNS UDP drain" in text) == ("_udp" in built)
+    assert ("DHCP codec" in text) == ("_dhcp" in built)
+    assert ("journal lines" in text) == ("_events" in built)
+    assert "_" not in text  # every module has its words
     assert ("not built here" in text) == (len(built) < len(native.available()))
