@@ -440,3 +440,23 @@ def test_asking_again_right_after_the_final_ack_starts_a_new_transfer(
             await service.close()
 
     asyncio.run(asyncio.wait_for(scenario(), BOUND))
+
+
+@needs_native
+@pytest.mark.parametrize("max_threads", [1, 3, 500])
+def test_the_pool_starts_its_threads_with_the_service(max_threads: int) -> None:
+    """The pool's threads exist before the first transfer (none is created on a transfer's way
+    to its first block), bounded by the session cap and PRESTART."""
+    from labkit.services import tftp_native
+
+    async def scenario() -> None:
+        assert MODULE is not None
+        reads = NativeReads(MODULE, asyncio.get_running_loop(), max_threads)
+        try:
+            expected = min(max_threads, tftp_native.PRESTART)
+            assert reads.prestarted == expected
+            assert reads._pool is not None and len(reads._pool._threads) == expected
+        finally:
+            await reads.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), BOUND))
