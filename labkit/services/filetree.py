@@ -202,12 +202,34 @@ class FileTree:
         if served.disk_path is None:
             return served
         declared = Path(os.path.abspath(served.disk_path))
+        if _no_link_on(str(declared)):  # then resolve() is `declared`, inside its folder
+            return ServedFile(served.path, served.size, None, declared, served.kind, served.mac)
+        return self._confined_resolved(served, declared)
+
+    def _confined_resolved(self, served: ServedFile, declared: Path) -> ServedFile:
+        """The reference: the planned file's real path, with every link followed."""
         folder = next((s for s in self.sources if declared.is_relative_to(s)), declared.parent)
         real = declared.resolve()
         if not real.is_relative_to(folder.resolve()):
             raise ForbiddenPath(f"{served.path} is a link that leaves its folder {folder} "
                                 f"(to {real})")
         return ServedFile(served.path, served.size, None, real, served.kind, served.mac)
+
+
+def _no_link_on(path: str) -> bool:
+    """True when every ancestor of the absolute, normalized `path` and `path` itself exist and
+    none is a symbolic link (so the path is its own real path); False for anything else, left
+    to pathlib's resolve."""
+    at = 0
+    while True:
+        at = path.find("/", at + 1)
+        try:
+            if S_ISLNK(os.lstat(path if at < 0 else path[:at]).st_mode):
+                return False
+        except OSError:
+            return False
+        if at < 0:
+            return True
 
 
 class UploadExists(LabkitError):

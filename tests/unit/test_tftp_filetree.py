@@ -148,3 +148,34 @@ def test_plain_lookup_answers_as_the_resolving_one(ugly_root: Path) -> None:
     for name in UGLY_NAMES:
         assert _answer(tree, name, reference=False) == _answer(tree, name, reference=True), name
     assert _answer(tree, "dir/deep/g.bin", reference=False) is ForbiddenPath
+
+
+def test_planned_files_confined_alike_without_pathlib(firmware: Path, tmp_path: Path) -> None:
+    """A planned file with no link on its way is confined without `resolve`; every other case
+    (links in or out, a missing file, a linked folder) gets the reference's answer."""
+    import os
+    linked = tmp_path / "linked-firmware"
+    linked.symlink_to(firmware)
+    cases = {"real.loads": firmware / "real.loads", "escape.loads": firmware / "escape.loads",
+             "passwd.loads": firmware / "passwd.loads", "sub/inside.loads": firmware / "sub" / "inside.loads",
+             "gone.loads": firmware / "gone.loads", "via-link.loads": linked / "real.loads",
+             "dotted.loads": firmware / "sub" / ".." / "real.loads"}
+    (firmware / "gone.loads").write_bytes(b"soon gone")
+    files = {name: PlannedFile(name, "firmware", disk_path=path) for name, path in cases.items()}
+    trees = [FileTree(files, sources=sources) for sources in ((), (firmware,), (linked,))]
+    (firmware / "gone.loads").unlink()  # removed after the plan was made
+    for tree in trees:
+        for name, path in cases.items():
+            served = tree._files[name]
+            declared = Path(os.path.abspath(path))
+            assert _outcome(lambda: tree._confined(served)) == \
+                _outcome(lambda: tree._confined_resolved(served, declared)), (tree.sources, name)
+    fast = trees[0]._confined(trees[0]._files["real.loads"])
+    assert fast.disk_path == firmware / "real.loads"
+
+
+def _outcome(step: object) -> object:
+    try:
+        return step()  # type: ignore[operator]
+    except ForbiddenPath as exc:
+        return ("forbidden", str(exc))
