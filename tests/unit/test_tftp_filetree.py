@@ -3,6 +3,7 @@ item 6, serve-time part), and uploads land only as new files inside the upload f
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -168,14 +169,14 @@ def test_planned_files_confined_alike_without_pathlib(firmware: Path, tmp_path: 
         for name, path in cases.items():
             served = tree._files[name]
             declared = Path(os.path.abspath(path))
-            assert _outcome(lambda: tree._confined(served)) == \
-                _outcome(lambda: tree._confined_resolved(served, declared)), (tree.sources, name)
+            assert _outcome(tree._confined, served) == \
+                _outcome(tree._confined_resolved, served, declared), (tree.sources, name)
     fast = trees[0]._confined(trees[0]._files["real.loads"])
     assert fast.disk_path == firmware / "real.loads"
 
 
-def _outcome(step: object) -> object:
+def _outcome(step: Callable[..., ServedFile], *args: object) -> object:
     try:
-        return step()  # type: ignore[operator]
+        return step(*args)
     except ForbiddenPath as exc:
         return ("forbidden", str(exc))
