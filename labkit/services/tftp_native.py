@@ -8,8 +8,8 @@ transfer is past its RRQ/OACK decisions (octet, no fault rule; from the moment t
 out, so that ACK 0 and the first window cost no event-loop turn), `Transfer` hands it to
 `_tftp.serve`, which runs in a thread of a pool bounded by the session cap with the GIL
 released: a blocking recvfrom (SO_RCVTIMEO the timer, the stop pipe looked at every 50 ms), the
-ACK checks of the core, pread or a copy from the bytes, sendto. It hands the transfer back with the state reached and the one
-event the core must carry out (the final ACK, an ERROR or junk from the client, the last
+ACK checks of the core, pread or a copy from the bytes, sendto. It hands the transfer back with
+the state reached and the one event the core must carry out (the final ACK, an ERROR or junk from the client, the last
 retransmission, the life timer, a read error, the stop pipe); Python's session then does
 exactly what the pure path does, so events and endings are the core's.
 
