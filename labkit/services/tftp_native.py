@@ -9,9 +9,9 @@ out, so that ACK 0 and the first window cost no event-loop turn), `Transfer` han
 `_tftp.serve`, which runs in a thread of a pool bounded by the session cap with the GIL
 released: a blocking recvfrom (SO_RCVTIMEO the timer, the stop pipe looked at every 50 ms), the
 ACK checks of the core, pread or a copy from the bytes, sendto. It hands the transfer back with
-the state reached and the one event the core must carry out (the final ACK, an ERROR or junk from the client, the last
-retransmission, the life timer, a read error, the stop pipe); Python's session then does
-exactly what the pure path does, so events and endings are the core's.
+the state reached and the one event the core must carry out (the final ACK, an ERROR or junk
+from the client, the last retransmission, the life timer, a read error, the stop pipe); Python's
+session then does exactly what the pure path does, so events and endings are the core's.
 
 `NativeReads.stop` (service close, which reload and shutdown go through) writes the stop pipe:
 every running loop returns within 50 ms, and the transfers end in Python ("shutdown").
