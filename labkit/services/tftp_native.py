@@ -27,6 +27,7 @@ import os
 import threading
 import weakref
 from collections.abc import Callable
+from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 from typing import Any
@@ -81,11 +82,13 @@ class NativeReads:
         # from its RRQ to its first block. Profiled (bench/README.md, TFTP round 4): 50 clients
         # at once on a new server cost 1.4 ms of server CPU per transfer against 0.8 once the
         # pool had its threads. Each held job waits for all the others, so each submit finds
-        # no idle thread and starts one; they all return together.
+        # no idle thread and starts one; they all return together, and the service waits for
+        # that (a few ms at start-up) so that their wake-ups and GIL hand-offs are over before
+        # the first request rather than in its way.
         self.prestarted = min(max(1, max_threads), PRESTART)
         barrier = threading.Barrier(self.prestarted)
-        for _ in range(self.prestarted):
-            self._pool.submit(_wait, barrier)
+        futures.wait([self._pool.submit(_wait, barrier) for _ in range(self.prestarted)],
+                     timeout=BOUND_START)
         self._stop_read, self._stop_write = os.pipe()
         self._running: set[asyncio.Future[Returned]] = set()
         self.stopping = False
