@@ -238,7 +238,8 @@ class TftpService:
             served = self.tree.lookup(name)
         except ForbiddenPath as exc:
             return Forbidden(str(exc))
-        except (OSError, ValueError) as exc:  # ENAMETOOLONG, ELOOP... while resolving
+        except (OSError, ValueError, RuntimeError) as exc:  # ENAMETOOLONG; RuntimeError: a link loop
+            # (pathlib's resolve raises it) was a traceback and no answer before
             return Missing(str(exc))
         if served is None:
             return Missing()

@@ -440,3 +440,49 @@ def test_asking_again_right_after_the_final_ack_starts_a_new_transfer(
             await service.close()
 
     asyncio.run(asyncio.wait_for(scenario(), BOUND))
+
+
+@needs_native
+@pytest.mark.parametrize("max_threads", [1, 3, 500])
+def test_the_pool_starts_its_threads_with_the_service(max_threads: int) -> None:
+    """The pool's threads exist before the first transfer (none is created on a transfer's way
+    to its first block), bounded by the session cap and PRESTART."""
+    from labkit.services import tftp_native
+
+    async def scenario() -> None:
+        assert MODULE is not None
+        reads = NativeReads(MODULE, asyncio.get_running_loop(), max_threads)
+        try:
+            expected = min(max_threads, tftp_native.PRESTART)
+            assert reads.prestarted == expected
+            assert reads._pool is not None and len(reads._pool._threads) == expected
+        finally:
+            await reads.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), BOUND))
+
+
+@needs_native
+def test_serve_leaves_the_socket_as_it_found_it() -> None:
+    """The loop waits in a blocking recvfrom with SO_RCVTIMEO as its timer: when it returns
+    (here: the retransmission timer with no retry left, then a datagram from the client), the
+    socket is non-blocking again and has no receive timeout, as the event loop needs it."""
+    import fcntl
+    import struct
+    assert MODULE is not None
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        sock.bind(("127.0.0.1", 0))
+        sock.setblocking(False)
+        client.bind(("127.0.0.1", 0))
+        state: dict[str, Any] = dict(fd=sock.fileno(), peer=client.getsockname(), source=b"x" * 600,
+                                     blksize=512, windowsize=1, retries=0, timeout=0.05, acked=0,
+                                     sent_hi=1, final=-1, tries=0, lengths=(512,), retransmit_in=0.05,
+                                     life_in=float("inf"), stop_fd=-1)
+        client.sendto(b"\x00\x05\x00\x00stop\x00", sock.getsockname())  # handed back at once
+        for expected in ("datagram", "retransmit"):
+            returned = MODULE.serve(**state)
+            assert returned[0] == expected
+            assert fcntl.fcntl(sock.fileno(), fcntl.F_GETFL) & os.O_NONBLOCK
+            timeout = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16)
+            assert struct.unpack("ll", timeout) == (0, 0)
