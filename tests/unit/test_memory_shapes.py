@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from labkit.events import Event
@@ -141,6 +141,8 @@ def test_what_the_node_path_must_word_falls_back_to_it(text: str) -> None:
                     max_leaves=20), st.booleans())
 def test_any_dumped_document_reads_the_same_both_ways(value: Any, flow: bool) -> None:
     text = yaml.safe_dump({"top": value}, default_flow_style=flow)
+    # The node path renders the text as a template first: Jinja's own delimiters are not YAML.
+    assume(not any(delimiter in text for delimiter in ("{{", "{%", "{#")))
     positions = Positions()
     _, data = yaml_events.read(text, positions, yaml.SafeLoader(""))
     want, want_positions = _node_way(text)
