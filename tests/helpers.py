@@ -6,8 +6,10 @@ Import only what a test needs; nothing here starts a service or touches the netw
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
+import socket
 import subprocess
 import sys
 import textwrap
@@ -94,3 +96,16 @@ def journal_in_time_order(path: Path, service: str, action: str) -> list[dict[st
         events = [json.loads(line) for line in lines]
     return sorted((e for e in events if e["service"] == service and e["action"] == action),
                   key=lambda e: e["time"])
+
+
+async def answers_until_quiet(client: socket.socket, quiet: float = 0.5) -> list[bytes]:
+    """Every datagram `client` receives until `quiet` seconds pass without one (a bound, not a
+    measurement: the answers come from loopback)."""
+    loop = asyncio.get_running_loop()
+    answers: list[bytes] = []
+    while True:
+        try:
+            async with asyncio.timeout(quiet):
+                answers.append(await loop.sock_recv(client, 65535))
+        except TimeoutError:
+            return answers

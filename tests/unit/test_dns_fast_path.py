@@ -33,6 +33,7 @@ from labkit.protocols.dns.replies import UdpReplies
 from labkit.services.context import Endpoint, StartContext
 from labkit.services.dns import start_dns
 from labkit.services.filetree import FileTree
+from tests.helpers import answers_until_quiet
 from tests.unit.test_dns_resolver import BIG_BODY, FAT_SRV, HUGE_BODY, lab_zones, make_zone
 
 HOST, PHONE = "127.0.0.1", "00:11:22:33:44:55"
@@ -204,7 +205,6 @@ async def _burst(queries: list[bytes], host: str = HOST) -> tuple[dict[bytes, by
     """All the queries sent at once (more than one batch of the compiled drain), then every
     answer collected by ID until 0.5 s passes without one."""
     service, events = await _serve(host=host)
-    loop = asyncio.get_running_loop()
     answers: dict[bytes, bytes] = {}
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_DGRAM) as client:
@@ -212,12 +212,7 @@ async def _burst(queries: list[bytes], host: str = HOST) -> tuple[dict[bytes, by
         client.setblocking(False)
         for query in queries:
             client.sendto(query, (host, service.port))  # type: ignore[attr-defined]
-        while True:
-            try:
-                async with asyncio.timeout(0.5):
-                    answer = await loop.sock_recv(client, 65535)
-            except TimeoutError:
-                break
+        for answer in await answers_until_quiet(client):
             answers[answer[:2]] = answer
     await service.close()  # type: ignore[attr-defined]
     return answers, events, service

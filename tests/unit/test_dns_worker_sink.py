@@ -26,6 +26,7 @@ from labkit.services.dns import start_dns
 from labkit.services.filetree import FileTree
 from labkit.services.worker_main import Batcher
 from labkit.services.workers import WorkerPool
+from tests.helpers import answers_until_quiet
 from tests.unit.test_dns_fast_path import HOST, PHONE, PROV_A, TABLE, reference, with_id, zones
 
 pytestmark = pytest.mark.skipif(load("_udp") is None, reason="labkit.native._udp is not built here")
@@ -55,7 +56,6 @@ async def _burst(queries: list[bytes], sink: Any, *,
     plan = DnsPlan(tuple(zones()))
     service = await start_dns(plan, Endpoint("dns", HOST, 0, "udp+tcp"), ctx)
     assert service.native_udp
-    loop = asyncio.get_running_loop()
     answers: dict[bytes, bytes] = {}
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
         client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
@@ -63,12 +63,7 @@ async def _burst(queries: list[bytes], sink: Any, *,
         for round_ in (1, 2) if reload_after else (1,):
             for query in queries:
                 client.sendto(query, (HOST, service.port))
-            while True:
-                try:
-                    async with asyncio.timeout(0.5):
-                        answer = await loop.sock_recv(client, 65535)
-                except TimeoutError:
-                    break
+            for answer in await answers_until_quiet(client):
                 answers[answer[:2] + bytes([round_])] = answer
             if reload_after and round_ == 1:
                 service.reload(plan, ctx)
