@@ -3,9 +3,9 @@
 A phone's fetch is `GET /name HTTP/1.1` with Host, User-Agent, Accept and `Connection: close`.
 `parse_plain_get` recognises exactly that shape, strictly: anything else (another method or
 version, a query or an escape in the target, no Host or an odd one, any other header, a header
-twice, a folded line, a byte outside printable ASCII) is "not plain" and goes to aiohttp untouched, so every answer
-that depends on more than the file (ranges, conditionals, encodings, authentication, bodies,
-malformed requests) stays aiohttp's own.
+twice, a folded line, a byte outside printable ASCII) is "not plain" and goes to aiohttp
+untouched, so every answer that depends on more than the file (ranges, conditionals, encodings,
+authentication, bodies, malformed requests) stays aiohttp's own.
 """
 
 from __future__ import annotations

@@ -167,7 +167,8 @@ def test_a_head_that_never_ends_is_closed_without_an_answer(tmp_path: Path) -> N
     async def scenario() -> bytes:
         ctx = StartContext(tree(tmp_path), EventRecorder(), StaticDirectory(), frozenset(), tmp_path / "s")
         limits = HttpLimits(header_timeout=0.5, body_timeout=0.5, per_client=4, total=8)
-        server = await start_http(HttpPlan("http", limits=limits), Endpoint("http", "127.0.0.1", 0, "tcp"), ctx)
+        endpoint = Endpoint("http", "127.0.0.1", 0, "tcp")
+        server = await start_http(HttpPlan("http", limits=limits), endpoint, ctx)
         try:
             return await exchange(server.port, b"GET /sip88xx.loads HTTP/1.1\r\nHost: lab\r\n")
         finally:
