@@ -12,7 +12,8 @@ returns None and aiohttp answers as before.
 
 Files on disk are kept in memory while small (`MAX_FILE`, `MAX_TOTAL` bound it), checked against
 a stat of the file on every request (size, mtime, inode), as FileResponse's ETag is; a larger
-file goes out through aiohttp's sendfile.
+file goes out through aiohttp's sendfile. The whole answer to a kept file (head and body) is
+made once per Date (a second) and reused, so at most twice `MAX_TOTAL` bytes are held.
 """
 
 from __future__ import annotations
