@@ -244,6 +244,10 @@ def main() -> int:
             inv = load(work / "lab.yaml").inventory
             access = loopback_access(inv, "127.0.0.1", offset, work / "state" / "ca" / "ca.pem")
             configs = inventory_configs(inv, rounds=rounds, retry_delays=(5,), seed=args.seed)
+            # what exists now (the inventory, 10,000 configs, the lab's plan) lives as long as the
+            # swarm: kept out of the collector's full passes (they walked all of it each time)
+            gc.collect()
+            gc.freeze()
             sampler = DropSampler()
             sampler.start()
             _, kit_cpu_before = proc_usage(lab.pid)

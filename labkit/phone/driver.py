@@ -164,12 +164,7 @@ class PhoneRun:
         return await self._bound(reply)
 
     async def _bound(self, ack: Message) -> Lease:
-        options: dict[int, Any] = {}
-        for code, payload in ack.options.items():
-            try:
-                options[code] = decode_value(code, payload)
-            except CodecError:
-                options[code] = payload  # kept raw: the phone ignores what it cannot read
+        options = {code: _option_value(code, payload) for code, payload in ack.options.items()}
         server = ack.ip_option(54)
         self.lease = Lease(str(ack.yiaddr), str(server) if server else "", options,
                            int(options.get(51, 0)) if isinstance(options.get(51), int) else 0)
@@ -238,6 +233,27 @@ class PhoneRun:
                 sock.sendto(data, endpoint)
             return
         self.syslog.sendto(data, endpoint)
+
+
+OPTION_CACHE = 1024  # (code, payload) -> value: a swarm's ACKs share most of their options
+_option_values: dict[tuple[int, bytes], Any] = {}
+
+
+def _option_value(code: int, payload: bytes) -> Any:
+    """The typed value of an ACK's option (decode_value's, immutable: ints, strings, addresses
+    and tuples), or the payload itself when the phone cannot read it; each distinct option of a
+    swarm is decoded once."""
+    key = (code, bytes(payload))
+    value = _option_values.get(key)
+    if value is None:
+        try:
+            value = decode_value(code, payload)
+        except CodecError:
+            value = payload  # kept raw: the phone ignores what it cannot read
+        if len(_option_values) >= OPTION_CACHE:
+            _option_values.clear()
+        _option_values[key] = value
+    return value
 
 
 @dataclass

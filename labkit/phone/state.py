@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 from labkit import macros
@@ -54,12 +55,17 @@ class PhoneConfig:
 
     @property
     def identity(self) -> dict[str, str]:
+        return dict(self._identity)  # a copy: callers may add to it
+
+    @cached_property
+    def _identity(self) -> dict[str, str]:
+        """Made once per phone (its fields are frozen): every fetch and rule expands with it."""
         return macros.identity_macros(mac=self.mac, model=self.model, serial=self.serial,
                                       sw_version=self.load)
 
-    @property
+    @cached_property
     def user_agent(self) -> str:
-        return f"Cisco-{self.model}/{self.ua_version} ({self.identity['MA']})"
+        return f"Cisco-{self.model}/{self.ua_version} ({self._identity['MA']})"
 
 
 @dataclass(frozen=True)

@@ -128,6 +128,11 @@ class ResponseReader:
     def feed(self, data: bytes) -> None:
         if self.done:
             return  # bytes after a complete response (this client sends Connection: close)
+        if self.state == "body" and self.framing == "length" and not self.buffer \
+                and len(data) <= self.remaining:  # the body's next bytes: straight in, no buffer copy
+            self.remaining -= self._take(data)
+            self.state = "body" if self.remaining else "done"
+            return
         self.buffer += data
         while not self.done and self._step():
             pass
@@ -208,13 +213,20 @@ class ResponseReader:
             self.state = "done"
         return True
 
-    def _take_body(self, limit: int) -> bytes:
-        piece = bytes(self.buffer[:limit])
-        del self.buffer[:limit]
-        if len(self.body) + len(piece) > self.max_body:
+    def _take(self, data: bytes | bytearray) -> int:
+        if len(self.body) + len(data) > self.max_body:
             raise FramingError(f"body over the {self.max_body}-byte bound")
-        self.body += piece
-        return piece
+        self.body += data
+        return len(data)
+
+    def _take_body(self, limit: int) -> int:
+        """Move up to `limit` buffered bytes to the body; how many moved."""
+        if limit >= len(self.buffer):
+            size, self.buffer = self._take(self.buffer), bytearray()
+            return size
+        size = self._take(self.buffer[:limit])
+        del self.buffer[:limit]
+        return size
 
     def _body(self) -> bool:
         if not self.buffer:
@@ -222,7 +234,7 @@ class ResponseReader:
         if self.framing == "close":
             self._take_body(len(self.buffer))
             return False
-        self.remaining -= len(self._take_body(self.remaining))
+        self.remaining -= self._take_body(self.remaining)
         if self.remaining == 0:
             self.state = "done"
         return self.remaining == 0
@@ -258,7 +270,7 @@ class ResponseReader:
     def _chunk_data(self) -> bool:
         if not self.buffer:
             return False
-        self.remaining -= len(self._take_body(self.remaining))
+        self.remaining -= self._take_body(self.remaining)
         if self.remaining == 0:
             self.state = "chunk-end"
         return self.remaining == 0

@@ -35,6 +35,7 @@ from labkit.services.http_conn import ConnectionGate, Listener, Peer, RawRespons
 from labkit.services.http_extras import Extras
 from labkit.services.http_file import file_response
 from labkit.services.http_forward import Forwarder, ForwardFailed, HttpLink, as_forwarded, forwarded_peer
+from labkit.services.http_quick import QuickFiles
 from labkit.services.http_send import (
     SERVER_HEADER,
     Exchange,
@@ -86,6 +87,7 @@ class _Handler:
         self.handled = 0
         self.extras = Extras(self.emit)
         self.take(config, ctx)
+        self.quick = QuickFiles(self)
 
     def take(self, config: HttpPlan, ctx: StartContext) -> None:
         """Use `config` and the context's tree, phones and fault hooks (at start and on reload;
@@ -97,8 +99,9 @@ class _Handler:
         self.faults: ServiceFaults[HttpFaultAction] | None = ctx.faults.http
         self.extras.take(config, ctx)
 
-    def _identify(self, request: web.Request) -> tuple[str | None, dict[str, str]]:
-        agent = parse_user_agent(request.headers.get("User-Agent"))
+    def identify(self, user_agent: str | None, address: str) -> tuple[str | None, dict[str, str]]:
+        """The phone asking (its MAC or None) and how it was named, from its User-Agent or address."""
+        agent = parse_user_agent(user_agent)
         detail: dict[str, str] = {}
         if agent is not None:
             detail = {"ua_model": agent.model, "ua_version": agent.version, "ua_mac": agent.mac}
@@ -106,7 +109,6 @@ class _Handler:
                 detail["identified_by"] = "user-agent"
                 return agent.mac, detail
             detail["identified_by"] = "user-agent (not in the inventory)"
-        address = request.remote or ""
         phone = self.directory.phone_at(address)
         if phone is not None:
             detail["identified_by"] = "address"
@@ -125,7 +127,7 @@ class _Handler:
         peer = forwarded_peer(request, self.trust) if self.trust is not None else None
         if peer is not None:  # a worker's client: named, logged and answered as if it came here
             request, port = as_forwarded(request, peer[0]), peer[1]
-        phone, detail = self._identify(request)
+        phone, detail = self.identify(request.headers.get("User-Agent"), request.remote or "")
         return Exchange(self.scheme, request, phone, f"{request.remote}:{port}",
                         unquote(request.raw_path.split("?", 1)[0]), self.clock, detail)
 
@@ -311,9 +313,10 @@ def _peer_port(request: web.Request) -> int | str:
 async def start_http(config: HttpPlan, endpoint: Endpoint, ctx: StartContext, *,
                      ssl_context: ssl.SSLContext | None = None,
                      clock: Callable[[], float] = time.time, link: HttpLink | None = None,
-                     forwarding: bool = False) -> HttpServer:
+                     forwarding: bool = False, quick: bool = True) -> HttpServer:
     """Serve `ctx.tree` over HTTP (or HTTPS with `ssl_context`) at `endpoint`. `link`: served by
-    worker processes (labkit.services.http_forward); `forwarding`: this is one of the workers."""
+    worker processes (labkit.services.http_forward); `forwarding`: this is one of the workers;
+    `quick`: plain GETs of files over HTTP are answered by labkit.services.http_quick."""
     handler = _Handler(config, ctx, clock, link, forwarding=forwarding)
     if ssl_context is not None:
         handler.extras.cloud_tls.install(ssl_context)  # the cloud's names get the cloud's certificate
@@ -334,7 +337,8 @@ async def start_http(config: HttpPlan, endpoint: Endpoint, ctx: StartContext, *,
     limits = config.limits
     listener = Listener(runner, gate=ConnectionGate(limits.total, limits.per_client_on(endpoint.loopback)),
                         header_timeout=limits.header_timeout, body_timeout=limits.body_timeout,
-                        ssl_context=ssl_context, on_refused=refused, on_malformed=malformed)
+                        ssl_context=ssl_context, on_refused=refused, on_malformed=malformed,
+                        quick=handler.quick.answer if quick and ssl_context is None else None)
     try:
         await listener.start(endpoint.host, endpoint.port, reuse_port=endpoint.reuse_port)
     except BaseException:

@@ -23,7 +23,9 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from labkit.protocols.http import DigestAuth, auth_challenge
 from labkit.protocols.http_faults import HttpFaultAction
+from labkit.protocols.http_quick import PlainGet
 from labkit.protocols.http_wire import Fields, Framing, encode_response
+from labkit.services.http_quick import QuickConnection
 
 if TYPE_CHECKING:
     from labkit.plan.http import HttpAuthPlan
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 Peer = tuple[str, int]
 OnRefused = Callable[[Peer, str], None]  # (peer, why) for a connection closed at once
 OnMalformed = Callable[[Peer, str], None]  # (peer, what aiohttp could not parse)
+Quick = Callable[[PlainGet, Peer], "bytes | None"]  # a plain GET's whole answer, or None for aiohttp
 MAX_EARLY_BYTES = 64 * 1024  # bytes a TLS client may send before the HTTP handler exists
 
 
@@ -90,6 +93,7 @@ class _Connection(asyncio.Protocol):
         self.handler: _RequestHandler | None = None
         self.early: list[bytes] = []  # decrypted bytes that came with the end of the handshake
         self.early_eof = False
+        self.quick: QuickConnection | None = None  # plain GETs answered here until aiohttp takes over
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = _peer(transport.get_extra_info("peername"))
@@ -101,7 +105,10 @@ class _Connection(asyncio.Protocol):
             return
         self.address, self.transport = peer[0], transport
         self.listener.live.add(self)
-        if self.listener.ssl_context is None:
+        if self.listener.quick is not None and self.listener.ssl_context is None:
+            assert isinstance(transport, asyncio.Transport)
+            self.quick = QuickConnection(self, transport, peer)
+        elif self.listener.ssl_context is None:
             self._open(transport)
         else:
             assert isinstance(transport, asyncio.Transport)
@@ -135,7 +142,9 @@ class _Connection(asyncio.Protocol):
             self.handler.eof_received()
 
     def data_received(self, data: bytes) -> None:
-        if self.handler is not None:
+        if self.quick is not None:
+            self.quick.received(data)
+        elif self.handler is not None:
             self.handler.data_received(data)
         elif sum(map(len, self.early)) + len(data) <= MAX_EARLY_BYTES:
             self.early.append(data)
@@ -143,6 +152,11 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
     def eof_received(self) -> bool | None:
+        if self.quick is not None:
+            if not self.quick.buffer:  # a keep-alive client done: asyncio closes the transport
+                self.quick.stop()
+                return None
+            self.quick.hand_over()
         if self.handler is not None:
             self.handler.eof_received()
         else:
@@ -150,14 +164,21 @@ class _Connection(asyncio.Protocol):
         return None  # the transport closes itself once the peer has finished
 
     def pause_writing(self) -> None:
-        if self.handler is not None:
+        if self.quick is not None:
+            self.quick.pause()
+        elif self.handler is not None:
             self.handler.pause_writing()
 
     def resume_writing(self) -> None:
-        if self.handler is not None:
+        if self.quick is not None:
+            self.quick.resume()
+        elif self.handler is not None:
             self.handler.resume_writing()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.quick is not None:
+            self.quick.stop()
+            self.quick = None
         self._release()
         if self.handler is not None:
             self.handler.connection_lost(exc)
@@ -181,8 +202,11 @@ class Listener:
 
     def __init__(self, runner: web.AppRunner, *, gate: ConnectionGate, header_timeout: float,
                  body_timeout: float, ssl_context: ssl.SSLContext | None, on_refused: OnRefused,
-                 on_malformed: OnMalformed) -> None:
+                 on_malformed: OnMalformed, quick: Quick | None = None) -> None:
+        """`quick`: plain GETs over HTTP answered without aiohttp (labkit.services.http_quick)."""
         self.runner = runner
+        self.quick = quick
+        self.header_timeout = header_timeout
         self.gate = gate
         self.ssl_context = ssl_context
         self.handshake_timeout = header_timeout
