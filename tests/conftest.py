@@ -11,6 +11,12 @@ import os
 import shutil
 
 import pytest
+from hypothesis import settings
+
+# No per-example deadline anywhere: a loaded 2-core CI machine makes a deadline a coin toss, and
+# the properties are about answers, not time (28 tests said so one by one; this says it for all).
+settings.register_profile("labkit", deadline=None)
+settings.load_profile("labkit")
 
 REQUIRE_INTEROP = os.environ.get("LABKIT_REQUIRE_INTEROP") == "1"
 
