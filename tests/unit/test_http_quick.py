@@ -54,6 +54,11 @@ REQUESTS: list[tuple[bytes, bool]] = [  # (request bytes, answered by the quick 
     (phone("/disk/empty.bin"), False),  # an empty file
     (phone("/big.bin"), False),  # over MAX_FILE: sendfile
     (phone("/../etc/passwd"), False),  # forbidden
+    (phone("//disk/notes.txt"), False),  # doubled or dot segments, a trailing slash: aiohttp's
+    (phone("/disk//notes.txt"), False),
+    (phone("/disk/./notes.txt"), False),
+    (phone("/./CP-8851-3PCC.xml"), False),
+    (phone("/CP-8851-3PCC.xml/"), False),
     (phone("/disk"), False),  # a folder
     (phone("/CP-8851-3PCC.xml?x=1"), False),  # a query
     (phone("/CP%2D8851-3PCC.xml"), False),  # an escape
