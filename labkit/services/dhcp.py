@@ -23,7 +23,7 @@ import os
 import socket
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
@@ -92,38 +92,34 @@ class DhcpService:
         self.drop_watch.start()
 
     def _readable(self) -> None:
-        """Read up to BATCH datagrams. A reply that needs nothing made durable (OFFER, NAK, INFORM's
-        ACK) leaves at once, one at a time as Kea answers; the others wait for their group commit."""
-        if self.drain is not None:
-            self._readable_native(self.drain)
+        """Read up to BATCH datagrams (one recvmmsg where labkit.native._udp's Drain is built,
+        keeping no replies: every datagram goes to the core) and answer them."""
+        if self.drain is None:
+            self._handle(self._read_each())
             return
-        held: list[tuple[Result, str]] = []
-        pending, handle, recvfrom = self.core.table.pending, self.core.handle, self.sock.recvfrom
-        now = self.clock()
+        try:
+            sources, datagrams = self.drain.receive(NOTHING_KEPT)
+        except OSError:  # BlockingIOError: nothing waiting
+            return
+        self._handle(zip(sources, datagrams, strict=True))
+
+    def _read_each(self) -> Iterator[tuple[Any, bytes]]:
+        """The pure read: recvfrom per datagram, up to BATCH."""
+        recvfrom = self.sock.recvfrom
         for _ in range(BATCH):
             try:
                 data, source = recvfrom(RECEIVE_SIZE)
             except OSError:  # BlockingIOError and InterruptedError included: the batch is over
-                break
-            before = len(pending)
-            result = handle(data, source, now)
-            if len(pending) == before:
-                self._answer(result, f"{source[0]}:{source[1]}", now)
-            else:
-                held.append((result, f"{source[0]}:{source[1]}"))
-        self._hold(held)
+                return
+            yield source, data
 
-    def _readable_native(self, drain: Any) -> None:
-        """`_readable` with one recvmmsg for the batch (labkit.native._udp's Drain, keeping no
-        replies: every datagram goes to the core, as above)."""
-        try:
-            sources, datagrams = drain.receive(NOTHING_KEPT)
-        except OSError:  # BlockingIOError: nothing waiting
-            return
+    def _handle(self, batch: Iterable[tuple[Any, bytes]]) -> None:
+        """A reply that needs nothing made durable (OFFER, NAK, INFORM's ACK) leaves at once, one
+        at a time as Kea answers; the others wait for their group commit."""
         held: list[tuple[Result, str]] = []
         pending, handle = self.core.table.pending, self.core.handle
         now, last, client = self.clock(), None, ""
-        for source, data in zip(sources, datagrams, strict=True):
+        for source, data in batch:
             if source is not last:  # the Drain hands out one address object per peer
                 last, client = source, f"{source[0]}:{source[1]}"
             before = len(pending)
@@ -210,16 +206,8 @@ class DhcpService:
         dataclass __init__)."""
         facts = result.facts
         for datagram in result.send:
-            if self.hooks is None and not datagram.l2_unicast and datagram.to is not None:
-                try:  # _send's common case (a relay, a renewing client), without the call
-                    self.sock.sendto(datagram.data, datagram.to)
-                    self.sent += 1
-                    continue
-                except OSError as exc:
-                    error: str | None = str(exc)
-            else:
-                error = self._send(datagram) if self.hooks is None else self._out(
-                    datagram, facts[0] if facts else None, client)
+            error = self._send(datagram) if self.hooks is None else self._out(
+                datagram, facts[0] if facts else None, client)
             if error is not None:
                 facts = tuple(replace(f, detail={**f.detail, "send_error": error}) for f in facts)
         sink = self.sink

@@ -130,11 +130,8 @@ class FileTree:
                  sources: Iterable[Path] = ()) -> None:
         self._files = {path: _served(planned) for path, planned in files.items()}
         self.root = root.resolve() if root is not None else None
-        # The root and its ancestors as strings, for `_plain` ("" for "/": names join with "/").
+        # The root as a string, for `_plain` ("" for "/": names join with "/").
         self._root_prefix = str(self.root).rstrip("/") if self.root is not None else ""
-        # ("/" itself is never a link.)
-        self._ancestors = tuple(str(p) for p in reversed((self.root, *self.root.parents[:-1]))) \
-            if self.root is not None else ()
         self.sources = tuple(sorted((Path(os.path.abspath(s)) for s in sources),
                                     key=lambda p: len(p.parts), reverse=True))
 
@@ -165,19 +162,16 @@ class FileTree:
         return ServedFile(key, candidate.stat().st_size, disk_path=candidate)
 
     def _plain(self, key: str) -> ServedFile | bool | None:
-        """`_resolved`'s answer without pathlib when no link is on the way: every ancestor of
-        the root and every segment of the name lstat'd in turn, each a plain directory (the last
-        a regular file). The real path is then the name itself, inside the root, so `_resolved`
-        would answer the same (profiled: realpath's Python was most of a TFTP request's look-up,
-        ~45 µs). False: absent (a missing segment, or a file or directory where the name needs
-        the other); None: a link or any other error on the way, for `_resolved` to decide."""
+        """`_resolved`'s answer without pathlib when no link is on the way: the root and its
+        ancestors (`_no_link_on`), then every segment of the name lstat'd in turn, each a plain
+        directory (the last a regular file). The real path is then the name itself, inside the
+        root, so `_resolved` would answer the same (profiled: realpath's Python was most of a
+        TFTP request's look-up, ~45 µs). False: absent (a missing segment, or a file or directory
+        where the name needs the other); None: a link or any other error on the way, for
+        `_resolved` to decide."""
         path = self._root_prefix
-        for ancestor in self._ancestors:
-            try:
-                if not S_ISDIR(os.lstat(ancestor).st_mode):
-                    return None
-            except OSError:
-                return None
+        if not _no_link_on(path or "/"):
+            return None
         segments = key.split("/")
         last = len(segments) - 1
         for index, segment in enumerate(segments):

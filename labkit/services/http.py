@@ -232,9 +232,13 @@ class _Handler:
         exchange.body = body
         return None
 
+    def encrypts(self, served: ServedFile) -> bool:
+        """Whether `served` goes out encrypted (RFC 8188: the plan's per-phone files)."""
+        return served.kind in PROFILE_KINDS and self.config.encrypt is not None
+
     def _serve(self, exchange: Exchange, served: ServedFile) -> web.StreamResponse:
         asked = exchange.request.headers.get("Range")
-        if served.kind in PROFILE_KINDS and self.config.encrypt is not None:
+        if self.encrypts(served):
             response = self._encrypted(served)
         elif served.data is None and served.disk_path is not None:
             whole = f"200 {served.size} bytes"

@@ -12,8 +12,8 @@ returns None and aiohttp answers as before.
 
 Files on disk are kept in memory while small (`MAX_FILE`, `MAX_TOTAL` bound it), checked against
 a stat of the file on every request (size, mtime, inode), as FileResponse's ETag is; a larger
-file goes out through aiohttp's sendfile. The whole answer to a kept file (head and body) is
-made once per Date (a second) and reused, so at most twice `MAX_TOTAL` bytes are held.
+file goes out through aiohttp's sendfile. The head is made once per kept file; each answer is
+that head, the Date and the body put together (one copy of the body per request).
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ if TYPE_CHECKING:
     from labkit.services.http import _Handler
     from labkit.services.http_conn import Peer, _Connection
 
-MAX_FILE = 1024 * 1024  # bytes: a file on disk kept in memory (firmware is served by sendfile above)
+MAX_FILE = 1024 * 1024  # bytes: a file on disk kept in memory (a real firmware image, tens of
+# megabytes, is above it and goes out through aiohttp's sendfile)
 MAX_TOTAL = 16 * 1024 * 1024  # bytes kept in memory for all files
-PROFILE_KINDS = {"phone profile"}  # as labkit.services.http: these may be encrypted
 
 
 class QuickFiles:
@@ -64,7 +64,7 @@ class QuickFiles:
             served = handler.tree.lookup(path)
         except Exception:  # ForbiddenPath, or anything odd: aiohttp's path answers and logs it
             return None
-        if served is None or (served.kind in PROFILE_KINDS and config.encrypt is not None):
+        if served is None or handler.encrypts(served):
             return None
         if served.data is not None:
             answer = _memory(served.data, served.path, get.close)
@@ -178,9 +178,8 @@ class QuickConnection:
             parsed = parse_plain_get(self.buffer)
             if parsed == INCOMPLETE:
                 return
-            answer = answer_with(parsed, self.peer) if isinstance(parsed, PlainGet) else None
-            if answer is None or not isinstance(parsed, PlainGet):
-                self.hand_over()
+            if not isinstance(parsed, PlainGet) or (answer := answer_with(parsed, self.peer)) is None:
+                self.hand_over()  # not a plain GET, or not one answered here
                 return
             self.transport.write(answer)
             if parsed.close:

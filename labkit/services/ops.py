@@ -91,6 +91,16 @@ class Timeline:
         self.rows += 1
         return len(encoded)
 
+    def append_event(self, event: Event, compiled: Any = None) -> int:
+        """Add `event`'s row, marshalled in one call by labkit.native._events (`compiled`) where it
+        takes the event's shape, else through `append`; the bytes it took."""
+        if compiled is not None and type(event) is Event:
+            added: int = compiled.append_row(self.data, event)  # 0: a row it leaves to marshal
+            if added:
+                self.rows += 1
+                return added
+        return self.append(timeline_row(event))
+
     def decoded(self) -> list[TimelineRow]:
         stream = io.BytesIO(self.data)
         return [marshal.load(stream) for _ in range(self.rows)]
@@ -131,14 +141,7 @@ class LabOps:
         timeline = self.timelines.get(changed.mac)
         if timeline is None:
             timeline = self.timelines[changed.mac] = Timeline()
-        compiled, added = self.native, 0
-        if compiled is not None and type(event) is Event:
-            added = compiled.append_row(timeline.data, event)  # 0: a row it leaves to marshal
-        if added:
-            timeline.rows += 1
-        else:
-            added = timeline.append(timeline_row(event))
-        self.timeline_bytes += added
+        self.timeline_bytes += timeline.append_event(event, self.native)
         if timeline.rows >= 2 * TIMELINE_EVENTS:  # trimmed now and then, not at every event
             self.timeline_bytes -= timeline.keep(TIMELINE_EVENTS)
         if self.timeline_bytes > TIMELINE_BYTES:

@@ -101,7 +101,7 @@ def _deliver_factory(native: bool = True) -> Deliver:
 
     def deliver(bus: Sink, bases: list[dict[str, Any]], empty: list[bool], times: list[float],
                 counts: list[int], which: list[int]) -> int:
-        new, set_attribute, cls, start = object.__new__, object.__setattr__, Event, 0
+        event_from, start = EVENT_FROM, 0
         for when, count in zip(times, counts, strict=True):
             if count < 0:
                 raise ValueError("deliver: a negative count")
@@ -110,12 +110,7 @@ def _deliver_factory(native: bool = True) -> Deliver:
                 values["time"] = when
                 if empty[index]:
                     values["detail"] = {}
-                if plain:
-                    event = new(cls)
-                    set_attribute(event, "__dict__", values)
-                else:
-                    event = cls(**values)
-                bus(event)
+                bus(event_from(values))
             start += count
         return start
 

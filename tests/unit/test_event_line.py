@@ -27,7 +27,7 @@ needs_native = pytest.mark.skipif(events is None, reason="labkit.native._events 
 
 
 class Word(str):
-    pass
+    """A str subclass: json.dumps writes it as a string, and so must the compiled line."""
 
 
 class Level(enum.IntEnum):
