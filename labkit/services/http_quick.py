@@ -26,6 +26,7 @@ import time
 from typing import TYPE_CHECKING
 
 from aiohttp.helpers import rfc822_formatted_time
+from aiohttp.tcp_helpers import tcp_keepalive
 from aiohttp.web_fileresponse import CONTENT_TYPES, FALLBACK_CONTENT_TYPE
 
 from labkit.events import make_event
@@ -147,6 +148,7 @@ class QuickConnection:
 
     def __init__(self, connection: _Connection, transport: asyncio.Transport, peer: Peer) -> None:
         self.connection, self.transport, self.peer = connection, transport, peer
+        tcp_keepalive(transport)  # as aiohttp's handler does: a peer that vanished is found out
         self.buffer = b""
         self.paused = False  # the client is not reading its answers: read nothing more meanwhile
         self.timer: asyncio.TimerHandle | None = None

@@ -199,3 +199,28 @@ def test_a_head_that_never_ends_is_closed_without_an_answer(tmp_path: Path) -> N
 ])
 def test_only_the_plain_shape_is_plain(data: bytes, expected: object) -> None:
     assert parse_plain_get(data) == expected
+
+
+def test_a_connection_the_quick_path_keeps_has_tcp_keepalive(tmp_path: Path) -> None:
+    """aiohttp's handler turns SO_KEEPALIVE on for its connections; a keep-alive connection that
+    only the quick path ever serves gets it too, so a phone that vanishes is found out."""
+    import socket
+
+    async def scenario() -> tuple[int, int]:
+        ctx = StartContext(tree(tmp_path), EventRecorder(), StaticDirectory(), frozenset(), tmp_path / "s")
+        server = await start_http(HttpPlan("http"), Endpoint("http", "127.0.0.1", 0, "tcp"), ctx)
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        try:
+            writer.write(get("/disk/notes.txt", "Host: lab", "Connection: keep-alive"))
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\nnotes\n"), BOUND)
+            assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+            (connection,) = server.listener.live
+            assert connection.quick is not None and connection.handler is None  # aiohttp never saw it
+            sock = connection.transport.get_extra_info("socket")
+            return sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE), server.handler.quick.answered
+        finally:
+            writer.close()
+            await server.close()
+
+    keepalive, answered = asyncio.run(scenario())
+    assert keepalive == 1 and answered == 1
