@@ -19,14 +19,15 @@ import dataclasses
 import io
 import marshal
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from labkit import native
-from labkit.events import Event
+from labkit.events import MALFORMED_RESULTS, Event
 from labkit.faults.engine import Rule, describe
 from labkit.services.metrics import LabMetrics
-from labkit.services.status import LabStatus
+from labkit.services.status import FINE, NOT_REQUESTS, LabStatus, PhoneStatus, ServiceCounters
 
 if TYPE_CHECKING:
     from labkit.plan.build import Plan
@@ -133,21 +134,35 @@ class LabOps:
         self.acs: Any = None  # the ACS service (labkit.services.acs.AcsServer) when the lab runs one
         # labkit.native._events.row marshals a row in one call (None: not built, or LABKIT_NATIVE=0)
         self.native = native.load("_events")
+        # labkit.native._fold: status.apply and the timeline row below in one call for the common
+        # events (NotImplemented for the others); None: not built, LABKIT_NATIVE=0, or a LabStatus
+        # subclass (its own apply)
+        self.fold: Callable[[Event], PhoneStatus | None | Any] | None = None
+        compiled = native.load("_fold")
+        if compiled is not None and type(status) is LabStatus:
+            self.fold = compiled.Fold(self, status, globals(), Event, ServiceCounters, PhoneStatus, Timeline,
+                                      Counter, NOT_REQUESTS, MALFORMED_RESULTS, FINE).apply
 
     def __call__(self, event: Event) -> None:
-        changed = self.status.apply(event)
-        if changed is None:
-            return
-        timeline = self.timelines.get(changed.mac)
-        if timeline is None:
-            timeline = self.timelines[changed.mac] = Timeline()
-        self.timeline_bytes += timeline.append_event(event, self.native)
+        changed = NotImplemented if self.fold is None else self.fold(event)
+        if changed is NotImplemented:  # the reference path
+            changed = self.status.apply(event)
+            if changed is None:
+                return
+            timeline = self.timelines.get(changed.mac)
+            if timeline is None:
+                timeline = self.timelines[changed.mac] = Timeline()
+            self.timeline_bytes += timeline.append_event(event, self.native)
+            self._bound(timeline)
+        if changed is not None and self.subscribers:
+            self._tell(("phone", changed.to_dict()))
+
+    def _bound(self, timeline: Timeline) -> None:
+        """The timelines' bounds after a row (labkit.native._fold calls it past one of them)."""
         if timeline.rows >= 2 * TIMELINE_EVENTS:  # trimmed now and then, not at every event
             self.timeline_bytes -= timeline.keep(TIMELINE_EVENTS)
         if self.timeline_bytes > TIMELINE_BYTES:
             self._halve_timelines()
-        if self.subscribers:
-            self._tell(("phone", changed.to_dict()))
 
     def _halve_timelines(self) -> None:
         """Past the global bound: every timeline keeps its newer half (a sweep that at least
