@@ -30,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from labkit.events import Event  # noqa: E402
+from labkit.events import Event
 
 WHEN = 1796091085.2427268
 
@@ -105,7 +105,9 @@ def sink_for(name: str, kind: str, phones: int, work: Path) -> tuple[Any, list[A
     from labkit.services.ops import LabOps
     from labkit.services.status import LabStatus
 
-    inventory = [(mac_of(k), f"phone {k}", "CP-8851-3PCC", None) for k in range(phones)] if kind == "storm" else []
+    inventory = [(mac_of(k), f"phone {k}", "CP-8851-3PCC", None) for k in range(phones)]
+    if kind != "storm":
+        inventory = []
     journal = JsonLinesLog(work / "events.jsonl")
     ops = LabOps(LabStatus.of_phones(inventory))
     limiter = MalformedLimiter(journal)
@@ -155,7 +157,8 @@ def main() -> int:
             journal.close()
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"{len(events)} {args.kind} events into {args.sink}: {1e9 * used / len(events):.0f} ns CPU per event")
+    per_event = 1e9 * used / len(events)
+    print(f"{len(events)} {args.kind} events into {args.sink}: {per_event:.0f} ns CPU per event")
     if args.callgrind:
         print("instructions: callgrind's 'Collected' total divided by", len(events))
     return 0

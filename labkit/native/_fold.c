@@ -23,12 +23,27 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 
 #include <string.h>
 
 enum { EV_TIME, EV_SERVICE, EV_CLIENT, EV_PHONE, EV_ACTION, EV_REQUEST, EV_ANSWER, EV_RESULT, EV_DETAIL, EV_N };
 static const char *FIELD_NAMES[EV_N] = {"time", "service", "client", "phone", "action",
                                         "request", "answer", "result", "detail"};
+
+/* PhoneStatus's and Timeline's slots, read and written at their offsets (as their member
+ * descriptors do, without the attribute look-up: ~200 instructions each) */
+enum { P_MAC, P_ADDRESS, P_STAGE, P_REACHED, P_PROBLEM, P_FIRST, P_LASTC, P_PROV_AT, P_FIRMWARE, P_EVENTS, P_DATA,
+       P_ROWS, P_N };
+static const char *SLOT_NAMES[P_N] = {"mac", "address", "stage", "reached", "problem", "first_contact",
+                                      "last_contact", "provisioned_at", "firmware", "events", "data", "rows"};
+#define SLOT(obj, at) (*(PyObject **)((char *)(obj) + (at)))
+
+static void slot_set(PyObject *obj, Py_ssize_t at, PyObject *value) { /* steals value */
+    PyObject *old = SLOT(obj, at);
+    SLOT(obj, at) = value;
+    Py_XDECREF(old);
+}
 
 /* interned names and texts, made at import */
 static PyObject *FIELD[EV_N], *S_DICT, *S_STATUS, *S_TIMELINES, *S_TLBYTES, *S_SERVICES, *S_PHONES,
@@ -52,6 +67,23 @@ static PyObject *cut(PyObject *s, Py_UCS4 sep, int after) {
     if (at == -1)
         return Py_NewRef(s);
     return after ? PyUnicode_Substring(s, at + 1, n) : PyUnicode_Substring(s, 0, at);
+}
+
+static PyObject *last_address = NULL; /* the last client's address: most events come from a few */
+
+/* client.rsplit(":", 1)[0] (a new reference), the last one's object again when it is the same
+ * text (its hash kept: no new str and no hashing per event) */
+static PyObject *address_of(PyObject *client) {
+    Py_ssize_t n = PyUnicode_GET_LENGTH(client), at = PyUnicode_FindChar(client, ':', 0, n, -1);
+    if (at == -2)
+        return NULL;
+    if (at >= 0 && last_address != NULL && PyUnicode_IS_ASCII(client) && PyUnicode_GET_LENGTH(last_address) == at &&
+        memcmp(PyUnicode_DATA(client), PyUnicode_DATA(last_address), (size_t)at) == 0)
+        return Py_NewRef(last_address);
+    PyObject *address = at == -1 ? Py_NewRef(client) : PyUnicode_Substring(client, 0, at);
+    if (address != NULL && PyUnicode_IS_ASCII(address))
+        Py_XSETREF(last_address, Py_NewRef(address));
+    return address;
 }
 
 /* counter[key] += 1 on a collections.Counter (a missing key counts 0, as Counter.__missing__) */
@@ -141,12 +173,33 @@ static PyObject *with(PyObject *reached, PyObject *step) {
     return out;
 }
 
-/* status._advance: address, milestones, firmware, problem and stage of a phone (a request event;
- * `reached` is the phone's tuple, `ip` an exact non-empty str or NULL) */
-static int advance(PyObject *phone, PyObject **v, PyObject *ip, PyObject *reached, int fine) {
-    if (ip != NULL && PyObject_SetAttr(phone, S_ADDRESS, ip) < 0)
+typedef struct {
+    PyObject_HEAD
+    PyObject *ops, *ops_dict, *status, *status_dict, *globals; /* globals: the ops module's (its bounds) */
+    PyObject *event_type, *counters_type, *phone_type, *timeline_type, *counter_type;
+    PyObject *not_requests, *malformed, *fine; /* status.NOT_REQUESTS, events.MALFORMED_RESULTS, status.FINE */
+    Py_ssize_t at[P_N];                        /* the slots' offsets in a PhoneStatus (a Timeline: data, rows) */
+} Fold;
+
+#define MEMBERS(X) X(ops) X(ops_dict) X(status) X(status_dict) X(globals) X(event_type) X(counters_type) \
+    X(phone_type) X(timeline_type) X(counter_type) X(not_requests) X(malformed) X(fine)
+
+/* slot += 1 (a slot the plan saw set) */
+static int slot_add_one(PyObject *obj, Py_ssize_t at) {
+    PyObject *now = PyNumber_InPlaceAdd(SLOT(obj, at), ONE);
+    if (now == NULL)
         return -1;
-    PyObject *step = milestone(v);
+    slot_set(obj, at, now);
+    return 0;
+}
+
+/* status._advance: address, milestones, firmware, problem and stage of a phone (a request event;
+ * its slots are set, reached is a tuple; `ip` an exact non-empty str or NULL) */
+static int advance(Fold *self, PyObject *phone, PyObject **v, PyObject *ip, int fine) {
+    const Py_ssize_t *at = self->at;
+    if (ip != NULL)
+        slot_set(phone, at[P_ADDRESS], Py_NewRef(ip));
+    PyObject *step = milestone(v), *reached = SLOT(phone, at[P_REACHED]);
     int stepped = 0, has = step == NULL ? 1 : PySequence_Contains(reached, step);
     if (has < 0)
         return -1;
@@ -162,35 +215,35 @@ static int advance(PyObject *phone, PyObject **v, PyObject *ip, PyObject *reache
             Py_XDECREF(more);
             return -1;
         }
-        if (set_new(phone, S_REACHED, more) < 0 || PyObject_SetAttr(phone, S_PROBLEM, Py_None) < 0)
-            return -1;
+        slot_set(phone, at[P_REACHED], more);
+        slot_set(phone, at[P_PROBLEM], Py_NewRef(Py_None));
     }
-    int firmware = step == T_FIRMWARE;
-    if (!firmware && ends(v[EV_REQUEST], T_LOADS)) {
-        PyObject *now = PyObject_GetAttr(phone, S_FIRMWARE);
-        if (now == NULL)
+    if (step == T_FIRMWARE || (SLOT(phone, at[P_FIRMWARE]) == Py_None && ends(v[EV_REQUEST], T_LOADS))) {
+        PyObject *name = cut(v[EV_REQUEST], '/', 1);
+        if (name == NULL)
             return -1;
-        firmware = now == Py_None;
-        Py_DECREF(now);
+        slot_set(phone, at[P_FIRMWARE], name);
     }
-    if (firmware && set_new(phone, S_FIRMWARE, cut(v[EV_REQUEST], '/', 1)) < 0)
-        return -1;
-    if (!fine && set_new(phone, S_PROBLEM, PyUnicode_FromFormat("%U %U -> %U [%U]", v[EV_SERVICE], v[EV_REQUEST],
-                                                                v[EV_ANSWER], v[EV_RESULT])) < 0)
-        return -1;
-    PyObject *before = PyObject_GetAttr(phone, S_STAGE);
-    if (before == NULL)
-        return -1;
+    if (!fine) {
+        PyObject *problem = PyUnicode_FromFormat("%U %U -> %U [%U]", v[EV_SERVICE], v[EV_REQUEST], v[EV_ANSWER],
+                                                 v[EV_RESULT]);
+        if (problem == NULL)
+            return -1;
+        slot_set(phone, at[P_PROBLEM], problem);
+    }
+    PyObject *before = Py_NewRef(SLOT(phone, at[P_STAGE]));
     int waiting = stepped ? 1 : PyObject_RichCompareBool(before, T_WAITING, Py_EQ), status = -1;
     if (waiting <= 0) {
         Py_DECREF(before);
         return waiting;
     }
-    PyObject *now = PyObject_GetAttr(phone, S_REACHED), *stage = now == NULL ? NULL : stage_of(now);
-    Py_XDECREF(now);
-    if (stage != NULL && PyObject_SetAttr(phone, S_STAGE, stage) == 0) {
+    PyObject *stage = stage_of(SLOT(phone, at[P_REACHED]));
+    if (stage != NULL) {
+        slot_set(phone, at[P_STAGE], Py_NewRef(stage));
         int was = stage == T_PROVISIONED ? PyObject_RichCompareBool(before, T_PROVISIONED, Py_EQ) : 1;
-        status = was < 0 ? -1 : was == 0 ? PyObject_SetAttr(phone, S_PROV_AT, v[EV_TIME]) : 0;
+        if (was == 0)
+            slot_set(phone, at[P_PROV_AT], Py_NewRef(v[EV_TIME]));
+        status = was < 0 ? -1 : 0;
     }
     Py_DECREF(before);
     return status;
@@ -256,16 +309,6 @@ done:
     return added;
 }
 
-typedef struct {
-    PyObject_HEAD
-    PyObject *ops, *ops_dict, *status, *status_dict, *globals; /* globals: the ops module's (its bounds) */
-    PyObject *event_type, *counters_type, *phone_type, *timeline_type, *counter_type;
-    PyObject *not_requests, *malformed, *fine; /* status.NOT_REQUESTS, events.MALFORMED_RESULTS, status.FINE */
-} Fold;
-
-#define MEMBERS(X) X(ops) X(ops_dict) X(status) X(status_dict) X(globals) X(event_type) X(counters_type) \
-    X(phone_type) X(timeline_type) X(counter_type) X(not_requests) X(malformed) X(fine)
-
 /* An attribute of an instance's __dict__ (borrowed), if it is of `type` (NULL: any), else NULL */
 static PyObject *kept(PyObject *d, PyObject *name, PyTypeObject *type) {
     PyObject *found = PyDict_GetItemWithError(d, name);
@@ -274,16 +317,15 @@ static PyObject *kept(PyObject *d, PyObject *name, PyTypeObject *type) {
 
 /* What the fold touches, looked up and checked before anything changes */
 typedef struct {
-    PyObject *v[EV_N], *counters, *by_action, *by_reason, *ip, *leases, *phone, *reached, *mac, *timelines,
-        *timeline, *unknown;
+    PyObject *v[EV_N], *counters, *by_action, *by_reason, *ip, *leases, *phone, *timelines, *timeline, *unknown;
     int malformed, fine, lease;
 } Plan;
 
 static void plan_clear(Plan *p) {
     for (int k = 0; k < EV_N; k++)
         Py_XDECREF(p->v[k]);
-    Py_XDECREF(p->counters), Py_XDECREF(p->by_action), Py_XDECREF(p->by_reason), Py_XDECREF(p->reached);
-    Py_XDECREF(p->mac), Py_XDECREF(p->timeline);
+    Py_XDECREF(p->counters), Py_XDECREF(p->by_action), Py_XDECREF(p->by_reason), Py_XDECREF(p->phone);
+    Py_XDECREF(p->timeline);
 }
 
 /* The event's fields (new references) when they have the usual types: 1, else 0; -1 error */
@@ -309,8 +351,63 @@ static int read_event(Fold *self, PyObject *event, PyObject **v) {
     return shape;
 }
 
+/* status._phone_of's MAC for an event without one (borrowed; NULL: nobody's, or an error set) */
+static PyObject *mac_at(Fold *self, Plan *p, int *usual) {
+    PyObject *client = p->v[EV_CLIENT], *mac = NULL;
+    if (client == Py_None)
+        return NULL;
+    PyObject *address = address_of(client);
+    if (address == NULL)
+        return NULL;
+    if (PyUnicode_GET_LENGTH(address) && !starts(address, T_LOOP)) { /* on loopback all share one address */
+        PyObject *fixed = kept(self->status_dict, S_FIXED, &PyDict_Type);
+        mac = fixed == NULL ? NULL : PyDict_GetItemWithError(p->leases, address);
+        int truth = mac == NULL ? 0 : PyObject_IsTrue(mac);
+        if (truth == 0 && fixed != NULL)
+            mac = PyDict_GetItemWithError(fixed, address);
+        *usual = fixed != NULL && truth >= 0;
+        if (mac == Py_None || !*usual || PyErr_Occurred())
+            mac = NULL;
+    }
+    Py_DECREF(address);
+    return mac;
+}
+
+/* The phone's record (a new reference in p->phone; a new phone's is made and kept, as _phone_of
+ * does) and its timeline: 1, 0 (not the usual types), -1 error */
+static int find_phone(Fold *self, Plan *p, PyObject *phones, PyObject *mac) {
+    PyObject *phone = PyDict_GetItemWithError(phones, mac);
+    if (phone == NULL) {
+        if (PyErr_Occurred() || (phone = PyObject_CallOneArg(self->phone_type, mac)) == NULL)
+            return -1;
+        if (PyDict_SetItem(phones, mac, phone) < 0) {
+            Py_DECREF(phone);
+            return -1;
+        }
+        p->phone = phone;
+    } else {
+        p->phone = Py_NewRef(phone);
+    }
+    if (!Py_IS_TYPE(phone, (PyTypeObject *)self->phone_type))
+        return 0;
+    for (int k = 0; k < P_DATA; k++) {
+        if (SLOT(phone, self->at[k]) == NULL)
+            return 0;
+    }
+    if (!PyTuple_CheckExact(SLOT(phone, self->at[P_REACHED])) ||
+        (p->timelines = kept(self->ops_dict, S_TIMELINES, &PyDict_Type)) == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    PyObject *timeline = PyDict_GetItemWithError(p->timelines, SLOT(phone, self->at[P_MAC]));
+    if (timeline == NULL)
+        return PyErr_Occurred() ? -1 : 1;
+    p->timeline = Py_NewRef(timeline);
+    return Py_IS_TYPE(timeline, (PyTypeObject *)self->timeline_type) && SLOT(timeline, self->at[P_DATA]) &&
+           PyByteArray_CheckExact(SLOT(timeline, self->at[P_DATA])) && SLOT(timeline, self->at[P_ROWS]);
+}
+
 /* Look up and check what the event will touch: 1 (the fold may go ahead), 0 (the Python path's
- * case; nothing changed), -1 error. */
+ * case: nothing changed but maybe a new phone's record, which the Python path would make too),
+ * -1 error. */
 static int plan(Fold *self, PyObject *event, Plan *p) {
     int shape = read_event(self, event, p->v);
     if (shape <= 0)
@@ -319,8 +416,7 @@ static int plan(Fold *self, PyObject *event, Plan *p) {
     int report = PySet_Contains(self->not_requests, v[EV_ACTION]);
     PyObject *services = kept(sd, S_SERVICES, &PyDict_Type), *phones = kept(sd, S_PHONES, &PyDict_Type);
     p->leases = kept(sd, S_LEASES, &PyDict_Type);
-    if (report != 0 || kept(self->ops_dict, S_STATUS, NULL) != self->status || !services || !phones || !p->leases ||
-        !kept(sd, S_EVENTS, NULL) || !kept(self->ops_dict, S_TLBYTES, NULL))
+    if (report != 0 || kept(self->ops_dict, S_STATUS, NULL) != self->status || !services || !phones || !p->leases)
         return report < 0 ? -1 : 0;
     PyObject *counters = PyDict_GetItemWithError(services, v[EV_SERVICE]);
     if (counters == NULL || !Py_IS_TYPE(counters, (PyTypeObject *)self->counters_type))
@@ -347,82 +443,56 @@ static int plan(Fold *self, PyObject *event, Plan *p) {
         p->ip = ip != NULL && ip != Py_None && PyUnicode_GET_LENGTH(ip) ? ip : NULL;
     }
     p->lease = p->ip && mac != Py_None && PyUnicode_GET_LENGTH(mac) && starts(v[EV_ANSWER], T_ACK);
-    if (mac == Py_None) { /* status._phone_of: by the address's lease, else the inventory's fixed address */
-        mac = NULL;
-        PyObject *address = client == Py_None ? NULL : cut(client, ':', 0);
-        if (client != Py_None && address == NULL)
-            return -1;
-        if (address != NULL && PyUnicode_GET_LENGTH(address) && !starts(address, T_LOOP)) {
-            PyObject *fixed = kept(sd, S_FIXED, &PyDict_Type);
-            mac = fixed == NULL ? NULL : PyDict_GetItemWithError(p->leases, address);
-            int truth = mac == NULL ? 0 : PyObject_IsTrue(mac);
-            if (truth == 0 && fixed != NULL)
-                mac = PyDict_GetItemWithError(fixed, address);
-            if (fixed == NULL || truth < 0 || PyErr_Occurred()) {
-                Py_DECREF(address);
-                return truth < 0 || PyErr_Occurred() ? -1 : 0;
-            }
-            if (mac == Py_None)
-                mac = NULL;
-        }
-        Py_XDECREF(address);
-    }
-    if (mac == NULL) { /* nobody's: an unknown client, counted by its address */
-        if (client != Py_None && PyUnicode_GET_LENGTH(client) &&
-            (p->unknown = kept(sd, S_UNKNOWN, (PyTypeObject *)self->counter_type)) == NULL)
+    if (mac == Py_None) {
+        int usual = 1;
+        if ((mac = mac_at(self, p, &usual)) == NULL && (PyErr_Occurred() || !usual))
             return PyErr_Occurred() ? -1 : 0;
-        return 1;
     }
-    p->phone = PyDict_GetItemWithError(phones, mac);
-    if (p->phone == NULL || !Py_IS_TYPE(p->phone, (PyTypeObject *)self->phone_type))
-        return PyErr_Occurred() ? -1 : 0; /* a phone's first event: its record is made in Python */
-    if ((p->reached = PyObject_GetAttr(p->phone, S_REACHED)) == NULL || (p->mac = PyObject_GetAttr(p->phone, S_MAC)) == NULL)
-        return -1;
-    if (!PyTuple_CheckExact(p->reached) || (p->timelines = kept(self->ops_dict, S_TIMELINES, &PyDict_Type)) == NULL)
+    if (mac != NULL)
+        return find_phone(self, p, phones, mac);
+    if (client != Py_None && PyUnicode_GET_LENGTH(client) && /* nobody's: an unknown client, by its address */
+        (p->unknown = kept(sd, S_UNKNOWN, (PyTypeObject *)self->counter_type)) == NULL)
         return PyErr_Occurred() ? -1 : 0;
-    PyObject *timeline = PyDict_GetItemWithError(p->timelines, p->mac);
-    if (timeline == NULL)
-        return PyErr_Occurred() ? -1 : 1;
-    p->timeline = Py_NewRef(timeline);
-    return Py_IS_TYPE(timeline, (PyTypeObject *)self->timeline_type);
+    return 1;
 }
 
 /* The row onto the phone's timeline (made here on its first row), ops.timeline_bytes, and
  * ops._bound(timeline) past TIMELINE_EVENTS x 2 rows or TIMELINE_BYTES in all (read from the
  * ops module at each call, as the Python path reads them). */
 static int add_row(Fold *self, Plan *p) {
+    const Py_ssize_t *at = self->at;
     if (p->timeline == NULL) {
         if ((p->timeline = PyObject_CallNoArgs(self->timeline_type)) == NULL ||
-            PyDict_SetItem(p->timelines, p->mac, p->timeline) < 0)
+            PyDict_SetItem(p->timelines, SLOT(p->phone, at[P_MAC]), p->timeline) < 0)
             return -1;
+        if (!Py_IS_TYPE(p->timeline, (PyTypeObject *)self->timeline_type) || !SLOT(p->timeline, at[P_ROWS]) ||
+            !SLOT(p->timeline, at[P_DATA]) || !PyByteArray_CheckExact(SLOT(p->timeline, at[P_DATA]))) {
+            PyErr_SetString(PyExc_TypeError, "a Timeline's data is a bytearray");
+            return -1;
+        }
     }
-    PyObject *data = PyObject_GetAttr(p->timeline, S_DATA);
-    if (data == NULL)
+    Py_ssize_t added = append_row(SLOT(p->timeline, at[P_DATA]), p->v);
+    if (added < 0 || slot_add_one(p->timeline, at[P_ROWS]) < 0)
         return -1;
-    Py_ssize_t added = PyByteArray_CheckExact(data) ? append_row(data, p->v) : -2;
-    Py_DECREF(data);
-    if (added == -2)
-        PyErr_SetString(PyExc_TypeError, "a timeline's data is a bytearray");
-    if (added < 0 || add_one(p->timeline, S_ROWS) < 0)
-        return -1;
-    PyObject *by = PyLong_FromSsize_t(added);
-    int status = by == NULL ? -1 : dict_add(self->ops_dict, S_TLBYTES, by);
+    PyObject *by = PyLong_FromSsize_t(added), *old = PyDict_GetItemWithError(self->ops_dict, S_TLBYTES);
+    if (old == NULL && by != NULL && !PyErr_Occurred())
+        PyErr_SetObject(PyExc_AttributeError, S_TLBYTES);
+    PyObject *total = old == NULL || by == NULL ? NULL : PyNumber_InPlaceAdd(old, by);
     Py_XDECREF(by);
-    PyObject *rows = status < 0 ? NULL : PyObject_GetAttr(p->timeline, S_ROWS);
-    if (rows == NULL)
+    if (total == NULL || PyDict_SetItem(self->ops_dict, S_TLBYTES, total) < 0) {
+        Py_XDECREF(total);
         return -1;
+    }
     PyObject *most = kept(self->globals, S_TL_EVENTS, &PyLong_Type), *limit = kept(self->globals, S_TL_BYTES, &PyLong_Type);
-    PyObject *total = kept(self->ops_dict, S_TLBYTES, &PyLong_Type);
+    PyObject *rows = SLOT(p->timeline, at[P_ROWS]);
     int over = 1; /* anything unusual: ops._bound decides */
-    if (most && limit && total && PyLong_CheckExact(rows)) {
+    if (most && limit && PyLong_CheckExact(total) && PyLong_CheckExact(rows)) {
         long long r = PyLong_AsLongLong(rows), m = PyLong_AsLongLong(most), t = PyLong_AsLongLong(total),
                   l = PyLong_AsLongLong(limit);
         over = PyErr_Occurred() || r >= 2 * m || t > l;
-        PyErr_Clear();
     }
-    Py_DECREF(rows);
-    if (PyErr_Occurred())
-        return -1;
+    Py_DECREF(total);
+    PyErr_Clear();
     if (over) {
         PyObject *done = PyObject_CallMethodOneArg(self->ops, S_BOUND, p->timeline);
         if (done == NULL)
@@ -436,7 +506,7 @@ static int add_row(Fold *self, Plan *p) {
 static PyObject *fold_apply(Fold *self, PyObject *event) {
     Plan p;
     memset(&p, 0, sizeof p);
-    PyObject *out = NULL, **v = p.v, *sd = self->status_dict, *first;
+    PyObject *out = NULL, **v = p.v, *sd = self->status_dict;
     int ready = plan(self, event, &p);
     if (ready <= 0) {
         if (ready == 0 && !PyErr_Occurred())
@@ -452,18 +522,18 @@ static PyObject *fold_apply(Fold *self, PyObject *event) {
     if (p.lease && PyDict_SetItem(p.leases, p.ip, v[EV_PHONE]) < 0)
         goto done;
     if (p.phone == NULL) {
-        PyObject *address = p.unknown == NULL ? NULL : cut(v[EV_CLIENT], ':', 0);
+        PyObject *address = p.unknown == NULL ? NULL : address_of(v[EV_CLIENT]);
         if (p.unknown == NULL || (address != NULL && bump(p.unknown, address) == 0))
             out = Py_NewRef(Py_None);
         Py_XDECREF(address);
         goto done;
     }
-    if (add_one(p.phone, S_EVENTS) < 0 || (first = PyObject_GetAttr(p.phone, S_FIRST)) == NULL)
+    if (slot_add_one(p.phone, self->at[P_EVENTS]) < 0)
         goto done;
-    Py_DECREF(first);
-    if ((first == Py_None && PyObject_SetAttr(p.phone, S_FIRST, v[EV_TIME]) < 0) ||
-        PyObject_SetAttr(p.phone, S_LASTC, v[EV_TIME]) < 0 || advance(p.phone, v, p.ip, p.reached, p.fine) < 0 ||
-        add_row(self, &p) < 0)
+    if (SLOT(p.phone, self->at[P_FIRST]) == Py_None)
+        slot_set(p.phone, self->at[P_FIRST], Py_NewRef(v[EV_TIME]));
+    slot_set(p.phone, self->at[P_LASTC], Py_NewRef(v[EV_TIME]));
+    if (advance(self, p.phone, v, p.ip, p.fine) < 0 || add_row(self, &p) < 0)
         goto done;
     out = Py_NewRef(p.phone);
 done:
@@ -524,6 +594,19 @@ static PyObject *fold_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
             PyErr_SetString(PyExc_TypeError, "Fold: ops and status keep their attributes in a dict");
         Py_DECREF(self);
         return NULL;
+    }
+    for (int k = 0; k < P_N; k++) { /* each slot's offset, from its member descriptor */
+        PyObject *d = PyObject_GetAttrString(k < P_DATA ? a[5] : a[6], SLOT_NAMES[k]);
+        PyMemberDef *member = d != NULL && Py_IS_TYPE(d, &PyMemberDescr_Type) ? ((PyMemberDescrObject *)d)->d_member : NULL;
+        if (member != NULL && member->type == T_OBJECT_EX && !(member->flags & READONLY))
+            self->at[k] = member->offset;
+        else if (d != NULL)
+            PyErr_Format(PyExc_TypeError, "Fold: %s is not a slot", SLOT_NAMES[k]);
+        Py_XDECREF(d);
+        if (PyErr_Occurred()) {
+            Py_DECREF(self);
+            return NULL;
+        }
     }
     return (PyObject *)self;
 }

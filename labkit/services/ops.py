@@ -137,7 +137,7 @@ class LabOps:
         # labkit.native._fold: status.apply and the timeline row below in one call for the common
         # events (NotImplemented for the others); None: not built, LABKIT_NATIVE=0, or a LabStatus
         # subclass (its own apply)
-        self.fold: Callable[[Event], PhoneStatus | None | Any] | None = None
+        self.fold: Callable[[Event], PhoneStatus | Any | None] | None = None
         compiled = native.load("_fold")
         if compiled is not None and type(status) is LabStatus:
             self.fold = compiled.Fold(self, status, globals(), Event, ServiceCounters, PhoneStatus, Timeline,
