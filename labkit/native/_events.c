@@ -228,21 +228,15 @@ static int put_fields(Buffer *b, PyObject **values, PyObject *quote) {
     return 1;
 }
 
-static PyObject *line(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    (void)self;
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "line(event, quote, detail_json)");
-        return NULL;
-    }
-    PyObject *event = args[0], *quote = args[1], *detail_json = args[2];
+/* The line into b: 1 written, 0 a shape left to to_json, -1 error */
+static int build_line(Buffer *b, PyObject *event, PyObject *quote, PyObject *detail_json) {
     PyObject *values[9] = {NULL};
-    PyObject *out = NULL;
-    Buffer b = {NULL, 0, 0};
+    int out = -1;
     if (get_fields(event, values, 9, -1) < 0)
         goto done;
     PyObject *when = values[0], *detail = values[8];
     if (!PyFloat_CheckExact(when) || !isfinite(PyFloat_AS_DOUBLE(when)) || !PyDict_CheckExact(detail)) {
-        out = Py_NewRef(Py_None);
+        out = 0;
         goto done;
     }
     double seconds = PyFloat_AS_DOUBLE(when);
@@ -253,38 +247,88 @@ static PyObject *line(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
         Py_XSETREF(kept_text, text);
         kept_time = seconds;
     }
-    if (grow(&b, 512) < 0 || put(&b, KEYS[0], (Py_ssize_t)strlen(KEYS[0])) < 0 || put_ascii(&b, kept_text) < 0)
+    if (grow(b, 512) < 0 || put(b, KEYS[0], (Py_ssize_t)strlen(KEYS[0])) < 0 || put_ascii(b, kept_text) < 0)
         goto done;
-    int shape = put_fields(&b, values, quote);
+    int shape = put_fields(b, values, quote);
     if (shape <= 0) {
-        if (shape == 0)
-            out = Py_NewRef(Py_None);
+        out = shape;
         goto done;
     }
-    if (put(&b, KEYS[8], (Py_ssize_t)strlen(KEYS[8])) < 0)
+    if (put(b, KEYS[8], (Py_ssize_t)strlen(KEYS[8])) < 0)
         goto done;
-    int written = PyDict_GET_SIZE(detail) ? put_detail(&b, detail, quote) : (PUT(&b, "{}") < 0 ? -1 : 1);
+    int written = PyDict_GET_SIZE(detail) ? put_detail(b, detail, quote) : (PUT(b, "{}") < 0 ? -1 : 1);
     if (written < 0)
         goto done;
     if (written == 0) {
         PyObject *text = PyObject_CallOneArg(detail_json, detail);
         if (text == NULL)
             goto done;
-        int status = put_ascii(&b, text);
+        int status = put_ascii(b, text);
         Py_DECREF(text);
         if (status < 0)
             goto done;
     }
-    if (PUT(&b, "}\n") < 0)
-        goto done;
-    out = PyUnicode_New(b.len, 127);
-    if (out != NULL)
-        memcpy(PyUnicode_DATA(out), b.data, (size_t)b.len);
+    out = PUT(b, "}\n") < 0 ? -1 : 1;
 done:
     for (int k = 0; k < 9; k++)
         Py_XDECREF(values[k]);
-    PyMem_Free(b.data);
     return out;
+}
+
+/* One buffer kept for every line (no allocation per event); a call made while it is in use (a
+ * detail's encoder that logs) gets its own. */
+static Buffer kept_buffer = {NULL, 0, 0};
+static int kept_busy = 0;
+
+/* line(event, quote, detail_json) as text, or (into != NULL) added to the bytearray `into`:
+ * the str / the bytes added; None / 0 for a shape left to to_json */
+static PyObject *line_to(PyObject *const *args, Py_ssize_t nargs, PyObject *into) {
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "(event, quote, detail_json)");
+        return NULL;
+    }
+    Buffer local = {NULL, 0, 0}, *b = kept_busy ? &local : &kept_buffer;
+    int mine = b == &kept_buffer;
+    kept_busy |= mine;
+    b->len = 0;
+    int status = build_line(b, args[0], args[1], args[2]);
+    PyObject *out = NULL;
+    if (status == 0) {
+        out = into != NULL ? PyLong_FromLong(0) : Py_NewRef(Py_None);
+    } else if (status == 1 && into == NULL) {
+        if ((out = PyUnicode_New(b->len, 127)) != NULL)
+            memcpy(PyUnicode_DATA(out), b->data, (size_t)b->len);
+    } else if (status == 1) {
+        Py_ssize_t size = PyByteArray_GET_SIZE(into);
+        if (PyByteArray_Resize(into, size + b->len) == 0) {
+            memcpy(PyByteArray_AS_STRING(into) + size, b->data, (size_t)b->len);
+            out = PyLong_FromSsize_t(b->len);
+        }
+    }
+    if (mine) {
+        kept_busy = 0;
+        if (b->cap > 65536) { /* an odd long line: its buffer is not kept */
+            PyMem_Free(b->data);
+            *b = (Buffer){NULL, 0, 0};
+        }
+    }
+    PyMem_Free(local.data);
+    return out;
+}
+
+static PyObject *line(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    return line_to(args, nargs, NULL);
+}
+
+/* append_line(data, event, quote, detail_json): line(...) added to the bytearray `data` */
+static PyObject *append_line(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 4 || !PyByteArray_CheckExact(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "append_line(data: bytearray, event, quote, detail_json)");
+        return NULL;
+    }
+    return line_to(args + 1, nargs - 1, args[0]);
 }
 
 /* A str in marshal's format: 'z' len8 + bytes (ASCII under 256), 'a' len32 + bytes (longer
@@ -401,6 +445,8 @@ static PyMethodDef methods[] = {
     {"append_row", (PyCFunction)(void (*)(void))append_row, METH_FASTCALL,
      "append_row(data, event) -> bytes of row(event) added to the bytearray data (0: none, as row's None)."},
     {"row", row, METH_O, "row(event) -> the event's timeline row, marshalled, or None (a fault event)."},
+    {"append_line", (PyCFunction)(void (*)(void))append_line, METH_FASTCALL,
+     "append_line(data, event, quote, detail_json) -> bytes of line(...) added to the bytearray data (0: None)."},
     {"line", (PyCFunction)(void (*)(void))line, METH_FASTCALL,
      "line(event, quote, detail_json) -> the event's journal line (with its newline), or None."},
     {NULL, NULL, 0, NULL}};

@@ -175,3 +175,34 @@ def test_phone_timelines_are_the_same_compiled_or_pure() -> None:
         shown.append(repr(ops.phone("00:0c:00:00:00:09")["events"]))  # type: ignore[index]
     assert shown[0] == shown[1]
     assert shown[0].count("'service'") == len(ROWS)
+
+
+@needs_native
+@pytest.mark.parametrize("event", COMMON + CASES, ids=range(len(COMMON + CASES)))
+def test_append_line_adds_the_compiled_line_to_the_journal_buffer(event: Event) -> None:
+    assert events is not None
+    data = bytearray(b"before\n")
+    added = events.append_line(data, event, _quote, _detail_json)  # what JsonLinesLog uses
+    line = compiled(event)
+    if line is None:
+        assert added == 0 and data == b"before\n"
+    elif "object" in (event.detail or {}):  # an object's str carries its address
+        assert added == len(line) and data.startswith(b"before\n{")
+    else:
+        assert added == len(line) and data == b"before\n" + line.encode("ascii")
+
+
+def test_a_journal_rotates_at_the_same_lines_compiled_or_pure(tmp_path: Path) -> None:
+    written = []
+    for name, pure in (("compiled", False), ("pure", True)):
+        folder = tmp_path / name
+        journal = JsonLinesLog(folder / "events.jsonl", max_bytes=700, backups=2)
+        if pure:
+            journal.native = None
+        for event in [*COMMON, *CASES[:2], *LEFT_TO_TO_JSON[:3]] * 3:
+            journal(event)
+        journal.close()
+        written.append([(p.name, p.read_bytes()) for p in sorted(folder.iterdir())])
+    assert written[0] == written[1]
+    assert [name for name, _ in written[0]] == ["events.jsonl", "events.jsonl.1", "events.jsonl.2"]
+    assert all(len(data) <= 700 for _, data in written[0])
