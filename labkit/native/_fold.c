@@ -38,6 +38,7 @@ enum { P_MAC, P_ADDRESS, P_STAGE, P_REACHED, P_PROBLEM, P_FIRST, P_LASTC, P_PROV
 static const char *SLOT_NAMES[P_N] = {"mac", "address", "stage", "reached", "problem", "first_contact",
                                       "last_contact", "provisioned_at", "firmware", "events", "data", "rows"};
 #define SLOT(obj, at) (*(PyObject **)((char *)(obj) + (at)))
+#define MAX_SLOTS 24
 
 static void slot_set(PyObject *obj, Py_ssize_t at, PyObject *value) { /* steals value */
     PyObject *old = SLOT(obj, at);
@@ -179,10 +180,36 @@ typedef struct {
     PyObject *event_type, *counters_type, *phone_type, *timeline_type, *counter_type;
     PyObject *not_requests, *malformed, *fine; /* status.NOT_REQUESTS, events.MALFORMED_RESULTS, status.FINE */
     Py_ssize_t at[P_N];                        /* the slots' offsets in a PhoneStatus (a Timeline: data, rows) */
+    PyObject *templates[2];                    /* a new PhoneStatus (its mac "") and Timeline, or None */
+    Py_ssize_t slots[2][MAX_SLOTS];            /* every slot of each template's type */
+    int count[2];
 } Fold;
 
 #define MEMBERS(X) X(ops) X(ops_dict) X(status) X(status_dict) X(globals) X(event_type) X(counters_type) \
-    X(phone_type) X(timeline_type) X(counter_type) X(not_requests) X(malformed) X(fine)
+    X(phone_type) X(timeline_type) X(counter_type) X(not_requests) X(malformed) X(fine) X(templates[0]) \
+    X(templates[1])
+
+/* A new record as its class would make it: a copy of the template's slots (a bytearray copied,
+ * the rest immutable and shared), `mac` (if not NULL) in the mac slot; the class called where the
+ * Python side gave no template (its __init__ does more than set defaults). */
+static PyObject *made(Fold *self, int which, PyObject *mac) {
+    PyObject *template = self->templates[which];
+    if (template == Py_None)
+        return which == 0 ? PyObject_CallOneArg(self->phone_type, mac) : PyObject_CallNoArgs(self->timeline_type);
+    PyTypeObject *type = Py_TYPE(template);
+    PyObject *out = type->tp_alloc(type, 0);
+    for (int k = 0; out != NULL && k < self->count[which]; k++) {
+        PyObject *value = SLOT(template, self->slots[which][k]);
+        value = value != NULL && PyByteArray_CheckExact(value) ? PyByteArray_FromObject(value) : Py_XNewRef(value);
+        if (value == NULL && PyErr_Occurred())
+            Py_CLEAR(out);
+        else
+            SLOT(out, self->slots[which][k]) = value;
+    }
+    if (out != NULL && mac != NULL)
+        slot_set(out, self->at[P_MAC], Py_NewRef(mac));
+    return out;
+}
 
 /* slot += 1 (a slot the plan saw set) */
 static int slot_add_one(PyObject *obj, Py_ssize_t at) {
@@ -335,10 +362,14 @@ static int read_event(Fold *self, PyObject *event, PyObject **v) {
     PyObject *d = PyObject_GetAttr(event, S_DICT);
     if (d == NULL)
         return -1;
-    int shape = PyDict_CheckExact(d);
+    int shape = PyDict_CheckExact(d), walked = 0;
+    Py_ssize_t pos = 0;
+    PyObject *key, *x;
     for (int k = 0; k < EV_N && shape; k++) {
-        PyObject *x = PyDict_GetItemWithError(d, FIELD[k]);
-        if (x == NULL) {
+        /* the usual dict has the fields in order under the interned names: a walk, no look-ups */
+        if (walked == k && PyDict_Next(d, &pos, &key, &x) && key == FIELD[k])
+            walked++;
+        else if ((x = PyDict_GetItemWithError(d, FIELD[k])) == NULL) {
             shape = PyErr_Occurred() ? -1 : 0;
             break;
         }
@@ -378,7 +409,7 @@ static PyObject *mac_at(Fold *self, Plan *p, int *usual) {
 static int find_phone(Fold *self, Plan *p, PyObject *phones, PyObject *mac) {
     PyObject *phone = PyDict_GetItemWithError(phones, mac);
     if (phone == NULL) {
-        if (PyErr_Occurred() || (phone = PyObject_CallOneArg(self->phone_type, mac)) == NULL)
+        if (PyErr_Occurred() || (phone = made(self, 0, mac)) == NULL)
             return -1;
         if (PyDict_SetItem(phones, mac, phone) < 0) {
             Py_DECREF(phone);
@@ -462,7 +493,7 @@ static int plan(Fold *self, PyObject *event, Plan *p) {
 static int add_row(Fold *self, Plan *p) {
     const Py_ssize_t *at = self->at;
     if (p->timeline == NULL) {
-        if ((p->timeline = PyObject_CallNoArgs(self->timeline_type)) == NULL ||
+        if ((p->timeline = made(self, 1, NULL)) == NULL ||
             PyDict_SetItem(p->timelines, SLOT(p->phone, at[P_MAC]), p->timeline) < 0)
             return -1;
         if (!Py_IS_TYPE(p->timeline, (PyTypeObject *)self->timeline_type) || !SLOT(p->timeline, at[P_ROWS]) ||
@@ -559,16 +590,41 @@ static void fold_dealloc(Fold *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* The offsets of every slot of the template's type (its __slots__, no base class's) into out:
+ * their count, or -1 with an error */
+static int slot_offsets(PyObject *template, Py_ssize_t *out) {
+    PyTypeObject *type = Py_TYPE(template);
+    PyObject *names = PyObject_GetAttrString((PyObject *)type, "__slots__");
+    int n = -1;
+    if (names != NULL && PyTuple_CheckExact(names) && PyTuple_GET_SIZE(names) <= MAX_SLOTS &&
+        type->tp_base == &PyBaseObject_Type && !(type->tp_flags & Py_TPFLAGS_MANAGED_DICT)) {
+        for (n = 0; n >= 0 && n < PyTuple_GET_SIZE(names); n++) {
+            PyObject *d = PyObject_GetAttr((PyObject *)type, PyTuple_GET_ITEM(names, n));
+            PyMemberDef *member = d != NULL && Py_IS_TYPE(d, &PyMemberDescr_Type) ? ((PyMemberDescrObject *)d)->d_member : NULL;
+            if (member == NULL || member->type != T_OBJECT_EX)
+                n = -2;
+            else
+                out[n] = member->offset;
+            Py_XDECREF(d);
+        }
+    }
+    Py_XDECREF(names);
+    if (n < 0 && !PyErr_Occurred())
+        PyErr_SetString(PyExc_TypeError, "Fold: a template's type has slots only");
+    return n < 0 ? -1 : n;
+}
+
 /* Fold(ops, status, ops_globals, Event, ServiceCounters, PhoneStatus, Timeline, Counter,
- *      NOT_REQUESTS, MALFORMED_RESULTS, FINE) */
+ *      NOT_REQUESTS, MALFORMED_RESULTS, FINE, phone_template, timeline_template): the templates
+ *      are a PhoneStatus("") and a Timeline() whose slots a new one copies, or None */
 static PyObject *fold_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
-    PyObject *a[11];
+    PyObject *a[13];
     if (kw != NULL && PyDict_GET_SIZE(kw)) {
         PyErr_SetString(PyExc_TypeError, "Fold takes positional arguments");
         return NULL;
     }
-    if (!PyArg_UnpackTuple(args, "Fold", 11, 11, &a[0], &a[1], &a[2], &a[3], &a[4], &a[5], &a[6], &a[7], &a[8],
-                           &a[9], &a[10]))
+    if (!PyArg_UnpackTuple(args, "Fold", 13, 13, &a[0], &a[1], &a[2], &a[3], &a[4], &a[5], &a[6], &a[7], &a[8],
+                           &a[9], &a[10], &a[11], &a[12]))
         return NULL;
     for (int k = 3; k < 8; k++) {
         if (!PyType_Check(a[k])) {
@@ -587,6 +643,16 @@ static PyObject *fold_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
     self->event_type = Py_NewRef(a[3]), self->counters_type = Py_NewRef(a[4]), self->phone_type = Py_NewRef(a[5]);
     self->timeline_type = Py_NewRef(a[6]), self->counter_type = Py_NewRef(a[7]);
     self->not_requests = Py_NewRef(a[8]), self->malformed = Py_NewRef(a[9]), self->fine = Py_NewRef(a[10]);
+    self->templates[0] = Py_NewRef(a[11]), self->templates[1] = Py_NewRef(a[12]);
+    for (int k = 0; k < 2; k++) {
+        if (a[11 + k] != Py_None && (!Py_IS_TYPE(a[11 + k], (PyTypeObject *)a[5 + k]) ||
+                                     (self->count[k] = slot_offsets(a[11 + k], self->slots[k])) < 0)) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "Fold: the templates are a PhoneStatus and a Timeline");
+            Py_DECREF(self);
+            return NULL;
+        }
+    }
     self->ops_dict = PyObject_GetAttr(a[0], S_DICT); /* instance dicts: looked up per event by key */
     self->status_dict = self->ops_dict == NULL ? NULL : PyObject_GetAttr(a[1], S_DICT);
     if (self->status_dict == NULL || !PyDict_CheckExact(self->ops_dict) || !PyDict_CheckExact(self->status_dict)) {

@@ -74,7 +74,8 @@ def event_row(event: Event) -> dict[str, Any]:
 
 
 class Timeline:
-    """One phone's rows, encoded: a row count and the marshalled rows back to back."""
+    """One phone's rows, encoded: a row count and the marshalled rows back to back. (labkit.native._fold
+    makes a new one as a copy of Timeline()'s slots, its bytearray copied: __init__ sets no more.)"""
 
     __slots__ = ("data", "rows")
 
@@ -118,6 +119,14 @@ class Timeline:
         return before - len(self.data)
 
 
+def _phone_template() -> PhoneStatus | None:
+    """A PhoneStatus whose slots a new phone's record may copy (labkit.native._fold), when
+    PhoneStatus(mac) does nothing but set immutable defaults; else None (the class is called)."""
+    plain = all(f.default_factory is dataclasses.MISSING and f.default is not dataclasses.MISSING
+                for f in dataclasses.fields(PhoneStatus) if f.name != "mac")
+    return PhoneStatus("") if plain and not hasattr(PhoneStatus, "__post_init__") else None
+
+
 class LabOps:
     """An event sink: folds each event into the status and metrics and tells the subscribers."""
 
@@ -141,7 +150,8 @@ class LabOps:
         compiled = native.load("_fold")
         if compiled is not None and type(status) is LabStatus:
             self.fold = compiled.Fold(self, status, globals(), Event, ServiceCounters, PhoneStatus, Timeline,
-                                      Counter, NOT_REQUESTS, MALFORMED_RESULTS, FINE).apply
+                                      Counter, NOT_REQUESTS, MALFORMED_RESULTS, FINE, _phone_template(),
+                                      Timeline()).apply
 
     def __call__(self, event: Event) -> None:
         changed = NotImplemented if self.fold is None else self.fold(event)
