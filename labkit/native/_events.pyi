@@ -13,3 +13,8 @@ def row(event: Any) -> bytes | None:
 
 def append_row(data: bytearray, event: Any) -> int:
     """row(event) added to `data`: the bytes added, or 0 (nothing added) where row gives None."""
+
+def append_line(data: bytearray, event: Any, quote: Callable[[str], str],
+                detail_json: Callable[[Any], str]) -> int:
+    """line(event, quote, detail_json) added to `data` (ASCII bytes): the bytes added, or 0 (nothing
+    added) where line gives None."""

@@ -113,10 +113,10 @@ class JsonLinesLog:
             pending += line
             size = len(line)
         if self.size and self.size + size > self.max_bytes:  # the line opens the next file
-            line = pending[-size:]
+            opening = pending[-size:]
             del pending[-size:]
             self._rotate()
-            self.pending += line
+            self.pending += opening
         self.size += size
         if len(self.pending) >= PENDING_BYTES:
             self._write()
