@@ -20,6 +20,7 @@
 #include <Python.h>
 
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 typedef struct {
@@ -223,8 +224,52 @@ static int get_fields(PyObject *event, PyObject **values, int count, int skip) {
     return 0;
 }
 
-static double kept_time = 0.0; /* the last time written, and its repr (events of a batch share it) */
-static PyObject *kept_text = NULL;
+/* repr(v) for 1 <= v < 2**53 (a clock's time: seconds since the epoch) without dtoa, which is
+ * half of a line's cost when every event has its own time. repr gives the fewest digits that read
+ * back as v (the nearest such, in fixed notation below 1e16); above 1 that is the fewest decimals
+ * d for which N = round(v * 10**d) reads back: |N / 10**d - v| < ulp / 2. Worked out exactly in
+ * 128-bit integers (v = m * 2**e). 1 written, 0 left to repr: a power of two (its neighbours are
+ * not equally far), an exact tie anywhere, or a value out of that range. */
+static int put_time(Buffer *b, double v) {
+    if (!(v >= 1.0 && v < 9007199254740992.0))
+        return 0;
+    int exp;
+    uint64_t m = (uint64_t)ldexp(frexp(v, &exp), 53); /* v = m * 2**(exp - 53), 2**52 <= m < 2**53 */
+    int shift = 53 - exp;                              /* 1..52 */
+    if (m == (1ULL << 52) || shift < 1 || shift > 52)
+        return 0;
+    unsigned __int128 scaled = m, p10 = 1, half = (unsigned __int128)1 << (shift - 1), n;
+    int d = 0;
+    for (;; d++, scaled *= 10, p10 *= 10) {
+        if (d > 17)
+            return 0; /* (never: 17 significant digits always read back) */
+        if ((scaled & (((unsigned __int128)1 << shift) - 1)) == half) { /* v * 10**d half-way between two N */
+            if (2 * half < p10)
+                return 0; /* both read back: repr's choice, not guessed here */
+            continue;     /* neither does */
+        }
+        n = (scaled + half) >> shift;
+        unsigned __int128 back = n << shift, diff = back > scaled ? back - scaled : scaled - back;
+        if (2 * diff == p10)
+            return 0;
+        if (2 * diff < p10)
+            break;
+    }
+    uint64_t whole = (uint64_t)(n / p10), part = (uint64_t)(n % p10);
+    char text[48], *end = text + sizeof text, *q = end;
+    for (int k = 0; k < (d ? d : 1); k++, part /= 10)
+        *--q = (char)('0' + part % 10);
+    *--q = '.';
+    do {
+        *--q = (char)('0' + whole % 10);
+        whole /= 10;
+    } while (whole);
+    return put(b, q, end - q) < 0 ? -1 : 1;
+}
+
+static double kept_time = 0.0; /* the last time written, and its text (events of a batch share it) */
+static char kept_chars[40];
+static Py_ssize_t kept_len = 0;
 
 /* Fields 1-7 (service .. result): str, or None for client and phone; 0 when not that shape. */
 static int put_fields(Buffer *b, PyObject **values, PyObject *quote) {
@@ -256,15 +301,24 @@ static int build_line(Buffer *b, PyObject *event, PyObject *quote, PyObject *det
         goto done;
     }
     double seconds = PyFloat_AS_DOUBLE(when);
-    if (kept_text == NULL || memcmp(&kept_time, &seconds, sizeof seconds) != 0) { /* bits: -0.0 is not 0.0 */
-        PyObject *text = PyObject_Repr(when);
-        if (text == NULL)
+    if (grow(b, 512) < 0 || put(b, KEYS[0], (Py_ssize_t)strlen(KEYS[0])) < 0)
+        goto done;
+    if (kept_len && memcmp(&kept_time, &seconds, sizeof seconds) == 0) { /* bits: -0.0 is not 0.0 */
+        if (put(b, kept_chars, kept_len) < 0)
             goto done;
-        Py_XSETREF(kept_text, text);
+    } else {
+        Py_ssize_t at = b->len;
+        int fast = put_time(b, seconds);
+        PyObject *text = fast ? NULL : PyObject_Repr(when);
+        if (fast < 0 || (!fast && (text == NULL || put_ascii(b, text) < 0))) {
+            Py_XDECREF(text);
+            goto done;
+        }
+        Py_XDECREF(text);
+        kept_len = b->len - at < (Py_ssize_t)sizeof kept_chars ? b->len - at : 0;
+        memcpy(kept_chars, b->data + at, (size_t)kept_len);
         kept_time = seconds;
     }
-    if (grow(b, 512) < 0 || put(b, KEYS[0], (Py_ssize_t)strlen(KEYS[0])) < 0 || put_ascii(b, kept_text) < 0)
-        goto done;
     int shape = put_fields(b, values, quote);
     if (shape <= 0) {
         out = shape;
@@ -457,7 +511,21 @@ static PyObject *append_row(PyObject *self, PyObject *const *args, Py_ssize_t na
     return out;
 }
 
+/* time_text(v): put_time's text, or None where it leaves v to repr (tests compare it with repr) */
+static PyObject *time_text(PyObject *self, PyObject *v) {
+    (void)self;
+    double x = PyFloat_AsDouble(v);
+    if (x == -1.0 && PyErr_Occurred())
+        return NULL;
+    Buffer b = {NULL, 0, 0};
+    int fast = put_time(&b, x);
+    PyObject *out = fast < 0 ? NULL : fast == 0 ? Py_NewRef(Py_None) : PyUnicode_FromStringAndSize(b.data, b.len);
+    PyMem_Free(b.data);
+    return out;
+}
+
 static PyMethodDef methods[] = {
+    {"time_text", time_text, METH_O, "time_text(v) -> repr(v) worked out without dtoa, or None (left to repr)."},
     {"append_row", (PyCFunction)(void (*)(void))append_row, METH_FASTCALL,
      "append_row(data, event) -> bytes of row(event) added to the bytearray data (0: none, as row's None)."},
     {"row", row, METH_O, "row(event) -> the event's timeline row, marshalled, or None (a fault event)."},

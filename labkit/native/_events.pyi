@@ -18,3 +18,7 @@ def append_line(data: bytearray, event: Any, quote: Callable[[str], str],
                 detail_json: Callable[[Any], str]) -> int:
     """line(event, quote, detail_json) added to `data` (ASCII bytes): the bytes added, or 0 (nothing
     added) where line gives None."""
+
+def time_text(when: float) -> str | None:
+    """repr(when) as the compiled line writes it without dtoa (1 <= when < 2**53), or None where it
+    leaves the time to repr."""

@@ -206,3 +206,30 @@ def test_a_journal_rotates_at_the_same_lines_compiled_or_pure(tmp_path: Path) ->
     assert written[0] == written[1]
     assert [name for name, _ in written[0]] == ["events.jsonl", "events.jsonl.1", "events.jsonl.2"]
     assert all(len(data) <= 700 for _, data in written[0])
+
+
+@needs_native
+@settings(deadline=None)  # no timing: a loaded machine is slow, not wrong
+@given(st.one_of(st.floats(min_value=1.0, max_value=2.0**53), st.floats(min_value=1.7e9, max_value=1.9e9),
+                 st.floats()))
+def test_the_compiled_time_text_is_repr_or_left_to_it(when: float) -> None:
+    assert events is not None
+    text = events.time_text(when)  # what the compiled line writes for the time, when not None
+    assert text is None or text == repr(when)
+
+
+@needs_native
+def test_the_compiled_time_text_writes_nearly_every_clock_time() -> None:
+    import random
+    import struct
+
+    assert events is not None
+    chosen = random.Random(15)
+    clock = [1.7e9 + chosen.random() * 2e8 for _ in range(20000)]
+    odd = [struct.unpack("<d", struct.pack("<Q", chosen.getrandbits(64)))[0] for _ in range(5000)]
+    edges = [1.0, 1.5, 2.0**52 + 0.5, 2.0**53 - 1, 4503599627370495.5, 9.999999999999998, 1.9999999999999998,
+             2126132177966055.8, 0.5, -1.5, math.nan, math.inf]
+    texts = [(when, events.time_text(when)) for when in clock + odd + edges]
+    assert all(text is None or text == repr(when) for when, text in texts)
+    assert sum(text is None for _, text in texts[:len(clock)]) < 20  # the exact ties are left to repr
+    assert [events.time_text(when) for when in (0.5, -1.5, math.nan, math.inf, 2.0**53)] == [None] * 5
