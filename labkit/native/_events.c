@@ -18,6 +18,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 
 #include <math.h>
 #include <stdint.h>
@@ -401,6 +402,125 @@ static PyObject *append_line(PyObject *self, PyObject *const *args, Py_ssize_t n
     return line_to(args + 1, nargs - 1, args[0]);
 }
 
+/* Lines(pending, Event, quote, detail_json, journal, flush_at, max_bytes): JsonLinesLog's per-event
+ * step as one C call (the journal's MalformedLimiter calls it straight, no Python frame between):
+ * the line onto `pending`, `size` kept here; Python only for the rare steps: journal._slow(event)
+ * (a shape line leaves to to_json, or not an Event), journal._rotate_with(n) (the line just added
+ * opens the next file; it sets size to 0) and journal._write() past flush_at pending bytes. */
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *pending, *event_type, *quote, *detail_json, *journal;
+    Py_ssize_t size, max_bytes, flush_at;
+} Lines;
+
+static PyObject *lines_call(Lines *self, PyObject *const *args, size_t nargsf, PyObject *kw) {
+    if (PyVectorcall_NARGS(nargsf) != 1 || kw != NULL) {
+        PyErr_SetString(PyExc_TypeError, "Lines(event)");
+        return NULL;
+    }
+    PyObject *event = args[0], *added = NULL, *done;
+    if (Py_IS_TYPE(event, (PyTypeObject *)self->event_type)) {
+        PyObject *line_args[3] = {event, self->quote, self->detail_json};
+        added = line_to(line_args, 3, self->pending);
+        if (added == NULL)
+            return NULL;
+    }
+    Py_ssize_t n = added == NULL ? 0 : PyLong_AsSsize_t(added);
+    Py_XDECREF(added);
+    if (n <= 0) /* (-1: an error set) */
+        return n < 0 ? NULL : PyObject_CallMethod(self->journal, "_slow", "O", event);
+    if (self->size && self->size + n > self->max_bytes) {
+        if ((done = PyObject_CallMethod(self->journal, "_rotate_with", "n", n)) == NULL)
+            return NULL;
+        Py_DECREF(done);
+    }
+    self->size += n;
+    if (PyByteArray_GET_SIZE(self->pending) >= self->flush_at) {
+        if ((done = PyObject_CallMethod(self->journal, "_write", NULL)) == NULL)
+            return NULL;
+        Py_DECREF(done);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *lines_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kw);
+
+static PyObject *lines_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
+    PyObject *pending, *event_type, *quote, *detail_json, *journal;
+    Py_ssize_t flush_at, max_bytes;
+    if ((kw != NULL && PyDict_GET_SIZE(kw)) ||
+        !PyArg_ParseTuple(args, "O!OOOOnn", &PyByteArray_Type, &pending, &event_type, &quote, &detail_json, &journal,
+                          &flush_at, &max_bytes)) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "Lines takes positional arguments");
+        return NULL;
+    }
+    if (!PyType_Check(event_type)) {
+        PyErr_SetString(PyExc_TypeError, "Lines: the event class");
+        return NULL;
+    }
+    Lines *self = (Lines *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->pending = Py_NewRef(pending), self->event_type = Py_NewRef(event_type), self->journal = Py_NewRef(journal);
+    self->quote = Py_NewRef(quote), self->detail_json = Py_NewRef(detail_json);
+    self->flush_at = flush_at, self->max_bytes = max_bytes, self->size = 0;
+    self->vectorcall = lines_vectorcall;
+    return (PyObject *)self;
+}
+
+static int lines_traverse(Lines *self, visitproc visit, void *arg) {
+    Py_VISIT(self->pending);
+    Py_VISIT(self->event_type);
+    Py_VISIT(self->journal);
+    Py_VISIT(self->quote);
+    Py_VISIT(self->detail_json);
+    return 0;
+}
+
+static int lines_clear(Lines *self) {
+    Py_CLEAR(self->pending);
+    Py_CLEAR(self->event_type);
+    Py_CLEAR(self->journal);
+    Py_CLEAR(self->quote);
+    Py_CLEAR(self->detail_json);
+    return 0;
+}
+
+static void lines_dealloc(Lines *self) {
+    PyObject_GC_UnTrack(self);
+    lines_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *lines_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kw) {
+    return lines_call((Lines *)self, args, nargsf, kw);
+}
+
+static PyObject *lines_tp_call(PyObject *self, PyObject *args, PyObject *kw) {
+    return PyVectorcall_Call(self, args, kw);
+}
+
+static PyMemberDef lines_members[] = {
+    {"size", T_PYSSIZET, offsetof(Lines, size), 0, "the journal file's bytes, its pending lines included"},
+    {"max_bytes", T_PYSSIZET, offsetof(Lines, max_bytes), 0, "the size past which a line opens the next file"},
+    {NULL, 0, 0, 0, NULL}};
+
+static PyTypeObject LinesType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "labkit.native._events.Lines",
+    .tp_basicsize = sizeof(Lines),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "JsonLinesLog's per-event step in one call.",
+    .tp_new = lines_new,
+    .tp_dealloc = (destructor)lines_dealloc,
+    .tp_traverse = (traverseproc)lines_traverse,
+    .tp_clear = (inquiry)lines_clear,
+    .tp_call = lines_tp_call,
+    .tp_vectorcall_offset = offsetof(Lines, vectorcall),
+    .tp_members = lines_members,
+};
+
 /* A str in marshal's format: 'z' len8 + bytes (ASCII under 256), 'a' len32 + bytes (longer
  * ASCII), 'u' len32 + UTF-8 with surrogatepass (as marshal writes any other str). */
 static int put_marshal_str(Buffer *b, PyObject *s) {
@@ -547,5 +667,10 @@ PyMODINIT_FUNC PyInit__events(void) {
         if (names[k] == NULL && (names[k] = PyUnicode_InternFromString(NAMES[k])) == NULL)
             return NULL;
     }
-    return PyModule_Create(&module_def);
+    if (PyType_Ready(&LinesType) < 0)
+        return NULL;
+    PyObject *module = PyModule_Create(&module_def);
+    if (module != NULL && PyModule_AddObjectRef(module, "Lines", (PyObject *)&LinesType) < 0)
+        Py_CLEAR(module);
+    return module;
 }

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from labkit import native
 from labkit.events import MALFORMED_RESULTS, Event, EventSink, _detail_json, _quote
@@ -45,6 +46,8 @@ class MalformedLimiter:
 
     def __init__(self, inner: EventSink, per_second: int = MALFORMED_PER_SECOND) -> None:
         self.inner = inner
+        # a journal's compiled step, called straight for the common events (no Python frame between)
+        self.passing: EventSink = getattr(inner, "lines", None) or inner
         self.per_second = per_second
         self.windows: dict[str, tuple[int, int]] = {}  # service -> (second, events passed in it)
         self.suppressed: dict[str, tuple[int, float, float]] = {}  # service -> (count, first, last)
@@ -52,7 +55,7 @@ class MalformedLimiter:
 
     def __call__(self, event: Event) -> None:
         if event.result not in MALFORMED_RESULTS:  # not is_malformed(event), without the call
-            self.inner(event)
+            self.passing(event)
             return
         second = int(event.time)
         window, passed = self.windows.get(event.service, (second, 0))
@@ -98,28 +101,51 @@ class JsonLinesLog:
         self.max_bytes = max(max_bytes, 1)
         self.backups = max(backups, 0)
         self.file = path.open("ab")
-        self.size = self.file.tell()  # the file's bytes, the pending lines included
         self.pending = bytearray()  # lines not yet written
-        # labkit.native._events adds the same line as Event.to_json to `pending` in one call (None:
-        # not built here, or LABKIT_NATIVE=0); it adds nothing (0) for a shape it leaves to to_json
+        # labkit.native._events.Lines does __call__'s steps for an Event in one call: the same line
+        # as Event.to_json added to `pending`, the size, and _slow, _rotate_with and _write for the
+        # rare steps (None: not built here, or LABKIT_NATIVE=0); the limiter in front calls it straight
         self.native = native.load("_events")
+        self.lines: Any = None  # labkit.native._events.Lines, or None
+        if self.native is not None:
+            self.lines = self.native.Lines(self.pending, Event, _quote, _detail_json, self, PENDING_BYTES,
+                                           self.max_bytes)
+        self._size = 0
+        self.size = self.file.tell()  # the file's bytes, the pending lines included
+
+    @property
+    def size(self) -> int:
+        return int(self.lines.size) if self.lines is not None else self._size
+
+    @size.setter
+    def size(self, value: int) -> None:
+        if self.lines is not None:
+            self.lines.size = value
+        self._size = value
 
     def __call__(self, event: Event) -> None:
-        compiled, pending, size = self.native, self.pending, 0
-        if compiled is not None and type(event) is Event:
-            size = compiled.append_line(pending, event, _quote, _detail_json)
-        if not size:
-            line = (event.to_json() + "\n").encode("utf-8")
-            pending += line
-            size = len(line)
-        if self.size and self.size + size > self.max_bytes:  # the line opens the next file
-            opening = pending[-size:]
-            del pending[-size:]
-            self._rotate()
-            self.pending += opening
+        if self.lines is not None:
+            self.lines(event)
+        else:
+            self._slow(event)
+
+    def _slow(self, event: Event) -> None:
+        """The reference path (and the compiled one's for shapes it leaves to to_json)."""
+        line = (event.to_json() + "\n").encode("utf-8")
+        size = len(line)
+        self.pending += line
+        if self.size and self.size + size > self.max_bytes:
+            self._rotate_with(size)
         self.size += size
         if len(self.pending) >= PENDING_BYTES:
             self._write()
+
+    def _rotate_with(self, size: int) -> None:
+        """The line just added (its `size` last bytes) opens the next file."""
+        opening = self.pending[-size:]
+        del self.pending[-size:]
+        self._rotate()
+        self.pending += opening
 
     def _write(self) -> None:
         if self.pending:

@@ -109,7 +109,7 @@ def test_a_journal_written_compiled_or_pure_is_the_same_file(tmp_path: Path) -> 
     for name, pure in (("compiled", False), ("pure", True)):
         journal = JsonLinesLog(tmp_path / f"{name}.jsonl")
         if pure:
-            journal.native = None
+            journal.native = journal.lines = None  # the pure path
         for event in [*COMMON, *CASES[:2], *LEFT_TO_TO_JSON[:3]]:
             journal(event)
         journal.close()
@@ -198,7 +198,7 @@ def test_a_journal_rotates_at_the_same_lines_compiled_or_pure(tmp_path: Path) ->
         folder = tmp_path / name
         journal = JsonLinesLog(folder / "events.jsonl", max_bytes=700, backups=2)
         if pure:
-            journal.native = None
+            journal.native = journal.lines = None  # the pure path
         for event in [*COMMON, *CASES[:2], *LEFT_TO_TO_JSON[:3]] * 3:
             journal(event)
         journal.close()
