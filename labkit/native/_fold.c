@@ -52,7 +52,7 @@ static PyObject *FIELD[EV_N], *S_DICT, *S_STATUS, *S_TIMELINES, *S_TLBYTES, *S_S
     *S_BY_ACTION, *S_BY_REASON, *S_MAC, *S_ADDRESS, *S_STAGE, *S_REACHED, *S_PROBLEM, *S_FIRST,
     *S_LASTC, *S_PROV_AT, *S_FIRMWARE, *S_DATA, *S_ROWS, *S_IP, *S_TL_EVENTS, *S_TL_BYTES, *S_BOUND,
     *T_LEASE, *T_PROFILE, *T_OWN, *T_FIRMWARE, *T_WAITING, *T_DHCP, *T_PROVISIONED, *T_ACK, *T_LOADS,
-    *T_CISCO, *T_XML, *T_CFG, *T_LOOP, *ONE;
+    *T_CISCO, *T_XML, *T_CFG, *T_LOOP, *ONE, *S_FOLD, *S_REFERENCE, *S_SUBSCRIBERS, *S_TELL;
 
 static int is(PyObject *s, const char *text) { return PyUnicode_CompareWithASCIIString(s, text) == 0; }
 
@@ -572,6 +572,29 @@ done:
     return out;
 }
 
+/* deliver(event): LabOps.__call__'s steps, for a bus that calls it instead of the instance: the fold,
+ * else (NotImplemented) ops._reference(event); ops._tell_phone(phone) when a dashboard listens.
+ * Once ops.fold is None (the pure path chosen) it calls ops(event). */
+static PyObject *fold_deliver(Fold *self, PyObject *event) {
+    PyObject *fold = PyDict_GetItemWithError(self->ops_dict, S_FOLD), *out;
+    if (fold == NULL && PyErr_Occurred())
+        return NULL;
+    if (fold == NULL || fold == Py_None)
+        return PyObject_CallOneArg(self->ops, event);
+    PyObject *changed = fold_apply(self, event);
+    if (changed == Py_NotImplemented) {
+        Py_DECREF(changed);
+        return PyObject_CallMethodOneArg(self->ops, S_REFERENCE, event);
+    }
+    if (changed == NULL || changed == Py_None)
+        return changed;
+    PyObject *listening = PyDict_GetItemWithError(self->ops_dict, S_SUBSCRIBERS);
+    int told = listening == NULL ? (PyErr_Occurred() ? -1 : 0) : PyObject_IsTrue(listening);
+    out = told < 0 ? NULL : told ? PyObject_CallMethodOneArg(self->ops, S_TELL, changed) : Py_NewRef(Py_None);
+    Py_DECREF(changed);
+    return out;
+}
+
 static int fold_traverse(Fold *self, visitproc visit, void *arg) {
 #define VISIT(m) Py_VISIT(self->m);
     MEMBERS(VISIT)
@@ -678,6 +701,7 @@ static PyObject *fold_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
 }
 
 static PyMethodDef fold_methods[] = {
+    {"deliver", (PyCFunction)fold_deliver, METH_O, "deliver(event): LabOps.__call__(event), compiled."},
     {"apply", (PyCFunction)fold_apply, METH_O,
      "apply(event) -> the phone whose status changed, None, or NotImplemented (the Python path's case)."},
     {NULL, NULL, 0, NULL}};
@@ -713,7 +737,8 @@ PyMODINIT_FUNC PyInit__fold(void) {
                  {&S_PROBLEM, "problem"}, {&S_FIRST, "first_contact"}, {&S_LASTC, "last_contact"},
                  {&S_PROV_AT, "provisioned_at"}, {&S_FIRMWARE, "firmware"}, {&S_DATA, "data"}, {&S_ROWS, "rows"},
                  {&S_IP, "ip"}, {&S_TL_EVENTS, "TIMELINE_EVENTS"}, {&S_TL_BYTES, "TIMELINE_BYTES"},
-                 {&S_BOUND, "_bound"}, {&T_LEASE, "lease"}, {&T_PROFILE, "profile"}, {&T_OWN, "own profile"},
+                 {&S_BOUND, "_bound"}, {&S_FOLD, "fold"}, {&S_REFERENCE, "_reference"},
+                 {&S_SUBSCRIBERS, "subscribers"}, {&S_TELL, "_tell_phone"}, {&T_LEASE, "lease"}, {&T_PROFILE, "profile"}, {&T_OWN, "own profile"},
                  {&T_FIRMWARE, "firmware"}, {&T_WAITING, "waiting"}, {&T_DHCP, "dhcp"},
                  {&T_PROVISIONED, "provisioned"}, {&T_ACK, "ACK"}, {&T_LOADS, ".loads"}, {&T_CISCO, "/Cisco/"},
                  {&T_XML, ".xml"}, {&T_CFG, ".cfg"}, {&T_LOOP, "127."}};

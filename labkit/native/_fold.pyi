@@ -15,3 +15,6 @@ class Fold:
     def apply(self, event: Any) -> Any:
         """The phone whose status changed, None (no phone), or NotImplemented: an event left to the
         Python path (status.apply and Timeline.append_event), nothing changed yet."""
+    def deliver(self, event: Any) -> None:
+        """LabOps.__call__(event), compiled: apply, else ops._reference(event); ops._tell_phone(phone)
+        when ops.subscribers is not empty; ops(event) once ops.fold is None."""

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from labkit import native
-from labkit.events import MALFORMED_RESULTS, Event
+from labkit.events import MALFORMED_RESULTS, Event, EventSink
 from labkit.faults.engine import Rule, describe
 from labkit.services.metrics import LabMetrics
 from labkit.services.status import FINE, NOT_REQUESTS, LabStatus, PhoneStatus, ServiceCounters
@@ -147,25 +147,42 @@ class LabOps:
         # events (NotImplemented for the others); None: not built, LABKIT_NATIVE=0, or a LabStatus
         # subclass (its own apply)
         self.fold: Callable[[Event], PhoneStatus | Any | None] | None = None
+        self._deliver: EventSink = self
         compiled = native.load("_fold")
         if compiled is not None and type(status) is LabStatus:
-            self.fold = compiled.Fold(self, status, globals(), Event, ServiceCounters, PhoneStatus, Timeline,
-                                      Counter, NOT_REQUESTS, MALFORMED_RESULTS, FINE, _phone_template(),
-                                      Timeline()).apply
+            folding = compiled.Fold(self, status, globals(), Event, ServiceCounters, PhoneStatus, Timeline,
+                                    Counter, NOT_REQUESTS, MALFORMED_RESULTS, FINE, _phone_template(),
+                                    Timeline())
+            self.fold, self._deliver = folding.apply, folding.deliver
+
+    @property
+    def direct(self) -> EventSink:
+        """What an EventBus calls instead of this instance: the same steps, compiled when the fold
+        is (labkit.native._fold's deliver: no Python frame per event), else the instance."""
+        return self._deliver
 
     def __call__(self, event: Event) -> None:
         changed = NotImplemented if self.fold is None else self.fold(event)
-        if changed is NotImplemented:  # the reference path
-            changed = self.status.apply(event)
-            if changed is None:
-                return
-            timeline = self.timelines.get(changed.mac)
-            if timeline is None:
-                timeline = self.timelines[changed.mac] = Timeline()
-            self.timeline_bytes += timeline.append_event(event, self.native)
-            self._bound(timeline)
-        if changed is not None and self.subscribers:
-            self._tell(("phone", changed.to_dict()))
+        if changed is NotImplemented:
+            self._reference(event)
+        elif changed is not None and self.subscribers:
+            self._tell_phone(changed)
+
+    def _reference(self, event: Event) -> None:
+        """The pure path: status.apply and the phone's timeline row."""
+        changed = self.status.apply(event)
+        if changed is None:
+            return
+        timeline = self.timelines.get(changed.mac)
+        if timeline is None:
+            timeline = self.timelines[changed.mac] = Timeline()
+        self.timeline_bytes += timeline.append_event(event, self.native)
+        self._bound(timeline)
+        if self.subscribers:
+            self._tell_phone(changed)
+
+    def _tell_phone(self, phone: PhoneStatus) -> None:
+        self._tell(("phone", phone.to_dict()))
 
     def _bound(self, timeline: Timeline) -> None:
         """The timelines' bounds after a row (labkit.native._fold calls it past one of them)."""

@@ -167,3 +167,37 @@ events_strategy = st.builds(
 def test_any_sequence_folds_the_same(events: list[Event]) -> None:
     compiled_state, pure_state = _both(events)
     assert compiled_state == pure_state
+
+
+def test_a_bus_calls_the_compiled_deliver_with_the_same_results_and_messages() -> None:
+    from labkit.services.journal import EventBus
+
+    told, states = [], []
+    for pure in (False, True):
+        lab = LabOps(LabStatus.of_phones(INVENTORY))
+        if pure:
+            lab.fold = None
+        bus = EventBus()
+        bus.sinks.append(lab)
+        with lab.subscribe() as queue:
+            for event in TABLE:
+                bus(event)
+            told.append([queue.get_nowait() for _ in range(queue.qsize())])
+        states.append(_state(lab))
+        assert bus._calls == ((lab, lab.direct),)  # (with the fold off, deliver calls lab itself)
+    assert states[0] == states[1]
+    assert told[0] == told[1] and len(told[0]) > 10  # every change a dashboard hears of, in order
+
+
+def test_a_fold_turned_off_after_the_bus_saw_it_takes_the_pure_path() -> None:
+    from labkit.services.journal import EventBus
+
+    lab = LabOps(LabStatus.of_phones(INVENTORY))
+    bus = EventBus()
+    bus.sinks.append(lab)
+    bus(TABLE[0])
+    lab.fold = None  # deliver, kept by the bus, now calls lab(event): the pure path
+    for event in TABLE[1:]:
+        bus(event)
+    compiled_state, pure_state = _both(TABLE)
+    assert _state(lab) == pure_state == compiled_state
