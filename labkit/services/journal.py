@@ -139,11 +139,15 @@ class JsonLinesLog:
     def _slow(self, event: Event) -> None:
         """The reference path (and the compiled one's for shapes it leaves to to_json)."""
         line = (event.to_json() + "\n").encode("utf-8")
-        size = len(line)
+        size, lines = len(line), self.lines
         self.pending += line
-        if self.size and self.size + size > self.max_bytes:
+        total = self._size if lines is None else lines.size  # (the property, without its call)
+        if total and total + size > self.max_bytes:
             self._rotate_with(size)
-        self.size += size
+            total = 0
+        self._size = total + size
+        if lines is not None:
+            lines.size = total + size
         if len(self.pending) >= PENDING_BYTES:
             self._write()
 
