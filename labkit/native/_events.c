@@ -521,6 +521,84 @@ static PyTypeObject LinesType = {
     .tp_members = lines_members,
 };
 
+/* Limited(lines, malformed_results, limiter): the MalformedLimiter in front of a journal as one C
+ * call for the bus: an event whose result is not in malformed_results goes straight to `lines`
+ * (a Lines), any other to limiter._limit(event) (the Python window and count). */
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *lines, *malformed, *limiter;
+} Limited;
+
+static PyObject *result_name = NULL, *limit_name = NULL;
+
+static PyObject *limited_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kw) {
+    Limited *self = (Limited *)op;
+    if (PyVectorcall_NARGS(nargsf) != 1 || kw != NULL) {
+        PyErr_SetString(PyExc_TypeError, "Limited(event)");
+        return NULL;
+    }
+    PyObject *result = PyObject_GetAttr(args[0], result_name);
+    if (result == NULL)
+        return NULL;
+    int malformed = PySet_Contains(self->malformed, result);
+    Py_DECREF(result);
+    if (malformed < 0)
+        return NULL;
+    if (malformed)
+        return PyObject_CallMethodOneArg(self->limiter, limit_name, args[0]);
+    return PyObject_Vectorcall(self->lines, args, 1, NULL);
+}
+
+static PyObject *limited_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
+    PyObject *lines, *malformed, *limiter;
+    if ((kw != NULL && PyDict_GET_SIZE(kw)) || !PyArg_ParseTuple(args, "OOO", &lines, &malformed, &limiter) ||
+        !PyAnySet_Check(malformed)) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "Limited(lines, malformed_results: a set, limiter)");
+        return NULL;
+    }
+    Limited *self = (Limited *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->lines = Py_NewRef(lines), self->malformed = Py_NewRef(malformed), self->limiter = Py_NewRef(limiter);
+    self->vectorcall = limited_vectorcall;
+    return (PyObject *)self;
+}
+
+static int limited_traverse(Limited *self, visitproc visit, void *arg) {
+    Py_VISIT(self->lines);
+    Py_VISIT(self->malformed);
+    Py_VISIT(self->limiter);
+    return 0;
+}
+
+static int limited_clear(Limited *self) {
+    Py_CLEAR(self->lines);
+    Py_CLEAR(self->malformed);
+    Py_CLEAR(self->limiter);
+    return 0;
+}
+
+static void limited_dealloc(Limited *self) {
+    PyObject_GC_UnTrack(self);
+    limited_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject LimitedType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "labkit.native._events.Limited",
+    .tp_basicsize = sizeof(Limited),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "A MalformedLimiter in front of a journal's Lines, in one call.",
+    .tp_new = limited_new,
+    .tp_dealloc = (destructor)limited_dealloc,
+    .tp_traverse = (traverseproc)limited_traverse,
+    .tp_clear = (inquiry)limited_clear,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(Limited, vectorcall),
+};
+
 /* A str in marshal's format: 'z' len8 + bytes (ASCII under 256), 'a' len32 + bytes (longer
  * ASCII), 'u' len32 + UTF-8 with surrogatepass (as marshal writes any other str). */
 static int put_marshal_str(Buffer *b, PyObject *s) {
@@ -667,10 +745,14 @@ PyMODINIT_FUNC PyInit__events(void) {
         if (names[k] == NULL && (names[k] = PyUnicode_InternFromString(NAMES[k])) == NULL)
             return NULL;
     }
-    if (PyType_Ready(&LinesType) < 0)
+    if (PyType_Ready(&LinesType) < 0 || PyType_Ready(&LimitedType) < 0)
+        return NULL;
+    if ((result_name == NULL && (result_name = PyUnicode_InternFromString("result")) == NULL) ||
+        (limit_name == NULL && (limit_name = PyUnicode_InternFromString("_limit")) == NULL))
         return NULL;
     PyObject *module = PyModule_Create(&module_def);
-    if (module != NULL && PyModule_AddObjectRef(module, "Lines", (PyObject *)&LinesType) < 0)
+    if (module != NULL && (PyModule_AddObjectRef(module, "Lines", (PyObject *)&LinesType) < 0 ||
+                           PyModule_AddObjectRef(module, "Limited", (PyObject *)&LimitedType) < 0))
         Py_CLEAR(module);
     return module;
 }

@@ -233,3 +233,30 @@ def test_the_compiled_time_text_writes_nearly_every_clock_time() -> None:
     assert all(text is None or text == repr(when) for when, text in texts)
     assert sum(text is None for _, text in texts[:len(clock)]) < 20  # the exact ties are left to repr
     assert [events.time_text(when) for when in (0.5, -1.5, math.nan, math.inf, 2.0**53)] == [None] * 5
+
+
+def test_a_bus_with_a_limited_journal_writes_the_same_file_compiled_or_pure(tmp_path: Path) -> None:
+    from labkit.services.journal import EventBus, MalformedLimiter
+
+    flood = [Event(100.0 + n / 50, "dns", "10.0.0.9:53", None, "query", f"bad {n}", "", "malformed", {})
+             for n in range(120)]  # 50 a second: the limiter passes 20 of each second
+    events = [*COMMON, *flood[:60], *CASES[:2], *flood[60:], *LEFT_TO_TO_JSON[:3], *COMMON]
+    written, suppressed = [], []
+    for name, pure in (("compiled", False), ("pure", True)):
+        journal = JsonLinesLog(tmp_path / f"{name}.jsonl", max_bytes=5000, backups=1)
+        if pure:
+            journal.native = journal.lines = None
+        limiter = MalformedLimiter(journal)
+        bus = EventBus()
+        bus.sinks.append(limiter)
+        for event in events:
+            bus(event)
+        limiter.flush()
+        journal.close()
+        assert bus._calls == ((limiter, limiter.direct),)
+        assert (limiter.direct is limiter) == pure
+        written.append([p.read_bytes() for p in sorted(tmp_path.glob(f"{name}.jsonl*"))])
+        suppressed.append(limiter.total_suppressed)
+    assert written[0] == written[1]
+    assert suppressed[0] == suppressed[1] > 0
+    assert b'"result":"suppressed"' in b"".join(written[0])
