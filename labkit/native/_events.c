@@ -15,6 +15,11 @@
  * detail is handed to `detail_json` (the reference's kept encoder). Anything else the reference
  * treats specially (a time that is not a finite float, a field that is not a str) returns None:
  * the caller then uses event.to_json(). tests/unit/test_event_line.py shows the text is the same.
+ * The time is written without dtoa where repr's shortest digits can be worked out exactly
+ * (put_time). `append_line` adds the line to a bytearray; `Lines` is JsonLinesLog's whole
+ * per-event step (the line, the size; Python only to rotate, write or for to_json's shapes) and
+ * `Limited` the MalformedLimiter in front of it, so that the bus reaches the journal without a
+ * Python frame. The timeline row (`row`, `append_row`) is at the end.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
