@@ -45,7 +45,7 @@ def _plain_json(event: Event) -> str:
     if type(when) is not float or when != when or when in _INFINITE:
         return _general_json(event)
     kept = _TIME_TEXT[0]  # one (time, text) pair, replaced whole: safe if two threads log at once
-    if kept[0] != when or not kept[1]:
+    if kept[0] != when or not kept[1] or not when:  # (0.0 == -0.0, but their texts differ)
         kept = _TIME_TEXT[0] = (when, repr(when))
     client, phone, detail = event.client, event.phone, event.detail
     quote = _quote

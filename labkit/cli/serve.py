@@ -227,7 +227,7 @@ def _fast_paths() -> str:
     from labkit import native
 
     names = {"_tftp": "TFTP steady phase", "_udp": "DNS UDP drain", "_dhcp": "DHCP codec",
-             "_events": "journal lines"}
+             "_events": "journal lines", "_fold": "status fold"}
     built = native.available()
     if not native.enabled():
         return "off (LABKIT_NATIVE=0): pure Python"

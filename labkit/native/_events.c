@@ -15,11 +15,18 @@
  * detail is handed to `detail_json` (the reference's kept encoder). Anything else the reference
  * treats specially (a time that is not a finite float, a field that is not a str) returns None:
  * the caller then uses event.to_json(). tests/unit/test_event_line.py shows the text is the same.
+ * The time is written without dtoa where repr's shortest digits can be worked out exactly
+ * (put_time). `append_line` adds the line to a bytearray; `Lines` is JsonLinesLog's whole
+ * per-event step (the line, the size; Python only to rotate, write or for to_json's shapes) and
+ * `Limited` the MalformedLimiter in front of it, so that the bus reaches the journal without a
+ * Python frame. The timeline row (`row`, `append_row`) is at the end.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 typedef struct {
@@ -27,7 +34,7 @@ typedef struct {
     Py_ssize_t len, cap;
 } Buffer;
 
-static int grow(Buffer *b, Py_ssize_t more) {
+static inline int grow(Buffer *b, Py_ssize_t more) {
     if (b->len + more <= b->cap)
         return 0;
     Py_ssize_t cap = b->cap * 2;
@@ -43,7 +50,7 @@ static int grow(Buffer *b, Py_ssize_t more) {
     return 0;
 }
 
-static int put(Buffer *b, const char *text, Py_ssize_t n) {
+static inline int put(Buffer *b, const char *text, Py_ssize_t n) {
     if (grow(b, n) < 0)
         return -1;
     memcpy(b->data + b->len, text, (size_t)n);
@@ -192,6 +199,22 @@ static int get_fields(PyObject *event, PyObject **values, int count, int skip) {
     PyObject *dict = PyObject_GetAttr(event, dict_name);
     if (dict == NULL)
         PyErr_Clear();
+    if (dict != NULL && PyDict_CheckExact(dict) && PyDict_GET_SIZE(dict) == 9) {
+        /* the usual dict: the fields in their order, under the interned names (a walk, no look-ups) */
+        Py_ssize_t pos = 0;
+        PyObject *key, *value;
+        int k = 0;
+        while (k < 9 && PyDict_Next(dict, &pos, &key, &value) && key == names[k])
+            values[k++] = value;
+        for (int j = 0; j < k && k == 9; j++)
+            values[j] = j == skip || j >= count ? NULL : Py_NewRef(values[j]);
+        if (k == 9) {
+            Py_DECREF(dict);
+            return 0;
+        }
+        for (int j = 0; j < k; j++)
+            values[j] = NULL;
+    }
     for (int k = 0; k < count; k++) {
         if (k == skip)
             continue;
@@ -207,8 +230,52 @@ static int get_fields(PyObject *event, PyObject **values, int count, int skip) {
     return 0;
 }
 
-static double kept_time = 0.0; /* the last time written, and its repr (events of a batch share it) */
-static PyObject *kept_text = NULL;
+/* repr(v) for 1 <= v < 2**53 (a clock's time: seconds since the epoch) without dtoa, which is
+ * half of a line's cost when every event has its own time. repr gives the fewest digits that read
+ * back as v (the nearest such, in fixed notation below 1e16); above 1 that is the fewest decimals
+ * d for which N = round(v * 10**d) reads back: |N / 10**d - v| < ulp / 2. Worked out exactly in
+ * 128-bit integers (v = m * 2**e). 1 written, 0 left to repr: a power of two (its neighbours are
+ * not equally far), an exact tie anywhere, or a value out of that range. */
+static int put_time(Buffer *b, double v) {
+    if (!(v >= 1.0 && v < 9007199254740992.0))
+        return 0;
+    int exp;
+    uint64_t m = (uint64_t)ldexp(frexp(v, &exp), 53); /* v = m * 2**(exp - 53), 2**52 <= m < 2**53 */
+    int shift = 53 - exp;                              /* 1..52 */
+    if (m == (1ULL << 52) || shift < 1 || shift > 52)
+        return 0;
+    unsigned __int128 scaled = m, p10 = 1, half = (unsigned __int128)1 << (shift - 1), n;
+    int d = 0;
+    for (;; d++, scaled *= 10, p10 *= 10) {
+        if (d > 17)
+            return 0; /* (never: 17 significant digits always read back) */
+        if ((scaled & (((unsigned __int128)1 << shift) - 1)) == half) { /* v * 10**d half-way between two N */
+            if (2 * half < p10)
+                return 0; /* both read back: repr's choice, not guessed here */
+            continue;     /* neither does */
+        }
+        n = (scaled + half) >> shift;
+        unsigned __int128 back = n << shift, diff = back > scaled ? back - scaled : scaled - back;
+        if (2 * diff == p10)
+            return 0;
+        if (2 * diff < p10)
+            break;
+    }
+    uint64_t whole = (uint64_t)(n / p10), part = (uint64_t)(n % p10);
+    char text[48], *end = text + sizeof text, *q = end;
+    for (int k = 0; k < (d ? d : 1); k++, part /= 10)
+        *--q = (char)('0' + part % 10);
+    *--q = '.';
+    do {
+        *--q = (char)('0' + whole % 10);
+        whole /= 10;
+    } while (whole);
+    return put(b, q, end - q) < 0 ? -1 : 1;
+}
+
+static double kept_time = 0.0; /* the last time written, and its text (events of a batch share it) */
+static char kept_chars[40];
+static Py_ssize_t kept_len = 0;
 
 /* Fields 1-7 (service .. result): str, or None for client and phone; 0 when not that shape. */
 static int put_fields(Buffer *b, PyObject **values, PyObject *quote) {
@@ -228,64 +295,314 @@ static int put_fields(Buffer *b, PyObject **values, PyObject *quote) {
     return 1;
 }
 
-static PyObject *line(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    (void)self;
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "line(event, quote, detail_json)");
-        return NULL;
-    }
-    PyObject *event = args[0], *quote = args[1], *detail_json = args[2];
+/* The line into b: 1 written, 0 a shape left to to_json, -1 error */
+static int build_line(Buffer *b, PyObject *event, PyObject *quote, PyObject *detail_json) {
     PyObject *values[9] = {NULL};
-    PyObject *out = NULL;
-    Buffer b = {NULL, 0, 0};
+    int out = -1;
     if (get_fields(event, values, 9, -1) < 0)
         goto done;
     PyObject *when = values[0], *detail = values[8];
     if (!PyFloat_CheckExact(when) || !isfinite(PyFloat_AS_DOUBLE(when)) || !PyDict_CheckExact(detail)) {
-        out = Py_NewRef(Py_None);
+        out = 0;
         goto done;
     }
     double seconds = PyFloat_AS_DOUBLE(when);
-    if (kept_text == NULL || memcmp(&kept_time, &seconds, sizeof seconds) != 0) { /* bits: -0.0 is not 0.0 */
-        PyObject *text = PyObject_Repr(when);
-        if (text == NULL)
+    if (grow(b, 512) < 0 || put(b, KEYS[0], (Py_ssize_t)strlen(KEYS[0])) < 0)
+        goto done;
+    if (kept_len && memcmp(&kept_time, &seconds, sizeof seconds) == 0) { /* bits: -0.0 is not 0.0 */
+        if (put(b, kept_chars, kept_len) < 0)
             goto done;
-        Py_XSETREF(kept_text, text);
+    } else {
+        Py_ssize_t at = b->len;
+        int fast = put_time(b, seconds);
+        PyObject *text = fast ? NULL : PyObject_Repr(when);
+        if (fast < 0 || (!fast && (text == NULL || put_ascii(b, text) < 0))) {
+            Py_XDECREF(text);
+            goto done;
+        }
+        Py_XDECREF(text);
+        kept_len = b->len - at < (Py_ssize_t)sizeof kept_chars ? b->len - at : 0;
+        memcpy(kept_chars, b->data + at, (size_t)kept_len);
         kept_time = seconds;
     }
-    if (grow(&b, 512) < 0 || put(&b, KEYS[0], (Py_ssize_t)strlen(KEYS[0])) < 0 || put_ascii(&b, kept_text) < 0)
-        goto done;
-    int shape = put_fields(&b, values, quote);
+    int shape = put_fields(b, values, quote);
     if (shape <= 0) {
-        if (shape == 0)
-            out = Py_NewRef(Py_None);
+        out = shape;
         goto done;
     }
-    if (put(&b, KEYS[8], (Py_ssize_t)strlen(KEYS[8])) < 0)
+    if (put(b, KEYS[8], (Py_ssize_t)strlen(KEYS[8])) < 0)
         goto done;
-    int written = PyDict_GET_SIZE(detail) ? put_detail(&b, detail, quote) : (PUT(&b, "{}") < 0 ? -1 : 1);
+    int written = PyDict_GET_SIZE(detail) ? put_detail(b, detail, quote) : (PUT(b, "{}") < 0 ? -1 : 1);
     if (written < 0)
         goto done;
     if (written == 0) {
         PyObject *text = PyObject_CallOneArg(detail_json, detail);
         if (text == NULL)
             goto done;
-        int status = put_ascii(&b, text);
+        int status = put_ascii(b, text);
         Py_DECREF(text);
         if (status < 0)
             goto done;
     }
-    if (PUT(&b, "}\n") < 0)
-        goto done;
-    out = PyUnicode_New(b.len, 127);
-    if (out != NULL)
-        memcpy(PyUnicode_DATA(out), b.data, (size_t)b.len);
+    out = PUT(b, "}\n") < 0 ? -1 : 1;
 done:
     for (int k = 0; k < 9; k++)
         Py_XDECREF(values[k]);
-    PyMem_Free(b.data);
     return out;
 }
+
+/* One buffer kept for every line (no allocation per event); a call made while it is in use (a
+ * detail's encoder that logs) gets its own. */
+static Buffer kept_buffer = {NULL, 0, 0};
+static int kept_busy = 0;
+
+/* line(event, quote, detail_json) as text, or (into != NULL) added to the bytearray `into`:
+ * the str / the bytes added; None / 0 for a shape left to to_json */
+static PyObject *line_to(PyObject *const *args, Py_ssize_t nargs, PyObject *into) {
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "(event, quote, detail_json)");
+        return NULL;
+    }
+    Buffer local = {NULL, 0, 0}, *b = kept_busy ? &local : &kept_buffer;
+    int mine = b == &kept_buffer;
+    kept_busy |= mine;
+    b->len = 0;
+    int status = build_line(b, args[0], args[1], args[2]);
+    PyObject *out = NULL;
+    if (status == 0) {
+        out = into != NULL ? PyLong_FromLong(0) : Py_NewRef(Py_None);
+    } else if (status == 1 && into == NULL) {
+        if ((out = PyUnicode_New(b->len, 127)) != NULL)
+            memcpy(PyUnicode_DATA(out), b->data, (size_t)b->len);
+    } else if (status == 1) {
+        Py_ssize_t size = PyByteArray_GET_SIZE(into);
+        if (PyByteArray_Resize(into, size + b->len) == 0) {
+            memcpy(PyByteArray_AS_STRING(into) + size, b->data, (size_t)b->len);
+            out = PyLong_FromSsize_t(b->len);
+        }
+    }
+    if (mine) {
+        kept_busy = 0;
+        if (b->cap > 65536) { /* an odd long line: its buffer is not kept */
+            PyMem_Free(b->data);
+            *b = (Buffer){NULL, 0, 0};
+        }
+    }
+    PyMem_Free(local.data);
+    return out;
+}
+
+static PyObject *line(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    return line_to(args, nargs, NULL);
+}
+
+/* append_line(data, event, quote, detail_json): line(...) added to the bytearray `data` */
+static PyObject *append_line(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 4 || !PyByteArray_CheckExact(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "append_line(data: bytearray, event, quote, detail_json)");
+        return NULL;
+    }
+    return line_to(args + 1, nargs - 1, args[0]);
+}
+
+/* Lines(pending, Event, quote, detail_json, journal, flush_at, max_bytes): JsonLinesLog's per-event
+ * step as one C call (the journal's MalformedLimiter calls it straight, no Python frame between):
+ * the line onto `pending`, `size` kept here; Python only for the rare steps: journal._slow(event)
+ * (a shape line leaves to to_json, or not an Event), journal._rotate_with(n) (the line just added
+ * opens the next file; it sets size to 0) and journal._write() past flush_at pending bytes. */
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *pending, *event_type, *quote, *detail_json, *journal;
+    Py_ssize_t size, max_bytes, flush_at;
+} Lines;
+
+static PyObject *lines_call(Lines *self, PyObject *const *args, size_t nargsf, PyObject *kw) {
+    if (PyVectorcall_NARGS(nargsf) != 1 || kw != NULL) {
+        PyErr_SetString(PyExc_TypeError, "Lines(event)");
+        return NULL;
+    }
+    PyObject *event = args[0], *added = NULL, *done;
+    if (Py_IS_TYPE(event, (PyTypeObject *)self->event_type)) {
+        PyObject *line_args[3] = {event, self->quote, self->detail_json};
+        added = line_to(line_args, 3, self->pending);
+        if (added == NULL)
+            return NULL;
+    }
+    Py_ssize_t n = added == NULL ? 0 : PyLong_AsSsize_t(added);
+    Py_XDECREF(added);
+    if (n <= 0) /* (-1: an error set) */
+        return n < 0 ? NULL : PyObject_CallMethod(self->journal, "_slow", "O", event);
+    if (self->size && self->size + n > self->max_bytes) {
+        if ((done = PyObject_CallMethod(self->journal, "_rotate_with", "n", n)) == NULL)
+            return NULL;
+        Py_DECREF(done);
+    }
+    self->size += n;
+    if (PyByteArray_GET_SIZE(self->pending) >= self->flush_at) {
+        if ((done = PyObject_CallMethod(self->journal, "_write", NULL)) == NULL)
+            return NULL;
+        Py_DECREF(done);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *lines_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kw);
+
+static PyObject *lines_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
+    PyObject *pending, *event_type, *quote, *detail_json, *journal;
+    Py_ssize_t flush_at, max_bytes;
+    if ((kw != NULL && PyDict_GET_SIZE(kw)) ||
+        !PyArg_ParseTuple(args, "O!OOOOnn", &PyByteArray_Type, &pending, &event_type, &quote, &detail_json, &journal,
+                          &flush_at, &max_bytes)) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "Lines takes positional arguments");
+        return NULL;
+    }
+    if (!PyType_Check(event_type)) {
+        PyErr_SetString(PyExc_TypeError, "Lines: the event class");
+        return NULL;
+    }
+    Lines *self = (Lines *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->pending = Py_NewRef(pending), self->event_type = Py_NewRef(event_type), self->journal = Py_NewRef(journal);
+    self->quote = Py_NewRef(quote), self->detail_json = Py_NewRef(detail_json);
+    self->flush_at = flush_at, self->max_bytes = max_bytes, self->size = 0;
+    self->vectorcall = lines_vectorcall;
+    return (PyObject *)self;
+}
+
+static int lines_traverse(Lines *self, visitproc visit, void *arg) {
+    Py_VISIT(self->pending);
+    Py_VISIT(self->event_type);
+    Py_VISIT(self->journal);
+    Py_VISIT(self->quote);
+    Py_VISIT(self->detail_json);
+    return 0;
+}
+
+static int lines_clear(Lines *self) {
+    Py_CLEAR(self->pending);
+    Py_CLEAR(self->event_type);
+    Py_CLEAR(self->journal);
+    Py_CLEAR(self->quote);
+    Py_CLEAR(self->detail_json);
+    return 0;
+}
+
+static void lines_dealloc(Lines *self) {
+    PyObject_GC_UnTrack(self);
+    lines_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *lines_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kw) {
+    return lines_call((Lines *)self, args, nargsf, kw);
+}
+
+static PyObject *lines_tp_call(PyObject *self, PyObject *args, PyObject *kw) {
+    return PyVectorcall_Call(self, args, kw);
+}
+
+static PyMemberDef lines_members[] = {
+    {"size", T_PYSSIZET, offsetof(Lines, size), 0, "the journal file's bytes, its pending lines included"},
+    {"max_bytes", T_PYSSIZET, offsetof(Lines, max_bytes), 0, "the size past which a line opens the next file"},
+    {NULL, 0, 0, 0, NULL}};
+
+static PyTypeObject LinesType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "labkit.native._events.Lines",
+    .tp_basicsize = sizeof(Lines),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "JsonLinesLog's per-event step in one call.",
+    .tp_new = lines_new,
+    .tp_dealloc = (destructor)lines_dealloc,
+    .tp_traverse = (traverseproc)lines_traverse,
+    .tp_clear = (inquiry)lines_clear,
+    .tp_call = lines_tp_call,
+    .tp_vectorcall_offset = offsetof(Lines, vectorcall),
+    .tp_members = lines_members,
+};
+
+/* Limited(lines, malformed_results, limiter): the MalformedLimiter in front of a journal as one C
+ * call for the bus: an event whose result is not in malformed_results goes straight to `lines`
+ * (a Lines), any other to limiter._limit(event) (the Python window and count). */
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *lines, *malformed, *limiter;
+} Limited;
+
+static PyObject *result_name = NULL, *limit_name = NULL;
+
+static PyObject *limited_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kw) {
+    Limited *self = (Limited *)op;
+    if (PyVectorcall_NARGS(nargsf) != 1 || kw != NULL) {
+        PyErr_SetString(PyExc_TypeError, "Limited(event)");
+        return NULL;
+    }
+    PyObject *result = PyObject_GetAttr(args[0], result_name);
+    if (result == NULL)
+        return NULL;
+    int malformed = PySet_Contains(self->malformed, result);
+    Py_DECREF(result);
+    if (malformed < 0)
+        return NULL;
+    if (malformed)
+        return PyObject_CallMethodOneArg(self->limiter, limit_name, args[0]);
+    return PyObject_Vectorcall(self->lines, args, 1, NULL);
+}
+
+static PyObject *limited_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
+    PyObject *lines, *malformed, *limiter;
+    if ((kw != NULL && PyDict_GET_SIZE(kw)) || !PyArg_ParseTuple(args, "OOO", &lines, &malformed, &limiter) ||
+        !PyAnySet_Check(malformed)) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "Limited(lines, malformed_results: a set, limiter)");
+        return NULL;
+    }
+    Limited *self = (Limited *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->lines = Py_NewRef(lines), self->malformed = Py_NewRef(malformed), self->limiter = Py_NewRef(limiter);
+    self->vectorcall = limited_vectorcall;
+    return (PyObject *)self;
+}
+
+static int limited_traverse(Limited *self, visitproc visit, void *arg) {
+    Py_VISIT(self->lines);
+    Py_VISIT(self->malformed);
+    Py_VISIT(self->limiter);
+    return 0;
+}
+
+static int limited_clear(Limited *self) {
+    Py_CLEAR(self->lines);
+    Py_CLEAR(self->malformed);
+    Py_CLEAR(self->limiter);
+    return 0;
+}
+
+static void limited_dealloc(Limited *self) {
+    PyObject_GC_UnTrack(self);
+    limited_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject LimitedType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "labkit.native._events.Limited",
+    .tp_basicsize = sizeof(Limited),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "A MalformedLimiter in front of a journal's Lines, in one call.",
+    .tp_new = limited_new,
+    .tp_dealloc = (destructor)limited_dealloc,
+    .tp_traverse = (traverseproc)limited_traverse,
+    .tp_clear = (inquiry)limited_clear,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(Limited, vectorcall),
+};
 
 /* A str in marshal's format: 'z' len8 + bytes (ASCII under 256), 'a' len32 + bytes (longer
  * ASCII), 'u' len32 + UTF-8 with surrogatepass (as marshal writes any other str). */
@@ -397,10 +714,26 @@ static PyObject *append_row(PyObject *self, PyObject *const *args, Py_ssize_t na
     return out;
 }
 
+/* time_text(v): put_time's text, or None where it leaves v to repr (tests compare it with repr) */
+static PyObject *time_text(PyObject *self, PyObject *v) {
+    (void)self;
+    double x = PyFloat_AsDouble(v);
+    if (x == -1.0 && PyErr_Occurred())
+        return NULL;
+    Buffer b = {NULL, 0, 0};
+    int fast = put_time(&b, x);
+    PyObject *out = fast < 0 ? NULL : fast == 0 ? Py_NewRef(Py_None) : PyUnicode_FromStringAndSize(b.data, b.len);
+    PyMem_Free(b.data);
+    return out;
+}
+
 static PyMethodDef methods[] = {
+    {"time_text", time_text, METH_O, "time_text(v) -> repr(v) worked out without dtoa, or None (left to repr)."},
     {"append_row", (PyCFunction)(void (*)(void))append_row, METH_FASTCALL,
      "append_row(data, event) -> bytes of row(event) added to the bytearray data (0: none, as row's None)."},
     {"row", row, METH_O, "row(event) -> the event's timeline row, marshalled, or None (a fault event)."},
+    {"append_line", (PyCFunction)(void (*)(void))append_line, METH_FASTCALL,
+     "append_line(data, event, quote, detail_json) -> bytes of line(...) added to the bytearray data (0: None)."},
     {"line", (PyCFunction)(void (*)(void))line, METH_FASTCALL,
      "line(event, quote, detail_json) -> the event's journal line (with its newline), or None."},
     {NULL, NULL, 0, NULL}};
@@ -417,5 +750,14 @@ PyMODINIT_FUNC PyInit__events(void) {
         if (names[k] == NULL && (names[k] = PyUnicode_InternFromString(NAMES[k])) == NULL)
             return NULL;
     }
-    return PyModule_Create(&module_def);
+    if (PyType_Ready(&LinesType) < 0 || PyType_Ready(&LimitedType) < 0)
+        return NULL;
+    if ((result_name == NULL && (result_name = PyUnicode_InternFromString("result")) == NULL) ||
+        (limit_name == NULL && (limit_name = PyUnicode_InternFromString("_limit")) == NULL))
+        return NULL;
+    PyObject *module = PyModule_Create(&module_def);
+    if (module != NULL && (PyModule_AddObjectRef(module, "Lines", (PyObject *)&LinesType) < 0 ||
+                           PyModule_AddObjectRef(module, "Limited", (PyObject *)&LimitedType) < 0))
+        Py_CLEAR(module);
+    return module;
 }

@@ -19,14 +19,15 @@ import dataclasses
 import io
 import marshal
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from labkit import native
-from labkit.events import Event
+from labkit.events import MALFORMED_RESULTS, Event, EventSink
 from labkit.faults.engine import Rule, describe
 from labkit.services.metrics import LabMetrics
-from labkit.services.status import LabStatus
+from labkit.services.status import FINE, NOT_REQUESTS, LabStatus, PhoneStatus, ServiceCounters
 
 if TYPE_CHECKING:
     from labkit.plan.build import Plan
@@ -73,7 +74,8 @@ def event_row(event: Event) -> dict[str, Any]:
 
 
 class Timeline:
-    """One phone's rows, encoded: a row count and the marshalled rows back to back."""
+    """One phone's rows, encoded: a row count and the marshalled rows back to back. (labkit.native._fold
+    makes a new one as a copy of Timeline()'s slots, its bytearray copied: __init__ sets no more.)"""
 
     __slots__ = ("data", "rows")
 
@@ -117,6 +119,14 @@ class Timeline:
         return before - len(self.data)
 
 
+def _phone_template() -> PhoneStatus | None:
+    """A PhoneStatus whose slots a new phone's record may copy (labkit.native._fold), when
+    PhoneStatus(mac) does nothing but set immutable defaults; else None (the class is called)."""
+    plain = all(f.default_factory is dataclasses.MISSING and f.default is not dataclasses.MISSING
+                for f in dataclasses.fields(PhoneStatus) if f.name != "mac")
+    return PhoneStatus("") if plain and not hasattr(PhoneStatus, "__post_init__") else None
+
+
 class LabOps:
     """An event sink: folds each event into the status and metrics and tells the subscribers."""
 
@@ -133,8 +143,33 @@ class LabOps:
         self.acs: Any = None  # the ACS service (labkit.services.acs.AcsServer) when the lab runs one
         # labkit.native._events.row marshals a row in one call (None: not built, or LABKIT_NATIVE=0)
         self.native = native.load("_events")
+        # labkit.native._fold: status.apply and the timeline row below in one call for the common
+        # events (NotImplemented for the others); None: not built, LABKIT_NATIVE=0, or a LabStatus
+        # subclass (its own apply)
+        self.fold: Callable[[Event], PhoneStatus | Any | None] | None = None
+        self._deliver: EventSink = self
+        compiled = native.load("_fold")
+        if compiled is not None and type(status) is LabStatus:
+            folding = compiled.Fold(self, status, globals(), Event, ServiceCounters, PhoneStatus, Timeline,
+                                    Counter, NOT_REQUESTS, MALFORMED_RESULTS, FINE, _phone_template(),
+                                    Timeline())
+            self.fold, self._deliver = folding.apply, folding.deliver
+
+    @property
+    def direct(self) -> EventSink:
+        """What an EventBus calls instead of this instance: the same steps, compiled when the fold
+        is (labkit.native._fold's deliver: no Python frame per event), else the instance."""
+        return self._deliver
 
     def __call__(self, event: Event) -> None:
+        changed = NotImplemented if self.fold is None else self.fold(event)
+        if changed is NotImplemented:
+            self._reference(event)
+        elif changed is not None and self.subscribers:
+            self._tell_phone(changed)
+
+    def _reference(self, event: Event) -> None:
+        """The pure path: status.apply and the phone's timeline row."""
         changed = self.status.apply(event)
         if changed is None:
             return
@@ -142,12 +177,19 @@ class LabOps:
         if timeline is None:
             timeline = self.timelines[changed.mac] = Timeline()
         self.timeline_bytes += timeline.append_event(event, self.native)
+        self._bound(timeline)
+        if self.subscribers:
+            self._tell_phone(changed)
+
+    def _tell_phone(self, phone: PhoneStatus) -> None:
+        self._tell(("phone", phone.to_dict()))
+
+    def _bound(self, timeline: Timeline) -> None:
+        """The timelines' bounds after a row (labkit.native._fold calls it past one of them)."""
         if timeline.rows >= 2 * TIMELINE_EVENTS:  # trimmed now and then, not at every event
             self.timeline_bytes -= timeline.keep(TIMELINE_EVENTS)
         if self.timeline_bytes > TIMELINE_BYTES:
             self._halve_timelines()
-        if self.subscribers:
-            self._tell(("phone", changed.to_dict()))
 
     def _halve_timelines(self) -> None:
         """Past the global bound: every timeline keeps its newer half (a sweep that at least

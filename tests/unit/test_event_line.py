@@ -109,7 +109,7 @@ def test_a_journal_written_compiled_or_pure_is_the_same_file(tmp_path: Path) -> 
     for name, pure in (("compiled", False), ("pure", True)):
         journal = JsonLinesLog(tmp_path / f"{name}.jsonl")
         if pure:
-            journal.native = None
+            journal.native = journal.lines = None  # the pure path
         for event in [*COMMON, *CASES[:2], *LEFT_TO_TO_JSON[:3]]:
             journal(event)
         journal.close()
@@ -168,10 +168,95 @@ def test_phone_timelines_are_the_same_compiled_or_pure() -> None:
     for pure in (False, True):
         ops = LabOps(LabStatus())
         if pure:
-            ops.native = None
+            ops.native = ops.fold = None  # the compiled row and the compiled fold (test_fold_native.py) off
         for event in ROWS:
             ops(Event(event.time, event.service, event.client, "00:0c:00:00:00:09", event.action,
                       event.request, event.answer, event.result, event.detail))
         shown.append(repr(ops.phone("00:0c:00:00:00:09")["events"]))  # type: ignore[index]
     assert shown[0] == shown[1]
     assert shown[0].count("'service'") == len(ROWS)
+
+
+@needs_native
+@pytest.mark.parametrize("event", COMMON + CASES, ids=range(len(COMMON + CASES)))
+def test_append_line_adds_the_compiled_line_to_the_journal_buffer(event: Event) -> None:
+    assert events is not None
+    data = bytearray(b"before\n")
+    added = events.append_line(data, event, _quote, _detail_json)  # what JsonLinesLog uses
+    line = compiled(event)
+    if line is None:
+        assert added == 0 and data == b"before\n"
+    elif "object" in (event.detail or {}):  # an object's str carries its address
+        assert added == len(line) and data.startswith(b"before\n{")
+    else:
+        assert added == len(line) and data == b"before\n" + line.encode("ascii")
+
+
+def test_a_journal_rotates_at_the_same_lines_compiled_or_pure(tmp_path: Path) -> None:
+    written = []
+    for name, pure in (("compiled", False), ("pure", True)):
+        folder = tmp_path / name
+        journal = JsonLinesLog(folder / "events.jsonl", max_bytes=700, backups=2)
+        if pure:
+            journal.native = journal.lines = None  # the pure path
+        for event in [*COMMON, *CASES[:2], *LEFT_TO_TO_JSON[:3]] * 3:
+            journal(event)
+        journal.close()
+        written.append([(p.name, p.read_bytes()) for p in sorted(folder.iterdir())])
+    assert written[0] == written[1]
+    assert [name for name, _ in written[0]] == ["events.jsonl", "events.jsonl.1", "events.jsonl.2"]
+    assert all(len(data) <= 700 for _, data in written[0])
+
+
+@needs_native
+@settings(deadline=None)  # no timing: a loaded machine is slow, not wrong
+@given(st.one_of(st.floats(min_value=1.0, max_value=2.0**53), st.floats(min_value=1.7e9, max_value=1.9e9),
+                 st.floats()))
+def test_the_compiled_time_text_is_repr_or_left_to_it(when: float) -> None:
+    assert events is not None
+    text = events.time_text(when)  # what the compiled line writes for the time, when not None
+    assert text is None or text == repr(when)
+
+
+@needs_native
+def test_the_compiled_time_text_writes_nearly_every_clock_time() -> None:
+    import random
+    import struct
+
+    assert events is not None
+    chosen = random.Random(15)
+    clock = [1.7e9 + chosen.random() * 2e8 for _ in range(20000)]
+    odd = [struct.unpack("<d", struct.pack("<Q", chosen.getrandbits(64)))[0] for _ in range(5000)]
+    edges = [1.0, 1.5, 2.0**52 + 0.5, 2.0**53 - 1, 4503599627370495.5, 9.999999999999998, 1.9999999999999998,
+             2126132177966055.8, 0.5, -1.5, math.nan, math.inf]
+    texts = [(when, events.time_text(when)) for when in clock + odd + edges]
+    assert all(text is None or text == repr(when) for when, text in texts)
+    assert sum(text is None for _, text in texts[:len(clock)]) < 20  # the exact ties are left to repr
+    assert [events.time_text(when) for when in (0.5, -1.5, math.nan, math.inf, 2.0**53)] == [None] * 5
+
+
+def test_a_bus_with_a_limited_journal_writes_the_same_file_compiled_or_pure(tmp_path: Path) -> None:
+    from labkit.services.journal import EventBus, MalformedLimiter
+
+    flood = [Event(100.0 + n / 50, "dns", "10.0.0.9:53", None, "query", f"bad {n}", "", "malformed", {})
+             for n in range(120)]  # 50 a second: the limiter passes 20 of each second
+    events = [*COMMON, *flood[:60], *CASES[:2], *flood[60:], *LEFT_TO_TO_JSON[:3], *COMMON]
+    written, suppressed = [], []
+    for name, pure in (("compiled", False), ("pure", True)):
+        journal = JsonLinesLog(tmp_path / f"{name}.jsonl", max_bytes=5000, backups=1)
+        if pure:
+            journal.native = journal.lines = None
+        limiter = MalformedLimiter(journal)
+        bus = EventBus()
+        bus.sinks.append(limiter)
+        for event in events:
+            bus(event)
+        limiter.flush()
+        journal.close()
+        assert bus._calls == ((limiter, limiter.direct),)
+        assert (limiter.direct is limiter) == pure
+        written.append([p.read_bytes() for p in sorted(tmp_path.glob(f"{name}.jsonl*"))])
+        suppressed.append(limiter.total_suppressed)
+    assert written[0] == written[1]
+    assert suppressed[0] == suppressed[1] > 0
+    assert b'"result":"suppressed"' in b"".join(written[0])
