@@ -469,105 +469,151 @@ static int peer_address(Run *r, PyObject *peer) {
 
 static const char *const EVENT_NAMES[] = {"datagram", "retransmit", "life", "stopped", "error"};
 
-static PyObject *serve(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
+/* One transfer's run, split in three so that labkit/native/_tftp_pool.c can run it on its own
+ * threads (no GIL, no Python frame): prepare (with the GIL: arguments checked, buffers taken,
+ * references held), execute (without it), finish (with it: the result tuple, everything freed). */
+typedef struct {
+    Run r;
+    Py_buffer view; /* the bytes source, or view.obj NULL */
+    PyObject *oack; /* a reference while the OACK waits, or NULL */
+    unsigned char *got;
+    Py_ssize_t got_len;
+    double retransmit_in, life_in, retransmit_left;
+    Event event;
+} Job;
+
+static void job_free(Job *j) {
+    PyMem_RawFree(j->r.window);
+    PyMem_RawFree(j->r.sizes);
+    PyMem_RawFree(j->r.lengths);
+    PyMem_RawFree(j->r.iov);
+    PyMem_RawFree(j->r.msgs);
+    PyMem_RawFree(j->r.chunk);
+    PyMem_RawFree(j->got);
+    if (j->view.obj != NULL)
+        PyBuffer_Release(&j->view);
+    Py_XDECREF(j->oack);
+    PyMem_RawFree(j);
+}
+
+static int job_check(const Run *r, PyObject *lengths, PyObject *oack) {
+    if (r->blksize < 8 || r->blksize > 65464 || r->windowsize < 1 || r->windowsize > 65535
+        || r->windowsize * (4 + r->blksize) > MAX_WINDOW_BYTES || r->acked < 0
+        || r->sent_hi < r->acked || r->sent_hi - r->acked > r->windowsize || r->final < -1
+        || !(r->timeout > 0) || r->retries < 0 || !PyTuple_Check(lengths)
+        || PyTuple_GET_SIZE(lengths) != r->sent_hi - r->acked
+        || (oack != Py_None && (!PyBytes_Check(oack) || PyBytes_GET_SIZE(oack) < 2
+                                || PyBytes_GET_SIZE(oack) > 65535 || r->acked != 0
+                                || r->sent_hi != 0 || r->final != -1))) {
+        PyErr_SetString(PyExc_ValueError, "inconsistent transfer state");
+        return -1;
+    }
+    return 0;
+}
+
+/* serve's arguments checked and held: a Job, or NULL with an exception set. */
+static void *job_prepare(PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"fd", "peer", "source", "blksize", "windowsize", "retries",
                              "timeout", "acked", "sent_hi", "final", "tries", "lengths",
                              "retransmit_in", "life_in", "stop_fd", "oack", "segment", NULL};
-    Run r;
-    memset(&r, 0, sizeof r);
+    Job *j = PyMem_RawCalloc(1, sizeof *j);
+    if (j == NULL)
+        return PyErr_NoMemory();
+    Run *r = &j->r;
     PyObject *peer, *source, *lengths, *oack = Py_None;
     int segment = 1;
     long long acked, sent_hi, final;
-    double retransmit_in, life_in;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iOOllldLLLlOddi|Op", kwlist, &r.fd, &peer,
-                                     &source, &r.blksize, &r.windowsize, &r.retries, &r.timeout,
-                                     &acked, &sent_hi, &final, &r.tries, &lengths, &retransmit_in,
-                                     &life_in, &r.stop_fd, &oack, &segment))
-        return NULL;
-    r.acked = acked, r.sent_hi = sent_hi, r.final = final;
-    if (r.blksize < 8 || r.blksize > 65464 || r.windowsize < 1 || r.windowsize > 65535
-        || r.windowsize * (4 + r.blksize) > MAX_WINDOW_BYTES || r.acked < 0
-        || r.sent_hi < r.acked || r.sent_hi - r.acked > r.windowsize || r.final < -1
-        || !(r.timeout > 0) || r.retries < 0 || !PyTuple_Check(lengths)
-        || PyTuple_GET_SIZE(lengths) != r.sent_hi - r.acked
-        || (oack != Py_None && (!PyBytes_Check(oack) || PyBytes_GET_SIZE(oack) < 2
-                                || PyBytes_GET_SIZE(oack) > 65535 || r.acked != 0
-                                || r.sent_hi != 0 || r.final != -1))) {
-        PyErr_SetString(PyExc_ValueError, "inconsistent transfer state");
-        return NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iOOllldLLLlOddi|Op", kwlist, &r->fd, &peer,
+                                     &source, &r->blksize, &r->windowsize, &r->retries, &r->timeout,
+                                     &acked, &sent_hi, &final, &r->tries, &lengths, &j->retransmit_in,
+                                     &j->life_in, &r->stop_fd, &oack, &segment))
+        goto fail;
+    r->acked = acked, r->sent_hi = sent_hi, r->final = final;
+    if (job_check(r, lengths, oack) < 0 || peer_address(r, peer) < 0)
+        goto fail;
+    r->gso_off = !segment; /* segment=False: datagram by datagram (the tests' fallback case) */
+    if (oack != Py_None) { /* held until finish: the caller's arguments may be gone by then */
+        Py_INCREF(oack);
+        j->oack = oack;
+        r->oack = (const unsigned char *)PyBytes_AS_STRING(oack);
+        r->oack_len = PyBytes_GET_SIZE(oack);
     }
-    r.gso_off = !segment; /* segment=False: datagram by datagram (the tests' fallback case) */
-    if (oack != Py_None) { /* kept alive by the caller's arguments for the whole call */
-        r.oack = (const unsigned char *)PyBytes_AS_STRING(oack);
-        r.oack_len = PyBytes_GET_SIZE(oack);
-    }
-    if (peer_address(&r, peer) < 0)
-        return NULL;
-    Py_buffer view = {0};
     if (PyLong_Check(source)) {
-        r.file_fd = (int)PyLong_AsLong(source);
+        r->file_fd = (int)PyLong_AsLong(source);
         if (PyErr_Occurred())
-            return NULL;
-    } else if (PyObject_GetBuffer(source, &view, PyBUF_SIMPLE) == 0) {
-        r.data = view.buf, r.data_len = view.len;
+            goto fail;
+    } else if (PyObject_GetBuffer(source, &j->view, PyBUF_SIMPLE) == 0) {
+        r->data = j->view.buf, r->data_len = j->view.len;
     } else {
-        return NULL;
+        goto fail;
     }
-    PyObject *result = NULL;
-    r.window = PyMem_RawMalloc(r.windowsize * (4 + r.blksize));
-    r.sizes = PyMem_RawMalloc(r.windowsize * sizeof *r.sizes);
-    r.lengths = PyMem_RawMalloc(r.windowsize * sizeof *r.lengths);
-    r.iov = PyMem_RawMalloc(r.windowsize * sizeof *r.iov);
-    r.msgs = PyMem_RawMalloc(r.windowsize * sizeof *r.msgs);
-    r.chunk = r.data == NULL ? PyMem_RawMalloc(CHUNK) : NULL;
-    unsigned char *got = PyMem_RawMalloc(RECV_SIZE);
-    if (!r.window || !r.sizes || !r.lengths || !r.iov || !r.msgs || !got || (r.data == NULL && !r.chunk)) {
+    r->window = PyMem_RawMalloc(r->windowsize * (4 + r->blksize));
+    r->sizes = PyMem_RawMalloc(r->windowsize * sizeof *r->sizes);
+    r->lengths = PyMem_RawMalloc(r->windowsize * sizeof *r->lengths);
+    r->iov = PyMem_RawMalloc(r->windowsize * sizeof *r->iov);
+    r->msgs = PyMem_RawMalloc(r->windowsize * sizeof *r->msgs);
+    r->chunk = r->data == NULL ? PyMem_RawMalloc(CHUNK) : NULL;
+    j->got = PyMem_RawMalloc(RECV_SIZE);
+    if (!r->window || !r->sizes || !r->lengths || !r->iov || !r->msgs || !j->got
+        || (r->data == NULL && !r->chunk)) {
         PyErr_NoMemory();
-        goto done;
+        goto fail;
     }
-    for (int64_t i = 0; i < r.sent_hi - r.acked; i++) {
-        r.lengths[(r.acked + 1 + i) % r.windowsize] = PyLong_AsLongLong(PyTuple_GET_ITEM(lengths, i));
+    for (int64_t i = 0; i < r->sent_hi - r->acked; i++) {
+        r->lengths[(r->acked + 1 + i) % r->windowsize] = PyLong_AsLongLong(PyTuple_GET_ITEM(lengths, i));
         if (PyErr_Occurred())
-            goto done;
+            goto fail;
     }
-    Py_ssize_t got_len = 0;
-    double retransmit_left = 0;
-    Event event;
+    return j;
+fail:
+    job_free(j);
+    return NULL;
+}
+
+/* The run itself: no Python object touched, callable without the GIL. */
+static void job_execute(void *job) {
+    Job *j = job;
     double start = now();
-    Py_BEGIN_ALLOW_THREADS
-    event = run(&r, start + retransmit_in, isfinite(life_in) ? start + life_in : INFINITY, got,
-                &got_len, &retransmit_left);
-    Py_END_ALLOW_THREADS
-    PyObject *left = PyTuple_New(r.sent_hi - r.acked);
+    j->event = run(&j->r, start + j->retransmit_in, isfinite(j->life_in) ? start + j->life_in : INFINITY,
+                   j->got, &j->got_len, &j->retransmit_left);
+}
+
+/* serve's return value (or NULL with an exception); the Job is freed either way. */
+static PyObject *job_finish(void *job) {
+    Job *j = job;
+    Run *r = &j->r;
+    PyObject *result = NULL, *left = PyTuple_New(r->sent_hi - r->acked);
     if (left == NULL)
         goto done;
-    for (int64_t i = 0; i < r.sent_hi - r.acked; i++) {
-        PyObject *n = PyLong_FromLongLong(r.lengths[(r.acked + 1 + i) % r.windowsize]);
+    for (int64_t i = 0; i < r->sent_hi - r->acked; i++) {
+        PyObject *n = PyLong_FromLongLong(r->lengths[(r->acked + 1 + i) % r->windowsize]);
         if (n == NULL) {
             Py_DECREF(left);
             goto done;
         }
         PyTuple_SET_ITEM(left, i, n);
     }
-    PyObject *payload = event == EV_DATAGRAM ? PyBytes_FromStringAndSize((char *)got, got_len)
-                                             : (Py_INCREF(Py_None), Py_None);
-    result = Py_BuildValue("sNLLLlNLLLLddO", EVENT_NAMES[event], payload, (long long)r.acked,
-                           (long long)r.sent_hi, (long long)r.final, r.tries, left,
-                           (long long)r.bytes_added, (long long)r.retransmits_added,
-                           (long long)r.ignored_added, (long long)r.unknown_tids, retransmit_left,
-                           r.final_sent_at, r.oack != NULL ? Py_True : Py_False);
+    PyObject *payload = j->event == EV_DATAGRAM ? PyBytes_FromStringAndSize((char *)j->got, j->got_len)
+                                                : (Py_INCREF(Py_None), Py_None);
+    result = Py_BuildValue("sNLLLlNLLLLddO", EVENT_NAMES[j->event], payload, (long long)r->acked,
+                           (long long)r->sent_hi, (long long)r->final, r->tries, left,
+                           (long long)r->bytes_added, (long long)r->retransmits_added,
+                           (long long)r->ignored_added, (long long)r->unknown_tids, j->retransmit_left,
+                           r->final_sent_at, r->oack != NULL ? Py_True : Py_False);
 done:
-    PyMem_RawFree(r.window);
-    PyMem_RawFree(r.sizes);
-    PyMem_RawFree(r.lengths);
-    PyMem_RawFree(r.iov);
-    PyMem_RawFree(r.msgs);
-    PyMem_RawFree(r.chunk);
-    PyMem_RawFree(got);
-    if (view.obj != NULL)
-        PyBuffer_Release(&view);
+    job_free(j);
     return result;
+}
+
+static PyObject *serve(PyObject *self, PyObject *args, PyObject *kwargs) {
+    (void)self;
+    void *job = job_prepare(args, kwargs);
+    if (job == NULL)
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    job_execute(job);
+    Py_END_ALLOW_THREADS
+    return job_finish(job);
 }
 
 static PyMethodDef methods[] = {
@@ -579,10 +625,16 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_tftp", NULL, -1, methods,
                                     NULL, NULL, NULL, NULL};
 
+#include "tftp_job.h"
+static const TftpJobApi API = {job_prepare, job_execute, job_finish};
+
 PyMODINIT_FUNC PyInit__tftp(void) {
     PyObject *m = PyModule_Create(&module);
-    if (m != NULL && PyModule_AddIntConstant(m, "MAX_WINDOW_BYTES", MAX_WINDOW_BYTES) < 0) {
-        Py_DECREF(m);
+    PyObject *api = m == NULL ? NULL : PyCapsule_New((void *)&API, TFTP_JOB_CAPSULE, NULL);
+    if (api == NULL || PyModule_AddIntConstant(m, "MAX_WINDOW_BYTES", MAX_WINDOW_BYTES) < 0
+        || PyModule_AddObject(m, "_job_api", api) < 0) {
+        Py_XDECREF(api);
+        Py_XDECREF(m);
         return NULL;
     }
     return m;

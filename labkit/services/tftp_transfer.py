@@ -308,17 +308,16 @@ class Transfer:
             handle.cancel()
         self._handles.clear()
 
-    def _returned(self, future: asyncio.Future[Returned]) -> None:
+    def _returned(self, returned: Returned | BaseException) -> None:
         """The loop handed the transfer back: take its state, carry out its event in the core,
         then hand off again or go on here."""
         self.in_native = False
-        try:
-            back = Handback(future.result())
-        except Exception:  # never expected: go on in Python from where the loop started
-            log.exception("tftp session %s: compiled loop failed", self.peer)
-            self._native = None
+        if isinstance(returned, BaseException):  # never expected: go on in Python from where
+            log.error("tftp session %s: compiled loop failed: %r", self.peer, returned)
+            self._native = None  # the loop started
             self._resume()
             return
+        back = Handback(returned)
         session = self.session
         assert isinstance(session, ReadSession)
         session.resume(back.state, **back.counts)

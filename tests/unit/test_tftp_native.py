@@ -455,7 +455,7 @@ def test_the_pool_starts_its_threads_with_the_service(max_threads: int) -> None:
         try:
             expected = min(max_threads, tftp_native.PRESTART)
             assert reads.prestarted == expected
-            assert reads._pool is not None and len(reads._pool._threads) == expected
+            assert reads._pool is not None and reads._threads.threads(reads._pool) == expected
         finally:
             await reads.stop()
 
