@@ -35,6 +35,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
+#include <stdio.h>
 #include <unistd.h>
 
 #define RECV_SIZE 1024 /* what the pure transfer reads: longer datagrams are truncated alike */
@@ -76,6 +77,10 @@ typedef struct {
     int gso_off; /* UDP_SEGMENT refused once: datagram by datagram for the rest of the run */
     double final_sent_at; /* when a window holding the last block was last sent, or 0 */
     long rcvtimeo_ms; /* SO_RCVTIMEO now set on the socket (see receive) */
+    int spin_misses; /* awake waits in a row that the next datagram did not end (see awake) */
+    int64_t started_ns, other_start_ns; /* this loop's start, and the one before it */
+    long waits; /* waits that asked may_spin */
+    int spare; /* a CPU to spare when last looked at (see spare_cpu) */
     double stop_checked; /* when the stop fd was last looked at */
 } Run;
 
@@ -308,6 +313,8 @@ static int on_ack(Run *r, unsigned wire, int *stopped) {
 
 typedef enum { EV_DATAGRAM, EV_RETRANSMIT, EV_LIFE, EV_STOPPED, EV_ERROR } Event;
 
+#include "tftp_spin.h" /* awake(): waiting awake before sleeping, when it pays */
+
 /* The next datagram, waited for in one blocking recvfrom (the socket is blocking for the run,
  * SO_RCVTIMEO is the timer) rather than poll + recvfrom: one system call per ACK less, and the
  * wake-up goes straight to the reader. Profiled (bench/README.md, TFTP round 4): poll was ~9%
@@ -335,6 +342,8 @@ static int receive(Run *r, double deadline, unsigned char *got, ssize_t *n,
                 return -1;
             r->rcvtimeo_ms = ms;
         }
+        if (awake(r, got, n, from, from_len, deadline))
+            return 1;
         *from_len = sizeof *from;
         *n = recvfrom(r->fd, got, RECV_SIZE, 0, (struct sockaddr *)from, from_len);
         if (*n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
@@ -362,6 +371,9 @@ static Event run(Run *r, double retransmit_at, double life_at, unsigned char *go
     int stopped = 0, flags = -1;
     Event event = EV_ERROR;
     r->stop_checked = -INFINITY; /* looked at before the first wait, as poll did */
+    __atomic_add_fetch(&running_loops, 1, __ATOMIC_RELAXED);
+    r->started_ns = now_ns();
+    r->other_start_ns = __atomic_exchange_n(&last_start_ns, r->started_ns, __ATOMIC_RELAXED);
     for (;;) {
         if (flags < 0 && block(r, &flags) < 0)
             break;
@@ -422,6 +434,7 @@ static Event run(Run *r, double retransmit_at, double life_at, unsigned char *go
         break;
     }
     unblock(r, flags);
+    __atomic_sub_fetch(&running_loops, 1, __ATOMIC_RELAXED);
     *retransmit_left = retransmit_at - now();
     return event;
 }
@@ -619,6 +632,8 @@ static PyObject *serve(PyObject *self, PyObject *args, PyObject *kwargs) {
 static PyMethodDef methods[] = {
     {"serve", (PyCFunction)(void (*)(void))serve, METH_VARARGS | METH_KEYWORDS,
      "Run the steady phase of a TFTP read transfer until an event the core must handle."},
+    {"set_spin", set_spin, METH_O, "Waiting awake: 0 never, 1 when it pays (default), 2 always; "
+     "returns the previous mode."},
     {NULL, NULL, 0, NULL},
 };
 

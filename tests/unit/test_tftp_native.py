@@ -486,3 +486,25 @@ def test_serve_leaves_the_socket_as_it_found_it() -> None:
             assert fcntl.fcntl(sock.fileno(), fcntl.F_GETFL) & os.O_NONBLOCK
             timeout = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16)
             assert struct.unpack("ll", timeout) == (0, 0)
+
+
+SPIN_CASES = ["clean", "lost blocks", "duplicate ACKs", "stale and future ACKs", "another TID",
+              "client ERROR", "window 8 lost inside", "OACK lost twice", "OACK another TID"]
+
+
+@needs_native
+@pytest.mark.parametrize("case", SPIN_CASES)
+def test_waiting_awake_is_identical_on_the_wire(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                case: str) -> None:
+    """The loop's awake wait (a non-blocking read in a loop before sleeping, which it uses only
+    when it pays: one loop alone on an idle machine) forced for every wait: the same datagrams,
+    events and counts as the pure path."""
+    assert MODULE is not None
+    script, _ = CASES[case]
+    before = MODULE.set_spin(2)
+    try:
+        assert_same(tmp_path, os.urandom(script.size), script, monkeypatch)
+    finally:
+        MODULE.set_spin(before)
+    with pytest.raises(ValueError):
+        MODULE.set_spin(3)
