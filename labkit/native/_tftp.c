@@ -39,7 +39,7 @@
 #include <unistd.h>
 
 #define RECV_SIZE 1024 /* what the pure transfer reads: longer datagrams are truncated alike */
-#define CHUNK (64 * 1024) /* read-ahead per pread, as services.filetree.FileReader */
+#define CHUNK (64 * 1024) /* read-ahead per pread (at least a window), as services.filetree.FileReader */
 #define MAX_WINDOW_BYTES (1 << 20) /* whole window built before sending (see window()) */
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103 /* linux/udp.h, Linux >= 4.18 */
@@ -59,9 +59,11 @@ typedef struct {
     unsigned char *chunk;
     int64_t chunk_start;
     Py_ssize_t chunk_len;
-    unsigned char *window; /* windowsize packets of 4 + blksize bytes */
+    Py_ssize_t chunk_cap; /* the chunk's size: a whole window fits */
+    unsigned char *heads; /* the 4-byte DATA header of each packet of the window */
+    const unsigned char **payloads; /* each packet's payload, in the chunk or the bytes source */
     Py_ssize_t *sizes; /* wire size of each packet built */
-    struct iovec *iov; /* one per packet of the window, for sendmmsg */
+    struct iovec *iov; /* two per packet of the window (header, payload), for the sends */
     struct mmsghdr *msgs;
     int64_t *lengths; /* payload length by block index % windowsize */
     /* session */
@@ -90,29 +92,31 @@ static double now(void) {
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* Up to `size` bytes at `offset` into `out`: what FileReader.read_at / bytes slicing return. */
-static Py_ssize_t read_at(Run *r, int64_t offset, Py_ssize_t size, unsigned char *out) {
-    if (r->data != NULL) {
-        if (offset >= r->data_len)
-            return 0;
-        Py_ssize_t n = r->data_len - offset < size ? r->data_len - offset : size;
-        memcpy(out, r->data + offset, n);
-        return n;
+/* Bytes [offset, offset + size) of the source made addressable: from the bytes source itself,
+ * or read into the chunk with one pread (of the whole chunk) unless it holds them already, so
+ * that a window's payloads are sent from where they lie, without a copy into a packet buffer
+ * (the kernel copies them once, into its datagrams). 0, or -1 on a read error. */
+static int have(Run *r, int64_t offset, Py_ssize_t size) {
+    if (r->data != NULL || (offset >= r->chunk_start && offset + size <= r->chunk_start + r->chunk_len))
+        return 0;
+    ssize_t got = pread(r->file_fd, r->chunk, r->chunk_cap, offset);
+    if (got < 0) {
+        r->read_errno = errno;
+        return -1;
     }
-    if (offset < r->chunk_start || offset + size > r->chunk_start + r->chunk_len) {
-        ssize_t got = pread(r->file_fd, r->chunk, CHUNK, offset);
-        if (got < 0) {
-            r->read_errno = errno;
-            return -1;
-        }
-        r->chunk_start = offset;
-        r->chunk_len = got;
-    }
-    Py_ssize_t start = offset - r->chunk_start;
-    Py_ssize_t n = r->chunk_len - start < size ? r->chunk_len - start : size;
-    if (n < 0)
-        n = 0;
-    memcpy(out, r->chunk + start, n);
+    r->chunk_start = offset;
+    r->chunk_len = got;
+    return 0;
+}
+
+/* Up to `size` bytes at `offset`, after have(): what FileReader.read_at / bytes slicing return. */
+static Py_ssize_t payload_at(const Run *r, int64_t offset, Py_ssize_t size, const unsigned char **out) {
+    const unsigned char *base = r->data != NULL ? r->data : r->chunk;
+    int64_t start = r->data != NULL ? 0 : r->chunk_start;
+    Py_ssize_t len = r->data != NULL ? r->data_len : r->chunk_len;
+    Py_ssize_t at = offset - start;
+    Py_ssize_t n = at >= len ? 0 : (len - at < size ? len - at : size);
+    *out = base + (at < len ? at : 0);
     return n;
 }
 
@@ -125,11 +129,11 @@ static long window(Run *r, int64_t first) {
         last = r->final;
     long count = 0;
     int64_t final = r->final;
+    if (have(r, (first - 1) * r->blksize, (last - first + 1) * r->blksize) < 0)
+        return -1;
     for (int64_t index = first; index <= last; index++, count++) {
-        unsigned char *packet = r->window + count * (4 + r->blksize);
-        Py_ssize_t n = read_at(r, (index - 1) * r->blksize, r->blksize, packet + 4);
-        if (n < 0)
-            return -1;
+        unsigned char *packet = r->heads + count * 4;
+        Py_ssize_t n = payload_at(r, (index - 1) * r->blksize, r->blksize, &r->payloads[count]);
         packet[0] = 0;
         packet[1] = 3;
         packet[2] = (unsigned char)((index >> 8) & 0xFF);
@@ -187,20 +191,19 @@ static long gso_batch(const Run *r, long i, long count) {
     return n;
 }
 
-/* Packets i .. i+n-1, back to back in r->window, as one datagram with UDP_SEGMENT: the kernel
+/* Packets i .. i+n-1 (their header and payload iovecs) as one datagram with UDP_SEGMENT: the kernel
  * cuts it into exactly those datagrams (the last segment may be shorter) after one pass through
  * the UDP/IP stack instead of n (on loopback, the receiving socket gets them cut the same way).
  * Same result on the wire as sendmmsg, a fraction of the kernel's cost per datagram. */
 static int send_segmented(Run *r, long i, long n) {
     long segment = 4 + r->blksize;
-    struct iovec iov = {r->window + i * segment, (size_t)((n - 1) * segment + r->sizes[i + n - 1])};
     union {
         char buf[CMSG_SPACE(sizeof(uint16_t))];
         struct cmsghdr align;
     } control;
     memset(&control, 0, sizeof control);
-    struct msghdr msg = {.msg_name = &r->peer, .msg_namelen = r->peer_len, .msg_iov = &iov,
-                         .msg_iovlen = 1, .msg_control = control.buf,
+    struct msghdr msg = {.msg_name = &r->peer, .msg_namelen = r->peer_len, .msg_iov = r->iov + 2 * i,
+                         .msg_iovlen = (size_t)(2 * n), .msg_control = control.buf,
                          .msg_controllen = sizeof control.buf};
     struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
     cmsg->cmsg_level = IPPROTO_UDP;
@@ -222,13 +225,16 @@ static void send_window(Run *r, long count, int *stopped) {
         r->final_sent_at = deadline - r->timeout;
     for (long j = 0; j < count; j++) {
         /* while the OACK is pending, the one datagram to (re)send is the OACK */
-        r->iov[j].iov_base = r->oack != NULL ? (void *)r->oack : r->window + j * (4 + r->blksize);
-        r->iov[j].iov_len = r->oack != NULL ? (size_t)r->oack_len : (size_t)r->sizes[j];
+        struct iovec *iov = r->iov + 2 * j;
+        iov[0].iov_base = r->oack != NULL ? (void *)r->oack : r->heads + 4 * j;
+        iov[0].iov_len = r->oack != NULL ? (size_t)r->oack_len : 4;
+        iov[1].iov_base = r->oack != NULL ? NULL : (void *)r->payloads[j];
+        iov[1].iov_len = r->oack != NULL ? 0 : (size_t)(r->sizes[j] - 4);
         memset(&r->msgs[j], 0, sizeof r->msgs[j]);
         r->msgs[j].msg_hdr.msg_name = &r->peer;
         r->msgs[j].msg_hdr.msg_namelen = r->peer_len;
-        r->msgs[j].msg_hdr.msg_iov = &r->iov[j];
-        r->msgs[j].msg_hdr.msg_iovlen = 1;
+        r->msgs[j].msg_hdr.msg_iov = iov;
+        r->msgs[j].msg_hdr.msg_iovlen = r->oack != NULL ? 1 : 2;
     }
     for (long i = 0; i < count && !*stopped;) {
         long batch = gso_batch(r, i, count);
@@ -496,7 +502,8 @@ typedef struct {
 } Job;
 
 static void job_free(Job *j) {
-    PyMem_RawFree(j->r.window);
+    PyMem_RawFree(j->r.heads);
+    PyMem_RawFree((void *)j->r.payloads);
     PyMem_RawFree(j->r.sizes);
     PyMem_RawFree(j->r.lengths);
     PyMem_RawFree(j->r.iov);
@@ -560,14 +567,16 @@ static void *job_prepare(PyObject *args, PyObject *kwargs) {
     } else {
         goto fail;
     }
-    r->window = PyMem_RawMalloc(r->windowsize * (4 + r->blksize));
+    r->chunk_cap = r->windowsize * r->blksize > CHUNK ? r->windowsize * r->blksize : CHUNK;
+    r->heads = PyMem_RawMalloc(r->windowsize * 4);
+    r->payloads = PyMem_RawMalloc(r->windowsize * sizeof *r->payloads);
     r->sizes = PyMem_RawMalloc(r->windowsize * sizeof *r->sizes);
     r->lengths = PyMem_RawMalloc(r->windowsize * sizeof *r->lengths);
-    r->iov = PyMem_RawMalloc(r->windowsize * sizeof *r->iov);
+    r->iov = PyMem_RawMalloc(2 * r->windowsize * sizeof *r->iov);
     r->msgs = PyMem_RawMalloc(r->windowsize * sizeof *r->msgs);
-    r->chunk = r->data == NULL ? PyMem_RawMalloc(CHUNK) : NULL;
+    r->chunk = r->data == NULL ? PyMem_RawMalloc(r->chunk_cap) : NULL;
     j->got = PyMem_RawMalloc(RECV_SIZE);
-    if (!r->window || !r->sizes || !r->lengths || !r->iov || !r->msgs || !j->got
+    if (!r->heads || !r->payloads || !r->sizes || !r->lengths || !r->iov || !r->msgs || !j->got
         || (r->data == NULL && !r->chunk)) {
         PyErr_NoMemory();
         goto fail;

@@ -10,6 +10,7 @@ import os
 import select
 import socket
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -46,6 +47,11 @@ def sockets(count: int) -> list[socket.socket]:
         sock.setblocking(False)
         out.append(sock)
     return out
+
+
+def serve_into(returned: list[Any], args: dict[str, Any]) -> None:
+    assert MODULE is not None
+    returned.append(MODULE.serve(**args))
 
 
 def collect_all(pool: Any, count: int) -> dict[object, Any]:
@@ -149,3 +155,49 @@ def test_start_refuses_bad_sizes(max_threads: int, prestart: int) -> None:
     assert POOL is not None
     with pytest.raises(ValueError):
         POOL.start(max_threads, prestart)
+
+
+@pytest.mark.parametrize(("size", "blksize", "windowsize"),
+                         [(0, 512, 1), (512 * 8, 512, 4), (70_000, 512, 8), (200_000, 1468, 64),
+                          (65_536 * 3 + 17, 1468, 8)])
+def test_bytes_and_file_sources_send_the_same(tmp_path: Any, stop_pipe: tuple[int, int], size: int,
+                                              blksize: int, windowsize: int) -> None:
+    """The loop sends payloads from where they lie (the bytes, or its read-ahead of the file,
+    a whole window at least): a client that acknowledges every window gets the same datagrams,
+    the file whole, from either source, across read-ahead boundaries and the empty last block."""
+    assert MODULE is not None
+    content = os.urandom(size)
+    path = tmp_path / "f.bin"
+    path.write_bytes(content)
+    wires = []
+    for source_kind in ("bytes", "file"):
+        fd = os.open(path, os.O_RDONLY)
+        (sock,) = sockets(1)
+        with sock, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.bind(("127.0.0.1", 0))
+            client.settimeout(BOUND)
+            client.sendto(b"\x00\x04\x00\x00", sock.getsockname())  # ACK 0 of the OACK
+            args = dict(fd=sock.fileno(), peer=client.getsockname(),
+                        source=content if source_kind == "bytes" else fd, blksize=blksize,
+                        windowsize=windowsize, retries=3, timeout=BOUND, acked=0, sent_hi=0,
+                        final=-1, tries=0, lengths=(), retransmit_in=BOUND, life_in=float("inf"),
+                        stop_fd=stop_pipe[0], oack=b"\x00\x06blksize\x00" + str(blksize).encode() + b"\x00")
+            wire: list[bytes] = []
+            returned: list[Any] = []
+            thread = threading.Thread(target=serve_into, args=(returned, args))
+            thread.start()
+            block = 0
+            while True:
+                data = client.recv(70_000)
+                wire.append(data)
+                block = int.from_bytes(data[2:4], "big")
+                if len(data) - 4 < blksize or block % windowsize == 0:
+                    client.sendto(b"\x00\x04" + data[2:4], sock.getsockname())
+                if len(data) - 4 < blksize:
+                    break
+            thread.join(BOUND)
+            assert returned and returned[0][0] == "datagram"  # the final ACK, handed back
+        os.close(fd)
+        wires.append(wire)
+    assert wires[0] == wires[1]
+    assert b"".join(d[4:] for d in wires[0]) == content
