@@ -6,12 +6,14 @@ of the one event-loop thread dominated. tftpd-hpa's model fits lock-step better:
 entity per transfer, sleeping in the kernel until its client's ACK comes. So once a read
 transfer is past its RRQ/OACK decisions (octet, no fault rule; from the moment the OACK went
 out, so that ACK 0 and the first window cost no event-loop turn), `Transfer` hands it to
-`_tftp.serve`, which runs in a thread of a pool bounded by the session cap with the GIL
-released: a blocking recvfrom (SO_RCVTIMEO the timer, the stop pipe looked at every 50 ms), the
-ACK checks of the core, pread or a copy from the bytes, sendto. It hands the transfer back with
+`_tftp.serve`'s loop, which runs on a C thread of labkit/native/_tftp_pool.c (bounded by the
+session cap) that never takes the GIL: a blocking recvfrom (SO_RCVTIMEO the timer, the stop pipe
+looked at every 50 ms; awake for a few µs first when that pays, see tftp_spin.h), the ACK checks
+of the core, pread, the payloads sent from where they lie. It hands the transfer back with
 the state reached and the one event the core must carry out (the final ACK, an ERROR or junk
 from the client, the last retransmission, the life timer, a read error, the stop pipe); Python's
-session then does exactly what the pure path does, so events and endings are the core's.
+session then does exactly what the pure path does, so events and endings are the core's. The
+hand-back comes through the pool's pipe, read by the event loop (`NativeReads._collect`).
 
 `NativeReads.stop` (service close, which reload and shutdown go through) writes the stop pipe:
 every running loop returns within 50 ms, and the transfers end in Python ("shutdown").
