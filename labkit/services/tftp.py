@@ -160,7 +160,10 @@ class TftpService:
         self._pump = SessionPump(loop, use_epoll=self.batched_reads)
         module, threads = native.load("_tftp"), native.load("_tftp_pool")
         if module is not None and threads is not None:  # chosen once; LABKIT_NATIVE=0 or no
-            self.native = NativeReads(module, loop, self.rules.max_sessions, threads)  # compiler: pure
+            try:  # compiler: the pure path
+                self.native = NativeReads(module, loop, self.rules.max_sessions, threads)
+            except OSError as exc:  # no thread could start: the pure path serves alone
+                log.warning("tftp: compiled loop unavailable (%s): pure Python path", exc)
 
     async def close(self) -> None:
         """Stop listening and end every transfer (clients get error 0 "server shutting down")."""

@@ -139,8 +139,12 @@ class NativeReads:
             return
         for token, returned in self._threads.collect(self._pool):
             done = self._running.pop(token, None)
-            if done is not None:
+            if done is None:
+                continue
+            try:
                 done(returned)
+            except Exception:  # a bug in one hand-back must not strand the others' transfers
+                log.exception("tftp: the hand-back of a compiled loop failed")
         if not self._running and self._idle is not None and not self._idle.done():
             self._idle.set_result(None)
 
