@@ -156,12 +156,15 @@ class Transfer:
         self._handles: dict[str, asyncio.TimerHandle] = {}
         self._queue: collections.deque[bytes] = collections.deque()
         self.finished = False
+        self._timers_later = False  # see begin
         self._pumped = False  # a transfer the compiled loop may take joins the pump only if
         if self._native is None:  # it does not (`begin`): no epoll add and remove for nothing
             self._pump_add()
 
     def begin(self, result: Result) -> None:  # the session's start: the OACK or first window
+        self._timers_later = self._native is not None  # deadlines only: the loop or _resume arms
         self.apply(result)
+        self._timers_later = False
         self.hand_off()
         if not self.in_native:
             self._resume()
@@ -264,7 +267,7 @@ class Transfer:
     def _arm(self, key: str, after: float) -> None:
         deadline = self.loop.time() + after
         self._deadlines[key] = deadline
-        if key not in self._handles:
+        if key not in self._handles and not self._timers_later:
             self._handles[key] = self.loop.call_at(deadline, self._on_timer, key)
 
     def _on_timer(self, key: str) -> None:
@@ -313,10 +316,9 @@ class Transfer:
         then hand off again or go on here."""
         self.in_native = False
         if isinstance(returned, BaseException):  # never expected: go on in Python from where
-            log.error("tftp session %s: compiled loop failed: %r", self.peer, returned)
             self._native = None  # the loop started
-            self._resume()
-            return
+            log.error("tftp session %s: compiled loop failed: %r", self.peer, returned)
+            return self._resume()
         back = Handback(returned)
         session = self.session
         assert isinstance(session, ReadSession)
