@@ -81,7 +81,7 @@ typedef struct {
     long rcvtimeo_ms; /* SO_RCVTIMEO now set on the socket (see receive) */
     int spin_misses; /* awake waits in a row that the next datagram did not end (see awake) */
     int64_t started_ns, other_start_ns; /* this loop's start, and the one before it */
-    long waits; /* waits that asked may_spin */
+    long check_in; /* waits until may_spin looks at /proc/loadavg again (0: at the next) */
     int spare; /* a CPU to spare when last looked at (see spare_cpu) */
     double stop_checked; /* when the stop fd was last looked at */
 } Run;

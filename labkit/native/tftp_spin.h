@@ -10,13 +10,15 @@
  * started within QUIET_NS (a burst of transfers needs the CPUs: then every loop sleeps at once),
  * not after SPIN_MISSES waits in a row that the next datagram did not end (a client slower than
  * SPIN_NS: a network), and only while the machine has a CPU to spare (runnable tasks, from
- * /proc/loadavg every IDLE_CHECK waits, at most the CPUs online): on a loaded machine the
+ * /proc/loadavg every IDLE_CHECK waits, every IDLE_RECHECK while there was none, at most the
+ * CPUs online; a transfer's start is its busiest moment): on a loaded machine the
  * spinning thread takes the CPU its client needs (measured: slower there). It costs CPU by
  * design: up to SPIN_NS a wait. */
 #define SPIN_NS 50000
 #define QUIET_NS 10000000
 #define SPIN_MISSES 4
 #define IDLE_CHECK 64
+#define IDLE_RECHECK 8
 
 static int running_loops; /* loops running in this process (atomic) */
 static int spin_mode = 1; /* set_spin: 0 never, 1 as above, 2 always (the tests' way in) */
@@ -53,8 +55,10 @@ static int may_spin(Run *r, int64_t t) {
         return spin_mode == 2;
     if (r->spin_misses >= SPIN_MISSES || __atomic_load_n(&running_loops, __ATOMIC_RELAXED) != 1)
         return 0;
-    if (r->waits++ % IDLE_CHECK == 0)
+    if (--r->check_in <= 0) {
         r->spare = spare_cpu() == 1;
+        r->check_in = r->spare ? IDLE_CHECK : IDLE_RECHECK;
+    }
     if (!r->spare)
         return 0;
     int64_t last = __atomic_load_n(&last_start_ns, __ATOMIC_RELAXED);
