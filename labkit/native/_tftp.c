@@ -641,7 +641,7 @@ static PyObject *serve(PyObject *self, PyObject *args, PyObject *kwargs) {
 static PyMethodDef methods[] = {
     {"serve", (PyCFunction)(void (*)(void))serve, METH_VARARGS | METH_KEYWORDS,
      "Run the steady phase of a TFTP read transfer until an event the core must handle."},
-    {"set_spin", set_spin, METH_O, "Waiting awake: 0 never, 1 when it pays (default), 2 always; "
+    {"set_spin", set_spin, METH_O, "Waiting awake: 0 never (default), 1 when it may pay, 2 always; "
      "returns the previous mode."},
     {NULL, NULL, 0, NULL},
 };

@@ -19,5 +19,5 @@ def serve(*, fd: int, peer: tuple[object, ...], source: bytes | int, blksize: in
     "stopped" (the stop fd), "error" (poll failed: go on in Python)."""
 
 def set_spin(mode: int, /) -> int:
-    """Waiting awake before sleeping for a datagram: 0 never, 1 only when it pays (one loop
-    alone, a CPU to spare; the default), 2 always (tests). Returns the previous mode."""
+    """Waiting awake before sleeping for a datagram: 0 never (the default), 1 only when it may
+    pay (one loop alone, a CPU to spare), 2 always (tests). Returns the previous mode."""

@@ -21,7 +21,10 @@
 #define IDLE_RECHECK 8
 
 static int running_loops; /* loops running in this process (atomic) */
-static int spin_mode = 1; /* set_spin: 0 never, 1 as above, 2 always (the tests' way in) */
+/* set_spin: 0 never (the default: measured slower at load average ~2, bench/README.md TFTP
+ * round 5), 1 as above (LABKIT_TFTP_AWAKE=1, see labkit/services/tftp_native.py), 2 always (the
+ * tests' way in) */
+static int spin_mode = 0;
 static int64_t last_start_ns; /* when a loop last started (atomic) */
 
 static int64_t now_ns(void) {
@@ -92,7 +95,7 @@ static PyObject *set_spin(PyObject *self, PyObject *arg) {
     if (mode == -1 && PyErr_Occurred())
         return NULL;
     if (mode < 0 || mode > 2) {
-        PyErr_SetString(PyExc_ValueError, "spin mode: 0 never, 1 when it pays, 2 always");
+        PyErr_SetString(PyExc_ValueError, "spin mode: 0 never, 1 when it may pay, 2 always");
         return NULL;
     }
     long old = __atomic_exchange_n(&spin_mode, (int)mode, __ATOMIC_RELAXED);

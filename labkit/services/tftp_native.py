@@ -8,7 +8,8 @@ transfer is past its RRQ/OACK decisions (octet, no fault rule; from the moment t
 out, so that ACK 0 and the first window cost no event-loop turn), `Transfer` hands it to
 `_tftp.serve`'s loop, which runs on a C thread of labkit/native/_tftp_pool.c (bounded by the
 session cap) that never takes the GIL: a blocking recvfrom (SO_RCVTIMEO the timer, the stop pipe
-looked at every 50 ms; awake for a few µs first when that pays, see tftp_spin.h), the ACK checks
+looked at every 50 ms; with LABKIT_TFTP_AWAKE=1 awake for up to 50 µs first when that may pay,
+see tftp_spin.h), the ACK checks
 of the core, pread, the payloads sent from where they lie. It hands the transfer back with
 the state reached and the one event the core must carry out (the final ACK, an ERROR or junk
 from the client, the last retransmission, the life timer, a read error, the stop pipe); Python's
@@ -37,6 +38,7 @@ from labkit.protocols.tftp.read import ReadSession, Steady
 
 log = logging.getLogger(__name__)
 
+AWAKE_VARIABLE = "LABKIT_TFTP_AWAKE"  # "1": the loop may wait awake (labkit/native/tftp_spin.h)
 PRESTART = 64  # pool threads started with the service (~16 KiB resident each, measured)
 Returned = tuple[Any, ...]  # what `_tftp.serve` returns (see labkit/native/_tftp.pyi)
 
@@ -84,6 +86,8 @@ class NativeReads:
         # TFTP round 4): 50 clients at once on a new server cost 1.4 ms of server CPU per
         # transfer against 0.8 once the pool had its threads. The pool's threads never take the
         # GIL (round 5): a finished run comes back through the pool's pipe, read here.
+        if os.environ.get(AWAKE_VARIABLE, "").strip() == "1":
+            module.set_spin(1)  # off by default: see tftp_spin.h and bench/README.md (round 5)
         self.prestarted = min(max(1, max_threads), PRESTART)
         self._pool: Any = self._threads.start(max(1, max_threads), self.prestarted)
         self._stop_read, self._stop_write = os.pipe()

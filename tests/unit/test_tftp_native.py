@@ -508,3 +508,28 @@ def test_waiting_awake_is_identical_on_the_wire(tmp_path: Path, monkeypatch: pyt
         MODULE.set_spin(before)
     with pytest.raises(ValueError):
         MODULE.set_spin(3)
+
+
+@needs_native
+@pytest.mark.parametrize(("value", "mode"), [(None, 0), ("1", 1), ("0", 0)])
+def test_waiting_awake_is_off_unless_asked(monkeypatch: pytest.MonkeyPatch, value: str | None,
+                                           mode: int) -> None:
+    """Measured slower under load (bench/README.md, TFTP round 5): the loop waits awake only
+    with LABKIT_TFTP_AWAKE=1, and then only when it may pay (mode 1)."""
+    from labkit.services import tftp_native
+    assert MODULE is not None
+    if value is None:
+        monkeypatch.delenv(tftp_native.AWAKE_VARIABLE, raising=False)
+    else:
+        monkeypatch.setenv(tftp_native.AWAKE_VARIABLE, value)
+    previous = MODULE.set_spin(0)
+
+    async def scenario() -> None:
+        reads = NativeReads(MODULE, asyncio.get_running_loop(), 1)
+        await reads.stop()
+
+    try:
+        asyncio.run(asyncio.wait_for(scenario(), BOUND))
+        assert MODULE.set_spin(0) == mode
+    finally:
+        MODULE.set_spin(previous)
