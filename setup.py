@@ -10,6 +10,7 @@ NATIVE = sorted(Path("labkit/native").glob("_*.c"))
 
 setup(ext_modules=[
     Extension(f"labkit.native.{source.stem}", [source.as_posix()], optional=True,
+              depends=[header.as_posix() for header in sorted(Path("labkit/native").glob("*.h"))],
               extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wextra",
                                   "-Werror=implicit-function-declaration"])
     for source in NATIVE

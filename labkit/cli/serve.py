@@ -226,8 +226,9 @@ def _fast_paths() -> str:
     """Which compiled fast paths (labkit.native) this process runs with, in the banner's words."""
     from labkit import native
 
-    names = {"_tftp": "TFTP steady phase", "_udp": "DNS UDP drain", "_dhcp": "DHCP codec",
-             "_events": "journal lines", "_fold": "status fold"}
+    names = {"_tftp": "TFTP steady phase", "_tftp_pool": "TFTP loop threads",
+             "_udp": "DNS UDP drain", "_dhcp": "DHCP codec", "_events": "journal lines",
+             "_fold": "status fold"}
     built = native.available()
     if not native.enabled():
         return "off (LABKIT_NATIVE=0): pure Python"

@@ -35,10 +35,11 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
+#include <stdio.h>
 #include <unistd.h>
 
 #define RECV_SIZE 1024 /* what the pure transfer reads: longer datagrams are truncated alike */
-#define CHUNK (64 * 1024) /* read-ahead per pread, as services.filetree.FileReader */
+#define CHUNK (64 * 1024) /* read-ahead per pread (at least a window), as services.filetree.FileReader */
 #define MAX_WINDOW_BYTES (1 << 20) /* whole window built before sending (see window()) */
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103 /* linux/udp.h, Linux >= 4.18 */
@@ -58,9 +59,11 @@ typedef struct {
     unsigned char *chunk;
     int64_t chunk_start;
     Py_ssize_t chunk_len;
-    unsigned char *window; /* windowsize packets of 4 + blksize bytes */
+    Py_ssize_t chunk_cap; /* the chunk's size: a whole window fits */
+    unsigned char *heads; /* the 4-byte DATA header of each packet of the window */
+    const unsigned char **payloads; /* each packet's payload, in the chunk or the bytes source */
     Py_ssize_t *sizes; /* wire size of each packet built */
-    struct iovec *iov; /* one per packet of the window, for sendmmsg */
+    struct iovec *iov; /* two per packet of the window (header, payload), for the sends */
     struct mmsghdr *msgs;
     int64_t *lengths; /* payload length by block index % windowsize */
     /* session */
@@ -76,6 +79,10 @@ typedef struct {
     int gso_off; /* UDP_SEGMENT refused once: datagram by datagram for the rest of the run */
     double final_sent_at; /* when a window holding the last block was last sent, or 0 */
     long rcvtimeo_ms; /* SO_RCVTIMEO now set on the socket (see receive) */
+    int spin_misses; /* awake waits in a row that the next datagram did not end (see awake) */
+    int64_t started_ns, other_start_ns; /* this loop's start, and the one before it */
+    long check_in; /* waits until may_spin looks at /proc/loadavg again (0: at the next) */
+    int spare; /* a CPU to spare when last looked at (see spare_cpu) */
     double stop_checked; /* when the stop fd was last looked at */
 } Run;
 
@@ -85,29 +92,31 @@ static double now(void) {
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* Up to `size` bytes at `offset` into `out`: what FileReader.read_at / bytes slicing return. */
-static Py_ssize_t read_at(Run *r, int64_t offset, Py_ssize_t size, unsigned char *out) {
-    if (r->data != NULL) {
-        if (offset >= r->data_len)
-            return 0;
-        Py_ssize_t n = r->data_len - offset < size ? r->data_len - offset : size;
-        memcpy(out, r->data + offset, n);
-        return n;
+/* Bytes [offset, offset + size) of the source made addressable: from the bytes source itself,
+ * or read into the chunk with one pread (of the whole chunk) unless it holds them already, so
+ * that a window's payloads are sent from where they lie, without a copy into a packet buffer
+ * (the kernel copies them once, into its datagrams). 0, or -1 on a read error. */
+static int have(Run *r, int64_t offset, Py_ssize_t size) {
+    if (r->data != NULL || (offset >= r->chunk_start && offset + size <= r->chunk_start + r->chunk_len))
+        return 0;
+    ssize_t got = pread(r->file_fd, r->chunk, r->chunk_cap, offset);
+    if (got < 0) {
+        r->read_errno = errno;
+        return -1;
     }
-    if (offset < r->chunk_start || offset + size > r->chunk_start + r->chunk_len) {
-        ssize_t got = pread(r->file_fd, r->chunk, CHUNK, offset);
-        if (got < 0) {
-            r->read_errno = errno;
-            return -1;
-        }
-        r->chunk_start = offset;
-        r->chunk_len = got;
-    }
-    Py_ssize_t start = offset - r->chunk_start;
-    Py_ssize_t n = r->chunk_len - start < size ? r->chunk_len - start : size;
-    if (n < 0)
-        n = 0;
-    memcpy(out, r->chunk + start, n);
+    r->chunk_start = offset;
+    r->chunk_len = got;
+    return 0;
+}
+
+/* Up to `size` bytes at `offset`, after have(): what FileReader.read_at / bytes slicing return. */
+static Py_ssize_t payload_at(const Run *r, int64_t offset, Py_ssize_t size, const unsigned char **out) {
+    const unsigned char *base = r->data != NULL ? r->data : r->chunk;
+    int64_t start = r->data != NULL ? 0 : r->chunk_start;
+    Py_ssize_t len = r->data != NULL ? r->data_len : r->chunk_len;
+    Py_ssize_t at = offset - start;
+    Py_ssize_t n = at >= len ? 0 : (len - at < size ? len - at : size);
+    *out = base + (at < len ? at : 0);
     return n;
 }
 
@@ -120,11 +129,11 @@ static long window(Run *r, int64_t first) {
         last = r->final;
     long count = 0;
     int64_t final = r->final;
+    if (have(r, (first - 1) * r->blksize, (last - first + 1) * r->blksize) < 0)
+        return -1;
     for (int64_t index = first; index <= last; index++, count++) {
-        unsigned char *packet = r->window + count * (4 + r->blksize);
-        Py_ssize_t n = read_at(r, (index - 1) * r->blksize, r->blksize, packet + 4);
-        if (n < 0)
-            return -1;
+        unsigned char *packet = r->heads + count * 4;
+        Py_ssize_t n = payload_at(r, (index - 1) * r->blksize, r->blksize, &r->payloads[count]);
         packet[0] = 0;
         packet[1] = 3;
         packet[2] = (unsigned char)((index >> 8) & 0xFF);
@@ -182,20 +191,19 @@ static long gso_batch(const Run *r, long i, long count) {
     return n;
 }
 
-/* Packets i .. i+n-1, back to back in r->window, as one datagram with UDP_SEGMENT: the kernel
+/* Packets i .. i+n-1 (their header and payload iovecs) as one datagram with UDP_SEGMENT: the kernel
  * cuts it into exactly those datagrams (the last segment may be shorter) after one pass through
  * the UDP/IP stack instead of n (on loopback, the receiving socket gets them cut the same way).
  * Same result on the wire as sendmmsg, a fraction of the kernel's cost per datagram. */
 static int send_segmented(Run *r, long i, long n) {
     long segment = 4 + r->blksize;
-    struct iovec iov = {r->window + i * segment, (size_t)((n - 1) * segment + r->sizes[i + n - 1])};
     union {
         char buf[CMSG_SPACE(sizeof(uint16_t))];
         struct cmsghdr align;
     } control;
     memset(&control, 0, sizeof control);
-    struct msghdr msg = {.msg_name = &r->peer, .msg_namelen = r->peer_len, .msg_iov = &iov,
-                         .msg_iovlen = 1, .msg_control = control.buf,
+    struct msghdr msg = {.msg_name = &r->peer, .msg_namelen = r->peer_len, .msg_iov = r->iov + 2 * i,
+                         .msg_iovlen = (size_t)(2 * n), .msg_control = control.buf,
                          .msg_controllen = sizeof control.buf};
     struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
     cmsg->cmsg_level = IPPROTO_UDP;
@@ -217,13 +225,16 @@ static void send_window(Run *r, long count, int *stopped) {
         r->final_sent_at = deadline - r->timeout;
     for (long j = 0; j < count; j++) {
         /* while the OACK is pending, the one datagram to (re)send is the OACK */
-        r->iov[j].iov_base = r->oack != NULL ? (void *)r->oack : r->window + j * (4 + r->blksize);
-        r->iov[j].iov_len = r->oack != NULL ? (size_t)r->oack_len : (size_t)r->sizes[j];
+        struct iovec *iov = r->iov + 2 * j;
+        iov[0].iov_base = r->oack != NULL ? (void *)r->oack : r->heads + 4 * j;
+        iov[0].iov_len = r->oack != NULL ? (size_t)r->oack_len : 4;
+        iov[1].iov_base = r->oack != NULL ? NULL : (void *)r->payloads[j];
+        iov[1].iov_len = r->oack != NULL ? 0 : (size_t)(r->sizes[j] - 4);
         memset(&r->msgs[j], 0, sizeof r->msgs[j]);
         r->msgs[j].msg_hdr.msg_name = &r->peer;
         r->msgs[j].msg_hdr.msg_namelen = r->peer_len;
-        r->msgs[j].msg_hdr.msg_iov = &r->iov[j];
-        r->msgs[j].msg_hdr.msg_iovlen = 1;
+        r->msgs[j].msg_hdr.msg_iov = iov;
+        r->msgs[j].msg_hdr.msg_iovlen = r->oack != NULL ? 1 : 2;
     }
     for (long i = 0; i < count && !*stopped;) {
         long batch = gso_batch(r, i, count);
@@ -308,6 +319,8 @@ static int on_ack(Run *r, unsigned wire, int *stopped) {
 
 typedef enum { EV_DATAGRAM, EV_RETRANSMIT, EV_LIFE, EV_STOPPED, EV_ERROR } Event;
 
+#include "tftp_spin.h" /* awake(): waiting awake before sleeping, when it pays */
+
 /* The next datagram, waited for in one blocking recvfrom (the socket is blocking for the run,
  * SO_RCVTIMEO is the timer) rather than poll + recvfrom: one system call per ACK less, and the
  * wake-up goes straight to the reader. Profiled (bench/README.md, TFTP round 4): poll was ~9%
@@ -335,6 +348,8 @@ static int receive(Run *r, double deadline, unsigned char *got, ssize_t *n,
                 return -1;
             r->rcvtimeo_ms = ms;
         }
+        if (awake(r, got, n, from, from_len, deadline))
+            return 1;
         *from_len = sizeof *from;
         *n = recvfrom(r->fd, got, RECV_SIZE, 0, (struct sockaddr *)from, from_len);
         if (*n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
@@ -362,6 +377,9 @@ static Event run(Run *r, double retransmit_at, double life_at, unsigned char *go
     int stopped = 0, flags = -1;
     Event event = EV_ERROR;
     r->stop_checked = -INFINITY; /* looked at before the first wait, as poll did */
+    __atomic_add_fetch(&running_loops, 1, __ATOMIC_RELAXED);
+    r->started_ns = now_ns();
+    r->other_start_ns = __atomic_exchange_n(&last_start_ns, r->started_ns, __ATOMIC_RELAXED);
     for (;;) {
         if (flags < 0 && block(r, &flags) < 0)
             break;
@@ -422,6 +440,7 @@ static Event run(Run *r, double retransmit_at, double life_at, unsigned char *go
         break;
     }
     unblock(r, flags);
+    __atomic_sub_fetch(&running_loops, 1, __ATOMIC_RELAXED);
     *retransmit_left = retransmit_at - now();
     return event;
 }
@@ -469,120 +488,177 @@ static int peer_address(Run *r, PyObject *peer) {
 
 static const char *const EVENT_NAMES[] = {"datagram", "retransmit", "life", "stopped", "error"};
 
-static PyObject *serve(PyObject *self, PyObject *args, PyObject *kwargs) {
-    (void)self;
+/* One transfer's run, split in three so that labkit/native/_tftp_pool.c can run it on its own
+ * threads (no GIL, no Python frame): prepare (with the GIL: arguments checked, buffers taken,
+ * references held), execute (without it), finish (with it: the result tuple, everything freed). */
+typedef struct {
+    Run r;
+    Py_buffer view; /* the bytes source, or view.obj NULL */
+    PyObject *oack; /* a reference while the OACK waits, or NULL */
+    unsigned char *got;
+    Py_ssize_t got_len;
+    double retransmit_in, life_in, retransmit_left;
+    Event event;
+} Job;
+
+static void job_free(Job *j) {
+    PyMem_RawFree(j->r.heads);
+    PyMem_RawFree((void *)j->r.payloads);
+    PyMem_RawFree(j->r.sizes);
+    PyMem_RawFree(j->r.lengths);
+    PyMem_RawFree(j->r.iov);
+    PyMem_RawFree(j->r.msgs);
+    PyMem_RawFree(j->r.chunk);
+    PyMem_RawFree(j->got);
+    if (j->view.obj != NULL)
+        PyBuffer_Release(&j->view);
+    Py_XDECREF(j->oack);
+    PyMem_RawFree(j);
+}
+
+static int job_check(const Run *r, PyObject *lengths, PyObject *oack) {
+    if (r->blksize < 8 || r->blksize > 65464 || r->windowsize < 1 || r->windowsize > 65535
+        || r->windowsize * (4 + r->blksize) > MAX_WINDOW_BYTES || r->acked < 0
+        || r->sent_hi < r->acked || r->sent_hi - r->acked > r->windowsize || r->final < -1
+        || !(r->timeout > 0) || r->retries < 0 || !PyTuple_Check(lengths)
+        || PyTuple_GET_SIZE(lengths) != r->sent_hi - r->acked
+        || (oack != Py_None && (!PyBytes_Check(oack) || PyBytes_GET_SIZE(oack) < 2
+                                || PyBytes_GET_SIZE(oack) > 65535 || r->acked != 0
+                                || r->sent_hi != 0 || r->final != -1))) {
+        PyErr_SetString(PyExc_ValueError, "inconsistent transfer state");
+        return -1;
+    }
+    return 0;
+}
+
+/* serve's arguments checked and held: a Job, or NULL with an exception set. */
+static void *job_prepare(PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"fd", "peer", "source", "blksize", "windowsize", "retries",
                              "timeout", "acked", "sent_hi", "final", "tries", "lengths",
                              "retransmit_in", "life_in", "stop_fd", "oack", "segment", NULL};
-    Run r;
-    memset(&r, 0, sizeof r);
+    Job *j = PyMem_RawCalloc(1, sizeof *j);
+    if (j == NULL)
+        return PyErr_NoMemory();
+    Run *r = &j->r;
     PyObject *peer, *source, *lengths, *oack = Py_None;
     int segment = 1;
     long long acked, sent_hi, final;
-    double retransmit_in, life_in;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iOOllldLLLlOddi|Op", kwlist, &r.fd, &peer,
-                                     &source, &r.blksize, &r.windowsize, &r.retries, &r.timeout,
-                                     &acked, &sent_hi, &final, &r.tries, &lengths, &retransmit_in,
-                                     &life_in, &r.stop_fd, &oack, &segment))
-        return NULL;
-    r.acked = acked, r.sent_hi = sent_hi, r.final = final;
-    if (r.blksize < 8 || r.blksize > 65464 || r.windowsize < 1 || r.windowsize > 65535
-        || r.windowsize * (4 + r.blksize) > MAX_WINDOW_BYTES || r.acked < 0
-        || r.sent_hi < r.acked || r.sent_hi - r.acked > r.windowsize || r.final < -1
-        || !(r.timeout > 0) || r.retries < 0 || !PyTuple_Check(lengths)
-        || PyTuple_GET_SIZE(lengths) != r.sent_hi - r.acked
-        || (oack != Py_None && (!PyBytes_Check(oack) || PyBytes_GET_SIZE(oack) < 2
-                                || PyBytes_GET_SIZE(oack) > 65535 || r.acked != 0
-                                || r.sent_hi != 0 || r.final != -1))) {
-        PyErr_SetString(PyExc_ValueError, "inconsistent transfer state");
-        return NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iOOllldLLLlOddi|Op", kwlist, &r->fd, &peer,
+                                     &source, &r->blksize, &r->windowsize, &r->retries, &r->timeout,
+                                     &acked, &sent_hi, &final, &r->tries, &lengths, &j->retransmit_in,
+                                     &j->life_in, &r->stop_fd, &oack, &segment))
+        goto fail;
+    r->acked = acked, r->sent_hi = sent_hi, r->final = final;
+    if (job_check(r, lengths, oack) < 0 || peer_address(r, peer) < 0)
+        goto fail;
+    r->gso_off = !segment; /* segment=False: datagram by datagram (the tests' fallback case) */
+    if (oack != Py_None) { /* held until finish: the caller's arguments may be gone by then */
+        Py_INCREF(oack);
+        j->oack = oack;
+        r->oack = (const unsigned char *)PyBytes_AS_STRING(oack);
+        r->oack_len = PyBytes_GET_SIZE(oack);
     }
-    r.gso_off = !segment; /* segment=False: datagram by datagram (the tests' fallback case) */
-    if (oack != Py_None) { /* kept alive by the caller's arguments for the whole call */
-        r.oack = (const unsigned char *)PyBytes_AS_STRING(oack);
-        r.oack_len = PyBytes_GET_SIZE(oack);
-    }
-    if (peer_address(&r, peer) < 0)
-        return NULL;
-    Py_buffer view = {0};
     if (PyLong_Check(source)) {
-        r.file_fd = (int)PyLong_AsLong(source);
+        r->file_fd = (int)PyLong_AsLong(source);
         if (PyErr_Occurred())
-            return NULL;
-    } else if (PyObject_GetBuffer(source, &view, PyBUF_SIMPLE) == 0) {
-        r.data = view.buf, r.data_len = view.len;
+            goto fail;
+    } else if (PyObject_GetBuffer(source, &j->view, PyBUF_SIMPLE) == 0) {
+        r->data = j->view.buf, r->data_len = j->view.len;
     } else {
-        return NULL;
+        goto fail;
     }
-    PyObject *result = NULL;
-    r.window = PyMem_RawMalloc(r.windowsize * (4 + r.blksize));
-    r.sizes = PyMem_RawMalloc(r.windowsize * sizeof *r.sizes);
-    r.lengths = PyMem_RawMalloc(r.windowsize * sizeof *r.lengths);
-    r.iov = PyMem_RawMalloc(r.windowsize * sizeof *r.iov);
-    r.msgs = PyMem_RawMalloc(r.windowsize * sizeof *r.msgs);
-    r.chunk = r.data == NULL ? PyMem_RawMalloc(CHUNK) : NULL;
-    unsigned char *got = PyMem_RawMalloc(RECV_SIZE);
-    if (!r.window || !r.sizes || !r.lengths || !r.iov || !r.msgs || !got || (r.data == NULL && !r.chunk)) {
+    r->chunk_cap = r->windowsize * r->blksize > CHUNK ? r->windowsize * r->blksize : CHUNK;
+    r->heads = PyMem_RawMalloc(r->windowsize * 4);
+    r->payloads = PyMem_RawMalloc(r->windowsize * sizeof *r->payloads);
+    r->sizes = PyMem_RawMalloc(r->windowsize * sizeof *r->sizes);
+    r->lengths = PyMem_RawMalloc(r->windowsize * sizeof *r->lengths);
+    r->iov = PyMem_RawMalloc(2 * r->windowsize * sizeof *r->iov);
+    r->msgs = PyMem_RawMalloc(r->windowsize * sizeof *r->msgs);
+    r->chunk = r->data == NULL ? PyMem_RawMalloc(r->chunk_cap) : NULL;
+    j->got = PyMem_RawMalloc(RECV_SIZE);
+    if (!r->heads || !r->payloads || !r->sizes || !r->lengths || !r->iov || !r->msgs || !j->got
+        || (r->data == NULL && !r->chunk)) {
         PyErr_NoMemory();
-        goto done;
+        goto fail;
     }
-    for (int64_t i = 0; i < r.sent_hi - r.acked; i++) {
-        r.lengths[(r.acked + 1 + i) % r.windowsize] = PyLong_AsLongLong(PyTuple_GET_ITEM(lengths, i));
+    for (int64_t i = 0; i < r->sent_hi - r->acked; i++) {
+        r->lengths[(r->acked + 1 + i) % r->windowsize] = PyLong_AsLongLong(PyTuple_GET_ITEM(lengths, i));
         if (PyErr_Occurred())
-            goto done;
+            goto fail;
     }
-    Py_ssize_t got_len = 0;
-    double retransmit_left = 0;
-    Event event;
+    return j;
+fail:
+    job_free(j);
+    return NULL;
+}
+
+/* The run itself: no Python object touched, callable without the GIL. */
+static void job_execute(void *job) {
+    Job *j = job;
     double start = now();
-    Py_BEGIN_ALLOW_THREADS
-    event = run(&r, start + retransmit_in, isfinite(life_in) ? start + life_in : INFINITY, got,
-                &got_len, &retransmit_left);
-    Py_END_ALLOW_THREADS
-    PyObject *left = PyTuple_New(r.sent_hi - r.acked);
+    j->event = run(&j->r, start + j->retransmit_in, isfinite(j->life_in) ? start + j->life_in : INFINITY,
+                   j->got, &j->got_len, &j->retransmit_left);
+}
+
+/* serve's return value (or NULL with an exception); the Job is freed either way. */
+static PyObject *job_finish(void *job) {
+    Job *j = job;
+    Run *r = &j->r;
+    PyObject *result = NULL, *left = PyTuple_New(r->sent_hi - r->acked);
     if (left == NULL)
         goto done;
-    for (int64_t i = 0; i < r.sent_hi - r.acked; i++) {
-        PyObject *n = PyLong_FromLongLong(r.lengths[(r.acked + 1 + i) % r.windowsize]);
+    for (int64_t i = 0; i < r->sent_hi - r->acked; i++) {
+        PyObject *n = PyLong_FromLongLong(r->lengths[(r->acked + 1 + i) % r->windowsize]);
         if (n == NULL) {
             Py_DECREF(left);
             goto done;
         }
         PyTuple_SET_ITEM(left, i, n);
     }
-    PyObject *payload = event == EV_DATAGRAM ? PyBytes_FromStringAndSize((char *)got, got_len)
-                                             : (Py_INCREF(Py_None), Py_None);
-    result = Py_BuildValue("sNLLLlNLLLLddO", EVENT_NAMES[event], payload, (long long)r.acked,
-                           (long long)r.sent_hi, (long long)r.final, r.tries, left,
-                           (long long)r.bytes_added, (long long)r.retransmits_added,
-                           (long long)r.ignored_added, (long long)r.unknown_tids, retransmit_left,
-                           r.final_sent_at, r.oack != NULL ? Py_True : Py_False);
+    PyObject *payload = j->event == EV_DATAGRAM ? PyBytes_FromStringAndSize((char *)j->got, j->got_len)
+                                                : (Py_INCREF(Py_None), Py_None);
+    result = Py_BuildValue("sNLLLlNLLLLddO", EVENT_NAMES[j->event], payload, (long long)r->acked,
+                           (long long)r->sent_hi, (long long)r->final, r->tries, left,
+                           (long long)r->bytes_added, (long long)r->retransmits_added,
+                           (long long)r->ignored_added, (long long)r->unknown_tids, j->retransmit_left,
+                           r->final_sent_at, r->oack != NULL ? Py_True : Py_False);
 done:
-    PyMem_RawFree(r.window);
-    PyMem_RawFree(r.sizes);
-    PyMem_RawFree(r.lengths);
-    PyMem_RawFree(r.iov);
-    PyMem_RawFree(r.msgs);
-    PyMem_RawFree(r.chunk);
-    PyMem_RawFree(got);
-    if (view.obj != NULL)
-        PyBuffer_Release(&view);
+    job_free(j);
     return result;
+}
+
+static PyObject *serve(PyObject *self, PyObject *args, PyObject *kwargs) {
+    (void)self;
+    void *job = job_prepare(args, kwargs);
+    if (job == NULL)
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    job_execute(job);
+    Py_END_ALLOW_THREADS
+    return job_finish(job);
 }
 
 static PyMethodDef methods[] = {
     {"serve", (PyCFunction)(void (*)(void))serve, METH_VARARGS | METH_KEYWORDS,
      "Run the steady phase of a TFTP read transfer until an event the core must handle."},
+    {"set_spin", set_spin, METH_O, "Waiting awake: 0 never (default), 1 when it may pay, 2 always; "
+     "returns the previous mode."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_tftp", NULL, -1, methods,
                                     NULL, NULL, NULL, NULL};
 
+#include "tftp_job.h"
+static const TftpJobApi API = {job_prepare, job_execute, job_finish};
+
 PyMODINIT_FUNC PyInit__tftp(void) {
     PyObject *m = PyModule_Create(&module);
-    if (m != NULL && PyModule_AddIntConstant(m, "MAX_WINDOW_BYTES", MAX_WINDOW_BYTES) < 0) {
-        Py_DECREF(m);
+    PyObject *api = m == NULL ? NULL : PyCapsule_New((void *)&API, TFTP_JOB_CAPSULE, NULL);
+    if (api == NULL || PyModule_AddIntConstant(m, "MAX_WINDOW_BYTES", MAX_WINDOW_BYTES) < 0
+        || PyModule_AddObject(m, "_job_api", api) < 0) {
+        Py_XDECREF(api);
+        Py_XDECREF(m);
         return NULL;
     }
     return m;

@@ -17,3 +17,7 @@ def serve(*, fd: int, peer: tuple[object, ...], source: bytes | int, blksize: in
     datagram by datagram, what the loop falls back to).
     event: "datagram" (give it to receive), "retransmit" or "life" (expire that timer),
     "stopped" (the stop fd), "error" (poll failed: go on in Python)."""
+
+def set_spin(mode: int, /) -> int:
+    """Waiting awake before sleeping for a datagram: 0 never (the default), 1 only when it may
+    pay (one loop alone, a CPU to spare), 2 always (tests). Returns the previous mode."""

@@ -158,9 +158,12 @@ class TftpService:
         self.host, self.port = sock.getsockname()[:2]
         self._family = sock.family
         self._pump = SessionPump(loop, use_epoll=self.batched_reads)
-        module = native.load("_tftp")
-        if module is not None:  # chosen once; LABKIT_NATIVE=0 or no compiler: the pure path
-            self.native = NativeReads(module, loop, self.rules.max_sessions)
+        module, threads = native.load("_tftp"), native.load("_tftp_pool")
+        if module is not None and threads is not None:  # chosen once; LABKIT_NATIVE=0 or no
+            try:  # compiler: the pure path
+                self.native = NativeReads(module, loop, self.rules.max_sessions, threads)
+            except OSError as exc:  # no thread could start: the pure path serves alone
+                log.warning("tftp: compiled loop unavailable (%s): pure Python path", exc)
 
     async def close(self) -> None:
         """Stop listening and end every transfer (clients get error 0 "server shutting down")."""

@@ -6,12 +6,15 @@ of the one event-loop thread dominated. tftpd-hpa's model fits lock-step better:
 entity per transfer, sleeping in the kernel until its client's ACK comes. So once a read
 transfer is past its RRQ/OACK decisions (octet, no fault rule; from the moment the OACK went
 out, so that ACK 0 and the first window cost no event-loop turn), `Transfer` hands it to
-`_tftp.serve`, which runs in a thread of a pool bounded by the session cap with the GIL
-released: a blocking recvfrom (SO_RCVTIMEO the timer, the stop pipe looked at every 50 ms), the
-ACK checks of the core, pread or a copy from the bytes, sendto. It hands the transfer back with
+`_tftp.serve`'s loop, which runs on a C thread of labkit/native/_tftp_pool.c (bounded by the
+session cap) that never takes the GIL: a blocking recvfrom (SO_RCVTIMEO the timer, the stop pipe
+looked at every 50 ms; with LABKIT_TFTP_AWAKE=1 awake for up to 50 µs first when that may pay,
+see tftp_spin.h), the ACK checks
+of the core, pread, the payloads sent from where they lie. It hands the transfer back with
 the state reached and the one event the core must carry out (the final ACK, an ERROR or junk
 from the client, the last retransmission, the life timer, a read error, the stop pipe); Python's
-session then does exactly what the pure path does, so events and endings are the core's.
+session then does exactly what the pure path does, so events and endings are the core's. The
+hand-back comes through the pool's pipe, read by the event loop (`NativeReads._collect`).
 
 `NativeReads.stop` (service close, which reload and shutdown go through) writes the stop pipe:
 every running loop returns within 50 ms, and the transfers end in Python ("shutdown").
@@ -27,15 +30,15 @@ import os
 import threading
 import weakref
 from collections.abc import Callable
-from concurrent import futures
-from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 from typing import Any
 
+from labkit import native
 from labkit.protocols.tftp.read import ReadSession, Steady
 
 log = logging.getLogger(__name__)
 
+AWAKE_VARIABLE = "LABKIT_TFTP_AWAKE"  # "1": the loop may wait awake (labkit/native/tftp_spin.h)
 PRESTART = 64  # pool threads started with the service (~16 KiB resident each, measured)
 Returned = tuple[Any, ...]  # what `_tftp.serve` returns (see labkit/native/_tftp.pyi)
 
@@ -45,7 +48,8 @@ _LIVE: weakref.WeakSet[NativeReads] = weakref.WeakSet()
 
 def _stop_all_at_exit() -> None:
     """At interpreter exit (a loop closed without the service's close()), the pool's threads
-    are joined: return every loop first, rather than wait for its transfer to end."""
+    are joined when it is freed: return every loop first, rather than wait for its transfer
+    to end."""
     for reads in list(_LIVE):
         reads.signal_stop()
 
@@ -54,8 +58,8 @@ _REGISTERED: list[bool] = []
 
 
 def _register_once() -> None:
-    # threading's exit hooks run in reverse order of registration: this one, registered after
-    # concurrent.futures' own, runs before that joins the pool's threads.
+    # threading's exit hooks run before the interpreter frees the pools (which joins their
+    # threads).
     register = getattr(threading, "_register_atexit", None)
     if register is not None and not _REGISTERED:
         try:
@@ -66,32 +70,32 @@ def _register_once() -> None:
 
 
 class NativeReads:
-    """The compiled loop, its thread pool (at most `max_threads` transfers at once: the
-    service's session cap) and the pipe that stops them all."""
+    """The compiled loop, its threads (labkit/native/_tftp_pool.c: at most `max_threads`
+    transfers at once, the service's session cap) and the pipe that stops them all."""
 
     segment = True  # windows as one UDP_SEGMENT send (False: datagram by datagram, for the tests)
 
-    def __init__(self, module: ModuleType, loop: asyncio.AbstractEventLoop, max_threads: int) -> None:
+    def __init__(self, module: ModuleType, loop: asyncio.AbstractEventLoop, max_threads: int,
+                 pool_module: ModuleType | None = None) -> None:
         self.module = module
         self.loop = loop
         self.max_window_bytes: int = module.MAX_WINDOW_BYTES
-        self._pool: ThreadPoolExecutor | None = ThreadPoolExecutor(max_workers=max(1, max_threads),
-                                                                   thread_name_prefix="tftp-native")
-        # PRESTART threads started now, idle until transfers come: a thread's creation (and the
-        # event loop waiting for it to signal that it started) is then not on a transfer's way
-        # from its RRQ to its first block. Profiled (bench/README.md, TFTP round 4): 50 clients
-        # at once on a new server cost 1.4 ms of server CPU per transfer against 0.8 once the
-        # pool had its threads. Each held job waits for all the others, so each submit finds
-        # no idle thread and starts one; they all return together, and the service waits for
-        # that (a few ms at start-up) so that their wake-ups and GIL hand-offs are over before
-        # the first request rather than in its way.
+        self._threads = pool_module if pool_module is not None else _pool_module()
+        # PRESTART threads started now, idle until transfers come: a thread's creation is then
+        # not on a transfer's way from its RRQ to its first block. Profiled (bench/README.md,
+        # TFTP round 4): 50 clients at once on a new server cost 1.4 ms of server CPU per
+        # transfer against 0.8 once the pool had its threads. The pool's threads never take the
+        # GIL (round 5): a finished run comes back through the pool's pipe, read here.
+        if os.environ.get(AWAKE_VARIABLE, "").strip() == "1":
+            module.set_spin(1)  # off by default: see tftp_spin.h and bench/README.md (round 5)
         self.prestarted = min(max(1, max_threads), PRESTART)
-        barrier = threading.Barrier(self.prestarted)
-        futures.wait([self._pool.submit(_wait, barrier) for _ in range(self.prestarted)],
-                     timeout=BOUND_START)
+        self._pool: Any = self._threads.start(max(1, max_threads), self.prestarted)
         self._stop_read, self._stop_write = os.pipe()
-        self._running: set[asyncio.Future[Returned]] = set()
+        self._running: dict[int, Callable[[Returned | BaseException], None]] = {}
+        self._next = 0
+        self._idle: asyncio.Future[None] | None = None  # set by stop(), done when none runs
         self.stopping = False
+        loop.add_reader(self._threads.fileno(self._pool), self._collect)
         _register_once()
         _LIVE.add(self)
 
@@ -110,47 +114,66 @@ class NativeReads:
         return len(self._running)
 
     def run(self, session: ReadSession, fd: int, peer: tuple[Any, ...], state: Steady,
-            retransmit_in: float, life_in: float, done: Callable[[asyncio.Future[Returned]], None]) -> bool:
-        """Start the loop for one transfer; `done(future)` on the event loop when it returns.
-        False when stopping or the session's file has no source the loop can read."""
+            retransmit_in: float, life_in: float, done: Callable[[Returned | BaseException], None]) -> bool:
+        """Start the loop for one transfer; `done(result)` on the event loop when it returns.
+        False when stopping, when the session's file has no source the loop can read, or when
+        the loop refuses the state (logged: the transfer goes on in Python)."""
         source = getattr(session.file, "source", None)
         if self.stopping or self._pool is None or not isinstance(source, bytes | int):
             return False
-        serve = self.module.serve
         oack = session.pending_oack if state.waiting_oack else None
-        future = self.loop.run_in_executor(self._pool, lambda: serve(
-            fd=fd, peer=peer, source=source, blksize=session.blksize, windowsize=session.windowsize,
-            retries=session.retries, timeout=session.timeout, acked=state.acked,
-            sent_hi=state.sent_hi, final=state.final, tries=state.tries, lengths=state.lengths,
-            retransmit_in=retransmit_in, life_in=life_in, stop_fd=self._stop_read,
-            oack=oack, segment=self.segment))
-        self._running.add(future)
-        future.add_done_callback(self._running.discard)
-        future.add_done_callback(done)
+        token = self._next
+        try:
+            self._threads.submit(self._pool, token, dict(
+                fd=fd, peer=peer, source=source, blksize=session.blksize,
+                windowsize=session.windowsize, retries=session.retries, timeout=session.timeout,
+                acked=state.acked, sent_hi=state.sent_hi, final=state.final, tries=state.tries,
+                lengths=state.lengths, retransmit_in=retransmit_in, life_in=life_in,
+                stop_fd=self._stop_read, oack=oack, segment=self.segment))
+        except (ValueError, TypeError, OverflowError, OSError, MemoryError):
+            log.exception("tftp session %s: the compiled loop refused the transfer", peer)
+            return False
+        self._next += 1
+        self._running[token] = done
         return True
+
+    def _collect(self) -> None:
+        """The pool's pipe is readable: hand every finished run to its transfer."""
+        if self._pool is None:
+            return
+        for token, returned in self._threads.collect(self._pool):
+            done = self._running.pop(token, None)
+            if done is None:
+                continue
+            try:
+                done(returned)
+            except Exception:  # a bug in one hand-back must not strand the others' transfers
+                log.exception("tftp: the hand-back of a compiled loop failed")
+        if not self._running and self._idle is not None and not self._idle.done():
+            self._idle.set_result(None)
 
     async def stop(self) -> None:
         """Return every running loop to Python (their transfers resume there), then free the
-        threads and the pipe."""
+        threads and the pipes."""
         if self._pool is None:
             return
         self.signal_stop()
-        while self._running:
-            await asyncio.wait(set(self._running))
-            await asyncio.sleep(0)  # the done callbacks run before this task goes on
-        self._pool.shutdown(wait=False)
+        if self._running:
+            self._idle = self.loop.create_future()
+            await self._idle
+        self.loop.remove_reader(self._threads.fileno(self._pool))
+        self._threads.close(self._pool)
         self._pool = None
         _LIVE.discard(self)
         os.close(self._stop_read)
         os.close(self._stop_write)
 
 
-def _wait(barrier: threading.Barrier) -> None:
-    with contextlib.suppress(threading.BrokenBarrierError):  # a thread that could not start
-        barrier.wait(BOUND_START)
-
-
-BOUND_START = 10.0  # seconds the prestarted threads wait for each other, never expected
+def _pool_module() -> ModuleType:
+    module = native.load("_tftp_pool")
+    if module is None:
+        raise ImportError("labkit/native/_tftp_pool.c is not built here")
+    return module
 
 
 def life_left(deadline: float | None, now: float) -> float:

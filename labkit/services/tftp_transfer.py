@@ -156,12 +156,15 @@ class Transfer:
         self._handles: dict[str, asyncio.TimerHandle] = {}
         self._queue: collections.deque[bytes] = collections.deque()
         self.finished = False
+        self._timers_later = False  # see begin
         self._pumped = False  # a transfer the compiled loop may take joins the pump only if
         if self._native is None:  # it does not (`begin`): no epoll add and remove for nothing
             self._pump_add()
 
     def begin(self, result: Result) -> None:  # the session's start: the OACK or first window
+        self._timers_later = self._native is not None  # deadlines only: the loop or _resume arms
         self.apply(result)
+        self._timers_later = False
         self.hand_off()
         if not self.in_native:
             self._resume()
@@ -264,7 +267,7 @@ class Transfer:
     def _arm(self, key: str, after: float) -> None:
         deadline = self.loop.time() + after
         self._deadlines[key] = deadline
-        if key not in self._handles:
+        if key not in self._handles and not self._timers_later:
             self._handles[key] = self.loop.call_at(deadline, self._on_timer, key)
 
     def _on_timer(self, key: str) -> None:
@@ -308,17 +311,15 @@ class Transfer:
             handle.cancel()
         self._handles.clear()
 
-    def _returned(self, future: asyncio.Future[Returned]) -> None:
+    def _returned(self, returned: Returned | BaseException) -> None:
         """The loop handed the transfer back: take its state, carry out its event in the core,
         then hand off again or go on here."""
         self.in_native = False
-        try:
-            back = Handback(future.result())
-        except Exception:  # never expected: go on in Python from where the loop started
-            log.exception("tftp session %s: compiled loop failed", self.peer)
-            self._native = None
-            self._resume()
-            return
+        if isinstance(returned, BaseException):  # never expected: go on in Python from where
+            self._native = None  # the loop started
+            log.error("tftp session %s: compiled loop failed: %r", self.peer, returned)
+            return self._resume()
+        back = Handback(returned)
         session = self.session
         assert isinstance(session, ReadSession)
         session.resume(back.state, **back.counts)

@@ -455,7 +455,7 @@ def test_the_pool_starts_its_threads_with_the_service(max_threads: int) -> None:
         try:
             expected = min(max_threads, tftp_native.PRESTART)
             assert reads.prestarted == expected
-            assert reads._pool is not None and len(reads._pool._threads) == expected
+            assert reads._pool is not None and reads._threads.threads(reads._pool) == expected
         finally:
             await reads.stop()
 
@@ -486,3 +486,50 @@ def test_serve_leaves_the_socket_as_it_found_it() -> None:
             assert fcntl.fcntl(sock.fileno(), fcntl.F_GETFL) & os.O_NONBLOCK
             timeout = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16)
             assert struct.unpack("ll", timeout) == (0, 0)
+
+
+SPIN_CASES = ["clean", "lost blocks", "duplicate ACKs", "stale and future ACKs", "another TID",
+              "client ERROR", "window 8 lost inside", "OACK lost twice", "OACK another TID"]
+
+
+@needs_native
+@pytest.mark.parametrize("case", SPIN_CASES)
+def test_waiting_awake_is_identical_on_the_wire(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                case: str) -> None:
+    """The loop's awake wait (a non-blocking read in a loop before sleeping, which it uses only
+    when it pays: one loop alone on an idle machine) forced for every wait: the same datagrams,
+    events and counts as the pure path."""
+    assert MODULE is not None
+    script, _ = CASES[case]
+    before = MODULE.set_spin(2)
+    try:
+        assert_same(tmp_path, os.urandom(script.size), script, monkeypatch)
+    finally:
+        MODULE.set_spin(before)
+    with pytest.raises(ValueError):
+        MODULE.set_spin(3)
+
+
+@needs_native
+@pytest.mark.parametrize(("value", "mode"), [(None, 0), ("1", 1), ("0", 0)])
+def test_waiting_awake_is_off_unless_asked(monkeypatch: pytest.MonkeyPatch, value: str | None,
+                                           mode: int) -> None:
+    """Measured slower under load (bench/README.md, TFTP round 5): the loop waits awake only
+    with LABKIT_TFTP_AWAKE=1, and then only when it may pay (mode 1)."""
+    from labkit.services import tftp_native
+    assert MODULE is not None
+    if value is None:
+        monkeypatch.delenv(tftp_native.AWAKE_VARIABLE, raising=False)
+    else:
+        monkeypatch.setenv(tftp_native.AWAKE_VARIABLE, value)
+    previous = MODULE.set_spin(0)
+
+    async def scenario() -> None:
+        reads = NativeReads(MODULE, asyncio.get_running_loop(), 1)
+        await reads.stop()
+
+    try:
+        asyncio.run(asyncio.wait_for(scenario(), BOUND))
+        assert MODULE.set_spin(0) == mode
+    finally:
+        MODULE.set_spin(previous)
