@@ -12,3 +12,10 @@ def reply(htype: int, chaddr: bytes, xid: int, flags: int, ciaddr: int, yiaddr: 
           head: bytes, options: bytes, tail: bytes) -> bytes:
     """A BOOTREPLY's bytes: header (addresses as ints), magic, head + options + tail + END, padded
     to 300 bytes (reply_wire's shortcut, put together in C). ValueError: a field out of range."""
+
+class Maker:
+    """Maker(cls, names): calling it with len(names) positional values makes a `cls` with those
+    slots filled (no __init__ runs). ValueError: a name that is not a writable object slot of cls."""
+
+    def __init__(self, cls: type, names: tuple[str, ...]) -> None: ...
+    def __call__(self, *values: Any) -> Any: ...

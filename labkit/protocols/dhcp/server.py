@@ -8,7 +8,7 @@ after writing `LeaseTable.take_pending()` durably. Each datagram to send names w
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from ipaddress import IPv4Address
 from socket import inet_ntoa
 from types import MappingProxyType
@@ -56,11 +56,25 @@ class _Ask:
     action: str  # "discover", "request", ...
     summary: str
     now: float
+    make: tuple[Callable[..., Fact], Callable[..., Result]]  # the core's Fact and Result makers
 
     def said(self, answer: str, result: str, datagram: Datagram | None = None, **detail: Any) -> Result:
-        fact = Fact(self.action, self.summary, answer, result, self.request.mac,
-                    MappingProxyType(detail) if detail else NO_DETAIL)
-        return Result((datagram,) if datagram is not None else (), (), (fact,))
+        fact = self.make[0](self.action, self.summary, answer, result, self.request.mac,
+                            MappingProxyType(detail) if detail else NO_DETAIL)
+        return self.make[1]((datagram,) if datagram is not None else (), (), (fact,), False)
+
+
+def _makers(maker: Any) -> tuple[Any, Any, Any, Any]:
+    """Fact, Result, Datagram and _Ask made from all their fields in order: labkit.native._dhcp's
+    Maker (fills the slots: no frozen __init__'s object.__setattr__ per field) for each class whose
+    __init__ only stores its fields, as checked here; else the class itself (the same objects)."""
+    out = []
+    for cls in (Fact, Result, Datagram, _Ask):
+        names = tuple(f.name for f in fields(cls))
+        plain = (maker is not None and set(getattr(cls, "__slots__", ())) == set(names)
+                 and not hasattr(cls, "__post_init__") and all(f.init for f in fields(cls)))
+        out.append(maker(cls, names) if plain else cls)
+    return out[0], out[1], out[2], out[3]
 
 
 _ACTIONS = {kind: name.lower() for kind, name in MESSAGE_TYPES.items()}  # the events' action per type
@@ -94,12 +108,16 @@ class DhcpServerCore:
         self._texts: dict[int, str] = {}  # address (as int) -> its text (str() costs more than a look-up)
         self.silenced: str | None = None  # why the server no longer answers anything (a rival, `stop`)
         self.parse: Callable[[bytes], Message] = parse
+        self.native: Any = None  # labkit.native._dhcp when use_native chose it
         self._pack: Callable[..., bytes] | None = None  # reply_wire's last step in C (use_native)
+        self._fact, self._result, self._datagram, self._ask = _makers(None)
 
     def use_native(self, module: Any) -> None:
         """Parse and put replies together with labkit.native._dhcp (same results, fewer steps);
         the pure path stays for everything the compiled one leaves to it."""
+        self.native = module
         self.parse, self._pack = native_parser(module), module.reply
+        self._fact, self._result, self._datagram, self._ask = _makers(module.Maker)
 
     def _count(self, key: str) -> None:
         self.counters[key] = self.counters.get(key, 0) + 1
@@ -122,7 +140,7 @@ class DhcpServerCore:
         counters = self.counters
         counters[name] = counters.get(name, 0) + 1
         phone = self.config.phones.get(request.mac)
-        ask = _Ask(request, phone, name, self._summary(request, kind), now)
+        ask = self._ask(request, phone, name, self._summary(request, kind), now, (self._fact, self._result))
         if request.op != BOOTREQUEST or kind is None:
             return ask.said("ignored (not a DHCP request)", "ignored")
         if phone is None and not self.config.answer_any:
@@ -269,7 +287,7 @@ class DhcpServerCore:
         to, l2 = self._destination(request, kind, yiaddr)
         wire = reply_wire(request, kind, block, code_set, yiaddr=yiaddr, flags=flags, max_size=max_size,
                           pack=self._pack)
-        return codes, Datagram(wire, to, l2)
+        return codes, self._datagram(wire, to, l2)
 
     # -- message types --------------------------------------------------------------------------
     def _discover(self, ask: _Ask) -> Result:
