@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import Any
 
 from labkit.errors import CodecError
+from labkit.protocols.dhcp.blocks import OptionBlocks
 from labkit.protocols.dhcp.config import OptionPayloads, PhoneEntry, ServerConfig
 from labkit.protocols.dhcp.leases import LeaseTable
 from labkit.protocols.dhcp.message import (
@@ -42,9 +43,7 @@ from labkit.protocols.result import NO_DETAIL, Datagram, Fact, Result
 __all__ = ["BROADCAST", "DhcpServerCore", "OptionPayloads", "PhoneEntry", "ServerConfig"]
 
 BROADCAST = IPv4Address("255.255.255.255")
-LEASE_CODES = (51, 58, 59)
 TEXT_CACHE = 4096  # address texts kept (relay and server addresses hit; bounded memory)
-BLOCK_CACHE = 4096  # encoded option blocks kept (per option set, request list, with/without lease)
 
 
 @dataclass(slots=True)
@@ -78,7 +77,6 @@ def _makers(maker: Any) -> tuple[Any, Any, Any, Any]:
 
 
 _ACTIONS = {kind: name.lower() for kind, name in MESSAGE_TYPES.items()}  # the events' action per type
-_Block = tuple[object, bytes, frozenset[int], list[int]]  # (option set, TLVs, codes, codes in order)
 
 
 def _reply_codes(kind: int, codes: list[int], request: Message) -> list[int]:
@@ -101,7 +99,7 @@ class DhcpServerCore:
         self._reservations = {p.ip: p.mac for p in config.phones.values() if p.ip is not None}
         self._server_id = address(config.server_id.packed)  # what option 54 parses to (`is`: no __eq__)
         self._reserved_numbers = frozenset(int(ip) for ip in config.reserved)  # ints hash in C
-        self._blocks: dict[tuple[int, bytes | None, bool], _Block] = {}
+        self._options = OptionBlocks(config.options_for).get  # a client's encoded options, cached
         self._handlers: dict[int, Callable[[_Ask], Result]] = {
             DISCOVER: self._discover, REQUEST: self._request, DECLINE: self._decline, RELEASE: self._release,
             INFORM: self._inform}
@@ -166,16 +164,19 @@ class DhcpServerCore:
         # request.type_name, from the type handle() has read already
         type_name = "BOOTP" if kind is None else MESSAGE_TYPES.get(kind) or f"type {kind}"
         parts = [type_name, request.mac]
-        vendor = request.text_option(60)
-        if vendor:
-            parts.append(f"vendor {vendor!r}")
-        wanted = request.options.get(50)
+        options = request.options
+        if 60 in options:
+            vendor = request.text_option(60)
+            if vendor:
+                parts.append(f"vendor {vendor!r}")
+        wanted = options.get(50)
         if wanted is not None and len(wanted) == 4:
             parts.append(f"wants {inet_ntoa(wanted)}")  # str(IPv4Address(...)), at C speed
-        if request.ciaddr is not ZERO:
-            parts.append(f"ciaddr {self.address_text(request.ciaddr)}")
-        if request.giaddr is not ZERO:
-            parts.append(f"via relay {self.address_text(request.giaddr)}")
+        ciaddr, giaddr = request.ciaddr, request.giaddr
+        if ciaddr is not ZERO:
+            parts.append(f"ciaddr {self._texts.get(ciaddr._ip) or self.address_text(ciaddr)}")  # type: ignore[attr-defined]
+        if giaddr is not ZERO:
+            parts.append(f"via relay {self._texts.get(giaddr._ip) or self.address_text(giaddr)}")  # type: ignore[attr-defined]
         return " ".join(parts)
 
     # -- address choice -------------------------------------------------------------------------
@@ -242,23 +243,6 @@ class DhcpServerCore:
         return self._in_pool(ip) and self._usable(ip, mac, now)
 
     # -- replies --------------------------------------------------------------------------------
-    def _options(self, request: Message, *, with_lease: bool) -> tuple[bytes, frozenset[int], list[int]]:
-        """The client's options, encoded: (TLVs, their codes, codes in order). Cached per option
-        set and parameter request list: pool clients of one vendor class and phones of one model
-        send the same list, so a reply is one header and a join instead of an encoding."""
-        option_set = self.config.options_for(request.mac, request.text_option(60))
-        key = (id(option_set), request.options.get(55), with_lease)
-        found = self._blocks.get(key)
-        if found is None or found[0] is not option_set:
-            chosen = option_set.for_request(request.requested_options())
-            if not with_lease:
-                chosen = [(c, p) for c, p in chosen if c not in LEASE_CODES]
-            codes = [c for c, _ in chosen]
-            if len(self._blocks) >= BLOCK_CACHE:
-                self._blocks.clear()
-            found = self._blocks[key] = (option_set, encode_options(chosen), frozenset(codes), codes)
-        return found[1], found[2], found[3]
-
     def _destination(self, request: Message, kind: int, yiaddr: IPv4Address) -> tuple[tuple[str, int], bool]:
         """RFC 2131 §4.1: relay first, then ciaddr, then broadcast, else unicast to yiaddr by L2."""
         if request.giaddr is not ZERO:
@@ -278,7 +262,7 @@ class DhcpServerCore:
             codes = [54]
             block, code_set = encode_options([(54, self.config.server_id.packed)]), frozenset(codes)
         else:
-            block, code_set, codes = self._options(request, with_lease=with_lease)
+            block, code_set, codes = self._options(request, with_lease)
         flags = request.flags
         if kind == NAK and request.giaddr is not ZERO:
             flags |= BROADCAST_FLAG  # a relay must broadcast a NAK to the client (RFC 2131 §4.3.2)
