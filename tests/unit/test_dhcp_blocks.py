@@ -38,9 +38,10 @@ def test_every_kind_of_client_gets_the_block_its_options_give() -> None:
     for _ in range(2):  # the second round is answered from the caches
         for request in requests:
             for with_lease in (True, False):
-                block, codes, ordered = blocks.get(request, with_lease)
+                block, codes, ordered, quick = blocks.get(request, with_lease)
                 assert (block, ordered) == reference(options_for, request, with_lease)
                 assert codes == frozenset(ordered)
+                assert quick == (len(block) + 3 <= 576 - 240 - 1 and not codes & {52, 53, 82})
 
 
 def test_a_phone_with_its_own_layers_does_not_share_a_pool_clients_block() -> None:

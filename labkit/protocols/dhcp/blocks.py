@@ -11,12 +11,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from labkit.protocols.dhcp.config import ClientOptions, OptionPayloads
-from labkit.protocols.dhcp.message import Message
+from labkit.protocols.dhcp.message import DEFAULT_MAX_SIZE, HEADER_SIZE, OVERLOAD, Message
 from labkit.protocols.dhcp.options import encode_options
 
 LEASE_CODES = (51, 58, 59)
 BLOCK_CACHE = 4096  # encoded option blocks kept (per option set, request list, with/without lease)
-Block = tuple[bytes, frozenset[int], list[int]]  # (TLVs, their codes, codes in order)
+# (TLVs, their codes, codes in order, quick): quick when a reply is header + option 53 + the TLVs +
+# END whatever the client's maximum size (they fit the 576 bytes every client takes) and no code in
+# them needs reply_wire's general build (52, 53, 82)
+Block = tuple[bytes, frozenset[int], list[int], bool]
+ROOM = DEFAULT_MAX_SIZE - HEADER_SIZE - 1 - 3  # what option 53 and END leave for the TLVs
+SPECIAL = frozenset({OVERLOAD, 53, 82})
 
 
 class OptionBlocks:
@@ -57,5 +62,7 @@ class OptionBlocks:
             codes = [c for c, _ in chosen]
             if len(self._blocks) >= BLOCK_CACHE:
                 self._blocks.clear()
-            found = self._blocks[key] = (option_set, (encode_options(chosen), frozenset(codes), codes))
+            encoded, code_set = encode_options(chosen), frozenset(codes)
+            quick = len(encoded) <= ROOM and code_set.isdisjoint(SPECIAL)
+            found = self._blocks[key] = (option_set, (encoded, code_set, codes, quick))
         return found[1]

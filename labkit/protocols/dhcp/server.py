@@ -19,6 +19,7 @@ from labkit.protocols.dhcp.blocks import OptionBlocks
 from labkit.protocols.dhcp.config import OptionPayloads, PhoneEntry, ServerConfig
 from labkit.protocols.dhcp.leases import LeaseTable
 from labkit.protocols.dhcp.message import (
+    _TYPE_TLVS,
     ACK,
     BOOTREQUEST,
     BROADCAST_FLAG,
@@ -262,7 +263,16 @@ class DhcpServerCore:
             codes = [54]
             block, code_set = encode_options([(54, self.config.server_id.packed)]), frozenset(codes)
         else:
-            block, code_set, codes = self._options(request, with_lease)
+            block, code_set, codes, quick = self._options(request, with_lease)
+            giaddr, pack = request.giaddr, self._pack
+            if quick and pack is not None and giaddr is not ZERO and 82 not in request.options:
+                # reply_wire's shortcut, checked once per block: relayed, no option 82 to echo
+                relay: Any = giaddr  # its `_ip` is CPython's int behind int(ip), read without a call
+                to = (self._texts.get(relay._ip) or self.address_text(giaddr), self.config.server_port)
+                wire = pack(request.htype, request.chaddr, request.xid, request.flags,
+                            request.ciaddr._ip if kind == ACK else 0, yiaddr._ip, relay._ip,  # type: ignore[attr-defined]
+                            _TYPE_TLVS[kind], block, b"")
+                return codes, self._datagram(wire, to, False)
         flags = request.flags
         if kind == NAK and request.giaddr is not ZERO:
             flags |= BROADCAST_FLAG  # a relay must broadcast a NAK to the client (RFC 2131 §4.3.2)
