@@ -158,7 +158,7 @@ class DhcpServerCore:
         if text is None:
             if len(self._texts) >= TEXT_CACHE:
                 self._texts.clear()
-            text = self._texts[key] = str(ip)
+            text = self._texts[key] = inet_ntoa(key.to_bytes(4, "big"))  # str(ip), without 3 Python calls
         return text
 
     def _summary(self, request: Message, kind: int | None) -> str:
