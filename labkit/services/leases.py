@@ -6,9 +6,9 @@ import sqlite3
 import time
 from ipaddress import IPv4Address
 from pathlib import Path
-from socket import inet_ntoa
 
 from labkit.protocols.dhcp.leases import Lease, LeaseChange
+from labkit.protocols.dhcp.message import dotted
 
 LEASES_FILE = "leases.sqlite3"
 SCHEMA = """
@@ -123,7 +123,7 @@ class LeaseStore:
 
 
 def _text(ip: IPv4Address) -> str:
-    return inet_ntoa(ip._ip.to_bytes(4, "big"))  # type: ignore[attr-defined]  # str(ip), at C speed
+    return dotted(ip._ip)  # type: ignore[attr-defined]  # str(ip), without its Python calls
 
 
 def read_leases(state_dir: Path) -> list[Lease]:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from labkit import native
 from labkit.protocols.dhcp.leases import LeaseTable
-from labkit.protocols.dhcp.message import DISCOVER, REQUEST, build, request_message
+from labkit.protocols.dhcp.message import DISCOVER, REQUEST, build, dotted, request_message
 from labkit.protocols.dhcp.server import DhcpServerCore
 from tests.unit.dhcp_configs import POOL_PHONE, POOL_SERVER, pool_lab
 
@@ -71,3 +71,9 @@ def test_a_relayed_dora_takes_the_quick_path_when_compiled() -> None:
     data = build(request_message(DISCOVER, bytes([2, 0, 0, 0, 0, 9]), 5, {55: b"\x01\x03\x06"}, giaddr=RELAY))
     result = core.handle(data, (str(RELAY), 67), 1000.0)
     assert len(calls) == 1 and result.send[0].to == (str(RELAY), 67)
+
+
+@given(st.integers(0, 2**32 - 1))
+def test_an_address_text_is_str_of_the_address(number: int) -> None:
+    assert dotted(number) == str(IPv4Address(number))
+    assert dotted(0) == "0.0.0.0" and dotted(2**32 - 1) == "255.255.255.255"

@@ -34,6 +34,13 @@ ZERO = IPv4Address(0)
 _ZERO_BYTES = bytes(4)
 ADDRESS_CACHE = 4096  # address fields kept as objects (relays and renewing clients repeat)
 _ADDRESS_FIELDS = ("ciaddr", "yiaddr", "siaddr", "giaddr")
+OCTETS = tuple(str(n) for n in range(256))  # an address's text from these: a third less than inet_ntoa
+
+
+def dotted(number: int) -> str:
+    """str(IPv4Address(number)) for 0 <= number < 2**32 (glibc's inet_ntoa goes through snprintf)."""
+    o = OCTETS
+    return f"{o[number >> 24]}.{o[number >> 16 & 255]}.{o[number >> 8 & 255]}.{o[number & 255]}"
 
 
 class DhcpDecodeError(CodecError):

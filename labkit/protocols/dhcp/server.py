@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from ipaddress import IPv4Address
-from socket import inet_ntoa
 from types import MappingProxyType
 from typing import Any
 
@@ -28,12 +27,14 @@ from labkit.protocols.dhcp.message import (
     INFORM,
     MESSAGE_TYPES,
     NAK,
+    OCTETS,
     OFFER,
     RELEASE,
     REQUEST,
     ZERO,
     Message,
     address,
+    dotted,
     native_parser,
     parse,
     reply_wire,
@@ -59,8 +60,8 @@ class _Ask:
     make: tuple[Callable[..., Fact], Callable[..., Result]]  # the core's Fact and Result makers
 
     def said(self, answer: str, result: str, datagram: Datagram | None = None, **detail: Any) -> Result:
-        fact = self.make[0](self.action, self.summary, answer, result, self.request.mac,
-                            MappingProxyType(detail) if detail else NO_DETAIL)
+        # the detail is the call's own fresh dict (no proxy: an Event copies a dict's items in one step)
+        fact = self.make[0](self.action, self.summary, answer, result, self.request.mac, detail or NO_DETAIL)
         return self.make[1]((datagram,) if datagram is not None else (), (), (fact,), False)
 
 
@@ -158,7 +159,7 @@ class DhcpServerCore:
         if text is None:
             if len(self._texts) >= TEXT_CACHE:
                 self._texts.clear()
-            text = self._texts[key] = inet_ntoa(key.to_bytes(4, "big"))  # str(ip), without 3 Python calls
+            text = self._texts[key] = dotted(key)  # str(ip), without its 3 Python calls
         return text
 
     def _summary(self, request: Message, kind: int | None) -> str:
@@ -172,7 +173,8 @@ class DhcpServerCore:
                 parts.append(f"vendor {vendor!r}")
         wanted = options.get(50)
         if wanted is not None and len(wanted) == 4:
-            parts.append(f"wants {inet_ntoa(wanted)}")  # str(IPv4Address(...)), at C speed
+            o = OCTETS  # str(IPv4Address(wanted)), without its Python calls
+            parts.append(f"wants {o[wanted[0]]}.{o[wanted[1]]}.{o[wanted[2]]}.{o[wanted[3]]}")
         ciaddr, giaddr = request.ciaddr, request.giaddr
         if ciaddr is not ZERO:
             parts.append(f"ciaddr {self._texts.get(ciaddr._ip) or self.address_text(ciaddr)}")  # type: ignore[attr-defined]
