@@ -14,7 +14,8 @@
  * (hlen bytes), htype, hops, secs, flags, the four address fields as objects (`zero` for 0.0.0.0,
  * else `cache[raw]`, else `make(raw)`, exactly what message.address does), sname and file up to
  * their first NUL, options {code: payload} in wire order (PAD skipped, stopping at END), and mac
- * (chaddr as lowercase hex joined by ':'). It only reads `data` (any bytes-like object).
+ * (chaddr as lowercase hex joined by ':'). It only reads `data` (any bytes-like object). With a fifth
+ * argument `cls` (Message), that dict becomes the __dict__ of a new cls, as message._message does.
  *
  * `reply(htype, chaddr, xid, flags, ciaddr, yiaddr, giaddr, head, options, tail)` is the last step
  * of message.reply_wire's shortcut: the BOOTREPLY header (addresses as ints), the magic cookie,
@@ -148,11 +149,37 @@ static PyObject *fields(const unsigned char *d, PyObject *opts, PyObject *zero, 
     return out; /* NULL with the first error set */
 }
 
+/* `fields` (consumed) as the __dict__ of a new `cls` made by object.__new__: message._message's
+ * two steps, for a class that keeps object's __new__ and has a __dict__ (checked by the caller). */
+static PyObject *as_instance(PyObject *fields, PyTypeObject *cls) {
+    static PyObject *dict_name = NULL;
+    PyObject *made = NULL, *empty = NULL;
+    if (dict_name == NULL && (dict_name = PyUnicode_InternFromString("__dict__")) == NULL)
+        goto done;
+    if ((empty = PyTuple_New(0)) == NULL)
+        goto done;
+    made = PyBaseObject_Type.tp_new(cls, empty, NULL);
+    if (made != NULL && PyObject_GenericSetAttr(made, dict_name, fields) < 0)
+        Py_CLEAR(made);
+done:
+    Py_XDECREF(empty);
+    Py_DECREF(fields);
+    return made;
+}
+
 static PyObject *parse(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
-    if (nargs != 4 || !PyDict_Check(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "parse(data, zero, cache: dict, make)");
+    if ((nargs != 4 && nargs != 5) || !PyDict_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "parse(data, zero, cache: dict, make[, cls])");
         return NULL;
+    }
+    PyTypeObject *cls = NULL; /* the fields become a cls's __dict__ (a plain class only) */
+    if (nargs == 5 && args[4] != Py_None) {
+        cls = (PyTypeObject *)args[4];
+        if (!PyType_Check(args[4]) || cls->tp_new != PyBaseObject_Type.tp_new || cls->tp_dictoffset == 0) {
+            PyErr_SetString(PyExc_TypeError, "parse: cls must be a class with object's __new__ and a __dict__");
+            return NULL;
+        }
     }
     Py_buffer view;
     if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
@@ -169,6 +196,8 @@ static PyObject *parse(PyObject *module, PyObject *const *args, Py_ssize_t nargs
         else {
             out = fields(d, opts, args[1], args[2], args[3]);
             Py_DECREF(opts);
+            if (out != NULL && cls != NULL)
+                out = as_instance(out, cls);
         }
     }
     PyBuffer_Release(&view);

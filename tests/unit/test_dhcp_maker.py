@@ -99,3 +99,24 @@ def test_a_class_whose_init_does_more_keeps_its_constructor() -> None:
     finally:
         server.Fact = original  # type: ignore[misc]
     assert made is Checked
+
+
+@needs_module
+def test_the_compiled_parse_makes_the_message_or_its_fields() -> None:
+    """With Message as fifth argument the C parse returns the Message the pure parse reads (its
+    fields as __dict__); without it, the fields dict; a class it cannot fill is refused."""
+    from labkit.protocols.dhcp import message as dhcp_message
+    from labkit.protocols.dhcp.message import ZERO, Message, parse
+
+    assert MODULE is not None
+    data = bytes.fromhex("010106000000000700000000000000000000000000000000c6120002000c01020304" + "00" * 202
+                         + "63825363" + "350101370301030f3d0701000c01020304ff")
+    cache, address = dhcp_message._addresses, dhcp_message.address
+    made = MODULE.parse(data, ZERO, cache, address, Message)
+    assert type(made) is Message and made == parse(data) and vars(made) == vars(parse(data))
+    assert MODULE.parse(data, ZERO, cache, address) == vars(parse(data))
+    assert MODULE.parse(data, ZERO, cache, address, None) == vars(parse(data))
+    assert MODULE.parse(data[:100], ZERO, cache, address, Message) is None  # the reference decides
+    for cls in (int, "Message", Fact):  # object's __new__ not kept, not a type, no __dict__
+        with pytest.raises(TypeError):
+            MODULE.parse(data, ZERO, cache, address, cls)

@@ -140,6 +140,13 @@ def native_parser(module: Any) -> Callable[[bytes], Message]:
     """`parse` through labkit.native._dhcp (`module`): the same Message, one C call for the common
     case; anything else (malformed, overloaded, an option split in parts) goes to `parse` itself."""
     fast, cache, make = module.parse, _addresses, _message
+    if _PLAIN:  # the C call makes the Message itself: its fields become the new object's __dict__
+
+        def parse_message(data: bytes) -> Message:
+            message = fast(data, ZERO, cache, address, Message)
+            return parse(data) if message is None else message
+
+        return parse_message
 
     def parse_native(data: bytes) -> Message:
         fields = fast(data, ZERO, cache, address)
@@ -148,13 +155,13 @@ def native_parser(module: Any) -> Callable[[bytes], Message]:
     return parse_native
 
 
-def _message_factory() -> Any:
+def _message_factory() -> tuple[Any, bool]:
     """`_message(fields)`: the Message `Message(**fields)` makes, without the frozen __init__'s one
     object.__setattr__ per field (14 of them, a quarter of parsing). Falls back to the constructor
     if Message is ever not the plain frozen dataclass this relies on."""
     names = tuple(Message.__dataclass_fields__)
-    if "__slots__" in vars(Message) or len(names) != 14:
-        return lambda fields: Message(**{k: v for k, v in fields.items() if k != "mac"})
+    if "__slots__" in vars(Message) or len(names) != 14 or "__new__" in vars(Message):
+        return lambda fields: Message(**{k: v for k, v in fields.items() if k != "mac"}), False
     new, set_attribute = object.__new__, object.__setattr__
 
     def make(fields: dict[str, Any]) -> Message:
@@ -162,10 +169,10 @@ def _message_factory() -> Any:
         set_attribute(message, "__dict__", fields)  # "mac" too: the cached property's value
         return message
 
-    return make
+    return make, True
 
 
-_message = _message_factory()
+_message, _PLAIN = _message_factory()  # _PLAIN: a Message is object.__new__ plus its __dict__
 _addresses: dict[bytes, IPv4Address] = {}
 
 
