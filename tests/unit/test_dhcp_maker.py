@@ -11,6 +11,8 @@ import sys
 from types import MappingProxyType
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from labkit import native
 from labkit.protocols.dhcp.server import _Ask, _makers
@@ -120,3 +122,30 @@ def test_the_compiled_parse_makes_the_message_or_its_fields() -> None:
     for cls in (int, "Message", Fact):  # object's __new__ not kept, not a type, no __dict__
         with pytest.raises(TypeError):
             MODULE.parse(data, ZERO, cache, address, cls)
+
+
+@needs_module
+@given(st.integers(0, 2**32 - 1))
+def test_an_address_made_by_the_maker_is_the_address(number: int) -> None:
+    from ipaddress import IPv4Address
+
+    from labkit.protocols.dhcp import message as dhcp_message
+
+    make = dhcp_message.address_maker(MODULE)
+    raw = number.to_bytes(4, "big")
+    made, reference = make(raw), IPv4Address(number)
+    assert type(made) is IPv4Address and made == reference and hash(made) == hash(reference)
+    assert str(made) == str(reference) and made.packed == raw and int(made) == number
+    assert make(raw) is made and dhcp_message.address(raw) is made  # one cache for both
+    assert (made < IPv4Address(number + 1)) if number < 2**32 - 1 else made.is_reserved
+
+
+def test_without_a_usable_maker_addresses_come_from_the_constructor() -> None:
+    from labkit.protocols.dhcp import message as dhcp_message
+
+    class NoMaker:
+        @staticmethod
+        def Maker(cls: type, names: tuple[str, ...]) -> object:
+            raise ValueError("not a slot")
+
+    assert dhcp_message.address_maker(NoMaker) is dhcp_message.address

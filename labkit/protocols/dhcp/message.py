@@ -139,11 +139,11 @@ def parse(data: bytes) -> Message:
 def native_parser(module: Any) -> Callable[[bytes], Message]:
     """`parse` through labkit.native._dhcp (`module`): the same Message, one C call for the common
     case; anything else (malformed, overloaded, an option split in parts) goes to `parse` itself."""
-    fast, cache, make = module.parse, _addresses, _message
+    fast, cache, make, new_address = module.parse, _addresses, _message, address_maker(module)
     if _PLAIN:  # the C call makes the Message itself: its fields become the new object's __dict__
 
         def parse_message(data: bytes) -> Message:
-            message = fast(data, ZERO, cache, address, Message)
+            message = fast(data, ZERO, cache, new_address, Message)
             return parse(data) if message is None else message
 
         return parse_message
@@ -187,6 +187,30 @@ def address(raw: bytes) -> IPv4Address:
             _addresses.clear()
         found = _addresses[raw] = IPv4Address(raw)
     return found
+
+
+def address_maker(module: Any) -> Callable[[bytes], IPv4Address]:
+    """`address`, with the objects it adds to the cache made by labkit.native._dhcp's Maker (the
+    `_ip` slot filled: IPv4Address's __init__ costs as much as parsing a message), when
+    IPv4Address keeps its int in that slot as CPython's does; else `address` itself."""
+    try:
+        fill = module.Maker(IPv4Address, ("_ip",))
+        if fill(0xC0000201) != IPv4Address("192.0.2.1") or str(fill(1)) != "0.0.0.1":
+            return address
+    except (TypeError, ValueError):
+        return address
+
+    def make(raw: bytes) -> IPv4Address:
+        if raw == _ZERO_BYTES or len(raw) != 4:
+            return address(raw)
+        found = _addresses.get(raw)
+        if found is None:
+            if len(_addresses) >= ADDRESS_CACHE:
+                _addresses.clear()
+            found = _addresses[raw] = fill(int.from_bytes(raw, "big"))
+        return found
+
+    return make
 
 
 def _tlvs(region: bytes, where: str) -> dict[int, bytes]:

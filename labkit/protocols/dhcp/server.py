@@ -34,6 +34,7 @@ from labkit.protocols.dhcp.message import (
     ZERO,
     Message,
     address,
+    address_maker,
     dotted,
     native_parser,
     parse,
@@ -108,6 +109,7 @@ class DhcpServerCore:
         self._texts: dict[int, str] = {}  # address (as int) -> its text (str() costs more than a look-up)
         self.silenced: str | None = None  # why the server no longer answers anything (a rival, `stop`)
         self.parse: Callable[[bytes], Message] = parse
+        self._address: Callable[[bytes], IPv4Address] = address  # message.address_maker's with the module
         self.native: Any = None  # labkit.native._dhcp when use_native chose it
         self._pack: Callable[..., bytes] | None = None  # reply_wire's last step in C (use_native)
         self._fact, self._result, self._datagram, self._ask = _makers(None)
@@ -116,7 +118,7 @@ class DhcpServerCore:
         """Parse and put replies together with labkit.native._dhcp (same results, fewer steps);
         the pure path stays for everything the compiled one leaves to it."""
         self.native = module
-        self.parse, self._pack = native_parser(module), module.reply
+        self.parse, self._pack, self._address = native_parser(module), module.reply, address_maker(module)
         self._fact, self._result, self._datagram, self._ask = _makers(module.Maker)
 
     def _count(self, key: str) -> None:
@@ -230,7 +232,7 @@ class DhcpServerCore:
             offer = offered.get(number)
             if offer is not None and offer[1] > now and offer[0] != mac:
                 continue
-            ip = address(number.to_bytes(4, "big"))  # from message's cache: the REQUEST's option 50 hits it
+            ip = self._address(number.to_bytes(4, "big"))  # cached: the REQUEST's option 50 finds it
             if declined and table.is_quarantined(ip, now):
                 continue
             self._cursor = (number - first + 1) % size
