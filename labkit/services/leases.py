@@ -70,7 +70,7 @@ class LeaseStore:
             bound: list[tuple[object, ...]] = []  # a run of plain upserts, written with executemany
             for change in changes:
                 lease = change.lease
-                ip = _text(lease.ip)
+                ip = dotted(lease.ip._ip)  # type: ignore[attr-defined]  # str(ip): _text, without its call
                 if lease.state != "declined" and not change.delete:
                     hostname, vendor, phone = lease.hostname, lease.vendor_class, lease.phone
                     bound.append((lease.mac, ip, lease.state, lease.expires, now)
