@@ -1,10 +1,10 @@
 """The DHCP transport: one UDP socket, drained in batches; leases committed before replies leave.
 
 A reply that needs nothing made durable (OFFER, NAK, INFORM's ACK) leaves as soon as it is decided;
-an ACK leaves after the group commit holding its lease returns, at most RELEASE_CHUNK at once and
-the rest paced (RELEASE_PAUSE between chunks), so a commit that waited on the disk does not release
-hundreds of replies into one client socket (a relay's) at once. With labkit.native built, a batch
-is read with one recvmmsg (_udp's Drain) and parsed in C (_dhcp); the pure paths stay the reference.
+an ACK leaves after the group commit holding its lease returns, at most RELEASE_CHUNK per turn
+of the event loop, so a commit that waited on the disk does not release hundreds of replies into
+one client socket (a relay's) at once. With labkit.native built, a batch is read with one
+recvmmsg (_udp's Drain) and parsed in C (_dhcp); the pure paths stay the reference.
 
 On a real segment it also watches for another DHCP server (services.preflight.RivalWatch): each
 one heard is a "rival" event, and with `lab.on_rival_dhcp: stop` the kit stops answering.
@@ -48,8 +48,7 @@ if TYPE_CHECKING:
 BATCH = 64  # datagrams read per wake-up (a group commit covers every batch read during the last)
 RECEIVE_SIZE = 4096  # bytes read of a datagram (a DHCP message is at most a few hundred)
 NOTHING_KEPT: dict[bytes, Any] = {}  # the Drain's table of kept replies: DHCP keeps none
-RELEASE_CHUNK = 32  # committed replies sent at once (see DhcpService._release)
-RELEASE_PAUSE = 0.001  # seconds between two chunks of one backlog: at most 32 replies a ms (32,000/s)
+RELEASE_CHUNK = 32  # committed replies sent per loop turn (see DhcpService._release)
 CHADDR = slice(28, 34)  # the client's Ethernet address in a BOOTP message
 RIVAL_EVENT_EVERY = 10.0  # seconds between two "rival" events about the same server
 Batch = tuple[list[tuple[Result, str]], list[LeaseChange]]  # one read's replies, the changes they need
@@ -187,12 +186,10 @@ class DhcpService:
             self.core.table = LeaseTable.from_rows(rows.result())
 
     def _release(self) -> None:
-        """Send up to RELEASE_CHUNK committed replies, and come back RELEASE_PAUSE later for the
-        rest: a commit that waited on the disk (a slow fsync: tens of ms) releases hundreds of ACKs
-        at once, which one client socket (a relay's, perfdhcp's: ~200 KB) cannot absorb if they
-        leave back to back, as they did when an idle loop ran one chunk per turn; paced, they leave
-        at up to 32,000/s, twice the most the server answers. Between two chunks the loop reads and
-        answers new requests."""
+        """Send up to RELEASE_CHUNK committed replies, and come back on the loop's next turn for
+        the rest: a commit that waited on the disk releases hundreds of ACKs at once, which one
+        client socket (a relay's, perfdhcp's) cannot absorb; between two chunks the loop reads
+        and answers new requests."""
         self.releasing = False
         if self.closed:
             return
@@ -202,7 +199,7 @@ class DhcpService:
             self._answer(result, client, now)
         if outbox:
             self.releasing = True
-            asyncio.get_running_loop().call_later(RELEASE_PAUSE, self._release)
+            asyncio.get_running_loop().call_soon(self._release)
 
     def _answer(self, result: Result, client: str, now: float) -> None:
         """Send a result's datagrams and log its facts (the events, made without a generator or
