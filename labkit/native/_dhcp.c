@@ -14,17 +14,27 @@
  * (hlen bytes), htype, hops, secs, flags, the four address fields as objects (`zero` for 0.0.0.0,
  * else `cache[raw]`, else `make(raw)`, exactly what message.address does), sname and file up to
  * their first NUL, options {code: payload} in wire order (PAD skipped, stopping at END), and mac
- * (chaddr as lowercase hex joined by ':'). It only reads `data` (any bytes-like object).
+ * (chaddr as lowercase hex joined by ':'). It only reads `data` (any bytes-like object). With a fifth
+ * argument `cls` (Message), that dict becomes the __dict__ of a new cls, as message._message does.
  *
  * `reply(htype, chaddr, xid, flags, ciaddr, yiaddr, giaddr, head, options, tail)` is the last step
  * of message.reply_wire's shortcut: the BOOTREPLY header (addresses as ints), the magic cookie,
  * head + options + tail + END, zero-padded to 300 bytes, in one allocation. The caller has
  * checked everything else (what fits, which codes): it builds the same bytes as the pure join.
+ *
+ * `Maker(cls, names)` makes instances of a slotted dataclass (the core's Fact, Result, Datagram
+ * and its per-request _Ask) from positional values in `names`' order: the object allocated and its
+ * slots filled, without the generated __init__ (a frozen one calls object.__setattr__ once per
+ * field: ~1 µs for a Fact, three such objects per message). The caller checks once that `cls` is a
+ * dataclass whose __init__ only stores its fields (no __post_init__, no init=False field); here each
+ * name must be a writable object slot of `cls` itself (so a value always lands inside the object).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <stddef.h>
 #include <string.h>
+#include <structmember.h>
 
 #define HEADER 240 /* the fixed BOOTP fields (236) and the magic cookie */
 #define OVERLOAD 52
@@ -139,11 +149,37 @@ static PyObject *fields(const unsigned char *d, PyObject *opts, PyObject *zero, 
     return out; /* NULL with the first error set */
 }
 
+/* `fields` (consumed) as the __dict__ of a new `cls` made by object.__new__: message._message's
+ * two steps, for a class that keeps object's __new__ and has a __dict__ (checked by the caller). */
+static PyObject *as_instance(PyObject *fields, PyTypeObject *cls) {
+    static PyObject *dict_name = NULL;
+    PyObject *made = NULL, *empty = NULL;
+    if (dict_name == NULL && (dict_name = PyUnicode_InternFromString("__dict__")) == NULL)
+        goto done;
+    if ((empty = PyTuple_New(0)) == NULL)
+        goto done;
+    made = PyBaseObject_Type.tp_new(cls, empty, NULL);
+    if (made != NULL && PyObject_GenericSetAttr(made, dict_name, fields) < 0)
+        Py_CLEAR(made);
+done:
+    Py_XDECREF(empty);
+    Py_DECREF(fields);
+    return made;
+}
+
 static PyObject *parse(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
-    if (nargs != 4 || !PyDict_Check(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "parse(data, zero, cache: dict, make)");
+    if ((nargs != 4 && nargs != 5) || !PyDict_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "parse(data, zero, cache: dict, make[, cls])");
         return NULL;
+    }
+    PyTypeObject *cls = NULL; /* the fields become a cls's __dict__ (a plain class only) */
+    if (nargs == 5 && args[4] != Py_None) {
+        cls = (PyTypeObject *)args[4];
+        if (!PyType_Check(args[4]) || cls->tp_new != PyBaseObject_Type.tp_new || cls->tp_dictoffset == 0) {
+            PyErr_SetString(PyExc_TypeError, "parse: cls must be a class with object's __new__ and a __dict__");
+            return NULL;
+        }
     }
     Py_buffer view;
     if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
@@ -160,6 +196,8 @@ static PyObject *parse(PyObject *module, PyObject *const *args, Py_ssize_t nargs
         else {
             out = fields(d, opts, args[1], args[2], args[3]);
             Py_DECREF(opts);
+            if (out != NULL && cls != NULL)
+                out = as_instance(out, cls);
         }
     }
     PyBuffer_Release(&view);
@@ -253,6 +291,94 @@ done:
     return out;
 }
 
+
+/* -- Maker: a slotted dataclass's instance from positional values (see the top comment) -------- */
+#define MAKER_MAX 8
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyTypeObject *cls;
+    Py_ssize_t count;
+    Py_ssize_t offsets[MAKER_MAX]; /* where each value goes inside an instance */
+} Maker;
+
+static PyObject *maker_call(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    Maker *maker = (Maker *)self;
+    Py_ssize_t count = PyVectorcall_NARGS(nargsf);
+    if ((kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0) || count != maker->count) {
+        PyErr_Format(PyExc_TypeError, "%s maker takes exactly %zd positional values", maker->cls->tp_name,
+                     maker->count);
+        return NULL;
+    }
+    PyObject *made = maker->cls->tp_alloc(maker->cls, 0); /* zeroed (and tracked by the GC if it is) */
+    if (made == NULL)
+        return NULL;
+    for (Py_ssize_t k = 0; k < count; k++) {
+        Py_INCREF(args[k]);
+        *(PyObject **)((char *)made + maker->offsets[k]) = args[k];
+    }
+    return made;
+}
+
+static PyObject *maker_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+    PyObject *cls, *names;
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) > 0) {
+        PyErr_SetString(PyExc_TypeError, "Maker(cls, names) takes no keywords");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "O!O!:Maker", &PyType_Type, &cls, &PyTuple_Type, &names))
+        return NULL;
+    PyTypeObject *target = (PyTypeObject *)cls;
+    Py_ssize_t count = PyTuple_GET_SIZE(names);
+    if (count > MAKER_MAX || target->tp_alloc == NULL) {
+        PyErr_SetString(PyExc_ValueError, "Maker: too many fields, or a type that cannot be allocated");
+        return NULL;
+    }
+    Maker *maker = (Maker *)type->tp_alloc(type, 0);
+    if (maker == NULL)
+        return NULL;
+    maker->vectorcall = maker_call;
+    maker->count = count;
+    Py_INCREF(cls);
+    maker->cls = target;
+    for (Py_ssize_t k = 0; k < count; k++) {
+        PyObject *name = PyTuple_GET_ITEM(names, k);
+        PyObject *slot = PyUnicode_Check(name) ? PyDict_GetItemWithError(target->tp_dict, name) : NULL;
+        PyMemberDef *member = NULL;
+        if (slot != NULL && Py_IS_TYPE(slot, &PyMemberDescr_Type))
+            member = ((PyMemberDescrObject *)slot)->d_member;
+        /* an object slot of cls's own layout: its offset lies inside every instance */
+        if (member == NULL || member->type != T_OBJECT_EX || (member->flags & READONLY) ||
+            member->offset < (Py_ssize_t)sizeof(PyObject) ||
+            member->offset + (Py_ssize_t)sizeof(PyObject *) > target->tp_basicsize) {
+            if (!PyErr_Occurred())
+                PyErr_Format(PyExc_ValueError, "Maker: %R is not a writable object slot of %s", name,
+                             target->tp_name);
+            Py_DECREF(maker);
+            return NULL;
+        }
+        maker->offsets[k] = member->offset;
+    }
+    return (PyObject *)maker;
+}
+
+static void maker_dealloc(PyObject *self) {
+    Py_XDECREF(((Maker *)self)->cls);
+    Py_TYPE(self)->tp_free(self);
+}
+
+static PyTypeObject MakerType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "labkit.native._dhcp.Maker",
+    .tp_basicsize = sizeof(Maker),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_vectorcall_offset = offsetof(Maker, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_new = maker_new,
+    .tp_dealloc = maker_dealloc,
+    .tp_doc = "Maker(cls, names): calling it with len(names) values makes a cls with those slots set.",
+};
+
 static PyMethodDef methods[] = {
     {"reply", (PyCFunction)(void (*)(void))reply, METH_FASTCALL,
      "reply(htype, chaddr, xid, flags, ciaddr, yiaddr, giaddr, head, options, tail) -> the reply's bytes."},
@@ -268,5 +394,16 @@ PyMODINIT_FUNC PyInit__dhcp(void) {
         if (names[k] == NULL && (names[k] = PyUnicode_InternFromString(NAMES[k])) == NULL)
             return NULL;
     }
-    return PyModule_Create(&module_def);
+    if (PyType_Ready(&MakerType) < 0)
+        return NULL;
+    PyObject *module = PyModule_Create(&module_def);
+    if (module == NULL)
+        return NULL;
+    Py_INCREF(&MakerType);
+    if (PyModule_AddObject(module, "Maker", (PyObject *)&MakerType) < 0) {
+        Py_DECREF(&MakerType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
 }

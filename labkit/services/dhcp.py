@@ -276,7 +276,8 @@ class DhcpService:
                          client_port=self.core.config.client_port)
         core = DhcpServerCore(server, self.core.table)
         core.counters, core.silenced = self.core.counters, self.core.silenced
-        core.parse, core._pack = self.core.parse, self.core._pack  # the codec chosen at start
+        if self.core.native is not None:  # the codec chosen at start
+            core.use_native(self.core.native)
         self.core, self.hooks, self.on_rival = core, ctx.faults.dhcp, config.on_rival
 
     async def close(self) -> None:

@@ -34,6 +34,13 @@ ZERO = IPv4Address(0)
 _ZERO_BYTES = bytes(4)
 ADDRESS_CACHE = 4096  # address fields kept as objects (relays and renewing clients repeat)
 _ADDRESS_FIELDS = ("ciaddr", "yiaddr", "siaddr", "giaddr")
+OCTETS = tuple(str(n) for n in range(256))  # an address's text from these: a third less than inet_ntoa
+
+
+def dotted(number: int) -> str:
+    """str(IPv4Address(number)) for 0 <= number < 2**32 (glibc's inet_ntoa goes through snprintf)."""
+    o = OCTETS
+    return f"{o[number >> 24]}.{o[number >> 16 & 255]}.{o[number >> 8 & 255]}.{o[number & 255]}"
 
 
 class DhcpDecodeError(CodecError):
@@ -132,7 +139,14 @@ def parse(data: bytes) -> Message:
 def native_parser(module: Any) -> Callable[[bytes], Message]:
     """`parse` through labkit.native._dhcp (`module`): the same Message, one C call for the common
     case; anything else (malformed, overloaded, an option split in parts) goes to `parse` itself."""
-    fast, cache, make = module.parse, _addresses, _message
+    fast, cache, make, new_address = module.parse, _addresses, _message, address_maker(module)
+    if _PLAIN:  # the C call makes the Message itself: its fields become the new object's __dict__
+
+        def parse_message(data: bytes) -> Message:
+            message = fast(data, ZERO, cache, new_address, Message)
+            return parse(data) if message is None else message
+
+        return parse_message
 
     def parse_native(data: bytes) -> Message:
         fields = fast(data, ZERO, cache, address)
@@ -141,13 +155,13 @@ def native_parser(module: Any) -> Callable[[bytes], Message]:
     return parse_native
 
 
-def _message_factory() -> Any:
+def _message_factory() -> tuple[Any, bool]:
     """`_message(fields)`: the Message `Message(**fields)` makes, without the frozen __init__'s one
     object.__setattr__ per field (14 of them, a quarter of parsing). Falls back to the constructor
     if Message is ever not the plain frozen dataclass this relies on."""
     names = tuple(Message.__dataclass_fields__)
-    if "__slots__" in vars(Message) or len(names) != 14:
-        return lambda fields: Message(**{k: v for k, v in fields.items() if k != "mac"})
+    if "__slots__" in vars(Message) or len(names) != 14 or "__new__" in vars(Message):
+        return lambda fields: Message(**{k: v for k, v in fields.items() if k != "mac"}), False
     new, set_attribute = object.__new__, object.__setattr__
 
     def make(fields: dict[str, Any]) -> Message:
@@ -155,10 +169,10 @@ def _message_factory() -> Any:
         set_attribute(message, "__dict__", fields)  # "mac" too: the cached property's value
         return message
 
-    return make
+    return make, True
 
 
-_message = _message_factory()
+_message, _PLAIN = _message_factory()  # _PLAIN: a Message is object.__new__ plus its __dict__
 _addresses: dict[bytes, IPv4Address] = {}
 
 
@@ -173,6 +187,30 @@ def address(raw: bytes) -> IPv4Address:
             _addresses.clear()
         found = _addresses[raw] = IPv4Address(raw)
     return found
+
+
+def address_maker(module: Any) -> Callable[[bytes], IPv4Address]:
+    """`address`, with the objects it adds to the cache made by labkit.native._dhcp's Maker (the
+    `_ip` slot filled: IPv4Address's __init__ costs as much as parsing a message), when
+    IPv4Address keeps its int in that slot as CPython's does; else `address` itself."""
+    try:
+        fill = module.Maker(IPv4Address, ("_ip",))
+        if fill(0xC0000201) != IPv4Address("192.0.2.1") or str(fill(1)) != "0.0.0.1":
+            return address
+    except (TypeError, ValueError):
+        return address
+
+    def make(raw: bytes) -> IPv4Address:
+        if raw == _ZERO_BYTES or len(raw) != 4:
+            return address(raw)
+        found = _addresses.get(raw)
+        if found is None:
+            if len(_addresses) >= ADDRESS_CACHE:
+                _addresses.clear()
+            found = _addresses[raw] = fill(int.from_bytes(raw, "big"))
+        return found
+
+    return make
 
 
 def _tlvs(region: bytes, where: str) -> dict[int, bytes]:

@@ -8,16 +8,17 @@ after writing `LeaseTable.take_pending()` durably. Each datagram to send names w
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from ipaddress import IPv4Address
-from socket import inet_ntoa
 from types import MappingProxyType
 from typing import Any
 
 from labkit.errors import CodecError
+from labkit.protocols.dhcp.blocks import OptionBlocks
 from labkit.protocols.dhcp.config import OptionPayloads, PhoneEntry, ServerConfig
 from labkit.protocols.dhcp.leases import LeaseTable
 from labkit.protocols.dhcp.message import (
+    _TYPE_TLVS,
     ACK,
     BOOTREQUEST,
     BROADCAST_FLAG,
@@ -26,12 +27,15 @@ from labkit.protocols.dhcp.message import (
     INFORM,
     MESSAGE_TYPES,
     NAK,
+    OCTETS,
     OFFER,
     RELEASE,
     REQUEST,
     ZERO,
     Message,
     address,
+    address_maker,
+    dotted,
     native_parser,
     parse,
     reply_wire,
@@ -42,9 +46,7 @@ from labkit.protocols.result import NO_DETAIL, Datagram, Fact, Result
 __all__ = ["BROADCAST", "DhcpServerCore", "OptionPayloads", "PhoneEntry", "ServerConfig"]
 
 BROADCAST = IPv4Address("255.255.255.255")
-LEASE_CODES = (51, 58, 59)
 TEXT_CACHE = 4096  # address texts kept (relay and server addresses hit; bounded memory)
-BLOCK_CACHE = 4096  # encoded option blocks kept (per option set, request list, with/without lease)
 
 
 @dataclass(slots=True)
@@ -56,15 +58,28 @@ class _Ask:
     action: str  # "discover", "request", ...
     summary: str
     now: float
+    make: tuple[Callable[..., Fact], Callable[..., Result]]  # the core's Fact and Result makers
 
     def said(self, answer: str, result: str, datagram: Datagram | None = None, **detail: Any) -> Result:
-        fact = Fact(self.action, self.summary, answer, result, self.request.mac,
-                    MappingProxyType(detail) if detail else NO_DETAIL)
-        return Result((datagram,) if datagram is not None else (), (), (fact,))
+        # the detail is the call's own fresh dict (no proxy: an Event copies a dict's items in one step)
+        fact = self.make[0](self.action, self.summary, answer, result, self.request.mac, detail or NO_DETAIL)
+        return self.make[1]((datagram,) if datagram is not None else (), (), (fact,), False)
+
+
+def _makers(maker: Any) -> tuple[Any, Any, Any, Any]:
+    """Fact, Result, Datagram and _Ask made from all their fields in order: labkit.native._dhcp's
+    Maker (fills the slots: no frozen __init__'s object.__setattr__ per field) for each class whose
+    __init__ only stores its fields, as checked here; else the class itself (the same objects)."""
+    out = []
+    for cls in (Fact, Result, Datagram, _Ask):
+        names = tuple(f.name for f in fields(cls))
+        plain = (maker is not None and set(getattr(cls, "__slots__", ())) == set(names)
+                 and not hasattr(cls, "__post_init__") and all(f.init for f in fields(cls)))
+        out.append(maker(cls, names) if plain else cls)
+    return out[0], out[1], out[2], out[3]
 
 
 _ACTIONS = {kind: name.lower() for kind, name in MESSAGE_TYPES.items()}  # the events' action per type
-_Block = tuple[object, bytes, frozenset[int], list[int]]  # (option set, TLVs, codes, codes in order)
 
 
 def _reply_codes(kind: int, codes: list[int], request: Message) -> list[int]:
@@ -87,19 +102,24 @@ class DhcpServerCore:
         self._reservations = {p.ip: p.mac for p in config.phones.values() if p.ip is not None}
         self._server_id = address(config.server_id.packed)  # what option 54 parses to (`is`: no __eq__)
         self._reserved_numbers = frozenset(int(ip) for ip in config.reserved)  # ints hash in C
-        self._blocks: dict[tuple[int, bytes | None, bool], _Block] = {}
+        self._options = OptionBlocks(config.options_for).get  # a client's encoded options, cached
         self._handlers: dict[int, Callable[[_Ask], Result]] = {
             DISCOVER: self._discover, REQUEST: self._request, DECLINE: self._decline, RELEASE: self._release,
             INFORM: self._inform}
         self._texts: dict[int, str] = {}  # address (as int) -> its text (str() costs more than a look-up)
         self.silenced: str | None = None  # why the server no longer answers anything (a rival, `stop`)
         self.parse: Callable[[bytes], Message] = parse
+        self._address: Callable[[bytes], IPv4Address] = address  # message.address_maker's with the module
+        self.native: Any = None  # labkit.native._dhcp when use_native chose it
         self._pack: Callable[..., bytes] | None = None  # reply_wire's last step in C (use_native)
+        self._fact, self._result, self._datagram, self._ask = _makers(None)
 
     def use_native(self, module: Any) -> None:
         """Parse and put replies together with labkit.native._dhcp (same results, fewer steps);
         the pure path stays for everything the compiled one leaves to it."""
-        self.parse, self._pack = native_parser(module), module.reply
+        self.native = module
+        self.parse, self._pack, self._address = native_parser(module), module.reply, address_maker(module)
+        self._fact, self._result, self._datagram, self._ask = _makers(module.Maker)
 
     def _count(self, key: str) -> None:
         self.counters[key] = self.counters.get(key, 0) + 1
@@ -122,7 +142,7 @@ class DhcpServerCore:
         counters = self.counters
         counters[name] = counters.get(name, 0) + 1
         phone = self.config.phones.get(request.mac)
-        ask = _Ask(request, phone, name, self._summary(request, kind), now)
+        ask = self._ask(request, phone, name, self._summary(request, kind), now, (self._fact, self._result))
         if request.op != BOOTREQUEST or kind is None:
             return ask.said("ignored (not a DHCP request)", "ignored")
         if phone is None and not self.config.answer_any:
@@ -141,23 +161,27 @@ class DhcpServerCore:
         if text is None:
             if len(self._texts) >= TEXT_CACHE:
                 self._texts.clear()
-            text = self._texts[key] = str(ip)
+            text = self._texts[key] = dotted(key)  # str(ip), without its 3 Python calls
         return text
 
     def _summary(self, request: Message, kind: int | None) -> str:
         # request.type_name, from the type handle() has read already
         type_name = "BOOTP" if kind is None else MESSAGE_TYPES.get(kind) or f"type {kind}"
         parts = [type_name, request.mac]
-        vendor = request.text_option(60)
-        if vendor:
-            parts.append(f"vendor {vendor!r}")
-        wanted = request.options.get(50)
+        options = request.options
+        if 60 in options:
+            vendor = request.text_option(60)
+            if vendor:
+                parts.append(f"vendor {vendor!r}")
+        wanted = options.get(50)
         if wanted is not None and len(wanted) == 4:
-            parts.append(f"wants {inet_ntoa(wanted)}")  # str(IPv4Address(...)), at C speed
-        if request.ciaddr is not ZERO:
-            parts.append(f"ciaddr {self.address_text(request.ciaddr)}")
-        if request.giaddr is not ZERO:
-            parts.append(f"via relay {self.address_text(request.giaddr)}")
+            o = OCTETS  # str(IPv4Address(wanted)), without its Python calls
+            parts.append(f"wants {o[wanted[0]]}.{o[wanted[1]]}.{o[wanted[2]]}.{o[wanted[3]]}")
+        ciaddr, giaddr = request.ciaddr, request.giaddr
+        if ciaddr is not ZERO:
+            parts.append(f"ciaddr {self._texts.get(ciaddr._ip) or self.address_text(ciaddr)}")  # type: ignore[attr-defined]
+        if giaddr is not ZERO:
+            parts.append(f"via relay {self._texts.get(giaddr._ip) or self.address_text(giaddr)}")  # type: ignore[attr-defined]
         return " ".join(parts)
 
     # -- address choice -------------------------------------------------------------------------
@@ -208,7 +232,7 @@ class DhcpServerCore:
             offer = offered.get(number)
             if offer is not None and offer[1] > now and offer[0] != mac:
                 continue
-            ip = address(number.to_bytes(4, "big"))  # from message's cache: the REQUEST's option 50 hits it
+            ip = self._address(number.to_bytes(4, "big"))  # cached: the REQUEST's option 50 finds it
             if declined and table.is_quarantined(ip, now):
                 continue
             self._cursor = (number - first + 1) % size
@@ -224,23 +248,6 @@ class DhcpServerCore:
         return self._in_pool(ip) and self._usable(ip, mac, now)
 
     # -- replies --------------------------------------------------------------------------------
-    def _options(self, request: Message, *, with_lease: bool) -> tuple[bytes, frozenset[int], list[int]]:
-        """The client's options, encoded: (TLVs, their codes, codes in order). Cached per option
-        set and parameter request list: pool clients of one vendor class and phones of one model
-        send the same list, so a reply is one header and a join instead of an encoding."""
-        option_set = self.config.options_for(request.mac, request.text_option(60))
-        key = (id(option_set), request.options.get(55), with_lease)
-        found = self._blocks.get(key)
-        if found is None or found[0] is not option_set:
-            chosen = option_set.for_request(request.requested_options())
-            if not with_lease:
-                chosen = [(c, p) for c, p in chosen if c not in LEASE_CODES]
-            codes = [c for c, _ in chosen]
-            if len(self._blocks) >= BLOCK_CACHE:
-                self._blocks.clear()
-            found = self._blocks[key] = (option_set, encode_options(chosen), frozenset(codes), codes)
-        return found[1], found[2], found[3]
-
     def _destination(self, request: Message, kind: int, yiaddr: IPv4Address) -> tuple[tuple[str, int], bool]:
         """RFC 2131 §4.1: relay first, then ciaddr, then broadcast, else unicast to yiaddr by L2."""
         if request.giaddr is not ZERO:
@@ -260,7 +267,16 @@ class DhcpServerCore:
             codes = [54]
             block, code_set = encode_options([(54, self.config.server_id.packed)]), frozenset(codes)
         else:
-            block, code_set, codes = self._options(request, with_lease=with_lease)
+            block, code_set, codes, quick = self._options(request, with_lease)
+            giaddr, pack = request.giaddr, self._pack
+            if quick and pack is not None and giaddr is not ZERO and 82 not in request.options:
+                # reply_wire's shortcut, checked once per block: relayed, no option 82 to echo
+                relay: Any = giaddr  # its `_ip` is CPython's int behind int(ip), read without a call
+                to = (self._texts.get(relay._ip) or self.address_text(giaddr), self.config.server_port)
+                wire = pack(request.htype, request.chaddr, request.xid, request.flags,
+                            request.ciaddr._ip if kind == ACK else 0, yiaddr._ip, relay._ip,  # type: ignore[attr-defined]
+                            _TYPE_TLVS[kind], block, b"")
+                return codes, self._datagram(wire, to, False)
         flags = request.flags
         if kind == NAK and request.giaddr is not ZERO:
             flags |= BROADCAST_FLAG  # a relay must broadcast a NAK to the client (RFC 2131 §4.3.2)
@@ -269,7 +285,7 @@ class DhcpServerCore:
         to, l2 = self._destination(request, kind, yiaddr)
         wire = reply_wire(request, kind, block, code_set, yiaddr=yiaddr, flags=flags, max_size=max_size,
                           pack=self._pack)
-        return codes, Datagram(wire, to, l2)
+        return codes, self._datagram(wire, to, l2)
 
     # -- message types --------------------------------------------------------------------------
     def _discover(self, ask: _Ask) -> Result:
