@@ -528,7 +528,7 @@ static PyObject *resolve(PyObject *Py_UNUSED(module), PyObject *args)
             made = PyTuple_GET_ITEM(known, 2);
         }
         PyObject *index = PyDict_GetItemWithError(made, PyTuple_GET_ITEM(value, 3)); /* borrowed */
-        if (!index) {
+        if (!index || index == Py_None) { /* (None: as Python's made.get(key), not kept) */
             if (PyErr_Occurred())
                 return NULL;
             break; /* the first time this peer asks this since the Batcher's last flush */
