@@ -174,16 +174,21 @@ def _index_batch(service: DnsService, drain: Any, addresses: list[Any], values: 
     the batch's events go in one `at()` call, before any reply of the batch is sent. Where the
     compiled module is built, its `resolve` logs the hits whose peer and question already have
     an index (most of them) without Python per hit; this loop takes every other datagram."""
-    replies, sink = service.replies, service._sink
+    replies, sink, resolve = service.replies, service._sink, _RESOLVE
+    indexes: list[int] = []
+    if resolve is not None and resolve(addresses, values, 0, peers, replies.tally, indexes) == len(values):
+        try:  # every datagram a known hit (the common case under load): nothing more in Python
+            sink.at(when, indexes)  # type: ignore[attr-defined]
+        except Exception:
+            service.sink_errors += 1
+        return
     learn, tally, reply = replies.learn, replies.tally, drain.reply
     phone_at, event, template_of = service._phone_at, fact_event, sink.template_of  # type: ignore[attr-defined]
-    resolve = _RESOLVE
-    indexes: list[int] = []
     add = indexes.append
     peer: Any = None
     made: dict[bytes, Any] = {}  # here: a kept reply's key -> this peer's template index
     client, phone = "", None
-    count, position = len(values), 0
+    count, position = len(values), len(indexes)  # (resolve stopped at a datagram it could not take)
     if len(addresses) != count:
         raise ValueError("a batch's addresses and values differ in length")
     try:
