@@ -509,35 +509,36 @@ static PyObject *resolve(PyObject *Py_UNUSED(module), PyObject *const *args, Py_
     Py_ssize_t start = PyLong_AsSsize_t(args[2]);
     if (start == -1 && PyErr_Occurred())
         return NULL;
-    Py_ssize_t n = PyList_GET_SIZE(values);
-    if (PyList_GET_SIZE(addresses) != n) {
+    if (PyList_GET_SIZE(addresses) != PyList_GET_SIZE(values)) {
         PyErr_SetString(PyExc_ValueError, "resolve: addresses and values differ in length");
         return NULL;
     }
-    PyObject *peer = NULL, *made = NULL; /* borrowed from `peers` (held by it while we run) */
+    /* strong references to what is in use: a look-up may compare keys, which for odd keys could
+     * run Python code that changes these lists and dicts under us */
+    PyObject *peer = NULL, *made = NULL, *value = NULL;
     Py_ssize_t i = start < 0 ? 0 : start;
-    for (; i < n; i++) {
-        PyObject *value = PyList_GET_ITEM(values, i), *address = PyList_GET_ITEM(addresses, i);
-        if (!PyTuple_CheckExact(value) || PyTuple_GET_SIZE(value) != 4)
+    int failed = 0;
+    for (; i < PyList_GET_SIZE(values) && i < PyList_GET_SIZE(addresses); i++) {
+        PyObject *address = PyList_GET_ITEM(addresses, i);
+        Py_XSETREF(value, Py_NewRef(PyList_GET_ITEM(values, i)));
+        if (!PyTuple_CheckExact(value) || PyTuple_GET_SIZE(value) != 4 || !PyBytes_CheckExact(PyTuple_GET_ITEM(value, 3)))
             break; /* a miss (the query's bytes): the resolver answers it in Python */
         if (address != peer) {
             PyObject *known = PyDict_GetItemWithError(peers, address); /* borrowed */
             if (!known) {
-                if (PyErr_Occurred())
-                    return NULL;
-                break; /* a new peer */
+                failed = PyErr_Occurred() != NULL;
+                break; /* (or a new peer) */
             }
             if (!PyTuple_CheckExact(known) || PyTuple_GET_SIZE(known) != 3 ||
                 !PyDict_CheckExact(PyTuple_GET_ITEM(known, 2)))
                 break;
-            peer = address;
-            made = PyTuple_GET_ITEM(known, 2);
+            Py_XSETREF(made, Py_NewRef(PyTuple_GET_ITEM(known, 2)));
+            Py_XSETREF(peer, Py_NewRef(address));
         }
         PyObject *index = PyDict_GetItemWithError(made, PyTuple_GET_ITEM(value, 3)); /* borrowed */
         if (!index || index == Py_None) { /* (None: as Python's made.get(key), not kept) */
-            if (PyErr_Occurred())
-                return NULL;
-            break; /* the first time this peer asks this since the Batcher's last flush */
+            failed = PyErr_Occurred() != NULL;
+            break; /* (or the first time this peer asks this since the Batcher's last flush) */
         }
         PyObject *rcode = PyTuple_GET_ITEM(value, 2);
         Py_ssize_t code = PyLong_CheckExact(rcode) ? PyLong_AsSsize_t(rcode) : -1;
@@ -552,15 +553,17 @@ static PyObject *resolve(PyObject *Py_UNUSED(module), PyObject *const *args, Py_
             break; /* not a plain count: Python's `+= 1` does what it does */
         }
         PyObject *more = PyLong_FromSsize_t(counted + 1);
-        if (!more)
-            return NULL;
-        if (PyList_Append(indexes, index) < 0) {
-            Py_DECREF(more);
-            return NULL;
+        if (!more || PyList_Append(indexes, index) < 0) {
+            Py_XDECREF(more);
+            failed = 1;
+            break;
         }
         PyList_SetItem(tally, code, more); /* steals `more`, drops the old count */
     }
-    return PyLong_FromSsize_t(i);
+    Py_XDECREF(peer);
+    Py_XDECREF(made);
+    Py_XDECREF(value);
+    return failed ? NULL : PyLong_FromSsize_t(i);
 }
 
 static PyMethodDef module_methods[] = {

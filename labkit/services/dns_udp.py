@@ -171,9 +171,8 @@ def _index_batch(service: DnsService, drain: Any, addresses: list[Any], values: 
                  when: float) -> None:
     """`_log_batch` for a sink that takes template indexes (a worker's Batcher): the same events
     in the same order, each hit an int (its template, kept per peer and key) instead of an Event;
-    the batch's events go in one `at()` call, before any reply of the batch is sent. Where the
-    compiled module is built, its `resolve` logs the hits whose peer and question already have
-    an index (most of them) without Python per hit; this loop takes every other datagram."""
+    the batch's events go in one `at()` call, before any reply of the batch is sent. The module's
+    `resolve` logs the hits whose peer and question have an index; this loop takes the rest."""
     replies, sink, resolve = service.replies, service._sink, _RESOLVE
     indexes: list[int] = []
     if resolve is not None and resolve(addresses, values, 0, peers, replies.tally, indexes) == len(values):

@@ -32,7 +32,7 @@ def reference(addresses: list[Any], values: list[Any], start: int, peers: dict[A
     position = max(start, 0)
     while position < len(values):
         value, known = values[position], peers.get(addresses[position])
-        if type(value) is not tuple or len(value) != 4:
+        if type(value) is not tuple or len(value) != 4 or type(value[3]) is not bytes:
             break
         if type(known) is not tuple or len(known) != 3 or type(known[2]) is not dict:
             break
@@ -49,7 +49,7 @@ def reference(addresses: list[Any], values: list[Any], start: int, peers: dict[A
 
 value_st = st.one_of(st.binary(max_size=3),  # a miss
                      st.tuples(st.just(b"tail"), st.just(()), st.sampled_from([0, 3, 5, -1, 99, "x"]),
-                               st.sampled_from(KEYS)))
+                               st.sampled_from([*KEYS, "a"])))
 peers_st = st.dictionaries(st.sampled_from(ADDRESSES),
                            st.one_of(st.tuples(st.just("c"), st.none(),
                                                st.dictionaries(st.sampled_from(KEYS),
