@@ -17,7 +17,8 @@ length, then a pickle; both ends are labkit's, so the pickles come from our own 
   fields but its time in a template shared by every event that has them (a DNS peer asking the
   same question again), one template index per event, and the times as runs (`count` events in
   a row at `time`: a DNS wake-up is stamped with one clock reading), so an event costs an int on
-  the wire and, in the main process, a copy of its template's dict.
+  the wire and, in the main process, at most a copy of its template's dict (the same template
+  in one run is one Event object, as the one-process DNS drain shares them within a wake-up).
 Events are batched in the worker (sent every FLUSH_SECONDS or every BATCH_EVENTS events, as
 columns) and go into the main process's bus
 in the order they arrive, so the journal, status, metrics and board see every worker's events
