@@ -4,6 +4,8 @@
     .venv/bin/python bench/workers_cpu.py 200000              # ns per query (noisy on a shared machine)
     valgrind --tool=callgrind --instr-atstart=no .venv/bin/python bench/workers_cpu.py 20000 --callgrind
                                                               # instructions per query (repeatable)
+    ... bench/workers_cpu.py 40000 --callgrind --wake 5        # and at 5 datagrams a wake-up: the two
+                                                              # give the fixed cost per wake-up
 
 The DNS service's compiled drain (`drain_native`, labkit/services/dns_udp.py) runs against a
 stand-in for `labkit.native._udp.Drain` that hands out what the module would: per wake-up
@@ -195,7 +197,10 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("queries", type=int, nargs="?", default=200_000)
     parser.add_argument("--callgrind", action="store_true", help="under callgrind: count each row's part")
+    parser.add_argument("--wake", type=int, default=WAKE,
+                        help="datagrams per wake-up (two values give the fixed cost per wake-up)")
     args = parser.parse_args()
+    globals()["WAKE"] = args.wake
     asyncio.run(run(args.queries, args.callgrind))
 
 

@@ -21,3 +21,9 @@ class Drain:
         """The reply to the next miss of the batch, in order (None: no reply)."""
     def send(self) -> int:
         """Send the batch's replies in datagram order; how many could not be sent."""
+
+def resolve(addresses: list[Any], values: list[Any], start: int, peers: dict[Any, Any], tally: list[int],
+            indexes: list[Any]) -> int:
+    """A worker's hits from `start` on whose peer and question have a template index in `peers`:
+    counted in `tally`, their indexes appended to `indexes` (labkit.services.dns_udp._index_batch
+    is the reference); the first position it could not take, or len(values)."""

@@ -24,6 +24,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from labkit.events import Event, fact_event
+from labkit.native import load
 
 if TYPE_CHECKING:
     from labkit.services.dns import DnsService
@@ -34,6 +35,8 @@ UDP_RECV_SIZE = 65535  # a full datagram: a cut-off query would be misread
 NATIVE_BATCH = 64  # datagrams per recvmmsg (two batches make a wake-up's UDP_BATCH)
 
 Peers = dict[Any, tuple[str, str | None, dict[bytes, Event]]]
+_MODULE = load("_udp")
+_RESOLVE = _MODULE.resolve if _MODULE is not None else None  # a worker's known hits, in C
 
 
 def drain_pure(service: DnsService) -> None:
@@ -168,17 +171,33 @@ def _index_batch(service: DnsService, drain: Any, addresses: list[Any], values: 
                  when: float) -> None:
     """`_log_batch` for a sink that takes template indexes (a worker's Batcher): the same events
     in the same order, each hit an int (its template, kept per peer and key) instead of an Event;
-    the batch's events go in one `at()` call, before any reply of the batch is sent."""
-    replies, sink = service.replies, service._sink
+    the batch's events go in one `at()` call, before any reply of the batch is sent. The module's
+    `resolve` logs the hits whose peer and question have an index; this loop takes the rest."""
+    replies, sink, resolve = service.replies, service._sink, _RESOLVE
+    indexes: list[int] = []
+    if resolve is not None and resolve(addresses, values, 0, peers, replies.tally, indexes) == len(values):
+        try:  # every datagram a known hit (the common case under load): nothing more in Python
+            sink.at(when, indexes)  # type: ignore[attr-defined]
+        except Exception:
+            service.sink_errors += 1
+        return
     learn, tally, reply = replies.learn, replies.tally, drain.reply
     phone_at, event, template_of = service._phone_at, fact_event, sink.template_of  # type: ignore[attr-defined]
-    indexes: list[int] = []
     add = indexes.append
     peer: Any = None
     made: dict[bytes, Any] = {}  # here: a kept reply's key -> this peer's template index
     client, phone = "", None
+    count, position = len(values), len(indexes)  # (resolve stopped at a datagram it could not take)
+    if len(addresses) != count:
+        raise ValueError("a batch's addresses and values differ in length")
     try:
-        for address, value in zip(addresses, values, strict=True):
+        while position < count:
+            if resolve is not None:
+                position = resolve(addresses, values, position, peers, tally, indexes)
+                if position >= count:
+                    break
+            address, value = addresses[position], values[position]
+            position += 1
             if address is not peer:
                 known = peers.get(address)
                 if known is None:

@@ -66,8 +66,11 @@ class Batcher:
         """One event per template index (from template_of, this generation), in order, at `when`."""
         if indexes:
             self.which.extend(indexes)
-            self.times.append(when)
-            self.counts.append(len(indexes))
+            if self.times and self.times[-1] == when:  # a wake-up's second batch: one run
+                self.counts[-1] += len(indexes)
+            else:
+                self.times.append(when)
+                self.counts.append(len(indexes))
             self._pending()
 
     def template_of(self, event: Event) -> int:

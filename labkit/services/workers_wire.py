@@ -92,8 +92,11 @@ def _deliver_factory(native: bool = True) -> Deliver:
     """`DELIVER(bus, bases, empty, times, counts, which)`: a batch of columns into `bus`, in order,
     as `EVENT_FROM` would make each event (a copy of its template's dict `bases[index]`, its run's
     time, a fresh empty detail where `empty[index]`), in one loop: the main process's cost per
-    event. labkit.native._udp.deliver does the same steps in C where it is built (and Event is
-    the plain dataclass); this loop is the reference. Returns how many events it delivered."""
+    event. Within a run the same template gives the same (frozen, equal) Event object again, as
+    the one-process DNS drain hands its sink one Event per peer and question per wake-up (a run
+    is a worker's batch, stamped with one clock reading); each run makes its own. labkit.native.
+    _udp.deliver does the same steps in C where it is built (and Event is the plain dataclass);
+    this loop is the reference. Returns how many events it delivered."""
     plain = EVENT_FROM is not _FALLBACK_FROM
     module = load("_udp") if native and plain else None
     if module is not None:
@@ -101,16 +104,20 @@ def _deliver_factory(native: bool = True) -> Deliver:
 
     def deliver(bus: Sink, bases: list[dict[str, Any]], empty: list[bool], times: list[float],
                 counts: list[int], which: list[int]) -> int:
-        event_from, start = EVENT_FROM, 0
+        event_from, start, size = EVENT_FROM, 0, len(bases)
         for when, count in zip(times, counts, strict=True):
             if count < 0:
                 raise ValueError("deliver: a negative count")
+            made: dict[int, Event] = {}  # this run's Event per template
             for index in which[start:start + count]:
-                values = bases[index].copy()
-                values["time"] = when
-                if empty[index]:
-                    values["detail"] = {}
-                bus(event_from(values))
+                event = made.get(index + size if index < 0 else index)
+                if event is None:
+                    values = bases[index].copy()
+                    values["time"] = when
+                    if empty[index]:
+                        values["detail"] = {}
+                    event = made[index + size if index < 0 else index] = event_from(values)
+                bus(event)
             start += count
         return start
 

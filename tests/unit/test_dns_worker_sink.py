@@ -101,8 +101,11 @@ def test_the_worker_form_logs_what_the_service_logs() -> None:
     main = _compare(queries)
     said = [(e.request, e.answer, e.result) for e in main.events.events]
     assert said == [reference(query)[1] for query in queries]
-    details = [id(e.detail) for e in main.events.events if not e.detail]
-    assert len(set(details)) == len(details)  # each event its own (empty) detail, as before
+    # equal events of one batch may be one object (as the one-process drain shares them within a
+    # wake-up), but two different objects never share an (empty) detail
+    details = {id(e): id(e.detail) for e in main.events.events if not e.detail}
+    assert len(set(details.values())) == len(details)
+    assert len(details) < len(main.events.events)  # (this burst repeats questions within a batch)
 
 
 def test_a_flush_inside_a_drain_starts_the_template_indexes_again(monkeypatch: pytest.MonkeyPatch) -> None:
