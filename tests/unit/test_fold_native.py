@@ -112,7 +112,7 @@ def test_the_fold_leaves_its_python_cases_untouched() -> None:
 
 def test_a_status_subclass_keeps_its_own_apply() -> None:
     class Counting(LabStatus):
-        pass
+        """A subclass as a plugin would write it: its apply may differ, so the fold stays off."""
 
     assert LabOps(Counting()).fold is None
 

@@ -183,10 +183,16 @@ def address(raw: bytes) -> IPv4Address:
         return ZERO
     found = _addresses.get(raw)
     if found is None:
-        if len(_addresses) >= ADDRESS_CACHE:
-            _addresses.clear()
-        found = _addresses[raw] = IPv4Address(raw)
+        found = _remember(raw, IPv4Address(raw))
     return found
+
+
+def _remember(raw: bytes, made: IPv4Address) -> IPv4Address:
+    """`made` kept in the bounded cache as the object for `raw` (the cache starts again when full)."""
+    if len(_addresses) >= ADDRESS_CACHE:
+        _addresses.clear()
+    _addresses[raw] = made
+    return made
 
 
 def address_maker(module: Any) -> Callable[[bytes], IPv4Address]:
@@ -201,13 +207,11 @@ def address_maker(module: Any) -> Callable[[bytes], IPv4Address]:
         return address
 
     def make(raw: bytes) -> IPv4Address:
-        if raw == _ZERO_BYTES or len(raw) != 4:
-            return address(raw)
         found = _addresses.get(raw)
         if found is None:
-            if len(_addresses) >= ADDRESS_CACHE:
-                _addresses.clear()
-            found = _addresses[raw] = fill(int.from_bytes(raw, "big"))
+            if raw == _ZERO_BYTES or len(raw) != 4:
+                return address(raw)
+            found = _remember(raw, fill(int.from_bytes(raw, "big")))
         return found
 
     return make

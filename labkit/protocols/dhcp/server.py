@@ -27,7 +27,6 @@ from labkit.protocols.dhcp.message import (
     INFORM,
     MESSAGE_TYPES,
     NAK,
-    OCTETS,
     OFFER,
     RELEASE,
     REQUEST,
@@ -175,8 +174,7 @@ class DhcpServerCore:
                 parts.append(f"vendor {vendor!r}")
         wanted = options.get(50)
         if wanted is not None and len(wanted) == 4:
-            o = OCTETS  # str(IPv4Address(wanted)), without its Python calls
-            parts.append(f"wants {o[wanted[0]]}.{o[wanted[1]]}.{o[wanted[2]]}.{o[wanted[3]]}")
+            parts.append(f"wants {dotted(int.from_bytes(wanted, 'big'))}")  # str(IPv4Address(wanted))
         ciaddr, giaddr = request.ciaddr, request.giaddr
         if ciaddr is not ZERO:
             parts.append(f"ciaddr {self._texts.get(ciaddr._ip) or self.address_text(ciaddr)}")  # type: ignore[attr-defined]
