@@ -20,7 +20,7 @@ LABKIT_DNS_THREAD=0.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from labkit.events import fact_event
 from labkit.services.dns_udp import SERVICE, _index_batch, _index_peers
@@ -42,15 +42,16 @@ class UdpPump:
     """The running thread of `service`'s Drain, and the loop's side of it."""
 
     def __init__(self, service: DnsService, drain: Any, high: int) -> None:
-        self.service, self.drain, self.sink = service, drain, service._sink
+        self.service, self.drain = service, drain
+        self.sink: Any = cast(Any, service._sink)  # a worker's Batcher (labkit.services.worker_main)
         self.mapping: list[int | None] = []  # event id -> the Batcher's template index (this generation)
-        self.generation = self.sink.generation
+        self.generation: int = self.sink.generation
         assert service._udp is not None
         self.sock = service._udp
         self.sock.setblocking(True)  # the thread blocks in recvmmsg; nobody else reads it
         self.fd: int = drain.start(service.replies.table, len(service.replies.tally), high)
         service._loop.add_reader(self.fd, self._woken)
-        self.sink.sources.append(self.collect)
+        self.sink.sources.append(self.collect)  # (the Batcher asks before each frame and event)
 
     def collect(self, rearm: bool = True) -> None:
         """The thread's logged events into the Batcher, its counts into the service's counters."""
@@ -79,7 +80,8 @@ class UdpPump:
             address, kept = pairs[id_]
             if len(mapping) <= id_:
                 mapping.extend([None] * (id_ + 1 - len(mapping)))
-            event = fact_event(SERVICE, f"{address[0]}:{address[1]}", phone_at(address[0]), kept[1][0], 0.0, None)
+            client = f"{address[0]}:{address[1]}"
+            event = fact_event(SERVICE, client, phone_at(address[0]), kept[1][0], 0.0, None)
             mapping[id_] = template_of(event)
 
     def _woken(self) -> None:
