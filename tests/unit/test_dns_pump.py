@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from labkit.events import EventRecorder, StaticDirectory
+from labkit.events import Event, EventRecorder, StaticDirectory
 from labkit.faults.engine import FaultEngine, Match, Rule, When
 from labkit.faults.hooks import Faults
 from labkit.native import load
@@ -29,7 +29,8 @@ from tests.helpers import answers_until_quiet
 from tests.unit.test_dns_fast_path import HOST, PHONE, PROV_A, TABLE, reference, with_id, zones
 from tests.unit.test_dns_worker_sink import MainSide
 
-pytestmark = pytest.mark.skipif(load("_udp") is None or not hasattr(getattr(load("_udp"), "Drain", None), "start"),
+_UDP = load("_udp")
+pytestmark = pytest.mark.skipif(_UDP is None or not hasattr(_UDP.Drain, "start"),
                                 reason="labkit.native._udp (with its thread) is not built here")
 
 UGLY = [b"", b"\x00", b"\x12\x34", bytes(13), bytes(range(256)) * 3, b"\xff" * 600]
@@ -42,7 +43,7 @@ def thread_on(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _held() -> tuple[int, int]:
-    """This process's open descriptors and threads (the thread is a task the threading module does not see)."""
+    """This process's open descriptors and threads (the C thread is a task `threading` does not see)."""
     return len(os.listdir("/proc/self/fd")), len(os.listdir("/proc/self/task"))
 
 
@@ -70,8 +71,10 @@ def test_ugly_datagrams_through_the_thread_are_answered_as_by_the_reference() ->
     """Runts, responses, oversized and empty datagrams among real queries: each query answered as
     the resolver answers it, the rest dropped and counted as the resolver counts them; one event
     per query as a plain sink logs them, and nothing left open afterwards."""
-    queries = [with_id(query, n) for n, query in enumerate(list(TABLE.values()) * 2, 0x1001)]  # (no ugly one has these IDs)
-    mixed = [datagram for pair in zip(queries, UGLY * 10, strict=False) for datagram in pair] + queries[len(UGLY) * 10:]
+    # (IDs from 0x1001: no ugly datagram has one of them)
+    queries = [with_id(query, n) for n, query in enumerate(list(TABLE.values()) * 2, 0x1001)]
+    mixed = [datagram for pair in zip(queries, UGLY * 10, strict=False) for datagram in pair]
+    mixed += queries[len(UGLY) * 10:]
     before = _held()
 
     async def run(sink: object) -> tuple[dict[bytes, bytes], dict[str, object], bool]:
@@ -92,8 +95,10 @@ def test_ugly_datagrams_through_the_thread_are_answered_as_by_the_reference() ->
     for query in queries:
         expected = reference(query)[0]
         assert answers.get(query[:2]) == expected if expected is not None else query[:2] not in answers
-    said = [(e.client.rsplit(":", 1)[0], e.phone, e.request, e.answer, e.result) for e in main.events.events]
-    assert said == [(e.client.rsplit(":", 1)[0], e.phone, e.request, e.answer, e.result) for e in plain.events]
+    def said(events: list[Event]) -> list[tuple[object, ...]]:
+        return [(e.client.rsplit(":", 1)[0], e.phone, e.request, e.answer, e.result, e.detail) for e in events]
+
+    assert said(main.events.events) == said(plain.events)
     assert _held() == before
 
 
@@ -112,7 +117,8 @@ def test_a_dns_fault_rule_keeps_the_socket_with_the_loop_and_a_reload_moves_it()
             return plain
         probe = negative_probe(query)
         assert probe is not None
-        return apply_dns_fault(query, plain, DnsFaultAction(rcode="NXDOMAIN"), resolver.answer(probe).send[0].data)
+        negative = resolver.answer(probe).send[0].data
+        return apply_dns_fault(query, plain, DnsFaultAction(rcode="NXDOMAIN"), negative)
 
     async def run() -> list[tuple[bool, dict[bytes, bytes]]]:
         main = MainSide()

@@ -71,7 +71,8 @@ async def _burst(queries: list[bytes], sink: Any, *,
     plan = DnsPlan(tuple(zones()))
     service = await start_dns(plan, Endpoint("dns", HOST, 0, "udp+tcp"), ctx)
     form = "pure" if not service.native_udp else "thread" if service.pump is not None else "loop"
-    native, thread = os.environ.get("LABKIT_NATIVE", "1") != "0", os.environ.get("LABKIT_DNS_THREAD", "1") != "0"
+    native = os.environ.get("LABKIT_NATIVE", "1") != "0"
+    thread = os.environ.get("LABKIT_DNS_THREAD", "1") != "0"
     assert form == ("pure" if not native else "thread" if thread and isinstance(sink, Batcher) else "loop")
     answers: dict[bytes, bytes] = {}
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
