@@ -95,8 +95,10 @@ def test_ugly_datagrams_through_the_thread_are_answered_as_by_the_reference() ->
     for query in queries:
         expected = reference(query)[0]
         assert answers.get(query[:2]) == expected if expected is not None else query[:2] not in answers
+
     def said(events: list[Event]) -> list[tuple[object, ...]]:
-        return [(e.client.rsplit(":", 1)[0], e.phone, e.request, e.answer, e.result, e.detail) for e in events]
+        return [(e.client.rsplit(":", 1)[0], e.phone, e.request, e.answer, e.result, e.detail)
+                for e in events]
 
     assert said(main.events.events) == said(plain.events)
     assert _held() == before
