@@ -28,6 +28,7 @@
  * handed over and not resumed stays in `take()` for the loop to finish, and `send()` sends it.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -47,7 +48,7 @@ typedef struct Pump {
     PyObject *handed;            /* (when, addresses, values) waiting for the loop, or NULL */
     Py_ssize_t tally_len, high;  /* the resolver's tally's length; notify at this many events */
     int notify;                  /* eventfd the loop watches */
-    int stopping, resumed, armed, high_told, joined;
+    int stopping, resumed, armed, high_told, joined, batch_policy;
     Py_ssize_t failed, receive_errors; /* written by the thread without the GIL: atomics */
     /* the hand-over buffer (touched only with the GIL) */
     unsigned int ids[PUMP_IDS];
@@ -181,6 +182,10 @@ static void *pump_main(void *arg)
 {
     Drain *self = arg;
     Pump *p = self->pump;
+    if (p->batch_policy) { /* this thread only (the loop's TFTP and HTTP keep theirs): see start() */
+        struct sched_param none = {0};
+        sched_setscheduler(0, SCHED_BATCH, &none); /* (best effort: the default policy otherwise) */
+    }
     for (;;) {
         for (unsigned int i = 0; i < self->batch; i++) {
             struct msghdr *header = &self->rx[i].msg_hdr;
@@ -247,7 +252,9 @@ static PyObject *Drain_start(Drain *self, PyObject *args)
 {
     PyObject *table;
     Py_ssize_t tally_len, high;
-    if (!PyArg_ParseTuple(args, "O!nn:start", &PyDict_Type, &table, &tally_len, &high) || !ready(self) ||
+    int batch_policy = 0;
+    if (!PyArg_ParseTuple(args, "O!nn|p:start", &PyDict_Type, &table, &tally_len, &high, &batch_policy) ||
+        !ready(self) ||
         !not_pumping(self))
         return NULL;
     if (self->pump && !self->pump->joined) {
@@ -275,6 +282,7 @@ static PyObject *Drain_start(Drain *self, PyObject *args)
     p->high = high > 0 ? high : 1;
     p->stopping = p->resumed = p->high_told = p->joined = 0;
     p->armed = 1;
+    p->batch_policy = batch_policy;
     release_batch(self);
     p->state = PyThreadState_New(PyThreadState_Get()->interp);
     if (!p->state)
@@ -449,8 +457,8 @@ static PyObject *Drain_forget(Drain *self, PyObject *table)
 
 #define PUMP_METHODS \
     {"start", (PyCFunction)Drain_start, METH_VARARGS, \
-     "start(table, tally_len, high) -> eventfd: receive and answer known hits in a thread (the socket " \
-     "must be blocking; see udp_pump.h)."}, \
+     "start(table, tally_len, high, batch_policy=False) -> eventfd: receive and answer known hits in a " \
+     "thread (the socket must be blocking; batch_policy: the thread runs SCHED_BATCH; see udp_pump.h)."}, \
     {"stop", (PyCFunction)Drain_stop, METH_VARARGS, "stop(shutdown=False): end and join the thread."}, \
     {"take", (PyCFunction)Drain_take, METH_NOARGS, "take() -> (when, addresses, values) or None: the batch handed over."}, \
     {"resume", (PyCFunction)Drain_resume, METH_NOARGS, "resume(): the handed batch is answered: send it, go on."}, \

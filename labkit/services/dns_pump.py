@@ -49,7 +49,8 @@ class UdpPump:
         assert service._udp is not None
         self.sock = service._udp
         self.sock.setblocking(True)  # the thread blocks in recvmmsg; nobody else reads it
-        self.fd: int = drain.start(service.replies.table, len(service.replies.tally), high)
+        batch = os.environ.get(THREAD_VARIABLE, "1").strip() != "plain"
+        self.fd: int = drain.start(service.replies.table, len(service.replies.tally), high, batch)
         service._loop.add_reader(self.fd, self._woken)
         self.sink.sources.append(self.collect)  # (the Batcher asks before each frame and event)
 
