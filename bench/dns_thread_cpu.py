@@ -1,9 +1,10 @@
 """A worker's DNS cost per query in user space, over real loopback sockets (on demand, not a test):
 the Drain's own thread (labkit/native/udp_pump.h) against the event loop's drain (issue 15, round 6).
 
-    PYTHONPATH=$PWD valgrind --tool=callgrind --instr-atstart=no .venv/bin/python bench/dns_thread_cpu.py 20000
-    LABKIT_DNS_THREAD=0 PYTHONPATH=$PWD valgrind ... (the same)            # the loop's compiled drain
-    PYTHONPATH=$PWD .venv/bin/python bench/dns_thread_cpu.py 200000        # without valgrind: CPU µs per query
+    PYTHONPATH=$PWD valgrind --tool=callgrind --instr-atstart=no \
+        .venv/bin/python bench/dns_thread_cpu.py 20000 --callgrind   # [--window 5]
+    LABKIT_DNS_THREAD=0 PYTHONPATH=$PWD valgrind ... (the same)    # the loop's compiled drain
+    PYTHONPATH=$PWD .venv/bin/python bench/dns_thread_cpu.py 200000  # no valgrind: CPU µs per query
 
 This process is a worker: the DNS service (the plan of `labkit up` without an inventory) logs into a
 Batcher whose frames are counted, not sent. A client process (not under valgrind) asks from PEERS
@@ -20,12 +21,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
-
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -87,7 +86,7 @@ async def run(total: int, window: int, use_callgrind: bool) -> None:
     made = [0, 0]  # the main process's Event objects (one per run and template), frames
 
     def write(data: bytes) -> None:
-        _, _, times, counts, which = pickle.loads(data[4:])
+        _, _, _, counts, which = pickle.loads(data[4:])
         start = 0
         for count in counts:
             made[0] += len(set(which[start:start + count]))
@@ -120,16 +119,19 @@ async def run(total: int, window: int, use_callgrind: bool) -> None:
     await client.wait()
     await service.close()
     answered = int(done[1]) - int(done[2])
-    print(f"{form}: {answered:,} answered ({done[2].decode()} lost), window {window}, {seconds:.1f} s; per query: "
-          + (f"{instructions / answered:,.0f} instructions, " if use_callgrind else "")
-          + f"user {(after[0] - before[0]) / answered * 1e6:.2f} µs, system {(after[1] - before[1]) / answered * 1e6:.2f}"
-          f" µs; main-process Events {made[0] / answered:.3f}, frames {made[1]}")
+    user, system = ((after[k] - before[k]) / answered * 1e6 for k in (0, 1))
+    print(f"{form}: {answered:,} answered ({done[2].decode()} lost), window {window}, {seconds:.1f} s; "
+          "per query: " + (f"{instructions / answered:,.0f} instructions, " if use_callgrind else "")
+          + f"user {user:.2f} µs, system {system:.2f} µs; main-process Events {made[0] / answered:.3f}, "
+          f"frames {made[1]}")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("queries", type=int, nargs="?", default=200_000)
-    parser.add_argument("--window", type=int, default=WINDOW, help="queries in flight (about a wake-up's batch)")
+    parser.add_argument("--window", type=int, default=WINDOW,
+                        help="queries in flight (about a wake-up's batch)")
     parser.add_argument("--callgrind", action="store_true", help="under callgrind: count the measured part")
     args = parser.parse_args()
     asyncio.run(run(args.queries, args.window, args.callgrind))
