@@ -32,13 +32,12 @@ class Drain:
         """The batch handed over (when, addresses, values from its first datagram not logged), or None."""
     def resume(self) -> None:
         """The handed batch is logged and answered (reply()): the thread sends it and goes on."""
-    def collect(self, mapping: list[int | None], rearm: bool) -> Any:
+    def collect(self, mapping: list[int | None], rearm: bool, table: dict[bytes, Any] | None = None) -> Any:
         """(times, counts, which, tally, failed, receive_errors), emptying the buffer, or the
-        list of ids that have no int in `mapping` (nothing taken)."""
+        list of ids that have no int in `mapping` (nothing taken). With `table`: every id is
+        then forgotten, in the same call, and `table` is the thread's from now on."""
     def pairs(self) -> list[tuple[Any, tuple[Any, ...]]]:
         """Per event id: (address, the table's kept tuple)."""
-    def forget(self, table: dict[bytes, Any]) -> None:
-        """Every id forgotten (after a collect); `table` from now on."""
 
 def resolve(addresses: list[Any], values: list[Any], start: int, peers: dict[Any, Any], tally: list[int],
             indexes: list[Any]) -> int:

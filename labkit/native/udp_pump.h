@@ -236,7 +236,7 @@ static Pump *pump_of(Drain *self, int running)
     return self->pump;
 }
 
-/* Forget every id (after a collect: the buffer holds none of them). With the GIL. */
+/* Forget every id (in a collect: the buffer holds none of them). With the GIL. */
 static int pump_forget(Drain *self, Pump *p)
 {
     PyObject *pairs = PyList_New(0);
@@ -375,16 +375,22 @@ static PyObject *Drain_resume(Drain *self, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
-/* collect(mapping, rearm): the buffer as (times, counts, which, tally, failed, receive_errors),
- * which[k] = mapping[ids[k]]; emptied. Or, when some id has no int in mapping, the list of
- * those ids (nothing taken: fill them in and call again). */
+/* collect(mapping, rearm, table=None): the buffer as (times, counts, which, tally, failed,
+ * receive_errors), which[k] = mapping[ids[k]]; emptied. Or, when some id has no int in mapping,
+ * the list of those ids (nothing taken: fill them in and call again). With a table (a reload, or
+ * the ids full), every id is forgotten once the buffer is taken, in the same call (the thread
+ * cannot log a batch in between), and the table is the thread's from its next batch. */
 static PyObject *Drain_collect(Drain *self, PyObject *args)
 {
-    PyObject *mapping;
+    PyObject *mapping, *table = Py_None;
     int rearm;
     Pump *p = pump_of(self, 0);
-    if (!p || !PyArg_ParseTuple(args, "O!p:collect", &PyList_Type, &mapping, &rearm))
+    if (!p || !PyArg_ParseTuple(args, "O!p|O:collect", &PyList_Type, &mapping, &rearm, &table))
         return NULL;
+    if (table != Py_None && !PyDict_Check(table)) {
+        PyErr_SetString(PyExc_TypeError, "collect(mapping, rearm, table): table must be a dict or None");
+        return NULL;
+    }
     Py_ssize_t size = PyList_GET_SIZE(mapping);
     PyObject *missing = PyList_New(0);
     for (Py_ssize_t k = 0; missing && k < p->nids; k++) {
@@ -419,6 +425,12 @@ static PyObject *Drain_collect(Drain *self, PyObject *args)
         Py_XDECREF(times); Py_XDECREF(counts); Py_XDECREF(which); Py_XDECREF(tally);
         return NULL;
     }
+    if (table != Py_None && pump_forget(self, p) < 0) { /* in the same call: no batch between */
+        Py_DECREF(times); Py_DECREF(counts); Py_DECREF(which); Py_DECREF(tally);
+        return NULL;
+    }
+    if (table != Py_None)
+        Py_SETREF(p->table, Py_NewRef(table));
     p->nids = p->nruns = 0;
     memset(p->tally, 0, sizeof p->tally);
     if (rearm)
@@ -434,27 +446,6 @@ static PyObject *Drain_pairs(Drain *self, PyObject *Py_UNUSED(ignored))
     return p ? Py_NewRef(p->pairs) : NULL;
 }
 
-/* forget(table): a new reply table (a reload), or the same one; every id forgotten. Call it
- * after a collect (the buffer's ids name pairs) with the thread parked or stopped. */
-static PyObject *Drain_forget(Drain *self, PyObject *table)
-{
-    Pump *p = pump_of(self, 0);
-    if (!p)
-        return NULL;
-    if (!PyDict_Check(table)) {
-        PyErr_SetString(PyExc_TypeError, "forget(table): table must be a dict");
-        return NULL;
-    }
-    if (p->nids) {
-        PyErr_SetString(PyExc_RuntimeError, "forget(): collect() the buffer first");
-        return NULL;
-    }
-    if (pump_forget(self, p) < 0)
-        return NULL;
-    Py_XSETREF(p->table, Py_NewRef(table));
-    Py_RETURN_NONE;
-}
-
 #define PUMP_METHODS \
     {"start", (PyCFunction)Drain_start, METH_VARARGS, \
      "start(table, tally_len, high, batch_policy=False) -> eventfd: receive and answer known hits in a " \
@@ -463,6 +454,6 @@ static PyObject *Drain_forget(Drain *self, PyObject *table)
     {"take", (PyCFunction)Drain_take, METH_NOARGS, "take() -> (when, addresses, values) or None: the batch handed over."}, \
     {"resume", (PyCFunction)Drain_resume, METH_NOARGS, "resume(): the handed batch is answered: send it, go on."}, \
     {"collect", (PyCFunction)Drain_collect, METH_VARARGS, \
-     "collect(mapping, rearm) -> (times, counts, which, tally, failed, receive_errors), or the ids missing from mapping."}, \
-    {"pairs", (PyCFunction)Drain_pairs, METH_NOARGS, "pairs() -> list: per event id, (address, kept)."}, \
-    {"forget", (PyCFunction)Drain_forget, METH_O, "forget(table): every id forgotten; this reply table from now on."},
+     "collect(mapping, rearm, table=None) -> (times, counts, which, tally, failed, receive_errors), or the ids " \
+     "missing from mapping; with a table, every id is then forgotten and the table used from now on."}, \
+    {"pairs", (PyCFunction)Drain_pairs, METH_NOARGS, "pairs() -> list: per event id, (address, kept)."},

@@ -54,15 +54,19 @@ class UdpPump:
         service._loop.add_reader(self.fd, self._woken)
         self.sink.sources.append(self.collect)  # (the Batcher asks before each frame and event)
 
-    def collect(self, rearm: bool = True) -> None:
-        """The thread's logged events into the Batcher, its counts into the service's counters."""
+    def collect(self, rearm: bool = True, forget: bool = False) -> None:
+        """The thread's logged events into the Batcher, its counts into the service's counters;
+        `forget`: then every id, and the service's (new) reply table is the thread's."""
         service, sink = self.service, self.sink
         if sink.generation != self.generation:
             self.mapping, self.generation = [], sink.generation
-        got = self.drain.collect(self.mapping, rearm)
-        if got.__class__ is list:  # ids without a template index in this generation yet
-            self._index(got)
-            got = self.drain.collect(self.mapping, rearm)
+        table = service.replies.table if forget else None
+        got = self.drain.collect(self.mapping, rearm, table)
+        while got.__class__ is list:  # ids without a template index in this generation yet (the
+            self._index(got)  # thread may log new ones while Python runs: bounded by PAIRS_MAX)
+            got = self.drain.collect(self.mapping, rearm, table)
+        if forget:
+            self.mapping = []
         times, counts, which, tally, failed, errors = got
         kept = service.replies.tally
         for code, count in enumerate(tally):
@@ -100,16 +104,12 @@ class UdpPump:
         when, addresses, values = handed
         service = self.service
         if len(self.drain.pairs()) >= PAIRS_MAX:
-            self.drain.forget(service.replies.table)
-            self.mapping = []
+            self.collect(forget=True)
         _index_batch(service, self.drain, addresses, values, _index_peers(service, self.sink), when)
 
     def reload(self) -> None:
-        """A new reply table (the service reloaded): what was logged goes first, then every id (the
-        thread touches the table and its ids only with the GIL, as this does)."""
-        self.collect()
-        self.drain.forget(self.service.replies.table)
-        self.mapping = []
+        """A new reply table (the service reloaded): what was logged goes first, then every id."""
+        self.collect(forget=True)
 
     def stop(self, closing: bool) -> None:
         """End the thread (`closing`: the socket closes next, wake it at once); the socket goes back

@@ -175,3 +175,58 @@ def test_closing_during_a_burst_ends_the_thread() -> None:
 
     assert asyncio.run(run()) <= len(queries)
     assert _held() == before
+
+
+class _LoggingWhilePythonRuns:
+    """A stand-in Drain whose thread logs a new (peer, question) while the loop makes the template
+    indexes of the last ones: collect names missing ids twice before it hands over the buffer."""
+
+    def __init__(self, pairs: list[tuple[object, tuple[object, ...]]]) -> None:
+        self._pairs, self.calls = pairs, 0
+        self.ids = [0, 1, 0]
+
+    def pairs(self) -> list[tuple[object, tuple[object, ...]]]:
+        return self._pairs
+
+    def collect(self, mapping: list[int | None], rearm: bool, table: object = None) -> object:
+        self.calls += 1
+        if self.calls == 2:
+            self.ids.append(2)  # (logged by the thread between the two calls)
+        missing = [i for i in self.ids if i >= len(mapping) or mapping[i] is None]
+        if missing:
+            return missing
+        return [1.5], [len(self.ids)], [mapping[i] for i in self.ids], [0, len(self.ids)], 0, 0
+
+
+def test_collect_names_the_missing_ids_until_none_is_missing() -> None:
+    """The loop side's collect asks again while the thread logged new ids in between, and hands the
+    Batcher one template per peer and question, as `_index_batch` makes them."""
+    from labkit.protocols.dns.replies import UdpReplies
+    from labkit.services.dns_pump import UdpPump
+
+    main = MainSide()
+
+    async def run() -> None:
+        batcher = Batcher(main.write)
+        resolver = AuthoritativeResolver(zones())
+        replies = UdpReplies(resolver)
+        for n in (1, 2):
+            replies.learn(with_id(PROV_A, n))
+            replies.learn(with_id(TABLE["NXDOMAIN"], n))
+        kept = list(replies.table.values())
+        peers = [((HOST, 5001), kept[0]), ((HOST, 5002), kept[0]), ((HOST, 5001), kept[1])]
+        pump = object.__new__(UdpPump)
+        drain = _LoggingWhilePythonRuns(peers)  # type: ignore[arg-type]
+        service = type("Service", (), {"replies": replies, "_phone_at": staticmethod(lambda ip: PHONE),
+                                       "udp_send_errors": 0, "udp_receive_errors": 0})()
+        pump.service, pump.drain, pump.sink, pump.mapping, pump.generation = service, drain, batcher, [], 0
+        pump.collect()
+        assert drain.calls == 3 and pump.mapping == [0, 1, 2]
+        assert resolver.tally[1] == 4  # (the stand-in counted 4 hits of rcode 1)
+        batcher.flush()
+
+    asyncio.run(run())
+    said = [(e.client, e.phone, e.request) for e in main.events.events]
+    assert said == [(f"{HOST}:5001", PHONE, "A prov.lab.example"), (f"{HOST}:5002", PHONE, "A prov.lab.example"),
+                    (f"{HOST}:5001", PHONE, "A prov.lab.example"), (f"{HOST}:5001", PHONE, said[3][2])]
+    assert said[3][2] != said[0][2]
