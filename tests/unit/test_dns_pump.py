@@ -227,6 +227,7 @@ def test_collect_names_the_missing_ids_until_none_is_missing() -> None:
 
     asyncio.run(run())
     said = [(e.client, e.phone, e.request) for e in main.events.events]
-    assert said == [(f"{HOST}:5001", PHONE, "A prov.lab.example"), (f"{HOST}:5002", PHONE, "A prov.lab.example"),
-                    (f"{HOST}:5001", PHONE, "A prov.lab.example"), (f"{HOST}:5001", PHONE, said[3][2])]
+    prov = "A prov.lab.example"
+    one, two = f"{HOST}:5001", f"{HOST}:5002"
+    assert said == [(one, PHONE, prov), (two, PHONE, prov), (one, PHONE, prov), (one, PHONE, said[3][2])]
     assert said[3][2] != said[0][2]
