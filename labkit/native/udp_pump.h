@@ -27,6 +27,7 @@
  * shutdown(SHUT_RD) when the socket closes next, else by its 100 ms receive timeout); a batch
  * handed over and not resumed stays in `take()` for the loop to finish, and `send()` sends it.
  */
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <sys/eventfd.h>
@@ -269,6 +270,13 @@ static PyObject *Drain_start(Drain *self, PyObject *args)
         pthread_cond_init(&p->wake, NULL);
         p->notify = -1;
         self->pump = p;
+    }
+    int flags = fcntl(self->fd, F_GETFL);
+    if (flags < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    if (flags & O_NONBLOCK) { /* the thread would spin on EAGAIN instead of sleeping in recvmmsg */
+        PyErr_SetString(PyExc_ValueError, "start(): the socket must be blocking");
+        return NULL;
     }
     struct timeval timeout = {0, PUMP_TIMEOUT_MS * 1000};
     if (setsockopt(self->fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout) < 0)

@@ -231,3 +231,19 @@ def test_collect_names_the_missing_ids_until_none_is_missing() -> None:
     one, two = f"{HOST}:5001", f"{HOST}:5002"
     assert said == [(one, PHONE, prov), (two, PHONE, prov), (one, PHONE, prov), (one, PHONE, said[3][2])]
     assert said[3][2] != said[0][2]
+
+
+def test_the_thread_refuses_a_non_blocking_socket() -> None:
+    """It would spin on EAGAIN instead of sleeping in recvmmsg: refused, nothing started."""
+    assert _UDP is not None
+    before = _held()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((HOST, 0))
+        sock.setblocking(False)
+        drain = _UDP.Drain(sock.fileno(), 8, 512)
+        with pytest.raises(ValueError):
+            drain.start({}, 16, 8)
+        with pytest.raises(RuntimeError):
+            drain.resume()  # (no thread runs)
+        del drain
+    assert _held() == before
