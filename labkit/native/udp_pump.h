@@ -86,9 +86,11 @@ static int pump_hit(Drain *self, Pump *p, unsigned int i)
     if (!PyBytes_CheckExact(tail) || !PyBytes_CheckExact(name) || code < 0 || code >= PUMP_TALLY ||
         code >= p->tally_len)
         goto python;
-    if (!entry->ids && !(entry->ids = PyDict_New()))
-        goto python;
     Py_INCREF(kept); /* (held: the look-ups below compare bytes only, but be safe) */
+    if (!entry->ids && !(entry->ids = PyDict_New())) {
+        Py_DECREF(kept);
+        goto python;
+    }
     PyObject *id = PyDict_GetItemWithError(entry->ids, name); /* borrowed */
     if (!id) {
         Py_ssize_t next = PyList_GET_SIZE(p->pairs);
@@ -146,6 +148,9 @@ static int pump_batch(Drain *self, Pump *p, unsigned int got)
     clock_gettime(CLOCK_REALTIME, &now);
     double when = (double)now.tv_sec + (double)now.tv_nsec * 1e-9; /* as time.time() */
     PyEval_RestoreThread(p->state);
+    /* no collection while this runs: a finalizer would run Python code, which could hand the GIL
+     * to the loop in the middle of a batch (the loop's collect() and this must not interleave) */
+    int collecting = PyGC_Disable();
     release_batch(self); /* the last batch's replies were sent: their bytes may go */
     self->received = got;
     unsigned int i = 0;
@@ -173,6 +178,8 @@ static int pump_batch(Drain *self, Pump *p, unsigned int got)
     if (p->nids >= p->high)
         p->high_told = 1;
     p->resumed = 0;
+    if (collecting)
+        PyGC_Enable();
     PyEval_SaveThread();
     if (tell)
         pump_notify(p);
@@ -388,6 +395,8 @@ static PyObject *Drain_resume(Drain *self, PyObject *Py_UNUSED(ignored))
  * the list of those ids (nothing taken: fill them in and call again). With a table (a reload, or
  * the ids full), every id is forgotten once the buffer is taken, in the same call (the thread
  * cannot log a batch in between), and the table is the thread's from its next batch. */
+static PyObject *pump_collect(Drain *self, Pump *p, PyObject *mapping, int rearm, PyObject *table);
+
 static PyObject *Drain_collect(Drain *self, PyObject *args)
 {
     PyObject *mapping, *table = Py_None;
@@ -399,6 +408,15 @@ static PyObject *Drain_collect(Drain *self, PyObject *args)
         PyErr_SetString(PyExc_TypeError, "collect(mapping, rearm, table): table must be a dict or None");
         return NULL;
     }
+    int collecting = PyGC_Disable(); /* (as in pump_batch: no Python code, so no batch, in between) */
+    PyObject *result = pump_collect(self, p, mapping, rearm, table);
+    if (collecting)
+        PyGC_Enable();
+    return result;
+}
+
+static PyObject *pump_collect(Drain *self, Pump *p, PyObject *mapping, int rearm, PyObject *table)
+{
     Py_ssize_t size = PyList_GET_SIZE(mapping);
     PyObject *missing = PyList_New(0);
     for (Py_ssize_t k = 0; missing && k < p->nids; k++) {
