@@ -22,7 +22,8 @@ class Drain:
     def send(self) -> int:
         """Send the batch's replies in datagram order; how many could not be sent."""
     # the receiving thread (labkit/native/udp_pump.h; labkit.services.dns_pump is its loop side)
-    def start(self, table: dict[bytes, Any], tally_len: int, high: int, batch_policy: bool = False) -> int:
+    def start(self, table: dict[bytes, Any], tally_len: int, high: int, batch_policy: bool = False,
+              pairs_max: int = 16384) -> int:
         """Receive and answer the table's hits in a thread (the socket must be blocking; with
         `batch_policy` the thread runs SCHED_BATCH); the eventfd it writes when it has events to
         collect or a batch to take."""

@@ -36,7 +36,7 @@
 
 #define PUMP_TALLY 16       /* rcodes the thread counts; others are Python's */
 #define PUMP_IDS 32768      /* events the hand-over buffer holds (BATCH_EVENTS is 8192) */
-#define PUMP_PAIRS 16384    /* (peer, question) ids; when full, Python forgets them all */
+#define PUMP_PAIRS 16384    /* (peer, question) ids at most (start's pairs_max); when full, Python forgets them all */
 #define PUMP_TIMEOUT_MS 100 /* the blocked receive looks at `stopping` at least this often */
 
 typedef struct Pump {
@@ -48,6 +48,7 @@ typedef struct Pump {
     PyObject *pairs;             /* per id: (address, kept) */
     PyObject *handed;            /* (when, addresses, values) waiting for the loop, or NULL */
     Py_ssize_t tally_len, high;  /* the resolver's tally's length; notify at this many events */
+    Py_ssize_t pairs_max;        /* ids before the loop must forget them (PUMP_PAIRS, or fewer: tests) */
     int notify;                  /* eventfd the loop watches */
     int stopping, resumed, armed, high_told, joined, batch_policy;
     Py_ssize_t failed, receive_errors; /* written by the thread without the GIL: atomics */
@@ -94,7 +95,7 @@ static int pump_hit(Drain *self, Pump *p, unsigned int i)
     PyObject *id = PyDict_GetItemWithError(entry->ids, name); /* borrowed */
     if (!id) {
         Py_ssize_t next = PyList_GET_SIZE(p->pairs);
-        PyObject *pair = PyErr_Occurred() || next >= PUMP_PAIRS ? NULL : PyTuple_Pack(2, entry->address, kept);
+        PyObject *pair = PyErr_Occurred() || next >= p->pairs_max ? NULL : PyTuple_Pack(2, entry->address, kept);
         id = pair ? PyLong_FromSsize_t(next) : NULL;
         int stored = id && PyList_Append(p->pairs, pair) == 0 && PyDict_SetItem(entry->ids, name, id) == 0;
         Py_XDECREF(pair);
@@ -261,7 +262,9 @@ static PyObject *Drain_start(Drain *self, PyObject *args)
     PyObject *table;
     Py_ssize_t tally_len, high;
     int batch_policy = 0;
-    if (!PyArg_ParseTuple(args, "O!nn|p:start", &PyDict_Type, &table, &tally_len, &high, &batch_policy) ||
+    Py_ssize_t pairs_max = PUMP_PAIRS;
+    if (!PyArg_ParseTuple(args, "O!nn|pn:start", &PyDict_Type, &table, &tally_len, &high, &batch_policy,
+                          &pairs_max) ||
         !ready(self) ||
         !not_pumping(self))
         return NULL;
@@ -298,6 +301,7 @@ static PyObject *Drain_start(Drain *self, PyObject *args)
     p->stopping = p->resumed = p->high_told = p->joined = 0;
     p->armed = 1;
     p->batch_policy = batch_policy;
+    p->pairs_max = pairs_max < 1 ? 1 : pairs_max > PUMP_PAIRS ? PUMP_PAIRS : pairs_max;
     release_batch(self);
     p->state = PyThreadState_New(PyThreadState_Get()->interp);
     if (!p->state)
@@ -474,7 +478,7 @@ static PyObject *Drain_pairs(Drain *self, PyObject *Py_UNUSED(ignored))
 
 #define PUMP_METHODS \
     {"start", (PyCFunction)Drain_start, METH_VARARGS, \
-     "start(table, tally_len, high, batch_policy=False) -> eventfd: receive and answer known hits in a " \
+     "start(table, tally_len, high, batch_policy=False, pairs_max=16384) -> eventfd: receive and answer known hits in a " \
      "thread (the socket must be blocking; batch_policy: the thread runs SCHED_BATCH; see udp_pump.h)."}, \
     {"stop", (PyCFunction)Drain_stop, METH_VARARGS, "stop(shutdown=False): end and join the thread."}, \
     {"take", (PyCFunction)Drain_take, METH_NOARGS, "take() -> (when, addresses, values) or None: the batch handed over."}, \

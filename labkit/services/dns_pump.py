@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from labkit.services.dns import DnsService
 
 THREAD_VARIABLE = "LABKIT_DNS_THREAD"  # "0": a worker's DNS socket stays with the event loop
-PAIRS_MAX = 16384  # udp_pump.h's PUMP_PAIRS: when the ids fill it, they are all forgotten
+PAIRS_MAX = 16384  # (peer, question) ids the thread keeps (udp_pump.h's PUMP_PAIRS); when full, forgotten
 
 
 def wanted(drain: Any, sink: Any) -> bool:
@@ -50,7 +50,8 @@ class UdpPump:
         self.sock = service._udp
         self.sock.setblocking(True)  # the thread blocks in recvmmsg; nobody else reads it
         batch = os.environ.get(THREAD_VARIABLE, "1").strip() != "plain"
-        self.fd: int = drain.start(service.replies.table, len(service.replies.tally), high, batch)
+        self.pairs_max = PAIRS_MAX
+        self.fd: int = drain.start(service.replies.table, len(service.replies.tally), high, batch, PAIRS_MAX)
         service._loop.add_reader(self.fd, self._woken)
         self.sink.sources.append(self.collect)  # (the Batcher asks before each frame and event)
 
@@ -103,7 +104,7 @@ class UdpPump:
         """A handed batch, logged and answered by the reference steps (the thread sends it)."""
         when, addresses, values = handed
         service = self.service
-        if len(self.drain.pairs()) >= PAIRS_MAX:
+        if len(self.drain.pairs()) >= self.pairs_max:
             self.collect(forget=True)
         _index_batch(service, self.drain, addresses, values, _index_peers(service, self.sink), when)
 

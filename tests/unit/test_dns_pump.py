@@ -247,3 +247,14 @@ def test_the_thread_refuses_a_non_blocking_socket() -> None:
             drain.resume()  # (no thread runs)
         del drain
     assert _held() == before
+
+
+def test_a_full_id_table_is_forgotten_and_the_log_stays_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The thread keeps 3 (peer, question) ids here: each fourth new one is handed to the loop, which
+    forgets them all and goes on. Three rounds of the table: the same answers, events and counters
+    as a plain sink."""
+    from labkit.services import dns_pump
+    from tests.unit.test_dns_worker_sink import _compare
+
+    monkeypatch.setattr(dns_pump, "PAIRS_MAX", 3)
+    _compare([with_id(query, n) for n, query in enumerate(list(TABLE.values()) * 3, 1)])
