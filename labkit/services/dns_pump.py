@@ -93,11 +93,12 @@ class UdpPump:
     def _woken(self) -> None:
         """The eventfd: events to collect (the Batcher's timer then sends them), or a batch handed over."""
         handed = self.drain.take()
-        self.collect(rearm=False)
-        if handed is not None:
-            try:
+        try:
+            self.collect(rearm=False)
+            if handed is not None:
                 self._answer(handed)
-            finally:
+        finally:  # whatever failed, the thread is never left waiting
+            if handed is not None:
                 self.drain.resume()
 
     def _answer(self, handed: tuple[float, list[Any], list[Any]]) -> None:
