@@ -40,7 +40,10 @@ typedef struct {
     struct sockaddr_storage name;
     socklen_t length;
     PyObject *address; /* the (host, port[, flowinfo, scope_id]) tuple socket.recvfrom gives */
+    PyObject *ids;     /* the pump's (udp_pump.h): this peer's question key -> event id, or NULL */
 } CachedAddress;
+
+struct Pump;
 
 typedef struct {
     PyObject_HEAD
@@ -60,6 +63,8 @@ typedef struct {
     struct mmsghdr *tx;
     Py_ssize_t failed;                 /* replies not sent since the last send() returned */
     int busy;                          /* a system call is running without the GIL */
+    struct Pump *pump;                 /* the receiving thread's state, once started (udp_pump.h) */
+    int pumping;                       /* its thread runs: receive() and send() are its own */
     CachedAddress cache[ADDRESS_CACHE];
 } Drain;
 
@@ -96,8 +101,9 @@ static PyObject *make_address(const struct sockaddr_storage *name, socklen_t len
     return NULL;
 }
 
-/* A new reference to the address of `name`, from the small cache when it was seen before. */
-static PyObject *address_of(Drain *self, const struct sockaddr_storage *name, socklen_t length)
+/* The cache entry for `name`, its address made when the slot held another peer (whose pump
+ * ids go with it); NULL raised. */
+static CachedAddress *cached(Drain *self, const struct sockaddr_storage *name, socklen_t length)
 {
     unsigned int slot = 0;
     if (name->ss_family == AF_INET)
@@ -107,17 +113,23 @@ static PyObject *address_of(Drain *self, const struct sockaddr_storage *name, so
     slot = (slot * 2654435761u) >> 24; /* Fibonacci hashing: the top 8 bits, ports spread out */
     slot %= ADDRESS_CACHE;
     CachedAddress *entry = &self->cache[slot];
-    if (entry->address && entry->length == length && memcmp(&entry->name, name, length) == 0) {
-        Py_INCREF(entry->address);
-        return entry->address;
-    }
+    if (entry->address && entry->length == length && memcmp(&entry->name, name, length) == 0)
+        return entry;
     PyObject *address = make_address(name, length);
     if (!address)
         return NULL;
-    Py_XSETREF(entry->address, Py_NewRef(address));
+    Py_XSETREF(entry->address, address);
+    Py_CLEAR(entry->ids);
     memcpy(&entry->name, name, length);
     entry->length = length;
-    return address;
+    return entry;
+}
+
+/* A new reference to the address of `name`, from the small cache when it was seen before. */
+static PyObject *address_of(Drain *self, const struct sockaddr_storage *name, socklen_t length)
+{
+    CachedAddress *entry = cached(self, name, length);
+    return entry ? Py_NewRef(entry->address) : NULL;
 }
 
 static int Drain_init(Drain *self, PyObject *args, PyObject *kwds)
@@ -160,12 +172,17 @@ static int Drain_init(Drain *self, PyObject *args, PyObject *kwds)
     return 0;
 }
 
+static void pump_free(Drain *self);
+
 static void Drain_dealloc(Drain *self)
 {
     if (self->held)
         release_batch(self);
-    for (int i = 0; i < ADDRESS_CACHE; i++)
+    pump_free(self); /* (stops and joins the thread first, if it runs) */
+    for (int i = 0; i < ADDRESS_CACHE; i++) {
         Py_CLEAR(self->cache[i].address);
+        Py_CLEAR(self->cache[i].ids);
+    }
     PyMem_Free(self->rx);
     PyMem_Free(self->rx_iov);
     PyMem_Free(self->names);
@@ -191,8 +208,16 @@ static int ready(Drain *self)
     return 1;
 }
 
-/* Sends every queued reply in datagram order; those that could not be sent add to `failed`. */
-static void send_batch(Drain *self)
+static int not_pumping(Drain *self)
+{
+    if (self->pumping)
+        PyErr_SetString(PyExc_RuntimeError, "Drain's thread is running (stop() it first)");
+    return !self->pumping;
+}
+
+/* Sends every queued reply in datagram order (no Python: callable without the GIL); how many
+ * could not be sent. */
+static Py_ssize_t send_queued(Drain *self)
 {
     unsigned int count = 0;
     for (unsigned int i = 0; i < self->received; i++) {
@@ -207,12 +232,6 @@ static void send_batch(Drain *self)
     }
     Py_ssize_t failed = 0;
     unsigned int done = 0;
-    if (!count) {
-        release_batch(self);
-        return;
-    }
-    self->busy = 1;
-    Py_BEGIN_ALLOW_THREADS
     while (done < count) { /* bounded: every turn sends or skips at least one reply */
         int sent = sendmmsg(self->fd, self->tx + done, count - done, MSG_DONTWAIT);
         if (sent > 0) {
@@ -224,6 +243,16 @@ static void send_batch(Drain *self)
             done++;
         }
     }
+    return failed;
+}
+
+/* Sends every queued reply in datagram order; those that could not be sent add to `failed`. */
+static void send_batch(Drain *self)
+{
+    Py_ssize_t failed;
+    self->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    failed = send_queued(self);
     Py_END_ALLOW_THREADS
     self->busy = 0;
     self->failed += failed;
@@ -263,7 +292,7 @@ static PyObject *classify(Drain *self, PyObject *table, unsigned int i)
 
 static PyObject *Drain_receive(Drain *self, PyObject *table)
 {
-    if (!ready(self))
+    if (!ready(self) || !not_pumping(self))
         return NULL;
     if (!PyDict_Check(table)) {
         PyErr_SetString(PyExc_TypeError, "receive(table): table must be a dict");
@@ -336,7 +365,7 @@ static PyObject *Drain_reply(Drain *self, PyObject *wire)
 
 static PyObject *Drain_send(Drain *self, PyObject *Py_UNUSED(ignored))
 {
-    if (!ready(self))
+    if (!ready(self) || !not_pumping(self))
         return NULL;
     send_batch(self);
     Py_ssize_t failed = self->failed;
@@ -576,7 +605,10 @@ static PyMethodDef module_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+#include "udp_pump.h"
+
 static PyMethodDef Drain_methods[] = {
+    PUMP_METHODS
     {"receive", (PyCFunction)Drain_receive, METH_O,
      "receive(table) -> (addresses, values): up to `batch` datagrams; a hit's value is the "
      "table's tuple (its reply queued), a miss's the query bytes."},

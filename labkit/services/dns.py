@@ -50,6 +50,7 @@ from labkit.protocols.dns import AuthoritativeResolver, DnsFact
 from labkit.protocols.dns.faults import DnsFaultAction, apply_dns_fault, negative_probe
 from labkit.protocols.dns.replies import KEY_MAX, UdpReplies
 from labkit.protocols.result import Result
+from labkit.services import dns_pump
 from labkit.services.dns_udp import NATIVE_BATCH, SERVICE, UDP_BATCH, UDP_RECV_SIZE, drain_native, drain_pure
 from labkit.services.sockets import DropCounter, DropWatch
 
@@ -110,6 +111,7 @@ class DnsService:
         self.drop_watch: DropWatch | None = None
         self._native: Any = None  # labkit.native._udp.Drain on the UDP socket, when built
         self.native_udp = False  # whether the UDP socket is drained by the compiled module
+        self.pump: dns_pump.UdpPump | None = None  # a worker's: the Drain's thread reads the socket
         # a worker's drain: per peer its template indexes while the sink's generation and the
         # reply table stay (labkit.services.dns_udp._index_peers)
         self.index_peers: tuple[int, UdpReplies, Any] | None = None
@@ -132,11 +134,18 @@ class DnsService:
     def reload(self, config: DnsPlan, ctx: StartContext) -> None:
         """Serve a new plan's zones and fault rules from the next datagram on (same sockets)."""
         self.resolver = AuthoritativeResolver(config.zones, max_udp=config.max_udp)
+        if self.pump is not None:  # what the thread logged from the old table goes first
+            self.pump.collect()
         self.replies = UdpReplies(self.resolver)  # a new, empty table: nothing of the old zones
         self._faults = ctx.faults.dns
+        if self.pump is not None:
+            self.pump.reload()
+        self._choose_reader()
 
     @property
     def counters(self) -> dict[str, object]:
+        if self.pump is not None:
+            self.pump.collect()
         return {**self.resolver.counters, "udp_send_errors": self.udp_send_errors,
                 "udp_receive_errors": self.udp_receive_errors, "tcp_connections": self.tcp_connections,
                 "tcp_rejected": self.tcp_rejected, "sink_errors": self.sink_errors}
@@ -184,6 +193,23 @@ class DnsService:
                     sock.sendto(wire, address)
                 except OSError:
                     self.udp_send_errors += 1
+
+    def _choose_reader(self) -> None:
+        """Who reads the UDP socket: a worker's Drain thread (dns_pump) while no fault rule concerns
+        DNS, else the event loop (`_on_udp_readable`). Called at bind and at each reload."""
+        if self._udp is None:
+            return
+        thread = self._faults is None and dns_pump.wanted(self._native, self._sink)
+        if thread and self.pump is None:
+            self._loop.remove_reader(self._udp.fileno())
+            from labkit.services.worker_main import BATCH_EVENTS
+
+            self.pump = dns_pump.UdpPump(self, self._native, BATCH_EVENTS)
+        elif not thread:
+            if self.pump is not None:
+                self.pump.stop(closing=False)
+                self.pump = None
+            self._loop.add_reader(self._udp.fileno(), self._on_udp_readable)
 
     # -- TCP ----------------------------------------------------------------------------------
 
@@ -273,7 +299,7 @@ class DnsService:
             self._native = udp_module.Drain(udp.fileno(), NATIVE_BATCH, KEY_MAX) if udp_module else None
             self.native_udp = self._native is not None
             self._tcp = await asyncio.start_server(self._serve_tcp, sock=tcp)
-            self._loop.add_reader(udp.fileno(), self._on_udp_readable)
+            self._choose_reader()
             self.drop_watch = DropWatch(udp, self.drops)
             self.drop_watch.start()
             return
@@ -284,6 +310,9 @@ class DnsService:
         if self.drop_watch is not None:
             self.drop_watch.stop()
             self.drop_watch = None
+        if self.pump is not None:
+            self.pump.stop(closing=True)
+            self.pump = None
         if self._udp is not None:
             self._loop.remove_reader(self._udp.fileno())
             self._udp.close()

@@ -40,7 +40,9 @@ class Batcher:
     Besides `sink(event)`, a hot path (the DNS drain, labkit.services.dns_udp) may skip the
     Event per event: `template_of(event)` gives an index it may reuse for equal events until
     `generation` changes (a flush), and `at(when, indexes)` takes one event per index, in order,
-    all at time `when`. No Event is held past the call that made it."""
+    all at time `when`. No Event is held past the call that made it. A source (the DNS socket's
+    thread, labkit.services.dns_pump) that logs elsewhere is in `sources`: each is asked to hand
+    over what it holds (`add_runs`) before an event enters here and before a frame goes."""
 
     def __init__(self, write: Callable[[bytes], None]) -> None:
         self.write = write
@@ -51,8 +53,12 @@ class Batcher:
         self.counts: list[int] = []
         self._index: dict[tuple[Any, ...], int] = {}  # template (empty detail only) -> its index
         self._timer: asyncio.TimerHandle | None = None
+        self.sources: list[Callable[[], None]] = []
+        self._flushing = False
 
     def __call__(self, event: Event) -> None:
+        for source in self.sources:  # what they logged before this event goes first
+            source()
         self.which.append(self.template_of(event))
         times = self.times
         if times and times[-1] == event.time:
@@ -71,6 +77,20 @@ class Batcher:
             else:
                 self.times.append(when)
                 self.counts.append(len(indexes))
+            self._pending()
+
+    def add_runs(self, times: list[float], counts: list[int], which: list[int]) -> None:
+        """Runs of template indexes (this generation's): `counts[k]` events at `times[k]`, as
+        many `at()` calls, and one check for a flush after all of them (never between)."""
+        if not which:
+            return
+        self.which.extend(which)
+        if self.times and times and self.times[-1] == times[0]:
+            self.counts[-1] += counts[0]
+            times, counts = times[1:], counts[1:]
+        self.times.extend(times)
+        self.counts.extend(counts)
+        if not self._flushing:
             self._pending()
 
     def template_of(self, event: Event) -> int:
@@ -92,6 +112,12 @@ class Batcher:
             self._timer = asyncio.get_running_loop().call_later(FLUSH_SECONDS, self.flush)
 
     def flush(self) -> None:
+        self._flushing = True
+        try:
+            for source in self.sources:
+                source()
+        finally:
+            self._flushing = False
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

@@ -75,6 +75,7 @@ def test_resolve_refuses_columns_of_unequal_length() -> None:
 
 
 def test_the_worker_form_logs_the_same_with_and_without_resolve(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LABKIT_DNS_THREAD", "0")  # (the loop's drain: resolve is its step)
     """Four rounds of the table in one burst (most hits known after the first round): the same
     answers, the same events from the main process and the same answer counters, with resolve
     and with the reference loop alone."""

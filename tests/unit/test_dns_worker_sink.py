@@ -5,11 +5,15 @@ this holds it to the reference: the same answers byte for byte and, once through
 process, the same events in the same order as the service logs into a plain sink, for the table
 of queries of test_dns_fast_path (hits and misses, runts, responses, FORMERR, IPv4), with the
 Batcher flushing inside a drain, and after a reload (the kept template indexes start again).
+Each runs in three forms: the Drain's own thread reading the socket (labkit.services.dns_pump,
+the default in a worker), the compiled drain on the event loop (LABKIT_DNS_THREAD=0), and the
+pure drain (LABKIT_NATIVE=0).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import pickle
 import socket
 from pathlib import Path
@@ -30,6 +34,17 @@ from tests.helpers import answers_until_quiet
 from tests.unit.test_dns_fast_path import HOST, PHONE, PROV_A, TABLE, reference, with_id, zones
 
 pytestmark = pytest.mark.skipif(load("_udp") is None, reason="labkit.native._udp is not built here")
+
+
+FORMS = ("thread", "loop", "pure")
+
+
+@pytest.fixture(autouse=True, params=FORMS)
+def form(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Which reader the worker's service gets (chosen when it binds)."""
+    monkeypatch.setenv("LABKIT_DNS_THREAD", "1" if request.param == "thread" else "0")
+    monkeypatch.setenv("LABKIT_NATIVE", "0" if request.param == "pure" else "1")
+    return str(request.param)
 
 
 class MainSide:
@@ -55,7 +70,10 @@ async def _burst(queries: list[bytes], sink: Any, *,
                        Path("/nonexistent-state-dir"))
     plan = DnsPlan(tuple(zones()))
     service = await start_dns(plan, Endpoint("dns", HOST, 0, "udp+tcp"), ctx)
-    assert service.native_udp
+    form = "pure" if not service.native_udp else "thread" if service.pump is not None else "loop"
+    native = os.environ.get("LABKIT_NATIVE", "1") != "0"
+    thread = os.environ.get("LABKIT_DNS_THREAD", "1") != "0"
+    assert form == ("pure" if not native else "thread" if thread and isinstance(sink, Batcher) else "loop")
     answers: dict[bytes, bytes] = {}
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
         client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
@@ -81,10 +99,11 @@ def _fields(events: list[Event]) -> list[tuple[object, ...]]:
 
 def _compare(queries: list[bytes], *, reload_after: bool = False) -> MainSide:
     main = MainSide()
-    worker_answers, _ = asyncio.run(_burst(queries, Batcher(main.write), reload_after=reload_after))
+    worker_answers, worker = asyncio.run(_burst(queries, Batcher(main.write), reload_after=reload_after))
     plain = EventRecorder()
-    plain_answers, _ = asyncio.run(_burst(queries, plain, reload_after=reload_after))
+    plain_answers, alone = asyncio.run(_burst(queries, plain, reload_after=reload_after))
     assert worker_answers == plain_answers
+    assert worker.counters == alone.counters
     for key, answer in worker_answers.items():
         query = next(q for q in queries if q[:2] == key[:2])
         assert answer == reference(query)[0]
