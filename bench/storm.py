@@ -44,6 +44,9 @@ from labkit.phone.swarm import Summary, inventory_configs  # noqa: E402
 from labkit.services.leases import read_leases  # noqa: E402
 from labkit.services.supervisor import STANDARD_PORTS, free_port_offset  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "bench"))
+from storm_c import build, run_c_swarm  # noqa: E402
+
 INVENTORY = """\
 {%- set models = ["CP-6841-3PCC", "CP-7841-3PCC", "CP-8851-3PCC"] %}
 lab:
@@ -216,8 +219,16 @@ def main() -> int:
     parser.add_argument("--phones-cpus", metavar="LIST", help="Pin the phones' process to these CPUs.")
     parser.add_argument("--profile-phones", metavar="FILE", help="cProfile the phones' process into FILE.")
     parser.add_argument("--keep-events", metavar="FILE", help="Copy the kit's journal (JSON lines) to FILE.")
+    parser.add_argument("--phones-engine", choices=("python", "c"), default="python",
+                        help="The phones: labkit's virtual phones in this process (python), or the lean "
+                             "generator bench/storm_phones.c in its own process (c: the same wire "
+                             "exchange; no --loss, no --profile-phones).")
     args = parser.parse_args()
     rounds = args.rounds or (6 if args.loss > 0 else 2)
+    if args.phones_engine == "c" and (args.loss > 0 or args.profile_phones):
+        parser.error("--phones-engine c does not do --loss or --profile-phones")
+    if args.phones_engine == "c":
+        build()  # compiled before the clock starts (cached)
     with tempfile.TemporaryDirectory(prefix="labkit-storm-") as tmp:
         work = Path(tmp)
         (work / "lab.yaml").write_text(inventory(args.phones, args.loss))
@@ -253,14 +264,21 @@ def main() -> int:
             _, kit_cpu_before = proc_usage(lab.pid)
             workers_before = sum(proc_usage(pid)[1] for pid in children(lab.pid))
             started, phones_cpu, phones_times = time.monotonic(), time.process_time(), os.times()
-            swarm = asyncio.wait_for(run_swarm(configs, access, concurrency=args.concurrency, time_scale=1.0,
-                                               loss=args.loss, seed=args.seed), args.timeout)
             gc_clock = GcClock()
-            gc.callbacks.append(gc_clock)
-            result = profiled(args.profile_phones, swarm)
-            gc.callbacks.remove(gc_clock)
-            wall, phones_cpu = time.monotonic() - started, time.process_time() - phones_cpu
-            phones_user = os.times().user - phones_times.user
+            if args.phones_engine == "c":
+                c_run = run_c_swarm(configs, access, concurrency=args.concurrency, timeout=args.timeout,
+                                    rounds=rounds, seed=args.seed)
+                result, phones_cpu, phones_user = c_run.result, c_run.cpu_seconds, c_run.user_seconds
+                wall = time.monotonic() - started
+            else:
+                phones = run_swarm(configs, access, concurrency=args.concurrency, time_scale=1.0,
+                                   loss=args.loss, seed=args.seed)
+                swarm = asyncio.wait_for(phones, args.timeout)
+                gc.callbacks.append(gc_clock)
+                result = profiled(args.profile_phones, swarm)
+                gc.callbacks.remove(gc_clock)
+                wall, phones_cpu = time.monotonic() - started, time.process_time() - phones_cpu
+                phones_user = os.times().user - phones_times.user
             sampler.stopping.set()
             sampler.join()
             sampler.sample()
@@ -305,6 +323,7 @@ def main() -> int:
         "phones_gc_runs_by_generation": gc_clock.runs,
         "load_average_at_start": load_at_start,
         "workers": args.workers,
+        "phones_engine": args.phones_engine,
         "kit_cpus": args.kit_cpus or "any",
         "phones_cpus": args.phones_cpus or "any",
         "load_average_at_end": " ".join(f"{x:.2f}" for x in os.getloadavg()),
