@@ -287,9 +287,12 @@ def main() -> int:
         finally:
             lab.send_signal(signal.SIGTERM)
             lab.communicate(timeout=60)
+        # the journal rotates at 32 MiB (a 10,000-phone storm writes ~45 MB): every file, oldest first
+        rotated = sorted(work.glob("events.jsonl.*"), key=lambda p: -int(p.suffix[1:]))
+        journals = [*rotated, work / "events.jsonl"]
         if args.keep_events:
-            Path(args.keep_events).write_bytes((work / "events.jsonl").read_bytes())
-        events = [json.loads(line) for line in (work / "events.jsonl").open()]
+            Path(args.keep_events).write_bytes(b"".join(path.read_bytes() for path in journals))
+        events = [json.loads(line) for path in journals for line in path.open()]
         served = Counter(e["service"] for e in events if e["action"] != "fault")
         faults = Counter((e.get("detail") or {}).get("rule", "?") for e in events if e["action"] == "fault")
         leases = check_leases(work / "state", result.outcomes)
