@@ -148,6 +148,14 @@ class DropSampler(threading.Thread):
         return out
 
 
+def listen_overflows() -> int:
+    """TcpExt ListenOverflows (this host, all sockets): SYNs dropped because an accept queue was full."""
+    with open("/proc/net/netstat", encoding="ascii") as f:
+        lines = [line.split() for line in f if line.startswith("TcpExt:")]
+    counters = dict(zip(lines[0][1:], lines[1][1:], strict=True)) if len(lines) >= 2 else {}
+    return int(counters.get("ListenOverflows", 0))
+
+
 def check_leases(state: Path, outcomes: list[Outcome]) -> dict[str, Any]:
     """One bound lease per phone, no address held twice, each phone's lease the one it got."""
     rows = [lease for lease in read_leases(state) if lease.state == "bound"]
@@ -263,6 +271,7 @@ def main() -> int:
             sampler.start()
             _, kit_cpu_before = proc_usage(lab.pid)
             workers_before = sum(proc_usage(pid)[1] for pid in children(lab.pid))
+            overflows = listen_overflows()
             started, phones_cpu, phones_times = time.monotonic(), time.process_time(), os.times()
             gc_clock = GcClock()
             if args.phones_engine == "c":
@@ -279,6 +288,7 @@ def main() -> int:
                 gc.callbacks.remove(gc_clock)
                 wall, phones_cpu = time.monotonic() - started, time.process_time() - phones_cpu
                 phones_user = os.times().user - phones_times.user
+            overflows = listen_overflows() - overflows
             sampler.stopping.set()
             sampler.join()
             sampler.sample()
@@ -312,6 +322,7 @@ def main() -> int:
         "kit_events_by_service": dict(served),
         "kit_faults_fired": dict(faults),
         "kernel_receive_drops": sampler.named(offset, relay),
+        "tcp_listen_overflows": overflows,  # host-wide: SYNs dropped at a full accept queue (1 s retry)
         "lease_check": leases,
         "kit_peak_rss_mib": round(peak_kib / 1024, 1),
         "kit_cpu_seconds": round(cpu, 2),
