@@ -1,12 +1,17 @@
 """Storm: N virtual phones against `labkit up` in a separate process, on loopback (run on demand).
 
     .venv/bin/python bench/storm.py [--phones 500] [--concurrency 128] [--loss 0.05 --seed 1] [--workers 2]
+        [--phones-engine python|c]
 
 Prints phones provisioned per second, p50/p95/max time to provisioned (wall clock), requests
 served per protocol, the kit's peak RSS and CPU seconds (and each worker's, with --workers N:
 `labkit up --workers N`), the kernel's receive-buffer drops per socket (sampled from
 /proc/net/udp while the storm runs) and a check of the lease database (one lease per phone, no
 address twice, each phone's lease the one it was given).
+
+`--phones-engine c` runs the phones as bench/storm_phones.c (compiled on demand with gcc, one
+epoll process, the virtual phone's wire exchange at a tenth of its CPU; bench/storm_c.py) instead
+of labkit's virtual phones in this process (python, the default here; storm_cores.py defaults to c).
 
 `--loss P` loses packets in every direction: the kit's fault rules drop that fraction of DHCP
 replies and DNS answers, the first transmission of a TFTP block and answer HTTP requests with

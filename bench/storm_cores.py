@@ -53,8 +53,8 @@ def main() -> int:
         raise SystemExit("two cores needed")
     rates: dict[str, list[float]] = {name: [] for name in SETUPS}
     print("| run | kit | provisioned | wall | phones/s | p50 / p95 / max to provisioned | CPU ms per phone: "
-          "kit main / workers / phones | load average at start → end |")
-    print("|---|---|---|---|---|---|---|---|")
+          "kit main / workers / phones | SYNs dropped | load average at start → end |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for index in range(args.runs):
         order = list(SETUPS) if index % 2 == 0 else list(reversed(SETUPS))
         for name in order:
@@ -67,6 +67,7 @@ def main() -> int:
                      str(rate),
                      f"{t['p50']:.2f} / {t['p95']:.2f} / {t['max']:.1f} s",
                      f"{cpu['kit_main']} / {cpu['workers']} / {cpu['phones']}",
+                     str(r.get("tcp_listen_overflows", "?")),
                      f"{r['load_average_at_start']} → {r['load_average_at_end']}"]
             print("| " + " | ".join(cells) + " |", flush=True)
     one, two = rates["one core"], rates["two cores"]
