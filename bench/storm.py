@@ -153,6 +153,32 @@ class DropSampler(threading.Thread):
         return out
 
 
+def proc_split(pid: int) -> tuple[float, float, int]:
+    """(user CPU s, system CPU s, voluntary context switches: its threads' sleeps) of a live process."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    sleeps = 0
+    for status in Path(f"/proc/{pid}/task").glob("*/status"):
+        try:
+            sleeps += int(next(line for line in status.read_text().splitlines()
+                               if line.startswith("voluntary_ctxt_switches")).split()[1])
+        except (OSError, StopIteration):
+            continue
+    return int(fields[11]) / ticks, int(fields[12]) / ticks, sleeps
+
+
+def split_delta(before: list[tuple[float, float, int]], after: list[tuple[float, float, int]],
+                phones: int) -> dict[str, float]:
+    """CPU ms per phone (user, system) and sleeps per phone, summed over processes."""
+    user = sum(a[0] for a in after) - sum(b[0] for b in before)
+    system = sum(a[1] for a in after) - sum(b[1] for b in before)
+    sleeps = sum(a[2] for a in after) - sum(b[2] for b in before)
+    n = max(1, phones)
+    return {"user_ms": round(1000 * user / n, 2), "system_ms": round(1000 * system / n, 2),
+            "sleeps": round(sleeps / n, 1)}
+
+
 def listen_overflows() -> int:
     """TcpExt ListenOverflows (this host, all sockets): SYNs dropped because an accept queue was full."""
     with open("/proc/net/netstat", encoding="ascii") as f:
@@ -277,6 +303,7 @@ def main() -> int:
             _, kit_cpu_before = proc_usage(lab.pid)
             workers_before = sum(proc_usage(pid)[1] for pid in children(lab.pid))
             overflows = listen_overflows()
+            main_split, worker_split = [proc_split(lab.pid)], [proc_split(pid) for pid in children(lab.pid)]
             started, phones_cpu, phones_times = time.monotonic(), time.process_time(), os.times()
             gc_clock = GcClock()
             if args.phones_engine == "c":
@@ -294,6 +321,7 @@ def main() -> int:
                 wall, phones_cpu = time.monotonic() - started, time.process_time() - phones_cpu
                 phones_user = os.times().user - phones_times.user
             overflows = listen_overflows() - overflows
+            main_after, worker_after = [proc_split(lab.pid)], [proc_split(pid) for pid in children(lab.pid)]
             sampler.stopping.set()
             sampler.join()
             sampler.sample()
@@ -340,6 +368,9 @@ def main() -> int:
                              "phones_user": round(1000 * phones_user / max(1, summary.total), 2),
                              "phones_gc": round(1000 * sum(gc_clock.seconds) / max(1, summary.total), 2)},
         "phones_gc_runs_by_generation": gc_clock.runs,
+        # where the kit's CPU goes (user, kernel) and how often its threads went to sleep, per phone
+        "kit_main_split": split_delta(main_split, main_after, summary.total),
+        "kit_workers_split": split_delta(worker_split, worker_after, summary.total),
         "load_average_at_start": load_at_start,
         "workers": args.workers,
         "phones_engine": args.phones_engine,
