@@ -447,16 +447,22 @@ static int parse_head(Slot *s) {  /* status and Content-Length; -1 when malforme
     return (int)(end + 4 - s->head);
 }
 
+/* The answer is over (`whole`: its framing says all of it came): 200 and every byte, or the phone fails. */
+static void answered(Slot *s, int whole) {
+    if (s->status != 200) finish(s, 0, "HTTP: not 200");
+    else if (!whole || (s->content_length >= 0 && (long)s->body_len != s->content_length))
+        finish(s, 0, "HTTP: body not as long as its Content-Length");
+    else { close(s->fd); s->fd = -1; next_step(s); }
+}
+
 static void http_receive(Slot *s) {
     ssize_t len = recv(s->fd, scratch, sizeof scratch, 0);
     if (len < 0) {
         if (errno != EAGAIN && errno != EINTR) finish(s, 0, "HTTP: reset");
         return;
     }
-    if (len == 0) {  /* closed by the server (Connection: close): the answer must be whole */
-        if (s->status != 200) finish(s, 0, "HTTP: not 200");
-        else if (s->content_length < 0 || (long)s->body_len != s->content_length) finish(s, 0, "HTTP: short body");
-        else { close(s->fd); s->fd = -1; next_step(s); }
+    if (len == 0) {  /* closed by the server: whole only when no Content-Length framed it */
+        answered(s, s->content_length < 0);
         return;
     }
     const char *data = scratch;
@@ -479,6 +485,8 @@ static void http_receive(Slot *s) {
         memcpy(s->keep + s->keep_len, data, n);
         s->keep_len += n;
     }
+    /* as the phone's ResponseReader: done at Content-Length, then the phone closes */
+    if (s->content_length >= 0 && (long)s->body_len >= s->content_length) answered(s, 1);
 }
 
 /* -- the loop -------------------------------------------------------------------------------- */
