@@ -1,12 +1,17 @@
 """Storm: N virtual phones against `labkit up` in a separate process, on loopback (run on demand).
 
     .venv/bin/python bench/storm.py [--phones 500] [--concurrency 128] [--loss 0.05 --seed 1] [--workers 2]
+        [--phones-engine python|c]
 
 Prints phones provisioned per second, p50/p95/max time to provisioned (wall clock), requests
 served per protocol, the kit's peak RSS and CPU seconds (and each worker's, with --workers N:
 `labkit up --workers N`), the kernel's receive-buffer drops per socket (sampled from
 /proc/net/udp while the storm runs) and a check of the lease database (one lease per phone, no
 address twice, each phone's lease the one it was given).
+
+`--phones-engine c` runs the phones as bench/storm_phones.c (compiled on demand with gcc, one
+epoll process, the virtual phone's wire exchange at a tenth of its CPU; bench/storm_c.py) instead
+of labkit's virtual phones in this process (python, the default here; storm_cores.py defaults to c).
 
 `--loss P` loses packets in every direction: the kit's fault rules drop that fraction of DHCP
 replies and DNS answers, the first transmission of a TFTP block and answer HTTP requests with
@@ -43,6 +48,9 @@ from labkit.phone.driver import loopback_access, run_swarm  # noqa: E402
 from labkit.phone.swarm import Summary, inventory_configs  # noqa: E402
 from labkit.services.leases import read_leases  # noqa: E402
 from labkit.services.supervisor import STANDARD_PORTS, free_port_offset  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "bench"))
+from storm_c import build, run_c_swarm  # noqa: E402
 
 INVENTORY = """\
 {%- set models = ["CP-6841-3PCC", "CP-7841-3PCC", "CP-8851-3PCC"] %}
@@ -145,6 +153,40 @@ class DropSampler(threading.Thread):
         return out
 
 
+def proc_split(pid: int) -> tuple[float, float, int]:
+    """(user CPU s, system CPU s, voluntary context switches: its threads' sleeps) of a live process."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    sleeps = 0
+    for status in Path(f"/proc/{pid}/task").glob("*/status"):
+        try:
+            sleeps += int(next(line for line in status.read_text().splitlines()
+                               if line.startswith("voluntary_ctxt_switches")).split()[1])
+        except (OSError, StopIteration):
+            continue
+    return int(fields[11]) / ticks, int(fields[12]) / ticks, sleeps
+
+
+def split_delta(before: list[tuple[float, float, int]], after: list[tuple[float, float, int]],
+                phones: int) -> dict[str, float]:
+    """CPU ms per phone (user, system) and sleeps per phone, summed over processes."""
+    user = sum(a[0] for a in after) - sum(b[0] for b in before)
+    system = sum(a[1] for a in after) - sum(b[1] for b in before)
+    sleeps = sum(a[2] for a in after) - sum(b[2] for b in before)
+    n = max(1, phones)
+    return {"user_ms": round(1000 * user / n, 2), "system_ms": round(1000 * system / n, 2),
+            "sleeps": round(sleeps / n, 1)}
+
+
+def listen_overflows() -> int:
+    """TcpExt ListenOverflows (this host, all sockets): SYNs dropped because an accept queue was full."""
+    with open("/proc/net/netstat", encoding="ascii") as f:
+        lines = [line.split() for line in f if line.startswith("TcpExt:")]
+    counters = dict(zip(lines[0][1:], lines[1][1:], strict=True)) if len(lines) >= 2 else {}
+    return int(counters.get("ListenOverflows", 0))
+
+
 def check_leases(state: Path, outcomes: list[Outcome]) -> dict[str, Any]:
     """One bound lease per phone, no address held twice, each phone's lease the one it got."""
     rows = [lease for lease in read_leases(state) if lease.state == "bound"]
@@ -216,8 +258,16 @@ def main() -> int:
     parser.add_argument("--phones-cpus", metavar="LIST", help="Pin the phones' process to these CPUs.")
     parser.add_argument("--profile-phones", metavar="FILE", help="cProfile the phones' process into FILE.")
     parser.add_argument("--keep-events", metavar="FILE", help="Copy the kit's journal (JSON lines) to FILE.")
+    parser.add_argument("--phones-engine", choices=("python", "c"), default="python",
+                        help="The phones: labkit's virtual phones in this process (python), or the lean "
+                             "generator bench/storm_phones.c in its own process (c: the same wire "
+                             "exchange; no --loss, no --profile-phones).")
     args = parser.parse_args()
     rounds = args.rounds or (6 if args.loss > 0 else 2)
+    if args.phones_engine == "c" and (args.loss > 0 or args.profile_phones):
+        parser.error("--phones-engine c does not do --loss or --profile-phones")
+    if args.phones_engine == "c":
+        build()  # compiled before the clock starts (cached)
     with tempfile.TemporaryDirectory(prefix="labkit-storm-") as tmp:
         work = Path(tmp)
         (work / "lab.yaml").write_text(inventory(args.phones, args.loss))
@@ -252,15 +302,26 @@ def main() -> int:
             sampler.start()
             _, kit_cpu_before = proc_usage(lab.pid)
             workers_before = sum(proc_usage(pid)[1] for pid in children(lab.pid))
+            overflows = listen_overflows()
+            main_split, worker_split = [proc_split(lab.pid)], [proc_split(pid) for pid in children(lab.pid)]
             started, phones_cpu, phones_times = time.monotonic(), time.process_time(), os.times()
-            swarm = asyncio.wait_for(run_swarm(configs, access, concurrency=args.concurrency, time_scale=1.0,
-                                               loss=args.loss, seed=args.seed), args.timeout)
             gc_clock = GcClock()
-            gc.callbacks.append(gc_clock)
-            result = profiled(args.profile_phones, swarm)
-            gc.callbacks.remove(gc_clock)
-            wall, phones_cpu = time.monotonic() - started, time.process_time() - phones_cpu
-            phones_user = os.times().user - phones_times.user
+            if args.phones_engine == "c":
+                c_run = run_c_swarm(configs, access, concurrency=args.concurrency, timeout=args.timeout,
+                                    rounds=rounds, seed=args.seed)
+                result, phones_cpu, phones_user = c_run.result, c_run.cpu_seconds, c_run.user_seconds
+                wall = time.monotonic() - started
+            else:
+                phones = run_swarm(configs, access, concurrency=args.concurrency, time_scale=1.0,
+                                   loss=args.loss, seed=args.seed)
+                swarm = asyncio.wait_for(phones, args.timeout)
+                gc.callbacks.append(gc_clock)
+                result = profiled(args.profile_phones, swarm)
+                gc.callbacks.remove(gc_clock)
+                wall, phones_cpu = time.monotonic() - started, time.process_time() - phones_cpu
+                phones_user = os.times().user - phones_times.user
+            overflows = listen_overflows() - overflows
+            main_after, worker_after = [proc_split(lab.pid)], [proc_split(pid) for pid in children(lab.pid)]
             sampler.stopping.set()
             sampler.join()
             sampler.sample()
@@ -269,9 +330,12 @@ def main() -> int:
         finally:
             lab.send_signal(signal.SIGTERM)
             lab.communicate(timeout=60)
+        # the journal rotates at 32 MiB (a 10,000-phone storm writes ~45 MB): every file, oldest first
+        rotated = sorted(work.glob("events.jsonl.*"), key=lambda p: -int(p.suffix[1:]))
+        journals = [*rotated, work / "events.jsonl"]
         if args.keep_events:
-            Path(args.keep_events).write_bytes((work / "events.jsonl").read_bytes())
-        events = [json.loads(line) for line in (work / "events.jsonl").open()]
+            Path(args.keep_events).write_bytes(b"".join(path.read_bytes() for path in journals))
+        events = [json.loads(line) for path in journals for line in path.open()]
         served = Counter(e["service"] for e in events if e["action"] != "fault")
         faults = Counter((e.get("detail") or {}).get("rule", "?") for e in events if e["action"] == "fault")
         leases = check_leases(work / "state", result.outcomes)
@@ -291,6 +355,7 @@ def main() -> int:
         "kit_events_by_service": dict(served),
         "kit_faults_fired": dict(faults),
         "kernel_receive_drops": sampler.named(offset, relay),
+        "tcp_listen_overflows": overflows,  # host-wide: SYNs dropped at a full accept queue (1 s retry)
         "lease_check": leases,
         "kit_peak_rss_mib": round(peak_kib / 1024, 1),
         "kit_cpu_seconds": round(cpu, 2),
@@ -303,8 +368,12 @@ def main() -> int:
                              "phones_user": round(1000 * phones_user / max(1, summary.total), 2),
                              "phones_gc": round(1000 * sum(gc_clock.seconds) / max(1, summary.total), 2)},
         "phones_gc_runs_by_generation": gc_clock.runs,
+        # where the kit's CPU goes (user, kernel) and how often its threads went to sleep, per phone
+        "kit_main_split": split_delta(main_split, main_after, summary.total),
+        "kit_workers_split": split_delta(worker_split, worker_after, summary.total),
         "load_average_at_start": load_at_start,
         "workers": args.workers,
+        "phones_engine": args.phones_engine,
         "kit_cpus": args.kit_cpus or "any",
         "phones_cpus": args.phones_cpus or "any",
         "load_average_at_end": " ".join(f"{x:.2f}" for x in os.getloadavg()),

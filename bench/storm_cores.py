@@ -1,11 +1,13 @@
 """One core against two: the same storm (bench/storm.py) with the kit on one CPU and on two (run on demand).
 
     .venv/bin/python bench/storm_cores.py [--phones 10000] [--concurrency 256] [--runs 3]
+        [--phones-engine c|python]
 
 "One core": `labkit up --workers 1` pinned to CPU 0 (the main process and its threads).
 "Two cores": `labkit up --workers 2`, not pinned (the main process and two workers on both CPUs).
-The phones' process (one asyncio process) is not pinned in either, so it is placed the same way
-in both. The runs alternate (one-two, two-one, one-two, ...) so that a machine whose load drifts
+The phones' process (by default the C generator bench/storm_phones.c, `--phones-engine python`
+for labkit's virtual phones in one asyncio process) is not pinned in either, so it is placed the
+same way in both. The runs alternate (one-two, two-one, one-two, ...) so that a machine whose load drifts
 favours neither. Prints each run's figures and the ratio of the medians of phones/s, min-max.
 """
 
@@ -23,9 +25,9 @@ STORM = Path(__file__).resolve().parent / "storm.py"
 SETUPS = {"one core": ["--workers", "1", "--kit-cpus", "0"], "two cores": ["--workers", "2"]}
 
 
-def run(name: str, phones: int, concurrency: int) -> dict[str, object]:
+def run(name: str, phones: int, concurrency: int, engine: str) -> dict[str, object]:
     command = [sys.executable, str(STORM), "--phones", str(phones), "--concurrency", str(concurrency),
-               *SETUPS[name]]
+               "--phones-engine", engine, *SETUPS[name]]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     start = done.stdout.find("{")
     if start < 0:
@@ -43,17 +45,20 @@ def main() -> int:
     parser.add_argument("--phones", type=int, default=10000)
     parser.add_argument("--concurrency", type=int, default=256)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--phones-engine", choices=("c", "python"), default="c",
+                        help="The phones: the lean C generator bench/storm_phones.c (default: the issue's "
+                             "figure), or labkit's virtual phones in one Python process (python).")
     args = parser.parse_args()
     if len(os.sched_getaffinity(0)) < 2:
         raise SystemExit("two cores needed")
     rates: dict[str, list[float]] = {name: [] for name in SETUPS}
     print("| run | kit | provisioned | wall | phones/s | p50 / p95 / max to provisioned | CPU ms per phone: "
-          "kit main / workers / phones | load average at start → end |")
-    print("|---|---|---|---|---|---|---|---|")
+          "kit main / workers / phones | SYNs dropped | load average at start → end |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for index in range(args.runs):
         order = list(SETUPS) if index % 2 == 0 else list(reversed(SETUPS))
         for name in order:
-            r = run(name, args.phones, args.concurrency)
+            r = run(name, args.phones, args.concurrency, args.phones_engine)
             t, cpu = r["time_to_provisioned_s"], r["cpu_ms_per_phone"]
             assert isinstance(t, dict) and isinstance(cpu, dict)
             rate = float(r["phones_per_second"])  # type: ignore[arg-type]
@@ -62,11 +67,13 @@ def main() -> int:
                      str(rate),
                      f"{t['p50']:.2f} / {t['p95']:.2f} / {t['max']:.1f} s",
                      f"{cpu['kit_main']} / {cpu['workers']} / {cpu['phones']}",
+                     str(r.get("tcp_listen_overflows", "?")),
                      f"{r['load_average_at_start']} → {r['load_average_at_end']}"]
             print("| " + " | ".join(cells) + " |", flush=True)
     one, two = rates["one core"], rates["two cores"]
     print(f"\nphones/s, median [min-max] over {args.runs} runs: one core {spread(one)}, "
           f"two cores {spread(two)}")
+    print(f"phones: {args.phones_engine}")
     print(f"two cores / one core (ratio of medians): {statistics.median(two) / statistics.median(one):.2f}x")
     return 0
 

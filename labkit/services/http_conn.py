@@ -35,6 +35,10 @@ OnRefused = Callable[[Peer, str], None]  # (peer, why) for a connection closed a
 OnMalformed = Callable[[Peer, str], None]  # (peer, what aiohttp could not parse)
 Quick = Callable[[PlainGet, Peer], "bytes | None"]  # a plain GET's whole answer, or None for aiohttp
 MAX_EARLY_BYTES = 64 * 1024  # bytes a TLS client may send before the HTTP handler exists
+# connections the kernel may queue before they are accepted (asyncio's default is 100; Linux caps
+# it at net.core.somaxconn): a bench of phones booting at once opens hundreds, and each SYN
+# dropped at a full queue costs its phone a 1 s, then 3 s, retransmission (bench/README.md, round 6)
+LISTEN_BACKLOG = 1024
 
 
 class ConnectionGate:
@@ -229,7 +233,7 @@ class Listener:
         """Listen; `reuse_port`: beside other worker processes on the same port (SO_REUSEPORT)."""
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(lambda: _Connection(self), host, port, reuse_address=True,
-                                               reuse_port=reuse_port or None)
+                                               reuse_port=reuse_port or None, backlog=LISTEN_BACKLOG)
 
     @property
     def port(self) -> int:
