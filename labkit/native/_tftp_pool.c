@@ -213,8 +213,8 @@ static PyObject *submit(PyObject *self, PyObject *args) {
         p->queue_tail->next = item;
     p->queue_tail = item;
     p->queued++;
-    pthread_cond_signal(&p->wake);
     pthread_mutex_unlock(&p->lock);
+    pthread_cond_signal(&p->wake); /* after the unlock: the woken thread does not wait for it */
     Py_RETURN_NONE;
 }
 
