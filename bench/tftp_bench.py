@@ -109,8 +109,13 @@ class Server:
         if self.kind.startswith("labkit"):
             # "labkit": one process; "labkit:N": N processes on one port with SO_REUSEPORT;
             # "labkit-pure[:N]": the same with LABKIT_NATIVE=0 (no compiled fast path).
-            count = int(self.kind.partition(":")[2] or 1)
+            # "labkit@DIR[:N]": the same from another checkout (PYTHONPATH=DIR), for A/B runs.
+            kind, _, other = self.kind.partition("@")
+            other, _, workers = other.partition(":") if other else ("", "", kind.partition(":")[2])
+            count = int(workers or 1)
             env = {**os.environ, "LABKIT_NATIVE": "0"} if self.kind.startswith("labkit-pure") else None
+            if other:
+                env = {**(env or os.environ), "PYTHONPATH": other}
             argv = [sys.executable, __file__, "--serve", str(self.root), "--port", str(self.port)]
             if count > 1:
                 argv.append("--reuse-port")
@@ -268,6 +273,7 @@ def main() -> int:
     parser.add_argument("--servers", default="labkit,tftpd-hpa",
                         help="comma list among labkit, labkit:N (N worker processes sharing the port "
                              "with SO_REUSEPORT), labkit-pure[:N] (the same with LABKIT_NATIVE=0), "
+                             "labkit@DIR[:N] (labkit from the checkout DIR, for A/B runs), "
                              "tftpd-hpa (skipped when in.tftpd is absent)")
     parser.add_argument("--no-perf", action="store_true",
                         help="do not run tftpd-hpa under perf stat (no CPU figure for it)")

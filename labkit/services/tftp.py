@@ -57,7 +57,7 @@ from labkit.services.sockets import (
     small_read_buffer,
 )
 from labkit.services.tftp_native import NativeReads
-from labkit.services.tftp_transfer import SessionPump, Transfer, session_socket
+from labkit.services.tftp_transfer import SessionPump, Transfer
 
 log = logging.getLogger(__name__)
 
@@ -276,12 +276,12 @@ class TftpService:
             self._listener.sendto(datagram, peer)
 
     def _open(self, peer: Peer, key: tuple[Any, ...], decision: Accept) -> None:
-        self._emit(peer, decision.result.facts)
         self._running[key] = None
         self._per_address[peer[0]] = self._per_address.get(peer[0], 0) + 1
         try:
             sock = session_socket(self._family, self.host)
         except OSError as exc:
+            self._emit(peer, decision.result.facts)
             # EMFILE and friends: tell the client now rather than let it time out.
             self._listener_send(encode_error(ErrorCode.NOT_DEFINED, "server busy, try again"), peer)
             aborted = decision.session.abort("busy", f"no socket for the transfer: {exc}")
@@ -291,7 +291,12 @@ class TftpService:
         transfer = Transfer(self, self._pump, sock, peer, decision.session, decision.fault, self.native)
         self._transfers.add(transfer)
         self._running[key] = transfer
-        transfer.begin(decision.session.start())
+        start = decision.session.start()
+        if start.done:  # over at once: the request's event still comes before the end's
+            self._emit(peer, decision.result.facts)
+        transfer.begin(start)
+        if not start.done:  # after the first datagram: not on the client's way (round 6)
+            self._emit(peer, decision.result.facts)
 
     # -- what a Transfer reports (TransferOwner)
 
@@ -345,6 +350,19 @@ def listening_socket(host: str, port: int, *, reuse_port: bool = False) -> socke
         sock.bind((host, port))
         sock.setblocking(False)
     except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def session_socket(family: int, host: str) -> socket.socket:
+    """A new TID bound to the listener's address. Not `create_datagram_endpoint(local_addr=)`:
+    that runs getaddrinfo in a thread for every transfer."""
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.bind((host, 0))
+        sock.setblocking(False)
+    except OSError:
         sock.close()
         raise
     return sock

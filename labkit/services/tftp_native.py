@@ -86,6 +86,8 @@ class NativeReads:
         # TFTP round 4): 50 clients at once on a new server cost 1.4 ms of server CPU per
         # transfer against 0.8 once the pool had its threads. The pool's threads never take the
         # GIL (round 5): a finished run comes back through the pool's pipe, read here.
+        # start() returns once they all wait for work (round 6): their creation is not on the
+        # first requests' way either.
         if os.environ.get(AWAKE_VARIABLE, "").strip() == "1":
             module.set_spin(1)  # off by default: see tftp_spin.h and bench/README.md (round 5)
         self.prestarted = min(max(1, max_threads), PRESTART)

@@ -386,15 +386,3 @@ class Transfer:
                 self._queue.clear()
         self.sock.close()
 
-
-def session_socket(family: int, host: str) -> socket.socket:
-    """A new TID bound to the listener's address. Not `create_datagram_endpoint(local_addr=)`:
-    that runs getaddrinfo in a thread for every transfer."""
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        sock.bind((host, 0))
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock

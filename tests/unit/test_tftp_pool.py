@@ -201,3 +201,16 @@ def test_bytes_and_file_sources_send_the_same(tmp_path: Any, stop_pipe: tuple[in
         wires.append(wire)
     assert wires[0] == wires[1]
     assert b"".join(d[4:] for d in wires[0]) == content
+
+
+@pytest.mark.parametrize("prestart", [1, 8, 64])
+def test_start_returns_once_its_threads_run_their_loop(prestart: int) -> None:
+    """The prestarted threads' creation is over when start returns (the service then says it
+    is ready), not on the first requests' way."""
+    assert POOL is not None
+    pool = POOL.start(prestart + 4, prestart)
+    try:
+        assert POOL.threads(pool) == prestart
+        assert POOL.looping(pool) == prestart
+    finally:
+        POOL.close(pool)

@@ -201,3 +201,62 @@ def test_datagrams_the_kernel_cannot_take_yet_wait_in_order(tmp_path: Path) -> N
         pump.close()
 
     asyncio.run(asyncio.wait_for(scenario(), BOUND))
+
+
+class FailingRead:
+    """A found file whose every read fails: the session's start ends it at once ("read-error")."""
+
+    size, mac, kind = 10, None, "file"
+
+    def read_at(self, offset: int, size: int) -> bytes:
+        raise OSError(5, "Input/output error")
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("native", ["1", "0"], ids=["compiled", "pure"])
+@pytest.mark.parametrize("case", ["served", "start ends it", "no socket"])
+def test_the_request_event_comes_before_the_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                case: str, native: str) -> None:
+    """The request's event is emitted after the first datagram went out (round 6), yet the
+    journal still holds it before the transfer's end, also when the start ends it at once."""
+    import labkit.services.tftp as tftp_module
+
+    monkeypatch.setenv("LABKIT_NATIVE", native)
+    (tmp_path / "f.bin").write_bytes(b"x" * 700)
+    if case == "start ends it":
+        monkeypatch.setattr(TftpService, "_lookup", lambda self, name: FailingRead())
+    elif case == "no socket":
+        def no_socket(family: int, host: str) -> socket.socket:
+            raise OSError(24, "Too many open files")
+        monkeypatch.setattr(tftp_module, "session_socket", no_socket)
+
+    async def scenario() -> None:
+        service, recorder = await start(tmp_path)
+        try:
+            if case == "served":
+                assert await fetch(service.port, "f.bin", b"blksize\x00512\x00") == b"x" * 700
+                assert await fetch(service.port, "f.bin") == b"x" * 700
+            else:  # the client hears an ERROR from the session or the listening port
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                sock.settimeout(BOUND)
+                sock.sendto(b"\x00\x01f.bin\x00octet\x00", ("127.0.0.1", service.port))
+                assert (await asyncio.to_thread(sock.recvfrom, 1024))[0][:2] == b"\x00\x05"
+                sock.close()
+            expected = 2 if case == "served" else 1
+            for _ in range(int(BOUND * 10)):
+                if service.stats.completed + service.stats.failed == expected:
+                    break
+                await asyncio.sleep(0.1)
+            phases = [(e.client, e.detail.get("phase")) for e in recorder.events]
+            assert len(phases) == 2 * expected
+            for client in {c for c, _ in phases}:
+                assert [p for c, p in phases if c == client] == ["request", "end"]
+            results = [e.result for e in recorder.events]
+            assert results == {"served": ["accepted", "ok"] * 2, "start ends it": ["accepted", "read-error"],
+                               "no socket": ["accepted", "busy"]}[case]
+        finally:
+            await service.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), BOUND))

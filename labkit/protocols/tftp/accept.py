@@ -142,8 +142,8 @@ def _accept_read(request: ReadRequest, mode: str, label: Label, rules: ServerRul
         acked = tuple((k, str(fault.wrong_tsize)) if k.lower() == "tsize" else (k, v)
                       for k, v in negotiated.acked)
         negotiated = dataclasses.replace(negotiated, acked=acked)
-    label = dataclasses.replace(label, phone=label.phone or found.mac,
-                                detail={**(label.detail or {}), "size": found.size})
+    label = Label(label.action, label.request, label.phone or found.mac,  # not dataclasses.replace:
+                  {**(label.detail or {}), "size": found.size})  # its field walk, per request
     session = ReadSession(found, negotiated, netascii=mode == "netascii", label=label,
                           limits=rules.session)
     return Accept(session, _accepted(label, negotiated), fault)

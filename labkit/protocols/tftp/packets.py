@@ -88,6 +88,7 @@ Packet = ReadRequest | WriteRequest | Data | Ack | Error | OptionAck
 
 _OP = struct.Struct("!H")
 _OP_NUM = struct.Struct("!HH")
+_OACK = b"\x00\x06"  # _OP.pack(Opcode.OACK)
 
 
 # ---------------------------------------------------------------------------------------------- decode
@@ -219,7 +220,10 @@ def encode_error(code: int, message: str) -> bytes:
 
 
 def encode_oack(options: Options) -> bytes:
-    return encode(OptionAck(options))
+    """encode(OptionAck(options)) without the packet object and its type tests (per request)."""
+    if not options:
+        raise CodecError("an OACK carries at least one option")
+    return _OACK + _encode_options(options)
 
 
 def _check_block(block: int) -> None:
