@@ -290,6 +290,19 @@ static PyObject *classify(Drain *self, PyObject *table, unsigned int i)
     return PyBytes_FromStringAndSize((const char *)data, length);
 }
 
+/* Every receive header pointed at its name and buffer again (recvmmsg rewrites msg_namelen). */
+static void arm_headers(Drain *self)
+{
+    for (unsigned int i = 0; i < self->batch; i++) {
+        struct msghdr *header = &self->rx[i].msg_hdr;
+        memset(header, 0, sizeof *header);
+        header->msg_name = &self->names[i];
+        header->msg_namelen = sizeof self->names[i];
+        header->msg_iov = &self->rx_iov[i];
+        header->msg_iovlen = 1;
+    }
+}
+
 static PyObject *Drain_receive(Drain *self, PyObject *table)
 {
     if (!ready(self) || !not_pumping(self))
@@ -300,14 +313,7 @@ static PyObject *Drain_receive(Drain *self, PyObject *table)
     }
     if (self->received) /* replies of a batch nobody sent go now (the caller always sends) */
         send_batch(self);
-    for (unsigned int i = 0; i < self->batch; i++) {
-        struct msghdr *header = &self->rx[i].msg_hdr;
-        memset(header, 0, sizeof *header);
-        header->msg_name = &self->names[i];
-        header->msg_namelen = sizeof self->names[i];
-        header->msg_iov = &self->rx_iov[i];
-        header->msg_iovlen = 1;
-    }
+    arm_headers(self);
     int got;
     self->busy = 1;
     Py_BEGIN_ALLOW_THREADS

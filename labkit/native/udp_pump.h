@@ -196,14 +196,7 @@ static void *pump_main(void *arg)
         sched_setscheduler(0, SCHED_BATCH, &none); /* (best effort: the default policy otherwise) */
     }
     for (;;) {
-        for (unsigned int i = 0; i < self->batch; i++) {
-            struct msghdr *header = &self->rx[i].msg_hdr;
-            memset(header, 0, sizeof *header);
-            header->msg_name = &self->names[i];
-            header->msg_namelen = sizeof self->names[i];
-            header->msg_iov = &self->rx_iov[i];
-            header->msg_iovlen = 1;
-        }
+        arm_headers(self);
         int got = recvmmsg(self->fd, self->rx, self->batch, MSG_WAITFORONE, NULL);
         int stop = __atomic_load_n(&p->stopping, __ATOMIC_ACQUIRE);
         if (got < 0) {
