@@ -48,6 +48,7 @@ from labkit.phone.driver import loopback_access, run_swarm  # noqa: E402
 from labkit.phone.swarm import Summary, inventory_configs  # noqa: E402
 from labkit.services.leases import read_leases  # noqa: E402
 from labkit.services.supervisor import STANDARD_PORTS, free_port_offset  # noqa: E402
+from labkit.timeline import log_files  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
 from storm_c import build, run_c_swarm  # noqa: E402
@@ -85,10 +86,16 @@ def proc_usage(pid: int) -> tuple[int, float]:
         for line in f:
             if line.startswith("VmHWM:"):
                 peak = int(line.split()[1])
+    user, system = cpu_seconds(pid)
+    return peak, user + system
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a live process, from /proc/PID/stat."""
     with open(f"/proc/{pid}/stat", encoding="ascii") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
-    return peak, (int(fields[11]) + int(fields[12])) / ticks
+    return int(fields[11]) / ticks, int(fields[12]) / ticks
 
 
 LOSSY = """\
@@ -155,9 +162,6 @@ class DropSampler(threading.Thread):
 
 def proc_split(pid: int) -> tuple[float, float, int]:
     """(user CPU s, system CPU s, voluntary context switches: its threads' sleeps) of a live process."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
     sleeps = 0
     for status in Path(f"/proc/{pid}/task").glob("*/status"):
         try:
@@ -165,7 +169,7 @@ def proc_split(pid: int) -> tuple[float, float, int]:
                                if line.startswith("voluntary_ctxt_switches")).split()[1])
         except (OSError, StopIteration):
             continue
-    return int(fields[11]) / ticks, int(fields[12]) / ticks, sleeps
+    return (*cpu_seconds(pid), sleeps)
 
 
 def split_delta(before: list[tuple[float, float, int]], after: list[tuple[float, float, int]],
@@ -331,8 +335,7 @@ def main() -> int:
             lab.send_signal(signal.SIGTERM)
             lab.communicate(timeout=60)
         # the journal rotates at 32 MiB (a 10,000-phone storm writes ~45 MB): every file, oldest first
-        rotated = sorted(work.glob("events.jsonl.*"), key=lambda p: -int(p.suffix[1:]))
-        journals = [*rotated, work / "events.jsonl"]
+        journals = log_files(work / "events.jsonl")
         if args.keep_events:
             Path(args.keep_events).write_bytes(b"".join(path.read_bytes() for path in journals))
         events = [json.loads(line) for path in journals for line in path.open()]

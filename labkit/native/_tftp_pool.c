@@ -237,11 +237,8 @@ static PyObject *submit(PyObject *self, PyObject *args) {
 }
 
 /* [(token, result or exception), ...] of the jobs finished since the last call. */
-static PyObject *collect(PyObject *self, PyObject *args) {
+static PyObject *collect(PyObject *self, PyObject *capsule) {
     (void)self;
-    PyObject *capsule;
-    if (!PyArg_ParseTuple(args, "O", &capsule))
-        return NULL;
     Pool *p = get_pool(capsule);
     if (p == NULL)
         return NULL;
@@ -275,29 +272,20 @@ static PyObject *collect(PyObject *self, PyObject *args) {
     return out;
 }
 
-static PyObject *fileno_(PyObject *self, PyObject *args) {
+static PyObject *fileno_(PyObject *self, PyObject *capsule) {
     (void)self;
-    PyObject *capsule;
-    if (!PyArg_ParseTuple(args, "O", &capsule))
-        return NULL;
     Pool *p = get_pool(capsule);
     return p == NULL ? NULL : PyLong_FromLong(p->notify_read);
 }
 
-static PyObject *threads(PyObject *self, PyObject *args) {
+static PyObject *threads(PyObject *self, PyObject *capsule) {
     (void)self;
-    PyObject *capsule;
-    if (!PyArg_ParseTuple(args, "O", &capsule))
-        return NULL;
     Pool *p = get_pool(capsule);
     return p == NULL ? NULL : PyLong_FromLong(p->nthreads);
 }
 
-static PyObject *looping(PyObject *self, PyObject *args) {
+static PyObject *looping(PyObject *self, PyObject *capsule) {
     (void)self;
-    PyObject *capsule;
-    if (!PyArg_ParseTuple(args, "O", &capsule))
-        return NULL;
     Pool *p = get_pool(capsule);
     if (p == NULL)
         return NULL;
@@ -307,11 +295,8 @@ static PyObject *looping(PyObject *self, PyObject *args) {
     return PyLong_FromLong(n);
 }
 
-static PyObject *close_(PyObject *self, PyObject *args) {
+static PyObject *close_(PyObject *self, PyObject *capsule) {
     (void)self;
-    PyObject *capsule;
-    if (!PyArg_ParseTuple(args, "O", &capsule))
-        return NULL;
     Pool *p = PyCapsule_GetPointer(capsule, POOL_CAPSULE);
     if (p == NULL)
         return NULL;
@@ -319,14 +304,15 @@ static PyObject *close_(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* (one-argument functions take the pool's capsule as METH_O: no argument tuple to parse) */
 static PyMethodDef methods[] = {
     {"start", start, METH_VARARGS, "start(max_threads, prestart) -> pool"},
     {"submit", submit, METH_VARARGS, "submit(pool, token, serve_kwargs): run _tftp.serve there"},
-    {"collect", collect, METH_VARARGS, "collect(pool) -> [(token, result or exception)]"},
-    {"fileno", fileno_, METH_VARARGS, "fileno(pool) -> the fd readable when jobs finished"},
-    {"threads", threads, METH_VARARGS, "threads(pool) -> threads started"},
-    {"looping", looping, METH_VARARGS, "looping(pool) -> threads that reached their loop"},
-    {"close", close_, METH_VARARGS, "close(pool): join the threads (their loops must return)"},
+    {"collect", collect, METH_O, "collect(pool) -> [(token, result or exception)]"},
+    {"fileno", fileno_, METH_O, "fileno(pool) -> the fd readable when jobs finished"},
+    {"threads", threads, METH_O, "threads(pool) -> threads started"},
+    {"looping", looping, METH_O, "looping(pool) -> threads that reached their loop"},
+    {"close", close_, METH_O, "close(pool): join the threads (their loops must return)"},
     {NULL, NULL, 0, NULL},
 };
 

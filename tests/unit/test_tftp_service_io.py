@@ -212,7 +212,7 @@ class FailingRead:
         raise OSError(5, "Input/output error")
 
     def close(self) -> None:
-        pass
+        """Nothing to release: this stand-in holds no file."""
 
 
 @pytest.mark.parametrize("native", ["1", "0"], ids=["compiled", "pure"])

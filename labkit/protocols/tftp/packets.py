@@ -195,9 +195,7 @@ def encode(packet: Packet) -> bytes:
         return (_OP.pack(opcode) + _string(packet.filename, "filename", "utf-8")
                 + _string(packet.mode, "mode") + _encode_options(packet.options))
     if isinstance(packet, OptionAck):
-        if not packet.options:
-            raise CodecError("an OACK carries at least one option")
-        return _OP.pack(Opcode.OACK) + _encode_options(packet.options)
+        return encode_oack(packet.options)
     raise CodecError(f"not a TFTP packet: {packet!r}")
 
 
@@ -220,7 +218,7 @@ def encode_error(code: int, message: str) -> bytes:
 
 
 def encode_oack(options: Options) -> bytes:
-    """encode(OptionAck(options)) without the packet object and its type tests (per request)."""
+    """An OACK's bytes from its options alone (the server's per-request path: no packet object)."""
     if not options:
         raise CodecError("an OACK carries at least one option")
     return _OACK + _encode_options(options)
