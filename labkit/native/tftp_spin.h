@@ -21,9 +21,10 @@
 #define IDLE_RECHECK 8
 
 static int running_loops; /* loops running in this process (atomic) */
-/* set_spin: 0 never (the default: measured slower at load average ~2, bench/README.md TFTP
- * round 5), 1 as above (LABKIT_TFTP_AWAKE=1, see labkit/services/tftp_native.py), 2 always (the
- * tests' way in) */
+/* set_spin: 0 never (the bare module's default, and the service's with LABKIT_TFTP_AWAKE=0), 1 as
+ * above (what the service sets: labkit/services/tftp_native.py; round 5 measured it slower at load
+ * average ~2, round 7 ahead on a quiet machine: bench/README.md, TFTP),
+ * 2 always (the tests' way in) */
 static int spin_mode = 0;
 static int64_t last_start_ns; /* when a loop last started (atomic) */
 

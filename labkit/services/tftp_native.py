@@ -8,8 +8,8 @@ transfer is past its RRQ/OACK decisions (octet, no fault rule; from the moment t
 out, so that ACK 0 and the first window cost no event-loop turn), `Transfer` hands it to
 `_tftp.serve`'s loop, which runs on a C thread of labkit/native/_tftp_pool.c (bounded by the
 session cap) that never takes the GIL: a blocking recvfrom (SO_RCVTIMEO the timer, the stop pipe
-looked at every 50 ms; with LABKIT_TFTP_AWAKE=1 awake for up to 50 µs first when that may pay,
-see tftp_spin.h), the ACK checks
+looked at every 50 ms; awake for up to 50 µs first when that may pay, see tftp_spin.h, unless
+LABKIT_TFTP_AWAKE=0), the ACK checks
 of the core, pread, the payloads sent from where they lie. It hands the transfer back with
 the state reached and the one event the core must carry out (the final ACK, an ERROR or junk
 from the client, the last retransmission, the life timer, a read error, the stop pipe); Python's
@@ -38,7 +38,7 @@ from labkit.protocols.tftp.read import ReadSession, Steady
 
 log = logging.getLogger(__name__)
 
-AWAKE_VARIABLE = "LABKIT_TFTP_AWAKE"  # "1": the loop may wait awake (labkit/native/tftp_spin.h)
+AWAKE_VARIABLE = "LABKIT_TFTP_AWAKE"  # "0": the loop never waits awake (labkit/native/tftp_spin.h)
 PRESTART = 64  # pool threads started with the service (~16 KiB resident each, measured)
 Returned = tuple[Any, ...]  # what `_tftp.serve` returns (see labkit/native/_tftp.pyi)
 
@@ -88,8 +88,11 @@ class NativeReads:
         # GIL (round 5): a finished run comes back through the pool's pipe, read here.
         # start() returns once they all wait for work (round 6): their creation is not on the
         # first requests' way either.
-        if os.environ.get(AWAKE_VARIABLE, "").strip() == "1":
-            module.set_spin(1)  # off by default: see tftp_spin.h and bench/README.md (round 5)
+        # Waiting awake (tftp_spin.h) under its own rules, which keep it off under load: on
+        # unless LABKIT_TFTP_AWAKE=0. Round 5 left it off, measured on a loaded machine; round 7
+        # measured it on a quiet one, where an idle vCPU's wake-up is most of a round trip
+        # (bench/README.md, TFTP).
+        module.set_spin(0 if os.environ.get(AWAKE_VARIABLE, "").strip() == "0" else 1)
         self.prestarted = min(max(1, max_threads), PRESTART)
         self._pool: Any = self._threads.start(max(1, max_threads), self.prestarted)
         self._stop_read, self._stop_write = os.pipe()
