@@ -36,10 +36,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
 import random
 import re
+import resource
 import shutil
 import socket
 import statistics
@@ -49,11 +51,16 @@ import tempfile
 import time
 from pathlib import Path
 
+from cbuild import build as build_c
+
 HOST = "127.0.0.1"
 GENERATOR_CPU = "0"
 SERVER_CPU = "1"  # --server-cpus changes it (e.g. 0,1 to let the workers use both)
 BEFORE = ""  # --before DIR: a folder holding another labkit package, served as the row "before"
-CLIENTS = 1  # dnsperf -c: its sockets (SO_REUSEPORT spreads by source port: workers need several)
+CLIENTS = 1  # the generator's sockets (SO_REUSEPORT spreads by source port: workers need several)
+LOAD = "c"  # --load: bench/dns_load.c or dnsperf
+LOAD_SOURCE = Path(__file__).resolve().parent / "dns_load.c"
+ANSWERS: dict[str, dict[str, bytes]] = {}  # per server, the answers --load c held every run to
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,13 +223,55 @@ async def serve(kind: str) -> None:
 # the harness
 
 
-def query_file(path: Path) -> None:
+def query_lines() -> list[str]:
     lines = (["_ciscoprov-https._tls.lab.example SRV"] * 30 + ["_ciscoprov-http._tcp.lab.example SRV"] * 30
              + [f"{h}.lab.example A" for h in ("prov", "ns", "pbx", "acs")] * 5
              + ["prov.lab.example AAAA"] * 5
              + [f"missing{i}.lab.example A" for i in range(15)])
     random.Random(1).shuffle(lines)  # the same interleaving every time
-    path.write_text("\n".join(lines) + "\n")
+    return lines
+
+
+def query_file(path: Path) -> None:
+    """dnsperf's input: one `name TYPE` a line."""
+    path.write_text("\n".join(query_lines()) + "\n")
+
+
+QTYPES = {"A": 1, "AAAA": 28, "SRV": 33}
+
+
+def wire_query(line: str, ident: int = 0) -> bytes:
+    """The query dnsperf sends for `name TYPE`: RD set, one question, class IN, no EDNS."""
+    name, qtype = line.split()
+    labels = b"".join(bytes([len(label)]) + label.encode() for label in name.split("."))
+    return ident.to_bytes(2, "big") + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + labels + b"\x00" \
+        + QTYPES[qtype].to_bytes(2, "big") + b"\x00\x01"
+
+
+def expected_answers(port: int, lines: list[str]) -> dict[str, bytes]:
+    """Each distinct query's answer as the server gives it now (one plain socket, before the run):
+    bench/dns_load.c then requires every answer of the run to be these bytes after the ID."""
+    answers: dict[str, bytes] = {}
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(0.5)
+        for ident, line in enumerate(sorted(set(lines)), start=1):
+            for _ in range(10):  # a loaded machine may be slow to answer the first ones
+                sock.sendto(wire_query(line, ident), (HOST, port))
+                try:
+                    while (answer := sock.recv(4096))[:2] != ident.to_bytes(2, "big"):
+                        continue  # a late answer to an earlier try
+                except TimeoutError:
+                    continue
+                answers[line] = answer
+                break
+            else:
+                raise SystemExit(f"no answer to {line!r} from port {port}")
+    return answers
+
+
+def load_file(path: Path, lines: list[str], answers: dict[str, bytes]) -> None:
+    """bench/dns_load.c's input: one `<query hex> <expected answer hex>` a line, in the mix's order."""
+    path.write_text("".join(f"{wire_query(line).hex()} {answers[line].hex()}\n" for line in lines))
 
 
 def pinned(cpu: str, argv: list[str]) -> list[str]:
@@ -328,12 +377,31 @@ class Server:
             self.process.wait(timeout=10)
 
 
-def dnsperf(port: int, data: Path, duration: int, extra: list[str]) -> str:
+def _generator(argv: list[str], timeout: int) -> tuple[str, float]:
+    """Run the load generator pinned to GENERATOR_CPU: its output and its CPU seconds (user +
+    system; taskset execs it, so it is our child)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = subprocess.run(pinned(GENERATOR_CPU, argv), capture_output=True, text=True, timeout=timeout)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return result.stdout + result.stderr, cpu
+
+
+def dnsperf(port: int, data: Path, duration: int, extra: list[str]) -> tuple[str, float]:
     argv = ["dnsperf", "-s", HOST, "-p", str(port), "-d", str(data), "-l", str(duration), "-t", "2",
             "-c", str(CLIENTS), *extra]
-    result = subprocess.run(pinned(GENERATOR_CPU, argv), capture_output=True, text=True,
-                            timeout=duration + 60)
-    return result.stdout + result.stderr
+    return _generator(argv, duration + 60)
+
+
+def c_load(port: int, data: Path, duration: int) -> tuple[dict[str, float], float]:
+    """bench/dns_load.c with dnsperf's settings: CLIENTS sockets, 100 queries in flight, 2 s timeout."""
+    argv = [str(build_c(LOAD_SOURCE)), "--server", HOST, "--port", str(port), "--queries", str(data),
+            "--sockets", str(CLIENTS), "--inflight", "100", "--duration", str(duration), "--timeout", "2"]
+    out, cpu = _generator(argv, duration + 60)
+    try:
+        return json.loads(out), cpu
+    except ValueError:
+        raise SystemExit(f"dns_load output not understood:\n{out}") from None
 
 
 def _number(pattern: str, text: str) -> float:
@@ -346,22 +414,35 @@ def _number(pattern: str, text: str) -> float:
 def throughput_run(kind: str, data: Path, duration: int) -> dict[str, float]:
     server = Server(kind)
     try:
+        if LOAD == "c":  # the answers the run must repeat byte for byte, asked before the clock starts
+            lines = query_lines()
+            ANSWERS[kind] = expected_answers(server.port, lines)
+            load_file(data.with_suffix(".wire"), lines, ANSWERS[kind])
         before = server.cpu_split()
-        out = dnsperf(server.port, data, duration, [])
+        if LOAD == "c":
+            report, generator_cpu = c_load(server.port, data.with_suffix(".wire"), duration)
+        else:
+            out, generator_cpu = dnsperf(server.port, data, duration, [])
         after = server.cpu_split()
     finally:
         server.stop()
-    completed = max(_number(r"Queries completed:\s+(\d+)", out), 1)
+    if LOAD == "c":
+        completed = max(report["answered"], 1)
+        qps, lost = report["qps"], report["lost"]
+        checked = {"mismatched": report["mismatched"], "unmatched": report["unmatched"]}
+    else:
+        completed = max(_number(r"Queries completed:\s+(\d+)", out), 1)
+        qps, lost = _number(r"Queries per second:\s+([\d.]+)", out), _number(r"Queries lost:\s+(\d+)", out)
+        checked = {}
     main_us, children_us = ((a - b) / completed * 1e6 for a, b in zip(after, before, strict=True))
-    return {"qps": _number(r"Queries per second:\s+([\d.]+)", out),
-            "lost": _number(r"Queries lost:\s+(\d+)", out),
-            "cpu_us": main_us + children_us, "main_us": main_us, "children_us": children_us}
+    return {"qps": qps, "lost": lost, "cpu_us": main_us + children_us, "main_us": main_us,
+            "children_us": children_us, "generator_us": generator_cpu / completed * 1e6, **checked}
 
 
 def latency_run(kind: str, data: Path) -> dict[str, float]:
     server = Server(kind)
     try:
-        out = dnsperf(server.port, data, 5, ["-Q", "2000", "-v"])
+        out, _ = dnsperf(server.port, data, 5, ["-Q", "2000", "-v"])
     finally:
         server.stop()
     # -v prints one line per answered query; the last field is its latency in seconds
@@ -374,17 +455,20 @@ def latency_run(kind: str, data: Path) -> dict[str, float]:
 
 
 def main() -> None:
-    global SERVER_CPU, CLIENTS, BEFORE
+    global SERVER_CPU, CLIENTS, BEFORE, LOAD
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--serve", choices=("labkit", "naive", "echo", "workers"), help=argparse.SUPPRESS)
-    parser.add_argument("--duration", type=int, default=10, help="seconds per dnsperf run (max 60)")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per run (max 60)")
+    parser.add_argument("--load", choices=("c", "dnsperf"), default=LOAD,
+                        help="the load generator: bench/dns_load.c (default: checks every answer, and "
+                        "costs less CPU per query than dnsperf) or dnsperf (as rounds 1-7)")
     parser.add_argument("--runs", type=int, default=3, help="runs per server (max 9)")
     parser.add_argument("--latency", action="store_true", help="also measure p50/p99 at 2,000 q/s")
     parser.add_argument("--workers", type=int, default=0,
                         help="also run labkit's DNS in this many worker processes (row 'workers')")
     parser.add_argument("--server-cpus", default=SERVER_CPU,
-                        help="CPUs the servers are pinned to (taskset list; default 1, dnsperf on 0)")
-    parser.add_argument("--clients", type=int, default=CLIENTS, help="dnsperf -c: client sockets")
+                        help="CPUs the servers are pinned to (taskset list; default 1, the generator on 0)")
+    parser.add_argument("--clients", type=int, default=CLIENTS, help="the generator's client sockets (dnsperf -c)")
     parser.add_argument("--before", metavar="DIR", default="",
                         help="also serve labkit's DNS from the labkit package in DIR (e.g. `git archive` "
                         "of an older commit), as the row 'before', for a same-run comparison")
@@ -397,8 +481,11 @@ def main() -> None:
     if args.serve:
         asyncio.run(serve(args.serve))
         return
-    if shutil.which("dnsperf") is None:
+    LOAD = args.load
+    if shutil.which("dnsperf") is None and (LOAD == "dnsperf" or args.latency):
         raise SystemExit("dnsperf is not installed (Debian package dnsperf)")
+    if LOAD == "c":
+        build_c(LOAD_SOURCE)  # compiled before any clock starts (cached)
     duration, runs = min(max(args.duration, 1), 60), min(max(args.runs, 1), 9)
     SERVER_CPU, CLIENTS = args.server_cpus, min(max(args.clients, 1), 256)
     kinds = ["labkit", "pure", "naive", "echo"]
@@ -413,21 +500,28 @@ def main() -> None:
     if args.only:
         kinds = [kind for kind in kinds if kind in args.only]
     results: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
+    answers: dict[str, list[dict[str, bytes]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "queries.txt"
         query_file(data)
         for run in range(runs):
             for kind in kinds[run % len(kinds):] + kinds[:run % len(kinds)]:  # rotate the order
                 results[kind].append(throughput_run(kind, data, duration))
+                if LOAD == "c":
+                    answers.setdefault(kind, []).append(ANSWERS[kind])
                 print(f"run {run + 1} {kind}: {results[kind][-1]}", file=sys.stderr)
         measured = [kind for kind in kinds if kind != "echo"] if args.latency else []
         latency = {kind: latency_run(kind, data) for kind in measured}
     print(f"# {time.strftime('%Y-%m-%d')} · {platform.node()} · {os.cpu_count()} CPUs · "
           f"{platform.processor() or platform.machine()} · Python {platform.python_version()} · "
-          f"dnsperf -l {duration} -c {CLIENTS}, {runs} runs, servers on CPU {SERVER_CPU}, dnsperf on CPU "
-          f"{GENERATOR_CPU}" + (f", workers: {args.workers}" if args.workers > 1 else ""))
-    print("| server | queries/s median [min–max] | server CPU µs/query | lost | p50 / p99 at 2k q/s |")
-    print("|---|---|---|---|---|")
+          + (f"dnsperf -l {duration} -c {CLIENTS}" if LOAD == "dnsperf" else
+             f"dns_load.c {duration} s, {CLIENTS} sockets, 100 in flight")
+          + f", {runs} runs, servers on CPU {SERVER_CPU}, generator on CPU {GENERATOR_CPU}"
+          + (f", workers: {args.workers}" if args.workers > 1 else ""))
+    checked = LOAD == "c"
+    print("| server | queries/s median [min–max] | server CPU µs/query | generator CPU µs/query | lost | "
+          + ("answers not as expected | " if checked else "") + "p50 / p99 at 2k q/s |")
+    print("|---|---|---|---|---|" + ("---|" if checked else "") + "---|")
     for kind in kinds:
         rows = results[kind]
         qps = [r["qps"] for r in rows]
@@ -435,12 +529,21 @@ def main() -> None:
         lat_text = f"{lat['p50_ms']:.3f} / {lat['p99_ms']:.3f} ms" if lat else "—"
         print(f"| {kind} | {statistics.median(qps):,.0f} [{min(qps):,.0f}–{max(qps):,.0f}] | "
               f"{statistics.median(r['cpu_us'] for r in rows):.1f} | "
-              f"{int(sum(r['lost'] for r in rows))} | {lat_text} |")
+              f"{statistics.median(r['generator_us'] for r in rows):.1f} | {int(sum(r['lost'] for r in rows))} | "
+              + (f"{int(sum(r['mismatched'] + r['unmatched'] for r in rows))} | " if checked else "")
+              + f"{lat_text} |")
     if "workers" in results:  # where the workers' CPU goes: the main process (their events) and the workers
         rows = results["workers"]
         main_us = statistics.median(r["main_us"] for r in rows)
         print(f"workers: CPU µs/query in the main process {main_us:.1f}, "
               f"in the worker processes {statistics.median(r['children_us'] for r in rows):.1f} (medians)")
+    if checked:  # every answer of every run was its server's own first answer, byte for byte (the
+        # generator counts the others); labkit's forms must also agree with each other on those bytes
+        ours = [answers[kind][0] for kind in ("labkit", "pure", "workers", "before") if kind in answers]
+        stable = all(run == runs_[0] for runs_ in answers.values() for run in runs_)
+        print(f"answers: each server's the same in every run: {'yes' if stable else 'NO'}"
+              + (f"; labkit's forms byte-identical to each other: {'yes' if all(a == ours[0] for a in ours) else 'NO'}"
+                 if len(ours) > 1 else ""))
     medians = {kind: statistics.median(r["qps"] for r in results[kind]) for kind in kinds}
     for ours in ("labkit", "workers"):
         for kind in kinds if ours in medians else ():
