@@ -468,7 +468,8 @@ def main() -> None:
                         help="also run labkit's DNS in this many worker processes (row 'workers')")
     parser.add_argument("--server-cpus", default=SERVER_CPU,
                         help="CPUs the servers are pinned to (taskset list; default 1, the generator on 0)")
-    parser.add_argument("--clients", type=int, default=CLIENTS, help="the generator's client sockets (dnsperf -c)")
+    parser.add_argument("--clients", type=int, default=CLIENTS,
+                        help="the generator's client sockets (dnsperf -c)")
     parser.add_argument("--before", metavar="DIR", default="",
                         help="also serve labkit's DNS from the labkit package in DIR (e.g. `git archive` "
                         "of an older commit), as the row 'before', for a same-run comparison")
@@ -529,7 +530,8 @@ def main() -> None:
         lat_text = f"{lat['p50_ms']:.3f} / {lat['p99_ms']:.3f} ms" if lat else "—"
         print(f"| {kind} | {statistics.median(qps):,.0f} [{min(qps):,.0f}–{max(qps):,.0f}] | "
               f"{statistics.median(r['cpu_us'] for r in rows):.1f} | "
-              f"{statistics.median(r['generator_us'] for r in rows):.1f} | {int(sum(r['lost'] for r in rows))} | "
+              f"{statistics.median(r['generator_us'] for r in rows):.1f} | "
+              f"{int(sum(r['lost'] for r in rows))} | "
               + (f"{int(sum(r['mismatched'] + r['unmatched'] for r in rows))} | " if checked else "")
               + f"{lat_text} |")
     if "workers" in results:  # where the workers' CPU goes: the main process (their events) and the workers
@@ -539,11 +541,12 @@ def main() -> None:
               f"in the worker processes {statistics.median(r['children_us'] for r in rows):.1f} (medians)")
     if checked:  # every answer of every run was its server's own first answer, byte for byte (the
         # generator counts the others); labkit's forms must also agree with each other on those bytes
-        ours = [answers[kind][0] for kind in ("labkit", "pure", "workers", "before") if kind in answers]
-        stable = all(run == runs_[0] for runs_ in answers.values() for run in runs_)
+        forms = [answers[kind][0] for kind in ("labkit", "pure", "workers", "before") if kind in answers]
+        stable = all(each == kept[0] for kept in answers.values() for each in kept)
+        same = all(form == forms[0] for form in forms)
         print(f"answers: each server's the same in every run: {'yes' if stable else 'NO'}"
-              + (f"; labkit's forms byte-identical to each other: {'yes' if all(a == ours[0] for a in ours) else 'NO'}"
-                 if len(ours) > 1 else ""))
+              + (f"; labkit's forms byte-identical to each other: {'yes' if same else 'NO'}"
+                 if len(forms) > 1 else ""))
     medians = {kind: statistics.median(r["qps"] for r in results[kind]) for kind in kinds}
     for ours in ("labkit", "workers"):
         for kind in kinds if ours in medians else ():
