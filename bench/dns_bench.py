@@ -1,15 +1,28 @@
 """DNS benchmark (on demand, not a test): labkit's DNS service, a naive dnslib server, dnsmasq.
 
     .venv/bin/python bench/dns_bench.py [--duration 10] [--runs 3] [--latency] [--no-dnsmasq] [--only labkit]
-        [--before DIR] [--workers 2 --clients 8 --server-cpus 0,1] [--only pure]
+        [--before DIR] [--workers 2 --clients 8 --server-cpus 0,1] [--only pure] [--load c|dnsperf]
 
 Each server runs in its own process on 127.0.0.1, pinned to one CPU with taskset when there
-is one (the generator, dnsperf, on another), and is restarted for every run; the order
-rotates. The query mix is peer-benchmarks.md's: 60% SRV (both provisioning services), 20% A,
-5% NODATA, 15% NXDOMAIN, without EDNS (dnsperf's default). Printed per server: queries/s
-(median and range), the server process's CPU time (user + system, from /proc) per answered
-query, lost queries, and with --latency p50/p99 latency at a fixed 2,000 q/s. Loopback softirq
-work is charged to the CPU, not the process, so CPU/query slightly understates every server.
+is one (the load generator on another), and is restarted for every run; the order rotates.
+Every server of a run is driven by the same generator (--load):
+- c (the default): bench/dns_load.c, compiled on demand (bench/cbuild.py). It sends dnsperf's
+  queries (the same mix, the same wire bytes) from --clients sockets with 100 in flight
+  (--inflight) and a 2 s timeout, as dnsperf does here, at about two thirds of dnsperf's CPU
+  per query; and it
+  checks every answer against the answer its server gave that query just before the run (asked
+  once per distinct query over a plain socket): the column "answers not as expected" counts
+  answers whose bytes after the ID differ and answers to IDs not outstanding.
+- dnsperf: as rounds 1-7 measured. --latency always uses dnsperf (-Q 2000 -v).
+On 2 vCPUs the generator's CPU per query is part of the bound whenever it shares a CPU with a
+server (--server-cpus 0,1), so the table gives it too.
+
+The query mix is peer-benchmarks.md's: 60% SRV (both provisioning services), 20% A, 5% NODATA,
+15% NXDOMAIN, without EDNS (dnsperf's default). Printed per server: queries/s (median and
+range), the server process's CPU time (user + system, from /proc) per answered query, the
+generator's CPU per answered query, lost queries, and with --latency p50/p99 latency at a fixed
+2,000 q/s. Loopback softirq work is charged to the CPU, not the process, so CPU/query slightly
+understates every server (and the generator).
 
 The naive baseline is what peer-benchmarks.md calls "a naive asyncio server on dnslib": an
 asyncio DatagramProtocol that parses each query with dnslib, builds the reply object and packs
@@ -22,14 +35,15 @@ bytes unchanged, with no DNS work and no events.
 "workers" (--workers N) is labkit's DNS in N worker processes as `labkit up --workers N` runs
 it (SO_REUSEPORT; events sent back in batches to the parent, whose sink counts them); its CPU is
 the parent's and the workers'. SO_REUSEPORT spreads clients by source address and port, so give
-dnsperf several sockets (--clients) and the servers more than one CPU (--server-cpus).
+the generator several sockets (--clients) and the servers more than one CPU (--server-cpus).
 "labkit" uses the compiled UDP drain (labkit.native._udp) where it is built; "pure" is the same
 service with LABKIT_NATIVE=0 (the pure-Python drain it falls back to), for a same-run ratio.
 "before" (--before DIR) serves labkit's DNS from another labkit package (e.g. `git archive` of
 an older commit) in the same run, for a before/after ratio on a shared machine.
 
-Needs dnsperf (Debian package dnsperf). Traffic stays on loopback; every run is bounded by
---duration, and the processes started here are stopped by their own PID.
+Needs gcc (--load c) or dnsperf (Debian package dnsperf; --load dnsperf, --latency). Traffic
+stays on loopback; every run is bounded by --duration, and the processes started here are
+stopped by their own PID.
 """
 
 from __future__ import annotations
@@ -59,6 +73,7 @@ SERVER_CPU = "1"  # --server-cpus changes it (e.g. 0,1 to let the workers use bo
 BEFORE = ""  # --before DIR: a folder holding another labkit package, served as the row "before"
 CLIENTS = 1  # the generator's sockets (SO_REUSEPORT spreads by source port: workers need several)
 LOAD = "c"  # --load: bench/dns_load.c or dnsperf
+INFLIGHT = 100  # --inflight: queries outstanding in all (dnsperf -q, whose default is 100)
 LOAD_SOURCE = Path(__file__).resolve().parent / "dns_load.c"
 ANSWERS: dict[str, dict[str, bytes]] = {}  # per server, the answers --load c held every run to
 
@@ -389,14 +404,15 @@ def _generator(argv: list[str], timeout: int) -> tuple[str, float]:
 
 def dnsperf(port: int, data: Path, duration: int, extra: list[str]) -> tuple[str, float]:
     argv = ["dnsperf", "-s", HOST, "-p", str(port), "-d", str(data), "-l", str(duration), "-t", "2",
-            "-c", str(CLIENTS), *extra]
+            "-c", str(CLIENTS), "-q", str(INFLIGHT), *extra]
     return _generator(argv, duration + 60)
 
 
 def c_load(port: int, data: Path, duration: int) -> tuple[dict[str, float], float]:
-    """bench/dns_load.c with dnsperf's settings: CLIENTS sockets, 100 queries in flight, 2 s timeout."""
+    """bench/dns_load.c with dnsperf's settings: CLIENTS sockets, INFLIGHT queries in flight, 2 s timeout."""
     argv = [str(build_c(LOAD_SOURCE)), "--server", HOST, "--port", str(port), "--queries", str(data),
-            "--sockets", str(CLIENTS), "--inflight", "100", "--duration", str(duration), "--timeout", "2"]
+            "--sockets", str(CLIENTS), "--inflight", str(INFLIGHT), "--duration", str(duration),
+            "--timeout", "2"]
     out, cpu = _generator(argv, duration + 60)
     try:
         return json.loads(out), cpu
@@ -411,6 +427,14 @@ def _number(pattern: str, text: str) -> float:
     return float(match.group(1))
 
 
+def _machine_ticks() -> tuple[int, int]:
+    """All CPUs' busy and idle ticks so far (/proc/stat: busy includes softirq, which no process
+    is charged with, and whatever else the machine runs)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return sum(fields) - idle, idle
+
+
 def throughput_run(kind: str, data: Path, duration: int) -> dict[str, float]:
     server = Server(kind)
     try:
@@ -418,25 +442,32 @@ def throughput_run(kind: str, data: Path, duration: int) -> dict[str, float]:
             lines = query_lines()
             ANSWERS[kind] = expected_answers(server.port, lines)
             load_file(data.with_suffix(".wire"), lines, ANSWERS[kind])
-        before = server.cpu_split()
+        before, machine_before = server.cpu_split(), _machine_ticks()
         if LOAD == "c":
             report, generator_cpu = c_load(server.port, data.with_suffix(".wire"), duration)
         else:
             out, generator_cpu = dnsperf(server.port, data, duration, [])
-        after = server.cpu_split()
+        after, machine_after = server.cpu_split(), _machine_ticks()
     finally:
         server.stop()
+    busy, idle = (a - b for a, b in zip(machine_after, machine_before, strict=True))
     if LOAD == "c":
         completed = max(report["answered"], 1)
         qps, lost = report["qps"], report["lost"]
-        checked = {"mismatched": report["mismatched"], "unmatched": report["unmatched"]}
+        checked = {"mismatched": report["mismatched"], "unmatched": report["unmatched"],  # and, for the log,
+                   # the generator's answers per epoll wake-up and per recvmmsg (its batches)
+                   "per_wakeup": round(report["answered"] / max(report["wakeups"], 1), 1),
+                   "per_receive": round(report["answered"] / max(report["receive_calls"], 1), 1)}
     else:
         completed = max(_number(r"Queries completed:\s+(\d+)", out), 1)
         qps, lost = _number(r"Queries per second:\s+([\d.]+)", out), _number(r"Queries lost:\s+(\d+)", out)
         checked = {}
     main_us, children_us = ((a - b) / completed * 1e6 for a, b in zip(after, before, strict=True))
     return {"qps": qps, "lost": lost, "cpu_us": main_us + children_us, "main_us": main_us,
-            "children_us": children_us, "generator_us": generator_cpu / completed * 1e6, **checked}
+            "children_us": children_us, "generator_us": generator_cpu / completed * 1e6,
+            # for the log: were the CPUs the bound? (the machine's busy CPU per query, its idle share)
+            "machine_us": round(busy / os.sysconf("SC_CLK_TCK") / completed * 1e6, 2),
+            "idle": round(idle / max(busy + idle, 1), 3), **checked}
 
 
 def latency_run(kind: str, data: Path) -> dict[str, float]:
@@ -455,7 +486,7 @@ def latency_run(kind: str, data: Path) -> dict[str, float]:
 
 
 def main() -> None:
-    global SERVER_CPU, CLIENTS, BEFORE, LOAD
+    global SERVER_CPU, CLIENTS, BEFORE, LOAD, INFLIGHT
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--serve", choices=("labkit", "naive", "echo", "workers"), help=argparse.SUPPRESS)
     parser.add_argument("--duration", type=int, default=10, help="seconds per run (max 60)")
@@ -470,6 +501,8 @@ def main() -> None:
                         help="CPUs the servers are pinned to (taskset list; default 1, the generator on 0)")
     parser.add_argument("--clients", type=int, default=CLIENTS,
                         help="the generator's client sockets (dnsperf -c)")
+    parser.add_argument("--inflight", type=int, default=INFLIGHT,
+                        help="queries outstanding at most, over all sockets (dnsperf -q; default 100)")
     parser.add_argument("--before", metavar="DIR", default="",
                         help="also serve labkit's DNS from the labkit package in DIR (e.g. `git archive` "
                         "of an older commit), as the row 'before', for a same-run comparison")
@@ -482,7 +515,7 @@ def main() -> None:
     if args.serve:
         asyncio.run(serve(args.serve))
         return
-    LOAD = args.load
+    LOAD, INFLIGHT = args.load, min(max(args.inflight, 1), 10000)
     if shutil.which("dnsperf") is None and (LOAD == "dnsperf" or args.latency):
         raise SystemExit("dnsperf is not installed (Debian package dnsperf)")
     if LOAD == "c":
@@ -515,8 +548,8 @@ def main() -> None:
         latency = {kind: latency_run(kind, data) for kind in measured}
     print(f"# {time.strftime('%Y-%m-%d')} · {platform.node()} · {os.cpu_count()} CPUs · "
           f"{platform.processor() or platform.machine()} · Python {platform.python_version()} · "
-          + (f"dnsperf -l {duration} -c {CLIENTS}" if LOAD == "dnsperf" else
-             f"dns_load.c {duration} s, {CLIENTS} sockets, 100 in flight")
+          + (f"dnsperf -l {duration} -c {CLIENTS} -q {INFLIGHT}" if LOAD == "dnsperf" else
+             f"dns_load.c {duration} s, {CLIENTS} sockets, {INFLIGHT} in flight")
           + f", {runs} runs, servers on CPU {SERVER_CPU}, generator on CPU {GENERATOR_CPU}"
           + (f", workers: {args.workers}" if args.workers > 1 else ""))
     checked = LOAD == "c"
