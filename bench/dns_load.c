@@ -118,7 +118,9 @@ static void read_queries(const char *path) {
     }
 }
 
-/* Sequence numbers before head are resolved; a window below 65536 keeps each ID unique. */
+/* Sequence numbers before head are resolved; a window below 65536 keeps each ID unique. A query
+   lost on a socket holds its ID (and so that socket's sending, after 65,535 more) until its
+   timeout, as dnsperf's 64k IDs a socket do. */
 static void expire(Client *c, double t, double timeout) {
     while (c->head < c->next) {
         Slot *s = &c->slots[c->head & 0xffff];
