@@ -9,14 +9,14 @@ the phones and reads back one outcome per phone in the shape bench/storm.py repo
 
 from __future__ import annotations
 
-import hashlib
-import os
 import resource
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from cbuild import build as build_c
 
 from labkit.phone.core import Outcome, PhoneConfig
 from labkit.phone.driver import LabAccess, SwarmResult
@@ -28,21 +28,8 @@ SOURCE = Path(__file__).resolve().parent / "storm_phones.c"
 
 
 def build() -> Path:
-    """The compiled generator: in $XDG_CACHE_HOME/labkit-bench (or the temp dir), one per source."""
-    digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:16]
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    folder = Path(base) / "labkit-bench"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        folder = Path(tempfile.gettempdir())
-    binary = folder / f"storm_phones-{digest}"
-    if not binary.exists():
-        partial = binary.with_suffix(f".{os.getpid()}.tmp")
-        subprocess.run(["gcc", "-O2", "-std=gnu11", "-Wall", "-Wextra", "-o", str(partial), str(SOURCE)],
-                       check=True)
-        partial.replace(binary)
-    return binary
+    """The compiled generator (bench/cbuild.py: gcc -O2, cached by the source's hash)."""
+    return build_c(SOURCE)
 
 
 @dataclass
