@@ -13,7 +13,7 @@ Every server of a run is driven by the same generator (--load):
   checks every answer against the answer its server gave that query just before the run (asked
   once per distinct query over a plain socket): the column "answers not as expected" counts
   answers whose bytes after the ID differ and answers to IDs not outstanding.
-- dnsperf: as rounds 1-7 measured. --latency always uses dnsperf (-Q 2000 -v).
+- dnsperf: as rounds 1-6 measured. --latency always uses dnsperf (-Q 2000 -v).
 On 2 vCPUs the generator's CPU per query is part of the bound whenever it shares a CPU with a
 server (--server-cpus 0,1), so the table gives it too.
 
@@ -492,7 +492,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds per run (max 60)")
     parser.add_argument("--load", choices=("c", "dnsperf"), default=LOAD,
                         help="the load generator: bench/dns_load.c (default: checks every answer, and "
-                        "costs less CPU per query than dnsperf) or dnsperf (as rounds 1-7)")
+                        "costs less CPU per query than dnsperf) or dnsperf (as rounds 1-6)")
     parser.add_argument("--runs", type=int, default=3, help="runs per server (max 9)")
     parser.add_argument("--latency", action="store_true", help="also measure p50/p99 at 2,000 q/s")
     parser.add_argument("--workers", type=int, default=0,

@@ -2,7 +2,7 @@
 
    dnsperf needs most of a CPU of its own at 200k q/s; on a 2-vCPU machine that CPU is the one the
    second server process would use, so the generator, not the servers, bounded the workers' rate
-   (bench/README.md, round 8 of issue 15). This program does only what the bench needs: one
+   (bench/README.md, round 7 of issue 15). This program does only what the bench needs: one
    process, one epoll loop over N connected UDP sockets (distinct source ports, so SO_REUSEPORT
    spreads them over the workers), sendmmsg/recvmmsg in batches, at most --inflight queries
    outstanding in all (dnsperf's -q), split evenly over the sockets.
