@@ -91,7 +91,7 @@ class NativeReads:
         # Waiting awake (tftp_spin.h) under its own rules, which keep it off under load: on
         # unless LABKIT_TFTP_AWAKE=0. Round 5 left it off, measured on a loaded machine; round 7
         # measured it on a quiet one, where an idle vCPU's wake-up is most of a round trip
-        # (bench/README.md, TFTP).
+        # (bench/README.md, "Quiet-machine figures, seventh round": 12 of 12 rows with it, 11 without).
         module.set_spin(0 if os.environ.get(AWAKE_VARIABLE, "").strip() == "0" else 1)
         self.prestarted = min(max(1, max_threads), PRESTART)
         self._pool: Any = self._threads.start(max(1, max_threads), self.prestarted)
