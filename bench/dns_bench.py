@@ -252,15 +252,15 @@ def query_file(path: Path) -> None:
     path.write_text("\n".join(query_lines()) + "\n")
 
 
-QTYPES = {"A": 1, "AAAA": 28, "SRV": 33}
-
-
 def wire_query(line: str, ident: int = 0) -> bytes:
-    """The query dnsperf sends for `name TYPE`: RD set, one question, class IN, no EDNS."""
+    """The query dnsperf sends for `name TYPE`: RD set, one question, class IN, no EDNS (dnslib's
+    question() packs exactly that)."""
+    from dnslib import DNSRecord
+
     name, qtype = line.split()
-    labels = b"".join(bytes([len(label)]) + label.encode() for label in name.split("."))
-    return ident.to_bytes(2, "big") + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + labels + b"\x00" \
-        + QTYPES[qtype].to_bytes(2, "big") + b"\x00\x01"
+    query = DNSRecord.question(name, qtype)
+    query.header.id = ident
+    return bytes(query.pack())
 
 
 def expected_answers(port: int, lines: list[str]) -> dict[str, bytes]:
