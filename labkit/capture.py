@@ -15,14 +15,18 @@ next to each pcap, how to dissect it (see `labkit.dissect`).
 
 from __future__ import annotations
 
+import ctypes
+import logging
 import os
 import select
 import socket
+import struct
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from labkit.capture_filter import FilterTooLarge, capture_filter
 from labkit.dissect import Dissection
 from labkit.errors import LabkitError
 from labkit.events import StaticDirectory
@@ -30,6 +34,9 @@ from labkit.events import StaticDirectory
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
 TFTP_CLIENTS_FOLLOWED = 256  # the latest TFTP clients (address, port) whose transfers are kept
+SO_ATTACH_FILTER = 26  # asm-generic/socket.h (Python's socket module does not name it)
+
+log = logging.getLogger(__name__)
 
 
 class CaptureError(LabkitError):
@@ -66,6 +73,7 @@ class Capture:
             self.per_phone.mkdir(parents=True, exist_ok=True)
         self.hints = self.dissection.write_beside(self.path, self.per_phone)
         self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        attach_filter(self.sock, self.ports)  # before the first packet is queued unfiltered
         self.sock.bind((self.interface, 0))
         self.running = True
         self.thread = threading.Thread(target=self._loop, name="labkit-capture", daemon=True)
@@ -154,3 +162,17 @@ class Capture:
             for writer in self.writers.values():
                 writer.close()
             self.writers.clear()
+
+
+def attach_filter(sock: socket.socket, ports: set[int]) -> None:
+    """Let the kernel drop TCP and UDP that the capture would not keep (labkit.capture_filter);
+    what goes up is still checked by Capture._ours."""
+    try:
+        program = capture_filter(ports)
+    except FilterTooLarge as exc:  # unfiltered: slower under a foreign load, never wrong
+        log.warning("capture: no kernel filter: %s", exc)
+        return
+    code = ctypes.create_string_buffer(program, len(program))
+    # struct sock_fprog {unsigned short len; struct sock_filter *filter;}: the kernel copies it
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER,
+                    struct.pack("HP", len(program) // 8, ctypes.addressof(code)))
