@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: test lint run demo up bench clean
 
-$(STAMP): pyproject.toml setup.py $(wildcard labkit/native/*.c)
+$(STAMP): pyproject.toml setup.py $(wildcard labkit/native/*.c labkit/native/*.h)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
