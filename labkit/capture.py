@@ -23,6 +23,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -72,9 +73,10 @@ class Capture:
         if self.per_phone is not None:
             self.per_phone.mkdir(parents=True, exist_ok=True)
         self.hints = self.dissection.write_beside(self.path, self.per_phone)
-        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-        attach_filter(self.sock, self.ports)  # before the first packet is queued unfiltered
-        self.sock.bind((self.interface, 0))
+        # protocol 0: nothing is queued until the bind, which comes after the filter
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        attach_filter(self.sock, self.ports)
+        self.sock.bind((self.interface, ETH_P_ALL))
         self.running = True
         self.thread = threading.Thread(target=self._loop, name="labkit-capture", daemon=True)
         self.thread.start()
@@ -164,15 +166,17 @@ class Capture:
             self.writers.clear()
 
 
-def attach_filter(sock: socket.socket, ports: set[int]) -> None:
+def attach_filter(sock: socket.socket, ports: Iterable[int]) -> bool:
     """Let the kernel drop TCP and UDP that the capture would not keep (labkit.capture_filter);
-    what goes up is still checked by Capture._ours."""
+    what goes up is still checked by Capture._ours. Without a filter (too many ports, or the
+    kernel refused it: False) the capture runs unfiltered: slower under a foreign load."""
     try:
         program = capture_filter(ports)
-    except FilterTooLarge as exc:  # unfiltered: slower under a foreign load, never wrong
+        code = ctypes.create_string_buffer(program, len(program))
+        # struct sock_fprog {unsigned short len; struct sock_filter *filter;}: the kernel copies it
+        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER,
+                        struct.pack("HP", len(program) // 8, ctypes.addressof(code)))
+    except (FilterTooLarge, OSError) as exc:  # OSError: ENOMEM past net.core.optmem_max, say
         log.warning("capture: no kernel filter: %s", exc)
-        return
-    code = ctypes.create_string_buffer(program, len(program))
-    # struct sock_fprog {unsigned short len; struct sock_filter *filter;}: the kernel copies it
-    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER,
-                    struct.pack("HP", len(program) // 8, ctypes.addressof(code)))
+        return False
+    return True
