@@ -53,10 +53,8 @@ def main() -> None:
             try:
                 cells = []
                 for _, name, ws in FETCHES:
-                    argv = ["atftp", "--option", "blksize 1468"]
-                    argv += ["--option", f"windowsize {ws}"] if ws > 1 else []
-                    argv += ["-g", "-r", name, "-l", str(out), "127.0.0.1", str(server.port)]
-                    times = timed(argv, args.fetches)
+                    case = tftp_bench.Case(1, 1, "atftp", 1468, ws)  # the bench's own atftp command
+                    times = timed(tftp_bench.client_argv(case, server.port, name, out), args.fetches)
                     cells.append(f"{statistics.median(times) * 1e3:.2f} [{min(times) * 1e3:.2f}-"
                                  f"{max(times) * 1e3:.2f}]")
             finally:

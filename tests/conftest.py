@@ -32,6 +32,15 @@ def require_tool(name: str) -> str:
     return path
 
 
+def require_root(why: str) -> None:
+    """Skip (fail under LABKIT_REQUIRE_INTEROP=1) unless running as root; `why` says what needs it."""
+    if os.geteuid() != 0:
+        message = f"{why} needs root"
+        if REQUIRE_INTEROP:
+            pytest.fail(message + "; LABKIT_REQUIRE_INTEROP=1 forbids skipping")
+        pytest.skip(message)
+
+
 def require_module(name: str):
     """Import and return module `name`, or skip (fail under LABKIT_REQUIRE_INTEROP=1)."""
     try:

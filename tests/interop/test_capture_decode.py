@@ -9,20 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from tests.conftest import REQUIRE_INTEROP, require_tool
+from tests.conftest import require_root, require_tool
 from tests.interop.lab_process import LabProcess, start_lab_process
 
 PHONE = "00:56:2b:00:03:3c"
 PROFILE = "/Cisco/CP-8851-3PCC/00562b00033c.cfg"
-
-
-def need_root() -> None:
-    if os.geteuid() != 0:
-        if REQUIRE_INTEROP:
-            pytest.fail("packet capture needs root")
-        pytest.skip("packet capture needs root")
 
 
 def written_arguments(notes: Path) -> list[str]:
@@ -60,7 +51,7 @@ def boot_one_phone(lab: LabProcess) -> None:
 
 def test_a_capture_on_other_ports_dissects_with_the_written_arguments(tmp_path: Path) -> None:
     tshark = require_tool("tshark")
-    need_root()
+    require_root("packet capture")
     pcap, per_phone = tmp_path / "lab.pcap", tmp_path / "phones"
     lab = start_lab_process(tmp_path, None, "--pcap", str(pcap), "--pcap-per-phone", str(per_phone))
     try:
@@ -104,7 +95,7 @@ def test_a_capture_on_other_ports_dissects_with_the_written_arguments(tmp_path: 
 
 def test_tls_keylog_lets_tshark_read_a_captured_https_fetch(tmp_path: Path) -> None:
     tshark, curl = require_tool("tshark"), require_tool("curl")
-    need_root()
+    require_root("packet capture")
     pcap, keylog = tmp_path / "lab.pcap", tmp_path / "tls-keys.log"
     lab = start_lab_process(tmp_path, None, "--pcap", str(pcap), "--tls-keylog", str(keylog))
     try:

@@ -5,7 +5,6 @@ to decide (not TCP/UDP, IPv6 behind an extension header, not IP at all)."""
 
 from __future__ import annotations
 
-import os
 import secrets
 import select
 import socket
@@ -15,20 +14,13 @@ import pytest
 
 from labkit.capture import ETH_P_ALL, attach_filter
 from labkit.capture_filter import FilterTooLarge, capture_filter
-from tests.conftest import REQUIRE_INTEROP
+from tests.conftest import require_root
 
 FOREIGN, OTHER = 50053, 50054  # ports of made-up frames only
 BOUND = 10.0  # seconds to wait for the last frame
 # frames to another host's MAC: lo hands them to the packet sockets, and the IP stack ignores them
 # (no ICMP answer, nothing reaches a port in use on this machine)
 ELSEWHERE = "02:00:00:00:00:01"
-
-
-def need_root() -> None:
-    if os.geteuid() != 0:
-        if REQUIRE_INTEROP:
-            pytest.fail("a packet socket needs root")
-        pytest.skip("a packet socket needs root")
 
 
 def frames(token: bytes, lab: int) -> list[tuple[str, bytes, bool]]:
@@ -74,7 +66,7 @@ def frames(token: bytes, lab: int) -> list[tuple[str, bytes, bool]]:
                          [({30067, 30068, 30080}, 30080), (set(range(30000, 31000)), 30999)],
                          ids=["three ports", "1000 ports"])  # a later port, as source and as destination
 def test_the_kernel_lets_up_only_what_the_capture_could_keep(ports: set[int], lab: int) -> None:
-    need_root()
+    require_root("a packet socket")
     cases = frames(b"labkit-filter-" + secrets.token_bytes(8), lab)
     index = {frame: number for number, (_, frame, _) in enumerate(cases)}
     last = len(cases) - 1

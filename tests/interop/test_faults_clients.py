@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from tests.conftest import REQUIRE_INTEROP, require_tool
+from tests.conftest import require_root, require_tool
 from tests.interop.lab_process import start_lab_process, wait_for_event
 
 RULES = [
@@ -25,10 +22,7 @@ RULES = [
 
 def test_faults_reach_real_clients_and_the_capture(tmp_path: Path) -> None:
     dig, curl, tshark = (require_tool(t) for t in ("dig", "curl", "tshark"))
-    if os.geteuid() != 0:
-        if REQUIRE_INTEROP:
-            pytest.fail("packet capture needs root")
-        pytest.skip("packet capture needs root")
+    require_root("packet capture")
     args = [a for rule in RULES for a in ("--fault", rule)]
     pcap = tmp_path / "lab.pcap"
     lab = start_lab_process(tmp_path, None, *args, "--pcap", str(pcap))
@@ -135,10 +129,7 @@ def test_tftp_option_faults_and_http_shaping(tmp_path: Path) -> None:
 
 def test_per_phone_capture_holds_that_phone_s_dhcp(tmp_path: Path) -> None:
     tshark = require_tool("tshark")
-    if os.geteuid() != 0:
-        if REQUIRE_INTEROP:
-            pytest.fail("packet capture needs root")
-        pytest.skip("packet capture needs root")
+    require_root("packet capture")
     per_phone = tmp_path / "phones"
     lab = start_lab_process(tmp_path, None, "--pcap-per-phone", str(per_phone))
     try:
