@@ -80,6 +80,7 @@ typedef struct {
     double final_sent_at; /* when a window holding the last block was last sent, or 0 */
     long rcvtimeo_ms; /* SO_RCVTIMEO now set on the socket (see receive) */
     int spin_misses; /* awake waits in a row that the next datagram did not end (see awake) */
+    int spin_rested; /* waits slept since SPIN_MISSES stopped the awake wait (see may_spin) */
     int64_t started_ns, other_start_ns; /* this loop's start, and the one before it */
     long check_in; /* waits until may_spin looks at /proc/loadavg again (0: at the next) */
     int spare; /* a CPU to spare when last looked at (see spare_cpu) */

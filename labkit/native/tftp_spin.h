@@ -8,8 +8,10 @@
  * each: the ACK is looked for without sleeping for up to SPIN_NS first, so that the thread is
  * running when it comes. Only while this loop is the only one in the process and no other
  * started within QUIET_NS (a burst of transfers needs the CPUs: then every loop sleeps at once),
- * not after SPIN_MISSES waits in a row that the next datagram did not end (a client slower than
- * SPIN_NS: a network), and only while the machine has a CPU to spare (runnable tasks, from
+ * not for SPIN_REST waits after SPIN_MISSES waits in a row that the next datagram did not end (a
+ * client slower than SPIN_NS: a network; then one look again, so that a client preempted for a
+ * moment does not leave the rest of a long transfer asleep: measured, bench/README.md, ninth
+ * round), and only while the machine has a CPU to spare (runnable tasks, from
  * /proc/loadavg every IDLE_CHECK waits, every IDLE_RECHECK while there was none, at most the
  * CPUs online; a transfer's start is its busiest moment): on a loaded machine the
  * spinning thread takes the CPU its client needs (measured: slower there). It costs CPU by
@@ -17,6 +19,7 @@
 #define SPIN_NS 50000
 #define QUIET_NS 10000000
 #define SPIN_MISSES 4
+#define SPIN_REST 256
 #define IDLE_CHECK 64
 #define IDLE_RECHECK 8
 
@@ -57,7 +60,13 @@ static int spare_cpu(void) {
 static int may_spin(Run *r, int64_t t) {
     if (spin_mode != 1)
         return spin_mode == 2;
-    if (r->spin_misses >= SPIN_MISSES || __atomic_load_n(&running_loops, __ATOMIC_RELAXED) != 1)
+    if (r->spin_misses >= SPIN_MISSES) {
+        if (++r->spin_rested < SPIN_REST)
+            return 0;
+        r->spin_rested = 0;
+        r->spin_misses = SPIN_MISSES - 1; /* one look: a miss rests another SPIN_REST waits */
+    }
+    if (__atomic_load_n(&running_loops, __ATOMIC_RELAXED) != 1)
         return 0;
     if (--r->check_in <= 0) {
         r->spare = spare_cpu() == 1;
