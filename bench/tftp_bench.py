@@ -7,7 +7,9 @@ Run on demand, not in the test suite:
 
 The server runs in a separate process (restarted for every repetition) serving generated
 random files from a temporary folder; N clients start at once and the aggregate rate is
-N x size / wall time from the first start to the last exit, in MB/s (10^6 bytes). Every file a
+N x size / wall time from the first start to the last exit, in MB/s (10^6 bytes). With --burst
+the clients are spawned first, each held at a gate, and released together, the clock running
+from the release. Every file a
 client wrote is checked by sha256 after the clock stops. Outputs go to a tmpfs (/dev/shm) when
 there is one, so the disk does not bound the figure. Figures: median [min-max].
 """
@@ -213,16 +215,53 @@ def client_argv(case: Case, port: int, name: str, out: Path) -> list[str]:
     return [*argv, "-g", "-r", name, "-l", str(out), "127.0.0.1", str(port)]
 
 
-async def run_clients(case: Case, port: int, name: str, outdir: Path) -> tuple[float, list[Path]]:
+# --burst: each client waits at a gate (a shell blocked reading one byte of a FIFO) and execs
+# the client when released. Without it the clients are spawned one after another from asyncio
+# with the clock running (60-90 ms for 50 on two vCPUs, inside every 50-client figure for both
+# servers alike, with the transfers of the first clients overlapping the later spawns); with
+# it, all 50 requests arrive within a few ms: a harsher shape, a bench of phones powered on
+# together.
+GATE = 'read _ < "$0" && exec "$@"'
+GATE_WAIT = 5.0  # seconds: the bound on the clients reaching the gate, never expected
+
+
+def at_gate(pid: int) -> bool:
+    """The gate's shell sleeps in its read of the FIFO (what /proc says it waits in)."""
+    try:
+        return "pipe" in Path(f"/proc/{pid}/wchan").read_text()
+    except OSError:
+        return False
+
+
+async def run_clients(case: Case, port: int, name: str, outdir: Path,
+                      burst: bool = False) -> tuple[float, list[Path]]:
     outs = [outdir / f"out{i}.bin" for i in range(case.clients)]
-    started = time.perf_counter()
-    processes = [await asyncio.create_subprocess_exec(*client_argv(case, port, name, out),
-                                                      stdout=asyncio.subprocess.DEVNULL,
-                                                      stderr=asyncio.subprocess.PIPE)
-                 for out in outs]
-    results = await asyncio.wait_for(asyncio.gather(*(p.communicate() for p in processes)),
-                                     CLIENT_TIMEOUT + 30)
-    elapsed = time.perf_counter() - started
+    argvs = [client_argv(case, port, name, out) for out in outs]
+    gate = outdir / "gate"
+    if burst:
+        os.mkfifo(gate)
+        # Read-write, so that neither this open nor the shells' opens wait for the other side.
+        writer = os.open(gate, os.O_RDWR | os.O_NONBLOCK)
+        argvs = [["sh", "-c", GATE, str(gate), *argv] for argv in argvs]
+    try:
+        if not burst:
+            started = time.perf_counter()
+        processes = [await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.DEVNULL,
+                                                          stderr=asyncio.subprocess.PIPE)
+                     for argv in argvs]
+        if burst:
+            bound = time.monotonic() + GATE_WAIT
+            while not all(at_gate(p.pid) for p in processes) and time.monotonic() < bound:
+                await asyncio.sleep(0.005)
+            started = time.perf_counter()
+            os.write(writer, b"\n" * len(processes))  # one line, one byte, for each shell
+        results = await asyncio.wait_for(asyncio.gather(*(p.communicate() for p in processes)),
+                                         CLIENT_TIMEOUT + 30)
+        elapsed = time.perf_counter() - started
+    finally:
+        if burst:
+            os.close(writer)
+            gate.unlink()
     for process, (_, err) in zip(processes, results, strict=True):
         if process.returncode != 0:
             raise RuntimeError(f"{case.client} exited {process.returncode}: {err.decode(errors='replace')}")
@@ -238,14 +277,14 @@ def sha256(path: Path) -> str:
 
 
 def measure(server_kind: str, case: Case, root: Path, outdir: Path, digests: dict[str, str],
-            tftpd: str) -> tuple[float, float]:
+            tftpd: str, burst: bool = False) -> tuple[float, float]:
     """(aggregate MB/s, server CPU µs per DATA block or NaN when not measurable)."""
     name = f"file{case.size_mib}.bin"
     server = Server(server_kind, root, tftpd)
     server.start()
     try:
         before = server.cpu()
-        elapsed, outs = asyncio.run(run_clients(case, server.port, name, outdir))
+        elapsed, outs = asyncio.run(run_clients(case, server.port, name, outdir, burst))
         time.sleep(0.3)  # tftpd-hpa's children exit (and are reaped) after the last ACK
         used: float | None = server.cpu() - before
     finally:
@@ -281,6 +320,9 @@ def main() -> int:
                         help="the in.tftpd to compare with (e.g. one extracted from the .deb)")
     parser.add_argument("--only", default="", help="run only cases whose label matches this regular "
                                                     "expression (e.g. 'curl|tftp ' for the lock-step cases)")
+    parser.add_argument("--burst", action="store_true",
+                        help="spawn the clients first, held at a gate, and release them together "
+                             "(the clock from the release), instead of one after another")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
@@ -307,6 +349,8 @@ def main() -> int:
           f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     from labkit import native
     print(f"# labkit compiled fast paths: {native.available() or 'none'}")
+    print("# clients " + ("held at a gate and released together (--burst)" if args.burst
+                          else "spawned one after another, the clock from the first"))
     shm = Path("/dev/shm")
     out_parent = shm if shm.is_dir() else None
     with tempfile.TemporaryDirectory(prefix="tftpbench-root-") as root_dir, \
@@ -331,7 +375,8 @@ def main() -> int:
                 # Alternate the order: on a shared machine, load drifts; ratios stay fair.
                 for server in servers[rep % len(servers):] + servers[: rep % len(servers)]:
                     try:
-                        rate, cpu = measure(server, case, root, outdir, digests, args.tftpd)
+                        rate, cpu = measure(server, case, root, outdir, digests, args.tftpd,
+                                            args.burst)
                         rates[server].append(rate)
                         cpus[server].append(cpu)
                     except (RuntimeError, TimeoutError) as exc:
